@@ -1,0 +1,33 @@
+"""Errors a user can act on. The CLI shows each as one line; no traceback."""
+
+
+class ImgidxError(Exception):
+    """Base class of every error imgidx reports to a user as one line."""
+
+
+class ImageReadError(ImgidxError):
+    """A file is missing, unreadable, or not a decodable image."""
+
+
+class UnknownModelError(ImgidxError):
+    """No backbone is registered under the requested name."""
+
+
+class WeightsError(ImgidxError):
+    """Model weights are missing, truncated, tampered with, or do not fit the network."""
+
+
+class DownloadError(WeightsError):
+    """Weights could not be downloaded."""
+
+
+class StoreError(ImgidxError):
+    """The index database cannot be opened or used as asked."""
+
+
+class SchemaVersionError(StoreError):
+    """The index was written by another schema version and cannot be used as it is."""
+
+
+class IndexSettingsError(StoreError):
+    """The index was built with another model or working size than requested."""

@@ -1,0 +1,80 @@
+"""The 1000 ImageNet-1k classes in model order, with synonyms and WordNet 3.0 ancestors (package data)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+NUM_CLASSES = 1000
+
+#: TF-Slim's ImageNet label map has 1001 entries with 0 = "background"; networks trained with it output
+#: 1001 logits, and their class ``i`` here is their output ``i + BACKGROUND_OFFSET``. VGG-16 and
+#: EfficientNet-Lite0 output the 1000 classes directly (the seed's ``names[index + 1]``).
+BACKGROUND_OFFSET = 1
+
+
+@dataclass(frozen=True)
+class ImageNetClass:
+    """One class: its output index, WordNet id and synonyms, display name first."""
+
+    index: int
+    wnid: str
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    """A WordNet hypernym of one or more classes (e.g. n02084071 dog)."""
+
+    wnid: str
+    lemma: str
+
+
+def _rows(filename: str) -> list[dict[str, str]]:
+    text = resources.files("indexer").joinpath("data", filename).read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+@lru_cache(maxsize=1)
+def classes() -> tuple[ImageNetClass, ...]:
+    """All classes, position = model output index."""
+    rows = _rows("imagenet_classes.tsv")
+    result = tuple(
+        ImageNetClass(int(row["index"]), row["wnid"], tuple(n.strip() for n in row["names"].split(",")))
+        for row in rows
+    )
+    assert [c.index for c in result] == list(range(NUM_CLASSES)), "imagenet_classes.tsv is out of order"
+    return result
+
+
+@lru_cache(maxsize=1)
+def ancestors() -> tuple[tuple[Ancestor, ...], ...]:
+    """For each class, every WordNet ancestor over all hypernym paths (not the class itself)."""
+    result: list[tuple[Ancestor, ...]] = [()] * NUM_CLASSES
+    for row in _rows("imagenet_hierarchy.tsv"):
+        chain = tuple(
+            Ancestor(*item.split(":", 1)) for item in row["all_ancestors"].split("|") if item
+        )
+        result[int(row["index"])] = chain
+    return tuple(result)
+
+
+def class_name(index: int) -> str:
+    return classes()[index].name
+
+
+def without_background(logits: np.ndarray) -> np.ndarray:
+    """Drop the background logit of a 1001-output network so indices match `classes()`."""
+    if logits.shape[-1] == NUM_CLASSES + BACKGROUND_OFFSET:
+        return logits[..., BACKGROUND_OFFSET:]
+    if logits.shape[-1] != NUM_CLASSES:
+        raise ValueError(f"expected {NUM_CLASSES} or {NUM_CLASSES + BACKGROUND_OFFSET} logits, got {logits.shape[-1]}")
+    return logits

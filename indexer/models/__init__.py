@@ -1,0 +1,34 @@
+"""Backbone registry. Names are known without importing TensorFlow; loading one imports it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from indexer.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from indexer.models.base import Backbone
+
+# name -> (module, one-line description)
+REGISTRY: dict[str, tuple[str, str]] = {
+    "vgg16": ("indexer.models.vgg16", "TF-Slim VGG-16, fully convolutional (needs the 528 MB checkpoint)"),
+    "efficientnet-lite0": (
+        "indexer.models.efficientnet_lite0",
+        "EfficientNet-Lite0, real ImageNet weights shipped with the package (works offline)",
+    ),
+}
+DEFAULT_MODEL = "vgg16"
+
+
+def model_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def load_model(name: str, weights: str | None = None, precision: str = "auto") -> "Backbone":
+    """Build the backbone ``name`` with its weights loaded, ready to run batches."""
+    try:
+        module_name, _ = REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+    return importlib.import_module(module_name).load(weights=weights, precision=precision)

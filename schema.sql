@@ -1,0 +1,67 @@
+-- imgidx index schema: the single source of truth for the database.
+-- Applied through SQLAlchemy by indexer/store.py; shipped in the wheel as indexer/data/schema.sql.
+-- Portable SQL (SQLite now, PostgreSQL later): no AUTOINCREMENT, no WITHOUT ROWID, no SQLite-only types.
+-- The schema version lives in meta('schema_version'); bump SCHEMA_VERSION in store.py with every change.
+
+-- Key/value settings the index was built with: schema_version, model, working_size, precision, ...
+CREATE TABLE IF NOT EXISTS meta (
+    key   VARCHAR(64) PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- The 1000 ImageNet classes, class_id = model output index (no background class).
+CREATE TABLE IF NOT EXISTS classes (
+    class_id INTEGER PRIMARY KEY,
+    wnid     VARCHAR(16) NOT NULL UNIQUE,
+    name     TEXT NOT NULL,            -- display name (first synonym)
+    names    TEXT NOT NULL             -- all synonyms, comma-separated, as in imagenet_classes.tsv
+);
+
+-- Every WordNet 3.0 ancestor of every class (over all hypernym paths), e.g. (207, n02084071, dog).
+CREATE TABLE IF NOT EXISTS class_ancestors (
+    class_id      INTEGER NOT NULL REFERENCES classes (class_id),
+    ancestor_wnid VARCHAR(16) NOT NULL,
+    ancestor_name TEXT NOT NULL,
+    PRIMARY KEY (class_id, ancestor_wnid)
+);
+CREATE INDEX IF NOT EXISTS class_ancestors_wnid ON class_ancestors (ancestor_wnid);
+
+-- One row per file seen. Rows with error IS NOT NULL are failed files (kept so the summary can count them).
+CREATE TABLE IF NOT EXISTS images (
+    image_id     INTEGER PRIMARY KEY,
+    path         TEXT NOT NULL UNIQUE,  -- absolute path
+    size_bytes   BIGINT NOT NULL,
+    mtime_ns     BIGINT NOT NULL,
+    content_hash VARCHAR(64),           -- sha256 hex of the file bytes; NULL if unreadable
+    width        INTEGER,               -- after EXIF orientation
+    height       INTEGER,
+    model        VARCHAR(64),
+    working_size INTEGER,
+    indexed_at   VARCHAR(32) NOT NULL,  -- ISO 8601, UTC
+    error        TEXT                   -- NULL when labels were stored
+);
+CREATE INDEX IF NOT EXISTS images_content_hash ON images (content_hash);
+
+-- Image-level labels: score = mean class probability over all map positions,
+-- share = fraction of map positions whose top class this is. Top classes above a floor only.
+CREATE TABLE IF NOT EXISTS image_labels (
+    image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
+    class_id INTEGER NOT NULL REFERENCES classes (class_id),
+    score    REAL NOT NULL,
+    share    REAL NOT NULL,
+    PRIMARY KEY (image_id, class_id)
+);
+CREATE INDEX IF NOT EXISTS image_labels_class ON image_labels (class_id, score);
+
+-- Cell-level labels: cell 0..8 row-major (0 top-left, 4 center, 8 bottom-right);
+-- score = area-weighted mean class probability over the map positions covering the cell,
+-- coverage = area-weighted share of the cell whose top class this is. Top classes above a floor only.
+CREATE TABLE IF NOT EXISTS cell_labels (
+    image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
+    cell     SMALLINT NOT NULL CHECK (cell BETWEEN 0 AND 8),
+    class_id INTEGER NOT NULL REFERENCES classes (class_id),
+    score    REAL NOT NULL,
+    coverage REAL NOT NULL,
+    PRIMARY KEY (image_id, cell, class_id)
+);
+CREATE INDEX IF NOT EXISTS cell_labels_class_cell ON cell_labels (class_id, cell, score);
