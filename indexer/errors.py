@@ -31,3 +31,7 @@ class SchemaVersionError(StoreError):
 
 class IndexSettingsError(StoreError):
     """The index was built with another model or working size than requested."""
+
+
+class WorkingSizeError(ImgidxError):
+    """The requested working size is too small for the network to produce a class map."""

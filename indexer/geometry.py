@@ -140,6 +140,11 @@ def derive_geometry(layers: Sequence[Layer], input_hw: tuple[int, int]) -> Geome
     return Geometry(derive_axis(layers, input_hw[0]), derive_axis(layers, input_hw[1]))
 
 
+def total_stride(layers: Sequence[Layer]) -> int:
+    """The map's stride in input pixels, whatever the input size."""
+    return math.prod(layer.stride for layer in layers)
+
+
 def minimum_input(layers: Sequence[Layer]) -> int:
     """The smallest input side that still yields a one-position map."""
     size = 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from typing import TYPE_CHECKING
 
 from indexer.errors import UnknownModelError
@@ -20,6 +22,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 DEFAULT_MODEL = "vgg16"
 
+#: TensorFlow's C++ start-up chatter (oneDNN notices, "no CUDA driver") is noise to a user of a CPU tool.
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+TF_ERRORS_ONLY = "3"
+
 
 def model_names() -> list[str]:
     return list(REGISTRY)
@@ -31,4 +37,6 @@ def load_model(name: str, weights: str | None = None, precision: str = "auto") -
         module_name, _ = REGISTRY[name]
     except KeyError:
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+    os.environ.setdefault(TF_LOG_LEVEL_ENV, TF_ERRORS_ONLY)
+    warnings.filterwarnings("ignore", module=r"(tf_slim|tensorflow|keras)(\.|$)")
     return importlib.import_module(module_name).load(weights=weights, precision=precision)

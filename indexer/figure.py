@@ -1,0 +1,54 @@
+"""The seed's segmentation figure (its ``discrete_matshow``) and a plain-text rendering of a class map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer import labels
+from indexer.inference import Segmentation
+
+COLORMAP = "Paired"
+FIGURE_INCHES = (13, 6)
+FIGURE_DPI = 100
+TEXT_CELL_WIDTH = 14
+
+
+def relabel(class_map: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Number the classes present 0..n-1 (the seed's ``np.unique(..., return_inverse=True)``)."""
+    present, relabeled = np.unique(class_map, return_inverse=True)
+    return relabeled.reshape(class_map.shape), [int(c) for c in present]
+
+
+def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
+    """The photo beside its class map, drawn with a discrete colormap and a colour bar naming each class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    relabeled, present = relabel(segmentation.class_map)
+    count = len(present)
+    figure, (photo_axes, map_axes) = plt.subplots(1, 2, figsize=FIGURE_INCHES)
+    photo_axes.imshow(segmentation.pixels)
+    photo_axes.set_title("Photo (working size)")
+    photo_axes.axis("off")
+    cmap = plt.get_cmap(COLORMAP, count)
+    drawn = map_axes.matshow(relabeled, cmap=cmap, vmin=-0.5, vmax=count - 0.5)
+    map_axes.set_title(f"Class map {relabeled.shape[0]}x{relabeled.shape[1]}")
+    colorbar = figure.colorbar(drawn, ax=map_axes, ticks=np.arange(count))
+    colorbar.ax.set_yticklabels([f"{i} {labels.class_name(c)}" for i, c in enumerate(present)])
+    figure.suptitle(title, fontsize=14, fontweight="bold")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=FIGURE_DPI, bbox_inches="tight")
+    plt.close(figure)
+
+
+def text_grid(segmentation: Segmentation, width: int = TEXT_CELL_WIDTH) -> str:
+    """The class map as rows of class names, each cut to ``width`` characters."""
+    lines = []
+    for row in segmentation.class_map:
+        cells = [labels.class_name(int(c))[:width].ljust(width) for c in row]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines)

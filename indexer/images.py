@@ -1,0 +1,164 @@
+"""Decoding photos as people have them; the only module that opens image files.
+
+Every decoded image is RGB ``uint8`` with EXIF orientation already applied, so cells and regions are where
+a person looking at the photo sees them. Large JPEGs are decoded at a reduced size (libjpeg's DCT scaling,
+Pillow's ``draft``) that still covers the working size, which is most of the decoding cost saved.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from indexer.errors import ImageReadError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
+)
+
+#: Refuse images above this many pixels before decoding them (decompression bombs); 300 MP admits a
+#: 20000x15000 panorama. JPEGs are decoded reduced, so their memory stays small even near the limit.
+MAX_PIXELS = 300_000_000
+
+#: Transparent areas are shown on white, as image viewers do.
+BACKGROUND_RGB = (255, 255, 255)
+
+#: The largest value of 16-bit samples; they are scaled to 8 bits by this over 255.
+UINT16_MAX = 65535
+
+#: The shorter side images are resized to before the backbone runs (`imgidx index --size`).
+DEFAULT_WORKING_SIZE = 448
+
+#: Longest side over shortest side beyond which the working image is cut down (panoramas).
+MAX_ASPECT = 2.0
+
+EXIF_ORIENTATION = 0x0112
+#: EXIF orientations 5-8 turn the picture a quarter, swapping width and height.
+QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+#: slim's vgg_preprocessing for single-label classification: shorter side to 256, central 224 crop.
+CLASSIFY_RESIZE_SIDE = 256
+CLASSIFY_CROP = 224
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels ready for a network, and the size of the original as a person sees it."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+
+
+def read_file(path: str | Path) -> bytes:
+    """The file's bytes, or an `ImageReadError` naming it (missing, a folder, no permission)."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def load(path: str | Path, min_side: int | None = None) -> DecodedImage:
+    """Read and decode one file (see `decode`)."""
+    return decode(read_file(path), str(path), min_side)
+
+
+def decode(data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
+    """Decode ``data`` (the bytes of file ``name``) to oriented RGB.
+
+    With ``min_side`` a JPEG may be decoded reduced, keeping its shorter side at least ``min_side``.
+    Raises `ImageReadError` naming ``name`` for anything that is not a decodable image.
+    """
+    if not data:
+        raise ImageReadError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageReadError(
+                    f"{name}: too large ({width}x{height}, {width * height / 1e6:.0f} MP; "
+                    f"the limit is {MAX_PIXELS / 1e6:.0f} MP)"
+                )
+            if min_side and image.format == "JPEG":
+                scale = min_side / min(width, height)
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            image.load()
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
+            image = ImageOps.exif_transpose(image)
+            pixels = _to_rgb(image)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image (unknown format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{name}: too large (a possible decompression bomb)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
+    return DecodedImage(pixels, height, width) if turned else DecodedImage(pixels, width, height)
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 from any Pillow mode: palette, grey, alpha, CMYK, 16-bit and float samples."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        grey = np.clip(values * (255 / UINT16_MAX) if values.max() > 255 else values, 0, 255)
+        return np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max() <= 1.0 else 1.0
+        grey = np.clip(values * scale, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND_RGB + (255,))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"))
+
+
+def working_shape(height: int, width: int, size: int, multiple: int = 1) -> tuple[int, int]:
+    """The network input shape for an image: shorter side ``size``, aspect kept up to `MAX_ASPECT`.
+
+    Each side is rounded to a multiple of ``multiple`` (the network's stride) so that images of the
+    common aspect ratios fall into a few shapes that batch together, and map positions tile evenly.
+    """
+    short, long = sorted((height, width))
+    long_side = size * min(long / short, MAX_ASPECT)
+    short_px = max(multiple, round(size / multiple) * multiple)
+    long_px = max(short_px, round(long_side / multiple) * multiple)
+    return (short_px, long_px) if height <= width else (long_px, short_px)
+
+
+def resize(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize RGB uint8 pixels to ``shape = (height, width)`` (antialiased when shrinking)."""
+    if pixels.shape[:2] == tuple(shape):
+        return pixels
+    image = Image.fromarray(pixels)
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def central_crop_for_classification(
+    pixels: np.ndarray, resize_side: int = CLASSIFY_RESIZE_SIDE, crop: int = CLASSIFY_CROP
+) -> np.ndarray:
+    """slim's evaluation preprocessing: aspect-preserving resize to ``resize_side``, then a central crop."""
+    height, width = pixels.shape[:2]
+    scale = resize_side / min(height, width)
+    new_h, new_w = max(crop, round(height * scale)), max(crop, round(width * scale))
+    resized = resize(pixels, (new_h, new_w))
+    top, left = (new_h - crop) // 2, (new_w - crop) // 2
+    return resized[top : top + crop, left : left + crop]
