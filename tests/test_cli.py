@@ -1,0 +1,87 @@
+"""The command line as a user meets it: help everywhere, one-line errors, exit codes."""
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from indexer import cli as cli_module
+from indexer.cli import cli
+from indexer.errors import StoreError
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+def test_every_command_has_help_text():
+    runner = CliRunner()
+    commands = list(all_commands(cli))
+    assert {"classify", "segment"} <= {path[0] for path, _ in commands}
+    for path, command in commands:
+        assert command.help and len(command.help.strip()) > 20, f"{' '.join(path)} has no help text"
+        result = runner.invoke(cli, [*path, "--help"], prog_name="imgidx")
+        assert result.exit_code == 0, result.output
+        assert "Usage: imgidx " + " ".join(path) in result.output
+
+
+def test_classify_reports_an_unreadable_image_in_one_line_without_loading_a_model(tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded although no image was readable")
+
+    monkeypatch.setattr("indexer.models.load_model", no_model)
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    result = CliRunner().invoke(cli, ["classify", str(tmp_path / "missing.jpg"), str(tmp_path / "notes.jpg")])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {tmp_path / 'missing.jpg'}: no such file\n"
+        f"Error: {tmp_path / 'notes.jpg'}: not an image (unknown format)\n"
+    )
+
+
+def test_unknown_model_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["classify", "--model", "resnet", "x.jpg"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--model': 'resnet' is not one of 'vgg16', 'efficientnet-lite0'." in result.stderr
+
+
+def test_segment_needs_an_output():
+    result = CliRunner().invoke(cli, ["segment", "x.jpg"])
+    assert result.exit_code == 2
+    assert result.stderr.endswith("Error: give --out FILE.png for the figure, or --text for a grid of class names\n")
+
+
+def test_library_errors_and_surprises_become_one_line(monkeypatch):
+    @cli.command("boom-test", help="A command that fails, for this test only.")
+    @click.argument("kind")
+    def boom(kind):
+        if kind == "store":
+            raise StoreError("cannot open index x.db: file is not a database")
+        raise KeyError("surprise")
+
+    try:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["boom-test", "store"])
+        assert (result.exit_code, result.stderr) == (1, "Error: cannot open index x.db: file is not a database\n")
+        monkeypatch.delenv(cli_module.DEBUG_ENV, raising=False)
+        result = runner.invoke(cli, ["boom-test", "other"])
+        assert result.exit_code == 1
+        assert result.stderr == "Error: internal error: KeyError: 'surprise' (set IMGIDX_DEBUG=1 for the traceback)\n"
+    finally:
+        del cli.commands["boom-test"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["classify", "--help"], ["segment", "nope.jpg", "--text"]])
+def test_commands_that_run_no_model_do_not_import_tensorflow(argv):
+    code = (
+        "import sys\nfrom indexer.cli import cli\n"
+        f"try:\n    cli({argv!r}, prog_name='imgidx')\nexcept SystemExit:\n    pass\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
