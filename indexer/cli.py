@@ -167,6 +167,213 @@ def segment(image_path, out, text, size, model_name, weights, precision):
         click.echo(f"wrote {out}")
 
 
+@cli.group()
+def weights() -> None:
+    """Download and check model weights (only VGG-16 needs a download)."""
+
+
+@weights.command("fetch")
+@click.argument("model_name", metavar="MODEL", type=click.Choice(["vgg16"]))
+def weights_fetch(model_name):
+    """Download MODEL's weights into the cache, resuming a broken download.
+
+    The archive's size is checked, it is extracted safely (no member may leave the cache folder), and
+    its sha256 is recorded so that later loads can tell a damaged or swapped file.
+    """
+    from tqdm import tqdm
+
+    from indexer.models import weights as weight_files
+
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=model_name, disable=None) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        path = weight_files.fetch_vgg16(progress=progress)
+    click.echo(f"{model_name} weights ready: {path}")
+
+
+def db_option(func):
+    """`--db`, shared by every command that reads or writes an index."""
+    return click.option(
+        "--db",
+        default=None,
+        metavar="URL|PATH",
+        help="Index database: a file path or an SQLAlchemy URL. Default: $IMGIDX_DB, else index.db in the "
+        "user data folder.",
+    )(func)
+
+
+def _db(db: str | None) -> str:
+    from indexer import store
+
+    return db or store.default_db_url()
+
+
+class _IndexProgress:
+    """Draws pipeline events: a bar with count, rate and ETA on a terminal; failures above it."""
+
+    def __init__(self, show_bar: bool, show_failures: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="img", desc="indexing", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+        self.show_failures = show_failures
+
+    def __call__(self, event) -> None:
+        from indexer import pipeline
+
+        if isinstance(event, pipeline.Planned):
+            self.bar.reset(total=event.todo)
+        elif isinstance(event, pipeline.ModelLoading):
+            self.bar.set_description(f"loading {event.model}")
+        elif isinstance(event, pipeline.Progress):
+            self.bar.set_description("indexing")
+            self.bar.update(event.done - self.bar.n)
+        elif isinstance(event, (pipeline.FileFailed, pipeline.FolderUnreadable)) and self.show_failures:
+            kind = "failed" if isinstance(event, pipeline.FileFailed) else f"cannot read folder {event.path}:"
+            self.bar.write(f"{kind} {event.error}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@cli.command("index")
+@click.argument("folders", metavar="FOLDER...", nargs=-1, required=True, type=click.Path(exists=True))
+@db_option
+@model_option
+@click.option(
+    "--size", default=None, type=click.IntRange(1),
+    help="Working size: the shorter side in px the network sees  [default: the index's, else 448].",
+)
+@click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Decoding threads  [default: CPU count].")
+@click.option("--prune/--no-prune", default=True, show_default=True, help="Remove files that are gone from the index.")
+@click.option("--reindex", is_flag=True, help="Redo every image, e.g. to change --model or --size.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
+def index_command(folders, db, model_name, weights, precision, size, batch, workers, prune, reindex, progress, quiet):
+    """Index the photos under each FOLDER (recursively), or bring the index up to date.
+
+    Unchanged files are skipped, moved or renamed ones keep their labels, deleted ones are pruned, and
+    bad files are recorded and reported without stopping the run. Results are committed in batches, so an
+    interrupted run loses nothing committed: run the same command again to continue.
+
+    An existing index keeps its model, working size and precision; asking for others is refused unless
+    --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if some file or
+    folder could not be read.
+    """
+    from indexer import pipeline, store
+    from indexer.models import load_model
+    from indexer.report import summary_text
+
+    source = click.get_current_context().get_parameter_source("model_name")
+    requested_model = None if source == click.core.ParameterSource.DEFAULT else model_name
+    engine = store.open_index(_db(db))
+    show_bar = progress if progress is not None else (not quiet and sys.stderr.isatty())
+    drawer = _IndexProgress(show_bar, show_failures=not quiet)
+    try:
+        summary = pipeline.index(
+            engine,
+            folders,
+            lambda settings: load_model(settings.model, weights, settings.precision),
+            model=requested_model,
+            size=size,
+            precision=precision,
+            reindex=reindex,
+            batch=batch,
+            workers=workers,
+            prune=prune,
+            on_event=drawer,
+        )
+    except KeyboardInterrupt:
+        drawer.close()
+        click.echo("interrupted: what was committed is kept; run the same command to continue", err=True)
+        raise SystemExit(130) from None
+    finally:
+        drawer.close()
+        engine.dispose()
+    click.echo(summary_text(summary))
+    if summary.stale_elsewhere:
+        click.echo(
+            f"note: {summary.stale_elsewhere} indexed images outside these folders are due for re-indexing; "
+            "run imgidx index on their folders",
+            err=True,
+        )
+    if not summary.ok:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("image_path", metavar="IMAGE", type=click.Path())
+@db_option
+@click.option("--top", "-k", default=5, show_default=True, type=click.IntRange(1), help="Image labels to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every stored label.")
+def show(image_path, db, top, as_json):
+    """Print what the index holds for IMAGE: its top labels and the 3x3 grid.
+
+    Each grid cell shows its leading class and score: the mean probability of that class over the cell.
+    A file not found by its path is looked up by its content, so a moved photo is still found.
+    """
+    import hashlib
+    import json
+
+    from indexer import images, report, store
+
+    engine = store.open_index(_db(db), create=False)
+    try:
+        with engine.connect() as conn:
+            found = None
+            for path in dict.fromkeys(_path_candidates(image_path)):
+                found = store.image_report(conn, path=path)
+                if found:
+                    break
+            if found is None and os.path.isfile(image_path):
+                digest = hashlib.sha256(images.read_file(image_path)).hexdigest()
+                found = store.image_report(conn, content_hash=digest)
+    finally:
+        engine.dispose()
+    if found is None:
+        raise click.ClickException(f"{image_path} is not in the index; add it with: imgidx index FOLDER")
+    if as_json:
+        click.echo(json.dumps(report.image_json(found)))
+    else:
+        click.echo(report.image_text(found, top))
+
+
+def _path_candidates(path: str) -> list[str]:
+    """The ways an indexed path may spell ``path``: through a symlinked folder, or fully resolved."""
+    absolute = os.path.abspath(path)
+    parent, name = os.path.split(absolute)
+    return [os.path.join(os.path.realpath(parent), name), absolute, os.path.realpath(absolute)]
+
+
+@cli.command()
+@db_option
+@click.option("--top", "-k", default=10, show_default=True, type=click.IntRange(1), help="Labels to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats(db, top, as_json):
+    """Print counts, the model and working size used, the most frequent labels and the failed files.
+
+    A label's count is the number of images whose top label it is.
+    """
+    import json
+
+    from indexer import report, store
+
+    db = _db(db)
+    engine = store.open_index(db, create=False)
+    try:
+        with engine.connect() as conn:
+            result = store.index_stats(conn, top=top)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report.stats_json(result, db)))
+    else:
+        click.echo(report.stats_text(result, db))
+
+
 def main() -> None:
     cli(prog_name="imgidx")
 

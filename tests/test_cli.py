@@ -22,7 +22,7 @@ def all_commands(group: click.Group, prefix=()):
 def test_every_command_has_help_text():
     runner = CliRunner()
     commands = list(all_commands(cli))
-    assert {"classify", "segment"} <= {path[0] for path, _ in commands}
+    assert {"classify", "segment", "weights"} <= {path[0] for path, _ in commands}
     for path, command in commands:
         assert command.help and len(command.help.strip()) > 20, f"{' '.join(path)} has no help text"
         result = runner.invoke(cli, [*path, "--help"], prog_name="imgidx")

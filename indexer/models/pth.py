@@ -32,6 +32,7 @@ MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 ZIP_MAGIC = b"PK\x03\x04"
 COUNT_BYTES = 8
+UNUSABLE = "is not a usable PyTorch state dict"
 
 #: torch storage type -> numpy dtype (byte order is added from the file's system info).
 STORAGE_DTYPES = {
@@ -75,7 +76,7 @@ def _is_int_tuple(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, *_requires_grad_hooks_metadata):
     """Stand-in for ``torch._utils._rebuild_tensor_v2``: records where the tensor's data lies."""
     if not isinstance(storage, _Storage):
         raise _Malformed("a tensor does not refer to a storage")
@@ -129,8 +130,9 @@ def _read_exact(file: BinaryIO, count: int, what: str, file_size: int) -> bytes:
 
 
 def _materialise(ref: _TensorRef, data: np.ndarray) -> np.ndarray:
+    native = data.dtype.newbyteorder("=")
     if any(n == 0 for n in ref.shape):
-        return np.zeros(ref.shape, dtype=data.dtype)
+        return np.zeros(ref.shape, dtype=native)
     last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride))
     if last >= data.size:
         raise _Malformed(f"a tensor of shape {ref.shape} reaches past the end of storage {ref.storage.key}")
@@ -140,7 +142,7 @@ def _materialise(ref: _TensorRef, data: np.ndarray) -> np.ndarray:
         strides=tuple(s * data.itemsize for s in ref.stride),
         writeable=False,
     )
-    return np.ascontiguousarray(view).astype(data.dtype.newbyteorder("="), copy=False)
+    return np.array(view, dtype=native, order="C")
 
 
 def _read(file: BinaryIO, path: str, file_size: int) -> dict[str, np.ndarray]:
@@ -171,7 +173,8 @@ def _read(file: BinaryIO, path: str, file_size: int) -> dict[str, np.ndarray]:
     storages: dict[str, np.ndarray] = {}
     for key in keys:
         storage = unpickler.storages[key]
-        (numel,) = struct.unpack(count_format, _read_exact(file, COUNT_BYTES, f"the size of storage {key}", file_size))
+        size_bytes = _read_exact(file, COUNT_BYTES, f"the size of storage {key}", file_size)
+        (numel,) = struct.unpack(count_format, size_bytes)
         if numel != storage.numel:
             raise _Malformed(f"storage {key} holds {numel} elements, the state dict says {storage.numel}")
         raw = _read_exact(file, numel * storage.dtype.itemsize, f"storage {key}", file_size)
@@ -200,9 +203,9 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except OSError as error:
         raise WeightsError(f"cannot read weights {path}: {error.strerror or error}") from error
     except _Malformed as error:
-        raise WeightsError(f"{path} is not a usable PyTorch state dict: {error}") from error
+        raise WeightsError(f"{path} {UNUSABLE}: {error}") from error
     except EOFError as error:
-        raise WeightsError(f"{path} is not a usable PyTorch state dict: it ends early; is it truncated?") from error
+        raise WeightsError(f"{path} {UNUSABLE}: it ends early; is it truncated?") from error
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, AttributeError, IndexError,
             struct.error, MemoryError) as error:
-        raise WeightsError(f"{path} is not a usable PyTorch state dict: {type(error).__name__}: {error}") from error
+        raise WeightsError(f"{path} {UNUSABLE}: {type(error).__name__}: {error}") from error

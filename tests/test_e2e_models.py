@@ -1,0 +1,60 @@
+"""End to end: `imgidx classify` and `imgidx segment` on real photos with real (offline) weights."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from indexer.cli import cli
+
+PHOTOS = Path(__file__).parent / "photos"
+DOMESTIC_CATS = range(281, 286)
+ESPRESSO, CUP = 967, 968
+
+pytestmark = pytest.mark.slow
+
+
+def run(*argv):
+    return CliRunner().invoke(cli, list(argv), prog_name="imgidx")
+
+
+def test_classify_finds_the_cat_and_the_coffee():
+    result = run(
+        "classify", str(PHOTOS / "chelsea.jpg"), str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    chelsea, coffee = (json.loads(line) for line in result.stdout.splitlines())
+    assert chelsea["top"][0]["class"] in DOMESTIC_CATS
+    assert coffee["top"][0]["class"] in (ESPRESSO, CUP)
+    assert len(chelsea["top"]) == 5
+    probabilities = [p["probability"] for p in chelsea["top"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+
+
+def test_classify_text_output_reads_like_the_seed():
+    result = run("classify", str(PHOTOS / "chelsea.jpg"), "--model", "efficientnet-lite0", "--top", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(PHOTOS / "chelsea.jpg")
+    assert len(lines) == 4 and all(line.startswith("  ") and "%" in line for line in lines[1:])
+
+
+def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
+    out = tmp_path / "figures" / "coffee-map.png"
+    result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--out", str(out), "--text")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(f"wrote {out}\n")
+    grid = result.stdout.splitlines()[:-1]
+    assert len(grid) == 14  # 448 px / stride 32 rows for the 400x600 photo at working size 448
+    assert any("espresso" in line or "cup" in line for line in grid)
+    figure = np.asarray(Image.open(out))
+    assert figure.shape[0] > 300 and figure.shape[1] > 600
+
+
+def test_segment_refuses_a_size_the_network_cannot_map():
+    result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "vgg16", "--text", "--size", "100")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "Error: --size must be at least 224 for vgg16, got 100"
