@@ -13,10 +13,8 @@ import click
 
 from indexer import __version__
 from indexer.errors import ImgidxError
-from indexer.models import DEFAULT_MODEL, model_names
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, model_names
 from indexer.models.base import PRECISIONS
-
-DEBUG_ENV = "IMGIDX_DEBUG"
 
 
 class ImgidxGroup(click.Group):

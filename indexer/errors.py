@@ -35,3 +35,11 @@ class IndexSettingsError(StoreError):
 
 class WorkingSizeError(ImgidxError):
     """The requested working size is too small for the network to produce a class map."""
+
+
+class FolderError(ImgidxError):
+    """A folder given to index does not exist or is not a folder or file."""
+
+
+class IndexBusyError(StoreError):
+    """Another `imgidx index` is writing to the same index."""

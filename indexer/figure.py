@@ -10,15 +10,30 @@ from indexer import labels
 from indexer.inference import Segmentation
 
 COLORMAP = "Paired"
+#: Paired has 12 distinct colours; rarer classes share one "other" colour so every colour means one class.
+MAX_LEGEND_CLASSES = 11
+OTHER_RGBA = (0.85, 0.85, 0.85, 1.0)
 FIGURE_INCHES = (13, 6)
 FIGURE_DPI = 100
 TEXT_CELL_WIDTH = 14
 
 
-def relabel(class_map: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Number the classes present 0..n-1 (the seed's ``np.unique(..., return_inverse=True)``)."""
-    present, relabeled = np.unique(class_map, return_inverse=True)
-    return relabeled.reshape(class_map.shape), [int(c) for c in present]
+def relabel(class_map: np.ndarray, most: int = MAX_LEGEND_CLASSES) -> tuple[np.ndarray, list[str]]:
+    """Number the classes present 0..n-1 (the seed's ``np.unique(..., return_inverse=True)``).
+
+    Beyond ``most`` classes, the ones covering the fewest positions are merged into a last "other" entry,
+    because a colour bar of 50 names is unreadable and a 12-colour map would repeat colours.
+    """
+    present, inverse, counts = np.unique(class_map, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(class_map.shape)
+    names = [labels.class_name(int(c)) for c in present]
+    if len(present) <= most:
+        return inverse, names
+    keep = sorted(np.argsort(-counts, kind="stable")[:most])
+    new_index = np.full(len(present), most)
+    new_index[keep] = np.arange(most)
+    other = len(present) - most
+    return new_index[inverse], [names[i] for i in keep] + [f"other ({other} classes)"]
 
 
 def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
@@ -28,17 +43,21 @@ def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    relabeled, present = relabel(segmentation.class_map)
-    count = len(present)
+    relabeled, legend = relabel(segmentation.class_map)
+    count = len(legend)
     figure, (photo_axes, map_axes) = plt.subplots(1, 2, figsize=FIGURE_INCHES)
     photo_axes.imshow(segmentation.pixels)
     photo_axes.set_title("Photo (working size)")
     photo_axes.axis("off")
     cmap = plt.get_cmap(COLORMAP, count)
+    if legend[-1].startswith("other ("):
+        from matplotlib.colors import ListedColormap
+
+        cmap = ListedColormap([cmap(i) for i in range(count - 1)] + [OTHER_RGBA])
     drawn = map_axes.matshow(relabeled, cmap=cmap, vmin=-0.5, vmax=count - 0.5)
     map_axes.set_title(f"Class map {relabeled.shape[0]}x{relabeled.shape[1]}")
     colorbar = figure.colorbar(drawn, ax=map_axes, ticks=np.arange(count))
-    colorbar.ax.set_yticklabels([f"{i} {labels.class_name(c)}" for i, c in enumerate(present)])
+    colorbar.ax.set_yticklabels([f"{i} {name}" for i, name in enumerate(legend)])
     figure.suptitle(title, fontsize=14, fontweight="bold")
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=FIGURE_DPI, bbox_inches="tight")

@@ -169,3 +169,314 @@ def tables(bind: Engine | sa.Connection) -> Tables:
 
 def read_meta(conn: sa.Connection) -> dict[str, str]:
     return {key: value for key, value in conn.execute(sa.text("SELECT key, value FROM meta"))}
+
+
+# --- Settings: the model, working size and precision every label row of the index was computed with ---
+
+SETTING_KEYS = ("model", "working_size", "precision")
+#: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
+IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How an index's labels were computed; one index never mixes two settings."""
+
+    model: str
+    working_size: int
+    precision: str
+
+    def describe(self) -> str:
+        return f"{self.model} at size {self.working_size} ({self.precision})"
+
+
+def read_settings(conn: sa.Connection) -> IndexSettings | None:
+    """The index's settings, or None for an index nothing was written to yet."""
+    meta = read_meta(conn)
+    if not all(key in meta for key in SETTING_KEYS):
+        return None
+    return IndexSettings(meta["model"], int(meta["working_size"]), meta["precision"])
+
+
+def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> None:
+    values = {"model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision}
+    conn.execute(t.meta.delete().where(t.meta.c.key.in_(SETTING_KEYS)))
+    conn.execute(t.meta.insert(), [{"key": k, "value": v} for k, v in values.items()])
+
+
+def mark_all_stale(conn: sa.Connection, t: Tables, drop_labels: bool) -> None:
+    """Make every image due for re-indexing; ``drop_labels`` when the old labels must not be mixed in."""
+    if drop_labels:
+        conn.execute(t.cell_labels.delete())
+        conn.execute(t.image_labels.delete())
+    conn.execute(t.images.update().values(model=None, working_size=None))
+
+
+# --- Write path: one call per kind of change, all inside the caller's transaction ---
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index holds about one path, as the incremental diff needs it."""
+
+    image_id: int
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str | None
+    model: str | None
+    working_size: int | None
+    error: str | None
+
+    def is_current(self, settings: IndexSettings) -> bool:
+        """Labels are stored, computed with ``settings``."""
+        return self.error is None and self.model == settings.model and self.working_size == settings.working_size
+
+
+def file_records(conn: sa.Connection, t: Tables) -> list[FileRecord]:
+    images = t.images
+    columns = [getattr(images.c, f) for f in FileRecord.__dataclass_fields__]
+    return [FileRecord(*row) for row in conn.execute(sa.select(*columns))]
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """The ``images`` row for one file: labelled (``error`` None) or failed."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str | None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    working_size: int | None = None
+    error: str | None = None
+
+
+def utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _chunks(items: list, size: int = IN_CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
+    for chunk in _chunks(image_ids):
+        conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
+        conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
+
+
+def _ids_by_path(conn: sa.Connection, images: sa.Table, paths: list[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(paths):
+        ids.update(conn.execute(sa.select(images.c.path, images.c.image_id).where(images.c.path.in_(chunk))).all())
+    return ids
+
+
+def _upsert_images(conn: sa.Connection, t: Tables, rows: list[FileRow]) -> list[int]:
+    """Insert or replace the rows by path (their old labels deleted); their image ids, in order."""
+    images = t.images
+    now = utc_now()
+    paths = [row.path for row in rows]
+    ids = _ids_by_path(conn, images, paths)
+    values = [{**vars(row), "indexed_at": now} for row in rows]
+    old = [dict(v, old_id=ids[v["path"]]) for v in values if v["path"] in ids]
+    new = [v for v in values if v["path"] not in ids]
+    if old:
+        _delete_labels(conn, t, [v["old_id"] for v in old])
+        conn.execute(images.update().where(images.c.image_id == sa.bindparam("old_id")), old)
+    if new:
+        conn.execute(images.insert(), new)
+        ids.update(_ids_by_path(conn, images, [v["path"] for v in new]))
+    return [ids[path] for path in paths]
+
+
+def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "object | None"]]) -> None:
+    """Store files with their labels (an `indexer.regions.Regions`, or None for a failed file)."""
+    if not items:
+        return
+    ids = _upsert_images(conn, t, [row for row, _ in items])
+    image_rows, cell_rows = [], []
+    for image_id, (_, regions) in zip(ids, items):
+        if regions is not None:
+            image_rows += [{"image_id": image_id, **label._asdict()} for label in regions.image_labels]
+            cell_rows += [{"image_id": image_id, **label._asdict()} for label in regions.cell_labels]
+    if image_rows:
+        conn.execute(t.image_labels.insert(), image_rows)
+    if cell_rows:
+        conn.execute(t.cell_labels.insert(), cell_rows)
+
+
+def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]) -> None:
+    """Store files whose content another row (the ``int``, an image id) already labelled: copy its labels."""
+    if not items:
+        return
+    ids = _upsert_images(conn, t, [row for row, _ in items])
+    for image_id, (_, source_id) in zip(ids, items):
+        for table, columns in ((t.image_labels, ("class_id", "score", "share")),
+                               (t.cell_labels, ("cell", "class_id", "score", "coverage"))):
+            source = sa.select(sa.literal(image_id), *(table.c[c] for c in columns)).where(
+                table.c.image_id == source_id
+            )
+            conn.execute(table.insert().from_select(["image_id", *columns], source))
+
+
+def update_files(conn: sa.Connection, t: Tables, updates: list[tuple[int, str, int, int]]) -> None:
+    """Point rows at a file's new ``(image_id, path, size_bytes, mtime_ns)``: moved or merely touched."""
+    if updates:
+        conn.execute(
+            t.images.update().where(t.images.c.image_id == sa.bindparam("id_")),
+            [{"id_": i, "path": p, "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
+        )
+
+
+def delete_images(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
+    _delete_labels(conn, t, image_ids)
+    for chunk in _chunks(image_ids):
+        conn.execute(t.images.delete().where(t.images.c.image_id.in_(chunk)))
+
+
+# --- Read-back for `imgidx show` and `imgidx stats` ---
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    """One stored class: ``extent`` is the image share or the cell coverage."""
+
+    class_id: int
+    name: str
+    score: float
+    extent: float
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """Everything the index holds about one image; ``cells[c]`` is cell ``c``'s labels, best first."""
+
+    path: str
+    size_bytes: int
+    content_hash: str | None
+    width: int | None
+    height: int | None
+    model: str | None
+    working_size: int | None
+    indexed_at: str
+    error: str | None
+    labels: list[StoredLabel]
+    cells: list[list[StoredLabel]]
+
+
+def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
+    """The image at ``path`` (or, failing that, one with ``content_hash``), or None."""
+    t = tables(conn)
+    images = t.images
+    row = None
+    if path is not None:
+        row = conn.execute(sa.select(images).where(images.c.path == path)).mappings().first()
+    if row is None and content_hash is not None:
+        row = (
+            conn.execute(
+                sa.select(images)
+                .where(images.c.content_hash == content_hash, images.c.error.is_(None))
+                .order_by(images.c.image_id)
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        return None
+    names = t.classes
+    image_labels = conn.execute(
+        sa.select(t.image_labels.c.class_id, names.c.name, t.image_labels.c.score, t.image_labels.c.share)
+        .join(names, names.c.class_id == t.image_labels.c.class_id)
+        .where(t.image_labels.c.image_id == row["image_id"])
+        .order_by(t.image_labels.c.score.desc())
+    )
+    cells: list[list[StoredLabel]] = [[] for _ in range(9)]
+    cell_rows = conn.execute(
+        sa.select(t.cell_labels.c.cell, t.cell_labels.c.class_id, names.c.name, t.cell_labels.c.score,
+                  t.cell_labels.c.coverage)
+        .join(names, names.c.class_id == t.cell_labels.c.class_id)
+        .where(t.cell_labels.c.image_id == row["image_id"])
+        .order_by(t.cell_labels.c.cell, t.cell_labels.c.score.desc())
+    )
+    for cell, *label in cell_rows:
+        cells[cell].append(StoredLabel(*label))
+    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells")}
+    return ImageReport(**fields, labels=[StoredLabel(*r) for r in image_labels], cells=cells)
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """Counts and summaries of a whole index."""
+
+    images: int
+    labelled: int
+    failed: int
+    stale: int
+    image_label_rows: int
+    cell_label_rows: int
+    settings: IndexSettings | None
+    models: list[tuple[str | None, int | None, int]]
+    top_labels: list[tuple[int, str, int]]
+    failures: list[tuple[str, str]]
+    last_indexed: str | None
+
+
+def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> IndexStats:
+    """``top`` labels by the number of images they lead; up to ``failures`` failed files."""
+    t = tables(conn)
+    images, il = t.images, t.image_labels
+    count = sa.func.count()
+    settings = read_settings(conn)
+    failed = conn.execute(sa.select(count).where(images.c.error.is_not(None))).scalar_one()
+    total, last = conn.execute(sa.select(count, sa.func.max(images.c.indexed_at))).one()
+    labelled = 0
+    if settings is not None:
+        labelled = conn.execute(
+            sa.select(count).where(
+                images.c.error.is_(None),
+                images.c.model == settings.model,
+                images.c.working_size == settings.working_size,
+            )
+        ).scalar_one()
+    models = conn.execute(
+        sa.select(images.c.model, images.c.working_size, count)
+        .where(images.c.error.is_(None))
+        .group_by(images.c.model, images.c.working_size)
+        .order_by(count.desc())
+    ).tuples().all()
+    ranked = sa.select(
+        il.c.class_id,
+        sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id)).label("rank"),
+    ).subquery()
+    leads = sa.func.count().label("leads")
+    top_labels = conn.execute(
+        sa.select(ranked.c.class_id, t.classes.c.name, leads)
+        .join(t.classes, t.classes.c.class_id == ranked.c.class_id)
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.class_id, t.classes.c.name)
+        .order_by(leads.desc(), ranked.c.class_id)
+        .limit(top)
+    ).tuples().all()
+    failure_rows = conn.execute(
+        sa.select(images.c.path, images.c.error).where(images.c.error.is_not(None)).order_by(images.c.path).limit(failures)
+    ).tuples().all()
+    return IndexStats(
+        images=total,
+        labelled=labelled,
+        failed=failed,
+        stale=total - labelled - failed,
+        image_label_rows=conn.execute(sa.select(sa.func.count()).select_from(il)).scalar_one(),
+        cell_label_rows=conn.execute(sa.select(sa.func.count()).select_from(t.cell_labels)).scalar_one(),
+        settings=settings,
+        models=list(models),
+        top_labels=list(top_labels),
+        failures=list(failure_rows),
+        last_indexed=last,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,8 @@ DEFAULT_MODEL = "vgg16"
 #: TensorFlow's C++ start-up chatter (oneDNN notices, "no CUDA driver") is noise to a user of a CPU tool.
 TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 TF_ERRORS_ONLY = "3"
+#: Set to see TensorFlow's native start-up messages (and tracebacks in the CLI).
+DEBUG_ENV = "IMGIDX_DEBUG"
 
 
 def model_names() -> list[str]:
@@ -39,4 +43,26 @@ def load_model(name: str, weights: str | None = None, precision: str = "auto") -
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
     os.environ.setdefault(TF_LOG_LEVEL_ENV, TF_ERRORS_ONLY)
     warnings.filterwarnings("ignore", module=r"(tf_slim|tensorflow|keras)(\.|$)")
-    return importlib.import_module(module_name).load(weights=weights, precision=precision)
+    with _native_stderr_silenced():
+        return importlib.import_module(module_name).load(weights=weights, precision=precision)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what native code writes to file descriptor 2 while TensorFlow starts.
+
+    TensorFlow 2.21 logs through absl before any log level applies, so TF_CPP_MIN_LOG_LEVEL alone does not
+    silence it. Python exceptions are unaffected: they propagate and the CLI reports them.
+    """
+    if os.environ.get(DEBUG_ENV):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

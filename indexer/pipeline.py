@@ -1,0 +1,543 @@
+"""Batch indexing: walk the folders, diff them against the index, decode in parallel with inference, commit.
+
+One run:
+
+1. **Walk** the roots (image suffixes only; hidden files and folders, the database and non-regular files
+   skipped; symlinked folders followed once each, so a loop ends).
+2. **Diff** against the index: a file whose size and mtime match a row labelled with the current settings
+   is skipped unread. Every other file is read once; its sha256 comes from the same bytes that are decoded.
+   Content the index already labelled (with the current settings) is not decoded at all: a file whose
+   old path is gone is *moved* (its row follows it), otherwise its labels are *copied*; a file merely
+   touched keeps its labels.
+3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
+   on batches of images of one working shape. The model is loaded only when the first image needs it.
+4. **Commit** each batch in one transaction: image rows, their labels, failures, moves. A killed run
+   leaves every committed batch whole; the next run skips them, by the diff of step 2.
+5. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
+   read).
+
+Settings (model, working size, precision) live in the index's meta table. A run with other settings is
+refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
+first committed transaction, so the index never mixes two settings.
+
+No printing here: progress goes out as events to ``on_event``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+
+from indexer import images, regions, store
+from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError
+from indexer.geometry import total_stride
+from indexer.models import DEFAULT_MODEL
+from indexer.models.base import Backbone, resolve_precision
+from indexer.store import FileRecord, FileRow, IndexSettings
+
+DEFAULT_BATCH = 8
+#: Failures, moves and copies waiting for the next model batch are committed once this many pile up.
+COMMIT_EVERY = 256
+#: Files read ahead of the model, in batches: enough that a batch is decoded while the previous one runs.
+READ_AHEAD_BATCHES = 3
+#: Decoded images waiting for a full batch of their shape, in batches, before the largest group runs short.
+MAX_WAITING_BATCHES = 4
+DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
+
+
+# --- Events -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The diff is done: ``todo`` files will be read, ``unchanged`` are skipped, ``missing`` are gone."""
+
+    found: int
+    todo: int
+    unchanged: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    """The first image that needs the model is decoded; loading it now."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``todo`` files are committed."""
+
+    done: int
+    todo: int
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    """One file could not be indexed; it is recorded with ``error``."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FolderUnreadable:
+    """A folder could not be listed; nothing under it is pruned."""
+
+    path: str
+    error: str
+
+
+Event = Planned | ModelLoading | Progress | FileFailed | FolderUnreadable
+
+
+@dataclass
+class Summary:
+    """What one run did. ``missing`` counts gone files left in the index (``prune`` off)."""
+
+    settings: IndexSettings
+    found: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    copied: int = 0
+    pruned: int = 0
+    missing: int = 0
+    failed: int = 0
+    unreadable_folders: int = 0
+    #: Images outside the walked roots still labelled with other settings (after a reindex).
+    stale_elsewhere: int = 0
+    model_loaded: bool = False
+    model_seconds: float = 0.0
+    elapsed: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.unreadable_folders
+
+
+# --- Walking ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass
+class Walk:
+    files: list[FoundFile] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def database_files(engine: sa.Engine) -> set[str]:
+    """The database file and its journal, WAL and lock companions, which a walk must not index."""
+    path = store.sqlite_path(str(engine.url))
+    if path is None:
+        return set()
+    real = os.path.realpath(path)
+    return {real + suffix for suffix in DB_SIDE_SUFFIXES}
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
+    """Every image file under ``roots`` (absolute real paths), depth first in name order.
+
+    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, other
+    suffixes and non-regular files are skipped; each real folder is entered once, so symlink loops end.
+    """
+    result = Walk()
+    visited: set[tuple[int, int]] = set()
+    excluded_names = {os.path.basename(p) for p in exclude}
+    for root in roots:
+        if os.path.isfile(root):
+            st = os.stat(root)
+            result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
+            continue
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in visited:
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                result.unreadable.append((folder, _reason(exc)))
+                continue
+            subfolders = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        st = entry.stat()
+                        key = (st.st_dev, st.st_ino)
+                        if key not in visited:
+                            visited.add(key)
+                            subfolders.append(entry.path)
+                    elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
+                        if entry.name in excluded_names and os.path.realpath(entry.path) in exclude:
+                            continue
+                        st = entry.stat()
+                        result.files.append(FoundFile(entry.path, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    continue  # vanished, a dangling link or a link loop: nothing to index
+            stack.extend(reversed(subfolders))
+    return result
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+# --- Settings -----------------------------------------------------------------------------------------
+
+
+def choose_settings(
+    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool
+) -> tuple[IndexSettings, bool]:
+    """The settings of this run and whether every stored image must be redone.
+
+    Unset ``model``/``size`` and ``precision="auto"`` mean: keep the index's own (or the defaults for a new
+    index). Asking for other settings than the index holds raises `IndexSettingsError` unless ``reindex``.
+    """
+    if stored is None:
+        chosen = IndexSettings(model or DEFAULT_MODEL, size or images.DEFAULT_WORKING_SIZE, resolve_precision(precision))
+        return chosen, reindex
+    model = model or stored.model
+    if precision == "auto":
+        precision = stored.precision if model == stored.model else resolve_precision("auto")
+    chosen = IndexSettings(model, size or stored.working_size, precision)
+    if chosen != stored and not reindex:
+        raise IndexSettingsError(
+            f"the index holds labels from {stored.describe()}, not {chosen.describe()}; "
+            f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
+        )
+    return chosen, reindex
+
+
+@contextmanager
+def writer_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold an exclusive lock next to an SQLite index so two runs never write it at once."""
+    path = store.sqlite_path(str(engine.url))
+    if path is None:
+        yield
+        return
+    with open(str(path) + ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
+        yield
+
+
+# --- Work items ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """A file to read: its walk entry and the index's row for its path, if any."""
+
+    found: FoundFile
+    record: FileRecord | None
+
+
+@dataclass
+class Read:
+    """A worker's answer: failed (``error``), already known content (``source``) or decoded ``pixels``."""
+
+    task: Task
+    content_hash: str | None = None
+    error: str | None = None
+    source: FileRecord | None = None
+    pixels: np.ndarray | None = None
+    width: int = 0
+    height: int = 0
+    shape: tuple[int, int] | None = None
+
+
+class _Run:
+    """The state of one indexing run (see the module docstring)."""
+
+    def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event):
+        self.engine = engine
+        self.roots = roots
+        self.load_backbone = load_backbone
+        self.settings = settings
+        self.redo_all = redo_all
+        self.batch = batch
+        self.workers = workers
+        self.prune = prune
+        self.emit = on_event or (lambda event: None)
+        self.t = store.tables(engine)
+        self.summary = Summary(settings)
+        self.backbone: Backbone | None = None
+        self.stride: int | None = None
+        self.settings_pending = True
+        self.saves: list[tuple[FileRow, regions.Regions | None]] = []
+        self.copies: list[tuple[FileRow, int]] = []
+        self.updates: list[tuple[int, str, int, int]] = []
+        self.moved_ids: set[int] = set()
+        self.waiting: dict[tuple[int, int], list[Read]] = {}
+        self.weights: dict[tuple[int, int], np.ndarray] = {}
+        self.done = 0
+        self.todo = 0
+
+    # -- plan
+
+    def current(self, record: FileRecord) -> bool:
+        return not self.redo_all and record.is_current(self.settings)
+
+    def plan(self, found: Walk, records: list[FileRecord]) -> tuple[list[Task], list[FileRecord]]:
+        by_path = {r.path: r for r in records}
+        tasks = []
+        for f in found.files:
+            record = by_path.get(f.path)
+            if record and record.size_bytes == f.size_bytes and record.mtime_ns == f.mtime_ns and self.current(record):
+                self.summary.unchanged += 1
+            else:
+                tasks.append(Task(f, record))
+        in_question = {t.found.path for t in tasks}
+        self.known = {
+            r.content_hash: r for r in records if self.current(r) and r.content_hash and r.path not in in_question
+        }
+        seen = {f.path for f in found.files}
+        unreadable = [path for path, _ in found.unreadable]
+        missing = [
+            r for r in records if r.path not in seen and _under(r.path, self.roots) and not _under(r.path, unreadable)
+        ]
+        if self.redo_all:
+            self.summary.stale_elsewhere = sum(
+                1 for r in records if r.error is None and not _under(r.path, self.roots)
+            )
+        return tasks, missing
+
+    # -- worker side (thread pool)
+
+    def read(self, task: Task) -> Read:
+        path = task.found.path
+        try:
+            data = images.read_file(path)
+        except ImageReadError as exc:
+            return Read(task, error=str(exc))
+        digest = hashlib.sha256(data).hexdigest()
+        source = self.known.get(digest)
+        if source is not None:
+            return Read(task, digest, source=source)
+        try:
+            decoded = images.decode(data, path, self.settings.working_size)
+        except ImageReadError as exc:
+            return Read(task, digest, error=str(exc))
+        except Exception as exc:  # a decoder bug on a strange file must not stop the run
+            return Read(task, digest, error=f"{path}: cannot decode ({type(exc).__name__}: {exc})")
+        del data
+        read = Read(task, digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
+        if self.stride is not None:
+            self.resize(read)
+        return read
+
+    def resize(self, read: Read) -> None:
+        read.shape = images.working_shape(read.height, read.width, self.settings.working_size, self.stride)
+        read.pixels = images.resize(read.pixels, read.shape)
+
+    # -- main thread
+
+    def handle(self, read: Read) -> None:
+        found, record = read.task.found, read.task.record
+        if read.error is not None:
+            self.summary.failed += 1
+            self.summary.failures.append((found.path, read.error))
+            self.saves.append((FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error), None))
+            self.emit(FileFailed(found.path, read.error))
+        elif read.source is not None:
+            self.reuse(read)
+        else:
+            if self.backbone is None:
+                self.load()
+            if read.shape is None:
+                self.resize(read)
+            group = self.waiting.setdefault(read.shape, [])
+            group.append(read)
+            if len(group) >= self.batch:
+                self.infer(read.shape)
+            elif sum(len(g) for g in self.waiting.values()) >= self.batch * MAX_WAITING_BATCHES:
+                self.infer(max(self.waiting, key=lambda s: len(self.waiting[s])))
+        if len(self.saves) + len(self.copies) + len(self.updates) >= COMMIT_EVERY:
+            self.commit()
+
+    def reuse(self, read: Read) -> None:
+        """Content the index already labelled: touched in place, moved, or copied."""
+        found, record, source = read.task.found, read.task.record, read.source
+        if record is not None and record.image_id == source.image_id:
+            self.updates.append((record.image_id, found.path, found.size_bytes, found.mtime_ns))
+            self.summary.unchanged += 1
+        elif record is None and source.image_id not in self.moved_ids and not os.path.lexists(source.path):
+            self.updates.append((source.image_id, found.path, found.size_bytes, found.mtime_ns))
+            self.moved_ids.add(source.image_id)
+            self.known[read.content_hash] = replace(source, path=found.path)
+            self.summary.moved += 1
+        else:
+            row = FileRow(
+                found.path, found.size_bytes, found.mtime_ns, read.content_hash,
+                model=source.model, working_size=source.working_size,
+            )
+            self.copies.append((row, source.image_id))
+            self.summary.copied += 1
+
+    def load(self) -> None:
+        from indexer.inference import check_size
+
+        self.emit(ModelLoading(self.settings.model))
+        backbone = self.load_backbone(self.settings)
+        if (backbone.name, backbone.precision) != (self.settings.model, self.settings.precision):
+            raise IndexSettingsError(
+                f"the loaded model is {backbone.name} ({backbone.precision}), "
+                f"but the index is built with {self.settings.describe()}"
+            )
+        check_size(backbone, self.settings.working_size)
+        self.stride = total_stride(backbone.layers)
+        self.backbone = backbone
+        self.summary.model_loaded = True
+
+    def infer(self, shape: tuple[int, int]) -> None:
+        group = self.waiting.pop(shape)
+        if shape not in self.weights:
+            self.weights[shape] = self.backbone.geometry(shape).cell_weights()
+        start = time.perf_counter()
+        logits = self.backbone.class_map(np.stack([r.pixels for r in group]))
+        self.summary.model_seconds += time.perf_counter() - start
+        for read, scores in zip(group, regions.score_batch(logits, self.weights[shape])):
+            found = read.task.found
+            row = FileRow(
+                found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
+                self.settings.model, self.settings.working_size,
+            )
+            self.saves.append((row, scores))
+        self.summary.indexed += len(group)
+        self.commit()
+
+    def commit(self, gone: Sequence[int] = ()) -> None:
+        """One transaction: everything pending, the settings on the first, the pruned rows on the last."""
+        count = len(self.saves) + len(self.copies) + len(self.updates)
+        if not count and not gone and not self.settings_pending:
+            return
+        with self.engine.begin() as conn:
+            if self.settings_pending:
+                stored = store.read_settings(conn)
+                if self.redo_all:
+                    store.mark_all_stale(conn, self.t, drop_labels=stored is not None and stored != self.settings)
+                store.write_settings(conn, self.t, self.settings)
+            store.update_files(conn, self.t, self.updates)
+            store.copy_images(conn, self.t, self.copies)
+            store.save_images(conn, self.t, self.saves)
+            store.delete_images(conn, self.t, list(gone))
+        self.settings_pending = False
+        self.saves, self.copies, self.updates = [], [], []
+        if count:
+            self.done += count
+            self.emit(Progress(self.done, self.todo))
+
+    def run(self, found: Walk) -> Summary:
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            records = store.file_records(conn, self.t)
+        tasks, missing = self.plan(found, records)
+        self.todo = len(tasks)
+        self.summary.found = len(found.files)
+        self.summary.unreadable_folders = len(found.unreadable)
+        for path, error in found.unreadable:
+            self.emit(FolderUnreadable(path, error))
+        self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
+        if tasks:
+            self.process(tasks)
+        gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
+        if self.prune:
+            self.summary.pruned = len(gone)
+        else:
+            self.summary.missing = len(gone)
+        self.commit(gone if self.prune else ())
+        self.summary.elapsed = time.perf_counter() - started
+        return self.summary
+
+    def process(self, tasks: list[Task]) -> None:
+        window = self.batch * READ_AHEAD_BATCHES + self.workers
+        pending: deque[Future] = deque()
+        queue = iter(tasks)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-read") as pool:
+            try:
+                for task in queue:
+                    pending.append(pool.submit(self.read, task))
+                    if len(pending) >= window:
+                        break
+                while pending:
+                    read = pending.popleft().result()
+                    for task in queue:
+                        pending.append(pool.submit(self.read, task))
+                        break
+                    self.handle(read)
+                for shape in list(self.waiting):
+                    self.infer(shape)
+                self.commit()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+def index(
+    engine: sa.Engine,
+    roots: Sequence[str | Path],
+    load_backbone: Callable[[IndexSettings], Backbone],
+    *,
+    model: str | None = None,
+    size: int | None = None,
+    precision: str = "auto",
+    reindex: bool = False,
+    batch: int | None = None,
+    workers: int | None = None,
+    prune: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> Summary:
+    """Bring the index behind ``engine`` up to date with the image files under ``roots``.
+
+    ``load_backbone(settings)`` is called at most once, and only if some image needs the model. See the
+    module docstring for what a run does; raises `FolderError` for a root that does not exist,
+    `IndexSettingsError` for a settings mismatch without ``reindex``, `IndexBusyError` if another run holds
+    the index.
+    """
+    batch = batch or DEFAULT_BATCH
+    workers = workers or os.cpu_count() or 1
+    real_roots = []
+    for root in roots:
+        real = os.path.realpath(os.path.expanduser(str(root)))
+        if not (os.path.isdir(real) or os.path.isfile(real)):
+            raise FolderError(f"{root}: no such folder")
+        real_roots.append(real)
+    with writer_lock(engine):
+        with engine.connect() as conn:
+            settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
+        found = walk(real_roots, database_files(engine))
+        run = _Run(
+            engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
+            on_event,
+        )
+        return run.run(found)

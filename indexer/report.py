@@ -1,0 +1,130 @@
+"""Text and JSON for `imgidx index`'s summary, `imgidx show` and `imgidx stats` (strings only; the CLI prints)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from indexer.geometry import CELL_NAMES, GRID
+from indexer.store import ImageReport, IndexStats, StoredLabel
+
+if TYPE_CHECKING:
+    from indexer.pipeline import Summary
+
+GRID_CELL_WIDTH = 22
+
+
+def summary_text(summary: "Summary") -> str:
+    """One line: what the run did, how long it took, and with which settings."""
+    parts = [
+        f"{summary.indexed} indexed",
+        f"{summary.unchanged} unchanged",
+        f"{summary.moved} moved",
+        *([f"{summary.copied} copied"] if summary.copied else []),
+        f"{summary.pruned} pruned",
+        *([f"{summary.missing} missing (not pruned)"] if summary.missing else []),
+        f"{summary.failed} failed",
+        *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
+    ]
+    rate = f", {summary.indexed / summary.elapsed:.1f} images/s" if summary.indexed and summary.elapsed else ""
+    model = summary.settings.describe() if summary.model_loaded else "no model run"
+    return f"{', '.join(parts)} in {summary.elapsed:.1f} s ({model}{rate})"
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _label_json(label: StoredLabel, extent: str) -> dict:
+    return {"class": label.class_id, "name": label.name, "score": round(label.score, 6), extent: round(label.extent, 6)}
+
+
+def image_json(report: ImageReport) -> dict:
+    return {
+        "path": report.path,
+        "width": report.width,
+        "height": report.height,
+        "size_bytes": report.size_bytes,
+        "sha256": report.content_hash,
+        "model": report.model,
+        "working_size": report.working_size,
+        "indexed_at": report.indexed_at,
+        "error": report.error,
+        "labels": [_label_json(label, "share") for label in report.labels],
+        "cells": [
+            {"cell": cell, "name": CELL_NAMES[cell], "labels": [_label_json(label, "coverage") for label in labels]}
+            for cell, labels in enumerate(report.cells)
+        ],
+    }
+
+
+def _grid(cells: list[list[StoredLabel]]) -> list[str]:
+    """The 3x3 grid as the photo is seen: leading class and its score in each cell."""
+    width = GRID_CELL_WIDTH
+    rule = "+" + "+".join("-" * (width + 2) for _ in range(GRID)) + "+"
+    lines = [rule]
+    for row in range(GRID):
+        names, scores = [], []
+        for col in range(GRID):
+            labels = cells[row * GRID + col]
+            name = labels[0].name if labels else "-"
+            names.append(name if len(name) <= width else name[: width - 1] + "…")
+            scores.append(_percent(labels[0].score) if labels else "")
+        lines.append("| " + " | ".join(n.ljust(width) for n in names) + " |")
+        lines.append("| " + " | ".join(s.ljust(width) for s in scores) + " |")
+        lines.append(rule)
+    return lines
+
+
+def image_text(report: ImageReport, top: int) -> str:
+    lines = [report.path]
+    if report.error is not None:
+        lines.append(f"  failed: {report.error}")
+        return "\n".join(lines)
+    settings = f"{report.model} at size {report.working_size}" if report.model else "stale, due for re-indexing"
+    lines.append(f"  {report.width}x{report.height} px, {settings}, indexed {report.indexed_at}")
+    lines.append("labels (score, share of the photo):")
+    for label in report.labels[:top]:
+        lines.append(f"  {_percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")
+    lines.append("grid (leading class and score per cell):")
+    lines += _grid(report.cells)
+    return "\n".join(lines)
+
+
+def stats_json(stats: IndexStats, db: str) -> dict:
+    return {
+        "db": db,
+        "settings": None if stats.settings is None else vars(stats.settings),
+        "images": stats.images,
+        "labelled": stats.labelled,
+        "failed": stats.failed,
+        "stale": stats.stale,
+        "image_label_rows": stats.image_label_rows,
+        "cell_label_rows": stats.cell_label_rows,
+        "last_indexed": stats.last_indexed,
+        "models": [{"model": m, "working_size": s, "images": n} for m, s, n in stats.models],
+        "top_labels": [{"class": c, "name": name, "images": n} for c, name, n in stats.top_labels],
+        "failures": [{"path": p, "error": e} for p, e in stats.failures],
+    }
+
+
+def stats_text(stats: IndexStats, db: str) -> str:
+    settings = stats.settings.describe() if stats.settings else "none yet (nothing indexed)"
+    lines = [
+        f"index: {db}",
+        f"settings: {settings}",
+        f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, {stats.stale} stale)",
+        f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
+        f"last indexed: {stats.last_indexed or '-'}",
+    ]
+    if stats.models:
+        lines.append("models used:")
+        lines += [f"  {m or '(stale)'} at size {s or '-'}: {n} images" for m, s, n in stats.models]
+    if stats.top_labels:
+        lines.append("most frequent labels (images they lead):")
+        width = max(len(str(n)) for _, _, n in stats.top_labels)
+        lines += [f"  {n:>{width}}  {name} ({c})" for c, name, n in stats.top_labels]
+    if stats.failed:
+        shown = f", first {len(stats.failures)}" if len(stats.failures) < stats.failed else ""
+        lines.append(f"failed files ({stats.failed}{shown}):")
+        lines += [f"  {error}" for _, error in stats.failures]
+    return "\n".join(lines)
