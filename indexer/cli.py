@@ -213,27 +213,36 @@ class _IndexProgress:
     """Draws pipeline events: a bar with count, rate and ETA on a terminal; failures above it."""
 
     def __init__(self, show_bar: bool, show_failures: bool):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=0, unit="img", desc="indexing", disable=not show_bar, file=sys.stderr, dynamic_ncols=True)
+        self.show_bar = show_bar
         self.show_failures = show_failures
+        self.bar = None
 
     def __call__(self, event) -> None:
+        from tqdm import tqdm
+
         from indexer import pipeline
 
         if isinstance(event, pipeline.Planned):
-            self.bar.reset(total=event.todo)
+            self.bar = tqdm(
+                total=event.todo, unit="img", desc="indexing", file=sys.stderr, dynamic_ncols=True,
+                disable=not (self.show_bar and event.todo),
+            )
         elif isinstance(event, pipeline.ModelLoading):
             self.bar.set_description(f"loading {event.model}")
         elif isinstance(event, pipeline.Progress):
-            self.bar.set_description("indexing")
+            self.bar.set_description("indexing", refresh=False)
             self.bar.update(event.done - self.bar.n)
         elif isinstance(event, (pipeline.FileFailed, pipeline.FolderUnreadable)) and self.show_failures:
             kind = "failed" if isinstance(event, pipeline.FileFailed) else f"cannot read folder {event.path}:"
-            self.bar.write(f"{kind} {event.error}", file=sys.stderr)
+            message = f"{kind} {event.error}"
+            if self.bar is None:
+                click.echo(message, err=True)
+            else:
+                self.bar.write(message, file=sys.stderr)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 @cli.command("index")
@@ -370,6 +379,96 @@ def stats(db, top, as_json):
         click.echo(json.dumps(report.stats_json(result, db)))
     else:
         click.echo(report.stats_text(result, db))
+
+
+from query import DEFAULT_MIN_SCORE  # noqa: E402  (a constant; `query` imports nothing heavy)
+from query.parser import QUERY_HELP  # noqa: E402  (regexes and tables only)
+
+
+@cli.command("query", help=QUERY_HELP)
+@click.argument("words", metavar="QUERY...", nargs=-1, required=True)
+@db_option
+@click.option(
+    "--min-score",
+    default=DEFAULT_MIN_SCORE,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Score a term needs in a cell unless it gives its own (> 0.5).",
+)
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(0), help="Matches to show; 0 = all.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0), help="Skip this many matches (paging).")
+@click.option("--grid", "fmt", flag_value="grid", help="Draw each match's 3x3 grid with the matched cells numbered.")
+@click.option("--json", "fmt", flag_value="json", help="JSON Lines: path, score, width, height, terms (score, cells).")
+@click.option("--paths", "fmt", flag_value="paths", help="Only the paths, one a line.")
+@click.option("-0", "--null", "nul", is_flag=True, help="Paths ended by NUL instead of newline (for xargs -0); implies --paths.")
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write a self-contained gallery page (thumbnails with the grid drawn over them); - for stdout.",
+)
+@click.option("--explain", is_flag=True, help="Print the parsed query, the classes of each label and the SQL; run nothing.")
+def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, explain):
+    from indexer import store
+    from query import render, search
+
+    if nul:
+        if fmt not in (None, "paths"):
+            raise click.UsageError(f"-0 goes with --paths, not --{fmt}")
+        fmt = "paths"
+    if html_file is not None and fmt is not None:
+        raise click.UsageError(f"choose one output: --html or --{fmt}")
+    text = " ".join(words)
+    engine = store.open_index(_db(db), create=False)
+    try:
+        prepared = search.prepare(engine, text, min_score=min_score, limit=limit, offset=offset)
+        for note in prepared.notes():
+            click.echo(f"note: {note}", err=True)
+        if explain:
+            click.echo(search.explain(engine, prepared))
+            return
+        result = search.execute(engine, prepared)
+    finally:
+        engine.dispose()
+    if html_file is not None:
+        page = render.html_page(result)
+        if html_file == "-":
+            click.echo(page, nl=False)
+        else:
+            with open(html_file, "w", encoding="utf-8") as out:
+                out.write(page)
+            click.echo(f"wrote {html_file}: {render.summary(result)}", err=True)
+    elif fmt == "json":
+        for line in render.json_lines(result):
+            click.echo(line)
+    elif fmt == "paths":
+        click.echo(render.paths(result, nul=nul), nl=False)
+    elif fmt == "grid":
+        encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower().replace("-", "")
+        click.echo(render.grids(result, unicode=encoding in ("utf8", "utf16", "utf32")))
+    else:
+        click.echo(render.table(result))
+
+
+@cli.command("labels")
+@click.argument("words", metavar="TEXT...", nargs=-1, required=True)
+def labels_command(words):
+    """Show what a label means in queries: its classes, WordNet groups and their classes.
+
+    \b
+      imgidx labels crane          # ambiguous: the bird (134) and the machine (517)
+      imgidx labels dogs           # the WordNet group dog: 118 classes
+      imgidx labels '"pot"'        # quoted: the exact name only
+      imgidx labels n02084071      # by WordNet id
+
+    An unknown word gets the closest names instead.
+    """
+    from query import resolve
+
+    text = " ".join(words)
+    quoted = len(text) > 1 and text[0] == text[-1] == '"'
+    click.echo(resolve.lookup(text[1:-1] if quoted else text, quoted=quoted).describe(with_groups=True))
 
 
 def main() -> None:

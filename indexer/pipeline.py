@@ -11,8 +11,9 @@ One run:
    touched keeps its labels.
 3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
    on batches of images of one working shape. The model is loaded only when the first image needs it.
-4. **Commit** each batch in one transaction: image rows, their labels, failures, moves. A killed run
-   leaves every committed batch whole; the next run skips them, by the diff of step 2.
+4. **Commit** each batch in one transaction (image rows with their labels, failures, moves) on a writer
+   thread that also turns the batch's logits into region scores, so neither holds up the model. A killed
+   run leaves every committed batch whole; the next run skips them, by the diff of step 2.
 5. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
@@ -40,8 +41,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from indexer import images, regions, store
-from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError
+from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
+from indexer.inference import check_size
 from indexer.models import DEFAULT_MODEL
 from indexer.models.base import Backbone, resolve_precision
 from indexer.store import FileRecord, FileRow, IndexSettings
@@ -53,6 +55,8 @@ COMMIT_EVERY = 256
 READ_AHEAD_BATCHES = 3
 #: Decoded images waiting for a full batch of their shape, in batches, before the largest group runs short.
 MAX_WAITING_BATCHES = 4
+#: Transactions queued for the writer thread before the model waits for it.
+MAX_QUEUED_COMMITS = 2
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 
 
@@ -117,10 +121,12 @@ class Summary:
     missing: int = 0
     failed: int = 0
     unreadable_folders: int = 0
-    #: Images outside the walked roots still labelled with other settings (after a reindex).
+    #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
     model_loaded: bool = False
     model_seconds: float = 0.0
+    #: Scoring and committing, on the writer thread, overlapped with the model.
+    write_seconds: float = 0.0
     elapsed: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -162,21 +168,20 @@ def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
     """Every image file under ``roots`` (absolute real paths), depth first in name order.
 
     A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, other
-    suffixes and non-regular files are skipped; each real folder is entered once, so symlink loops end.
+    suffixes and non-regular files are skipped. Each real folder is entered once, and symlinked folders
+    only after the real tree, so a file is found by its real path where it has one and symlink loops end.
     """
     result = Walk()
     visited: set[tuple[int, int]] = set()
     excluded_names = {os.path.basename(p) for p in exclude}
-    for root in roots:
-        if os.path.isfile(root):
-            st = os.stat(root)
-            result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
-            continue
-        st = os.stat(root)
-        if (st.st_dev, st.st_ino) in visited:
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        stack = [root]
+    linked: list[str] = []
+
+    def enter(folder: str, st: os.stat_result, stack: list[str]) -> None:
+        if (st.st_dev, st.st_ino) not in visited:
+            visited.add((st.st_dev, st.st_ino))
+            stack.append(folder)
+
+    def scan(stack: list[str]) -> None:
         while stack:
             folder = stack.pop()
             try:
@@ -185,17 +190,16 @@ def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
             except OSError as exc:
                 result.unreadable.append((folder, _reason(exc)))
                 continue
-            subfolders = []
+            subfolders: list[str] = []
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 try:
                     if entry.is_dir():
-                        st = entry.stat()
-                        key = (st.st_dev, st.st_ino)
-                        if key not in visited:
-                            visited.add(key)
-                            subfolders.append(entry.path)
+                        if entry.is_symlink():
+                            linked.append(entry.path)
+                        else:
+                            enter(entry.path, entry.stat(), subfolders)
                     elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
                         if entry.name in excluded_names and os.path.realpath(entry.path) in exclude:
                             continue
@@ -204,6 +208,25 @@ def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
                 except OSError:
                     continue  # vanished, a dangling link or a link loop: nothing to index
             stack.extend(reversed(subfolders))
+
+    for root in roots:
+        st = os.stat(root)
+        if os.path.isfile(root):
+            result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
+        else:
+            stack: list[str] = []
+            enter(root, st, stack)
+            scan(stack)
+    while linked:
+        stack = []
+        for folder in linked:
+            try:
+                enter(folder, os.stat(folder), stack)
+            except OSError:
+                continue
+        linked = []
+        scan(stack[::-1])
+    result.files = list({f.path: f for f in result.files}.values())  # a file root may lie in a folder root too
     return result
 
 
@@ -223,7 +246,8 @@ def choose_settings(
     index). Asking for other settings than the index holds raises `IndexSettingsError` unless ``reindex``.
     """
     if stored is None:
-        chosen = IndexSettings(model or DEFAULT_MODEL, size or images.DEFAULT_WORKING_SIZE, resolve_precision(precision))
+        size = size or images.DEFAULT_WORKING_SIZE
+        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision))
         return chosen, reindex
     model = model or stored.model
     if precision == "auto":
@@ -235,6 +259,16 @@ def choose_settings(
             f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
         )
     return chosen, reindex
+
+
+@contextmanager
+def _store_errors(engine: sa.Engine) -> Iterator[None]:
+    """A database that cannot be written (locked, disk full, read-only) is a `StoreError`, not a crash."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(f"cannot write to the index {engine.url.database or engine.url}: {reason}") from None
 
 
 @contextmanager
@@ -295,10 +329,15 @@ class _Run:
         self.backbone: Backbone | None = None
         self.stride: int | None = None
         self.settings_pending = True
+        self.writer: ThreadPoolExecutor | None = None
+        self.writes: deque[Future] = deque()
+        self.write_failed = False
+        self.scored: list[tuple[list[Read], np.ndarray, np.ndarray]] = []
         self.saves: list[tuple[FileRow, regions.Regions | None]] = []
         self.copies: list[tuple[FileRow, int]] = []
         self.updates: list[tuple[int, str, int, int]] = []
         self.moved_ids: set[int] = set()
+        self.known: dict[str, FileRecord] = {}
         self.waiting: dict[tuple[int, int], list[Read]] = {}
         self.weights: dict[tuple[int, int], np.ndarray] = {}
         self.done = 0
@@ -342,7 +381,9 @@ class _Run:
         except ImageReadError as exc:
             return Read(task, error=str(exc))
         digest = hashlib.sha256(data).hexdigest()
-        source = self.known.get(digest)
+        record = task.record
+        touched = record is not None and record.content_hash == digest and self.current(record)
+        source = record if touched else self.known.get(digest)
         if source is not None:
             return Read(task, digest, source=source)
         try:
@@ -368,7 +409,8 @@ class _Run:
         if read.error is not None:
             self.summary.failed += 1
             self.summary.failures.append((found.path, read.error))
-            self.saves.append((FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error), None))
+            row = FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error)
+            self.saves.append((row, None))
             self.emit(FileFailed(found.path, read.error))
         elif read.source is not None:
             self.reuse(read)
@@ -406,8 +448,6 @@ class _Run:
             self.summary.copied += 1
 
     def load(self) -> None:
-        from indexer.inference import check_size
-
         self.emit(ModelLoading(self.settings.model))
         backbone = self.load_backbone(self.settings)
         if (backbone.name, backbone.precision) != (self.settings.model, self.settings.precision):
@@ -421,45 +461,72 @@ class _Run:
         self.summary.model_loaded = True
 
     def infer(self, shape: tuple[int, int]) -> None:
+        """Run the model on the waiting images of ``shape``; scoring and storing go to the writer thread."""
         group = self.waiting.pop(shape)
         if shape not in self.weights:
             self.weights[shape] = self.backbone.geometry(shape).cell_weights()
         start = time.perf_counter()
         logits = self.backbone.class_map(np.stack([r.pixels for r in group]))
         self.summary.model_seconds += time.perf_counter() - start
-        for read, scores in zip(group, regions.score_batch(logits, self.weights[shape])):
-            found = read.task.found
-            row = FileRow(
-                found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
-                self.settings.model, self.settings.working_size,
-            )
-            self.saves.append((row, scores))
+        self.scored.append((group, logits, self.weights[shape]))
         self.summary.indexed += len(group)
         self.commit()
 
-    def commit(self, gone: Sequence[int] = ()) -> None:
-        """One transaction: everything pending, the settings on the first, the pruned rows on the last."""
-        count = len(self.saves) + len(self.copies) + len(self.updates)
-        if not count and not gone and not self.settings_pending:
-            return
-        with self.engine.begin() as conn:
-            if self.settings_pending:
-                stored = store.read_settings(conn)
-                if self.redo_all:
-                    store.mark_all_stale(conn, self.t, drop_labels=stored is not None and stored != self.settings)
-                store.write_settings(conn, self.t, self.settings)
-            store.update_files(conn, self.t, self.updates)
-            store.copy_images(conn, self.t, self.copies)
-            store.save_images(conn, self.t, self.saves)
-            store.delete_images(conn, self.t, list(gone))
-        self.settings_pending = False
-        self.saves, self.copies, self.updates = [], [], []
-        if count:
-            self.done += count
-            self.emit(Progress(self.done, self.todo))
+    def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
+        """Hand everything pending to the writer thread as one transaction.
 
-    def run(self, found: Walk) -> Summary:
-        started = time.perf_counter()
+        The settings (and a reindex's reset) go with the first model results, or with the last commit of
+        a run that needed no model: a run that fails before its first batch (a working size the model
+        cannot take, say) leaves the index's settings as they were.
+        """
+        first = self.settings_pending and (bool(self.scored) or final)
+        job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first)
+        if not job.files and not gone and not first:
+            return
+        self.saves, self.copies, self.updates, self.scored = [], [], [], []
+        self.settings_pending = self.settings_pending and not first
+        self.writes.append(self.writer.submit(self.write, job))
+        self.collect(wait=len(self.writes) > MAX_QUEUED_COMMITS)
+
+    def collect(self, wait: bool = False) -> None:
+        """Report the commits that are done (with ``wait``, wait for the oldest); raise a failed one's error."""
+        while self.writes and (wait or self.writes[0].done()):
+            self.done += self.writes.popleft().result()
+            self.emit(Progress(self.done, self.todo))
+            wait = False
+
+    def write(self, job: "_Commit") -> int:
+        """Writer thread: score the model's batches and store one transaction; returns the files it holds."""
+        if self.write_failed:
+            raise RuntimeError("not written: an earlier transaction of this run failed")
+        try:
+            start = time.perf_counter()
+            saves = list(job.saves)
+            for group, logits, weights in job.scored:
+                for read, scores in zip(group, regions.score_batch(logits, weights)):
+                    found = read.task.found
+                    row = FileRow(
+                        found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
+                        self.settings.model, self.settings.working_size,
+                    )
+                    saves.append((row, scores))
+            with _store_errors(self.engine), self.engine.begin() as conn:
+                if job.first:
+                    stored = store.read_settings(conn)
+                    if self.redo_all:
+                        store.mark_all_stale(conn, self.t, drop_labels=stored is not None and stored != self.settings)
+                    store.write_settings(conn, self.t, self.settings)
+                store.update_files(conn, self.t, job.updates)
+                store.copy_images(conn, self.t, job.copies)
+                store.save_images(conn, self.t, saves)
+                store.delete_images(conn, self.t, job.gone)
+            self.summary.write_seconds += time.perf_counter() - start
+        except BaseException:
+            self.write_failed = True
+            raise
+        return job.files
+
+    def run(self, found: Walk, started: float) -> Summary:
         with self.engine.connect() as conn:
             records = store.file_records(conn, self.t)
         tasks, missing = self.plan(found, records)
@@ -469,14 +536,17 @@ class _Run:
         for path, error in found.unreadable:
             self.emit(FolderUnreadable(path, error))
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
-        if tasks:
-            self.process(tasks)
-        gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
-        if self.prune:
-            self.summary.pruned = len(gone)
-        else:
-            self.summary.missing = len(gone)
-        self.commit(gone if self.prune else ())
+        with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
+            if tasks:
+                self.process(tasks)
+            gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
+            if self.prune:
+                self.summary.pruned = len(gone)
+            else:
+                self.summary.missing = len(gone)
+            self.commit(gone if self.prune else (), final=True)
+            while self.writes:
+                self.collect(wait=True)
         self.summary.elapsed = time.perf_counter() - started
         return self.summary
 
@@ -496,12 +566,29 @@ class _Run:
                         pending.append(pool.submit(self.read, task))
                         break
                     self.handle(read)
+                    self.collect()
                 for shape in list(self.waiting):
                     self.infer(shape)
-                self.commit()
             finally:
                 for future in pending:
                     future.cancel()
+
+
+@dataclass
+class _Commit:
+    """One transaction's worth of changes; ``scored`` are model batches whose logits are still to be scored."""
+
+    saves: list[tuple[FileRow, regions.Regions | None]]
+    copies: list[tuple[FileRow, int]]
+    updates: list[tuple[int, str, int, int]]
+    scored: list[tuple[list[Read], np.ndarray, np.ndarray]]
+    gone: list[int]
+    first: bool
+
+    @property
+    def files(self) -> int:
+        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _, _ in self.scored)
+
 
 def index(
     engine: sa.Engine,
@@ -524,6 +611,7 @@ def index(
     `IndexSettingsError` for a settings mismatch without ``reindex``, `IndexBusyError` if another run holds
     the index.
     """
+    started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
     workers = workers or os.cpu_count() or 1
     real_roots = []
@@ -531,7 +619,8 @@ def index(
         real = os.path.realpath(os.path.expanduser(str(root)))
         if not (os.path.isdir(real) or os.path.isfile(real)):
             raise FolderError(f"{root}: no such folder")
-        real_roots.append(real)
+        if real not in real_roots:
+            real_roots.append(real)
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
@@ -540,4 +629,4 @@ def index(
             engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
             on_event,
         )
-        return run.run(found)
+        return run.run(found, started)

@@ -58,12 +58,18 @@ class Regions(NamedTuple):
     cell_labels: list[CellLabel]
 
 
-def _keep(scores: np.ndarray, top_k: int) -> np.ndarray:
-    """Indices of the ``top_k`` highest ``scores`` at or above the floor (the best one always), best first."""
+def _keep(scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``scores (..., K)``: the ``top_k`` best classes, best first, and how many to keep.
+
+    A class is kept when its score reaches the floor; the best one always is.
+    """
     k = min(top_k, scores.shape[-1])
-    candidates = np.argpartition(-scores, k - 1)[:k]
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
-    return order[: max(1, int(np.count_nonzero(scores[order] >= SCORE_FLOOR)))]
+    candidates = np.argpartition(-scores, k - 1, axis=-1)[..., :k]
+    order = np.take_along_axis(
+        candidates, np.argsort(-np.take_along_axis(scores, candidates, -1), axis=-1, kind="stable"), -1
+    )
+    counts = np.maximum(1, (np.take_along_axis(scores, order, -1) >= SCORE_FLOOR).sum(axis=-1))
+    return order, counts
 
 
 def score_batch(logits: np.ndarray, weights: np.ndarray) -> list[Regions]:
@@ -75,20 +81,26 @@ def score_batch(logits: np.ndarray, weights: np.ndarray) -> list[Regions]:
     probs = softmax(logits.reshape(n, positions, k).astype(np.float32, copy=False))
     cell_w = weights.reshape(positions, CELLS).astype(np.float64)
     cell_scores = cell_w.T.astype(np.float32) @ probs  # (n, 9, k)
+    image_scores = probs.mean(axis=1)  # (n, k)
     top = probs.argmax(axis=-1)  # (n, positions)
-    image_scores = probs.mean(axis=1)
+    flat_top = (top + k * np.arange(n)[:, None]).ravel()
+    coverage = np.stack(
+        [np.bincount(flat_top, weights=np.tile(cell_w[:, c], n), minlength=n * k).reshape(n, k) for c in range(CELLS)],
+        axis=1,
+    )  # (n, 9, k)
+    share = np.bincount(flat_top, minlength=n * k).reshape(n, k) / positions
+    cell_order, cell_counts = _keep(cell_scores, CELL_TOP_K)
+    image_order, image_counts = _keep(image_scores, IMAGE_TOP_K)
     results = []
     for i in range(n):
-        coverage = np.zeros((k, CELLS), dtype=np.float64)
-        np.add.at(coverage, top[i], cell_w)
-        share = np.bincount(top[i], minlength=k) / positions
         image_labels = [
-            ImageLabel(int(c), float(image_scores[i, c]), float(share[c])) for c in _keep(image_scores[i], IMAGE_TOP_K)
+            ImageLabel(int(c), float(image_scores[i, c]), float(share[i, c]))
+            for c in image_order[i, : image_counts[i]]
         ]
         cell_labels = [
-            CellLabel(cell, int(c), float(cell_scores[i, cell, c]), float(coverage[c, cell]))
+            CellLabel(cell, int(c), float(cell_scores[i, cell, c]), float(coverage[i, cell, c]))
             for cell in range(CELLS)
-            for c in _keep(cell_scores[i, cell], CELL_TOP_K)
+            for c in cell_order[i, cell, : cell_counts[i, cell]]
         ]
         results.append(Regions(image_labels, cell_labels))
     return results

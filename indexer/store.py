@@ -450,11 +450,9 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .where(images.c.error.is_(None))
         .group_by(images.c.model, images.c.working_size)
         .order_by(count.desc())
-    ).tuples().all()
-    ranked = sa.select(
-        il.c.class_id,
-        sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id)).label("rank"),
-    ).subquery()
+    ).all()
+    rank = sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id))
+    ranked = sa.select(il.c.class_id, rank.label("rank")).subquery()
     leads = sa.func.count().label("leads")
     top_labels = conn.execute(
         sa.select(ranked.c.class_id, t.classes.c.name, leads)
@@ -463,10 +461,13 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .group_by(ranked.c.class_id, t.classes.c.name)
         .order_by(leads.desc(), ranked.c.class_id)
         .limit(top)
-    ).tuples().all()
+    ).all()
     failure_rows = conn.execute(
-        sa.select(images.c.path, images.c.error).where(images.c.error.is_not(None)).order_by(images.c.path).limit(failures)
-    ).tuples().all()
+        sa.select(images.c.path, images.c.error)
+        .where(images.c.error.is_not(None))
+        .order_by(images.c.path)
+        .limit(failures)
+    ).all()
     return IndexStats(
         images=total,
         labelled=labelled,

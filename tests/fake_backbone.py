@@ -24,7 +24,8 @@ PALETTE = {
     (0, 0, 0): 335,
 }
 SHARPNESS = 0.002
-FLOOR_LOGIT = -10.0
+#: Every class outside the palette, far below any palette class.
+FLOOR_LOGIT = -1e4
 
 
 class FakeBackbone:

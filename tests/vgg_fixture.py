@@ -87,3 +87,10 @@ def session_vgg_files(directory: Path) -> VggFiles:
             h5=write_keras_h5(tensors, directory / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
         )
     return _FILES
+
+
+def remove_session_files() -> None:
+    """Delete the two ~550 MB files at session end (pytest keeps its last three temp trees)."""
+    if _FILES is not None:
+        _FILES.checkpoint.unlink(missing_ok=True)
+        _FILES.h5.unlink(missing_ok=True)

@@ -129,11 +129,11 @@ class VGG16:
 
     def flops(self, input_hw: tuple[int, int]) -> int:
         """Floating-point operations per image, counted by TF's profiler on the ops that make the class map."""
-        graph_def = tf1.graph_util.extract_sub_graph(self._graph.as_graph_def(), [self._logits.op.name])
         graph = tf.Graph()
         logger, level = tf.get_logger(), tf.get_logger().level
-        logger.setLevel(logging.ERROR)  # the v1 profiler logs deprecation notices on first use
+        logger.setLevel(logging.ERROR)  # these v1 tools log deprecation notices on first use
         try:
+            graph_def = tf1.graph_util.extract_sub_graph(self._graph.as_graph_def(), [self._logits.op.name])
             with graph.as_default():
                 static = tf1.placeholder(tf.uint8, [1, *input_hw, 3], name="static_images")
                 tf.import_graph_def(graph_def, input_map={self._images.name: static}, name="")

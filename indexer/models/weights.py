@@ -96,10 +96,11 @@ def _layer_shapes() -> dict[str, tuple[tuple[int, ...], str]]:
 
 VGG16_LAYERS = _layer_shapes()
 #: Every tensor the network needs: slim variable name -> shape (HWIO kernels, then biases).
-VGG16_SHAPES: dict[str, tuple[int, ...]] = {}
-for _layer, (_kernel, _) in VGG16_LAYERS.items():
-    VGG16_SHAPES[f"{_layer}/weights"] = _kernel
-    VGG16_SHAPES[f"{_layer}/biases"] = (_kernel[-1],)
+VGG16_SHAPES: dict[str, tuple[int, ...]] = {
+    f"{layer}/{kind}": shape
+    for layer, (kernel, _) in VGG16_LAYERS.items()
+    for kind, shape in (("weights", kernel), ("biases", (kernel[-1],)))
+}
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -220,11 +221,7 @@ def download(url: str, dest: Path, expected_size: int, progress: Progress | None
         done = 0
     report = progress or (lambda _done, _total: None)
     resume_hint = f"run `{FETCH_COMMAND}` again to resume"
-
-    def wrong_size(what: str) -> DownloadError:
-        part.unlink(missing_ok=True)
-        return DownloadError(f"{url}: {what}, expected exactly {expected_size} bytes; refusing it")
-
+    refused = None
     if done < expected_size:
         headers = {"User-Agent": APP_NAME}
         if done:
@@ -241,24 +238,29 @@ def download(url: str, dest: Path, expected_size: int, progress: Progress | None
                     length = resp.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
                 if total is not None and total != expected_size:
-                    raise wrong_size(f"the server offers {total} bytes")
-                with open(part, mode) as out:
-                    report(done, expected_size)
-                    while chunk := resp.read(CHUNK_BYTES):
-                        done += len(chunk)
-                        if done > expected_size:
-                            raise wrong_size(f"the server sent more than {expected_size} bytes")
-                        out.write(chunk)
+                    refused = f"the server offers {total} bytes"
+                else:
+                    with open(part, mode) as out:
                         report(done, expected_size)
+                        while chunk := resp.read(CHUNK_BYTES):
+                            done += len(chunk)
+                            if done > expected_size:
+                                refused = f"the server sent more than {expected_size} bytes"
+                                break
+                            out.write(chunk)
+                            report(done, expected_size)
         except urllib.error.HTTPError as exc:
-            if exc.code == HTTP_RANGE_NOT_SATISFIABLE:
-                raise wrong_size(f"the file on the server is shorter than the {done} bytes already downloaded")
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            if exc.code != HTTP_RANGE_NOT_SATISFIABLE:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            refused = f"the file on the server is shorter than the {done} bytes already downloaded"
         except (OSError, http.client.HTTPException) as exc:
             done = part.stat().st_size if part.exists() else 0
             raise DownloadError(
                 f"download of {url} stopped at {done} of {expected_size} bytes ({exc}); {resume_hint}"
             ) from None
+    if refused:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{url}: {refused}, expected exactly {expected_size} bytes; refusing it")
     size = part.stat().st_size
     if size < expected_size:
         raise DownloadError(f"download of {url} stopped at {size} of {expected_size} bytes; {resume_hint}")
@@ -272,6 +274,9 @@ def download(url: str, dest: Path, expected_size: int, progress: Progress | None
 def _tar_filter_kwargs() -> dict[str, str]:
     """``filter="data"`` where this Python's tarfile has extraction filters (3.11.4+, 3.12+)."""
     return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+_FILTER_ERRORS = getattr(tarfile, "FilterError", ())
 
 
 def _check_member(member: tarfile.TarInfo, target: Path, archive: Path) -> None:
@@ -302,6 +307,8 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
                 tar.extract(member, target, **_tar_filter_kwargs())
                 if member.isfile():
                     files.append(target / member.name)
+    except _FILTER_ERRORS as exc:
+        raise WeightsError(f"{archive}: refusing archive member ({exc})") from None
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise WeightsError(f"{archive}: not a complete, readable tar.gz archive ({exc})") from None
     return files
@@ -562,7 +569,9 @@ def read_keras_h5(path: Path) -> dict[str, np.ndarray]:
                 weights = np.asarray(kernel[()], dtype=np.float32).reshape(shape)
                 tensors[f"{layer}/biases"] = np.asarray(bias[()], dtype=np.float32)
             except (OSError, ValueError) as exc:
-                raise WeightsError(f"{path}: cannot read layer {keras} ({_first_line(exc)}); the file is damaged") from None
+                raise WeightsError(
+                    f"{path}: cannot read layer {keras} ({_first_line(exc)}); the file is damaged"
+                ) from None
             if layer == COLOUR_LAYER:
                 weights = np.ascontiguousarray(np.flip(weights, axis=COLOUR_AXIS))
             tensors[f"{layer}/weights"] = weights

@@ -1,0 +1,137 @@
+"""Indexing throughput against model-only throughput and against the seed's way, in one run.
+
+Over a folder of camera-like 4000x3000 JPEGs (bench/photo_folder.py; a quarter are phone portraits with
+EXIF orientation 6), with one loaded, warmed-up model:
+
+- **model only**: the images already decoded and resized to the working shape, grouped by shape into
+  batches, and nothing but ``class_map`` timed;
+- **imgidx index**: `indexer.pipeline.index` into a fresh SQLite index (walk, read, sha256, reduced-size
+  decode, resize, model, region scores, commits), timed end to end;
+- **seed-style**: for each of a few images, a new model (graph, session, weights) and the full-resolution
+  photo as input, as the seed's notebook does per image.
+
+    python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
+                                     [--count 48] [--size 448] [--batch 8] [--seed-images 3]
+
+For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
+into bench/out (same network, same cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from photo_folder import OUT, make_folder  # noqa: E402
+
+from indexer import images, pipeline, store  # noqa: E402
+from indexer.geometry import total_stride  # noqa: E402
+from indexer.models import load_model  # noqa: E402
+
+
+def model_loader(name: str, weights: str | None, precision: str):
+    """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
+    if name != "vgg16-random":
+        return lambda: load_model(name, weights, precision)
+    checkpoint = OUT / "vgg16-random" / "vgg_16.ckpt"
+    if not checkpoint.exists():
+        from vgg_fixture import random_vgg16_tensors, write_slim_checkpoint
+
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        write_slim_checkpoint(random_vgg16_tensors(), checkpoint)
+    return lambda: load_model("vgg16", str(checkpoint), precision)
+
+
+def model_only(model, folder: Path, size: int, batch: int) -> float:
+    """Images per second of ``class_map`` alone over the folder's images, batched by working shape."""
+    stride = total_stride(model.layers)
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    for path in sorted(folder.glob("*.jpg")):
+        decoded = images.decode(path.read_bytes(), str(path), size)
+        shape = images.working_shape(decoded.height, decoded.width, size, stride)
+        groups.setdefault(shape, []).append(images.resize(decoded.pixels, shape))
+    batches = [np.stack(g[i : i + batch]) for g in groups.values() for i in range(0, len(g), batch)]
+    for shape_batch in {b.shape: b for b in batches}.values():
+        model.class_map(shape_batch)  # warm-up, once per shape and batch size
+    start = time.perf_counter()
+    for b in batches:
+        model.class_map(b)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def indexed(model, folder: Path, size: int, batch: int, workers: int | None) -> tuple[float, pipeline.Summary]:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = store.open_index(str(Path(tmp) / "bench.db"))
+        start = time.perf_counter()
+        summary = pipeline.index(
+            engine, [folder], lambda settings: model, model=model.name, size=size,
+            precision=model.precision, batch=batch, workers=workers,
+        )
+        elapsed = time.perf_counter() - start
+        engine.dispose()
+    assert summary.indexed == len(list(folder.glob("*.jpg"))), summary
+    return summary.indexed / elapsed, summary
+
+
+def seed_style(load, folder: Path, count: int) -> float:
+    """Seconds per image: a new model per image and the full-resolution photo, as in the seed."""
+    paths = sorted(folder.glob("*.jpg"))[:count]
+    start = time.perf_counter()
+    for path in paths:
+        model = load()
+        pixels = images.load(path).pixels
+        model.class_map(pixels[None])
+        del model
+    return (time.perf_counter() - start) / len(paths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="efficientnet-lite0")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--size", type=int, default=images.DEFAULT_WORKING_SIZE)
+    parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--seed-images", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = make_folder(args.count)
+    megabytes = sum(p.stat().st_size for p in folder.glob("*.jpg")) / 1e6
+    load = model_loader(args.model, args.weights, args.precision)
+    model = load()
+    print(f"{args.count} JPEGs of 4000x3000 ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs")
+    print(f"{model.name} ({model.precision}), working size {args.size}, batch {args.batch}")
+
+    # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
+    before = model_only(model, folder, args.size, args.batch)
+    index_rate, summary = indexed(model, folder, args.size, args.batch, args.workers)
+    after = model_only(model, folder, args.size, args.batch)
+    model_rate = (before + after) / 2
+    print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f})")
+    print(
+        f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
+        f"model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
+        f"writer (scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}",
+        flush=True,
+    )
+    if args.seed_images:
+        seconds = seed_style(load, folder, args.seed_images)
+        print(
+            f"seed-style:      {1 / seconds:8.3f} images/s  ({seconds:.2f} s per image, {args.seed_images} images); "
+            f"imgidx index is {index_rate * seconds:.0f}x faster"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A folder of realistic full-size camera JPEGs for the indexing benchmarks (made once, then reused).
+
+Each file is a real photo from tests/photos (or a composite of them), cropped at random, scaled to
+4000x3000 and given sensor-like noise, so it has the entropy, file size (3-5 MB at quality 92) and
+decoding cost of a 12 MP camera photo. Every fourth is stored the way a phone stores a portrait shot:
+landscape pixels with EXIF orientation 6, so the folder holds two working shapes, as a real one does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from composites import CLASS_SETS, as_phone_photo, composite, photo, save_jpeg  # noqa: E402
+
+FULL_HW = (3000, 4000)
+NOISE_SIGMA = 6.0
+PORTRAIT_EVERY = 4
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _picture(rng: np.random.Generator, index: int) -> np.ndarray:
+    names = list(CLASS_SETS)
+    if index % 2:
+        cells = rng.choice(9, size=2, replace=False)
+        return composite({int(cells[0]): names[index % 4], int(cells[1]): names[(index + 1) % 4]})
+    pixels = photo(names[index % 4])
+    h, w = pixels.shape[:2]
+    ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+    top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    return pixels[top : top + ch, left : left + cw]
+
+
+def make_folder(count: int, folder: Path | None = None, seed: int = 0) -> Path:
+    """``count`` camera-like JPEGs in ``folder`` (default bench/out/photos-N); existing files are kept."""
+    folder = folder or OUT / f"photos-{count}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        path = folder / f"IMG_{index:04d}.jpg"
+        if path.exists():
+            continue
+        portrait = index % PORTRAIT_EVERY == PORTRAIT_EVERY - 1
+        height, width = FULL_HW[::-1] if portrait else FULL_HW
+        small = Image.fromarray(_picture(rng, index))
+        big = np.asarray(small.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+        noisy = np.clip(big + rng.normal(0, NOISE_SIGMA, big.shape).astype(np.float32), 0, 255).astype(np.uint8)
+        if portrait:
+            save_jpeg(as_phone_photo(noisy), path, orientation=6)
+        else:
+            save_jpeg(noisy, path)
+    return folder

@@ -1,0 +1,418 @@
+"""A resolved query tree -> one SQLAlchemy ``select`` over ``cell_labels``; the ranking.
+
+Semantics
+---------
+A term ``LABEL in REGION`` with classes C and minimum score t holds in a cell when the summed score of
+C's classes in that cell reaches t (``>=``; ``>`` when the query says ``> t``). It matches an image when
+it holds in at least one cell of its region; its *cells* are those cells and its *score* is the best
+summed score among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
+their cells, (row, column) = divmod(cell, 3):
+
+=============  ==============================================================================
+``A left of B``   some cell of A lies in a column strictly left of some cell of B
+``A right of B``  some cell of A lies in a column strictly right of some cell of B
+``A above B``     some cell of A lies in a row strictly above some cell of B
+``A below B``     some cell of A lies in a row strictly below some cell of B
+``A next to B``   some cell of A is the same as, or touches (edge or corner), some cell of B
+=============  ==============================================================================
+
+Ranking (``score`` of a match, higher first; ties by path): a term scores its best cell score; AND and
+a relation multiply the scores of their parts (the chance that all hold, were they independent); OR
+takes the best score among the branches that hold; NOT only filters (it counts as 1).
+
+Plan
+----
+The statement is one pivot: a ``UNION ALL`` of per-(image, cell) score rows, one column per term, grouped
+by image into each term's score and cell mask, joined to ``images`` by primary key, filtered by the
+boolean condition, ranked, paged. It has no other joins, so its plan does not hinge on SQLite's guesses.
+
+The rows come from two sources:
+
+- *read from the class index*: a term's cells where it reaches its threshold, straight from the
+  ``(class_id, cell, score)`` index (for one class the threshold runs inside the index; for several the
+  rows are summed per image and cell);
+- *computed per candidate*: for each candidate image, its own rows (primary key ``(image_id, cell,
+  class_id)``, filtered to the classes asked for) summed per cell for every such term at once.
+
+Candidates come from *drivers*, terms that must hold whenever the query holds. AND takes its cheap
+children (at most `CHEAP_DRIVER` (class, cell) pairs: one class anywhere, a few classes in a few cells)
+or else its narrowest child; OR needs a driver in every branch; NOT has none. Then:
+
+1. one driving term: the candidates are its images; it and every other cheap term are read from the
+   index, the broad ones (``dog``, ``vehicle``) computed per candidate;
+2. an intersection (AND) of drivers: usually few images survive, so every term is computed for them;
+3. a union (OR): cheap terms are read from the index, broad ones computed per candidate;
+4. no driver (``NOT dog``): every image is a candidate and every term is read from the index.
+
+So ``dog in center AND flowerpot top-left`` costs about what the flowerpots cost, not all dog photos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from indexer.geometry import CELL_NAMES
+from indexer.labels import NUM_CLASSES
+from indexer.store import Tables
+from query import DEFAULT_MIN_SCORE
+from query.parser import And, Node, Not, Or, Region, Relation, Term
+from query.resolve import Resolution
+
+ALL_CELLS = tuple(range(9))
+#: Terms over at most this many (class, cell) pairs drive together in an AND (single-class terms).
+CHEAP_DRIVER = 9
+
+
+def _relation_masks() -> dict[str, tuple[int, ...]]:
+    """For each relation and each cell b: the mask of the cells a with ``a RELATION b``."""
+    def mask(test) -> tuple[int, ...]:
+        return tuple(
+            sum(1 << a for a in ALL_CELLS if test(divmod(a, 3), divmod(b, 3))) for b in ALL_CELLS
+        )
+
+    return {
+        "left of": mask(lambda a, b: a[1] < b[1]),
+        "right of": mask(lambda a, b: a[1] > b[1]),
+        "above": mask(lambda a, b: a[0] < b[0]),
+        "below": mask(lambda a, b: a[0] > b[0]),
+        "next to": mask(lambda a, b: abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1),
+    }
+
+
+RELATION_MASKS = _relation_masks()
+
+
+def cells_of(mask: int | None) -> list[str]:
+    """Cell names of a 9-bit mask, in row-major order."""
+    return [CELL_NAMES[c] for c in ALL_CELLS if mask and mask >> c & 1]
+
+
+@dataclass(eq=False)
+class Spec:
+    """One distinct term of the query (a term repeated verbatim is computed once)."""
+
+    number: int  # 1-based, in order of first appearance
+    term: Term
+    resolution: Resolution
+    classes: tuple[int, ...]
+    cells: tuple[int, ...]
+    threshold: float
+    strict: bool
+    positive: bool = False  # appears outside NOT, so it is reported
+
+    @property
+    def region(self) -> Region:
+        return self.term.region
+
+    @property
+    def label(self) -> str:
+        return f'"{self.term.label}"' if self.term.quoted else self.term.label
+
+    def describe(self) -> str:
+        return self.term.describe(self.threshold)
+
+    @property
+    def cost(self) -> int:
+        return len(self.classes) * len(self.cells)
+
+
+@dataclass
+class CompiledQuery:
+    """The statement plus what is needed to read its rows and to explain it."""
+
+    statement: sa.Select
+    specs: list[Spec]  # every distinct term; ``positive`` ones are reported per match
+    plan: str  # one line: which shape was chosen and the driving terms
+
+    @property
+    def reported(self) -> list[Spec]:
+        return [s for s in self.specs if s.positive]
+
+
+# ------------------------------------------------------------------------------------------- drivers
+
+@dataclass(frozen=True)
+class _Drive:
+    op: str  # "term", "and", "or"
+    spec: Spec | None = None
+    parts: tuple["_Drive", ...] = ()
+
+    @property
+    def cost(self) -> int:
+        if self.op == "term":
+            return self.spec.cost
+        costs = [p.cost for p in self.parts]
+        return min(costs) if self.op == "and" else sum(costs)
+
+    def specs(self) -> list[Spec]:
+        return [self.spec] if self.op == "term" else [s for p in self.parts for s in p.specs()]
+
+
+def _combine(op: str, parts: list[_Drive]) -> _Drive:
+    """``op`` over ``parts``, nested same-op drives flattened and repeated ones dropped."""
+    flat: list[_Drive] = []
+    for part in parts:
+        for piece in part.parts if part.op == op else (part,):
+            if piece not in flat:
+                flat.append(piece)
+    return flat[0] if len(flat) == 1 else _Drive(op, parts=tuple(flat))
+
+
+def _and_drive(parts: list[_Drive]) -> _Drive | None:
+    if not parts:
+        return None
+    cheap = [p for p in parts if p.cost <= CHEAP_DRIVER]
+    return _combine("and", cheap or [min(parts, key=lambda p: p.cost)])
+
+
+def _drive(node: Node, spec_of) -> _Drive | None:
+    if isinstance(node, Term):
+        return _Drive("term", spec_of(node))
+    if isinstance(node, Relation):
+        return _and_drive([_Drive("term", spec_of(node.left)), _Drive("term", spec_of(node.right))])
+    if isinstance(node, Not):
+        return None
+    parts = [_drive(child, spec_of) for child in node.children]
+    if isinstance(node, And):
+        return _and_drive([p for p in parts if p is not None])
+    if any(p is None for p in parts):
+        return None
+    return _combine("or", parts)
+
+
+# ------------------------------------------------------------------------------------------ compiler
+
+class _Compiler:
+    def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str):
+        self.t = t
+        self.tree = tree
+        self.dialect = dialect
+        self.specs: list[Spec] = []
+        self.by_term: dict[Term, Spec] = {}
+        self._hits: dict[int, sa.CTE] = {}
+        self.per_image: sa.Subquery | None = None  # set by compile(): per spec its score and mask columns
+        self._collect(tree, resolutions, min_score, {}, positive=True)
+
+    def _collect(self, node: Node, resolutions, min_score, by_key: dict[tuple, Spec], positive: bool) -> None:
+        if isinstance(node, (Term, Relation)):
+            for term in (node,) if isinstance(node, Term) else (node.left, node.right):
+                threshold = min_score if term.threshold is None else term.threshold
+                strict = term.strict and term.threshold is not None
+                classes = tuple(sorted(resolutions[term].classes))
+                key = (classes, term.region.cells, threshold, strict)
+                spec = by_key.get(key)
+                if spec is None:
+                    spec = Spec(len(self.specs) + 1, term, resolutions[term], *key)
+                    by_key[key] = spec
+                    self.specs.append(spec)
+                spec.positive |= positive
+                self.by_term[term] = spec
+        elif isinstance(node, Not):
+            self._collect(node.child, resolutions, min_score, by_key, positive=False)
+        else:
+            for child in node.children:
+                self._collect(child, resolutions, min_score, by_key, positive)
+
+    # -- building blocks
+    def class_filter(self, column: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
+        if len(classes) == 1:
+            return column == classes[0]
+        if len(classes) > NUM_CLASSES // 2:  # "entity", "object": name the few classes left out instead
+            return column.not_in(sorted(set(range(NUM_CLASSES)) - set(classes)))
+        return column.in_(classes)
+
+    def cell_filter(self, column: sa.ColumnElement, cells: tuple[int, ...]) -> sa.ColumnElement:
+        if cells == ALL_CELLS:
+            return sa.true()
+        return column == cells[0] if len(cells) == 1 else column.in_(cells)
+
+    def reaches(self, value: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
+        return value > spec.threshold if spec.strict else value >= spec.threshold
+
+    def hits(self, spec: Spec) -> sa.CTE:
+        """(image_id, cell, s): the cells where ``spec`` holds, straight from the class index; one CTE
+        per spec, so SQLite computes it once when both the candidates and the pivot read it."""
+        if spec.number in self._hits:
+            return self._hits[spec.number]
+        cl = self.t.cell_labels
+        where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
+        if len(spec.classes) == 1:  # one row per (image, cell): the threshold runs inside the index
+            query = sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s")).where(*where, self.reaches(cl.c.score, spec))
+        else:
+            total = sa.func.sum(cl.c.score)
+            query = (
+                sa.select(cl.c.image_id, cl.c.cell, total.label("s"))
+                .where(*where)
+                .group_by(cl.c.image_id, cl.c.cell)
+                .having(self.reaches(total, spec))
+            )
+        self._hits[spec.number] = query.cte(f"hits_{spec.number}")
+        return self._hits[spec.number]
+
+    def driver_ids(self, drive: _Drive, distinct: bool = True) -> sa.Select:
+        """The image ids a driver admits (a superset of the matches), each once: a candidate listed twice
+        would have its cells counted twice."""
+        if drive.op == "term":
+            ids = sa.select(self.hits(drive.spec).c.image_id)
+            return ids.distinct() if distinct else ids
+        parts = []
+        for part in drive.parts:
+            ids = self.driver_ids(part, distinct=False)  # INTERSECT and UNION drop repeats themselves
+            if part.op != "term":  # SQLite takes no parenthesized compound inside a compound
+                nested = ids.subquery()
+                ids = sa.select(nested.c.image_id)
+            parts.append(ids)
+        return (sa.intersect if drive.op == "and" else sa.union)(*parts)
+
+    def wide(self, image_id, cell, values: dict[int, sa.ColumnElement]) -> list[sa.ColumnElement]:
+        """A row of the pivot's input: image, cell, then one column per spec (NULL where not given)."""
+        nothing = sa.cast(sa.null(), sa.Float)
+        return [image_id.label("image_id"), cell.label("cell")] + [
+            values.get(s.number, nothing).label(f"s{s.number}") for s in self.specs
+        ]
+
+    def probe_rows(self, cand: sa.CTE, specs: list[Spec]) -> sa.Select:
+        """Per candidate and cell, the summed score of each spec, from the candidate's own rows."""
+        cl = self.t.cell_labels
+        wanted = tuple(sorted({c for s in specs for c in s.classes}))
+        sums = {
+            s.number: sa.func.sum(
+                sa.case((sa.and_(self.class_filter(cl.c.class_id, s.classes), self.cell_filter(cl.c.cell, s.cells)), cl.c.score))
+            )
+            for s in specs
+        }
+        # "class_id + 0" keeps SQLite on the primary key (image_id, cell, class_id) for this join instead
+        # of scanning the class index for every listed class.
+        return (
+            sa.select(*self.wide(cand.c.image_id, cl.c.cell, sums))
+            .select_from(cand.join(cl, sa.and_(cl.c.image_id == cand.c.image_id, self.class_filter(cl.c.class_id + 0, wanted))))
+            .group_by(cand.c.image_id, cl.c.cell)
+        )
+
+    # -- boolean condition and score over the per-spec columns
+    def score(self, spec: Spec) -> sa.ColumnElement:
+        return self.per_image.c[f"score_{spec.number}"]
+
+    def mask(self, spec: Spec) -> sa.ColumnElement:
+        return self.per_image.c[f"mask_{spec.number}"]
+
+    def holds(self, spec: Spec) -> sa.ColumnElement:
+        return self.score(spec).is_not(None)
+
+    def condition(self, node: Node) -> sa.ColumnElement:
+        if isinstance(node, Term):
+            return self.holds(self.by_term[node])
+        if isinstance(node, Relation):
+            a, b = self.by_term[node.left], self.by_term[node.right]
+            return sa.and_(self.holds(a), self.holds(b), self.related(node.kind, self.mask(a), self.mask(b)))
+        if isinstance(node, Not):
+            return sa.not_(self.condition(node.child))
+        parts = [self.condition(child) for child in node.children]
+        return sa.and_(*parts) if isinstance(node, And) else sa.or_(*parts)
+
+    def related(self, kind: str, mask_a: sa.ColumnElement, mask_b: sa.ColumnElement) -> sa.ColumnElement:
+        """``(mask_a & R(mask_b)) != 0`` where R(mask_b) is every cell in ``kind`` to some cell of b."""
+        table = RELATION_MASKS[kind]
+        reach = None
+        for b in ALL_CELLS:
+            part = sa.case((mask_b.bitwise_and(1 << b) != 0, table[b]), else_=0)
+            reach = part if reach is None else reach.bitwise_or(part)
+        return mask_a.bitwise_and(reach) != 0
+
+    def ranking(self, node: Node) -> sa.ColumnElement:
+        if isinstance(node, Term):
+            return self.score(self.by_term[node])
+        if isinstance(node, Relation):
+            return self.score(self.by_term[node.left]) * self.score(self.by_term[node.right])
+        if isinstance(node, Not):
+            return sa.literal(1.0)
+        if isinstance(node, And):
+            parts = [self.ranking(child) for child in node.children if not isinstance(child, Not)]
+            if not parts:
+                return sa.literal(1.0)
+            product = parts[0]
+            for part in parts[1:]:
+                product = product * part
+            return product
+        branches = [sa.case((self.condition(child), self.ranking(child)), else_=0.0) for child in node.children]
+        greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
+        return greatest(*branches)
+
+    # -- the statement
+    def compile(self, limit: int | None, offset: int) -> CompiledQuery:
+        images = self.t.images
+        drive = _drive(self.tree, self.by_term.__getitem__)
+        cheap = [s for s in self.specs if s.cost <= CHEAP_DRIVER]
+        if drive is None:
+            plan = "no driving term: every image is a candidate, every term is read from the class index"
+            indexed, probed = list(self.specs), []
+        elif drive.op == "term":
+            lead = drive.spec
+            plan = f"candidates: images of term {lead.number} ({lead.describe()})"
+            indexed = [lead] + [s for s in cheap if s is not lead]
+            probed = [s for s in self.specs if s not in indexed]
+        elif drive.op == "and":
+            plan = f"candidates: images common to terms {', '.join(str(s.number) for s in drive.specs())}"
+            indexed, probed = [], list(self.specs)
+        else:
+            plan = f"candidates: images of any of terms {', '.join(str(s.number) for s in drive.specs())}"
+            indexed = cheap
+            probed = [s for s in self.specs if s not in indexed]
+        if indexed:
+            plan += f"; term{'s' * (len(indexed) > 1)} {', '.join(str(s.number) for s in indexed)} read from the class index"
+        if probed:
+            plan += f"; term{'s' * (len(probed) > 1)} {', '.join(str(s.number) for s in probed)} computed per candidate"
+
+        parts: list[sa.Select] = []
+        for spec in indexed:
+            hits = self.hits(spec)
+            parts.append(sa.select(*self.wide(hits.c.image_id, hits.c.cell, {spec.number: hits.c.s})))
+        if probed:
+            cand = self.driver_ids(drive).cte("cand")
+            parts.append(self.probe_rows(cand, probed))
+        if drive is None:  # images where no term holds are candidates too
+            no_cell = sa.cast(sa.null(), sa.SmallInteger)
+            parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(images.c.error.is_(None)))
+        rows = (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("cell_scores")
+
+        columns = [rows.c.image_id]
+        for spec in self.specs:
+            value = rows.c[f"s{spec.number}"]
+            holds = self.reaches(value, spec)
+            columns.append(sa.func.max(sa.case((holds, value))).label(f"score_{spec.number}"))
+            columns.append(
+                sa.func.sum(sa.case((holds, sa.literal(1).bitwise_lshift(rows.c.cell)), else_=0)).label(f"mask_{spec.number}")
+            )
+        self.per_image = matches = sa.select(*columns).group_by(rows.c.image_id).subquery("per_image")
+
+        score = sa.func.coalesce(self.ranking(self.tree), 0.0).label("score")
+        columns = [images.c.image_id, images.c.path, images.c.width, images.c.height, score]
+        for spec in self.specs:
+            if spec.positive:
+                columns += [self.score(spec).label(f"score_{spec.number}"), self.mask(spec).label(f"mask_{spec.number}")]
+        columns.append(sa.func.count().over().label("total"))
+        statement = (
+            sa.select(*columns)
+            .select_from(matches.join(images, images.c.image_id == matches.c.image_id))
+            .where(images.c.error.is_(None), self.condition(self.tree))
+            .order_by(sa.desc("score"), images.c.path)
+            .limit(limit)
+            .offset(offset or None)
+        )
+        return CompiledQuery(statement, self.specs, plan)
+
+
+def compile_query(
+    tables: Tables,
+    tree: Node,
+    resolutions: dict[Term, Resolution],
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    limit: int | None = 20,
+    offset: int = 0,
+    dialect: str = "sqlite",
+) -> CompiledQuery:
+    """The one statement that answers ``tree``; ``limit=None`` returns every match."""
+    return _Compiler(tables, tree, resolutions, min_score, dialect).compile(limit, offset)

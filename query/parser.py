@@ -1,0 +1,585 @@
+"""The query language: tokens with positions -> a tree of terms, relations and boolean operators.
+
+Grammar (keywords are case-insensitive; NOT binds tighter than AND, AND tighter than OR)::
+
+    query    := or EOF
+    or       := and ("OR" and)*
+    and      := not ("AND" not)*
+    not      := "NOT" not | primary
+    primary  := "(" or ")" | term [RELATION term]
+    term     := label [region] [threshold] | label threshold region
+    label    := ["the" | "a" | "an"] word+ | '"' text '"'
+    region   := [filler*] ("in" | "at" | "on") ["the"] region-phrase | region-phrase   (see REGION_HELP)
+    filler   := "is" | "are" | "located" | "found" | "lies" | "sits"
+    threshold:= (">" | ">=" | "≥") number ["%"]
+
+A label is the words before the region; the region is the longest run of trailing words that spells one.
+When a region follows the label without "in/at/on/the" (``entertainment center``), the tree keeps the
+whole text as an alternative label, and `query.resolve` uses it when the shorter label is unknown.
+Quote a label whose words would otherwise be read as keywords or a region: ``"black and gold garden
+spider"``, ``"top"``.
+
+Every error is a `QueryError` that carries the 0-based position of the offending character; its message
+is one line naming the problem, then the query and a caret under that position.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Union
+
+from indexer.errors import ImgidxError
+from indexer.geometry import CELL_NAMES
+from query import DEFAULT_MIN_SCORE
+
+MAX_DEPTH = 64
+MAX_TERMS = 16
+CONTEXT = 40  # characters shown either side of an error in a long query
+
+
+class QueryError(ImgidxError):
+    """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit."""
+
+    def __init__(self, reason: str, query: str, position: int) -> None:
+        self.reason = reason
+        self.query = query
+        self.position = max(0, min(position, len(query)))
+        super().__init__(f"column {self.position + 1}: {reason}\n{caret_context(query, self.position)}")
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def caret_context(query: str, position: int) -> str:
+    """Two lines: the query (a window of it when long, control characters blanked) and a caret below."""
+    shown = "".join(ch if ch.isprintable() else " " for ch in query)
+    start = max(0, position - CONTEXT)
+    end = min(len(shown), position + CONTEXT)
+    before = ("..." if start > 0 else "") + shown[start:position]
+    after = shown[position:end] + ("..." if end < len(shown) else "")
+    return f"  {before}{after}\n  {' ' * _width(before)}^"
+
+
+# ---------------------------------------------------------------------------------------------- regions
+
+@dataclass(frozen=True)
+class Region:
+    """A set of 3x3 cells (0..8 row-major) under its canonical name."""
+
+    name: str
+    cells: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ANYWHERE = Region("anywhere", tuple(range(9)))
+_VERTICAL = {"top": 0, "upper": 0, "bottom": 2, "lower": 2}
+_HORIZONTAL = {"left": 0, "right": 2}
+_MIDDLE = ("center", "centre", "middle", "central")
+_ROW_NAMES = ("top row", "middle row", "bottom row")
+_COLUMN_NAMES = ("left column", "middle column", "right column")
+PREPOSITIONS = ("in", "at", "on")
+#: Words allowed between a label and its preposition, and before a label: the seed's "the school bus is
+#: located in the middle" is a query.
+FILLERS = ("is", "are", "located", "found", "lies", "sits")
+ARTICLES = ("the", "a", "an")
+
+
+def _region_table() -> dict[tuple[str, ...], Region]:
+    table: dict[tuple[str, ...], Region] = {}
+
+    def cell(row: int, col: int, *phrases: tuple[str, ...]) -> None:
+        index = row * 3 + col
+        region = Region(CELL_NAMES[index], (index,))
+        corner = row != 1 and col != 1
+        for phrase in phrases:
+            table[phrase] = region
+            table[phrase + ("cell",)] = region
+            if corner:
+                table[phrase + ("corner",)] = region
+
+    for v, row in _VERTICAL.items():
+        for h, col in _HORIZONTAL.items():
+            cell(row, col, (v, h), (h, v))
+        for m in _MIDDLE:
+            cell(row, 1, (v, m), (m, v))
+    for h, col in _HORIZONTAL.items():
+        for m in _MIDDLE:
+            cell(1, col, (m, h), (h, m))
+    for m in _MIDDLE:
+        cell(1, 1, (m,), (m, m))
+        for m2 in _MIDDLE:
+            cell(1, 1, (m, m2))
+        table[(m, "row")] = Region(_ROW_NAMES[1], (3, 4, 5))
+        table[(m, "column")] = Region(_COLUMN_NAMES[1], (1, 4, 7))
+    for v, row in _VERTICAL.items():
+        region = Region(_ROW_NAMES[row], tuple(range(row * 3, row * 3 + 3)))
+        for tail in ((), ("row",), ("third",), ("edge",)):
+            table[(v,) + tail] = region
+    for h, col in _HORIZONTAL.items():
+        region = Region(_COLUMN_NAMES[col], (col, col + 3, col + 6))
+        for tail in ((), ("column",), ("side",), ("third",), ("edge",)):
+            table[(h,) + tail] = region
+            table[(h, "hand") + tail] = region
+    corners = Region("corners", (0, 2, 6, 8))
+    for phrase in (("corner",), ("corners",), ("any", "corner"), ("a", "corner")):
+        table[phrase] = corners
+    table[("anywhere",)] = ANYWHERE
+    return table
+
+
+REGIONS = _region_table()
+
+REGION_HELP = """\
+\b
+Regions (any case; words joined by spaces or hyphens; "in", "at", "on" and
+"the" may come first):
+  cells     top-left, top-center, top-right, center-left, center, center-right,
+            bottom-left, bottom-center, bottom-right; the words top/upper, bottom/lower,
+            left, right and center/centre/middle/central combine in either order
+            (upper left, left top, centre-left, middle right), optionally followed
+            by "cell" or, for a corner, "corner" (top-left corner)
+  center    center, centre, middle: the centre cell
+  rows      top, upper, top row, top third, top edge: any of the three top cells;
+            bottom, lower, bottom row ...; middle row, center row, centre row
+  columns   left, left column, left side, left-hand side, left third, left edge;
+            right ...; middle column, center column, centre column
+  corners   corner, corners, any corner: the four corner cells
+  anywhere  anywhere, or no region at all: any of the nine cells"""
+
+QUERY_HELP = f"""Find images by what the index saw where: labels in 3x3 regions, combined.
+
+\b
+  imgidx query "school bus in center AND flower pot top-left"
+  imgidx query "dog left of cat" --grid
+  imgidx query "bird in the top row > 0.5 AND NOT dog" --json
+  imgidx query "crane" --paths -0 | xargs -0 ls -l
+  imgidx query "dogs OR cats" --html gallery.html
+
+\b
+Term: LABEL [in|at|on] [the] REGION [> SCORE]
+  LABEL   an ImageNet class by any synonym, in any case, with or without
+          hyphens and spaces, singular or plural (flowerpot, pot, flower pot,
+          Flower-Pot, dogs); a WordNet ancestor of classes (dog = 118 breeds,
+          cat, bird, vehicle, car, coffee); or a WordNet id (n02084071).
+          A term's score in a cell is the summed probability of its classes.
+          A name with several senses (crane: bird and machine) matches all;
+          see imgidx labels WORD. A "quoted" label matches a name exactly and
+          may hold keywords or region words: "black and gold garden spider".
+  SCORE   the term's own minimum score: > 0.5, >= 0.5, > 50%. Without it
+          the term needs --min-score (default {DEFAULT_MIN_SCORE:g}) in some cell
+          of its region.
+  A term without a region matches anywhere.
+
+{REGION_HELP}
+
+\b
+Operators: NOT, AND, OR in any case, and parentheses; NOT binds tighter than
+AND, AND tighter than OR.
+Relations: A left of B, A right of B, A above B, A below B, A next to B (also
+to the left of, over, under, beneath, beside, adjacent to, near), decided from
+the cells where each term matched: A left of B when some cell of A lies in a
+column strictly left of some cell of B; above and below compare rows the same
+way; next to means the same cell or one touching it (edge or corner).
+
+\b
+Ranking: a term scores its best cell; AND and relations multiply the scores
+of their terms; OR takes the best branch that holds; NOT only filters. Ties
+go by path. Output: a table by default (rank, score, path, where each term
+matched), or --grid, --json, --paths, --html."""
+
+
+def match_region(words: list[str]) -> Region | None:
+    """The region spelled by ``words`` (each may hold hyphens), with an optional preposition and "the"."""
+    parts = [p for w in words for p in w.lower().split("-")]
+    if parts and parts[0] in PREPOSITIONS:
+        parts = parts[1:]
+    if parts and parts[0] == "the":
+        parts = parts[1:]
+    return REGIONS.get(tuple(parts)) if parts and all(parts) else None
+
+
+# ------------------------------------------------------------------------------------------------ tree
+
+@dataclass(frozen=True)
+class Term:
+    """A label, where it must be, and how sure the index must be of it.
+
+    ``threshold`` is the term's own minimum score (None: the query's default), ``strict`` tells ``>``
+    from ``>=``. ``start``/``end`` span the term in the query (its label comes first). ``whole_label``
+    is the alternative reading when the region followed the label bare (``entertainment center``).
+    """
+
+    label: str
+    quoted: bool = False
+    region: Region = ANYWHERE
+    threshold: float | None = None
+    strict: bool = False
+    start: int = 0
+    end: int = 0
+    whole_label: str | None = field(default=None, compare=False)
+
+    def describe(self, default_threshold: float | None = None) -> str:
+        """The term as the query language would spell it, e.g. ``"school bus" in center >= 0.5``."""
+        label = f'"{self.label}"' if self.quoted else self.label
+        text = label if self.region is ANYWHERE else f"{label} in {self.region.name}"
+        if self.threshold is not None:
+            return f"{text} {'>' if self.strict else '>='} {self.threshold:g}"
+        if default_threshold is not None:
+            return f"{text} >= {default_threshold:g}"
+        return text
+
+
+RELATIONS = ("left of", "right of", "above", "below", "next to")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``left RELATION right``, decided from the cells where each term matches (see `query.compile`)."""
+
+    kind: str  # one of RELATIONS
+    left: Term
+    right: Term
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class Not:
+    child: "Node"
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple["Node", ...]
+
+
+Node = Union[Term, Relation, Not, And, Or]
+
+
+def terms(node: Node) -> list[Term]:
+    """Every term of the tree, in query order."""
+    if isinstance(node, Term):
+        return [node]
+    if isinstance(node, Relation):
+        return [node.left, node.right]
+    if isinstance(node, Not):
+        return terms(node.child)
+    return [t for child in node.children for t in terms(child)]
+
+
+def dump(node: Node, default_threshold: float | None = None, indent: str = "") -> str:
+    """An indented outline of the tree, one node a line."""
+    pad = indent + "  "
+    if isinstance(node, Term):
+        return f"{indent}{node.describe(default_threshold)}"
+    if isinstance(node, Relation):
+        return (
+            f"{indent}{node.kind.upper()}\n{pad}{node.left.describe(default_threshold)}\n"
+            f"{pad}{node.right.describe(default_threshold)}"
+        )
+    if isinstance(node, Not):
+        return f"{indent}NOT\n{dump(node.child, default_threshold, pad)}"
+    name = "AND" if isinstance(node, And) else "OR"
+    return f"{indent}{name}\n" + "\n".join(dump(child, default_threshold, pad) for child in node.children)
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # word, quoted, lparen, rparen, gt, ge, eof
+    text: str
+    start: int
+    end: int
+
+
+_WORD_CHARS = re.compile(r"[\w'’.\-]+")
+_QUOTES = {'"': '"', "“": "”", "”": "”"}
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)%?")
+KEYWORDS = ("and", "or", "not")
+
+
+def tokenize(query: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "()":
+            tokens.append(Token("lparen" if ch == "(" else "rparen", ch, i, i + 1))
+            i += 1
+        elif ch in _QUOTES:
+            close = query.find(_QUOTES[ch], i + 1)
+            if close < 0:
+                raise QueryError("unterminated quoted label: add the closing quote", query, i)
+            text = " ".join(query[i + 1 : close].split())
+            if not text:
+                raise QueryError("empty quoted label", query, i)
+            tokens.append(Token("quoted", text, i, close + 1))
+            i = close + 1
+        elif ch == ">" or ch == "≥":
+            if query.startswith(">=", i):
+                tokens.append(Token("ge", ">=", i, i + 2))
+                i += 2
+            else:
+                tokens.append(Token("ge" if ch == "≥" else "gt", ch, i, i + 1))
+                i += 1
+        elif ch in "<=≤":
+            raise QueryError(f"unexpected '{ch}': a term takes a minimum score, as in 'dog > 0.5'", query, i)
+        else:
+            match = _WORD_CHARS.match(query, i)
+            if not match:
+                raise QueryError(f"unexpected character {ch!r}", query, i)
+            end = match.end() + (query.startswith("%", match.end()) and bool(_NUMBER.fullmatch(match.group() + "%")))
+            tokens.append(Token("word", query[i:end], i, end))
+            i = end
+    tokens.append(Token("eof", "", n, n))
+    return tokens
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+_RELATION_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = tuple(
+    sorted(
+        [
+            (("left", "of"), "left of"),
+            (("to", "the", "left", "of"), "left of"),
+            (("to", "left", "of"), "left of"),
+            (("right", "of"), "right of"),
+            (("to", "the", "right", "of"), "right of"),
+            (("to", "right", "of"), "right of"),
+            (("above",), "above"),
+            (("over",), "above"),
+            (("below",), "below"),
+            (("under",), "below"),
+            (("beneath",), "below"),
+            (("next", "to"), "next to"),
+            (("beside",), "next to"),
+            (("adjacent", "to"), "next to"),
+            (("near",), "next to"),
+        ],
+        key=lambda item: -len(item[0]),
+    )
+)
+
+
+def _is_keyword(token: Token) -> bool:
+    return token.kind == "word" and token.text.lower() in KEYWORDS
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.tokens = tokenize(query)
+        self.pos = 0
+        self.depth = 0
+        self.n_terms = 0
+
+    # -- helpers
+    @property
+    def peek(self) -> Token:
+        return self.tokens[self.pos]
+
+    def error(self, reason: str, token_or_pos: Token | int) -> QueryError:
+        pos = token_or_pos.start if isinstance(token_or_pos, Token) else token_or_pos
+        return QueryError(reason, self.query, pos)
+
+    def describe(self, token: Token) -> str:
+        return "the end of the query" if token.kind == "eof" else f"'{self.query[token.start:token.end]}'"
+
+    def after(self) -> str:
+        return f"after '{self.tokens[self.pos - 1].text}'" if self.pos else "at the start"
+
+    def keyword(self, word: str) -> bool:
+        return _is_keyword(self.peek) and self.peek.text.lower() == word
+
+    def relation_at(self, index: int) -> tuple[str, int] | None:
+        """(relation kind, number of words) when a relation phrase starts at token ``index``."""
+        for phrase, kind in _RELATION_PHRASES:
+            toks = self.tokens[index : index + len(phrase)]
+            if len(toks) == len(phrase) and all(
+                t.kind == "word" and t.text.lower() == w for t, w in zip(toks, phrase)
+            ):
+                return kind, len(phrase)
+        return None
+
+    # -- grammar
+    def parse(self) -> Node:
+        if self.peek.kind == "eof":
+            raise self.error("empty query: give at least one label, e.g. 'dog in center'", 0)
+        node = self.parse_or()
+        tok = self.peek
+        if tok.kind == "rparen":
+            raise self.error("unbalanced ')': no '(' opens it", tok)
+        if tok.kind != "eof":
+            raise self.error(f"expected AND, OR or the end of the query, found {self.describe(tok)}", tok)
+        return node
+
+    def nest(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"query nested too deeply (more than {MAX_DEPTH} levels)", tok)
+
+    def parse_or(self) -> Node:
+        children = [self.parse_and()]
+        while self.keyword("or"):
+            self.pos += 1
+            children.append(self.parse_and())
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def parse_and(self) -> Node:
+        children = [self.parse_not()]
+        while self.keyword("and"):
+            self.pos += 1
+            children.append(self.parse_not())
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def parse_not(self) -> Node:
+        if self.keyword("not"):
+            tok = self.peek
+            self.pos += 1
+            self.nest(tok)
+            child = self.parse_not()
+            self.depth -= 1
+            return Not(child, tok.start)
+        return self.parse_primary()
+
+    def parse_primary(self) -> Node:
+        tok = self.peek
+        if tok.kind == "lparen":
+            self.pos += 1
+            self.nest(tok)
+            node = self.parse_or()
+            self.depth -= 1
+            if self.peek.kind != "rparen":
+                raise self.error(
+                    f"expected ')' to close the '(' at column {tok.start + 1}, found {self.describe(self.peek)}", self.peek
+                )
+            self.pos += 1
+            if self.relation_at(self.pos):
+                raise self.error("a relation joins two labels, not a parenthesized group", self.peek)
+            return node
+        left = self.parse_term()
+        relation = self.relation_at(self.pos)
+        if relation is None:
+            return left
+        kind, length = relation
+        rel_tok = self.peek
+        phrase = " ".join(t.text for t in self.tokens[self.pos : self.pos + length])
+        self.pos += length
+        right = self.parse_term(after=phrase)
+        if self.relation_at(self.pos):
+            raise self.error("one relation per pair of labels: join relations with AND", self.peek)
+        return Relation(kind, left, right, rel_tok.start)
+
+    def parse_term(self, after: str | None = None) -> Term:
+        first = self.peek
+        if first.kind == "quoted":
+            self.pos += 1
+            label, quoted, whole, region = first.text, True, None, ANYWHERE
+            tail = self.take_words()
+            if tail:
+                region = self.region_of(tail)
+        else:
+            words = self.take_words()
+            if not words:
+                if self.relation_at(self.pos):
+                    raise self.error(f"expected a label before '{self.peek.text}'", self.peek)
+                where = f"after '{after}'" if after else self.after()
+                raise self.error(f"expected a label {where}, found {self.describe(first)}", first)
+            if len(words) > 1 and words[0].text.lower() in ARTICLES:
+                words = words[1:]
+            region, whole = ANYWHERE, None
+            split = self.split_region(words)
+            if split is not None:
+                index, region = split
+                bare = words[index].text.lower() not in PREPOSITIONS + ("the",)
+                whole = " ".join(w.text for w in words) if bare else None
+                words = words[:index]
+                while not bare and len(words) > 1 and words[-1].text.lower() in FILLERS:
+                    words = words[:-1]  # "the school bus is located in the middle"
+            else:
+                self.check_unknown_region(words)
+            label, quoted = " ".join(w.text for w in words), False
+
+        threshold, strict = None, False
+        if self.peek.kind in ("gt", "ge"):
+            threshold, strict = self.take_threshold()
+            tail = self.take_words()
+            if tail:
+                if region is not ANYWHERE or whole is not None:
+                    raise self.error(
+                        f"unexpected '{tail[0].text}' after the threshold: expected AND, OR, a relation or the end",
+                        tail[0],
+                    )
+                region = self.region_of(tail)
+        self.n_terms += 1
+        if self.n_terms > MAX_TERMS:
+            raise self.error(f"too many terms: a query holds at most {MAX_TERMS}", first)
+        return Term(label, quoted, region, threshold, strict, first.start, self.tokens[self.pos - 1].end, whole)
+
+    def take_words(self) -> list[Token]:
+        """Plain words up to an operator, a parenthesis, a threshold, a relation or the end."""
+        words = []
+        while self.peek.kind == "word" and not _is_keyword(self.peek) and not self.relation_at(self.pos):
+            words.append(self.peek)
+            self.pos += 1
+        if self.peek.kind == "quoted" and words:
+            raise self.error("a quoted label must stand alone: join it to the rest with AND or OR", self.peek)
+        if self.peek.kind == "lparen":
+            raise self.error("expected AND or OR before '('", self.peek)
+        return words
+
+    def split_region(self, words: list[Token]) -> tuple[int, Region] | None:
+        """The earliest split (longest region) leaving at least one label word."""
+        for index in range(1, len(words)):
+            region = match_region([w.text for w in words[index:]])
+            if region is not None:
+                return index, region
+        return None
+
+    def region_of(self, words: list[Token]) -> Region:
+        region = match_region([w.text for w in words])
+        if region is None:
+            raise self.error(f"unknown region '{' '.join(w.text for w in words)}' (the regions are listed in imgidx query --help)", words[0])
+        return region
+
+    def check_unknown_region(self, words: list[Token]) -> None:
+        """``dog in top half``: a preposition after the label announces a region that is not one."""
+        for index in range(1, len(words)):
+            if words[index].text.lower() in PREPOSITIONS:
+                rest = words[index + 1 :]
+                if rest and rest[0].text.lower() == "the":
+                    rest = rest[1:]
+                if not rest:
+                    raise self.error(f"expected a region after '{words[-1].text}'", self.peek)
+                raise self.error(f"unknown region '{' '.join(w.text for w in rest)}' (the regions are listed in imgidx query --help)", rest[0])
+
+    def take_threshold(self) -> tuple[float, bool]:
+        op = self.peek
+        self.pos += 1
+        tok = self.peek
+        if tok.kind != "word" or not _NUMBER.fullmatch(tok.text):
+            raise self.error(f"expected a score between 0 and 1 after '{op.text}', found {self.describe(tok)}", tok)
+        text = tok.text
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        if not 0.0 <= value <= 1.0:
+            raise self.error(f"a score lies between 0 and 1 (or 0% and 100%), not {text}", tok)
+        self.pos += 1
+        return value, op.kind == "gt"
+
+
+def parse(query: str) -> Node:
+    """Parse ``query`` into a tree; raise `QueryError` (with the position) when it is malformed."""
+    return _Parser(query).parse()

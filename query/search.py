@@ -1,0 +1,171 @@
+"""Run a query string against an index: parse -> resolve -> compile -> one SQL statement -> matches."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from indexer.store import Tables, tables as reflect_tables
+from query import DEFAULT_MIN_SCORE
+from query.compile import CompiledQuery, Spec, cells_of, compile_query
+from query.parser import Node, QueryError, Term, parse
+from query.resolve import Resolution, resolve
+
+
+@dataclass(frozen=True)
+class TermMatch:
+    """Where one reported term matched in one image (``score`` None: it did not, e.g. another OR branch)."""
+
+    spec: Spec
+    score: float | None
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    image_id: int
+    path: str
+    width: int | None
+    height: int | None
+    score: float
+    terms: tuple[TermMatch, ...]
+
+
+@dataclass
+class Prepared:
+    """A query ready to run: the tree, what each label resolved to, and the statement."""
+
+    text: str
+    tree: Node
+    resolutions: dict[Term, Resolution]
+    compiled: CompiledQuery
+    min_score: float
+    offset: int
+
+    @property
+    def statement(self) -> sa.Select:
+        return self.compiled.statement
+
+    def notes(self) -> list[str]:
+        """One line per ambiguous label: which senses it covers."""
+        seen: set[str] = set()
+        lines = []
+        for spec in self.compiled.specs:
+            res: Resolution = spec.resolution
+            if res.ambiguous and res.text not in seen:
+                seen.add(res.text)
+                senses = "; ".join(s.describe() for s in res.senses)
+                lines.append(f"'{res.text}' is ambiguous and matches all of: {senses} (use a WordNet id to pick one)")
+        return lines
+
+
+def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int = 12) -> str:
+    """The parsed tree, each label's classes, the plan, the SQL, and SQLite's query plan."""
+    from query.parser import dump
+
+    dialect = bind.dialect
+    sql = prepared.statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    lines = [f"query: {prepared.text}", "parsed:", dump(prepared.tree, prepared.min_score, indent="  "), "labels:"]
+    seen = set()
+    for spec in prepared.compiled.specs:
+        if spec.term.label not in seen:
+            seen.add(spec.term.label)
+            lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
+    lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
+    lines += ["  " + line for line in str(sql).splitlines()]
+    if dialect.name == "sqlite":
+        with _connected(bind) as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(sql)).all()
+        depth = {0: 0}
+        lines.append("SQLite query plan:")
+        for node, parent, _, detail in plan:
+            depth[node] = depth.get(parent, 0) + 1
+            lines.append("  " * depth[node] + detail)
+    return "\n".join(lines)
+
+
+@dataclass
+class Result:
+    prepared: Prepared
+    matches: list[Match]
+    total: int | None  # matches in all, ignoring limit and offset (None: the offset is past the end)
+
+    @property
+    def offset(self) -> int:
+        return self.prepared.offset
+
+
+def prepare(
+    bind: Engine | sa.Connection,
+    text: str,
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    limit: int | None = 20,
+    offset: int = 0,
+    tables: Tables | None = None,
+) -> Prepared:
+    """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label."""
+    if not 0.0 <= min_score <= 1.0:
+        raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
+    tree, resolutions = resolve(parse(text), text)
+    t = tables if tables is not None else reflect_tables(bind)
+    compiled = compile_query(
+        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name
+    )
+    return Prepared(text, tree, resolutions, compiled, min_score, offset)
+
+
+@contextmanager
+def _connected(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A connection: a new one from an engine (closed after), or the one given (left open)."""
+    with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as conn:
+        yield conn
+
+
+def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
+    """Run the prepared statement (once); ranks count from the first match, before the offset."""
+    reported = prepared.compiled.reported
+    with _connected(bind) as conn:
+        rows = conn.execute(prepared.statement).all()
+    matches = []
+    for rank, row in enumerate(rows, start=prepared.offset + 1):
+        mapping = row._mapping
+        matches.append(
+            Match(
+                rank,
+                mapping["image_id"],
+                mapping["path"],
+                mapping["width"],
+                mapping["height"],
+                float(mapping["score"]),
+                tuple(
+                    TermMatch(
+                        spec,
+                        mapping[f"score_{spec.number}"],
+                        tuple(cells_of(mapping[f"mask_{spec.number}"])) if mapping[f"score_{spec.number}"] is not None else (),
+                    )
+                    for spec in reported
+                ),
+            )
+        )
+    total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
+    return Result(prepared, matches, total)
+
+
+def search(
+    bind: Engine | sa.Connection,
+    text: str,
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    limit: int | None = 20,
+    offset: int = 0,
+    tables: Tables | None = None,
+) -> Result:
+    """Matches of ``text``, best first: ``limit`` of them (None or 0: all) after skipping ``offset``."""
+    prepared = prepare(bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables)
+    return execute(bind, prepared)

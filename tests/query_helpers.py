@@ -1,0 +1,109 @@
+"""Real SQLite indexes for the query tests, filled row by row through SQLAlchemy, and a reference
+evaluator that answers a query tree by brute force in Python (the oracle for the compiled SQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import sqlalchemy as sa
+
+from indexer.store import open_index, tables
+from query import DEFAULT_MIN_SCORE
+from query.compile import RELATION_MASKS
+from query.parser import And, Node, Not, Or, Relation, Term
+from query.resolve import Resolution
+
+# class ids used across the tests
+SCHOOL_BUS, FLOWERPOT, TABBY, TIGER_CAT, EGYPTIAN_CAT = 779, 738, 281, 282, 285
+GOLDEN_RETRIEVER, LABRADOR, BEAGLE, CHIHUAHUA = 207, 208, 162, 151
+CRANE_BIRD, CRANE_MACHINE = 134, 517
+
+#: one image: cell -> {class_id: score}
+Cells = Mapping[int, Mapping[int, float]]
+
+
+def make_index(path: Path, images: Mapping[str, Cells | None]) -> sa.Engine:
+    """An index at ``path`` holding ``images`` (path -> cells; None = a file that failed to index)."""
+    engine = open_index(str(path), create=True)
+    t = tables(engine)
+    with engine.begin() as conn:
+        for image_id, (name, cells) in enumerate(images.items(), start=1):
+            conn.execute(
+                t.images.insert(),
+                {
+                    "image_id": image_id,
+                    "path": name,
+                    "size_bytes": 1000,
+                    "mtime_ns": 0,
+                    "content_hash": None if cells is None else f"{image_id:064x}",
+                    "width": None if cells is None else 640,
+                    "height": None if cells is None else 480,
+                    "model": "vgg16",
+                    "working_size": 448,
+                    "indexed_at": "2025-01-01T00:00:00Z",
+                    "error": "cannot identify image file" if cells is None else None,
+                },
+            )
+            rows = [
+                {"image_id": image_id, "cell": cell, "class_id": cls, "score": score, "coverage": 0.0}
+                for cell, scores in (cells or {}).items()
+                for cls, score in scores.items()
+            ]
+            if rows:
+                conn.execute(t.cell_labels.insert(), rows)
+    return engine
+
+
+# ------------------------------------------------------------------------------------------- oracle
+
+def _term(term: Term, res: Resolution, cells: Cells, min_score: float) -> tuple[float | None, int]:
+    threshold = min_score if term.threshold is None else term.threshold
+    strict = term.strict and term.threshold is not None
+    best, mask = None, 0
+    for cell in term.region.cells:
+        total = sum(score for cls, score in cells.get(cell, {}).items() if cls in res.classes)
+        if (total > threshold) if strict else (total >= threshold):
+            best = total if best is None else max(best, total)
+            mask |= 1 << cell
+    return best, mask
+
+
+def holds(node: Node, found: dict[Term, Resolution], cells: Cells, min_score: float = DEFAULT_MIN_SCORE) -> bool:
+    if isinstance(node, Term):
+        return _term(node, found[node], cells, min_score)[0] is not None
+    if isinstance(node, Relation):
+        (sa_, ma), (sb, mb) = (_term(t, found[t], cells, min_score) for t in (node.left, node.right))
+        table = RELATION_MASKS[node.kind]
+        reach = 0
+        for b in range(9):
+            if mb >> b & 1:
+                reach |= table[b]
+        return sa_ is not None and sb is not None and bool(ma & reach)
+    if isinstance(node, Not):
+        return not holds(node.child, found, cells, min_score)
+    parts = [holds(child, found, cells, min_score) for child in node.children]
+    return all(parts) if isinstance(node, And) else any(parts)
+
+
+def score(node: Node, found: dict[Term, Resolution], cells: Cells, min_score: float = DEFAULT_MIN_SCORE) -> float:
+    """The documented ranking: product over AND and relations, best holding branch for OR, 1 for NOT."""
+    if isinstance(node, Term):
+        return _term(node, found[node], cells, min_score)[0] or 0.0
+    if isinstance(node, Relation):
+        return score(node.left, found, cells, min_score) * score(node.right, found, cells, min_score)
+    if isinstance(node, Not):
+        return 1.0
+    if isinstance(node, And):
+        product = 1.0
+        for child in node.children:
+            if not isinstance(child, Not):
+                product *= score(child, found, cells, min_score)
+        return product
+    return max(
+        (score(c, found, cells, min_score) if holds(c, found, cells, min_score) else 0.0) for c in node.children
+    )
+
+
+def cells_where(term: Term, res: Resolution, cells: Cells, min_score: float = DEFAULT_MIN_SCORE) -> int:
+    return _term(term, res, cells, min_score)[1]

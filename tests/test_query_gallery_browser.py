@@ -1,0 +1,160 @@
+"""The HTML gallery in headless Chromium: thumbnails load, highlighted cells sit over the matched thirds of
+each picture (by geometry and by the pixels drawn), and a file named with <script> shows as text.
+
+Needs the Debian packages ``chromium`` and ``chromium-driver`` (the CI script installs them); skipped
+without them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from indexer.cli import cli
+from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, make_index
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs headless Chromium: install the Debian packages chromium and chromium-driver",
+)
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install imgidx[test])")
+
+EVIL = "<script>alert(1)<.jpg"
+CELL_NAMES = ["top-left", "top-center", "top-right", "center-left", "center", "center-right", "bottom-left",
+              "bottom-center", "bottom-right"]
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gallery")
+
+    def photo(name: str, size: tuple[int, int], orientation: int | None = None) -> str:
+        exif = Image.Exif()
+        if orientation:
+            exif[0x0112] = orientation
+        Image.new("RGB", size, (128, 128, 128)).save(folder / name, "JPEG", exif=exif.tobytes())
+        return str(folder / name)
+
+    images = {
+        photo("wide.jpg", (1200, 600)): {4: {SCHOOL_BUS: 0.9}, 0: {FLOWERPOT: 0.6}},
+        photo("tall.jpg", (500, 1000)): {4: {SCHOOL_BUS: 0.8}, 7: {FLOWERPOT: 0.5}, 8: {FLOWERPOT: 0.4}},
+        photo("turned.jpg", (900, 600), orientation=6): {4: {SCHOOL_BUS: 0.7}, 2: {FLOWERPOT: 0.3}},
+        photo(EVIL, (400, 400)): {4: {SCHOOL_BUS: 0.6}, 6: {FLOWERPOT: 0.25}},
+        str(folder / "moved-away.jpg"): {4: {SCHOOL_BUS: 0.5}, 5: {FLOWERPOT: 0.9}, 8: {CRANE_MACHINE: 0.9}},
+    }
+    db = folder / "index.db"
+    make_index(db, images).dispose()
+    query = ["school bus in center", "AND", "flower pot", "--db", str(db)]
+    page = folder / "gallery.html"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["query", *query, "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    matches = [json.loads(line) for line in runner.invoke(cli, ["query", *query, "--json"]).stdout.splitlines()]
+    return page, matches
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                "--force-device-scale-factor=1", "--allow-file-access-from-files"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def loaded(browser, gallery):
+    page, matches = gallery
+    browser.get(page.as_uri())
+    return browser, matches
+
+
+def test_thumbnails_load(loaded):
+    driver, matches = loaded
+    states = driver.execute_script(
+        "return [...document.querySelectorAll('li.match')].map(li => {"
+        "  const img = li.querySelector('.thumb img');"
+        "  return img ? [img.complete, img.naturalWidth, img.naturalHeight] : null; });"
+    )
+    assert len(states) == len(matches) == 5
+    loaded_images = [s for s in states if s is not None]
+    assert len(loaded_images) == 4  # the moved file has a placeholder instead
+    assert all(complete and width > 0 and height > 0 for complete, width, height in loaded_images)
+    assert sorted((w, h) for _, w, h in loaded_images) == [(160, 320), (213, 320), (320, 160), (320, 320)]
+
+
+def test_highlighted_cells_cover_the_matched_thirds(loaded):
+    driver, matches = loaded
+    boxes = driver.execute_script(
+        "return [...document.querySelectorAll('li.match')].map(li => {"
+        "  const pic = li.querySelector('.thumb img, .thumb .missing').getBoundingClientRect();"
+        "  return {path: li.querySelector('a.path').textContent, pic: [pic.x, pic.y, pic.width, pic.height],"
+        "    cells: [...li.querySelectorAll('.cell')].map(c => { const r = c.getBoundingClientRect();"
+        "      return [c.dataset.cell, c.classList.contains('hit'), [r.x, r.y, r.width, r.height],"
+        "              getComputedStyle(c).backgroundColor]; })};"
+        "});"
+    )
+    assert [b["path"] for b in boxes] == [m["path"] for m in matches]
+    for box, match in zip(boxes, matches):
+        expected = {cell for term in match["terms"] for cell in term["cells"]}
+        assert {name for name, hit, _, _ in box["cells"] if hit} == expected, box["path"]
+        x, y, w, h = box["pic"]
+        assert w > 100 and h > 100
+        for name, hit, (cx, cy, cw, ch), background in box["cells"]:
+            row, col = divmod(CELL_NAMES.index(name), 3)
+            assert cx == pytest.approx(x + col * w / 3, abs=1.5) and cy == pytest.approx(y + row * h / 3, abs=1.5)
+            assert cw == pytest.approx(w / 3, abs=1.5) and ch == pytest.approx(h / 3, abs=1.5)
+            assert (background != "rgba(0, 0, 0, 0)") == hit, (name, background)
+
+
+def test_highlight_pixels_are_drawn_where_the_matches_are(loaded):
+    """Over a uniform grey photo, matched cells come out tinted orange and the others stay grey."""
+    from selenium.webdriver.common.by import By
+
+    driver, matches = loaded
+    first = driver.find_elements(By.CSS_SELECTOR, "li.match .thumb")[0]
+    shot = Image.open(io.BytesIO(first.screenshot_as_png)).convert("RGB")
+    width, height = shot.size
+    expected = {cell for term in matches[0]["terms"] for cell in term["cells"]}
+    for index, name in enumerate(CELL_NAMES):
+        row, col = divmod(index, 3)
+        r, g, b = shot.getpixel((int((col + 0.4) * width / 3), int((row + 0.6) * height / 3)))
+        tinted = r - b > 40
+        assert tinted == (name in expected), (name, (r, g, b))
+
+
+def test_script_in_a_file_name_shows_as_text(loaded):
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    driver, _ = loaded
+    assert driver.execute_script("return document.scripts.length") == 0
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text
+    paths = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "a.path")]
+    assert any(p.endswith("/" + EVIL) for p in paths)
+    evil = [a for a in driver.find_elements(By.CSS_SELECTOR, "a.path") if a.text.endswith(EVIL)][0]
+    assert Path(evil.get_attribute("href").removeprefix("file://")).name == "%3Cscript%3Ealert%281%29%3C.jpg"
+
+
+def test_unreadable_original_gets_a_placeholder_with_its_grid(loaded):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = loaded
+    missing = driver.find_elements(By.CSS_SELECTOR, ".thumb .missing")
+    assert len(missing) == 1 and "image not readable: FileNotFoundError" in missing[0].text

@@ -1,0 +1,295 @@
+"""Queries against real SQLite indexes: semantics, ranking, paging, one bound statement, the plan, and a
+differential test of the compiled SQL against a brute-force evaluator on random indexes and queries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.store import tables
+from query.parser import QueryError, parse
+from query.resolve import resolve
+from query.search import execute, prepare, search
+from query_helpers import (
+    BEAGLE, CHIHUAHUA, CRANE_BIRD, CRANE_MACHINE, EGYPTIAN_CAT, FLOWERPOT, GOLDEN_RETRIEVER, LABRADOR, SCHOOL_BUS,
+    TABBY, TIGER_CAT, cells_where, holds, make_index, score,
+)
+
+IMAGES = {
+    "/p/a_bus_and_pot.jpg": {4: {SCHOOL_BUS: 0.8}, 0: {FLOWERPOT: 0.5}},
+    "/p/b_bus.jpg": {4: {SCHOOL_BUS: 0.6}, 5: {SCHOOL_BUS: 0.3}},
+    "/p/c_pot.jpg": {0: {FLOWERPOT: 0.7}},
+    "/p/d_dog_breeds.jpg": {4: {GOLDEN_RETRIEVER: 0.12, LABRADOR: 0.1, BEAGLE: 0.05, FLOWERPOT: 0.3}},
+    "/p/e_cat_left_dog_right.jpg": {3: {TABBY: 0.6}, 5: {BEAGLE: 0.7}},
+    "/p/f_cat_above_dog.jpg": {1: {TABBY: 0.5}, 7: {LABRADOR: 0.5}},
+    "/p/g_cat_diagonal_dog.jpg": {0: {TIGER_CAT: 0.4}, 4: {CHIHUAHUA: 0.4}},
+    "/p/h_bus_half.jpg": {4: {SCHOOL_BUS: 0.5}},
+    "/p/i_crane_machine.jpg": {8: {CRANE_MACHINE: 0.9}},
+    "/p/j_crane_bird.jpg": {2: {CRANE_BIRD: 0.9}, 6: {EGYPTIAN_CAT: 0.25}},
+    "/p/k_bus_faint.jpg": {4: {SCHOOL_BUS: 0.1}},
+    "/p/l_failed.jpg": None,
+    "/p/m_nothing.jpg": {},
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    engine = make_index(tmp_path_factory.mktemp("q") / "index.db", IMAGES)
+    yield engine
+    engine.dispose()
+
+
+def names(engine, query: str, **kw) -> list[str]:
+    return [m.path.rsplit("/", 1)[1].split("_", 1)[0] for m in search(engine, query, limit=None, **kw).matches]
+
+
+def test_term_in_region(engine):
+    assert names(engine, "school bus in center") == ["a", "b", "h"]
+    assert names(engine, "school bus in the middle row") == ["a", "b", "h"]
+    assert names(engine, "school bus center-right") == ["b"]
+    assert names(engine, "flower pot top-left") == ["c", "a"]
+
+
+def test_term_reports_best_score_and_cells(engine):
+    (b,) = [m for m in search(engine, "school bus").matches if m.path.endswith("b_bus.jpg")]
+    (hit,) = b.terms
+    assert hit.score == pytest.approx(0.6) and hit.cells == ("center", "center-right")
+    assert b.score == pytest.approx(0.6) and (b.width, b.height) == (640, 480)
+
+
+def test_hierarchy_term_sums_its_classes_per_cell(engine):
+    result = search(engine, "dog in center")
+    by_name = {m.path.rsplit("/", 1)[1][0]: m for m in result.matches}
+    assert set(by_name) == {"d", "g"}  # d: 0.12 + 0.10 + 0.05 = 0.27 although every breed is below 0.2
+    assert by_name["d"].terms[0].score == pytest.approx(0.27)
+    assert names(engine, "golden retriever in center") == []
+
+
+def test_thresholds(engine):
+    assert names(engine, "school bus in center > 0.5") == ["a", "b"]
+    assert names(engine, "school bus in center >= 0.5") == ["a", "b", "h"]
+    assert names(engine, "school bus in center", min_score=0.05) == ["a", "b", "h", "k"]
+    assert names(engine, "school bus in center > 5%") == ["a", "b", "h", "k"]
+    assert names(engine, "school bus in center", min_score=0.7) == ["a"]
+    assert names(engine, "school bus in center > 0.55", min_score=0.7) == ["a", "b"]  # a term's own wins
+
+
+def test_boolean_operators(engine):
+    assert names(engine, "school bus in center AND flower pot top-left") == ["a"]
+    assert set(names(engine, "school bus in center OR flower pot top-left")) == {"a", "b", "c", "h"}
+    assert names(engine, "school bus in center AND NOT flower pot") == ["b", "h"]
+    assert set(names(engine, "(cat OR dog) AND NOT dog in center")) == {"e", "f", "j"}
+
+
+def test_not_alone_covers_every_indexed_image_but_failed_ones(engine):
+    assert set(names(engine, "NOT school bus")) == {"c", "d", "e", "f", "g", "i", "j", "k", "m"}
+    assert names(engine, "NOT NOT crane") == ["i", "j"]
+
+
+def test_ambiguous_label_matches_all_senses(engine):
+    assert names(engine, "crane") == ["i", "j"]
+    assert names(engine, "n03126707") == ["i"]
+    prepared = prepare(engine, "crane AND cat")
+    assert prepared.notes() == [
+        "'crane' is ambiguous and matches all of: class 134 crane (n02012849); class 517 crane (n03126707) "
+        "(use a WordNet id to pick one)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("cat left of dog", ["e", "g"]),  # e: column 0 vs 2; g: column 0 vs 1; f: same column
+        ("dog left of cat", []),
+        ("dog right of cat", ["e", "g"]),
+        ("cat above dog", ["f", "g"]),  # f: row 0 vs 2; g: row 0 vs 1; e: same row
+        ("dog below cat", ["f", "g"]),
+        ("cat below dog", []),
+        ("cat next to dog", ["g"]),  # g: diagonal neighbours; e and f are two cells apart
+        ("dog next to dog", ["d", "e", "f", "g"]),  # the same cell counts
+        ("cat in the left column left of dog", ["e", "g"]),
+        ("cat in the top row left of dog", ["g"]),
+    ],
+)
+def test_relations(engine, query, expected):
+    assert sorted(names(engine, query)) == expected
+
+
+def test_ranking_multiplies_and_takes_best_or(engine):
+    result = search(engine, "school bus in center AND flower pot top-left")
+    assert result.matches[0].score == pytest.approx(0.8 * 0.5)
+    result = search(engine, "crane OR school bus")
+    assert [round(m.score, 6) for m in result.matches] == [0.9, 0.9, 0.8, 0.6, 0.5]
+    assert [m.path for m in result.matches][:2] == ["/p/i_crane_machine.jpg", "/p/j_crane_bird.jpg"]  # tie: by path
+    assert search(engine, "school bus in center AND NOT crane").matches[0].score == pytest.approx(0.8)
+
+
+def test_or_reports_the_branch_that_matched(engine):
+    result = search(engine, "crane OR flower pot")
+    top = {m.path: [(h.score is not None, h.cells) for h in m.terms] for m in result.matches}
+    assert top["/p/c_pot.jpg"] == [(False, ()), (True, ("top-left",))]
+    assert top["/p/i_crane_machine.jpg"] == [(True, ("bottom-right",)), (False, ())]
+
+
+def test_negated_terms_are_not_reported(engine):
+    result = search(engine, "school bus AND NOT flower pot")
+    assert [spec.describe() for spec in result.prepared.compiled.reported] == ["school bus >= 0.2"]
+    assert all(len(m.terms) == 1 for m in result.matches)
+
+
+def test_repeated_term_is_computed_once(engine):
+    result = search(engine, "dog left of cat OR dog above cat")
+    assert len(result.prepared.compiled.specs) == 2
+
+
+def test_limit_offset_total(engine):
+    everything = names(engine, "NOT school bus")
+    page = search(engine, "NOT school bus", limit=3, offset=2)
+    assert [m.path.rsplit("/", 1)[1].split("_")[0] for m in page.matches] == everything[2:5]
+    assert [m.rank for m in page.matches] == [3, 4, 5] and page.total == len(everything)
+    assert search(engine, "NOT school bus", limit=0).total == len(everything)
+    past = search(engine, "NOT school bus", limit=3, offset=50)
+    assert past.matches == [] and past.total is None
+    none = search(engine, "school bus > 0.99")
+    assert none.matches == [] and none.total == 0
+
+
+def test_bad_min_score_is_a_query_error(engine):
+    with pytest.raises(QueryError, match="minimum score lies between 0 and 1"):
+        prepare(engine, "dog", min_score=1.5)
+
+
+# ------------------------------------------------------------------------- one statement, bound
+
+def test_one_statement_with_bound_parameters(engine):
+    prepared = prepare(engine, "school bus in center > 0.37 AND dog top-left OR NOT crane left of cat")
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        execute(engine, prepared)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 1
+    sql, params = statements[0]
+    assert "0.37" not in sql and "779" not in sql and "207" not in sql
+    assert 0.37 in params and 779 in params and 207 in params
+
+
+def _plan(engine, query: str) -> list[str]:
+    sql = prepare(engine, query).statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        return [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["school bus in center AND flower pot top-left", "dog in center AND flower pot top-left", "school bus OR crane",
+     "cat left of dog", "dog AND cat"],
+)
+def test_plans_never_scan_cell_labels(engine, query):
+    plan = _plan(engine, query)
+    assert not [step for step in plan if step.startswith("SCAN cell_labels")], plan
+    assert any("cell_labels_class_cell" in step for step in plan), plan
+
+
+def test_plan_shapes(engine):
+    assert prepare(engine, "school bus in center AND flower pot top-left").compiled.plan.startswith(
+        "candidates: images common to terms 1, 2"
+    )
+    assert prepare(engine, "dog in center AND flower pot top-left").compiled.plan == (
+        "candidates: images of term 2 (flower pot in top-left >= 0.2); term 2 read from the class index; "
+        "term 1 computed per candidate"
+    )
+    assert prepare(engine, "NOT dog").compiled.plan.startswith("no driving term")
+
+
+# --------------------------------------------------------------------------- against an oracle
+
+POOL = [GOLDEN_RETRIEVER, LABRADOR, BEAGLE, CHIHUAHUA, TABBY, TIGER_CAT, EGYPTIAN_CAT, 286, SCHOOL_BUS, 654,
+        FLOWERPOT, CRANE_BIRD, CRANE_MACHINE, 0]
+
+
+def _random_images(seed: int, n: int) -> dict:
+    rng = random.Random(seed)
+    images = {}
+    for i in range(n):
+        cells = {}
+        for cell in range(9):
+            chosen = rng.sample(POOL, rng.choice((0, 0, 1, 2, 3, 4)))
+            scores = [rng.choice((0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.7)) for _ in chosen]
+            total = sum(scores)
+            cells[cell] = {c: round(s / max(1.0, total), 3) for c, s in zip(chosen, scores)}
+        images[f"/r/{i:03d}.jpg"] = None if rng.random() < 0.05 else cells
+    return images
+
+
+RANDOM_IMAGES = _random_images(3, 90)
+
+
+@pytest.fixture(scope="module")
+def random_engine(tmp_path_factory):
+    engine = make_index(tmp_path_factory.mktemp("r") / "index.db", RANDOM_IMAGES)
+    yield engine, tables(engine)
+    engine.dispose()
+
+
+_LABEL = st.sampled_from(["dog", "cat", "school bus", "bus", "flowerpot", "pot", "crane", "tabby", "beagle", "tench",
+                          "domestic cat", "n02012849"])
+_REGION = st.sampled_from(["", " in center", " top-left", " in the top row", " on the left", " bottom right",
+                           " middle column", " corners"])
+_THRESHOLD = st.sampled_from(["", "", " > 0.25", " >= 0.1", " > 0.5"])
+_TERM = st.builds(lambda l, r, t: l + r + t, _LABEL, _REGION, _THRESHOLD)
+_QUERY = st.recursive(
+    _TERM,
+    lambda inner: st.one_of(
+        st.builds(lambda a, op, b: f"({a} {op} {b})", inner, st.sampled_from(["AND", "OR"]), inner),
+        st.builds(lambda a: f"NOT ({a})", inner),
+        st.builds(lambda a, rel, b: f"{a} {rel} {b}", _TERM,
+                  st.sampled_from(["left of", "right of", "above", "below", "next to"]), _TERM),
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=_QUERY, min_score=st.sampled_from([0.2, 0.1, 0.3]))
+def test_sql_agrees_with_brute_force(random_engine, query, min_score):
+    engine, t = random_engine
+    result = search(engine, query, min_score=min_score, limit=None, tables=t)
+    tree, found = resolve(parse(query), query)
+    expected = {
+        path: score(tree, found, cells, min_score)
+        for path, cells in RANDOM_IMAGES.items()
+        if cells is not None and holds(tree, found, cells, min_score)
+    }
+    got = {m.path: m.score for m in result.matches}
+    assert set(got) == set(expected)
+    assert result.total == len(expected)
+    for path, value in got.items():
+        assert value == pytest.approx(expected[path], abs=1e-9)
+    ordered = [(-m.score, m.path) for m in result.matches]
+    assert all(a[0] <= b[0] + 1e-9 for a, b in zip(ordered, ordered[1:]))
+    reported = {s.term: s for s in result.prepared.compiled.reported}
+    for m in result.matches:
+        for hit in m.terms:
+            mask = cells_where(hit.spec.term, found[hit.spec.term], RANDOM_IMAGES[m.path], min_score)
+            assert sum(1 << ["top-left", "top-center", "top-right", "center-left", "center", "center-right",
+                             "bottom-left", "bottom-center", "bottom-right"].index(c) for c in hit.cells) == mask
+    assert len(reported) == len(result.prepared.compiled.reported)
+
+
+def test_random_queries_reach_every_plan_shape(random_engine):
+    engine, t = random_engine
+    plans = {q: prepare(engine, q, tables=t).compiled.plan for q in ["dog", "tabby AND flowerpot", "tabby OR crane", "NOT dog"]}
+    assert plans["dog"].startswith("candidates: images of term 1")
+    assert plans["tabby AND flowerpot"].startswith("candidates: images common to terms 1, 2")
+    assert plans["tabby OR crane"].startswith("candidates: images of any of terms 1, 2")
+    assert plans["NOT dog"].startswith("no driving term")
