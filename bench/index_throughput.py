@@ -1,7 +1,7 @@
 """Indexing throughput against model-only throughput and against the seed's way, in one run.
 
 Over a folder of camera-like 4000x3000 JPEGs (bench/photo_folder.py; a quarter are phone portraits with
-EXIF orientation 6), with one loaded, warmed-up model:
+EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up model:
 
 - **model only**: the images already decoded and resized to the working shape, grouped by shape into
   batches, and nothing but ``class_map`` timed;
@@ -12,6 +12,7 @@ EXIF orientation 6), with one loaded, warmed-up model:
 
     python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
+                                     [--photo-size 4000x3000]
 
 For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
 into bench/out (same network, same cost).
@@ -20,6 +21,7 @@ into bench/out (same network, same cost).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -51,21 +53,32 @@ def model_loader(name: str, weights: str | None, precision: str):
     return lambda: load_model("vgg16", str(checkpoint), precision)
 
 
-def model_only(model, folder: Path, size: int, batch: int) -> float:
-    """Images per second of ``class_map`` alone over the folder's images, batched by working shape."""
+def prepared(model, folder: Path, size: int) -> tuple[dict[tuple[int, int], list[np.ndarray]], float]:
+    """The folder's images at their working shapes, and the CPU seconds per image that the indexer's
+    worker steps took to get them there (read, sha256, reduced-size decode, resize; one thread)."""
     stride = total_stride(model.layers)
     groups: dict[tuple[int, int], list[np.ndarray]] = {}
-    for path in sorted(folder.glob("*.jpg")):
-        decoded = images.decode(path.read_bytes(), str(path), size)
+    paths = sorted(folder.glob("*.jpg"))
+    start = time.thread_time()
+    for path in paths:
+        data = images.read_file(path)
+        hashlib.sha256(data).hexdigest()
+        decoded = images.decode(data, str(path), size)
         shape = images.working_shape(decoded.height, decoded.width, size, stride)
         groups.setdefault(shape, []).append(images.resize(decoded.pixels, shape))
+    return groups, (time.thread_time() - start) / len(paths)
+
+
+def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: int) -> tuple[float, float]:
+    """Images per second of ``class_map`` alone, batched by working shape, and its CPU seconds per image."""
     batches = [np.stack(g[i : i + batch]) for g in groups.values() for i in range(0, len(g), batch)]
     for shape_batch in {b.shape: b for b in batches}.values():
         model.class_map(shape_batch)  # warm-up, once per shape and batch size
-    start = time.perf_counter()
+    count = sum(len(b) for b in batches)
+    start, cpu = time.perf_counter(), time.process_time()
     for b in batches:
         model.class_map(b)
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
 def indexed(model, folder: Path, size: int, batch: int, workers: int | None) -> tuple[float, pipeline.Summary]:
@@ -104,21 +117,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed-images", type=int, default=3)
+    parser.add_argument("--photo-size", default="4000x3000", help="WxH of the generated photos")
     args = parser.parse_args()
 
-    folder = make_folder(args.count)
+    width, height = (int(v) for v in args.photo_size.split("x"))
+    folder = make_folder(args.count, (height, width))
     megabytes = sum(p.stat().st_size for p in folder.glob("*.jpg")) / 1e6
     load = model_loader(args.model, args.weights, args.precision)
     model = load()
-    print(f"{args.count} JPEGs of 4000x3000 ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs")
+    print(f"{args.count} JPEGs of {args.photo_size} ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs")
     print(f"{model.name} ({model.precision}), working size {args.size}, batch {args.batch}")
 
+    groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
-    before = model_only(model, folder, args.size, args.batch)
+    before, model_cpu = model_only(model, groups, args.batch)
     index_rate, summary = indexed(model, folder, args.size, args.batch, args.workers)
-    after = model_only(model, folder, args.size, args.batch)
+    after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2
-    print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f})")
+    cores = os.cpu_count() or 1
+    bound = min(model_rate, cores / (model_cpu + decode_cpu))
+    print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f}); "
+          f"{model_cpu * 1000:.0f} ms CPU per image")
+    print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize)")
+    print(f"CPU bound:       {bound:8.2f} images/s  = {bound / model_rate:.1%} of model only, if model and decoding "
+          f"share the {cores} CPUs perfectly")
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
         f"model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "

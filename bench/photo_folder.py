@@ -1,7 +1,7 @@
 """A folder of realistic full-size camera JPEGs for the indexing benchmarks (made once, then reused).
 
 Each file is a real photo from tests/photos (or a composite of them), cropped at random, scaled to
-4000x3000 and given sensor-like noise, so it has the entropy, file size (3-5 MB at quality 92) and
+4000x3000 (by default) and given sensor-like noise, so it has the entropy, file size (3-5 MB at quality 92) and
 decoding cost of a 12 MP camera photo. Every fourth is stored the way a phone stores a portrait shot:
 landscape pixels with EXIF orientation 6, so the folder holds two working shapes, as a real one does.
 """
@@ -36,9 +36,9 @@ def _picture(rng: np.random.Generator, index: int) -> np.ndarray:
     return pixels[top : top + ch, left : left + cw]
 
 
-def make_folder(count: int, folder: Path | None = None, seed: int = 0) -> Path:
-    """``count`` camera-like JPEGs in ``folder`` (default bench/out/photos-N); existing files are kept."""
-    folder = folder or OUT / f"photos-{count}"
+def make_folder(count: int, full_hw: tuple[int, int] = FULL_HW, seed: int = 0) -> Path:
+    """``count`` camera-like JPEGs of ``full_hw`` in bench/out; existing files are kept."""
+    folder = OUT / (f"photos-{count}" if full_hw == FULL_HW else f"photos-{count}-{full_hw[1]}x{full_hw[0]}")
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for index in range(count):
@@ -46,7 +46,7 @@ def make_folder(count: int, folder: Path | None = None, seed: int = 0) -> Path:
         if path.exists():
             continue
         portrait = index % PORTRAIT_EVERY == PORTRAIT_EVERY - 1
-        height, width = FULL_HW[::-1] if portrait else FULL_HW
+        height, width = full_hw[::-1] if portrait else full_hw
         small = Image.fromarray(_picture(rng, index))
         big = np.asarray(small.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
         noisy = np.clip(big + rng.normal(0, NOISE_SIGMA, big.shape).astype(np.float32), 0, 255).astype(np.uint8)

@@ -124,6 +124,7 @@ class Summary:
     #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
     model_loaded: bool = False
+    load_seconds: float = 0.0
     model_seconds: float = 0.0
     #: Scoring and committing, on the writer thread, overlapped with the model.
     write_seconds: float = 0.0
@@ -133,6 +134,12 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.unreadable_folders
+
+    @property
+    def rate(self) -> float:
+        """Images indexed per second, not counting the model's loading."""
+        working = self.elapsed - self.load_seconds
+        return self.indexed / working if self.indexed and working > 0 else 0.0
 
 
 # --- Walking ------------------------------------------------------------------------------------------
@@ -449,7 +456,9 @@ class _Run:
 
     def load(self) -> None:
         self.emit(ModelLoading(self.settings.model))
+        start = time.perf_counter()
         backbone = self.load_backbone(self.settings)
+        self.summary.load_seconds = time.perf_counter() - start
         if (backbone.name, backbone.precision) != (self.settings.model, self.settings.precision):
             raise IndexSettingsError(
                 f"the loaded model is {backbone.name} ({backbone.precision}), "

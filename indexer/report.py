@@ -25,7 +25,7 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.failed} failed",
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
     ]
-    rate = f", {summary.indexed / summary.elapsed:.1f} images/s" if summary.indexed and summary.elapsed else ""
+    rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
     model = summary.settings.describe() if summary.model_loaded else "no model run"
     return f"{', '.join(parts)} in {summary.elapsed:.1f} s ({model}{rate})"
 

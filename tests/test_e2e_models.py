@@ -42,6 +42,14 @@ def test_classify_text_output_reads_like_the_seed():
     assert len(lines) == 4 and all(line.startswith("  ") and "%" in line for line in lines[1:])
 
 
+def test_vgg16_segments_through_the_real_loader(vgg_files):
+    """Random weights make the names meaningless, but the command, loader and map shape are the real ones."""
+    result = run("segment", str(PHOTOS / "chelsea.jpg"), "--weights", str(vgg_files.checkpoint), "--text")
+    assert result.exit_code == 0, result.output
+    # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns.
+    assert len(result.stdout.splitlines()) == 8
+
+
 def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
     out = tmp_path / "figures" / "coffee-map.png"
     result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--out", str(out), "--text")
@@ -54,7 +62,9 @@ def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
     assert figure.shape[0] > 300 and figure.shape[1] > 600
 
 
-def test_segment_refuses_a_size_the_network_cannot_map():
-    result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "vgg16", "--text", "--size", "100")
+def test_segment_refuses_a_size_the_network_cannot_map(vgg_files):
+    result = run(
+        "segment", str(PHOTOS / "coffee.jpg"), "--weights", str(vgg_files.checkpoint), "--text", "--size", "100"
+    )
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "Error: --size must be at least 224 for vgg16, got 100"

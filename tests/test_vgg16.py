@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 import vgg_fixture  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
@@ -25,10 +24,6 @@ BF16_MAX_RELATIVE_ERROR = 0.03
 BF16_MIN_ARGMAX_AGREEMENT = 0.9
 
 
-@pytest.fixture(scope="session")
-def vgg_files(tmp_path_factory):
-    yield vgg_fixture.session_vgg_files(tmp_path_factory.getbasetemp() / "vgg16-random")
-    vgg_fixture.remove_session_files()
 
 
 @pytest.fixture(scope="module")

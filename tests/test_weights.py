@@ -14,7 +14,6 @@ import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 import vgg_fixture  # noqa: E402
 
 from indexer.errors import DownloadError, WeightsError  # noqa: E402
@@ -27,10 +26,6 @@ PREFIX_BYTES = 1 << 20
 POLL_SECONDS = 0.05
 
 
-@pytest.fixture(scope="session")
-def vgg_files(tmp_path_factory):
-    yield vgg_fixture.session_vgg_files(tmp_path_factory.getbasetemp() / "vgg16-random")
-    vgg_fixture.remove_session_files()
 
 
 @pytest.fixture()
