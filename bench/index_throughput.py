@@ -81,18 +81,19 @@ def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: in
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def indexed(model, folder: Path, size: int, batch: int, workers: int | None) -> tuple[float, pipeline.Summary]:
+def indexed(model, folder: Path, size: int, batch: int, workers: int | None) -> tuple[float, float, pipeline.Summary]:
+    """Images per second of a whole `pipeline.index` run into a new index, and the CPUs it kept busy."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = store.open_index(str(Path(tmp) / "bench.db"))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         summary = pipeline.index(
             engine, [folder], lambda settings: model, model=model.name, size=size,
             precision=model.precision, batch=batch, workers=workers,
         )
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         engine.dispose()
     assert summary.indexed == len(list(folder.glob("*.jpg"))), summary
-    return summary.indexed / elapsed, summary
+    return summary.indexed / elapsed, cpu / elapsed, summary
 
 
 def seed_style(load, folder: Path, count: int) -> float:
@@ -131,19 +132,19 @@ def main() -> None:
     groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
     before, model_cpu = model_only(model, groups, args.batch)
-    index_rate, summary = indexed(model, folder, args.size, args.batch, args.workers)
+    index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers)
     after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2
     cores = os.cpu_count() or 1
     bound = min(model_rate, cores / (model_cpu + decode_cpu))
     print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f}); "
-          f"{model_cpu * 1000:.0f} ms CPU per image")
+          f"{model_cpu * 1000:.0f} ms CPU per image, {model_cpu * before:.2f} CPUs busy")
     print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize)")
     print(f"CPU bound:       {bound:8.2f} images/s  = {bound / model_rate:.1%} of model only, if model and decoding "
           f"share the {cores} CPUs perfectly")
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
-        f"model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
+        f"{index_cpus:.2f} CPUs busy; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
         f"writer (scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}",
         flush=True,
     )

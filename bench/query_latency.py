@@ -89,6 +89,8 @@ def query_kinds(names: list[str], weights: list[int], n: int, seed: int) -> dict
         "OR / NOT": [
             rng.choice((f"{term()} OR {term()}", f"{term()} AND NOT {rng.choice(HIERARCHY)}")) for _ in range(n)
         ],
+        # No positive term: every image is a candidate. Few of them, they are slow by nature.
+        "NOT alone": [f"NOT {h}" for h in rng.sample(HIERARCHY, 3)],
     }
 
 

@@ -436,8 +436,11 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
         if html_file == "-":
             click.echo(page, nl=False)
         else:
-            with open(html_file, "w", encoding="utf-8") as out:
-                out.write(page)
+            try:
+                with open(html_file, "w", encoding="utf-8") as out:
+                    out.write(page)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {html_file}: {exc.strerror or exc}") from None
             click.echo(f"wrote {html_file}: {render.summary(result)}", err=True)
     elif fmt == "json":
         for line in render.json_lines(result):

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from indexer.store import Tables, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, cells_of, compile_query
-from query.parser import Node, QueryError, Term, parse
+from query.parser import Node, QueryError, Term, dump, parse
 from query.resolve import Resolution, resolve
 
 
@@ -66,8 +66,6 @@ class Prepared:
 
 def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int = 12) -> str:
     """The parsed tree, each label's classes, the plan, the SQL, and SQLite's query plan."""
-    from query.parser import dump
-
     dialect = bind.dialect
     sql = prepared.statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     lines = [f"query: {prepared.text}", "parsed:", dump(prepared.tree, prepared.min_score, indent="  "), "labels:"]

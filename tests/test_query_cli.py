@@ -102,6 +102,12 @@ def test_html_file_and_stdout(db, tmp_path):
     assert result.stdout.startswith("<!DOCTYPE html>")
 
 
+def test_html_file_that_cannot_be_written(db, tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "g.html"
+    result = run("query", "flower pot", "--db", db, "--html", str(target))
+    assert (result.exit_code, result.stderr) == (1, f"Error: cannot write {target}: No such file or directory\n")
+
+
 def test_ambiguous_label_note_goes_to_stderr(db):
     result = run("query", "crane", "--db", db, "--paths")
     assert result.stdout == "/photos/d.jpg\n/photos/c.jpg\n"

@@ -293,3 +293,17 @@ def test_random_queries_reach_every_plan_shape(random_engine):
     assert plans["tabby AND flowerpot"].startswith("candidates: images common to terms 1, 2")
     assert plans["tabby OR crane"].startswith("candidates: images of any of terms 1, 2")
     assert plans["NOT dog"].startswith("no driving term")
+
+
+def test_statement_compiles_for_postgresql(engine):
+    """schema.sql is meant to run on PostgreSQL too: nothing SQLite-only in the statement but max()."""
+    from sqlalchemy.dialects import postgresql
+
+    from query.compile import compile_query
+
+    query = "(crane OR dog in center > 0.5) AND NOT cat left of flower pot OR NOT school bus"
+    tree, found = resolve(parse(query), query)
+    compiled = compile_query(tables(engine), tree, found, dialect="postgresql")
+    sql = str(compiled.statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    assert "greatest(" in sql and "max(CASE" in sql and "count(*) OVER ()" in sql
+    assert " << " in sql and " & " in sql and " | " in sql
