@@ -64,4 +64,7 @@ CREATE TABLE IF NOT EXISTS cell_labels (
     coverage REAL NOT NULL,
     PRIMARY KEY (image_id, cell, class_id)
 );
-CREATE INDEX IF NOT EXISTS cell_labels_class_cell ON cell_labels (class_id, cell, score);
+-- Covering index for query terms: a term's candidates come from (class_id, cell, score >= threshold) and
+-- need only image_id, so the table itself is never visited (p95 of a two-term spatial AND on 1M images:
+-- 111 ms without image_id here, 20 ms with it; bench/RESULTS.md).
+CREATE INDEX IF NOT EXISTS cell_labels_class_cell_image ON cell_labels (class_id, cell, score, image_id);

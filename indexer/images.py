@@ -98,7 +98,7 @@ def decode(data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
                 image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             image.load()
             turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
             pixels = _to_rgb(image)
     except ImageReadError:
         raise
@@ -128,7 +128,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND_RGB + (255,))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def working_shape(height: int, width: int, size: int, multiple: int = 1) -> tuple[int, int]:
