@@ -94,19 +94,9 @@ def gemm_gflops(precision: str, size: int, repeats: int) -> float:
 
 
 def count_flops(model, input_hw: tuple[int, int]) -> int | None:
-    """``model.flops`` if it has one; else TF's profiler on a static-shape trace of its ``tf.function``."""
-    if hasattr(model, "flops"):
-        return model.flops(input_hw)
-    function = getattr(getattr(model, "_run", None), "python_function", None)
-    if function is None:
-        return None
-    import tensorflow as tf
-
-    tf1 = tf.compat.v1
+    """FLOPs per image from the model's own profiler count, where it has one."""
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    graph = tf.function(function).get_concrete_function(tf.TensorSpec([1, *input_hw, 3], tf.uint8)).graph
-    options = tf1.profiler.ProfileOptionBuilder(tf1.profiler.ProfileOptionBuilder.float_operation())
-    return int(tf1.profiler.profile(graph, options=options.with_empty_output().build()).total_float_ops)
+    return model.flops(input_hw) if hasattr(model, "flops") else None
 
 
 def seconds_per_image(model, batch: np.ndarray, min_seconds: float, min_repeats: int) -> float:

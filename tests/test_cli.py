@@ -76,7 +76,18 @@ def test_library_errors_and_surprises_become_one_line(monkeypatch):
         del cli.commands["boom-test"]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["classify", "--help"], ["segment", "nope.jpg", "--text"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["classify", "--help"],
+        ["segment", "nope.jpg", "--text"],
+        ["labels", "dog"],
+        ["stats", "--db", "/nonexistent/index.db"],
+        ["show", "x.jpg", "--db", "/nonexistent/index.db"],
+        ["weights", "--help"],
+    ],
+)
 def test_commands_that_run_no_model_do_not_import_tensorflow(argv):
     code = (
         "import sys\nfrom indexer.cli import cli\n"

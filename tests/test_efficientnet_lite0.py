@@ -183,3 +183,10 @@ def test_wrong_or_broken_weights_are_weights_errors(tmp_path, fp32):
 def test_class_map_rejects_non_uint8_images(fp32):
     with pytest.raises(ValueError, match="uint8"):
         fp32.class_map(np.zeros((1, 32, 32, 3), dtype=np.float32))
+
+
+def test_flops_scale_with_the_input_area(fp32):
+    """Lite0 costs about 0.4 G multiply-adds at 224 px; the class map grows with the area it covers."""
+    at_224, at_448 = fp32.flops((224, 224)), fp32.flops((448, 448))
+    assert 0.7e9 < at_224 < 1.0e9
+    assert at_448 / at_224 == pytest.approx(4.0, rel=0.02)

