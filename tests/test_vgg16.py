@@ -153,3 +153,25 @@ def test_rejects_inputs_it_cannot_map(default_model):
         default_model.class_map(np.zeros((1, 223, 448, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         default_model.class_map(np.zeros((1, 448, 448, 3), np.float32))
+
+
+@pytest.mark.parametrize("cell", [0, 4, 8])
+def test_an_object_pasted_into_a_cell_changes_the_map_there_most(default_model, cell):
+    """Random weights know no classes, so the "object" is a textured patch and what is found is the change
+    it makes to the class map: it must peak at positions the geometry puts in the patch's cell."""
+    size = 672
+    third = size // 3
+    rng = np.random.default_rng(cell)
+    canvas = np.full((1, size, size, 3), 128, np.uint8)
+    row, col = divmod(cell, 3)
+    patched = canvas.copy()
+    margin = third // 6
+    patched[0, row * third + margin : (row + 1) * third - margin, col * third + margin : (col + 1) * third - margin] = (
+        rng.integers(0, 256, (third - 2 * margin, third - 2 * margin, 3), dtype=np.uint8)
+    )
+    change = np.linalg.norm(default_model.class_map(patched) - default_model.class_map(canvas), axis=-1)[0]
+    weights = default_model.geometry((size, size)).cell_weights()
+    strongest = np.unravel_index(np.argmax(change), change.shape)
+    assert weights[strongest].argmax() == cell
+    in_cell = weights.argmax(axis=-1) == cell
+    assert change[in_cell].mean() > 1.5 * change[~in_cell].mean()
