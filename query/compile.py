@@ -89,6 +89,11 @@ def cells_of(mask: int | None) -> list[str]:
     return [CELL_NAMES[c] for c in ALL_CELLS if mask and mask >> c & 1]
 
 
+def labelled(images: sa.Table) -> sa.ColumnElement[bool]:
+    """Images whose labels are current: not failed, and not waiting to be redone after ``--reindex``."""
+    return sa.and_(images.c.error.is_(None), images.c.model.isnot(None))
+
+
 @dataclass(eq=False)
 class Spec:
     """One distinct term of the query (a term repeated verbatim is computed once)."""
@@ -374,7 +379,7 @@ class _Compiler:
             parts.append(self.probe_rows(cand, probed))
         if drive is None:  # images where no term holds are candidates too
             no_cell = sa.cast(sa.null(), sa.SmallInteger)
-            parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(images.c.error.is_(None)))
+            parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(labelled(images)))
         rows = (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("cell_scores")
 
         columns = [rows.c.image_id]
@@ -396,7 +401,7 @@ class _Compiler:
         statement = (
             sa.select(*columns)
             .select_from(matches.join(images, images.c.image_id == matches.c.image_id))
-            .where(images.c.error.is_(None), self.condition(self.tree))
+            .where(labelled(images), self.condition(self.tree))
             .order_by(sa.desc("score"), images.c.path)
             .limit(limit)
             .offset(offset or None)

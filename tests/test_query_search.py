@@ -307,3 +307,14 @@ def test_statement_compiles_for_postgresql(engine):
     sql = str(compiled.statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     assert "greatest(" in sql and "max(CASE" in sql and "count(*) OVER ()" in sql
     assert " << " in sql and " & " in sql and " | " in sql
+
+
+def test_images_waiting_to_be_reindexed_match_nothing(tmp_path):
+    """After `imgidx index --reindex` drops old labels, a not-yet-redone image (model NULL) is no match."""
+    engine = make_index(tmp_path / "index.db", IMAGES)
+    before = set(names(engine, "NOT school bus"))
+    t = tables(engine)
+    with engine.begin() as conn:
+        conn.execute(t.images.update().where(t.images.c.path == "/p/c_pot.jpg").values(model=None))
+    assert "c" in before and set(names(engine, "NOT school bus")) == before - {"c"}
+    engine.dispose()
