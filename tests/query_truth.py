@@ -47,10 +47,10 @@ def composite_set(n: int, seed: int = 0, empty: int = 2, pairs: int = 8) -> list
     layouts: list[dict[int, str]] = [{} for _ in range(empty)]
     seen: set[tuple[tuple[int, str], ...]] = set()
 
-    def draw(k: int) -> None:
-        while True:
-            photos = rng.choice(PHOTOS, k, replace=False)
-            cells = rng.choice(9, k, replace=False)
+    def draw(k: int | None) -> None:
+        while True:  # a new layout of k photos (1-3 when None: there are only 36 of one photo)
+            photos = rng.choice(PHOTOS, k or int(rng.integers(1, 4)), replace=False)
+            cells = rng.choice(9, len(photos), replace=False)
             layout = {int(c): str(p) for c, p in zip(cells, photos)}
             key = tuple(sorted(layout.items()))
             if key not in seen:
@@ -61,7 +61,7 @@ def composite_set(n: int, seed: int = 0, empty: int = 2, pairs: int = 8) -> list
     for _ in range(pairs):
         draw(2)
     while len(layouts) < n:
-        draw(int(rng.integers(1, 4)))
+        draw(None)
     order = rng.permutation(len(layouts))
     return [_sample(i, layouts[j]) for i, j in enumerate(order)]
 
@@ -81,17 +81,18 @@ def write_set(folder: Path, samples: list[Sample], truth: Path | None = None) ->
 #: What a label (spelled as in a query, with its own threshold if it needs one) means in terms of the
 #: photos, for EfficientNet-Lite0 at the default working size: the label's summed score reaches its
 #: threshold (0.2 unless given) in exactly the cells that hold one of these photos. Measured over the
-#: test's 36 composites and two sets of 120, in bf16 and fp32 (lowest score in a cell holding one of the
-#: photos / highest score in any other cell):
+#: test's 36 composites, two sets of 120 and one of 300, in bf16 and fp32 (lowest score in a cell holding
+#: one of the photos / highest score in any other cell):
 #:
-#: - cat, cats, feline, domestic cat, carnivore, mammal: chelsea 0.59 / 0.14 (mostly Egyptian cat)
-#: - coffee (the WordNet group: espresso only), espresso, beverage, food: coffee 0.30 / 0.05
+#: - cat, cats, feline, domestic cat, carnivore, mammal: chelsea 0.56 / 0.14 (mostly Egyptian cat)
+#: - coffee (the WordNet group: espresso only), espresso, beverage, food: coffee 0.23 / 0.05
 #: - motorcycle (the WordNet group: moped only), moped, motor vehicle, self-propelled vehicle, wheeled
 #:   vehicle: motorcycle 0.26 / 0.11
-#: - artifact > 0.4, instrumentality > 0.4: motorcycle and rocket 0.48 / 0.34 (the espresso's saucer and
-#:   the grey around the rocket reach 0.3)
+#: - artifact > 0.4: motorcycle and rocket 0.47 / 0.34 (the espresso's saucer and the grey around the
+#:   rocket reach 0.3)
 #:
-#: Not here: ``animal`` (the centre of an empty grey canvas reads as tick and barn spider, 0.55), and the
+#: Not here: ``animal`` (the centre of an empty grey canvas reads as tick and barn spider, 0.55);
+#: ``instrumentality > 0.4`` (a rocket read as an obelisk, a structure, scores 0.35); and the
 #: rocket photo, which has no label of its own at any threshold: Lite0 splits it between drilling platform,
 #: missile, projectile, space shuttle and screen, so ``rocket`` (the WordNet group: missile only),
 #: ``missile`` and ``space shuttle`` score 0.00-0.36 in its cell, and ``vehicle``/``conveyance`` 0.04-0.41
@@ -102,7 +103,7 @@ LABELS: dict[str, frozenset[str]] = {
     **dict.fromkeys(
         ("motorcycle", "moped", "motor vehicle", "self-propelled vehicle", "wheeled vehicle"), frozenset({"motorcycle"})
     ),
-    **dict.fromkeys(("artifact > 0.4", "instrumentality > 0.4"), frozenset({"motorcycle", "rocket"})),
+    "artifact > 0.4": frozenset({"motorcycle", "rocket"}),
 }
 #: What WordNet says the rocket photo is, though Lite0 does not reliably say so (see `LABELS`).
 NOMINAL: dict[str, frozenset[str]] = {
@@ -275,12 +276,12 @@ def generated_queries() -> list[Query]:
     for label in HIERARCHY:
         q.append(Query("hierarchy", label, T(label)))
         q += [Query("hierarchy", f"{label} {p}", T(label, cells)) for p, cells in LINE_PHRASES.items()]
-    for label in ("artifact", "instrumentality"):
-        key = f"{label} > 0.4"
-        q.append(Query("own threshold", key, T(key)))
-        q += [Query("own threshold", f"{key} {p}", T(key, cells)) for p, cells in LINE_PHRASES.items()]
-        q += [Query("own threshold", f"{label} in {p} > 0.4", T(key, (c,))) for p, c in CELL_PHRASES.items()]
-        q += [Query("own threshold", f"{key} {p} cat", Rel(kind, T(key), T("cat"))) for p, kind in RELATION_PHRASES.items()]
+    key = "artifact > 0.4"
+    q.append(Query("own threshold", key, T(key)))
+    q += [Query("own threshold", f"{key} {p}", T(key, cells)) for p, cells in LINE_PHRASES.items()]
+    q += [Query("own threshold", f"artifact in {p} > 0.4", T(key, (c,))) for p, c in CELL_PHRASES.items()]
+    for other in PLAIN.values():
+        q += [Query("own threshold", f"{key} {p} {other}", Rel(kind, T(key), T(other))) for p, kind in RELATION_PHRASES.items()]
     for label in NOMINAL:
         kind = "WordNet rocket" if NOMINAL[label] == {"rocket"} else "WordNet vehicle"
         q.append(Query(kind, label, T(label)))

@@ -68,7 +68,7 @@ QUERIES = [
     Query("hierarchy", "motor vehicle in the right column", T("motor vehicle", RIGHT_COLUMN)),
     # a hierarchy label that needs its own threshold: the motorcycle and the rocket
     Query("own threshold", "artifact > 0.4", T("artifact > 0.4")),
-    Query("own threshold", "instrumentality > 0.4 in the middle row", T("instrumentality > 0.4", MIDDLE_ROW)),
+    Query("own threshold", "artifact in the middle row > 0.4", T("artifact > 0.4", MIDDLE_ROW)),
     Query("own threshold", "artifact > 0.4 above cat", Rel("above", T("artifact > 0.4"), T("cat"))),
     # the seed's phrasing
     Query("seed-style", "the cat is located in the top left corner", T("cat", (0,))),
