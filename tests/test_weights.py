@@ -362,3 +362,29 @@ def test_fetch_extracts_records_and_verifies(vgg_files, server, cache, tmp_path)
         weights.read_vgg16_weights()
     archive.unlink()
     checkpoint.unlink()
+
+
+def test_weights_fetch_command_downloads_and_reports_in_one_line(vgg_files, server, cache, tmp_path, monkeypatch):
+    """`imgidx weights fetch vgg16` end to end, pointed at a local server holding a small archive."""
+    import functools
+
+    from click.testing import CliRunner
+
+    from indexer.cli import cli
+
+    archive = tmp_path / weights.VGG16_ARCHIVE_NAME
+    with tarfile.open(archive, "w:gz", compresslevel=0) as tar:
+        tar.add(vgg_files.checkpoint, arcname=weights.VGG16_CHECKPOINT_NAME)
+    server.payload = archive
+    real_fetch = weights.fetch_vgg16
+    monkeypatch.setattr(weights, "fetch_vgg16", functools.partial(real_fetch, url=server.url, expected_size=1))
+    failed = CliRunner().invoke(cli, ["weights", "fetch", "vgg16"], prog_name="imgidx")
+    assert failed.exit_code == 1
+    assert len(failed.stderr.splitlines()) == 1 and failed.stderr.startswith("Error: ")
+    assert "expected exactly 1" in failed.stderr
+
+    size = archive.stat().st_size
+    monkeypatch.setattr(weights, "fetch_vgg16", functools.partial(real_fetch, url=server.url, expected_size=size))
+    result = CliRunner().invoke(cli, ["weights", "fetch", "vgg16"], prog_name="imgidx")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"vgg16 weights ready: {cache / weights.VGG16_CHECKPOINT_NAME}\n"
