@@ -13,8 +13,7 @@ import click
 
 from indexer import __version__
 from indexer.errors import ImgidxError
-from indexer.models import DEBUG_ENV, DEFAULT_MODEL, model_names
-from indexer.models.base import PRECISIONS
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, PRECISIONS, model_names
 
 
 class ImgidxGroup(click.Group):

@@ -23,6 +23,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     ),
 }
 DEFAULT_MODEL = "vgg16"
+PRECISIONS = ("auto", "bf16", "fp32")
 
 #: TensorFlow's C++ start-up chatter (oneDNN notices, "no CUDA driver") is noise to a user of a CPU tool.
 TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"

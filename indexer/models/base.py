@@ -7,8 +7,8 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from indexer.geometry import Geometry, Layer
+from indexer.models import PRECISIONS
 
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 class Backbone(Protocol):
