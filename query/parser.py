@@ -134,6 +134,17 @@ def _region_table() -> dict[tuple[str, ...], Region]:
 
 REGIONS = _region_table()
 
+
+def unknown_region_message(words: list[str]) -> str:
+    """Name the unknown region, with the closest spellings when there are any."""
+    import difflib
+
+    text = " ".join(words)
+    spellings = sorted({" ".join(key) for key in REGIONS})
+    close = difflib.get_close_matches(text.lower(), spellings, n=3, cutoff=0.8)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown region '{text}'{hint} (the regions are listed in imgidx query --help)"
+
 REGION_HELP = """\
 \b
 Regions (any case; words joined by spaces or hyphens; "in", "at", "on" and
@@ -552,7 +563,7 @@ class _Parser:
     def region_of(self, words: list[Token]) -> Region:
         region = match_region([w.text for w in words])
         if region is None:
-            raise self.error(f"unknown region '{' '.join(w.text for w in words)}' (the regions are listed in imgidx query --help)", words[0])
+            raise self.error(unknown_region_message([w.text for w in words]), words[0])
         return region
 
     def check_unknown_region(self, words: list[Token]) -> None:
@@ -564,7 +575,7 @@ class _Parser:
                     rest = rest[1:]
                 if not rest:
                     raise self.error(f"expected a region after '{words[-1].text}'", self.peek)
-                raise self.error(f"unknown region '{' '.join(w.text for w in rest)}' (the regions are listed in imgidx query --help)", rest[0])
+                raise self.error(unknown_region_message([w.text for w in rest]), rest[0])
 
     def take_threshold(self) -> tuple[float, bool]:
         op = self.peek

@@ -353,3 +353,16 @@ def test_generated_queries_parse_and_keep_their_terms(text):
     for t in terms(tree):
         assert t.label in {"dog", "school bus", "flower pot", "black and gold garden spider", "cats"}
         assert t.threshold in (None, 0.5, 0.25)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cat in the ceter", "column 12: unknown region 'ceter'; did you mean center?"),
+        ("cat in the bottom rwo", "column 12: unknown region 'bottom rwo'; did you mean bottom row?"),
+    ],
+)
+def test_a_misspelt_region_suggests_the_closest_spellings(text, message):
+    with pytest.raises(QueryError) as info:
+        parse(text)
+    assert str(info.value).splitlines()[0] == message + " (the regions are listed in imgidx query --help)"
