@@ -376,6 +376,7 @@ def test_weights_fetch_command_downloads_and_reports_in_one_line(vgg_files, serv
     with tarfile.open(archive, "w:gz", compresslevel=0) as tar:
         tar.add(vgg_files.checkpoint, arcname=weights.VGG16_CHECKPOINT_NAME)
     server.payload = archive
+    server.handle_error = lambda request, address: None  # the refused download's dropped connection is no news
     real_fetch = weights.fetch_vgg16
     monkeypatch.setattr(weights, "fetch_vgg16", functools.partial(real_fetch, url=server.url, expected_size=1))
     failed = CliRunner().invoke(cli, ["weights", "fetch", "vgg16"], prog_name="imgidx")
