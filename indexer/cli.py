@@ -86,7 +86,7 @@ def _load_photos(paths) -> tuple[list[tuple[str, "object"]], int]:
     photos, failed = [], 0
     for path in paths:
         try:
-            photos.append((path, images.load(path).pixels))
+            photos.append((path, images.load(path, min_side=images.CLASSIFY_RESIZE_SIDE).pixels))
         except ImageReadError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed += 1
@@ -150,9 +150,10 @@ def segment(image_path, out, text, size, model_name, weights, precision):
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for a grid of class names")
-    photo = images.load(image_path).pixels
+    size = size or images.DEFAULT_WORKING_SIZE
+    photo = images.load(image_path, min_side=size).pixels
     model = load_model(model_name, weights, precision)
-    segmentation = inference.segment(model, photo, size or images.DEFAULT_WORKING_SIZE)
+    segmentation = inference.segment(model, photo, size)
     if text:
         from indexer.figure import text_grid
 
