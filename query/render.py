@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from indexer.errors import ImageReadError
 from indexer.geometry import CELL_NAMES
 from query.search import Match, Result, TermMatch
 
@@ -166,15 +167,15 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
 
 
 def thumbnail_uri(path: str, size: int = THUMBNAIL_SIZE) -> str:
-    """A ``data:image/jpeg;base64`` thumbnail of the file, upright (EXIF orientation applied)."""
-    from PIL import Image, ImageOps
+    """A ``data:image/jpeg;base64`` thumbnail of the file, decoded as the indexer decodes it (upright)."""
+    from PIL import Image
 
-    with Image.open(path) as image:
-        image.draft("RGB", (size, size))
-        upright = ImageOps.exif_transpose(image)
-        upright.thumbnail((size, size))
-        buffer = io.BytesIO()
-        upright.convert("RGB").save(buffer, "JPEG", quality=82)
+    from indexer import images
+
+    thumb = Image.fromarray(images.load(path, min_side=size).pixels)
+    thumb.thumbnail((size, size))
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -199,11 +200,11 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
     )
     try:
         picture = f'<img src="{thumbnail_uri(m.path, size)}" alt="{e(Path(m.path).name)}">'
-    except Exception as exc:  # a moved, deleted or unreadable original still gets its grid
+    except ImageReadError as exc:  # a moved, deleted or unreadable original still gets its grid
         width, height = m.width or 4, m.height or 3
         picture = (
             f'<div class="missing" style="width:{size}px;aspect-ratio:{width}/{height}">'
-            f"image not readable: {e(type(exc).__name__)}: {e(str(exc)[:120])}</div>"
+            f"image not readable: {e(str(exc)[:200])}</div>"
         )
     url = e(_file_url(m.path))
     terms = "".join(
