@@ -278,13 +278,18 @@ def _ids_by_path(conn: sa.Connection, images: sa.Table, paths: list[str]) -> dic
     return ids
 
 
-def _upsert_images(conn: sa.Connection, t: Tables, rows: list[FileRow]) -> list[int]:
-    """Insert or replace the rows by path (their old labels deleted); their image ids, in order."""
+def upsert_images(
+    conn: sa.Connection, t: Tables, rows: list[FileRow], indexed_at: list[str] | None = None
+) -> list[int]:
+    """Insert or replace the rows by path (their old labels deleted); their image ids, in order.
+
+    ``indexed_at`` (one per row) keeps the times of rows copied from another index; default now.
+    """
     images = t.images
-    now = utc_now()
+    times = indexed_at if indexed_at is not None else [utc_now()] * len(rows)
     paths = [row.path for row in rows]
     ids = _ids_by_path(conn, images, paths)
-    values = [{**vars(row), "indexed_at": now} for row in rows]
+    values = [{**vars(row), "indexed_at": when} for row, when in zip(rows, times)]
     old = [dict(v, old_id=ids[v["path"]]) for v in values if v["path"] in ids]
     new = [v for v in values if v["path"] not in ids]
     if old:
@@ -300,7 +305,7 @@ def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "obje
     """Store files with their labels (an `indexer.regions.Regions`, or None for a failed file)."""
     if not items:
         return
-    ids = _upsert_images(conn, t, [row for row, _ in items])
+    ids = upsert_images(conn, t, [row for row, _ in items])
     image_rows, cell_rows = [], []
     for image_id, (_, regions) in zip(ids, items):
         if regions is not None:
@@ -316,7 +321,7 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
     """Store files whose content another row (the ``int``, an image id) already labelled: copy its labels."""
     if not items:
         return
-    ids = _upsert_images(conn, t, [row for row, _ in items])
+    ids = upsert_images(conn, t, [row for row, _ in items])
     for image_id, (_, source_id) in zip(ids, items):
         for table, columns in ((t.image_labels, ("class_id", "score", "share")),
                                (t.cell_labels, ("cell", "class_id", "score", "coverage"))):
