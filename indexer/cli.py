@@ -254,12 +254,27 @@ class _IndexProgress:
     help="Working size: the shorter side in px the network sees  [default: the index's, else 448].",
 )
 @click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
-@click.option("--workers", default=None, type=click.IntRange(1), help="Decoding threads  [default: CPU count].")
+@click.option(
+    "--workers", default=None, type=click.IntRange(1),
+    help="Decoding threads (local engine; default: CPU count) or model actors (ray engine; default: one "
+    "per node).",
+)
+@click.option(
+    "--engine", "runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="Where the work runs: this process, or Ray Data (pip install 'imgidx[ray]').",
+)
+@click.option(
+    "--address", default=None, metavar="ADDR",
+    help="With --engine ray: join the Ray cluster at ADDR (host:port, or auto) instead of starting one.",
+)
 @click.option("--prune/--no-prune", default=True, show_default=True, help="Remove files that are gone from the index.")
 @click.option("--reindex", is_flag=True, help="Redo every image, e.g. to change --model or --size.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
-def index_command(folders, db, model_name, weights, precision, size, batch, workers, prune, reindex, progress, quiet):
+def index_command(
+    folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, progress,
+    quiet,
+):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
     Unchanged files are skipped, moved or renamed ones keep their labels, deleted ones are pruned, and
@@ -269,10 +284,16 @@ def index_command(folders, db, model_name, weights, precision, size, batch, work
     An existing index keeps its model, working size and precision; asking for others is refused unless
     --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if some file or
     folder could not be read.
+
+    With --engine ray, reading and the model run on Ray Data (a local instance, or the cluster at
+    --address, whose nodes must see the same paths); this process still diffs and writes the index.
     """
     from indexer import pipeline, store
     from indexer.models import load_model
     from indexer.report import summary_text
+
+    if address is not None and runner != "ray":
+        raise click.UsageError("--address needs --engine ray")
 
     source = click.get_current_context().get_parameter_source("model_name")
     requested_model = None if source == click.core.ParameterSource.DEFAULT else model_name
@@ -292,6 +313,8 @@ def index_command(folders, db, model_name, weights, precision, size, batch, work
             workers=workers,
             prune=prune,
             on_event=drawer,
+            runner=runner,
+            address=address,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -379,6 +402,56 @@ def stats(db, top, as_json):
         click.echo(json.dumps(report.stats_json(result, db)))
     else:
         click.echo(report.stats_text(result, db))
+
+
+@cli.command()
+@click.argument("sources", metavar="SRC...", nargs=-1, required=True)
+@click.option("--into", "into", required=True, metavar="URL|PATH", help="The index to merge into; created if missing.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the totals line: no progress bar, no line per source.")
+def merge(sources, into, quiet):
+    """Merge the indexes SRC... (built per disk or per machine) into the index --into.
+
+    SRC and --into are file paths or SQLAlchemy URLs. Every image row is copied with its labels; the
+    sources are left as they are.
+
+    \b
+    Conflicts: when several indexes hold the same path, the row indexed last
+    wins, even a failed file over labels; ties go to the --into index's own
+    row, then to the later SRC on the command line.
+
+    Refused before anything is written: a source that is missing or of another schema version, indexes
+    built with other settings (model, working size, precision) than each other or than a non-empty
+    --into, and an index merged into itself. Rows are copied in chunks, each its own transaction: an
+    interrupted merge keeps what it committed, and running the same command again finishes it.
+    """
+    from tqdm import tqdm
+
+    from indexer import report
+    from indexer.merge import Progress, SourceStarted, merge as merge_indexes
+
+    bar = None
+
+    def draw(event) -> None:
+        nonlocal bar
+        if isinstance(event, SourceStarted):
+            if bar is not None:
+                bar.close()
+            bar = tqdm(
+                total=event.images, unit="img", desc=f"merging {event.source}", file=sys.stderr,
+                dynamic_ncols=True, disable=quiet or not sys.stderr.isatty(),
+            )
+        elif isinstance(event, Progress):
+            bar.update(event.done - bar.n)
+
+    try:
+        summary = merge_indexes(list(sources), into, on_event=draw)
+    except KeyboardInterrupt:
+        click.echo("interrupted: what was committed is kept; run the same command to finish", err=True)
+        raise SystemExit(130) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(report.merge_text(summary, per_source=not quiet))
 
 
 from query import DEFAULT_MIN_SCORE  # noqa: E402  (a constant; `query` imports nothing heavy)

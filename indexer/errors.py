@@ -43,3 +43,11 @@ class FolderError(ImgidxError):
 
 class IndexBusyError(StoreError):
     """Another `imgidx index` is writing to the same index."""
+
+
+class EngineError(ImgidxError):
+    """The chosen indexing engine cannot run: Ray missing, its cluster unreachable, or a worker lost."""
+
+
+class MergeError(ImgidxError):
+    """Indexes cannot be merged as asked: built with other settings, or an index into itself."""

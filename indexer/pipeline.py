@@ -27,6 +27,7 @@ No printing here: progress goes out as events to ``on_event``.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import time
@@ -58,6 +59,8 @@ MAX_WAITING_BATCHES = 4
 #: Transactions queued for the writer thread before the model waits for it.
 MAX_QUEUED_COMMITS = 2
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
+#: "local": threads and the model in this process; "ray": Ray Data tasks and actors (`indexer.ray_engine`).
+RUNNERS = ("local", "ray")
 
 
 # --- Events -------------------------------------------------------------------------------------------
@@ -171,6 +174,87 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+class Walker:
+    """The state of one walk (see `walk`), kept in the open so parts of a tree can be listed elsewhere
+    (`indexer.ray_engine` lists subfolders in Ray tasks) and merged before the symlinks are followed."""
+
+    def __init__(self, exclude: set[str] = frozenset()):
+        self.result = Walk()
+        self.visited: set[tuple[int, int]] = set()
+        self.linked: list[str] = []
+        self.exclude = exclude
+        self.excluded_names = {os.path.basename(p) for p in exclude}
+
+    def enter(self, folder: str, st: os.stat_result, stack: list[str]) -> None:
+        if (st.st_dev, st.st_ino) not in self.visited:
+            self.visited.add((st.st_dev, st.st_ino))
+            stack.append(folder)
+
+    def scan_folder(self, folder: str) -> list[str]:
+        """List one folder's image files; its real subfolders not yet visited, in name order."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.result.unreadable.append((folder, _reason(exc)))
+            return []
+        subfolders: list[str] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    if entry.is_symlink():
+                        self.linked.append(entry.path)
+                    else:
+                        self.enter(entry.path, entry.stat(), subfolders)
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
+                    if entry.name in self.excluded_names and os.path.realpath(entry.path) in self.exclude:
+                        continue
+                    st = entry.stat()
+                    self.result.files.append(FoundFile(entry.path, st.st_size, st.st_mtime_ns))
+            except OSError:
+                continue  # vanished, a dangling link or a link loop: nothing to index
+        return subfolders
+
+    def scan(self, stack: list[str]) -> None:
+        """Depth first through the real folders on ``stack`` (last first)."""
+        while stack:
+            stack.extend(reversed(self.scan_folder(stack.pop())))
+
+    def add_root(self, root: str) -> None:
+        st = os.stat(root)
+        if os.path.isfile(root):
+            self.result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
+        else:
+            stack: list[str] = []
+            self.enter(root, st, stack)
+            self.scan(stack)
+
+    def merge(self, files: list[FoundFile], unreadable: list[tuple[str, str]], visited: set[tuple[int, int]],
+              linked: list[str]) -> None:
+        """Take over what another walker listed of a subtree."""
+        self.result.files += files
+        self.result.unreadable += unreadable
+        self.visited |= visited
+        self.linked += linked
+
+    def finish(self) -> Walk:
+        """Follow the symlinked folders, each real folder once, and return the walk."""
+        while self.linked:
+            stack: list[str] = []
+            for folder in self.linked:
+                try:
+                    self.enter(folder, os.stat(folder), stack)
+                except OSError:
+                    continue
+            self.linked = []
+            self.scan(stack[::-1])
+        # A file root may lie in a folder root too.
+        self.result.files = list({f.path: f for f in self.result.files}.values())
+        return self.result
+
+
 def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
     """Every image file under ``roots`` (absolute real paths), depth first in name order.
 
@@ -178,63 +262,10 @@ def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
     suffixes and non-regular files are skipped. Each real folder is entered once, and symlinked folders
     only after the real tree, so a file is found by its real path where it has one and symlink loops end.
     """
-    result = Walk()
-    visited: set[tuple[int, int]] = set()
-    excluded_names = {os.path.basename(p) for p in exclude}
-    linked: list[str] = []
-
-    def enter(folder: str, st: os.stat_result, stack: list[str]) -> None:
-        if (st.st_dev, st.st_ino) not in visited:
-            visited.add((st.st_dev, st.st_ino))
-            stack.append(folder)
-
-    def scan(stack: list[str]) -> None:
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except OSError as exc:
-                result.unreadable.append((folder, _reason(exc)))
-                continue
-            subfolders: list[str] = []
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        if entry.is_symlink():
-                            linked.append(entry.path)
-                        else:
-                            enter(entry.path, entry.stat(), subfolders)
-                    elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
-                        if entry.name in excluded_names and os.path.realpath(entry.path) in exclude:
-                            continue
-                        st = entry.stat()
-                        result.files.append(FoundFile(entry.path, st.st_size, st.st_mtime_ns))
-                except OSError:
-                    continue  # vanished, a dangling link or a link loop: nothing to index
-            stack.extend(reversed(subfolders))
-
+    walker = Walker(exclude)
     for root in roots:
-        st = os.stat(root)
-        if os.path.isfile(root):
-            result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
-        else:
-            stack: list[str] = []
-            enter(root, st, stack)
-            scan(stack)
-    while linked:
-        stack = []
-        for folder in linked:
-            try:
-                enter(folder, os.stat(folder), stack)
-            except OSError:
-                continue
-        linked = []
-        scan(stack[::-1])
-    result.files = list({f.path: f for f in result.files}.values())  # a file root may lie in a folder root too
-    return result
+        walker.add_root(root)
+    return walker.finish()
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:
@@ -274,13 +305,17 @@ def _store_errors(engine: sa.Engine) -> Iterator[None]:
     try:
         yield
     except sa.exc.DBAPIError as exc:
-        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-        raise StoreError(f"cannot write to the index {engine.url.database or engine.url}: {reason}") from None
+        where = store.shown_engine(engine)
+        raise StoreError(f"cannot write to the index {where}: {store.error_reason(exc)}") from None
 
 
 @contextmanager
 def writer_lock(engine: sa.Engine) -> Iterator[None]:
-    """Hold an exclusive lock next to an SQLite index so two runs never write it at once."""
+    """Hold an exclusive lock next to an SQLite index so two runs never write it at once.
+
+    PostgreSQL takes concurrent runs: its transactions lock the rows they write (`store.upsert_images`,
+    `store.read_settings_locked`), so they need no lock here.
+    """
     path = store.sqlite_path(str(engine.url))
     if path is None:
         yield
@@ -321,8 +356,10 @@ class Read:
 class _Run:
     """The state of one indexing run (see the module docstring)."""
 
-    def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event):
+    def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
+                 process=None):
         self.engine = engine
+        self.process_tasks = process or _Run.process
         self.roots = roots
         self.load_backbone = load_backbone
         self.settings = settings
@@ -336,6 +373,8 @@ class _Run:
         self.backbone: Backbone | None = None
         self.stride: int | None = None
         self.settings_pending = True
+        #: Model results are waiting for the next commit (the first such commit also stores the settings).
+        self.labelled_pending = False
         self.writer: ThreadPoolExecutor | None = None
         self.writes: deque[Future] = deque()
         self.write_failed = False
@@ -479,6 +518,7 @@ class _Run:
         self.summary.model_seconds += time.perf_counter() - start
         self.scored.append((group, logits, self.weights[shape]))
         self.summary.indexed += len(group)
+        self.labelled_pending = True
         self.commit()
 
     def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
@@ -488,12 +528,13 @@ class _Run:
         a run that needed no model: a run that fails before its first batch (a working size the model
         cannot take, say) leaves the index's settings as they were.
         """
-        first = self.settings_pending and (bool(self.scored) or final)
+        first = self.settings_pending and (self.labelled_pending or final)
         job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first)
         if not job.files and not gone and not first:
             return
         self.saves, self.copies, self.updates, self.scored = [], [], [], []
         self.settings_pending = self.settings_pending and not first
+        self.labelled_pending = False
         self.writes.append(self.writer.submit(self.write, job))
         self.collect(wait=len(self.writes) > MAX_QUEUED_COMMITS)
 
@@ -519,16 +560,30 @@ class _Run:
                         self.settings.model, self.settings.working_size,
                     )
                     saves.append((row, scores))
-            with _store_errors(self.engine), self.engine.begin() as conn:
+            labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
+
+            def transaction(conn: sa.Connection) -> None:
+                # Other runs may write the same PostgreSQL index: the settings are read again under a lock
+                # (exclusive to store them), and a transaction whose labels they no longer describe fails.
+                stored = store.read_settings_locked(conn, self.t, exclusive=job.first)
+                changed = stored is not None and stored != self.settings
+                if changed and (not self.redo_all if job.first else labelled):
+                    raise IndexSettingsError(
+                        f"another imgidx index stored labels from {stored.describe()} meanwhile, not "
+                        f"{self.settings.describe()}; this run stopped rather than mix them: pass --reindex to "
+                        "rebuild the index, or leave out --model/--size/--precision to keep its settings"
+                    )
                 if job.first:
-                    stored = store.read_settings(conn)
                     if self.redo_all:
-                        store.mark_all_stale(conn, self.t, drop_labels=stored is not None and stored != self.settings)
+                        store.mark_all_stale(conn, self.t, drop_labels=changed)
                     store.write_settings(conn, self.t, self.settings)
                 store.update_files(conn, self.t, job.updates)
                 store.copy_images(conn, self.t, job.copies)
                 store.save_images(conn, self.t, saves)
                 store.delete_images(conn, self.t, job.gone)
+
+            with _store_errors(self.engine):
+                store.transaction(self.engine, transaction)
             self.summary.write_seconds += time.perf_counter() - start
         except BaseException:
             self.write_failed = True
@@ -547,7 +602,7 @@ class _Run:
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
         with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
             if tasks:
-                self.process(tasks)
+                self.process_tasks(self, tasks)
             gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
             if self.prune:
                 self.summary.pruned = len(gone)
@@ -612,6 +667,8 @@ def index(
     workers: int | None = None,
     prune: bool = True,
     on_event: Callable[[Event], None] | None = None,
+    runner: str = "local",
+    address: str | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -619,10 +676,24 @@ def index(
     module docstring for what a run does; raises `FolderError` for a root that does not exist,
     `IndexSettingsError` for a settings mismatch without ``reindex``, `IndexBusyError` if another run holds
     the index.
+
+    ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
+    cluster at ``address``; ``workers`` then counts model actors (default: one per node).
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
-    workers = workers or os.cpu_count() or 1
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    if runner == "ray":
+        from indexer import ray_engine
+
+        session = ray_engine.Session(ray_engine.Cluster(address, workers))
+        list_files, close = session.walk, session.close
+        process = functools.partial(ray_engine.process, session)
+        workers = 1
+    else:
+        list_files, process, close = walk, _Run.process, lambda: None
+        workers = workers or os.cpu_count() or 1
     real_roots = []
     for root in roots:
         real = os.path.realpath(os.path.expanduser(str(root)))
@@ -633,9 +704,12 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
-        found = walk(real_roots, database_files(engine))
-        run = _Run(
-            engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
-            on_event,
-        )
-        return run.run(found, started)
+        try:
+            found = list_files(real_roots, database_files(engine))
+            run = _Run(
+                engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
+                on_event, process,
+            )
+            return run.run(found, started)
+        finally:
+            close()

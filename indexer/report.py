@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from indexer.geometry import CELL_NAMES, GRID
 from indexer.store import ImageReport, IndexStats, StoredLabel
+from indexer.store import shown as shown_db
 
 if TYPE_CHECKING:
+    from indexer.merge import MergeSummary
     from indexer.pipeline import Summary
 
 GRID_CELL_WIDTH = 22
@@ -92,7 +94,7 @@ def image_text(report: ImageReport, top: int) -> str:
 
 def stats_json(stats: IndexStats, db: str) -> dict:
     return {
-        "db": db,
+        "db": shown_db(db),  # a URL without its password
         "settings": None if stats.settings is None else vars(stats.settings),
         "images": stats.images,
         "labelled": stats.labelled,
@@ -110,7 +112,7 @@ def stats_json(stats: IndexStats, db: str) -> dict:
 def stats_text(stats: IndexStats, db: str) -> str:
     settings = stats.settings.describe() if stats.settings else "none yet (nothing indexed)"
     lines = [
-        f"index: {db}",
+        f"index: {shown_db(db)}",
         f"settings: {settings}",
         f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, {stats.stale} stale)",
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
@@ -127,4 +129,29 @@ def stats_text(stats: IndexStats, db: str) -> str:
         shown = f", first {len(stats.failures)}" if len(stats.failures) < stats.failed else ""
         lines.append(f"failed files ({stats.failed}{shown}):")
         lines += [f"  {error}" for _, error in stats.failures]
+    return "\n".join(lines)
+
+
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def _merge_counts(added: int, replaced: int, skipped: int, failed: int) -> str:
+    return (
+        f"{added} added, {replaced} replaced, {skipped} not newer than the destination's; "
+        f"{_plural(failed, 'failed file')} carried"
+    )
+
+
+def merge_text(summary: "MergeSummary", per_source: bool = True) -> str:
+    """A line per source (command-line order), then the totals with the time and the index's settings."""
+    lines = []
+    if per_source:
+        for c in summary.sources:
+            counts = _merge_counts(c.added, c.replaced, c.skipped, c.failed)
+            lines.append(f"  {c.source}: {_plural(c.images, 'image')}: {counts}")
+    totals = _merge_counts(*(summary.total(name) for name in ("added", "replaced", "skipped", "failed")))
+    settings = summary.settings.describe() if summary.settings else "no settings yet: nothing indexed"
+    indexes = _plural(len(summary.sources), "index", "indexes")
+    lines.append(f"merged {indexes} into {summary.into} in {summary.elapsed:.1f} s: {totals} ({settings})")
     return "\n".join(lines)

@@ -16,9 +16,10 @@ their cells, (row, column) = divmod(cell, 3):
 ``A next to B``   some cell of A is the same as, or touches (edge or corner), some cell of B
 =============  ==============================================================================
 
-Ranking (``score`` of a match, higher first; ties by path): a term scores its best cell score; AND and
-a relation multiply the scores of their parts (the chance that all hold, were they independent); OR
-takes the best score among the branches that hold; NOT only filters (it counts as 1).
+Ranking (``score`` of a match, higher first; ties by path, compared byte by byte on every database): a
+term scores its best cell score; AND and a relation multiply the scores of their parts (the chance that
+all hold, were they independent); OR takes the best score among the branches that hold; NOT only filters
+(it counts as 1).
 
 Plan
 ----
@@ -55,7 +56,7 @@ import sqlalchemy as sa
 
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES
-from indexer.store import Tables
+from indexer.store import Tables, bytewise
 from query import DEFAULT_MIN_SCORE
 from query.parser import And, Node, Not, Or, Region, Relation, Term
 from query.resolve import Resolution
@@ -402,7 +403,7 @@ class _Compiler:
             sa.select(*columns)
             .select_from(matches.join(images, images.c.image_id == matches.c.image_id))
             .where(labelled(images), self.condition(self.tree))
-            .order_by(sa.desc("score"), images.c.path)
+            .order_by(sa.desc("score"), bytewise(images.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
         )

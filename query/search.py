@@ -65,7 +65,7 @@ class Prepared:
 
 
 def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int = 12) -> str:
-    """The parsed tree, each label's classes, the plan, the SQL, and SQLite's query plan."""
+    """The parsed tree, each label's classes, the plan, the SQL, and the database's query plan."""
     dialect = bind.dialect
     sql = prepared.statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     lines = [f"query: {prepared.text}", "parsed:", dump(prepared.tree, prepared.min_score, indent="  "), "labels:"]
@@ -84,6 +84,12 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
         for node, parent, _, detail in plan:
             depth[node] = depth.get(parent, 0) + 1
             lines.append("  " * depth[node] + detail)
+    elif dialect.name == "postgresql":
+        with _connected(bind) as conn:
+            literal = str(sql).replace("%", "%%") if dialect.paramstyle in ("format", "pyformat") else str(sql)
+            plan = conn.exec_driver_sql("EXPLAIN " + literal).scalars().all()
+        lines.append("PostgreSQL query plan:")
+        lines += ["  " + line for line in plan]
     return "\n".join(lines)
 
 

@@ -1,14 +1,30 @@
-"""Fixtures shared across test modules."""
+"""Fixtures shared across test modules, among them real PostgreSQL databases for the index tests."""
 
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
 import vgg_fixture  # noqa: E402
+
+#: A PostgreSQL server URL (its superuser, any database) the tests may create databases on.
+PG_ENV = "IMGIDX_TEST_PG"
+#: Where Debian's postgresql packages put the server programs, one folder per major version.
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+#: The two databases an index can live in; `index_url` runs a test once on each.
+BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +32,163 @@ def vgg_files(tmp_path_factory):
     """Random VGG-16 weights as a real-layout vgg_16.ckpt and Keras .h5, generated once per run."""
     yield vgg_fixture.session_vgg_files(tmp_path_factory.getbasetemp() / "vgg16-random")
     vgg_fixture.remove_session_files()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    """The folder of the newest installed initdb and pg_ctl, if any."""
+    folders = [Path(p) for p in sorted(Path("/").glob(PG_BIN_GLOB.lstrip("/")), key=lambda p: p.parent.name.zfill(4))]
+    folders = [f for f in folders if (f / "initdb").exists() and (f / "pg_ctl").exists()]
+    if folders:
+        return folders[-1]
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb and shutil.which("pg_ctl") else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Cluster:
+    """A throwaway PostgreSQL cluster in a temporary folder, on a loopback port, trusting every local user.
+
+    initdb refuses to run as root, so as root the server runs as the ``postgres`` user Debian's packages
+    create. Durability is off (fsync, full-page writes): the data dies with the test run anyway.
+    """
+
+    def __init__(self, bin_dir: Path):
+        self.bin_dir = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix="imgidx-pg-"))
+        self.data = self.folder / "data"
+        self.port = _free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(self.folder)
+                raise RuntimeError("running as root, and there is no postgres user to run PostgreSQL as") from None
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *argv: str) -> None:
+        done = subprocess.run([*self.as_user, *argv], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(argv[:2])} failed: {(done.stderr or done.stdout).strip()}")
+
+    def start(self) -> str:
+        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "-E", "UTF8", "--no-locale", "--no-sync")
+        options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c full_page_writes=off "
+                   "-c synchronous_commit=off -c max_connections=200")
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"),
+                  "-o", options, "-w", "-t", "60", "start")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except RuntimeError:
+            pass  # never started
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _unavailable(reason: str):
+    """No PostgreSQL: skip its tests, but fail them under CI, where it must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server URL (PostgreSQL 13 or newer): ``$IMGIDX_TEST_PG``, else a cluster started for this
+    run and stopped after."""
+    if os.environ.get(PG_ENV):
+        yield os.environ[PG_ENV]
+        return
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        _unavailable(f"PostgreSQL's initdb and pg_ctl are not installed, and ${PG_ENV} names no server")
+    try:
+        cluster = _Cluster(bin_dir)
+    except RuntimeError as exc:
+        _unavailable(str(exc))
+    try:
+        url = cluster.start()
+    except RuntimeError as exc:
+        cluster.stop()
+        _unavailable(str(exc))
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+#: Whether the server can make databases that sort text by ICU's en-US rules (PostgreSQL 15+); [] untried.
+_icu: list[bool] = []
+ICU_DATABASE = "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+
+
+def _create_database(conn: sa.Connection, name: str) -> None:
+    if _icu in ([], [True]):
+        try:
+            conn.exec_driver_sql(ICU_DATABASE.format(name))
+            _icu[:] = [True]
+            return
+        except sa.exc.DBAPIError:
+            _icu[:] = [False]
+    conn.exec_driver_sql(f"CREATE DATABASE {name}")
+
+
+@contextlib.contextmanager
+def pg_database(server: str):
+    """A new empty database on ``server``, as a bare ``postgresql://`` URL; dropped afterwards.
+
+    Where the server can, the database sorts text as en-US does (as most real ones do, unlike the test
+    cluster's C locale), so a statement that needs byte order has to ask for it.
+    """
+    url = sa.engine.make_url(server).set(drivername="postgresql+psycopg")
+    name = f"imgidx_test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            _create_database(conn, name)
+        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty PostgreSQL database for one test, as a ``postgresql://`` URL."""
+    with pg_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def index_url(request, tmp_path):
+    """Where one test's index lives, once per backend: an SQLite file path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "index.db")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def new_index_url(request, tmp_path_factory):
+    """For indexes a whole module shares: a maker of empty index locations on one backend (the module runs
+    once per backend), each an SQLite file path or a fresh PostgreSQL database, removed after the module."""
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+    with contextlib.ExitStack() as databases:
+        def new() -> str:
+            if server is None:
+                return str(tmp_path_factory.mktemp("index") / "index.db")
+            return databases.enter_context(pg_database(server))
+
+        yield new

@@ -1,5 +1,5 @@
-"""Real SQLite indexes for the query tests, filled row by row through SQLAlchemy, and a reference
-evaluator that answers a query tree by brute force in Python (the oracle for the compiled SQL)."""
+"""Real indexes (SQLite or PostgreSQL) for the query tests, filled row by row through SQLAlchemy, and a
+reference evaluator that answers a query tree by brute force in Python (the oracle for the compiled SQL)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ CRANE_BIRD, CRANE_MACHINE = 134, 517
 Cells = Mapping[int, Mapping[int, float]]
 
 
-def make_index(path: Path, images: Mapping[str, Cells | None]) -> sa.Engine:
-    """An index at ``path`` holding ``images`` (path -> cells; None = a file that failed to index)."""
-    engine = open_index(str(path), create=True)
+def make_index(db: Path | str, images: Mapping[str, Cells | None]) -> sa.Engine:
+    """An index at ``db`` (a path or URL) holding ``images`` (path -> cells; None = a file that failed to index)."""
+    engine = open_index(str(db), create=True)
     t = tables(engine)
     with engine.begin() as conn:
         for image_id, (name, cells) in enumerate(images.items(), start=1):

@@ -85,6 +85,7 @@ def test_library_errors_and_surprises_become_one_line(monkeypatch):
         ["labels", "dog"],
         ["stats", "--db", "/nonexistent/index.db"],
         ["show", "x.jpg", "--db", "/nonexistent/index.db"],
+        ["merge", "/nonexistent/a.db", "--into", "/nonexistent/merged.db"],
         ["weights", "--help"],
     ],
 )

@@ -1,4 +1,5 @@
-"""`kill -9` in the middle of a run leaves a consistent index, and the next run continues where it stopped."""
+"""`kill -9` in the middle of a run leaves a consistent index, and the next run continues where it stopped
+(SQLite and PostgreSQL)."""
 
 import random
 import signal
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from fake_backbone import FakeBackbone
 from indexer import pipeline, store
@@ -32,56 +34,83 @@ pipeline.index(engine, [{root!r}], lambda s: FakeBackbone(delay={delay}), model=
 """
 
 
-def committed(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+class Watcher:
+    """Reads an index the way a second process would, while a child writes it."""
 
+    def __init__(self, db: str):
+        self.db = db
+        self.engine = None if "://" not in db else store.create_engine(db)
 
-def check_consistent(db: Path) -> int:
-    """Every committed image has its full labels, nothing dangles; returns the number of images."""
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-        cells = conn.execute("SELECT COUNT(DISTINCT image_id || '/' || cell) FROM cell_labels").fetchone()[0]
-        labelled = conn.execute("SELECT COUNT(DISTINCT image_id) FROM image_labels").fetchone()[0]
-        orphans = conn.execute(
-            "SELECT COUNT(*) FROM cell_labels WHERE image_id NOT IN (SELECT image_id FROM images)"
-        ).fetchone()[0]
-        assert conn.execute("SELECT COUNT(*) FROM images WHERE error IS NOT NULL").fetchone()[0] == 0
-    assert (cells, labelled, orphans) == (9 * images, images, 0)
-    return images
+    def committed(self) -> int:
+        """Images committed so far; 0 before the index exists."""
+        if self.engine is None:
+            try:
+                with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+                    return conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            except sqlite3.OperationalError:  # not created yet
+                return 0
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.text("SELECT COUNT(*) FROM images")).scalar_one()
+        except sa.exc.ProgrammingError:  # not created yet
+            return 0
+
+    def check_consistent(self) -> int:
+        """Every committed image has its full labels, nothing dangles; returns the number of images."""
+        if self.engine is None:
+            with sqlite3.connect(self.db) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        engine = self.engine or store.create_engine(self.db)
+        try:
+            with engine.connect() as conn:
+                def count(sql: str) -> int:
+                    return conn.execute(sa.text(sql)).scalar_one()
+
+                images = count("SELECT COUNT(*) FROM images")
+                cells = count("SELECT COUNT(*) FROM (SELECT DISTINCT image_id, cell FROM cell_labels) c")
+                labelled = count("SELECT COUNT(DISTINCT image_id) FROM image_labels")
+                orphans = count("SELECT COUNT(*) FROM cell_labels WHERE image_id NOT IN (SELECT image_id FROM images)")
+                assert count("SELECT COUNT(*) FROM images WHERE error IS NOT NULL") == 0
+                assert count("SELECT COUNT(*) FROM (SELECT path FROM images GROUP BY path HAVING COUNT(*) > 1) d") == 0
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
+        assert (cells, labelled, orphans) == (9 * images, images, 0)
+        return images
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
+def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, index_url):
     photos = tmp_path / "photos"
     for i in range(COUNT):
         paint(photos / f"{i:03}.png", {i % 9: RED, (i * 7 + 3) % 9: BLUE})
-    db = tmp_path / "index.db"
+    db = Watcher(index_url)
     tests = str(Path(__file__).parent)
-    script = CHILD.format(tests=tests, db=str(db), root=str(photos), delay=MODEL_DELAY, batch=BATCH)
+    script = CHILD.format(tests=tests, db=index_url, root=str(photos), delay=MODEL_DELAY, batch=BATCH)
     rng = random.Random(0)
     for threshold in KILL_AT:
         child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while committed(db) < threshold and child.poll() is None and time.monotonic() < deadline:
+        while db.committed() < threshold and child.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
         time.sleep(rng.uniform(0, MODEL_DELAY))
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
-        done = check_consistent(db)
+        done = db.check_consistent()
         assert threshold <= done < COUNT
 
-    engine = store.open_index(str(db))
+    engine = store.open_index(index_url)
     model = FakeBackbone()
     summary = pipeline.index(engine, [str(photos)], lambda s: model, batch=BATCH)
     assert (summary.unchanged, summary.indexed, summary.failed) == (done, COUNT - done, 0)
     assert model.images == COUNT - done  # committed images are not run again
-    assert check_consistent(db) == COUNT
+    assert db.check_consistent() == COUNT
+    db.close()
 
     reference = store.open_index(str(tmp_path / "reference.db"))
     pipeline.index(reference, [str(photos)], lambda s: FakeBackbone(), model="fake", size=96, precision="fp32")
@@ -107,26 +136,27 @@ main()
 """
 
 
-def test_ctrl_c_stops_the_cli_cleanly_and_the_next_run_continues(tmp_path):
+def test_ctrl_c_stops_the_cli_cleanly_and_the_next_run_continues(tmp_path, index_url):
     photos = tmp_path / "photos"
     for i in range(60):
         paint(photos / f"{i:03}.png", {i % 9: RED, (i * 7 + 3) % 9: BLUE})
-    db = tmp_path / "index.db"
-    script = INTERRUPTED_CLI.format(tests=str(Path(__file__).parent), db=str(db), root=str(photos), delay=MODEL_DELAY)
+    db = Watcher(index_url)
+    script = INTERRUPTED_CLI.format(tests=str(Path(__file__).parent), db=index_url, root=str(photos), delay=MODEL_DELAY)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while committed(db) < 8 and child.poll() is None and time.monotonic() < deadline:
+    while db.committed() < 8 and child.poll() is None and time.monotonic() < deadline:
         time.sleep(POLL_S)
     child.send_signal(signal.SIGINT)
     stdout, stderr = child.communicate(timeout=60)
     assert child.returncode == 130, stderr
     assert stderr.endswith("interrupted: what was committed is kept; run the same command to continue\n")
     assert stdout == ""
-    done = check_consistent(db)
+    done = db.check_consistent()
+    db.close()
     assert 8 <= done < 60
     model = FakeBackbone()
     model.name = "efficientnet-lite0"
-    engine = store.open_index(str(db))
+    engine = store.open_index(index_url)
     summary = pipeline.index(engine, [str(photos)], lambda s: model)
     engine.dispose()
     assert (summary.unchanged, summary.indexed) == (done, 60 - done)

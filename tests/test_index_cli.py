@@ -1,4 +1,5 @@
-"""`imgidx index`, `imgidx show` and `imgidx stats` as a user runs them (fake model, real files and index)."""
+"""`imgidx index`, `imgidx show` and `imgidx stats` as a user runs them (fake model, real files, and a real
+index in SQLite and in PostgreSQL)."""
 
 import json
 import re
@@ -47,11 +48,11 @@ def summary(result):
     return int(indexed), int(unchanged), int(moved), int(copied or 0), int(pruned), int(failed), how
 
 
-def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_path, models):
+def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     for i in range(1000):
         paint(photos / f"{i // 100}/{i:04}.png", {i % 9: RED}, hw=(48, 64))
-    db = tmp_path / "index.db"
+    db = index_url
     result = imgidx("index", photos, "--db", db, *MODEL, "--progress")
     assert result.exit_code == 0, result.output
     assert summary(result)[:6] == (1000, 0, 0, 0, 0, 0)
@@ -66,24 +67,24 @@ def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_pat
     assert result.stderr == "" and len(models) == 1  # not a terminal: no bar; and no model loaded
 
 
-def test_bad_files_are_listed_and_make_the_exit_status_1(tmp_path, models):
+def test_bad_files_are_listed_and_make_the_exit_status_1(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     paint(photos / "good.jpg", {0: RED})
     (photos / "bad.jpg").write_text("not a photo")
-    result = imgidx("index", photos, "--db", tmp_path / "index.db", *MODEL)
+    result = imgidx("index", photos, "--db", index_url, *MODEL)
     assert result.exit_code == 1
     assert result.stderr == f"failed {photos / 'bad.jpg'}: not an image (unknown format)\n"
     assert summary(result)[:6] == (1, 0, 0, 0, 0, 1)
-    result = imgidx("index", photos, "--db", tmp_path / "index.db", "-q")
+    result = imgidx("index", photos, "--db", index_url, "-q")
     assert (result.exit_code, result.stderr) == (1, "")
     assert summary(result)[:6] == (0, 1, 0, 0, 0, 1)
 
 
-def test_moves_and_deletions_are_reported(tmp_path, models):
+def test_moves_and_deletions_are_reported(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     for i in range(3):
         paint(photos / f"{i}.jpg", {i: RED})
-    db = tmp_path / "index.db"
+    db = index_url
     assert imgidx("index", photos, "--db", db, *MODEL).exit_code == 0
     shutil.move(photos / "0.jpg", photos / "zero.jpg")
     (photos / "1.jpg").unlink()
@@ -91,10 +92,10 @@ def test_moves_and_deletions_are_reported(tmp_path, models):
     assert summary(result) == (0, 1, 1, 0, 1, 0, "no model run")
 
 
-def test_usage_and_settings_errors(tmp_path, models):
+def test_usage_and_settings_errors(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     paint(photos / "a.jpg", {0: RED})
-    db = tmp_path / "index.db"
+    db = index_url
     result = imgidx("index", tmp_path / "nope", "--db", db)
     assert result.exit_code == 2
     assert f"Error: Invalid value for 'FOLDER...': Path '{tmp_path / 'nope'}' does not exist." in result.stderr
@@ -112,10 +113,10 @@ def test_usage_and_settings_errors(tmp_path, models):
     assert "efficientnet-lite0 at size 128" in imgidx("stats", "--db", db).stdout
 
 
-def test_show_prints_labels_and_the_grid(tmp_path, models):
+def test_show_prints_labels_and_the_grid(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     path = paint(photos / "a.jpg", {0: RED, 8: BLUE}, hw=(240, 320))
-    db = tmp_path / "index.db"
+    db = index_url
     assert imgidx("index", photos, "--db", db, *MODEL).exit_code == 0
     result = imgidx("show", path, "--db", db)
     assert result.exit_code == 0, result.output
@@ -146,12 +147,12 @@ def test_show_prints_labels_and_the_grid(tmp_path, models):
     )
 
 
-def test_stats_counts_models_labels_and_failures(tmp_path, models):
+def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     for i in range(3):
         paint(photos / f"{i}.jpg", {i: RED})
     (photos / "empty.jpg").write_bytes(b"")
-    db = tmp_path / "index.db"
+    db = index_url
     imgidx("index", photos, "--db", db, *MODEL)
     result = imgidx("stats", "--db", db)
     assert result.exit_code == 0
@@ -178,16 +179,16 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models):
 
 
 @pytest.mark.parametrize("command", ["show", "stats"])
-def test_show_and_stats_do_not_import_tensorflow(tmp_path, command):
+def test_show_and_stats_do_not_import_tensorflow(tmp_path, command, index_url):
     photo = paint(tmp_path / "photos/a.jpg", {0: RED})
-    db = tmp_path / "index.db"
-    engine = store.open_index(str(db))
+    db = index_url
+    engine = store.open_index(db)
     pipeline.index(engine, [tmp_path / "photos"], lambda s: FakeBackbone(), model="fake", size=96, precision="fp32")
     engine.dispose()
     argv = [command, str(photo)] if command == "show" else [command]
     code = (
         "import sys\nfrom indexer.cli import cli\n"
-        f"try:\n    cli({argv + ['--db', str(db)]!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n"
+        f"try:\n    cli({argv + ['--db', db]!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
         "print('tensorflow' in sys.modules)"
     )

@@ -26,12 +26,12 @@ def _split_top_level(body: str) -> list[str]:
 
 
 def declared_schema():
-    """Tables (columns, types, NOT NULL, primary key, unique) and indexes as schema.sql writes them."""
+    """Tables (columns, types, NOT NULL, primary key, unique, foreign keys) and indexes as schema.sql writes them."""
     tables, indexes = {}, {}
     for statement in store.schema_statements():
         if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)$", statement, re.S):
             name, body = match.groups()
-            columns, primary, unique = {}, [], []
+            columns, primary, unique, foreign = {}, [], [], set()
             for part in _split_top_level(body):
                 if table_pk := re.match(r"PRIMARY KEY \(([^)]*)\)", part):
                     primary = [c.strip() for c in table_pk.group(1).split(",")]
@@ -42,7 +42,9 @@ def declared_schema():
                     primary = [column]
                 if "UNIQUE" in part:
                     unique.append([column])
-            tables[name] = (columns, primary, unique)
+                if ref := re.search(r"REFERENCES (\w+) \((\w+)\)( ON DELETE CASCADE)?", part):
+                    foreign.add(((column,), ref.group(1), (ref.group(2),), "CASCADE" if ref.group(3) else None))
+            tables[name] = (columns, primary, unique, foreign)
         elif match := re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)$", statement):
             name, table, cols = match.groups()
             indexes[name] = (table, [c.strip() for c in cols.split(",")])
@@ -54,7 +56,7 @@ def test_reflected_tables_match_schema_sql(tmp_path):
     assert set(tables) == set(store.TABLE_NAMES)
     engine = store.open_index(str(tmp_path / "index.db"))
     inspector = sa.inspect(engine)
-    for name, (columns, primary, unique) in tables.items():
+    for name, (columns, primary, unique, _) in tables.items():
         reflected = inspector.get_columns(name)
         assert [c["name"] for c in reflected] == list(columns), name
         for column in reflected:
@@ -77,6 +79,99 @@ def test_reflected_tables_match_schema_sql(tmp_path):
     engine.dispose()
 
 
+#: How PostgreSQL holds schema.sql's types (`store.PG_REWRITES`); the rest are the same on both.
+PG_TYPES = {"REAL": "DOUBLE PRECISION"}
+
+
+def described(engine) -> dict:
+    """Each table as SQLAlchemy reflects it, in one shape for both backends: columns (name, type as
+    PostgreSQL holds it, nullable), primary key, unique column sets, foreign keys (with ON DELETE),
+    indexes, and the number of CHECK constraints."""
+    inspector = sa.inspect(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    tables = {}
+    for name in store.TABLE_NAMES:
+        primary = inspector.get_pk_constraint(name)["constrained_columns"]
+        columns = [
+            (c["name"], PG_TYPES.get(str(c["type"]), str(c["type"])), c["nullable"] and c["name"] not in primary)
+            for c in inspector.get_columns(name)
+        ]
+        unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)}
+        indexes = {}
+        for index in inspector.get_indexes(name, **({"include_auto_indexes": True} if sqlite else {})):
+            if index["name"].startswith("sqlite_autoindex"):
+                if index["column_names"] != primary:
+                    unique.add(tuple(index["column_names"]))
+            elif not index.get("duplicates_constraint"):
+                indexes[index["name"]] = (tuple(index["column_names"]), bool(index["unique"]))
+        if sqlite:  # SQLAlchemy does not read ON DELETE back from SQLite: its own pragma does
+            with engine.connect() as conn:
+                foreign = {
+                    ((row[3],), row[2], (row[4],), None if row[6] == "NO ACTION" else row[6])
+                    for row in conn.exec_driver_sql(f"PRAGMA foreign_key_list({name})")
+                }
+        else:
+            foreign = {
+                (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]),
+                 fk["options"].get("ondelete"))
+                for fk in inspector.get_foreign_keys(name)
+            }
+        checks = len(inspector.get_check_constraints(name))
+        tables[name] = (columns, primary, unique, foreign, indexes, checks)
+    return tables
+
+
+def declared_described() -> dict:
+    """schema.sql's tables in the shape of `described`."""
+    tables, indexes = declared_schema()
+    return {
+        name: (
+            [(c, PG_TYPES.get(col_type, col_type), not not_null) for c, (col_type, not_null) in columns.items()],
+            primary,
+            {tuple(u) for u in unique},
+            foreign,
+            {k: (tuple(cols), False) for k, (table, cols) in indexes.items() if table == name},
+            1 if name == "cell_labels" else 0,
+        )
+        for name, (columns, primary, unique, foreign) in tables.items()
+    }
+
+
+def test_postgresql_holds_the_same_schema_as_sqlite_and_schema_sql(tmp_path, pg_url):
+    pg, lite = store.open_index(pg_url), store.open_index(str(tmp_path / "index.db"))
+    try:
+        assert described(pg) == described(lite) == declared_described()
+        inspector = sa.inspect(pg)
+        identities = {
+            (table, c["name"]) for table in store.TABLE_NAMES for c in inspector.get_columns(table) if c.get("identity")
+        }
+        assert identities == {("images", "image_id")}  # numbered by the database, as SQLite's rowid is
+        with pg.connect() as conn:
+            checks = conn.exec_driver_sql(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'cell_labels'::regclass "
+                "AND contype = 'c'"
+            ).scalars().all()
+        assert checks == ["CHECK (((cell >= 0) AND (cell <= 8)))"]
+    finally:
+        pg.dispose()
+        lite.dispose()
+
+
+def test_postgresql_schema_is_schema_sql_with_the_named_rewrites():
+    lite, pg = store.schema_statements("sqlite"), store.schema_statements("postgresql")
+    assert [name for name, _, _ in store.PG_REWRITES] == [
+        "image ids numbered by the database", "scores as 8-byte doubles"
+    ]
+    changed = [(a, b) for a, b in zip(lite, pg, strict=True) if a != b]
+    assert [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", a).group(1) for a, _ in changed] == [
+        "images", "image_labels", "cell_labels"
+    ]
+    for a, b in changed:
+        identity = r"\1INTEGER GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+        assert b == re.sub(r"(image_id +)INTEGER PRIMARY KEY", identity, a.replace(" REAL ", " DOUBLE PRECISION "))
+    assert "DOUBLE PRECISION" not in "".join(lite) and " REAL " not in "".join(pg)
+
+
 def regions(class_id: int, score: float = 0.5) -> Regions:
     return Regions(
         [ImageLabel(class_id, score, 1.0)],
@@ -85,8 +180,9 @@ def regions(class_id: int, score: float = 0.5) -> Regions:
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = store.open_index(str(tmp_path / "index.db"))
+def engine(index_url):
+    """An empty index, once in SQLite and once in PostgreSQL."""
+    engine = store.open_index(index_url)
     yield engine
     engine.dispose()
 
@@ -170,3 +266,75 @@ def test_read_back_for_show_and_stats(engine):
     assert stats.models == [("fake", 64, 3)]
     assert stats.failures == [("/p/x.jpg", "/p/x.jpg: empty file")]
     assert (stats.image_label_rows, stats.cell_label_rows) == (3, 27)
+
+
+def test_upsert_inserts_or_replaces_by_path_and_returns_ids_in_row_order(engine):
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        b, a = store.upsert_images(conn, t, [FileRow("/p/b.jpg", 1, 1, "hb"), FileRow("/p/a.jpg", 1, 1, "ha")])
+        conn.execute(t.image_labels.insert(), [{"image_id": a, "class_id": 5, "score": 0.5, "share": 1.0}])
+        conn.execute(t.cell_labels.insert(), [{"image_id": b, "cell": 0, "class_id": 5, "score": 0.5, "coverage": 1.0}])
+    assert a != b
+    rows = [
+        FileRow("/p/c.jpg", 3, 3, "hc"), FileRow("/p/a.jpg", 2, 2, "ha2", model="fake"), FileRow("/p/b.jpg", 2, 2, "hb")
+    ]
+    with engine.begin() as conn:
+        c, a2, b2 = store.upsert_images(conn, t, rows, ["2001-01-01T00:00:00+00:00"] * 3)
+    assert (a2, b2) == (a, b) and c not in (a, b)
+    assert label_rows(engine) == ([], 0)  # the replaced rows' labels are gone
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT path, size_bytes, content_hash, model, indexed_at FROM images")).all()
+    assert sorted(stored) == [
+        ("/p/a.jpg", 2, "ha2", "fake", "2001-01-01T00:00:00+00:00"),
+        ("/p/b.jpg", 2, "hb", None, "2001-01-01T00:00:00+00:00"),
+        ("/p/c.jpg", 3, "hc", None, "2001-01-01T00:00:00+00:00"),
+    ]
+    with engine.begin() as conn:
+        assert store.upsert_images(conn, t, []) == []
+
+
+def test_upsert_reads_the_ids_back_where_sqlite_has_no_returning(tmp_path):
+    engine = store.open_index(str(tmp_path / "index.db"))
+    engine.dialect.insert_returning = engine.dialect.insert_executemany_returning = False  # as SQLite < 3.35
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        first = store.upsert_images(conn, t, [FileRow("/p/b.jpg", 1, 1, "hb"), FileRow("/p/a.jpg", 1, 1, "ha")])
+        again = store.upsert_images(conn, t, [FileRow("/p/a.jpg", 2, 2, "ha"), FileRow("/p/c.jpg", 1, 1, "hc")])
+    assert again[0] == first[1] and again[1] not in first
+    assert rows_by_path(engine) == {"/p/a.jpg": 2, "/p/b.jpg": 1, "/p/c.jpg": 1}
+    engine.dispose()
+
+
+def rows_by_path(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT path, size_bytes FROM images")).all())
+
+
+def test_settings_are_replaced_in_place(engine):
+    t = store.tables(engine)
+    other = IndexSettings("fake", 128, "bf16")
+    for settings in (SETTINGS, SETTINGS, other):
+        with engine.begin() as conn:
+            store.write_settings(conn, t, settings)
+    with engine.connect() as conn:
+        assert store.read_settings(conn) == other
+        assert store.read_settings_locked(conn, t, exclusive=True) == other
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM meta")).scalar_one() == 4  # schema_version and three
+
+
+def test_label_ties_and_failures_list_in_the_same_order_on_both_backends(engine):
+    t = store.tables(engine)
+    tied = Regions(
+        [ImageLabel(7, 0.25, 0.5), ImageLabel(3, 0.25, 0.5)], [CellLabel(0, 7, 0.25, 0.5), CellLabel(0, 3, 0.25, 0.5)]
+    )
+    failed = ["/p/b.jpg", "/p/B.jpg", "/p/a_b.jpg", "/p/a-c.jpg", "/p/ab.jpg"]
+    with engine.begin() as conn:
+        store.write_settings(conn, t, SETTINGS)
+        store.save_images(conn, t, [(FileRow("/p/x.jpg", 1, 1, "h", 40, 30, "fake", 64), tied)])
+        store.save_images(conn, t, [(FileRow(p, 0, 1, None, error=f"{p}: bad"), None) for p in failed])
+    with engine.connect() as conn:
+        report = store.image_report(conn, path="/p/x.jpg")
+        stats = store.index_stats(conn)
+    assert [label.class_id for label in report.labels] == [3, 7]
+    assert [label.class_id for label in report.cells[0]] == [3, 7]
+    assert [path for path, _ in stats.failures] == sorted(failed)  # by bytes, as SQLite orders text

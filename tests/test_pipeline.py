@@ -1,4 +1,4 @@
-"""The batch indexer on real files and a real SQLite index, with a fake backbone of real geometry."""
+"""The batch indexer on real files and a real index (SQLite and PostgreSQL), with a fake backbone of real geometry."""
 
 import os
 import zlib
@@ -58,8 +58,9 @@ class Loader:
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = store.open_index(str(tmp_path / "index.db"))
+def engine(index_url):
+    """An empty index, once in SQLite and once in PostgreSQL."""
+    engine = store.open_index(index_url)
     yield engine
     engine.dispose()
 
@@ -324,7 +325,7 @@ def test_an_interrupted_reindex_resumes_and_never_mixes_settings(engine, tmp_pat
     other.name = "fake2"
     with pytest.raises(RuntimeError, match="fake model failure"):
         run(engine, [photos], Loader(other), model="fake2", reindex=True)
-    states = rows(engine, "SELECT model, COUNT(*) FROM images GROUP BY model ORDER BY model")
+    states = rows(engine, "SELECT model, COUNT(*) FROM images GROUP BY model ORDER BY model NULLS FIRST")
     assert states == [(None, 8), ("fake2", 4)]
     labelled = rows(engine, "SELECT DISTINCT model FROM images JOIN image_labels USING (image_id)")
     assert labelled == [("fake2",)]  # the old model's labels are gone, not mixed in
@@ -349,9 +350,14 @@ def test_images_are_batched_by_working_shape(engine, tmp_path):
 def test_refusals(engine, tmp_path):
     with pytest.raises(FolderError, match=f"^{tmp_path / 'nope'}: no such folder$"):
         run(engine, [tmp_path / "nope"])
+
+
+def test_a_second_writer_of_an_sqlite_index_is_refused(tmp_path):
+    engine = store.open_index(str(tmp_path / "index.db"))
     with pipeline.writer_lock(engine):
         with pytest.raises(IndexBusyError, match="another imgidx index is writing to .*index.db; wait for it"):
             run(engine, [tmp_path])
+    engine.dispose()
 
 
 def test_an_index_that_cannot_be_written_is_a_one_line_error_and_stays_intact(tmp_path, monkeypatch):

@@ -83,16 +83,21 @@ QUERIES = [
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    """The composites, indexed once by `imgidx index` with EfficientNet-Lite0 into a SQLite file."""
+def composites(tmp_path_factory):
     work = tmp_path_factory.mktemp("query-e2e")
     folder = work / "composites"
     write_set(folder, SAMPLES, truth=work / "truth.json")
-    path = work / "index.db"
-    done = CliRunner().invoke(cli, ["index", str(folder), "--db", str(path), "--model", "efficientnet-lite0", "-q"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def db(composites, new_index_url):
+    """The composites, indexed once by `imgidx index` with EfficientNet-Lite0 (into SQLite, then PostgreSQL)."""
+    db = new_index_url()
+    done = CliRunner().invoke(cli, ["index", str(composites), "--db", db, "--model", "efficientnet-lite0", "-q"])
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith(f"{len(SAMPLES)} indexed, 0 unchanged, 0 moved, 0 pruned, 0 failed"), done.stdout
-    return path
+    return db
 
 
 def run(db, text: str) -> list[dict]:

@@ -44,13 +44,13 @@ def load_model(name: str, weights: str | None = None, precision: str = "auto") -
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
     os.environ.setdefault(TF_LOG_LEVEL_ENV, TF_ERRORS_ONLY)
     warnings.filterwarnings("ignore", module=r"(tf_slim|tensorflow|keras)(\.|$)")
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         return importlib.import_module(module_name).load(weights=weights, precision=precision)
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide what native code writes to file descriptor 2 while TensorFlow starts.
+def native_stderr_silenced():
+    """Hide what native code writes to file descriptor 2 while TensorFlow (or Ray) starts.
 
     TensorFlow 2.21 logs through absl before any log level applies, so TF_CPP_MIN_LOG_LEVEL alone does not
     silence it. Python exceptions are unaffected: they propagate and the CLI reports them.

@@ -1,0 +1,356 @@
+"""The indexing run on Ray Data: reading and decoding in Ray tasks, the model in a pool of actors.
+
+The run is the local engine's (`indexer.pipeline`) with its middle replaced. The driver diffs the walk
+against the index, commits and prunes exactly as the local engine does, so incremental runs, moves, bad
+files and resume after a kill behave the same. What moves onto the cluster:
+
+- **listing** (`Session.walk`, when joining a cluster): each root's subfolders are listed by Ray tasks,
+  and the symlinks followed here afterwards; a local instance lists in this process, on the same disks;
+- **read** (`read_batch`, stateless tasks): read each file, hash it, and decode it at reduced size unless
+  the index already holds its content (the driver's known content hashes travel once through the object
+  store, as a sorted array of digests);
+- **model** (`ModelActor`, one per worker): load the backbone once, resize to the working shape, run it on
+  the batch grouped by shape, and turn the class maps into region scores, so only the small `Regions`
+  come back to the driver. Failures inside an actor come back as a row carrying the pickled exception,
+  so the user sees the same one-line error as with the local engine, not a Ray traceback.
+
+The driver alone writes the index, one transaction per batch of results: with SQLite that is the only
+writer the file allows, and with PostgreSQL it keeps the write path the local engine's. Every file's
+scores are computed by the same functions as in the local engine (`images.decode`, `images.resize`,
+`regions.score_batch`), so the two engines store the same rows.
+
+Ray is an optional dependency (``pip install 'imgidx[ray]'``); nothing here imports it at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from indexer import images, regions
+from indexer.errors import EngineError, ImageReadError, IndexSettingsError, ImgidxError
+from indexer.geometry import total_stride
+from indexer.inference import check_size
+from indexer.models import native_stderr_silenced
+from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, walk
+from indexer.store import FileRow, IndexSettings
+
+if TYPE_CHECKING:
+    from indexer.models.base import Backbone
+    from indexer.pipeline import _Run
+
+INSTALL_HINT = "the ray engine needs Ray: pip install 'imgidx[ray]'"
+#: Logical CPUs a model actor reserves: one, so actors spread one per CPU over a cluster's nodes.
+MODEL_ACTOR_CPUS = 1.0
+#: Logical CPUs a read task reserves. Decoding costs a fraction of the model per image, so several read
+#: tasks share one CPU, as the local engine's decode threads share the cores with the model.
+READ_TASK_CPUS = 0.25
+#: Files per read task: enough to amortise a task's overhead, few enough to spread a small folder.
+READ_BATCH = 4
+#: Upper bound on the listing's blocks, so a huge folder does not become millions of tiny Ray objects.
+MAX_BLOCKS = 10_000
+#: A local Ray instance gets one logical CPU beyond the model actors' for the read tasks.
+EXTRA_LOCAL_CPUS = 1
+EMPTY_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)
+#: Row kinds coming back from the cluster.
+FAILED, KNOWN, SCORED, FATAL = "failed", "known", "scored", "fatal"
+
+
+def require_ray():
+    """Import Ray, or explain how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise EngineError(INSTALL_HINT) from None
+    return ray
+
+
+# --- Cluster side ---------------------------------------------------------------------------------------
+
+
+def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_size: int) -> dict[str, list]:
+    """Ray task: read, hash and (unless the index knows the content) decode a batch of files."""
+    out: dict[str, list] = {key: [] for key in ("path", "kind", "digest", "error", "pixels", "width", "height")}
+    for path, record_hash, record_current in zip(batch["path"], batch["record_hash"], batch["record_current"]):
+        path = str(path)
+        digest, error, pixels, width, height = "", "", EMPTY_PIXELS, 0, 0
+        try:
+            data = images.read_file(path)
+            digest = hashlib.sha256(data).hexdigest()
+            if (record_current and digest == record_hash) or _contains(known_digests, digest):
+                kind = KNOWN
+            else:
+                decoded = images.decode(data, path, working_size)
+                kind, pixels, width, height = SCORED, decoded.pixels, decoded.width, decoded.height
+        except ImageReadError as exc:
+            kind, error = FAILED, str(exc)
+        except Exception as exc:  # a decoder bug on a strange file must not stop the run
+            kind, error = FAILED, f"{path}: cannot decode ({type(exc).__name__}: {exc})"
+        for key, value in zip(out, (path, kind, digest, error, pixels, width, height)):
+            out[key].append(value)
+    return out
+
+
+def _contains(sorted_digests: np.ndarray, digest: str) -> bool:
+    needle = np.frombuffer(bytes.fromhex(digest), dtype="S32")[0]
+    at = int(np.searchsorted(sorted_digests, needle))
+    return at < len(sorted_digests) and sorted_digests[at] == needle
+
+
+class ModelActor:
+    """Ray actor: one loaded backbone; class maps in, region scores out (see the module docstring)."""
+
+    def __init__(self, load_backbone: Callable[[IndexSettings], "Backbone"], settings: IndexSettings,
+                 threads: int | None):
+        self.settings = settings
+        self.fatal: BaseException | None = None
+        self.weights: dict[tuple[int, int], np.ndarray] = {}
+        if threads:
+            os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+        start = time.perf_counter()
+        try:
+            self.backbone = load_backbone(settings)
+            if (self.backbone.name, self.backbone.precision) != (settings.model, settings.precision):
+                raise IndexSettingsError(
+                    f"the loaded model is {self.backbone.name} ({self.backbone.precision}), "
+                    f"but the index is built with {settings.describe()}"
+                )
+            check_size(self.backbone, settings.working_size)
+            self.stride = total_stride(self.backbone.layers)
+        except Exception as exc:
+            self.fatal = exc
+        self.load_seconds = time.perf_counter() - start
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = len(batch["path"])
+        out = {"path": list(batch["path"]), "kind": list(batch["kind"]), "digest": list(batch["digest"]),
+               "error": list(batch["error"]), "width": list(batch["width"]), "height": list(batch["height"]),
+               "regions": [b""] * rows, "model_seconds": [0.0] * rows, "load_seconds": [self.load_seconds] * rows}
+        self.load_seconds = 0.0
+        try:
+            if self.fatal is not None:
+                raise self.fatal
+            groups: dict[tuple[int, int], list[int]] = {}
+            pixels = {}
+            for i in range(rows):
+                if out["kind"][i] == SCORED:
+                    height, width = batch["pixels"][i].shape[:2]
+                    shape = images.working_shape(height, width, self.settings.working_size, self.stride)
+                    pixels[i] = images.resize(batch["pixels"][i], shape)
+                    groups.setdefault(shape, []).append(i)
+            for shape, members in groups.items():
+                if shape not in self.weights:
+                    self.weights[shape] = self.backbone.geometry(shape).cell_weights()
+                start = time.perf_counter()
+                logits = self.backbone.class_map(np.stack([pixels[i] for i in members]))
+                share = (time.perf_counter() - start) / len(members)
+                for i, scores in zip(members, regions.score_batch(logits, self.weights[shape])):
+                    out["regions"][i] = pickle.dumps(scores, protocol=pickle.HIGHEST_PROTOCOL)
+                    out["model_seconds"][i] = share
+        except Exception as exc:
+            out["kind"] = [FATAL] * rows
+            out["regions"] = [_pickled_error(exc)] * rows
+        return out
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    """The exception itself if it pickles (our own errors do), else its one-line description."""
+    try:
+        return pickle.dumps(exc)
+    except Exception:
+        return pickle.dumps(EngineError(f"a Ray worker failed: {type(exc).__name__}: {exc}"))
+
+
+# --- Driver side ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where to run: ``address`` of an existing Ray cluster, or None to start a local one.
+
+    ``workers`` model actors; None means one per node of the cluster (one on a local instance).
+    """
+
+    address: str | None
+    workers: int | None
+
+
+class Session:
+    """Ray for one indexing run: joined or started when first needed, stopped at `close` if started here.
+
+    A local instance is started only once some file needs reading, so an unchanged folder costs no Ray
+    start-up; the listing then stays in this process, on the same disks. Joining a cluster, the listing
+    is spread over it too (`walk`).
+    """
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.ray = require_ray()
+        self.owns = False
+
+    def connect(self):
+        """Start or join Ray quietly (once)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return ray
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+        # Ray's C++ core logs to stderr; a notice about restartable actors would show at every run.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        cluster = self.cluster
+        try:
+            with native_stderr_silenced():
+                if cluster.address is None:
+                    ray.init(num_cpus=max(os.cpu_count() or 1, cluster.workers or 1) + EXTRA_LOCAL_CPUS, **quiet)
+                else:
+                    ray.init(address=cluster.address, **quiet)
+        except Exception as exc:
+            where = f"the Ray cluster at {cluster.address}" if cluster.address else "a local Ray instance"
+            raise EngineError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+        self.owns = True
+        data_context = ray.data.DataContext.get_current()
+        data_context.enable_progress_bars = False
+        data_context.print_on_execution_start = False
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        return ray
+
+    def close(self) -> None:
+        if self.owns:
+            self.ray.shutdown()
+            self.owns = False
+
+    def walk(self, roots: Sequence[str], exclude: set[str]) -> Walk:
+        """`pipeline.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
+
+        The tasks list real folders only and hand back what they entered; the symlinked folders are
+        followed here afterwards, against every task's entered folders, so a link into another task's
+        subtree is not listed twice and a link loop still ends.
+        """
+        if self.cluster.address is None:
+            return walk(roots, exclude)
+        ray = self.connect()
+        list_remote = ray.remote(num_cpus=READ_TASK_CPUS)(list_subtree)
+        walker = Walker(exclude)
+        parts: list = []
+        for root in roots:
+            top = Walker(exclude)
+            top.visited = walker.visited
+            subfolders: list[str] = []
+            if os.path.isfile(root):
+                top.add_root(root)
+            else:
+                stack: list[str] = []
+                top.enter(root, os.stat(root), stack)
+                subfolders = top.scan_folder(root) if stack else []
+            parts.append((top.result.files, top.result.unreadable, set(), top.linked))
+            parts += [list_remote.remote(folder, exclude) for folder in subfolders]
+        try:
+            for part in parts:
+                walker.merge(*(part if isinstance(part, tuple) else ray.get(part)))
+        except Exception as exc:
+            raise EngineError(f"listing the folders on Ray failed: {_first_line(exc)}") from None
+        return walker.finish()
+
+
+def list_subtree(folder: str, exclude: set[str]) -> tuple:
+    """Ray task: one real subtree's files, unreadable folders, entered folders and symlinked folders."""
+    walker = Walker(exclude)
+    walker.add_root(folder)
+    return walker.result.files, walker.result.unreadable, walker.visited, walker.linked
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def known_digests(run: "_Run") -> np.ndarray:
+    """The content hashes the index holds with the current settings, as a sorted array for the readers."""
+    digests = np.array([bytes.fromhex(h) for h in run.known], dtype="S32")
+    digests.sort()
+    return digests
+
+
+def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
+    """Run ``tasks`` through Ray and hand every result to ``run`` as the local engine's loop would."""
+    started = time.perf_counter()
+    ray = session.connect()
+    cluster = session.cluster
+    try:
+        items = [
+            {
+                "path": task.found.path,
+                "record_hash": (task.record.content_hash or "") if task.record else "",
+                "record_current": bool(task.record and run.current(task.record)),
+            }
+            for task in tasks
+        ]
+        by_path = {task.found.path: task for task in tasks}
+        workers = cluster.workers or sum(1 for node in ray.nodes() if node["Alive"])
+        threads = max(1, (os.cpu_count() or 1) // workers) if cluster.address is None else None
+        run.emit(ModelLoading(run.settings.model))
+        dataset = (
+            ray.data.from_items(items, override_num_blocks=min(-(-len(items) // READ_BATCH), MAX_BLOCKS))
+            .map_batches(
+                read_batch,
+                fn_kwargs={"known_digests": known_digests(run), "working_size": run.settings.working_size},
+                batch_size=READ_BATCH,
+                num_cpus=READ_TASK_CPUS,
+            )
+            .map_batches(
+                ModelActor,
+                fn_constructor_args=(run.load_backbone, run.settings, threads),
+                batch_size=run.batch,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=MODEL_ACTOR_CPUS,
+            )
+        )
+        first_result = True
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            if first_result:
+                run.summary.load_seconds = time.perf_counter() - started
+                first_result = False
+            for i in range(len(batch["path"])):
+                kind = str(batch["kind"][i])
+                if kind == FATAL:
+                    raise pickle.loads(batch["regions"][i])
+                task = by_path[str(batch["path"][i])]
+                digest = str(batch["digest"][i]) or None
+                if kind == FAILED:
+                    run.handle(Read(task, digest, error=str(batch["error"][i])))
+                elif kind == KNOWN:
+                    record = task.record
+                    touched = record is not None and record.content_hash == digest and run.current(record)
+                    source = record if touched else run.known[digest]
+                    run.handle(Read(task, digest, source=source))
+                else:
+                    _scored(run, task, digest, int(batch["width"][i]), int(batch["height"][i]),
+                            pickle.loads(batch["regions"][i]), float(batch["model_seconds"][i]))
+            run.commit()
+            run.collect()
+    except ImgidxError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"the Ray run failed: {_first_line(exc)}") from None
+
+
+def _scored(run: "_Run", task: Task, digest: str | None, width: int, height: int,
+            scores: regions.Regions, model_seconds: float) -> None:
+    found = task.found
+    row = FileRow(found.path, found.size_bytes, found.mtime_ns, digest, width, height,
+                  run.settings.model, run.settings.working_size)
+    run.saves.append((row, scores))
+    run.summary.indexed += 1
+    run.summary.model_seconds += model_seconds
+    run.summary.model_loaded = True
+    run.labelled_pending = True
