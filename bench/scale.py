@@ -11,7 +11,8 @@ In one run, over one folder of camera-like JPEGs (bench/photo_folder.py):
   together produce results faster than one driver writes them.
 
 Throughput is reported two ways: end to end (from the call to the last commit, including Ray's start and
-the model loads), and steady (after the first result: ``indexed / (elapsed - load_seconds)``).
+the model loads), and steady (images committed per second over the second half of the run, the same
+measure for every engine: what a long run approaches; see `STEADY_WINDOWS`).
 
     python bench/scale.py [--model efficientnet-lite0 | --model vgg16-random] [--count 48]
                           [--photo-size 1600x1200] [--workers 1 2] [--pg postgresql://...]
@@ -37,21 +38,40 @@ from photo_folder import make_folder  # noqa: E402
 from indexer import images, pipeline, regions, store  # noqa: E402
 from indexer.store import FileRow  # noqa: E402
 
+#: Parts of a run (fractions of its images) whose commit rates are "steady": the second half, and its two
+#: quarters apart. Ray reads ahead while its actors load the model, so the first results come faster than
+#: a long run's; where the quarters agree, that head start is used up.
+STEADY_WINDOWS = ((0.5, 1.0), (0.5, 0.75), (0.75, 1.0))
+
 
 def run_engine(folder: Path, load, settings_model: str, runner: str, workers: int | None, batch: int):
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "scale.db"
         engine = store.open_index(str(db))
+        commits: list[tuple[float, int]] = []
+
+        def on_event(event) -> None:
+            if isinstance(event, pipeline.Progress):
+                commits.append((time.perf_counter(), event.done))
+
         start = time.perf_counter()
         summary = pipeline.index(
             engine, [folder], lambda settings: load(), model=settings_model, batch=batch, workers=workers,
-            runner=runner,
+            runner=runner, on_event=on_event,
         )
         wall = time.perf_counter() - start
         with engine.connect() as conn:
             labels = stored_labels(conn)
         engine.dispose()
-    return summary, wall, labels
+    return summary, wall, [rate_between(commits, a, b) for a, b in STEADY_WINDOWS], commits[0][0] - start, labels
+
+
+def rate_between(commits: list[tuple[float, int]], low: float, high: float) -> float:
+    """Images committed per second from the commit that reached fraction ``low`` of the run to ``high``."""
+    total = commits[-1][1]
+    (t0, n0) = next(c for c in commits if c[1] >= low * total)
+    (t1, n1) = next(c for c in commits if c[1] >= high * total)
+    return (n1 - n0) / (t1 - t0)
 
 
 def stored_labels(conn: sa.Connection) -> list[regions.Regions]:
@@ -118,16 +138,17 @@ def main() -> None:
     results = {}
     labels: list[regions.Regions] = []
     for runner, workers in runs:
-        summary, wall, stored = run_engine(folder, load, name, runner, workers, args.batch)
+        summary, wall, windows, first_commit, stored = run_engine(folder, load, name, runner, workers, args.batch)
+        steady = windows[0]
         assert summary.indexed == args.count and summary.failed == 0, summary
         labels = labels or stored
-        steady = summary.indexed / (summary.elapsed - summary.load_seconds)
         results[(runner, workers)] = (args.count / wall, steady)
         label = "local" if runner == "local" else f"ray, {workers} worker{'s' if workers > 1 else ''}"
         base_wall, base_steady = results[("local", None)]
         print(f"{label:16s} end to end {args.count / wall:7.2f} images/s ({wall:6.1f} s, "
               f"{args.count / wall / base_wall:5.2f}x local); steady {steady:7.2f} images/s "
-              f"({steady / base_steady:5.2f}x local; start-up and model load {summary.load_seconds:.1f} s); "
+              f"({steady / base_steady:5.2f}x local; quarters {windows[1]:.2f}, {windows[2]:.2f}; first commit after "
+              f"{first_commit:.1f} s); "
               f"driver writes {summary.write_seconds / summary.indexed * 1000:.1f} ms per image", flush=True)
 
     rows = sum(len(r.image_labels) + len(r.cell_labels) for r in labels) / len(labels)

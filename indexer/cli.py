@@ -294,6 +294,8 @@ def index_command(
 
     if address is not None and runner != "ray":
         raise click.UsageError("--address needs --engine ray")
+    if weights is not None:
+        weights = os.path.abspath(weights)  # Ray workers may not share this working directory
 
     source = click.get_current_context().get_parameter_source("model_name")
     requested_model = None if source == click.core.ParameterSource.DEFAULT else model_name

@@ -427,9 +427,7 @@ class _Run:
         except ImageReadError as exc:
             return Read(task, error=str(exc))
         digest = hashlib.sha256(data).hexdigest()
-        record = task.record
-        touched = record is not None and record.content_hash == digest and self.current(record)
-        source = record if touched else self.known.get(digest)
+        source = self.known_source(task, digest)
         if source is not None:
             return Read(task, digest, source=source)
         try:
@@ -443,6 +441,20 @@ class _Run:
         if self.stride is not None:
             self.resize(read)
         return read
+
+    def known_source(self, task: Task, digest: str) -> FileRecord | None:
+        """The row already holding labels of this content: the file's own (merely touched), or another's."""
+        record = task.record
+        touched = record is not None and record.content_hash == digest and self.current(record)
+        return record if touched else self.known.get(digest)
+
+    def labelled_row(self, read: Read) -> FileRow:
+        """The ``images`` row of a file the model has just labelled."""
+        found = read.task.found
+        return FileRow(
+            found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
+            self.settings.model, self.settings.working_size,
+        )
 
     def resize(self, read: Read) -> None:
         read.shape = images.working_shape(read.height, read.width, self.settings.working_size, self.stride)
@@ -554,12 +566,7 @@ class _Run:
             saves = list(job.saves)
             for group, logits, weights in job.scored:
                 for read, scores in zip(group, regions.score_batch(logits, weights)):
-                    found = read.task.found
-                    row = FileRow(
-                        found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
-                        self.settings.model, self.settings.working_size,
-                    )
-                    saves.append((row, scores))
+                    saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
             def transaction(conn: sa.Connection) -> None:

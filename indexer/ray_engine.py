@@ -59,6 +59,11 @@ READ_BATCH = 4
 MAX_BLOCKS = 10_000
 #: A local Ray instance gets one logical CPU beyond the model actors' for the read tasks.
 EXTRA_LOCAL_CPUS = 1
+#: Bytes of decoded images a run may hold in Ray's object store, per model actor (about 30 photos decoded
+#: for a 448 px working size). Without a bound, the readers decode the whole folder ahead of the model
+#: (they start while the actors load it) and hold it in memory; with it, reading keeps pace with the
+#: model, as the local engine's read-ahead window does.
+IN_FLIGHT_BYTES_PER_WORKER = 64 * 2**20
 EMPTY_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)
 #: Row kinds coming back from the cluster.
 FAILED, KNOWN, SCORED, FATAL = "failed", "known", "scored", "fatal"
@@ -298,6 +303,9 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
         by_path = {task.found.path: task for task in tasks}
         workers = cluster.workers or sum(1 for node in ray.nodes() if node["Alive"])
         threads = max(1, (os.cpu_count() or 1) // workers) if cluster.address is None else None
+        ray.data.DataContext.get_current().execution_options.resource_limits = ray.data.ExecutionResources(
+            object_store_memory=IN_FLIGHT_BYTES_PER_WORKER * workers
+        )
         run.emit(ModelLoading(run.settings.model))
         dataset = (
             ray.data.from_items(items, override_num_blocks=min(-(-len(items) // READ_BATCH), MAX_BLOCKS))
@@ -329,28 +337,17 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
                 if kind == FAILED:
                     run.handle(Read(task, digest, error=str(batch["error"][i])))
                 elif kind == KNOWN:
-                    record = task.record
-                    touched = record is not None and record.content_hash == digest and run.current(record)
-                    source = record if touched else run.known[digest]
-                    run.handle(Read(task, digest, source=source))
+                    run.handle(Read(task, digest, source=run.known_source(task, digest)))
                 else:
-                    _scored(run, task, digest, int(batch["width"][i]), int(batch["height"][i]),
-                            pickle.loads(batch["regions"][i]), float(batch["model_seconds"][i]))
+                    read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]))
+                    run.saves.append((run.labelled_row(read), pickle.loads(batch["regions"][i])))
+                    run.summary.indexed += 1
+                    run.summary.model_seconds += float(batch["model_seconds"][i])
+                    run.summary.model_loaded = True
+                    run.labelled_pending = True
             run.commit()
             run.collect()
     except ImgidxError:
         raise
     except Exception as exc:
         raise EngineError(f"the Ray run failed: {_first_line(exc)}") from None
-
-
-def _scored(run: "_Run", task: Task, digest: str | None, width: int, height: int,
-            scores: regions.Regions, model_seconds: float) -> None:
-    found = task.found
-    row = FileRow(found.path, found.size_bytes, found.mtime_ns, digest, width, height,
-                  run.settings.model, run.settings.working_size)
-    run.saves.append((row, scores))
-    run.summary.indexed += 1
-    run.summary.model_seconds += model_seconds
-    run.summary.model_loaded = True
-    run.labelled_pending = True

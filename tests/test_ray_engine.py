@@ -256,3 +256,13 @@ def test_listing_on_a_cluster_finds_what_the_local_walk_finds(tmp_path):
         str(root / name) for name in ("top.jpg", "a/1.jpg", "a/deep/2.png", "a/deep/er/3.jpg", "b/4.JPG", "c/6.webp",
                                       "d/7.jpg")
     ]
+
+
+def test_a_model_error_on_a_ray_worker_reads_as_it_does_locally(library, tmp_path):
+    folder, _, _ = library
+    missing = tmp_path / "vgg_16.ckpt"
+    argv = ["index", str(folder), "--model", "vgg16", "--weights", str(missing), "-q"]
+    local = imgidx(*argv, "--db", str(tmp_path / "local.db"))
+    on_ray = imgidx(*argv, "--db", str(tmp_path / "ray.db"), "--engine", "ray")
+    assert local.returncode == 1 and local.stderr.startswith(f"Error: --weights {missing}: no such file; ")
+    assert (on_ray.returncode, on_ray.stderr) == (local.returncode, local.stderr)
