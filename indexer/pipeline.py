@@ -353,6 +353,33 @@ class Read:
     shape: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class FileContent:
+    """A file read: failed (``error``), already known content (no ``decoded``), or decoded."""
+
+    digest: str | None = None
+    error: str | None = None
+    decoded: images.DecodedImage | None = None
+
+
+def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) -> FileContent:
+    """Read and hash a file, and decode it unless ``is_known(digest)``: the worker step of both engines,
+    so they record the same errors. The hash comes from the bytes that are decoded."""
+    try:
+        data = images.read_file(path)
+    except ImageReadError as exc:
+        return FileContent(error=str(exc))
+    digest = hashlib.sha256(data).hexdigest()
+    if is_known(digest):
+        return FileContent(digest)
+    try:
+        return FileContent(digest, decoded=images.decode(data, path, working_size))
+    except ImageReadError as exc:
+        return FileContent(digest, error=str(exc))
+    except Exception as exc:  # a decoder bug on a strange file must not stop the run
+        return FileContent(digest, error=f"{path}: cannot decode ({type(exc).__name__}: {exc})")
+
+
 class _Run:
     """The state of one indexing run (see the module docstring)."""
 
@@ -421,23 +448,15 @@ class _Run:
     # -- worker side (thread pool)
 
     def read(self, task: Task) -> Read:
-        path = task.found.path
-        try:
-            data = images.read_file(path)
-        except ImageReadError as exc:
-            return Read(task, error=str(exc))
-        digest = hashlib.sha256(data).hexdigest()
-        source = self.known_source(task, digest)
-        if source is not None:
-            return Read(task, digest, source=source)
-        try:
-            decoded = images.decode(data, path, self.settings.working_size)
-        except ImageReadError as exc:
-            return Read(task, digest, error=str(exc))
-        except Exception as exc:  # a decoder bug on a strange file must not stop the run
-            return Read(task, digest, error=f"{path}: cannot decode ({type(exc).__name__}: {exc})")
-        del data
-        read = Read(task, digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
+        content = read_content(
+            task.found.path, self.settings.working_size, lambda digest: self.known_source(task, digest) is not None
+        )
+        if content.error is not None:
+            return Read(task, content.digest, error=content.error)
+        if content.decoded is None:
+            return Read(task, content.digest, source=self.known_source(task, content.digest))
+        decoded = content.decoded
+        read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
         if self.stride is not None:
             self.resize(read)
         return read
@@ -463,7 +482,7 @@ class _Run:
     # -- main thread
 
     def handle(self, read: Read) -> None:
-        found, record = read.task.found, read.task.record
+        found = read.task.found
         if read.error is not None:
             self.summary.failed += 1
             self.summary.failures.append((found.path, read.error))

@@ -24,7 +24,6 @@ Ray is an optional dependency (``pip install 'imgidx[ray]'``); nothing here impo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -36,12 +35,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from indexer import images, regions
-from indexer.errors import EngineError, ImageReadError, IndexSettingsError, ImgidxError
+from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
 from indexer.inference import check_size
 from indexer.models import native_stderr_silenced
-from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, walk
-from indexer.store import FileRow, IndexSettings
+from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
+from indexer.store import IndexSettings
 
 if TYPE_CHECKING:
     from indexer.models.base import Backbone
@@ -87,20 +86,20 @@ def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_
     out: dict[str, list] = {key: [] for key in ("path", "kind", "digest", "error", "pixels", "width", "height")}
     for path, record_hash, record_current in zip(batch["path"], batch["record_hash"], batch["record_current"]):
         path = str(path)
-        digest, error, pixels, width, height = "", "", EMPTY_PIXELS, 0, 0
-        try:
-            data = images.read_file(path)
-            digest = hashlib.sha256(data).hexdigest()
-            if (record_current and digest == record_hash) or _contains(known_digests, digest):
-                kind = KNOWN
-            else:
-                decoded = images.decode(data, path, working_size)
-                kind, pixels, width, height = SCORED, decoded.pixels, decoded.width, decoded.height
-        except ImageReadError as exc:
-            kind, error = FAILED, str(exc)
-        except Exception as exc:  # a decoder bug on a strange file must not stop the run
-            kind, error = FAILED, f"{path}: cannot decode ({type(exc).__name__}: {exc})"
-        for key, value in zip(out, (path, kind, digest, error, pixels, width, height)):
+        content = read_content(
+            path, working_size,
+            lambda digest: (record_current and digest == record_hash) or _contains(known_digests, digest),
+        )
+        pixels, width, height = EMPTY_PIXELS, 0, 0
+        if content.error is not None:
+            kind = FAILED
+        elif content.decoded is None:
+            kind = KNOWN
+        else:
+            kind = SCORED
+            pixels, width, height = content.decoded.pixels, content.decoded.width, content.decoded.height
+        values = (path, kind, content.digest or "", content.error or "", pixels, width, height)
+        for key, value in zip(out, values):
             out[key].append(value)
     return out
 
@@ -121,7 +120,6 @@ class ModelActor:
         self.weights: dict[tuple[int, int], np.ndarray] = {}
         if threads:
             os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-        start = time.perf_counter()
         try:
             self.backbone = load_backbone(settings)
             if (self.backbone.name, self.backbone.precision) != (settings.model, settings.precision):
@@ -133,14 +131,12 @@ class ModelActor:
             self.stride = total_stride(self.backbone.layers)
         except Exception as exc:
             self.fatal = exc
-        self.load_seconds = time.perf_counter() - start
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = len(batch["path"])
         out = {"path": list(batch["path"]), "kind": list(batch["kind"]), "digest": list(batch["digest"]),
                "error": list(batch["error"]), "width": list(batch["width"]), "height": list(batch["height"]),
-               "regions": [b""] * rows, "model_seconds": [0.0] * rows, "load_seconds": [self.load_seconds] * rows}
-        self.load_seconds = 0.0
+               "regions": [b""] * rows, "model_seconds": [0.0] * rows}
         try:
             if self.fatal is not None:
                 raise self.fatal
