@@ -1,12 +1,11 @@
 """The command line as a user meets it: help everywhere, one-line errors, exit codes."""
 
-import subprocess
-import sys
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from fresh_cli import run_fresh
 from indexer import cli as cli_module
 from indexer.cli import cli
 from indexer.errors import StoreError
@@ -90,10 +89,5 @@ def test_library_errors_and_surprises_become_one_line(monkeypatch):
     ],
 )
 def test_commands_that_run_no_model_do_not_import_tensorflow(argv):
-    code = (
-        "import sys\nfrom indexer.cli import cli\n"
-        f"try:\n    cli({argv!r}, prog_name='imgidx')\nexcept SystemExit:\n    pass\n"
-        "print('tensorflow' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().endswith("False")
+    _, imported_tensorflow = run_fresh(argv, must_succeed=False)
+    assert not imported_tensorflow

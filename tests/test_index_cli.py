@@ -4,13 +4,12 @@ index in SQLite and in PostgreSQL)."""
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 from fake_backbone import FakeBackbone
+from fresh_cli import run_fresh
 from indexer import pipeline, store
 from indexer.cli import cli
 from test_pipeline import BLUE, RED, paint
@@ -186,12 +185,6 @@ def test_show_and_stats_do_not_import_tensorflow(tmp_path, command, index_url):
     pipeline.index(engine, [tmp_path / "photos"], lambda s: FakeBackbone(), model="fake", size=96, precision="fp32")
     engine.dispose()
     argv = [command, str(photo)] if command == "show" else [command]
-    code = (
-        "import sys\nfrom indexer.cli import cli\n"
-        f"try:\n    cli({argv + ['--db', db]!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        "print('tensorflow' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out, imported_tensorflow = run_fresh(argv + ["--db", db])
     assert "stone wall" in out
-    assert out.strip().endswith("False")
+    assert not imported_tensorflow

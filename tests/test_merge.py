@@ -3,14 +3,13 @@
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from fake_backbone import FakeBackbone
+from fresh_cli import run_fresh
 from indexer import merge, pipeline, store
 from indexer.cli import cli
 from indexer.errors import MergeError, SchemaVersionError, StoreError
@@ -363,12 +362,6 @@ def test_cli_merge_help():
 def test_cli_merge_does_not_import_tensorflow(tmp_path):
     a = build(tmp_path / "a.db", [photos(tmp_path / "p", 1)])
     argv = ["merge", str(a), "--into", str(tmp_path / "into.db")]
-    code = (
-        "import sys\nfrom indexer.cli import cli\n"
-        f"try:\n    cli({argv!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
-        "print('tensorflow' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out, imported_tensorflow = run_fresh(argv)
     assert "merged 1 index into" in out
-    assert out.strip().endswith("False")
+    assert not imported_tensorflow
