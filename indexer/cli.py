@@ -13,7 +13,7 @@ import click
 
 from indexer import __version__
 from indexer.errors import ImgidxError
-from indexer.models import DEBUG_ENV, DEFAULT_MODEL, PRECISIONS, model_names
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, PRECISIONS, model_names
 
 
 class ImgidxGroup(click.Group):
@@ -75,10 +75,9 @@ def cli() -> None:
     imgidx segment photo.jpg --out map.png   # the coarse class map
     """
 
-CLASSIFY_BATCH = 8
 
 
-def _load_photos(paths) -> tuple[list[tuple[str, "object"]], int]:
+def _load_photos(paths, min_side: int) -> tuple[list[tuple[str, "object"]], int]:
     """Decode every path; a bad one is reported on one line and counted, the rest go on."""
     from indexer import images
     from indexer.errors import ImageReadError
@@ -86,7 +85,7 @@ def _load_photos(paths) -> tuple[list[tuple[str, "object"]], int]:
     photos, failed = [], 0
     for path in paths:
         try:
-            photos.append((path, images.load(path, min_side=images.CLASSIFY_RESIZE_SIDE).pixels))
+            photos.append((path, images.load(path, min_side=min_side).pixels))
         except ImageReadError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed += 1
@@ -97,34 +96,41 @@ def _load_photos(paths) -> tuple[list[tuple[str, "object"]], int]:
 @click.argument("image_paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path())
 @model_option
 @click.option("--top", "-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Classes per image.")
+@click.option(
+    "--size", default=None, type=click.IntRange(1),
+    help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}, as the index].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per image.")
-def classify(image_paths, model_name, weights, precision, top, as_json):
-    """Print the top classes of each IMAGE with their probabilities.
+def classify(image_paths, model_name, weights, precision, top, size, as_json):
+    """Print the top classes of each IMAGE with their confidence.
 
-    Like the seed, the network sees slim's evaluation crop: the photo resized to a shorter side of
-    256 px, then its central 224x224. Exits 1 if any IMAGE could not be read.
+    The confidence is the one the index stores for the photo and `show` and `query` print: the whole
+    photo runs at the working size, each class is read in its best 3x3 cell, and the model's
+    calibration turns that into the chance that the class is really there. Exits 1 if any IMAGE could
+    not be read.
     """
     import json
 
     from indexer import inference
+    from indexer.calibration import JSON_DECIMALS, percent
     from indexer.models import load_model
 
-    photos, failed = _load_photos(image_paths)
+    size = size or DEFAULT_WORKING_SIZE
+    photos, failed = _load_photos(image_paths, size)
     if photos:
         model = load_model(model_name, weights, precision)
-        for start in range(0, len(photos), CLASSIFY_BATCH):
-            batch = photos[start : start + CLASSIFY_BATCH]
-            for (path, _), predictions in zip(batch, inference.classify(model, [p for _, p in batch], top)):
-                if as_json:
-                    top_list = [
-                        {"class": p.class_index, "name": p.name, "probability": round(p.probability, 6)}
-                        for p in predictions
-                    ]
-                    click.echo(json.dumps({"path": path, "model": model.name, "top": top_list}))
-                else:
-                    click.echo(path)
-                    for p in predictions:
-                        click.echo(f"  {p.probability:6.2%}  {p.name} ({p.class_index})")
+        for path, photo in photos:
+            predictions = inference.classify(model, photo, size, top)
+            if as_json:
+                top_list = [
+                    {"class": p.class_index, "name": p.name, "score": round(p.probability, JSON_DECIMALS)}
+                    for p in predictions
+                ]
+                click.echo(json.dumps({"path": path, "model": model.name, "top": top_list}))
+            else:
+                click.echo(path)
+                for p in predictions:
+                    click.echo(f"  {percent(p.probability):>4}  {p.name} ({p.class_index})")
     if failed:
         raise SystemExit(1)
 
@@ -134,7 +140,7 @@ def classify(image_paths, model_name, weights, precision, top, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the figure here (PNG).")
 @click.option("--text", is_flag=True, help="Print the class map as a grid of class names instead.")
 @click.option(
-    "--size", default=None, type=click.IntRange(1), help="Working size: the shorter side in px  [default: 448]."
+    "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
 @model_option
 def segment(image_path, out, text, size, model_name, weights, precision):
@@ -251,7 +257,7 @@ class _IndexProgress:
 @model_option
 @click.option(
     "--size", default=None, type=click.IntRange(1),
-    help="Working size: the shorter side in px the network sees  [default: the index's, else 448].",
+    help=f"Working size: the shorter side in px the network sees  [default: the index's, else {DEFAULT_WORKING_SIZE}].",
 )
 @click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
 @click.option(
@@ -299,7 +305,7 @@ def index_command(
 
     source = click.get_current_context().get_parameter_source("model_name")
     requested_model = None if source == click.core.ParameterSource.DEFAULT else model_name
-    engine = store.open_index(_db(db))
+    engine = store.open_index(_db(db), upgrade=reindex)
     show_bar = progress if progress is not None else (not quiet and sys.stderr.isatty())
     drawer = _IndexProgress(show_bar, show_failures=not quiet)
     try:

@@ -24,6 +24,11 @@ Cells: the image is split into thirds along each axis. Every image pixel belongs
 centre is nearest (a Voronoi tiling along each axis; the outermost positions also own the border
 strips). The weight of position ``p`` in cell ``c`` is the share of ``c``'s area that ``p`` owns, so the
 weights of one cell sum to 1 and a cell's score is a weighted mean over the positions that cover it.
+
+Windows: a cell's *window* is the cell grown by ``margin`` cell sizes on every side (clipped to the image),
+weighted the same way: by the share of the window's area each position owns. Pooling logits over the
+window classifies the cell with some context around it, the way the network was trained: one average
+over a region of features.
 """
 
 from __future__ import annotations
@@ -67,18 +72,26 @@ class AxisGeometry:
 
     def cell_weights(self) -> np.ndarray:
         """``(map_size, GRID)`` share of each third of the axis owned by each map position."""
+        return self._shares(0.0)
+
+    def window_weights(self, margin: float) -> np.ndarray:
+        """``(map_size, GRID)`` share of each third grown by ``margin`` thirds (clipped to the image) owned by
+        each map position."""
+        return self._shares(margin)
+
+    def _shares(self, margin: float) -> np.ndarray:
         centers = self.centers()
         edges = np.concatenate(([-np.inf], (centers[1:] + centers[:-1]) / 2, [np.inf]))
         low, high = -0.5, self.input_size - 0.5
         tile_lo = np.clip(edges[:-1], low, high)
         tile_hi = np.clip(edges[1:], low, high)
-        bounds = low + (high - low) * np.arange(GRID + 1) / GRID
+        span = (high - low) / GRID
+        starts = np.clip(low + span * (np.arange(GRID) - margin), low, high)
+        stops = np.clip(low + span * (np.arange(GRID) + 1 + margin), low, high)
         overlap = np.clip(
-            np.minimum(tile_hi[:, None], bounds[None, 1:]) - np.maximum(tile_lo[:, None], bounds[None, :-1]),
-            0.0,
-            None,
+            np.minimum(tile_hi[:, None], stops[None, :]) - np.maximum(tile_lo[:, None], starts[None, :]), 0.0, None
         )
-        return overlap / (bounds[1:] - bounds[:-1])[None, :]
+        return overlap / (stops - starts)[None, :]
 
 
 @dataclass(frozen=True)
@@ -102,14 +115,22 @@ class Geometry:
 
     def cell_weights(self) -> np.ndarray:
         """``(h, w, 9)`` weight of each map position in each cell; every cell's weights sum to 1."""
-        wr, wc = self.rows.cell_weights(), self.cols.cell_weights()
-        return np.einsum("ar,bc->abrc", wr, wc).reshape(wr.shape[0], wc.shape[0], GRID * GRID)
+        return _cells(self.rows.cell_weights(), self.cols.cell_weights())
+
+    def window_weights(self, margin: float) -> np.ndarray:
+        """``(h, w, 9)`` weight of each map position in each cell's window (module docstring); each sums to 1."""
+        return _cells(self.rows.window_weights(margin), self.cols.window_weights(margin))
 
     def position_box(self, row: int, col: int) -> tuple[float, float, float, float]:
         """The receptive field of one map position as ``(top, left, bottom, right)``, unclipped."""
         half = self.receptive_field / 2
         cy, cx = self.rows.centers()[row], self.cols.centers()[col]
         return cy - half, cx - half, cy + half, cx + half
+
+
+def _cells(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per-axis weights ``(h, 3)`` and ``(w, 3)`` -> ``(h, w, 9)`` weights of the cells, row-major."""
+    return np.einsum("ar,bc->abrc", rows, cols).reshape(rows.shape[0], cols.shape[0], GRID * GRID)
 
 
 def derive_axis(layers: Sequence[Layer], size: int) -> AxisGeometry:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from indexer.errors import ImageReadError
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: F401  (the indexer's default, read here by callers)
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
@@ -32,9 +33,6 @@ BACKGROUND_RGB = (255, 255, 255)
 #: The largest value of 16-bit samples; they are scaled to 8 bits by this over 255.
 UINT16_MAX = 65535
 
-#: The shorter side images are resized to before the backbone runs (`imgidx index --size`).
-DEFAULT_WORKING_SIZE = 448
-
 #: Longest side over shortest side beyond which the working image is cut down (panoramas).
 MAX_ASPECT = 2.0
 
@@ -42,9 +40,6 @@ EXIF_ORIENTATION = 0x0112
 #: EXIF orientations 5-8 turn the picture a quarter, swapping width and height.
 QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
-#: slim's vgg_preprocessing for single-label classification: shorter side to 256, central 224 crop.
-CLASSIFY_RESIZE_SIDE = 256
-CLASSIFY_CROP = 224
 
 
 @dataclass(frozen=True)
@@ -144,21 +139,14 @@ def working_shape(height: int, width: int, size: int, multiple: int = 1) -> tupl
     return (short_px, long_px) if height <= width else (long_px, short_px)
 
 
+def scaled_shape(shape: tuple[int, int], factor: float, multiple: int, smallest: int) -> tuple[int, int]:
+    """``shape`` scaled by ``factor``, each side a multiple of ``multiple`` and at least ``smallest``."""
+    return tuple(max(smallest, multiple, round(side * factor / multiple) * multiple) for side in shape)
+
+
 def resize(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resize RGB uint8 pixels to ``shape = (height, width)`` (antialiased when shrinking)."""
     if pixels.shape[:2] == tuple(shape):
         return pixels
     image = Image.fromarray(pixels)
     return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
-
-
-def central_crop_for_classification(
-    pixels: np.ndarray, resize_side: int = CLASSIFY_RESIZE_SIDE, crop: int = CLASSIFY_CROP
-) -> np.ndarray:
-    """slim's evaluation preprocessing: aspect-preserving resize to ``resize_side``, then a central crop."""
-    height, width = pixels.shape[:2]
-    scale = resize_side / min(height, width)
-    new_h, new_w = max(crop, round(height * scale)), max(crop, round(width * scale))
-    resized = resize(pixels, (new_h, new_w))
-    top, left = (new_h - crop) // 2, (new_w - crop) // 2
-    return resized[top : top + crop, left : left + crop]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer import images, labels
+from indexer import calibration, images, labels, regions
 from indexer.errors import WorkingSizeError
 from indexer.geometry import Geometry, minimum_input, total_stride
 from indexer.models.base import Backbone
@@ -14,7 +14,7 @@ from indexer.models.base import Backbone
 
 @dataclass(frozen=True)
 class Prediction:
-    """One class with its probability."""
+    """One class with its probability (or, from `classify`, its calibrated confidence)."""
 
     class_index: int
     probability: float
@@ -34,26 +34,44 @@ class Segmentation:
     geometry: Geometry
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities along the last axis, stable for large logits."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+def classify(model: Backbone, photo: np.ndarray, size: int, k: int = 5) -> list[Prediction]:
+    """The ``k`` most likely classes of a photo, with the confidence the index gives them (`indexer.regions`,
+    `indexer.calibration`): the whole photo at working size ``size``, each class read in its best cell."""
+    check_size(model, size)
+    shape = images.working_shape(photo.shape[0], photo.shape[1], size, total_stride(model.layers))
+    seen = views(model, images.resize(photo, shape)[None], Poolings(model))
+    evidence = regions.cell_evidence(seen)[0][0].max(axis=0)
+    cal = calibration.for_model(model.name)
+    confidence = np.array([cal.probability(float(e), (c,)) for c, e in enumerate(evidence)])
+    order = np.lexsort((-evidence, -confidence))[:k]
+    return [Prediction(int(c), float(confidence[c])) for c in order]
 
 
-def top_k(probabilities: np.ndarray, k: int) -> list[Prediction]:
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [Prediction(int(i), float(probabilities[i])) for i in order]
+class Poolings:
+    """Pooling weights of one backbone per (input shape, margin), each computed once."""
+
+    def __init__(self, model: Backbone):
+        self.model = model
+        self.cache: dict[tuple[tuple[int, int], float], regions.Pooling] = {}
+
+    def __call__(self, shape: tuple[int, int], margin: float) -> regions.Pooling:
+        key = (tuple(shape), margin)
+        if key not in self.cache:
+            self.cache[key] = regions.pooling(self.model.geometry(key[0]), margin)
+        return self.cache[key]
 
 
-def classify(model: Backbone, photos: list[np.ndarray], k: int = 5) -> list[list[Prediction]]:
-    """Top-``k`` classes per photo from slim's evaluation crop (shorter side 256, central 224).
-
-    The image-level logits are the mean of the class map, which for VGG-16 at 224 px is its single position.
-    """
-    crops = np.stack([images.central_crop_for_classification(photo) for photo in photos])
-    logits = model.class_map(crops).mean(axis=(1, 2))
-    return [top_k(row, k) for row in softmax(logits)]
+def views(model: Backbone, batch: np.ndarray, poolings: Poolings) -> list[regions.View]:
+    """Run ``model`` over a batch of one working shape at every scale of `regions.SCALES`."""
+    stride, smallest = total_stride(model.layers), minimum_input(model.layers)
+    seen = []
+    for factor, margin in regions.SCALES:
+        pixels = batch
+        if factor != 1.0:
+            shape = images.scaled_shape(batch.shape[1:3], factor, stride, smallest)
+            pixels = np.stack([images.resize(photo, shape) for photo in batch])
+        seen.append(regions.View(model.class_map(pixels), poolings(pixels.shape[1:3], margin)))
+    return seen
 
 
 def check_size(model: Backbone, size: int) -> None:
@@ -68,5 +86,5 @@ def segment(model: Backbone, photo: np.ndarray, size: int) -> Segmentation:
     check_size(model, size)
     shape = images.working_shape(photo.shape[0], photo.shape[1], size, total_stride(model.layers))
     pixels = images.resize(photo, shape)
-    probabilities = softmax(model.class_map(pixels[None])[0])
+    probabilities = regions.softmax(model.class_map(pixels[None])[0])
     return Segmentation(pixels, probabilities.argmax(axis=-1), probabilities, model.geometry(shape))

@@ -41,10 +41,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import images, regions, store
+from indexer import calibration, images, regions, store
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
-from indexer.inference import check_size
+from indexer.inference import Poolings, check_size, views
 from indexer.models import DEFAULT_MODEL
 from indexer.models.base import Backbone, resolve_precision
 from indexer.store import FileRecord, FileRow, IndexSettings
@@ -292,6 +292,11 @@ def choose_settings(
         precision = stored.precision if model == stored.model else resolve_precision("auto")
     chosen = IndexSettings(model, size or stored.working_size, precision)
     if chosen != stored and not reindex:
+        if replace(chosen, calibration=stored.calibration) == stored:
+            raise IndexSettingsError(
+                f"the index holds scores of calibration {stored.calibration}, but this imgidx reads "
+                f"{chosen.calibration}; pass --reindex to rebuild it"
+            )
         raise IndexSettingsError(
             f"the index holds labels from {stored.describe()}, not {chosen.describe()}; "
             f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
@@ -405,14 +410,15 @@ class _Run:
         self.writer: ThreadPoolExecutor | None = None
         self.writes: deque[Future] = deque()
         self.write_failed = False
-        self.scored: list[tuple[list[Read], np.ndarray, np.ndarray]] = []
+        self.scored: list[tuple[list[Read], list[regions.View]]] = []
         self.saves: list[tuple[FileRow, regions.Regions | None]] = []
         self.copies: list[tuple[FileRow, int]] = []
         self.updates: list[tuple[int, str, int, int]] = []
         self.moved_ids: set[int] = set()
         self.known: dict[str, FileRecord] = {}
         self.waiting: dict[tuple[int, int], list[Read]] = {}
-        self.weights: dict[tuple[int, int], np.ndarray] = {}
+        self.poolings: Poolings | None = None
+        self.calibration = calibration.for_model(settings.model)
         self.done = 0
         self.todo = 0
 
@@ -537,17 +543,16 @@ class _Run:
         check_size(backbone, self.settings.working_size)
         self.stride = total_stride(backbone.layers)
         self.backbone = backbone
+        self.poolings = Poolings(backbone)
         self.summary.model_loaded = True
 
     def infer(self, shape: tuple[int, int]) -> None:
         """Run the model on the waiting images of ``shape``; scoring and storing go to the writer thread."""
         group = self.waiting.pop(shape)
-        if shape not in self.weights:
-            self.weights[shape] = self.backbone.geometry(shape).cell_weights()
         start = time.perf_counter()
-        logits = self.backbone.class_map(np.stack([r.pixels for r in group]))
+        seen = views(self.backbone, np.stack([r.pixels for r in group]), self.poolings)
         self.summary.model_seconds += time.perf_counter() - start
-        self.scored.append((group, logits, self.weights[shape]))
+        self.scored.append((group, seen))
         self.summary.indexed += len(group)
         self.labelled_pending = True
         self.commit()
@@ -583,8 +588,8 @@ class _Run:
         try:
             start = time.perf_counter()
             saves = list(job.saves)
-            for group, logits, weights in job.scored:
-                for read, scores in zip(group, regions.score_batch(logits, weights)):
+            for group, seen in job.scored:
+                for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
@@ -666,18 +671,18 @@ class _Run:
 
 @dataclass
 class _Commit:
-    """One transaction's worth of changes; ``scored`` are model batches whose logits are still to be scored."""
+    """One transaction's worth of changes; ``scored`` are model batches whose views are still to be scored."""
 
     saves: list[tuple[FileRow, regions.Regions | None]]
     copies: list[tuple[FileRow, int]]
     updates: list[tuple[int, str, int, int]]
-    scored: list[tuple[list[Read], np.ndarray, np.ndarray]]
+    scored: list[tuple[list[Read], list[regions.View]]]
     gone: list[int]
     first: bool
 
     @property
     def files(self) -> int:
-        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _, _ in self.scored)
+        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _ in self.scored)
 
 
 def index(

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from indexer import images, regions
+from indexer import calibration, images, regions
 from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
-from indexer.inference import check_size
+from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
 from indexer.store import IndexSettings
@@ -117,7 +117,7 @@ class ModelActor:
                  threads: int | None):
         self.settings = settings
         self.fatal: BaseException | None = None
-        self.weights: dict[tuple[int, int], np.ndarray] = {}
+        self.calibration = calibration.for_model(settings.model)
         if threads:
             os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
         try:
@@ -129,6 +129,7 @@ class ModelActor:
                 )
             check_size(self.backbone, settings.working_size)
             self.stride = total_stride(self.backbone.layers)
+            self.poolings = Poolings(self.backbone)
         except Exception as exc:
             self.fatal = exc
 
@@ -148,13 +149,11 @@ class ModelActor:
                     shape = images.working_shape(height, width, self.settings.working_size, self.stride)
                     pixels[i] = images.resize(batch["pixels"][i], shape)
                     groups.setdefault(shape, []).append(i)
-            for shape, members in groups.items():
-                if shape not in self.weights:
-                    self.weights[shape] = self.backbone.geometry(shape).cell_weights()
+            for members in groups.values():
                 start = time.perf_counter()
-                logits = self.backbone.class_map(np.stack([pixels[i] for i in members]))
+                seen = views(self.backbone, np.stack([pixels[i] for i in members]), self.poolings)
                 share = (time.perf_counter() - start) / len(members)
-                for i, scores in zip(members, regions.score_batch(logits, self.weights[shape])):
+                for i, scores in zip(members, regions.score_batch(seen, self.calibration)):
                     out["regions"][i] = pickle.dumps(scores, protocol=pickle.HIGHEST_PROTOCOL)
                     out["model_seconds"][i] = share
         except Exception as exc:

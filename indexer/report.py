@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from indexer.calibration import JSON_DECIMALS, percent
 from indexer.geometry import CELL_NAMES, GRID
 from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
@@ -37,7 +38,10 @@ def _percent(value: float) -> str:
 
 
 def _label_json(label: StoredLabel, extent: str) -> dict:
-    return {"class": label.class_id, "name": label.name, "score": round(label.score, 6), extent: round(label.extent, 6)}
+    return {
+        "class": label.class_id, "name": label.name, "score": round(label.score, JSON_DECIMALS),
+        "evidence": round(label.evidence, 6), extent: round(label.extent, 6),
+    }
 
 
 def image_json(report: ImageReport) -> dict:
@@ -70,7 +74,7 @@ def _grid(cells: list[list[StoredLabel]]) -> list[str]:
             labels = cells[row * GRID + col]
             name = labels[0].name if labels else "-"
             names.append(name if len(name) <= width else name[: width - 1] + "…")
-            scores.append(_percent(labels[0].score) if labels else "")
+            scores.append(percent(labels[0].score) if labels else "")
         lines.append("| " + " | ".join(n.ljust(width) for n in names) + " |")
         lines.append("| " + " | ".join(s.ljust(width) for s in scores) + " |")
         lines.append(rule)
@@ -84,10 +88,10 @@ def image_text(report: ImageReport, top: int) -> str:
         return "\n".join(lines)
     settings = f"{report.model} at size {report.working_size}" if report.model else "stale, due for re-indexing"
     lines.append(f"  {report.width}x{report.height} px, {settings}, indexed {report.indexed_at}")
-    lines.append("labels (score, share of the photo):")
+    lines.append("labels (confidence in the best cell, share of the photo):")
     for label in report.labels[:top]:
-        lines.append(f"  {_percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")
-    lines.append("grid (leading class and score per cell):")
+        lines.append(f"  {percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")
+    lines.append("grid (leading class and confidence per cell):")
     lines += _grid(report.cells)
     return "\n".join(lines)
 

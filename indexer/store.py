@@ -21,12 +21,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from indexer import labels
+from indexer import calibration, labels
 from indexer.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+#: 2: scores are evidence read through a calibration (`indexer.calibration`), recorded in meta.
+SCHEMA_VERSION = 2
 DB_ENV = "IMGIDX_DB"
 DEFAULT_DB_NAME = "index.db"
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels")
@@ -154,11 +155,12 @@ def create_engine(db: str) -> Engine:
         raise StoreError(f"cannot open {shown(db)}: {exc}") from None
 
 
-def open_index(db: str, create: bool = True) -> Engine:
+def open_index(db: str, create: bool = True, upgrade: bool = False) -> Engine:
     """Open (and with ``create`` make) an index; refuse one of another schema version.
 
     Raises `StoreError` when the file is not an imgidx index (or not a database at all) and
-    `SchemaVersionError` when it was written by another version of the schema.
+    `SchemaVersionError` when it was written by another version of the schema, unless ``upgrade`` (an
+    ``index --reindex`` run, which relabels everything) may bring an older one up to date (`_upgrade`).
     """
     path = sqlite_path(as_url(db))
     if path is not None:
@@ -181,7 +183,7 @@ def open_index(db: str, create: bool = True) -> Engine:
             elif "meta" not in existing:
                 raise StoreError(f"{shown(db)} is not an imgidx index (it has other tables)")
             else:
-                _check_version(conn, shown(db))
+                _check_version(conn, db, upgrade)
     except DBAPIError as exc:
         engine.dispose()
         raise StoreError(f"cannot open index {shown(db)}: {error_reason(exc)}") from None
@@ -210,20 +212,32 @@ def _create(conn: sa.Connection) -> None:
     )
 
 
-def _check_version(conn: sa.Connection, db: str) -> None:
+def _check_version(conn: sa.Connection, db: str, upgrade: bool) -> None:
     row = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     if row is None:
-        raise StoreError(f"{db} is not an imgidx index (no schema version)")
+        raise StoreError(f"{shown(db)} is not an imgidx index (no schema version)")
     found = int(row[0])
     if found > SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"{db} has schema version {found}, newer than this imgidx reads ({SCHEMA_VERSION}); upgrade imgidx"
+            f"{shown(db)} has schema version {found}, newer than this imgidx reads ({SCHEMA_VERSION}); upgrade imgidx"
         )
     if found < SCHEMA_VERSION:
-        # No older released schema exists yet: a future version adds its upgrade steps here.
-        raise SchemaVersionError(
-            f"{db} has schema version {found} and no upgrade to {SCHEMA_VERSION} exists; rebuild it with imgidx index"
-        )
+        if not upgrade:
+            raise SchemaVersionError(
+                f"{shown(db)} has schema version {found}, whose scores this imgidx cannot read as calibrated "
+                f"ones; rebuild its labels (paths and hashes are kept): imgidx index FOLDER --db {shown(db)} --reindex"
+            )
+        _upgrade(conn)
+
+
+def _upgrade(conn: sa.Connection) -> None:
+    """Version 1 -> 2: the tables are the same, but version 1's scores were mean probabilities with no
+    calibration, which cannot be turned into version 2's evidence. Files stay (paths, hashes, failures);
+    every label goes and every image is due, so the ``--reindex`` run that asked for this relabels them."""
+    t = tables(conn)
+    mark_all_stale(conn, t, drop_labels=True)
+    conn.execute(t.meta.delete().where(t.meta.c.key.in_(SETTING_KEYS)))
+    conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
 @dataclass(frozen=True)
@@ -251,18 +265,24 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
-SETTING_KEYS = ("model", "working_size", "precision")
+SETTING_KEYS = ("model", "working_size", "precision", "calibration")
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
 IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """How an index's labels were computed; one index never mixes two settings."""
+    """How an index's labels were computed; one index never mixes two settings. ``calibration`` is the
+    version of `indexer.calibration` its scores are read with (left out: the model's current one)."""
 
     model: str
     working_size: int
     precision: str
+    calibration: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.calibration:
+            object.__setattr__(self, "calibration", calibration.for_model(self.model).version)
 
     def describe(self) -> str:
         return f"{self.model} at size {self.working_size} ({self.precision})"
@@ -273,7 +293,15 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     meta = read_meta(conn)
     if not all(key in meta for key in SETTING_KEYS):
         return None
-    return IndexSettings(meta["model"], int(meta["working_size"]), meta["precision"])
+    return IndexSettings(meta["model"], int(meta["working_size"]), meta["precision"], meta["calibration"])
+
+
+def read_calibration(conn: sa.Connection) -> calibration.Calibration:
+    """The calibration the index's scores are read with (a `CalibrationError` if this imgidx has another)."""
+    settings = read_settings(conn)
+    if settings is None:  # nothing stored yet: no score to read
+        return calibration.uncalibrated("none")
+    return calibration.check_version(settings.model, settings.calibration, shown_engine(conn.engine))
 
 
 def read_settings_locked(conn: sa.Connection, t: Tables, exclusive: bool = False) -> IndexSettings | None:
@@ -296,7 +324,10 @@ def _insert(conn: sa.Connection, table: sa.Table):
 
 def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> None:
     """Store ``settings``; an upsert per key, so two writers storing them at once never collide on a key."""
-    values = {"model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision}
+    values = {
+        "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
+        "calibration": settings.calibration,
+    }
     insert = _insert(conn, t.meta)
     conn.execute(
         insert.on_conflict_do_update(index_elements=[t.meta.c.key], set_={"value": insert.excluded.value}),
@@ -475,12 +506,14 @@ def delete_images(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
 
 @dataclass(frozen=True)
 class StoredLabel:
-    """One stored class: ``extent`` is the image share or the cell coverage."""
+    """One stored class: ``score`` its calibrated confidence, ``evidence`` what is stored, ``extent`` the
+    image share or the cell coverage."""
 
     class_id: int
     name: str
     score: float
     extent: float
+    evidence: float
 
 
 @dataclass(frozen=True)
@@ -534,10 +567,20 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
         .where(t.cell_labels.c.image_id == row["image_id"])
         .order_by(t.cell_labels.c.cell, t.cell_labels.c.score.desc(), t.cell_labels.c.class_id)
     )
+    cal = read_calibration(conn)
+
+    def labelled(class_id: int, name: str, evidence: float, extent: float) -> StoredLabel:
+        return StoredLabel(class_id, name, cal.probability(evidence, (class_id,)), extent, evidence)
+
+    def best_first(found: list[StoredLabel]) -> list[StoredLabel]:
+        return sorted(found, key=lambda label: (-label.score, -label.evidence, label.class_id))
+
     for cell, *label in cell_rows:
-        cells[cell].append(StoredLabel(*label))
+        cells[cell].append(labelled(*label))
     fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells")}
-    return ImageReport(**fields, labels=[StoredLabel(*r) for r in image_labels], cells=cells)
+    return ImageReport(
+        **fields, labels=best_first([labelled(*r) for r in image_labels]), cells=[best_first(c) for c in cells]
+    )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Semantics
 ---------
-A term ``LABEL in REGION`` with classes C and minimum score t holds in a cell when the summed score of
-C's classes in that cell reaches t (``>=``; ``>`` when the query says ``> t``). It matches an image when
+A term ``LABEL in REGION`` with classes C and minimum score t holds in a cell when its confidence there
+reaches t (``>=``; ``>`` when the query says ``> t``). The confidence is the index's calibration
+(`indexer.calibration`) of the summed evidence of C's classes in the cell; it rises with the evidence, so
+the condition runs on the stored evidence against the evidence that confidence t takes for C. It matches an image when
 it holds in at least one cell of its region; its *cells* are those cells and its *score* is the best
 summed score among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
 their cells, (row, column) = divmod(cell, 3):
@@ -17,7 +19,7 @@ their cells, (row, column) = divmod(cell, 3):
 =============  ==============================================================================
 
 Ranking (``score`` of a match, higher first; ties by path, compared byte by byte on every database): a
-term scores its best cell score; AND and a relation multiply the scores of their parts (the chance that
+term scores its best cell's confidence; AND and a relation multiply the scores of their parts (the chance that
 all hold, were they independent); OR takes the best score among the branches that hold; NOT only filters
 (it counts as 1).
 
@@ -54,6 +56,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from indexer.calibration import Calibration
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES
 from indexer.store import Tables, bytewise
@@ -104,8 +107,9 @@ class Spec:
     resolution: Resolution
     classes: tuple[int, ...]
     cells: tuple[int, ...]
-    threshold: float
+    threshold: float  # a confidence
     strict: bool
+    evidence: float  # the summed evidence that confidence ``threshold`` takes for these classes
     positive: bool = False  # appears outside NOT, so it is reported
 
     @property
@@ -191,8 +195,10 @@ def _drive(node: Node, spec_of) -> _Drive | None:
 # ------------------------------------------------------------------------------------------ compiler
 
 class _Compiler:
-    def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str):
+    def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
+                 calibration: Calibration):
         self.t = t
+        self.calibration = calibration
         self.tree = tree
         self.dialect = dialect
         self.specs: list[Spec] = []
@@ -210,7 +216,8 @@ class _Compiler:
                 key = (classes, term.region.cells, threshold, strict)
                 spec = by_key.get(key)
                 if spec is None:
-                    spec = Spec(len(self.specs) + 1, term, resolutions[term], *key)
+                    evidence = self.calibration.evidence_for(threshold, classes)
+                    spec = Spec(len(self.specs) + 1, term, resolutions[term], *key, evidence)
                     by_key[key] = spec
                     self.specs.append(spec)
                 spec.positive |= positive
@@ -235,7 +242,19 @@ class _Compiler:
         return column == cells[0] if len(cells) == 1 else column.in_(cells)
 
     def reaches(self, value: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
-        return value > spec.threshold if spec.strict else value >= spec.threshold
+        """The evidence ``value`` gives ``spec`` its threshold's confidence."""
+        if spec.evidence == float("inf"):
+            return sa.false()
+        return value > spec.evidence if spec.strict else value >= spec.evidence
+
+    def confidence(self, evidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
+        """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence."""
+        knots = self.calibration.knots
+        u = evidence * self.calibration.scale(spec.classes)
+        pieces = [(evidence.is_(None), sa.null()), (u <= knots[0][0], sa.literal(knots[0][1]))]
+        for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
+            pieces.append((u <= u1, p0 + (u - u0) * ((p1 - p0) / (u1 - u0))))
+        return sa.case(*pieces, else_=sa.literal(knots[-1][1]))
 
     def hits(self, spec: Spec) -> sa.CTE:
         """(image_id, cell, s): the cells where ``spec`` holds, straight from the class index; one CTE
@@ -299,13 +318,17 @@ class _Compiler:
 
     # -- boolean condition and score over the per-spec columns
     def score(self, spec: Spec) -> sa.ColumnElement:
+        """The term's confidence in its best cell; NULL where it holds nowhere."""
+        return self.confidence(self.evidence(spec), spec)
+
+    def evidence(self, spec: Spec) -> sa.ColumnElement:
         return self.per_image.c[f"score_{spec.number}"]
 
     def mask(self, spec: Spec) -> sa.ColumnElement:
         return self.per_image.c[f"mask_{spec.number}"]
 
     def holds(self, spec: Spec) -> sa.ColumnElement:
-        return self.score(spec).is_not(None)
+        return self.evidence(spec).is_not(None)
 
     def condition(self, node: Node) -> sa.ColumnElement:
         if isinstance(node, Term):
@@ -419,6 +442,8 @@ def compile_query(
     limit: int | None = 20,
     offset: int = 0,
     dialect: str = "sqlite",
+    calibration: Calibration,
 ) -> CompiledQuery:
-    """The one statement that answers ``tree``; ``limit=None`` returns every match."""
-    return _Compiler(tables, tree, resolutions, min_score, dialect).compile(limit, offset)
+    """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
+    every match."""
+    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration).compile(limit, offset)

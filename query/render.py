@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from indexer.calibration import JSON_DECIMALS, percent
 from indexer.errors import ImageReadError
 from indexer.geometry import CELL_NAMES
 from query.search import Match, Result, TermMatch
@@ -34,7 +35,7 @@ def term_names(result: Result) -> list[str]:
 
 
 def _hit_text(name: str, hit: TermMatch) -> str:
-    return f"{name}: {where(hit.cells)} ({hit.score:.2f})" if hit.score is not None else f"{name}: -"
+    return f"{name}: {where(hit.cells)} ({percent(hit.score)})" if hit.score is not None else f"{name}: -"
 
 
 def summary(result: Result) -> str:
@@ -57,7 +58,7 @@ def table(result: Result) -> str:
     """One line per match: rank, score, path, and where each term matched."""
     names = term_names(result)
     rows = [
-        (str(m.rank), f"{m.score:.3f}", m.path, "; ".join(_hit_text(n, h) for n, h in zip(names, m.terms)))
+        (str(m.rank), percent(m.score), m.path, "; ".join(_hit_text(n, h) for n, h in zip(names, m.terms)))
         for m in result.matches
     ]
     lines = []
@@ -103,7 +104,7 @@ def grids(result: Result, unicode: bool = True) -> str:
     blocks = []
     for m in result.matches:
         legend = "   ".join(f"{n}={_hit_text(name, h)}" for n, (name, h) in enumerate(zip(names, m.terms), start=1))
-        blocks.append("\n".join([f"{m.rank}. {m.score:.3f}  {m.path}", *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
+        blocks.append("\n".join([f"{m.rank}. {percent(m.score)}  {m.path}", *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
     blocks.append(summary(result))
     return "\n\n".join(blocks)
 
@@ -116,7 +117,7 @@ def json_lines(result: Result) -> Iterable[str]:
             {
                 "rank": m.rank,
                 "path": m.path,
-                "score": round(m.score, 6),
+                "score": round(m.score, JSON_DECIMALS),
                 "width": m.width,
                 "height": m.height,
                 "terms": [
@@ -124,7 +125,7 @@ def json_lines(result: Result) -> Iterable[str]:
                         "term": name,
                         "label": h.spec.term.label,
                         "region": h.spec.region.name,
-                        "score": None if h.score is None else round(h.score, 6),
+                        "score": None if h.score is None else round(h.score, JSON_DECIMALS),
                         "cells": list(h.cells),
                     }
                     for name, h in zip(names, m.terms)
@@ -214,7 +215,7 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
     return (
         f'<li class="match" data-rank="{m.rank}" data-score="{m.score:.6f}">'
         f'<a class="thumb" href="{url}">{picture}<div class="grid">{cells}</div></a>'
-        f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{m.score:.3f}</span> '
+        f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span> '
         f'<a class="path" href="{url}">{e(m.path)}</a><ul class="terms">{terms}</ul></div></li>'
     )
 

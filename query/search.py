@@ -9,7 +9,8 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from indexer.store import Tables, tables as reflect_tables
+from indexer.calibration import Calibration
+from indexer.store import Tables, read_calibration, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
@@ -112,14 +113,21 @@ def prepare(
     limit: int | None = 20,
     offset: int = 0,
     tables: Tables | None = None,
+    calibration: Calibration | None = None,
 ) -> Prepared:
-    """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label."""
+    """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
+
+    ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
     t = tables if tables is not None else reflect_tables(bind)
+    if calibration is None:
+        with _connected(bind) as conn:
+            calibration = read_calibration(conn)
     compiled = compile_query(
-        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name
+        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
+        calibration=calibration,
     )
     return Prepared(text, tree, resolutions, compiled, min_score, offset)
 
@@ -169,7 +177,10 @@ def search(
     limit: int | None = 20,
     offset: int = 0,
     tables: Tables | None = None,
+    calibration: Calibration | None = None,
 ) -> Result:
     """Matches of ``text``, best first: ``limit`` of them (None or 0: all) after skipping ``offset``."""
-    prepared = prepare(bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables)
+    prepared = prepare(
+        bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables, calibration=calibration
+    )
     return execute(bind, prepared)

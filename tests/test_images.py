@@ -139,10 +139,3 @@ def test_unreadable_paths_name_the_file(tmp_path, monkeypatch):
 )
 def test_working_shape(hw, expected):
     assert images.working_shape(*hw, size=448, multiple=32) == expected
-
-
-def test_classification_crop_is_slim_eval_preprocessing(chelsea):
-    crop = images.central_crop_for_classification(np.asarray(chelsea))
-    assert crop.shape == (224, 224, 3)
-    tiny = images.central_crop_for_classification(np.zeros((5, 7, 3), np.uint8))
-    assert tiny.shape == (224, 224, 3)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fake_backbone import FakeBackbone
 from fresh_cli import run_fresh
-from indexer import pipeline, store
+from indexer import pipeline, regions, store
 from indexer.cli import cli
 from test_pipeline import BLUE, RED, paint
 
@@ -58,7 +58,7 @@ def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_pat
     bar = result.stderr.replace("\r", "\n").splitlines()
     assert any(re.search(r"indexing: 100%\|.*\| 1000/1000 \[\d\d:\d\d<00:00, +[\d.]+img/s\]", line) for line in bar)
     assert any(re.search(r"\| \d+/1000 \[\d\d:\d\d<\d\d:\d\d", line) for line in bar)  # the ETA while running
-    assert len(models) == 1 and models[0].images == 1000
+    assert len(models) == 1 and models[0].images == 1000 * len(regions.SCALES)
 
     result = imgidx("index", photos, "--db", db)
     assert result.exit_code == 0, result.output
@@ -122,11 +122,11 @@ def test_show_prints_labels_and_the_grid(tmp_path, models, index_url):
     lines = result.stdout.splitlines()
     assert lines[0] == str(path)
     assert re.fullmatch(r"  320x240 px, efficientnet-lite0 at size 96, indexed \d{4}-\d\d-\d\dT[\d:]+\+00:00", lines[1])
-    assert lines[2] == "labels (score, share of the photo):"
-    grid = lines[lines.index("grid (leading class and score per cell):") + 1 :]
+    assert lines[2] == "labels (confidence in the best cell, share of the photo):"
+    grid = lines[lines.index("grid (leading class and confidence per cell):") + 1 :]
     assert len(grid) == 10 and grid[0] == grid[3] == grid[9] == "+" + "+".join(["-" * 24] * 3) + "+"
     assert re.fullmatch(r"\| fire engine +\| stone wall +\| stone wall +\|", grid[1])
-    assert re.fullmatch(r"\| \d+\.\d% +\| \d+\.\d% +\| \d+\.\d% +\|", grid[2])
+    assert re.fullmatch(r"\| \d+% +\| \d+% +\| \d+% +\|", grid[2])
     assert re.fullmatch(r"\| stone wall +\| stone wall +\| swimming trunks +\|", grid[7])
 
     data = json.loads(imgidx("show", path, "--db", db, "--json").stdout)

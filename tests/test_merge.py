@@ -235,7 +235,7 @@ def test_missing_and_other_version_sources_are_refused_before_anything_is_writte
     sql(other, "UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(SchemaVersionError) as refused:
         merge.merge([str(a), str(other)], str(into))
-    assert str(refused.value) == f"{other} has schema version 999, newer than this imgidx reads (1); upgrade imgidx"
+    assert str(refused.value) == f"{other} has schema version 999, newer than this imgidx reads ({store.SCHEMA_VERSION}); upgrade imgidx"
     assert not into.exists()
 
 
@@ -310,11 +310,11 @@ def test_cli_merge_prints_a_line_per_source_and_the_totals_then_query_and_show_u
     assert result.exit_code == 0
     assert re.fullmatch(TOTALS.format(3, re.escape(str(into))), result.stdout.strip()).groups() == ("0", "0", "13", "0")
 
-    result = imgidx("query", "fire engine top-left", "--db", into, "--paths")
+    result = imgidx("query", "fire engine in the top row", "--db", into, "--paths")
     assert result.exit_code == 0, result.output
     found = result.stdout.split()
     assert str(tmp_path / "disk1/0.jpg") in found and str(tmp_path / "disk2/deep/0.jpg") in found
-    assert found == imgidx("query", "fire engine top-left", "--db", tmp_path / "all.db", "--paths").stdout.split()
+    assert found == imgidx("query", "fire engine in the top row", "--db", tmp_path / "all.db", "--paths").stdout.split()
     photo = tmp_path / "disk2/deep/0.jpg"
     result = imgidx("show", photo, "--db", into)
     assert result.exit_code == 0, result.output

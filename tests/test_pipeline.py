@@ -15,10 +15,12 @@ from PIL import Image
 
 from composites import as_phone_photo
 from fake_backbone import FakeBackbone
-from indexer import pipeline, store
+from indexer import pipeline, regions, store
 from indexer.errors import FolderError, IndexBusyError, IndexSettingsError, StoreError, WorkingSizeError
 
 SIZE = 96
+#: The model sees each photo once per scale (`indexer.regions.SCALES`).
+VIEWS = len(regions.SCALES)
 FIRE_ENGINE, SWIMMING_TRUNKS, GREEN_SNAKE = 555, 842, 55
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 FORMATS = {".jpg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF"}
@@ -98,7 +100,7 @@ def test_every_format_is_indexed_and_colours_land_in_their_cells(engine, tmp_pat
     loader = Loader()
     summary = run(engine, [photos], loader)
     assert (summary.found, summary.indexed, summary.failed, summary.unchanged) == (6, 6, 0, 0)
-    assert loader.loads == 1 and loader.backbone.images == 6
+    assert loader.loads == 1 and loader.backbone.images == 6 * VIEWS
     for path in paths:
         assert leading_class(engine, str(path), 0) == FIRE_ENGINE
         assert leading_class(engine, str(path), 8) == SWIMMING_TRUNKS
@@ -321,7 +323,7 @@ def test_an_interrupted_reindex_resumes_and_never_mixes_settings(engine, tmp_pat
     for i in range(12):
         paint(photos / f"{i:02}.jpg", {i % 9: RED})
     run(engine, [photos])
-    other = FakeBackbone(fail_after=1)
+    other = FakeBackbone(fail_after=VIEWS)  # the second batch fails
     other.name = "fake2"
     with pytest.raises(RuntimeError, match="fake model failure"):
         run(engine, [photos], Loader(other), model="fake2", reindex=True)
@@ -344,7 +346,7 @@ def test_images_are_batched_by_working_shape(engine, tmp_path):
         paint(photos / f"port{i}.png", {0: RED}, hw=(160, 120))
     loader = Loader()
     run(engine, [photos], loader, batch=4)
-    assert loader.backbone.images == 10 and loader.backbone.calls == 4  # 4 + 1 of each shape
+    assert loader.backbone.images == 10 * VIEWS and loader.backbone.calls == 4 * VIEWS  # 4 + 1 of each shape
 
 
 def test_refusals(engine, tmp_path):

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from conftest import _free_port, pg_database
 from fake_backbone import FakeBackbone
 from indexer import pipeline, store
+from indexer.calibration import for_model
 from indexer.errors import StoreError
 from indexer.store import FileRow, IndexSettings
 from query.compile import compile_query
@@ -28,6 +29,8 @@ from query.resolve import resolve
 from query.search import explain, prepare, search
 from query_helpers import FLOWERPOT, SCHOOL_BUS
 from test_pipeline import BLUE, GREEN, RED, labels_by_path, paint, rows
+
+LITE0 = for_model("efficientnet-lite0")  # a fitted curve, so the statements carry its CASE
 
 TESTS = str(Path(__file__).parent)
 
@@ -179,7 +182,7 @@ def test_a_query_compiles_to_the_same_statement_shape_for_both(tmp_path, query):
     t = store.tables(engine)
     tree, found = resolve(parse(query), query)
     compiled = {
-        name: str(compile_query(t, tree, found, dialect=name, limit=3, offset=2).statement.compile(dialect=dialect))
+        name: str(compile_query(t, tree, found, dialect=name, limit=3, offset=2, calibration=LITE0).statement.compile(dialect=dialect))
         for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect(driver="psycopg")))
     }
     assert compiled["sqlite"] != compiled["postgresql"]
@@ -269,7 +272,7 @@ def test_many_openers_of_an_empty_database_create_the_index_once(pg_url):
         thread.join()
     assert errors == []
     with engines[0].connect() as conn:
-        assert conn.execute(sa.text("SELECT key, value FROM meta")).all() == [("schema_version", "1")]
+        assert conn.execute(sa.text("SELECT key, value FROM meta")).all() == [("schema_version", str(store.SCHEMA_VERSION))]
         assert conn.execute(sa.text("SELECT COUNT(*) FROM classes")).scalar_one() == 1000
     for engine in engines:
         engine.dispose()

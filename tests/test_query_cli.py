@@ -36,7 +36,7 @@ def test_table(db):
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "#  score  path           matched\n"
-        "1  0.400  /photos/a.jpg  school bus: center (0.80); flower pot: top-left (0.50)\n"
+        "1    40%  /photos/a.jpg  school bus: center (80%); flower pot: top-left (50%)\n"
         "1 match\n"
     )
 
@@ -79,7 +79,7 @@ def test_grid(db):
     result = run("query", "cat left of crane", "--db", db, "--grid")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[:9] == [
-        "1. 0.270  /photos/d.jpg",
+        "1. 27%  /photos/d.jpg",
         "   ┌─────┬─────┬─────┐",
         "   │     │     │  2  │",
         "   ├─────┼─────┼─────┤",
@@ -87,7 +87,7 @@ def test_grid(db):
         "   ├─────┼─────┼─────┤",
         "   │     │     │     │",
         "   └─────┴─────┴─────┘",
-        "   1=cat: center-left (0.30)   2=crane: top-right (0.90)",
+        "   1=cat: center-left (30%)   2=crane: top-right (90%)",
     ]
 
 

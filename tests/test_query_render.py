@@ -53,8 +53,8 @@ def test_table(photos):
     lines = render.table(result).splitlines()
     width = len(paths["turned"])
     assert lines[0] == f"#  score  {'path':<{width}}  matched"
-    assert lines[1] == f"1  0.480  {paths['wide']:<{width}}  school bus: center (0.80); flower pot: top-left (0.60)"
-    assert lines[2] == f"2  0.280  {paths['turned']}  school bus: center (0.70); flower pot: top-center, top-right (0.40)"
+    assert lines[1] == f"1    48%  {paths['wide']:<{width}}  school bus: center (80%); flower pot: top-left (60%)"
+    assert lines[2] == f"2    28%  {paths['turned']}  school bus: center (70%); flower pot: top-center, top-right (40%)"
     assert lines[3] == "2 matches"
 
 
@@ -88,7 +88,7 @@ def test_grid(photos):
     engine, paths = photos
     result = search(engine, "school bus in center AND flower pot", limit=1)
     assert render.grids(result).splitlines() == [
-        f"1. 0.480  {paths['wide']}",
+        f"1. 48%  {paths['wide']}",
         "   ┌─────┬─────┬─────┐",
         "   │  2  │     │     │",
         "   ├─────┼─────┼─────┤",
@@ -96,7 +96,7 @@ def test_grid(photos):
         "   ├─────┼─────┼─────┤",
         "   │     │     │     │",
         "   └─────┴─────┴─────┘",
-        "   1=school bus: center (0.80)   2=flower pot: top-left (0.60)",
+        "   1=school bus: center (80%)   2=flower pot: top-left (60%)",
         "",
         "matches 1-1 of 2 (next page: --offset 1)",
     ]

@@ -306,11 +306,14 @@ def test_statement_compiles_for_postgresql(engine):
     """schema.sql is meant to run on PostgreSQL too: nothing SQLite-only in the statement but max()."""
     from sqlalchemy.dialects import postgresql
 
+    from indexer.calibration import for_model
     from query.compile import compile_query
 
     query = "(crane OR dog in center > 0.5) AND NOT cat left of flower pot OR NOT school bus"
     tree, found = resolve(parse(query), query)
-    compiled = compile_query(tables(engine), tree, found, dialect="postgresql")
+    compiled = compile_query(
+        tables(engine), tree, found, dialect="postgresql", calibration=for_model("efficientnet-lite0")
+    )
     sql = str(compiled.statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     assert "greatest(" in sql and "max(CASE" in sql and "count(*) OVER ()" in sql
     assert " << " in sql and " & " in sql and " | " in sql

@@ -1,11 +1,20 @@
-"""Region scoring: softmax per position, cell weights from the geometry, top classes above a floor."""
+"""Region evidence: per-position softmax over the cell's area and window-pooled logits, top classes kept."""
 
 import numpy as np
 import pytest
 
-from indexer import regions
+from dataclasses import replace
+
+from indexer import calibration, regions
 from indexer.geometry import Layer, derive_geometry
-from indexer.inference import softmax
+from indexer.regions import softmax
+
+PLAIN = calibration.uncalibrated("test")  # every class alike: kept in order of evidence
+
+
+def score_one(logits, geometry, cal=PLAIN, margin=0.0):
+    """What the index stores for one image seen in one view: ``logits (h, w, K)``."""
+    return regions.score_batch([regions.View(logits[None], regions.pooling(geometry, margin))], cal)[0]
 
 K = 1000
 #: A VGG-16-like stack: five SAME 2x2 pools to stride 32, then the 7x7 VALID fc6 that moves the first
@@ -22,22 +31,39 @@ def peaked(map_hw, classes, strength=12.0):
     return logits
 
 
-def test_cell_scores_are_weighted_mean_probabilities():
+def test_cell_evidence_is_the_mean_over_views_of_owned_probabilities_and_window_pooled_softmax():
     rng = np.random.default_rng(0)
-    geometry = derive_geometry(VGG_LIKE, (448, 608))
-    logits = rng.normal(0, 3, (2, *geometry.map_shape, K)).astype(np.float32)
-    weights = geometry.cell_weights()
-    result = regions.score_batch(logits, weights)
-    probs = softmax(logits.astype(np.float64))
+    fine, coarse = derive_geometry(VGG_LIKE, (448, 608)), derive_geometry(VGG_LIKE, (320, 448))
+    views = [
+        regions.View(rng.normal(0, 3, (2, *fine.map_shape, K)).astype(np.float32), regions.pooling(fine, 0.0)),
+        regions.View(rng.normal(0, 3, (2, *coarse.map_shape, K)).astype(np.float32), regions.pooling(coarse, 0.5)),
+    ]
+    result = regions.score_batch(views, PLAIN)
     for i, scores in enumerate(result):
-        expected_cells = np.einsum("hwk,hwc->ck", probs[i], weights)
+        expected_cells = 0
+        for view in views:
+            logits = view.logits[i].astype(np.float64)
+            owned = np.einsum("hwk,hwc->ck", softmax(logits), view.pooling.cell)
+            windowed = softmax(np.einsum("hwk,hwc->ck", logits, view.pooling.window))
+            expected_cells = expected_cells + (owned + windowed) / 2 / len(views)
         for label in scores.cell_labels:
             assert label.score == pytest.approx(expected_cells[label.cell, label.class_id], rel=1e-4)
-        expected_image = probs[i].mean(axis=(0, 1))
-        top = probs[i].argmax(-1).ravel()
+        top = views[0].logits[i].argmax(-1).ravel()
         for label in scores.image_labels:
-            assert label.score == pytest.approx(expected_image[label.class_id], rel=1e-4)
+            assert label.score == pytest.approx(expected_cells[:, label.class_id].max(), rel=1e-4)
             assert label.share == pytest.approx(np.mean(top == label.class_id))
+
+
+def test_a_window_is_the_cell_grown_by_half_a_cell_weighted_by_the_area_each_position_owns():
+    geometry = derive_geometry((Layer(32, 32, "VALID"),), (288, 288))  # 9x9 map, one 32 px tile per position
+    assert geometry.window_weights(0.5).sum(axis=(0, 1)) == pytest.approx(np.ones(9))
+    rows = geometry.rows.window_weights(0.5)
+    # the middle third spans 95.5-191.5 px; grown by 48 px a side, 47.5-239.5 px: tiles 1 and 7 half inside
+    assert rows[:, 1] * 6 == pytest.approx([0, 0.5, 1, 1, 1, 1, 1, 0.5, 0])
+    # the first third's window is clipped to the image: -0.5-143.5 px, four and a half tiles
+    assert rows[:, 0] * 4.5 == pytest.approx([1, 1, 1, 1, 0.5, 0, 0, 0, 0])
+    coarse = derive_geometry(VGG_LIKE, (224, 224))  # a single position for all nine cells
+    assert coarse.window_weights(0.5).reshape(9).tolist() == [1.0] * 9
 
 
 def test_positions_count_where_their_receptive_field_sits_not_where_they_are_in_the_array():
@@ -46,17 +72,16 @@ def test_positions_count_where_their_receptive_field_sits_not_where_they_are_in_
     # a naive split of the array's 8 rows into thirds would put it in the top cells.
     geometry = derive_geometry(VGG_LIKE, (448, 448))
     assert geometry.map_shape == (8, 8)
-    weights = geometry.cell_weights()
     for row, cells in ((0, {0, 1, 2}), (2, {3, 4, 5}), (7, {6, 7, 8})):
         classes = [[7 if r == row else 9 for _ in range(8)] for r in range(8)]
-        result = regions.score_map(peaked((8, 8), classes), weights)
+        result = score_one(peaked((8, 8), classes), geometry)
         assert {label.cell for label in result.cell_labels if label.class_id == 7 and label.coverage > 0} == cells
 
 
 def test_coverage_is_the_area_share_of_the_cell_whose_top_class_it_is():
     geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))  # 3x3 map, one position per cell
     classes = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
-    result = regions.score_map(peaked((3, 3), classes), geometry.cell_weights())
+    result = score_one(peaked((3, 3), classes), geometry)
     best = {label.cell: label for label in result.cell_labels if label.coverage > 0}
     assert [best[cell].class_id for cell in range(9)] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert all(label.coverage == pytest.approx(1.0) for label in best.values())
@@ -68,11 +93,11 @@ def test_coverage_is_the_area_share_of_the_cell_whose_top_class_it_is():
 def test_only_top_classes_above_the_floor_are_kept_but_never_none():
     geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))
     flat = np.zeros((3, 3, K), dtype=np.float32)  # every class at 1/1000, below the floor
-    result = regions.score_map(flat, geometry.cell_weights())
+    result = score_one(flat, geometry)
     assert len(result.image_labels) == 1 and sorted(label.cell for label in result.cell_labels) == list(range(9))
     many = np.zeros((3, 3, K), dtype=np.float32)
     many[..., :50] = 6.0  # fifty classes at ~1.9 % each, all above the floor
-    result = regions.score_map(many, geometry.cell_weights())
+    result = score_one(many, geometry)
     assert len(result.image_labels) == regions.IMAGE_TOP_K
     assert len(result.cell_labels) == 9 * regions.CELL_TOP_K
     assert all(label.score >= regions.SCORE_FLOOR for label in result.cell_labels)
@@ -85,14 +110,30 @@ def test_sibling_classes_can_be_summed_from_the_stored_rows():
     geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))
     logits = np.zeros((3, 3, K), dtype=np.float32)
     logits[0, 0, 151:156] = 6.0  # five dog breeds share the top-left position's probability
-    result = regions.score_map(logits, geometry.cell_weights())
+    pooling = regions.pooling(geometry, 0.5)
+    result = score_one(logits, geometry, margin=0.5)
     dog = sum(label.score for label in result.cell_labels if label.cell == 0 and 151 <= label.class_id < 156)
-    probs = softmax(logits[0, 0].astype(np.float64))
-    assert dog == pytest.approx(probs[151:156].sum(), rel=1e-5)
-    assert dog > 0.5 and max(label.score for label in result.cell_labels if label.cell == 0) < 0.25
+    owned = softmax(logits[0, 0].astype(np.float64))
+    windowed = softmax(np.einsum("hwk,hw->k", logits.astype(np.float64), pooling.window[..., 0]))
+    assert dog == pytest.approx((owned[151:156].sum() + windowed[151:156].sum()) / 2, rel=1e-5)
+    assert dog > 0.3 and max(label.score for label in result.cell_labels if label.cell == 0) < dog / 4
+
+
+def test_a_rare_class_that_stands_out_is_kept_before_a_common_one_with_more_evidence():
+    geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))
+    logits = np.zeros((3, 3, K), dtype=np.float32)
+    logits[..., :13] = 4.0  # thirteen common classes with the most evidence
+    logits[..., 500] = 3.5  # one rarely seen class with a little less
+    priors = [0.01] * K
+    priors[500] = 0.0001
+    rare = replace(PLAIN, priors=tuple(priors), beta=0.5)
+    kept = {label.class_id for label in score_one(logits, geometry, rare).cell_labels}
+    assert 500 in kept
+    plain = {label.class_id for label in score_one(logits, geometry).cell_labels}
+    assert 500 not in plain
 
 
 def test_a_map_that_does_not_fit_the_weights_is_refused():
     geometry = derive_geometry(VGG_LIKE, (448, 448))
     with pytest.raises(ValueError, match=r"do not fit a 7x8 class map"):
-        regions.score_batch(np.zeros((1, 7, 8, K), dtype=np.float32), geometry.cell_weights())
+        regions.score_batch([regions.View(np.zeros((1, 7, 8, K), dtype=np.float32), regions.pooling(geometry, 0.0))], PLAIN)

@@ -23,6 +23,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
     ),
 }
 DEFAULT_MODEL = "vgg16"
+#: The shorter side photos are resized to before the backbone runs (`imgidx index --size`); the indexer
+#: also runs a coarser pass (`indexer.regions.SCALES`).
+DEFAULT_WORKING_SIZE = 448
 PRECISIONS = ("auto", "bf16", "fp32")
 
 #: TensorFlow's C++ start-up chatter (oneDNN notices, "no CUDA driver") is noise to a user of a CPU tool.
