@@ -352,7 +352,7 @@ def show(image_path, db, top, as_json):
 
     from indexer import images, report, store
 
-    engine = store.open_index(_db(db), create=False)
+    engine = store.open_index(_db(db), create=False, readonly=True)
     try:
         with engine.connect() as conn:
             found = None
@@ -394,7 +394,7 @@ def stats(db, top, as_json):
     from indexer import report, store
 
     db = _db(db)
-    engine = store.open_index(db, create=False)
+    engine = store.open_index(db, create=False, readonly=True)
     try:
         with engine.connect() as conn:
             result = store.index_stats(conn, top=top)
@@ -495,7 +495,7 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
     if html_file is not None and fmt is not None:
         raise click.UsageError(f"choose one output: --html or --{fmt}")
     text = " ".join(words)
-    engine = store.open_index(_db(db), create=False)
+    engine = store.open_index(_db(db), create=False, readonly=True)
     try:
         prepared = search.prepare(engine, text, min_score=min_score, limit=limit, offset=offset)
         for note in prepared.notes():

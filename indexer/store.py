@@ -2,7 +2,8 @@
 
 An index lives in SQLite or PostgreSQL. SQLite files are opened in WAL mode with foreign keys on, so a
 reader (a query) never blocks the indexer and a killed writer leaves the last committed batch intact; one
-writer at a time (`indexer.pipeline.writer_lock`). PostgreSQL takes several writers at once: the write
+writer at a time (`indexer.pipeline.writer_lock`). An existing file is first looked at read-only, so a file
+that is not an index is refused unchanged; commands that only read keep it read-only (`open_index`). PostgreSQL takes several writers at once: the write
 path upserts by path and locks the settings row, so concurrent runs neither duplicate nor mix rows.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -39,18 +41,31 @@ PG_CONNECT_TIMEOUT_S = 10
 PG_CREATE_LOCK = 0x696D6769  # "imgi"
 
 
+def default_folder() -> Path:
+    """The platform's user data folder for imgidx, where the default index lives."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("imgidx"))
+
+
 def default_db_url() -> str:
     """``$IMGIDX_DB``, else an SQLite file in the platform's user data directory."""
     if os.environ.get(DB_ENV):
         return os.environ[DB_ENV]
-    import platformdirs
-
-    return "sqlite:///" + str(Path(platformdirs.user_data_dir("imgidx")) / DEFAULT_DB_NAME)
+    return "sqlite:///" + str(default_folder() / DEFAULT_DB_NAME)
 
 
 def as_url(db: str) -> str:
     """Accept a plain file path as well as an SQLAlchemy URL."""
     return db if "://" in db else "sqlite:///" + str(Path(db).expanduser().resolve())
+
+
+def parse_url(db: str) -> sa.engine.URL:
+    """``db`` (a URL or a file path) as a URL, or a `StoreError` saying it is not one."""
+    try:
+        return sa.engine.make_url(as_url(db))
+    except (ArgumentError, ValueError):
+        raise StoreError(f"not a database URL: {shown(db)}") from None
 
 
 #: schema.sql is written for SQLite; PostgreSQL gets it through these rewrites (name, pattern, replacement),
@@ -85,7 +100,7 @@ def shown(db: str) -> str:
         return db
     try:
         return sa.engine.make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return db
 
 
@@ -107,10 +122,18 @@ def error_reason(exc: DBAPIError) -> str:
     return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(exc.orig or exc).__name__
 
 
-def sqlite_path(url: str) -> Path | None:
+def in_memory(url: str | sa.engine.URL) -> bool:
+    """An SQLite URL of a database that lives in memory and is gone when the command ends."""
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory"
+    )
+
+
+def sqlite_path(url: str | sa.engine.URL) -> Path | None:
     """The file behind an SQLite URL, or None for other databases and in-memory SQLite."""
     parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if parsed.get_backend_name() != "sqlite" or in_memory(parsed):
         return None
     return Path(parsed.database)
 
@@ -123,17 +146,37 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: What SQLite says when a read-only connection cannot make the WAL's shared-memory file beside the index
+#: (a read-only folder or medium); such a file is then read as immutable (nobody can be writing it there).
+READ_ONLY_MEDIUM = ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "unable to open database file",
+                    "attempt to write a readonly database")
+
+
+def _read_only_engine(path: Path) -> Engine:
+    """An engine that opens the SQLite file read-only (``mode=ro``) and sets nothing in it: no WAL."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not {getattr(exc, "sqlite_errorname", None), str(exc)} & set(READ_ONLY_MEDIUM):
+                raise
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+        return conn
+
+    return sa.create_engine(sa.engine.URL.create("sqlite", database=str(path)), creator=connect)
+
+
 def create_engine(db: str) -> Engine:
     """An engine for ``db`` (URL or file path); SQLite gets WAL, foreign keys and a busy timeout.
 
     A bare ``postgresql://`` URL uses psycopg 3 (SQLAlchemy's default there is psycopg2, which imgidx does
     not install).
     """
-    url = as_url(db)
-    try:
-        parsed = sa.engine.make_url(url)
-    except ArgumentError:
-        raise StoreError(f"not a database URL: {shown(db)}") from None
+    parsed = parse_url(db)
     backend = parsed.get_backend_name()
     if backend not in BACKENDS:
         raise StoreError(f"an index lives in SQLite or PostgreSQL, not {backend}: {shown(db)}")
@@ -154,30 +197,75 @@ def create_engine(db: str) -> Engine:
         raise StoreError(f"cannot open {shown(db)}: {exc}") from None
 
 
-def open_index(db: str, create: bool = True) -> Engine:
+def open_index(db: str, create: bool = True, readonly: bool = False) -> Engine:
     """Open (and with ``create`` make) an index; refuse one of another schema version.
 
-    Raises `StoreError` when the file is not an imgidx index (or not a database at all) and
+    An existing SQLite file is looked at read-only first, so one that is not an index is left as it was;
+    with ``readonly`` it stays read-only (no WAL switch, nothing written; works in a read-only folder).
+    A new file's folder must exist, except the default index's own. Raises `StoreError` when ``db`` is not
+    a database URL, an in-memory one, or not an imgidx index (or not a database at all), and
     `SchemaVersionError` when it was written by another version of the schema.
     """
-    path = sqlite_path(as_url(db))
+    url = parse_url(db)
+    if in_memory(url):
+        raise StoreError(
+            f"{shown(db)} is an in-memory database, gone when imgidx exits: give a file path or sqlite:///FILE"
+        )
+    path = sqlite_path(url)
     if path is not None:
-        if not path.exists() and not create:
-            raise StoreError(f"no index at {path}; build one with: imgidx index FOLDER --db {path}")
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            if not create:
+                raise StoreError(f"no index at {path}; build one with: imgidx index FOLDER --db {path}")
+            _check_folder(path)
+        elif not path.is_file():
+            raise StoreError(f"{path} is not a file, so not an imgidx index")
+        else:
+            probe = _read_only_engine(path)
+            try:
+                _checked(probe, db, create=create, make=False)
+            except StoreError:
+                probe.dispose()
+                raise
+            if readonly:
+                return probe
+            probe.dispose()
     engine = create_engine(db)
+    return _checked(engine, db, create=create, make=create)
+
+
+def _check_folder(path: Path) -> None:
+    """Make a new index's folder if its parent exists (a mistyped path makes no tree of folders); the
+    default index's folder is made whole."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder == default_folder() or folder.parent.is_dir():
+        try:
+            folder.mkdir(parents=folder == default_folder(), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {folder} for the index: {exc.strerror or exc}") from None
+        return
+    raise StoreError(
+        f"cannot create the index {path}: neither its folder nor {folder.parent} exists "
+        "(imgidx makes only the last folder of the path)"
+    )
+
+
+def _checked(engine: Engine, db: str, create: bool, make: bool) -> Engine:
+    """``engine`` once its database is known to be an imgidx index of this version (made, if ``make``
+    and it is empty); disposed and a `StoreError` otherwise."""
     try:
         with engine.begin() as conn:
             existing = set(sa.inspect(conn).get_table_names())
-            if not existing and create and conn.dialect.name == "postgresql":
+            if not existing and make and conn.dialect.name == "postgresql":
                 # Two runs starting on one empty database: the second waits, then finds the tables made.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_CREATE_LOCK})
                 existing = set(sa.inspect(conn).get_table_names())
             if not existing:
                 if not create:
                     raise StoreError(f"{shown(db)} is an empty database, not an imgidx index")
-                _create(conn)
+                if make:
+                    _create(conn)
             elif "meta" not in existing:
                 raise StoreError(f"{shown(db)} is not an imgidx index (it has other tables)")
             else:
@@ -214,7 +302,7 @@ def _check_version(conn: sa.Connection, db: str) -> None:
     row = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     if row is None:
         raise StoreError(f"{db} is not an imgidx index (no schema version)")
-    found = int(row[0])
+    found = _number(row[0], f"{db} is not an imgidx index this version can read: its schema version")
     if found > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{db} has schema version {found}, newer than this imgidx reads ({SCHEMA_VERSION}); upgrade imgidx"
@@ -245,6 +333,14 @@ def tables(bind: Engine | sa.Connection) -> Tables:
     return Tables(**{name: metadata.tables[name] for name in TABLE_NAMES})
 
 
+def _number(value: str, what: str) -> int:
+    """``value`` as an integer, or a `StoreError` saying that ``what`` is not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"{what} is {str(value)[:40]!r}, not a number") from None
+
+
 def read_meta(conn: sa.Connection) -> dict[str, str]:
     return {key: value for key, value in conn.execute(sa.text("SELECT key, value FROM meta"))}
 
@@ -273,7 +369,8 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     meta = read_meta(conn)
     if not all(key in meta for key in SETTING_KEYS):
         return None
-    return IndexSettings(meta["model"], int(meta["working_size"]), meta["precision"])
+    size = _number(meta["working_size"], "the index's working size")
+    return IndexSettings(meta["model"], size, meta["precision"])
 
 
 def read_settings_locked(conn: sa.Connection, t: Tables, exclusive: bool = False) -> IndexSettings | None:
