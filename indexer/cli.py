@@ -14,6 +14,7 @@ import click
 from indexer import __version__
 from indexer.errors import ImgidxError
 from indexer.models import DEBUG_ENV, DEFAULT_MODEL, PRECISIONS, model_names
+from indexer.names import printable, stored
 
 
 class ImgidxGroup(click.Group):
@@ -23,7 +24,7 @@ class ImgidxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ImgidxError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(exc.shown()) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -32,7 +33,7 @@ class ImgidxGroup(click.Group):
             if os.environ.get(DEBUG_ENV):
                 raise
             raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"
+                printable(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)")
             ) from None
 
 
@@ -88,7 +89,7 @@ def _load_photos(paths) -> tuple[list[tuple[str, "object"]], int]:
         try:
             photos.append((path, images.load(path, min_side=images.CLASSIFY_RESIZE_SIDE).pixels))
         except ImageReadError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.shown()}", err=True)
             failed += 1
     return photos, failed
 
@@ -120,9 +121,9 @@ def classify(image_paths, model_name, weights, precision, top, as_json):
                         {"class": p.class_index, "name": p.name, "probability": round(p.probability, 6)}
                         for p in predictions
                     ]
-                    click.echo(json.dumps({"path": path, "model": model.name, "top": top_list}))
+                    click.echo(json.dumps({"path": stored(path), "model": model.name, "top": top_list}))
                 else:
-                    click.echo(path)
+                    click.echo(printable(path))
                     for p in predictions:
                         click.echo(f"  {p.probability:6.2%}  {p.name} ({p.class_index})")
     if failed:
@@ -234,7 +235,7 @@ class _IndexProgress:
             self.bar.update(event.done - self.bar.n)
         elif isinstance(event, (pipeline.FileFailed, pipeline.FolderUnreadable)) and self.show_failures:
             kind = "failed" if isinstance(event, pipeline.FileFailed) else f"cannot read folder {event.path}:"
-            message = f"{kind} {event.error}"
+            message = printable(f"{kind} {event.error}")
             if self.bar is None:
                 click.echo(message, err=True)
             else:
@@ -366,7 +367,7 @@ def show(image_path, db, top, as_json):
     finally:
         engine.dispose()
     if found is None:
-        raise click.ClickException(f"{image_path} is not in the index; add it with: imgidx index FOLDER")
+        raise click.ClickException(printable(f"{image_path} is not in the index; add it with: imgidx index FOLDER"))
     if as_json:
         click.echo(json.dumps(report.image_json(found)))
     else:
@@ -521,7 +522,7 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
         for line in render.json_lines(result):
             click.echo(line)
     elif fmt == "paths":
-        click.echo(render.paths(result, nul=nul), nl=False)
+        click.echo(os.fsencode(render.paths(result, nul=nul)), nl=False)  # bytes: the names exactly
     elif fmt == "grid":
         encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower().replace("-", "")
         click.echo(render.grids(result, unicode=encoding in ("utf8", "utf16", "utf32")))

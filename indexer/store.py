@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from indexer import labels
+from indexer.names import restored, stored
 from indexer.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
@@ -455,9 +456,10 @@ class FileRecord:
 
 
 def file_records(conn: sa.Connection, t: Tables) -> list[FileRecord]:
+    """Every row, its path as the file system spells it (`indexer.names.restored`)."""
     images = t.images
     columns = [getattr(images.c, f) for f in FileRecord.__dataclass_fields__]
-    return [FileRecord(*row) for row in conn.execute(sa.select(*columns))]
+    return [FileRecord(row[0], restored(row[1]), *row[2:]) for row in conn.execute(sa.select(*columns))]
 
 
 @dataclass(frozen=True)
@@ -497,6 +499,7 @@ def upsert_images(
 ) -> list[int]:
     """Insert or replace the rows by path (their old labels deleted); their image ids, in order.
 
+    Paths are stored as `indexer.names.stored` spells them (a no-op on stored text, as a merge passes).
     ``indexed_at`` (one per row) keeps the times of rows copied from another index; default now. One
     ``INSERT ... ON CONFLICT (path) DO UPDATE ... RETURNING`` per chunk, in path order: writers upserting
     the same paths at once (PostgreSQL) take the rows' locks in one order, so they do not deadlock, and
@@ -506,7 +509,8 @@ def upsert_images(
         return []
     images = t.images
     times = indexed_at if indexed_at is not None else [utc_now()] * len(rows)
-    values = {row.path: {**vars(row), "indexed_at": when} for row, when in zip(rows, times)}
+    values = {stored(row.path): {**vars(row), "path": stored(row.path), "indexed_at": when}
+              for row, when in zip(rows, times)}
     insert = _insert(conn, images)
     replace = {name: insert.excluded[name] for name in (*FileRow.__dataclass_fields__, "indexed_at") if name != "path"}
     upsert = insert.on_conflict_do_update(index_elements=[images.c.path], set_=replace)
@@ -519,7 +523,7 @@ def upsert_images(
             conn.execute(upsert, batch)
             ids.update(conn.execute(sa.select(images.c.path, images.c.image_id).where(images.c.path.in_(paths))).all())
     _delete_labels(conn, t, sorted(set(ids.values())))  # a new row has none: deleting is a cheap no-op
-    return [ids[row.path] for row in rows]
+    return [ids[stored(row.path)] for row in rows]
 
 
 def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "object | None"]]) -> None:
@@ -557,7 +561,7 @@ def update_files(conn: sa.Connection, t: Tables, updates: list[tuple[int, str, i
     if updates:
         conn.execute(
             t.images.update().where(t.images.c.image_id == sa.bindparam("id_")),
-            [{"id_": i, "path": p, "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
+            [{"id_": i, "path": stored(p), "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
         )
 
 
@@ -603,7 +607,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     images = t.images
     row = None
     if path is not None:
-        row = conn.execute(sa.select(images).where(images.c.path == path)).mappings().first()
+        row = conn.execute(sa.select(images).where(images.c.path == stored(path))).mappings().first()
     if row is None and content_hash is not None:
         row = (
             conn.execute(
@@ -634,6 +638,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     for cell, *label in cell_rows:
         cells[cell].append(StoredLabel(*label))
     fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells")}
+    fields["path"] = restored(fields["path"])
     return ImageReport(**fields, labels=[StoredLabel(*r) for r in image_labels], cells=cells)
 
 
@@ -705,6 +710,6 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         settings=settings,
         models=list(models),
         top_labels=list(top_labels),
-        failures=list(failure_rows),
+        failures=[(restored(path), error) for path, error in failure_rows],
         last_indexed=last,
     )

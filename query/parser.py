@@ -32,6 +32,7 @@ from typing import Union
 
 from indexer.errors import ImgidxError
 from indexer.geometry import CELL_NAMES
+from indexer.names import printable
 from query import DEFAULT_MIN_SCORE
 
 MAX_DEPTH = 64
@@ -47,6 +48,11 @@ class QueryError(ImgidxError):
         self.query = query
         self.position = max(0, min(position, len(query)))
         super().__init__(f"column {self.position + 1}: {reason}\n{caret_context(query, self.position)}")
+
+    def shown(self) -> str:
+        """The reason line (escaped) and the caret lines, which `caret_context` keeps printable."""
+        head, _, context = str(self).partition("\n")
+        return f"{printable(head)}\n{context}"
 
 
 def _width(text: str) -> int:
