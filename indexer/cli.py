@@ -233,9 +233,15 @@ class _IndexProgress:
         elif isinstance(event, pipeline.Progress):
             self.bar.set_description("indexing", refresh=False)
             self.bar.update(event.done - self.bar.n)
-        elif isinstance(event, (pipeline.FileFailed, pipeline.FolderUnreadable)) and self.show_failures:
-            kind = "failed" if isinstance(event, pipeline.FileFailed) else f"cannot read folder {event.path}:"
-            message = printable(f"{kind} {event.error}")
+        elif isinstance(event, (pipeline.FileFailed, pipeline.FileSkipped, pipeline.FolderUnreadable)) and (
+            self.show_failures
+        ):
+            if isinstance(event, pipeline.FileFailed):
+                message = printable(f"failed {event.error}")
+            elif isinstance(event, pipeline.FileSkipped):
+                message = printable(f"skipped {event.path}: {event.reason}")
+            else:
+                message = printable(f"cannot read folder {event.path}: {event.error}")
             if self.bar is None:
                 click.echo(message, err=True)
             else:

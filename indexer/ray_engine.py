@@ -248,13 +248,13 @@ class Session:
             top = Walker(exclude)
             top.visited = walker.visited
             subfolders: list[str] = []
-            if os.path.isfile(root):
+            if not os.path.isdir(root):
                 top.add_root(root)
             else:
                 stack: list[str] = []
                 top.enter(root, os.stat(root), stack)
                 subfolders = top.scan_folder(root) if stack else []
-            parts.append((top.result.files, top.result.unreadable, set(), top.linked))
+            parts.append((top.result.files, top.result.unreadable, set(), top.linked, top.result.skipped))
             parts += [list_remote.remote(folder, exclude) for folder in subfolders]
         try:
             for part in parts:
@@ -265,10 +265,11 @@ class Session:
 
 
 def list_subtree(folder: str, exclude: set[str]) -> tuple:
-    """Ray task: one real subtree's files, unreadable folders, entered folders and symlinked folders."""
+    """Ray task: one real subtree's files, unreadable folders, entered folders, symlinked folders and skipped
+    entries."""
     walker = Walker(exclude)
     walker.add_root(folder)
-    return walker.result.files, walker.result.unreadable, walker.visited, walker.linked
+    return walker.result.files, walker.result.unreadable, walker.visited, walker.linked, walker.result.skipped
 
 
 def _first_line(exc: BaseException) -> str:

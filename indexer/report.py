@@ -30,6 +30,7 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.pruned} pruned",
         *([f"{summary.missing} missing (not pruned)"] if summary.missing else []),
         f"{summary.failed} failed",
+        *([f"{summary.skipped} skipped"] if summary.skipped else []),
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
     ]
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
@@ -104,6 +105,7 @@ def stats_json(stats: IndexStats, db: str) -> dict:
         "images": stats.images,
         "labelled": stats.labelled,
         "failed": stats.failed,
+        "skipped": stats.skipped,
         "stale": stats.stale,
         "image_label_rows": stats.image_label_rows,
         "cell_label_rows": stats.cell_label_rows,
@@ -111,6 +113,7 @@ def stats_json(stats: IndexStats, db: str) -> dict:
         "models": [{"model": m, "working_size": s, "images": n} for m, s, n in stats.models],
         "top_labels": [{"class": c, "name": name, "images": n} for c, name, n in stats.top_labels],
         "failures": [{"path": stored(p), "error": e} for p, e in stats.failures],
+        "skipped_files": [{"path": stored(p), "reason": r} for p, r in stats.skipped_files],
     }
 
 
@@ -119,7 +122,8 @@ def stats_text(stats: IndexStats, db: str) -> str:
     lines = [
         f"index: {printable(shown_db(db))}",
         f"settings: {settings}",
-        f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, {stats.stale} stale)",
+        f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, "
+        + (f"{stats.skipped} skipped, " if stats.skipped else "") + f"{stats.stale} stale)",
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
         f"last indexed: {stats.last_indexed or '-'}",
     ]
@@ -134,6 +138,10 @@ def stats_text(stats: IndexStats, db: str) -> str:
         shown = f", first {len(stats.failures)}" if len(stats.failures) < stats.failed else ""
         lines.append(f"failed files ({stats.failed}{shown}):")
         lines += [f"  {printable(error)}" for _, error in stats.failures]
+    if stats.skipped:
+        shown = f", first {len(stats.skipped_files)}" if len(stats.skipped_files) < stats.skipped else ""
+        lines.append(f"skipped files ({stats.skipped}{shown}):")
+        lines += [f"  {printable(path)}: {printable(reason)}" for path, reason in stats.skipped_files]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -349,6 +349,8 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
 SETTING_KEYS = ("model", "working_size", "precision")
+#: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
+SKIPPED_PREFIX = "skipped: "
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
 IN_CHUNK = 500
 
@@ -657,6 +659,9 @@ class IndexStats:
     top_labels: list[tuple[int, str, int]]
     failures: list[tuple[str, str]]
     last_indexed: str | None
+    #: Entries the walk skipped (a FIFO, a broken link, a path too long): rows whose error is "skipped: REASON".
+    skipped: int = 0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
 
 def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> IndexStats:
@@ -665,7 +670,10 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
     images, il = t.images, t.image_labels
     count = sa.func.count()
     settings = read_settings(conn)
-    failed = conn.execute(sa.select(count).where(images.c.error.is_not(None))).scalar_one()
+    skip = images.c.error.startswith(SKIPPED_PREFIX, autoescape=True)
+    failed_rows = sa.and_(images.c.error.is_not(None), sa.not_(skip))
+    failed = conn.execute(sa.select(count).where(failed_rows)).scalar_one()
+    skipped = conn.execute(sa.select(count).where(skip)).scalar_one()
     dialect = conn.dialect.name
     total, last = conn.execute(sa.select(count, sa.func.max(bytewise(images.c.indexed_at, dialect)))).one()
     labelled = 0
@@ -694,22 +702,22 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .order_by(leads.desc(), ranked.c.class_id)
         .limit(top)
     ).all()
-    failure_rows = conn.execute(
-        sa.select(images.c.path, images.c.error)
-        .where(images.c.error.is_not(None))
-        .order_by(bytewise(images.c.path, dialect))
-        .limit(failures)
-    ).all()
+    def listed(where: sa.ColumnElement) -> list[tuple[str, str]]:
+        select = sa.select(images.c.path, images.c.error).where(where).order_by(bytewise(images.c.path, dialect))
+        return [(restored(path), error) for path, error in conn.execute(select.limit(failures))]
+
     return IndexStats(
         images=total,
         labelled=labelled,
         failed=failed,
-        stale=total - labelled - failed,
+        stale=total - labelled - failed - skipped,
         image_label_rows=conn.execute(sa.select(sa.func.count()).select_from(il)).scalar_one(),
         cell_label_rows=conn.execute(sa.select(sa.func.count()).select_from(t.cell_labels)).scalar_one(),
         settings=settings,
         models=list(models),
         top_labels=list(top_labels),
-        failures=[(restored(path), error) for path, error in failure_rows],
+        failures=listed(failed_rows),
         last_indexed=last,
+        skipped=skipped,
+        skipped_files=[(path, error.removeprefix(SKIPPED_PREFIX)) for path, error in listed(skip)],
     )
