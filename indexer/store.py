@@ -100,9 +100,10 @@ def shown(db: str) -> str:
     if "://" not in db:
         return db
     try:
-        return sa.engine.make_url(db).render_as_string(hide_password=True)
+        url = sa.engine.make_url(db)
     except (ArgumentError, ValueError):
         return db
+    return db if url.password is None else url.render_as_string(hide_password=True)
 
 
 def shown_engine(engine: Engine) -> str:
