@@ -26,10 +26,13 @@ CREATE TABLE IF NOT EXISTS class_ancestors (
 );
 CREATE INDEX IF NOT EXISTS class_ancestors_wnid ON class_ancestors (ancestor_wnid);
 
--- One row per file seen. Rows with error IS NOT NULL are failed files (kept so the summary can count them).
+-- One row per file seen. Rows with error IS NOT NULL are failed files (kept so the summary can count them);
+-- an error 'skipped: REASON' marks an image name the walk did not open (a FIFO, a broken link, a path too long).
+-- path: the absolute path as text; a name that is not valid UTF-8 is stored as a file:// URI of its bytes,
+-- percent-encoded ('file:///photos/caf%E9.jpg'; indexer/names.py), so every path is valid UTF-8 and reversible.
 CREATE TABLE IF NOT EXISTS images (
     image_id     INTEGER PRIMARY KEY,
-    path         TEXT NOT NULL UNIQUE,  -- absolute path
+    path         TEXT NOT NULL UNIQUE,  -- absolute path (see above for non-UTF-8 names)
     size_bytes   BIGINT NOT NULL,
     mtime_ns     BIGINT NOT NULL,
     content_hash VARCHAR(64),           -- sha256 hex of the file bytes; NULL if unreadable

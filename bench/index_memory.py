@@ -9,7 +9,11 @@ Each figure is the peak resident set (``ru_maxrss``) of a fresh process:
 The difference is what indexing adds: files read ahead, decoded and resized images waiting for a batch,
 logits waiting for the writer, SQLite.
 
+``--megapixels 200`` instead indexes one JPEG of that size (4:3, a phone photo's) and, for comparison, the
+same picture at 12 MP: JPEGs are decoded reduced (draft mode), so the large one costs little more.
+
     python bench/index_memory.py [--model efficientnet-lite0 | vgg16-random] [--batches 8,16] [--count 48]
+    python bench/index_memory.py --megapixels 200
 """
 
 from __future__ import annotations
@@ -46,12 +50,34 @@ def peak_mb(argv: list[str]) -> float:
     return usage.ru_maxrss / 1024
 
 
+def one_photo_peak(megapixels: float, name: str, tmp: Path) -> float:
+    """Peak memory of `imgidx index` over one 4:3 JPEG of ``megapixels`` (astronaut, scaled up)."""
+    from PIL import Image
+    from skimage import data
+
+    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    height = round(width * 3 / 4)
+    folder = tmp / f"{megapixels:g}mp"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).resize((width, height)).save(folder / "photo.jpg", quality=90)
+    argv = [sys.executable, "-m", "indexer", "index", str(folder), "--db", str(tmp / f"{megapixels:g}.db"),
+            "--model", name, "-q"]
+    return peak_mb(argv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--batches", default="8,16")
     parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--megapixels", type=float, default=None, help="Index one JPEG of this size instead.")
     args = parser.parse_args()
+    if args.megapixels:
+        with tempfile.TemporaryDirectory() as tmp:
+            for megapixels in (12, args.megapixels):
+                peak = one_photo_peak(megapixels, args.model, Path(tmp))
+                print(f"{args.model}, one {megapixels:g} MP JPEG: imgidx index peak {peak:.0f} MB", flush=True)
+        return
     folder = make_folder(args.count)
     name, weights = args.model, None
     if args.model == "vgg16-random":

@@ -14,6 +14,7 @@ import click
 from indexer import __version__
 from indexer.errors import ImgidxError
 from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, PRECISIONS, model_names
+from indexer.names import printable, stored
 
 
 class ImgidxGroup(click.Group):
@@ -23,7 +24,7 @@ class ImgidxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ImgidxError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(exc.shown()) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -32,7 +33,7 @@ class ImgidxGroup(click.Group):
             if os.environ.get(DEBUG_ENV):
                 raise
             raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"
+                printable(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)")
             ) from None
 
 
@@ -87,7 +88,7 @@ def _load_photos(paths, min_side: int) -> tuple[list[tuple[str, "object"]], int]
         try:
             photos.append((path, images.load(path, min_side=min_side).pixels))
         except ImageReadError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.shown()}", err=True)
             failed += 1
     return photos, failed
 
@@ -126,9 +127,9 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
                     {"class": p.class_index, "name": p.name, "score": round(p.probability, JSON_DECIMALS)}
                     for p in predictions
                 ]
-                click.echo(json.dumps({"path": path, "model": model.name, "top": top_list}))
+                click.echo(json.dumps({"path": stored(path), "model": model.name, "top": top_list}))
             else:
-                click.echo(path)
+                click.echo(printable(path))
                 for p in predictions:
                     click.echo(f"  {percent(p.probability):>4}  {p.name} ({p.class_index})")
     if failed:
@@ -238,9 +239,15 @@ class _IndexProgress:
         elif isinstance(event, pipeline.Progress):
             self.bar.set_description("indexing", refresh=False)
             self.bar.update(event.done - self.bar.n)
-        elif isinstance(event, (pipeline.FileFailed, pipeline.FolderUnreadable)) and self.show_failures:
-            kind = "failed" if isinstance(event, pipeline.FileFailed) else f"cannot read folder {event.path}:"
-            message = f"{kind} {event.error}"
+        elif isinstance(event, (pipeline.FileFailed, pipeline.FileSkipped, pipeline.FolderUnreadable)) and (
+            self.show_failures
+        ):
+            if isinstance(event, pipeline.FileFailed):
+                message = printable(f"failed {event.error}")
+            elif isinstance(event, pipeline.FileSkipped):
+                message = printable(f"skipped {event.path}: {event.reason}")
+            else:
+                message = printable(f"cannot read folder {event.path}: {event.error}")
             if self.bar is None:
                 click.echo(message, err=True)
             else:
@@ -358,7 +365,7 @@ def show(image_path, db, top, as_json):
 
     from indexer import images, report, store
 
-    engine = store.open_index(_db(db), create=False)
+    engine = store.open_index(_db(db), create=False, readonly=True)
     try:
         with engine.connect() as conn:
             found = None
@@ -372,7 +379,7 @@ def show(image_path, db, top, as_json):
     finally:
         engine.dispose()
     if found is None:
-        raise click.ClickException(f"{image_path} is not in the index; add it with: imgidx index FOLDER")
+        raise click.ClickException(printable(f"{image_path} is not in the index; add it with: imgidx index FOLDER"))
     if as_json:
         click.echo(json.dumps(report.image_json(found)))
     else:
@@ -400,7 +407,7 @@ def stats(db, top, as_json):
     from indexer import report, store
 
     db = _db(db)
-    engine = store.open_index(db, create=False)
+    engine = store.open_index(db, create=False, readonly=True)
     try:
         with engine.connect() as conn:
             result = store.index_stats(conn, top=top)
@@ -501,7 +508,7 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
     if html_file is not None and fmt is not None:
         raise click.UsageError(f"choose one output: --html or --{fmt}")
     text = " ".join(words)
-    engine = store.open_index(_db(db), create=False)
+    engine = store.open_index(_db(db), create=False, readonly=True)
     try:
         prepared = search.prepare(engine, text, min_score=min_score, limit=limit, offset=offset)
         for note in prepared.notes():
@@ -527,7 +534,7 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
         for line in render.json_lines(result):
             click.echo(line)
     elif fmt == "paths":
-        click.echo(render.paths(result, nul=nul), nl=False)
+        click.echo(os.fsencode(render.paths(result, nul=nul)), nl=False)  # bytes: the names exactly
     elif fmt == "grid":
         encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower().replace("-", "")
         click.echo(render.grids(result, unicode=encoding in ("utf8", "utf16", "utf32")))

@@ -1,8 +1,14 @@
 """Errors a user can act on. The CLI shows each as one line; no traceback."""
 
+from indexer.names import printable
+
 
 class ImgidxError(Exception):
     """Base class of every error imgidx reports to a user as one line."""
+
+    def shown(self) -> str:
+        """The message as the user sees it: one line, a file name's control characters escaped."""
+        return printable(str(self))
 
 
 class ImageReadError(ImgidxError):

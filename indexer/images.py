@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +19,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from indexer.errors import ImageReadError
 from indexer.models import DEFAULT_WORKING_SIZE  # noqa: F401  (the indexer's default, read here by callers)
+from indexer.names import printable
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
 )
 
-#: Refuse images above this many pixels before decoding them (decompression bombs); 300 MP admits a
-#: 20000x15000 panorama. JPEGs are decoded reduced, so their memory stays small even near the limit.
+#: Refuse images above this many pixels, from their header, before decoding them (decompression bombs);
+#: 300 MP admits 108 and 200 MP phone photos and a 20000x15000 panorama. JPEGs are decoded reduced, so
+#: their memory stays small even near the limit.
 MAX_PIXELS = 300_000_000
+#: Pillow's own guard warns from 89.5 MP through the process-wide, not thread-safe warnings filters; the
+#: check against `MAX_PIXELS` in `decode` replaces it.
+Image.MAX_IMAGE_PIXELS = None
 
 #: Transparent areas are shown on white, as image viewers do.
 BACKGROUND_RGB = (255, 255, 255)
@@ -52,17 +58,36 @@ class DecodedImage:
 
 
 def read_file(path: str | Path) -> bytes:
-    """The file's bytes, or an `ImageReadError` naming it (missing, a folder, no permission)."""
+    """The file's bytes, or an `ImageReadError` naming it (missing, a folder, no permission, not a regular
+    file). Opened without blocking, so a FIFO or a device is refused instead of waited on."""
+    name = printable(str(path))
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a folder, not an image") from None
+        raise ImageReadError(f"{name}: no such file") from None
     except PermissionError:
-        raise ImageReadError(f"{path}: permission denied") from None
+        raise ImageReadError(f"{name}: permission denied") from None
     except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise ImageReadError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageReadError(f"{name}: is a folder, not an image")
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(f"{name}: not a regular file ({file_kind(mode)})")
+        with open(fd, "rb", closefd=False) as file:
+            return file.read()
+    except OSError as exc:
+        raise ImageReadError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for messages."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
 def load(path: str | Path, min_side: int | None = None) -> DecodedImage:
@@ -76,30 +101,29 @@ def decode(data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
     With ``min_side`` a JPEG may be decoded reduced, keeping its shorter side at least ``min_side``.
     Raises `ImageReadError` naming ``name`` for anything that is not a decodable image.
     """
+    name = printable(name)
     if not data:
         raise ImageReadError(f"{name}: empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{name}: too large ({width}x{height}, {width * height / 1e6:.0f} MP; "
-                    f"the limit is {MAX_PIXELS / 1e6:.0f} MP)"
-                )
-            if min_side and image.format == "JPEG":
-                scale = min_side / min(width, height)
-                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            image.load()
-            turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
-            ImageOps.exif_transpose(image, in_place=True)
-            pixels = _to_rgb(image)
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageReadError(
+                f"{name}: too large ({width}x{height}, {width * height / 1e6:.0f} MP; "
+                f"the limit is {MAX_PIXELS / 1e6:.0f} MP)"
+            )
+        if min_side and image.format == "JPEG":
+            scale = min_side / min(width, height)
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        image.load()
+        turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
+        ImageOps.exif_transpose(image, in_place=True)
+        pixels = _to_rgb(image)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image (unknown format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageReadError(f"{name}: too large (a possible decompression bomb)") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

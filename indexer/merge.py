@@ -112,7 +112,7 @@ def merge(
     try:
         settings = settings_from = None
         for source in sources:
-            engines.append(store.open_index(source, create=False))
+            engines.append(store.open_index(source, create=False, readonly=True))
             with engines[-1].connect() as conn:
                 found = store.read_settings(conn)
             if found is None:
@@ -175,10 +175,10 @@ def _mismatch(source: str, found: IndexSettings, other: str, expected: IndexSett
 def _same_index(a: str, b: str) -> bool:
     """The same database: the same URL, or SQLite files that are one file (however the paths spell it)."""
     try:
-        url_a, url_b = sa.engine.make_url(store.as_url(a)), sa.engine.make_url(store.as_url(b))
-    except sa.exc.ArgumentError:
+        url_a, url_b = store.parse_url(a), store.parse_url(b)
+    except StoreError:
         return False  # not a URL: open_index says so
-    path_a, path_b = store.sqlite_path(str(url_a)), store.sqlite_path(str(url_b))
+    path_a, path_b = store.sqlite_path(url_a), store.sqlite_path(url_b)
     if path_a is not None and path_b is not None:
         if path_a.exists() and path_b.exists():
             return os.path.samefile(path_a, path_b)

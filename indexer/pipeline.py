@@ -2,8 +2,9 @@
 
 One run:
 
-1. **Walk** the roots (image suffixes only; hidden files and folders, the database and non-regular files
-   skipped; symlinked folders followed once each, so a loop ends).
+1. **Walk** the roots (image suffixes only; hidden files and folders and the database left out; symlinked
+   folders followed once each, so a loop ends). An image name that is no file to read (a FIFO, a broken
+   link, a path longer than the system takes) is *skipped*: recorded with its reason, never opened.
 2. **Diff** against the index: a file whose size and mtime match a row labelled with the current settings
    is skipped unread. Every other file is read once; its sha256 comes from the same bytes that are decoded.
    Content the index already labelled (with the current settings) is not decoded at all: a file whose
@@ -26,10 +27,12 @@ No printing here: progress goes out as events to ``on_event``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import hashlib
 import os
+import stat
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +45,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from indexer import calibration, images, regions, store
+from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
@@ -100,6 +104,14 @@ class FileFailed:
 
 
 @dataclass(frozen=True)
+class FileSkipped:
+    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class FolderUnreadable:
     """A folder could not be listed; nothing under it is pruned."""
 
@@ -107,7 +119,7 @@ class FolderUnreadable:
     error: str
 
 
-Event = Planned | ModelLoading | Progress | FileFailed | FolderUnreadable
+Event = Planned | ModelLoading | Progress | FileFailed | FileSkipped | FolderUnreadable
 
 
 @dataclass
@@ -123,6 +135,7 @@ class Summary:
     pruned: int = 0
     missing: int = 0
     failed: int = 0
+    skipped: int = 0
     unreadable_folders: int = 0
     #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
@@ -136,7 +149,7 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.unreadable_folders
+        return not self.failed and not self.skipped and not self.unreadable_folders
 
     @property
     def rate(self) -> float:
@@ -159,6 +172,8 @@ class FoundFile:
 class Walk:
     files: list[FoundFile] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: Image names that are no file to read, with the reason (see `Walker.add_file`).
+    skipped: list[tuple[FoundFile, str]] = field(default_factory=list)
 
 
 def database_files(engine: sa.Engine) -> set[str]:
@@ -172,6 +187,14 @@ def database_files(engine: sa.Engine) -> set[str]:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def _skip_reason(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"path too long for the system ({len(os.fsencode(path)):,} bytes)"
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    return _reason(exc)
 
 
 class Walker:
@@ -208,14 +231,40 @@ class Walker:
                         self.linked.append(entry.path)
                     else:
                         self.enter(entry.path, entry.stat(), subfolders)
-                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
-                    if entry.name in self.excluded_names and os.path.realpath(entry.path) in self.exclude:
-                        continue
-                    st = entry.stat()
-                    self.result.files.append(FoundFile(entry.path, st.st_size, st.st_mtime_ns))
+                    continue
             except OSError:
-                continue  # vanished, a dangling link or a link loop: nothing to index
+                pass  # a link loop, a path too long to look at: add_file says why when it is an image
+            if os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
+                if entry.name in self.excluded_names and os.path.realpath(entry.path) in self.exclude:
+                    continue
+                self.add_file(entry.path)
         return subfolders
+
+    def add_file(self, path: str) -> None:
+        """An image file; or, for a name that is no file to read, a skipped entry with the reason. Looked
+        at, never opened (a FIFO would block). A file that vanished is nothing."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                self.skip(path, "a broken symbolic link")
+            return
+        except OSError as exc:
+            self.skip(path, _skip_reason(path, exc))
+            return
+        if stat.S_ISREG(st.st_mode):
+            self.result.files.append(FoundFile(path, st.st_size, st.st_mtime_ns))
+        else:
+            self.skip(path, f"not a regular file but {images.file_kind(st.st_mode)}", st)
+
+    def skip(self, path: str, reason: str, st: os.stat_result | None = None) -> None:
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                pass
+        found = FoundFile(path, st.st_size, st.st_mtime_ns) if st else FoundFile(path, 0, 0)
+        self.result.skipped.append((found, reason))
 
     def scan(self, stack: list[str]) -> None:
         """Depth first through the real folders on ``stack`` (last first)."""
@@ -224,18 +273,19 @@ class Walker:
 
     def add_root(self, root: str) -> None:
         st = os.stat(root)
-        if os.path.isfile(root):
-            self.result.files.append(FoundFile(root, st.st_size, st.st_mtime_ns))
+        if not stat.S_ISDIR(st.st_mode):
+            self.add_file(root)
         else:
             stack: list[str] = []
             self.enter(root, st, stack)
             self.scan(stack)
 
     def merge(self, files: list[FoundFile], unreadable: list[tuple[str, str]], visited: set[tuple[int, int]],
-              linked: list[str]) -> None:
+              linked: list[str], skipped: list[tuple[FoundFile, str]] = ()) -> None:
         """Take over what another walker listed of a subtree."""
         self.result.files += files
         self.result.unreadable += unreadable
+        self.result.skipped += skipped
         self.visited |= visited
         self.linked += linked
 
@@ -258,8 +308,8 @@ class Walker:
 def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
     """Every image file under ``roots`` (absolute real paths), depth first in name order.
 
-    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, other
-    suffixes and non-regular files are skipped. Each real folder is entered once, and symlinked folders
+    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root and other
+    suffixes are left out; image names that are no regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
     only after the real tree, so a file is found by its real path where it has one and symlink loops end.
     """
     walker = Walker(exclude)
@@ -382,7 +432,7 @@ def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) 
     except ImageReadError as exc:
         return FileContent(digest, error=str(exc))
     except Exception as exc:  # a decoder bug on a strange file must not stop the run
-        return FileContent(digest, error=f"{path}: cannot decode ({type(exc).__name__}: {exc})")
+        return FileContent(digest, error=printable(f"{path}: cannot decode ({type(exc).__name__}: {exc})"))
 
 
 class _Run:
@@ -440,7 +490,7 @@ class _Run:
         self.known = {
             r.content_hash: r for r in records if self.current(r) and r.content_hash and r.path not in in_question
         }
-        seen = {f.path for f in found.files}
+        seen = {f.path for f in found.files} | {f.path for f, _ in found.skipped}
         unreadable = [path for path, _ in found.unreadable]
         missing = [
             r for r in records if r.path not in seen and _under(r.path, self.roots) and not _under(r.path, unreadable)
@@ -630,6 +680,7 @@ class _Run:
         self.summary.unreadable_folders = len(found.unreadable)
         for path, error in found.unreadable:
             self.emit(FolderUnreadable(path, error))
+        self.record_skipped(found.skipped, {r.path: r for r in records})
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
         with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
             if tasks:
@@ -644,6 +695,18 @@ class _Run:
                 self.collect(wait=True)
         self.summary.elapsed = time.perf_counter() - started
         return self.summary
+
+    def record_skipped(self, skipped: list[tuple[FoundFile, str]], by_path: dict[str, FileRecord]) -> None:
+        """Report the skipped entries, and store the ones whose row does not say so already."""
+        for found, reason in skipped:
+            self.summary.skipped += 1
+            self.emit(FileSkipped(found.path, reason))
+            row = FileRow(found.path, found.size_bytes, found.mtime_ns, None, error=store.SKIPPED_PREFIX + reason)
+            record = by_path.get(found.path)
+            if record is None or (record.size_bytes, record.mtime_ns, record.error) != (
+                row.size_bytes, row.mtime_ns, row.error
+            ):
+                self.saves.append((row, None))
 
     def process(self, tasks: list[Task]) -> None:
         window = self.batch * READ_AHEAD_BATCHES + self.workers
@@ -728,7 +791,7 @@ def index(
     real_roots = []
     for root in roots:
         real = os.path.realpath(os.path.expanduser(str(root)))
-        if not (os.path.isdir(real) or os.path.isfile(real)):
+        if not os.path.exists(real):
             raise FolderError(f"{root}: no such folder")
         if real not in real_roots:
             real_roots.append(real)

@@ -39,6 +39,7 @@ from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
+from indexer.names import restored, stored
 from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
 from indexer.store import IndexSettings
 
@@ -85,9 +86,9 @@ def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_
     """Ray task: read, hash and (unless the index knows the content) decode a batch of files."""
     out: dict[str, list] = {key: [] for key in ("path", "kind", "digest", "error", "pixels", "width", "height")}
     for path, record_hash, record_current in zip(batch["path"], batch["record_hash"], batch["record_current"]):
-        path = str(path)
+        path = str(path)  # as `indexer.names.stored` spells it: Arrow strings are UTF-8
         content = read_content(
-            path, working_size,
+            restored(path), working_size,
             lambda digest: (record_current and digest == record_hash) or _contains(known_digests, digest),
         )
         pixels, width, height = EMPTY_PIXELS, 0, 0
@@ -246,13 +247,13 @@ class Session:
             top = Walker(exclude)
             top.visited = walker.visited
             subfolders: list[str] = []
-            if os.path.isfile(root):
+            if not os.path.isdir(root):
                 top.add_root(root)
             else:
                 stack: list[str] = []
                 top.enter(root, os.stat(root), stack)
                 subfolders = top.scan_folder(root) if stack else []
-            parts.append((top.result.files, top.result.unreadable, set(), top.linked))
+            parts.append((top.result.files, top.result.unreadable, set(), top.linked, top.result.skipped))
             parts += [list_remote.remote(folder, exclude) for folder in subfolders]
         try:
             for part in parts:
@@ -263,10 +264,11 @@ class Session:
 
 
 def list_subtree(folder: str, exclude: set[str]) -> tuple:
-    """Ray task: one real subtree's files, unreadable folders, entered folders and symlinked folders."""
+    """Ray task: one real subtree's files, unreadable folders, entered folders, symlinked folders and skipped
+    entries."""
     walker = Walker(exclude)
     walker.add_root(folder)
-    return walker.result.files, walker.result.unreadable, walker.visited, walker.linked
+    return walker.result.files, walker.result.unreadable, walker.visited, walker.linked, walker.result.skipped
 
 
 def _first_line(exc: BaseException) -> str:
@@ -289,13 +291,13 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
     try:
         items = [
             {
-                "path": task.found.path,
+                "path": stored(task.found.path),
                 "record_hash": (task.record.content_hash or "") if task.record else "",
                 "record_current": bool(task.record and run.current(task.record)),
             }
             for task in tasks
         ]
-        by_path = {task.found.path: task for task in tasks}
+        by_path = {stored(task.found.path): task for task in tasks}
         workers = cluster.workers or sum(1 for node in ray.nodes() if node["Alive"])
         threads = max(1, (os.cpu_count() or 1) // workers) if cluster.address is None else None
         ray.data.DataContext.get_current().execution_options.resource_limits = ray.data.ExecutionResources(

@@ -1,4 +1,8 @@
-"""Text and JSON for `imgidx index`'s summary, `imgidx show` and `imgidx stats` (strings only; the CLI prints)."""
+"""Text and JSON for `imgidx index`'s summary, `imgidx show` and `imgidx stats` (strings only; the CLI prints).
+
+Text escapes what a file name could hide in it (`indexer.names.printable`); JSON gives paths as the index
+stores them (`indexer.names.stored`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from indexer.calibration import JSON_DECIMALS, percent
 from indexer.geometry import CELL_NAMES, GRID
+from indexer.names import printable, stored
 from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
 
@@ -26,6 +31,7 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.pruned} pruned",
         *([f"{summary.missing} missing (not pruned)"] if summary.missing else []),
         f"{summary.failed} failed",
+        *([f"{summary.skipped} skipped"] if summary.skipped else []),
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
     ]
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
@@ -46,7 +52,7 @@ def _label_json(label: StoredLabel, extent: str) -> dict:
 
 def image_json(report: ImageReport) -> dict:
     return {
-        "path": report.path,
+        "path": stored(report.path),
         "width": report.width,
         "height": report.height,
         "size_bytes": report.size_bytes,
@@ -82,9 +88,9 @@ def _grid(cells: list[list[StoredLabel]]) -> list[str]:
 
 
 def image_text(report: ImageReport, top: int) -> str:
-    lines = [report.path]
+    lines = [printable(report.path)]
     if report.error is not None:
-        lines.append(f"  failed: {report.error}")
+        lines.append(f"  failed: {printable(report.error)}")
         return "\n".join(lines)
     settings = f"{report.model} at size {report.working_size}" if report.model else "stale, due for re-indexing"
     lines.append(f"  {report.width}x{report.height} px, {settings}, indexed {report.indexed_at}")
@@ -103,22 +109,25 @@ def stats_json(stats: IndexStats, db: str) -> dict:
         "images": stats.images,
         "labelled": stats.labelled,
         "failed": stats.failed,
+        "skipped": stats.skipped,
         "stale": stats.stale,
         "image_label_rows": stats.image_label_rows,
         "cell_label_rows": stats.cell_label_rows,
         "last_indexed": stats.last_indexed,
         "models": [{"model": m, "working_size": s, "images": n} for m, s, n in stats.models],
         "top_labels": [{"class": c, "name": name, "images": n} for c, name, n in stats.top_labels],
-        "failures": [{"path": p, "error": e} for p, e in stats.failures],
+        "failures": [{"path": stored(p), "error": e} for p, e in stats.failures],
+        "skipped_files": [{"path": stored(p), "reason": r} for p, r in stats.skipped_files],
     }
 
 
 def stats_text(stats: IndexStats, db: str) -> str:
     settings = stats.settings.describe() if stats.settings else "none yet (nothing indexed)"
     lines = [
-        f"index: {shown_db(db)}",
+        f"index: {printable(shown_db(db))}",
         f"settings: {settings}",
-        f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, {stats.stale} stale)",
+        f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, "
+        + (f"{stats.skipped} skipped, " if stats.skipped else "") + f"{stats.stale} stale)",
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
         f"last indexed: {stats.last_indexed or '-'}",
     ]
@@ -132,7 +141,11 @@ def stats_text(stats: IndexStats, db: str) -> str:
     if stats.failed:
         shown = f", first {len(stats.failures)}" if len(stats.failures) < stats.failed else ""
         lines.append(f"failed files ({stats.failed}{shown}):")
-        lines += [f"  {error}" for _, error in stats.failures]
+        lines += [f"  {printable(error)}" for _, error in stats.failures]
+    if stats.skipped:
+        shown = f", first {len(stats.skipped_files)}" if len(stats.skipped_files) < stats.skipped else ""
+        lines.append(f"skipped files ({stats.skipped}{shown}):")
+        lines += [f"  {printable(path)}: {printable(reason)}" for path, reason in stats.skipped_files]
     return "\n".join(lines)
 
 
@@ -153,9 +166,9 @@ def merge_text(summary: "MergeSummary", per_source: bool = True) -> str:
     if per_source:
         for c in summary.sources:
             counts = _merge_counts(c.added, c.replaced, c.skipped, c.failed)
-            lines.append(f"  {c.source}: {_plural(c.images, 'image')}: {counts}")
+            lines.append(f"  {printable(c.source)}: {_plural(c.images, 'image')}: {counts}")
     totals = _merge_counts(*(summary.total(name) for name in ("added", "replaced", "skipped", "failed")))
     settings = summary.settings.describe() if summary.settings else "no settings yet: nothing indexed"
     indexes = _plural(len(summary.sources), "index", "indexes")
-    lines.append(f"merged {indexes} into {summary.into} in {summary.elapsed:.1f} s: {totals} ({settings})")
+    lines.append(f"merged {indexes} into {printable(summary.into)} in {summary.elapsed:.1f} s: {totals} ({settings})")
     return "\n".join(lines)

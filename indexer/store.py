@@ -2,7 +2,8 @@
 
 An index lives in SQLite or PostgreSQL. SQLite files are opened in WAL mode with foreign keys on, so a
 reader (a query) never blocks the indexer and a killed writer leaves the last committed batch intact; one
-writer at a time (`indexer.pipeline.writer_lock`). PostgreSQL takes several writers at once: the write
+writer at a time (`indexer.pipeline.writer_lock`). An existing file is first looked at read-only, so a file
+that is not an index is refused unchanged; commands that only read keep it read-only (`open_index`). PostgreSQL takes several writers at once: the write
 path upserts by path and locks the settings row, so concurrent runs neither duplicate nor mix rows.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -22,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from indexer import calibration, labels
+from indexer.names import restored, stored
 from indexer.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
@@ -40,18 +43,31 @@ PG_CONNECT_TIMEOUT_S = 10
 PG_CREATE_LOCK = 0x696D6769  # "imgi"
 
 
+def default_folder() -> Path:
+    """The platform's user data folder for imgidx, where the default index lives."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("imgidx"))
+
+
 def default_db_url() -> str:
     """``$IMGIDX_DB``, else an SQLite file in the platform's user data directory."""
     if os.environ.get(DB_ENV):
         return os.environ[DB_ENV]
-    import platformdirs
-
-    return "sqlite:///" + str(Path(platformdirs.user_data_dir("imgidx")) / DEFAULT_DB_NAME)
+    return "sqlite:///" + str(default_folder() / DEFAULT_DB_NAME)
 
 
 def as_url(db: str) -> str:
     """Accept a plain file path as well as an SQLAlchemy URL."""
     return db if "://" in db else "sqlite:///" + str(Path(db).expanduser().resolve())
+
+
+def parse_url(db: str) -> sa.engine.URL:
+    """``db`` (a URL or a file path) as a URL, or a `StoreError` saying it is not one."""
+    try:
+        return sa.engine.make_url(as_url(db))
+    except (ArgumentError, ValueError):
+        raise StoreError(f"not a database URL: {shown(db)}") from None
 
 
 #: schema.sql is written for SQLite; PostgreSQL gets it through these rewrites (name, pattern, replacement),
@@ -85,9 +101,10 @@ def shown(db: str) -> str:
     if "://" not in db:
         return db
     try:
-        return sa.engine.make_url(db).render_as_string(hide_password=True)
-    except ArgumentError:
+        url = sa.engine.make_url(db)
+    except (ArgumentError, ValueError):
         return db
+    return db if url.password is None else url.render_as_string(hide_password=True)
 
 
 def shown_engine(engine: Engine) -> str:
@@ -108,10 +125,18 @@ def error_reason(exc: DBAPIError) -> str:
     return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(exc.orig or exc).__name__
 
 
-def sqlite_path(url: str) -> Path | None:
+def in_memory(url: str | sa.engine.URL) -> bool:
+    """An SQLite URL of a database that lives in memory and is gone when the command ends."""
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        not parsed.database or parsed.database == ":memory:" or parsed.query.get("mode") == "memory"
+    )
+
+
+def sqlite_path(url: str | sa.engine.URL) -> Path | None:
     """The file behind an SQLite URL, or None for other databases and in-memory SQLite."""
     parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if parsed.get_backend_name() != "sqlite" or in_memory(parsed):
         return None
     return Path(parsed.database)
 
@@ -124,17 +149,37 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: What SQLite says when a read-only connection cannot make the WAL's shared-memory file beside the index
+#: (a read-only folder or medium); such a file is then read as immutable (nobody can be writing it there).
+READ_ONLY_MEDIUM = ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "unable to open database file",
+                    "attempt to write a readonly database")
+
+
+def _read_only_engine(path: Path) -> Engine:
+    """An engine that opens the SQLite file read-only (``mode=ro``) and sets nothing in it: no WAL."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not {getattr(exc, "sqlite_errorname", None), str(exc)} & set(READ_ONLY_MEDIUM):
+                raise
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+        return conn
+
+    return sa.create_engine(sa.engine.URL.create("sqlite", database=str(path)), creator=connect)
+
+
 def create_engine(db: str) -> Engine:
     """An engine for ``db`` (URL or file path); SQLite gets WAL, foreign keys and a busy timeout.
 
     A bare ``postgresql://`` URL uses psycopg 3 (SQLAlchemy's default there is psycopg2, which imgidx does
     not install).
     """
-    url = as_url(db)
-    try:
-        parsed = sa.engine.make_url(url)
-    except ArgumentError:
-        raise StoreError(f"not a database URL: {shown(db)}") from None
+    parsed = parse_url(db)
     backend = parsed.get_backend_name()
     if backend not in BACKENDS:
         raise StoreError(f"an index lives in SQLite or PostgreSQL, not {backend}: {shown(db)}")
@@ -155,35 +200,80 @@ def create_engine(db: str) -> Engine:
         raise StoreError(f"cannot open {shown(db)}: {exc}") from None
 
 
-def open_index(db: str, create: bool = True, upgrade: bool = False) -> Engine:
+def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bool = False) -> Engine:
     """Open (and with ``create`` make) an index; refuse one of another schema version.
 
-    Raises `StoreError` when the file is not an imgidx index (or not a database at all) and
+    An existing SQLite file is looked at read-only first, so one that is not an index is left as it was;
+    with ``readonly`` it stays read-only (no WAL switch, nothing written; works in a read-only folder).
+    A new file's folder must exist, except the default index's own. Raises `StoreError` when ``db`` is not
+    a database URL, an in-memory one, or not an imgidx index (or not a database at all), and
     `SchemaVersionError` when it was written by another version of the schema, unless ``upgrade`` (an
     ``index --reindex`` run, which relabels everything) may bring an older one up to date (`_upgrade`).
     """
-    path = sqlite_path(as_url(db))
+    url = parse_url(db)
+    if in_memory(url):
+        raise StoreError(
+            f"{shown(db)} is an in-memory database, gone when imgidx exits: give a file path or sqlite:///FILE"
+        )
+    path = sqlite_path(url)
     if path is not None:
-        if not path.exists() and not create:
-            raise StoreError(f"no index at {path}; build one with: imgidx index FOLDER --db {path}")
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            if not create:
+                raise StoreError(f"no index at {path}; build one with: imgidx index FOLDER --db {path}")
+            _check_folder(path)
+        elif not path.is_file():
+            raise StoreError(f"{path} is not a file, so not an imgidx index")
+        else:
+            probe = _read_only_engine(path)
+            try:
+                _checked(probe, db, create=create, make=False, upgrade=upgrade)
+            except StoreError:
+                probe.dispose()
+                raise
+            if readonly:
+                return probe
+            probe.dispose()
     engine = create_engine(db)
+    return _checked(engine, db, create=create, make=create, upgrade=upgrade)
+
+
+def _check_folder(path: Path) -> None:
+    """Make a new index's folder if its parent exists (a mistyped path makes no tree of folders); the
+    default index's folder is made whole."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder == default_folder() or folder.parent.is_dir():
+        try:
+            folder.mkdir(parents=folder == default_folder(), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {folder} for the index: {exc.strerror or exc}") from None
+        return
+    raise StoreError(
+        f"cannot create the index {path}: neither its folder nor {folder.parent} exists "
+        "(imgidx makes only the last folder of the path)"
+    )
+
+
+def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool) -> Engine:
+    """``engine`` once its database is known to be an imgidx index of this version (made, if ``make``
+    and it is empty, and upgraded if ``make`` and ``upgrade``); disposed and a `StoreError` otherwise."""
     try:
         with engine.begin() as conn:
             existing = set(sa.inspect(conn).get_table_names())
-            if not existing and create and conn.dialect.name == "postgresql":
+            if not existing and make and conn.dialect.name == "postgresql":
                 # Two runs starting on one empty database: the second waits, then finds the tables made.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_CREATE_LOCK})
                 existing = set(sa.inspect(conn).get_table_names())
             if not existing:
                 if not create:
                     raise StoreError(f"{shown(db)} is an empty database, not an imgidx index")
-                _create(conn)
+                if make:
+                    _create(conn)
             elif "meta" not in existing:
                 raise StoreError(f"{shown(db)} is not an imgidx index (it has other tables)")
             else:
-                _check_version(conn, db, upgrade)
+                _check_version(conn, db, upgrade, write=make)
     except DBAPIError as exc:
         engine.dispose()
         raise StoreError(f"cannot open index {shown(db)}: {error_reason(exc)}") from None
@@ -212,11 +302,11 @@ def _create(conn: sa.Connection) -> None:
     )
 
 
-def _check_version(conn: sa.Connection, db: str, upgrade: bool) -> None:
+def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool) -> None:
     row = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     if row is None:
         raise StoreError(f"{shown(db)} is not an imgidx index (no schema version)")
-    found = int(row[0])
+    found = _number(row[0], f"{shown(db)} is not an imgidx index this version can read: its schema version")
     if found > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{shown(db)} has schema version {found}, newer than this imgidx reads ({SCHEMA_VERSION}); upgrade imgidx"
@@ -227,7 +317,8 @@ def _check_version(conn: sa.Connection, db: str, upgrade: bool) -> None:
                 f"{shown(db)} has schema version {found}, whose scores this imgidx cannot read as calibrated "
                 f"ones; rebuild its labels (paths and hashes are kept): imgidx index FOLDER --db {shown(db)} --reindex"
             )
-        _upgrade(conn)
+        if write:
+            _upgrade(conn)
 
 
 def _upgrade(conn: sa.Connection) -> None:
@@ -259,6 +350,14 @@ def tables(bind: Engine | sa.Connection) -> Tables:
     return Tables(**{name: metadata.tables[name] for name in TABLE_NAMES})
 
 
+def _number(value: str, what: str) -> int:
+    """``value`` as an integer, or a `StoreError` saying that ``what`` is not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"{what} is {str(value)[:40]!r}, not a number") from None
+
+
 def read_meta(conn: sa.Connection) -> dict[str, str]:
     return {key: value for key, value in conn.execute(sa.text("SELECT key, value FROM meta"))}
 
@@ -266,6 +365,8 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
 SETTING_KEYS = ("model", "working_size", "precision", "calibration")
+#: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
+SKIPPED_PREFIX = "skipped: "
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
 IN_CHUNK = 500
 
@@ -293,7 +394,8 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     meta = read_meta(conn)
     if not all(key in meta for key in SETTING_KEYS):
         return None
-    return IndexSettings(meta["model"], int(meta["working_size"]), meta["precision"], meta["calibration"])
+    size = _number(meta["working_size"], "the index's working size")
+    return IndexSettings(meta["model"], size, meta["precision"], meta["calibration"])
 
 
 def read_calibration(conn: sa.Connection) -> calibration.Calibration:
@@ -389,9 +491,10 @@ class FileRecord:
 
 
 def file_records(conn: sa.Connection, t: Tables) -> list[FileRecord]:
+    """Every row, its path as the file system spells it (`indexer.names.restored`)."""
     images = t.images
     columns = [getattr(images.c, f) for f in FileRecord.__dataclass_fields__]
-    return [FileRecord(*row) for row in conn.execute(sa.select(*columns))]
+    return [FileRecord(row[0], restored(row[1]), *row[2:]) for row in conn.execute(sa.select(*columns))]
 
 
 @dataclass(frozen=True)
@@ -431,6 +534,7 @@ def upsert_images(
 ) -> list[int]:
     """Insert or replace the rows by path (their old labels deleted); their image ids, in order.
 
+    Paths are stored as `indexer.names.stored` spells them (a no-op on stored text, as a merge passes).
     ``indexed_at`` (one per row) keeps the times of rows copied from another index; default now. One
     ``INSERT ... ON CONFLICT (path) DO UPDATE ... RETURNING`` per chunk, in path order: writers upserting
     the same paths at once (PostgreSQL) take the rows' locks in one order, so they do not deadlock, and
@@ -440,7 +544,8 @@ def upsert_images(
         return []
     images = t.images
     times = indexed_at if indexed_at is not None else [utc_now()] * len(rows)
-    values = {row.path: {**vars(row), "indexed_at": when} for row, when in zip(rows, times)}
+    values = {stored(row.path): {**vars(row), "path": stored(row.path), "indexed_at": when}
+              for row, when in zip(rows, times)}
     insert = _insert(conn, images)
     replace = {name: insert.excluded[name] for name in (*FileRow.__dataclass_fields__, "indexed_at") if name != "path"}
     upsert = insert.on_conflict_do_update(index_elements=[images.c.path], set_=replace)
@@ -453,7 +558,7 @@ def upsert_images(
             conn.execute(upsert, batch)
             ids.update(conn.execute(sa.select(images.c.path, images.c.image_id).where(images.c.path.in_(paths))).all())
     _delete_labels(conn, t, sorted(set(ids.values())))  # a new row has none: deleting is a cheap no-op
-    return [ids[row.path] for row in rows]
+    return [ids[stored(row.path)] for row in rows]
 
 
 def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "object | None"]]) -> None:
@@ -491,7 +596,7 @@ def update_files(conn: sa.Connection, t: Tables, updates: list[tuple[int, str, i
     if updates:
         conn.execute(
             t.images.update().where(t.images.c.image_id == sa.bindparam("id_")),
-            [{"id_": i, "path": p, "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
+            [{"id_": i, "path": stored(p), "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
         )
 
 
@@ -539,7 +644,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     images = t.images
     row = None
     if path is not None:
-        row = conn.execute(sa.select(images).where(images.c.path == path)).mappings().first()
+        row = conn.execute(sa.select(images).where(images.c.path == stored(path))).mappings().first()
     if row is None and content_hash is not None:
         row = (
             conn.execute(
@@ -578,6 +683,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     for cell, *label in cell_rows:
         cells[cell].append(labelled(*label))
     fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells")}
+    fields["path"] = restored(fields["path"])
     return ImageReport(
         **fields, labels=best_first([labelled(*r) for r in image_labels]), cells=[best_first(c) for c in cells]
     )
@@ -598,6 +704,9 @@ class IndexStats:
     top_labels: list[tuple[int, str, int]]
     failures: list[tuple[str, str]]
     last_indexed: str | None
+    #: Entries the walk skipped (a FIFO, a broken link, a path too long): rows whose error is "skipped: REASON".
+    skipped: int = 0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
 
 def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> IndexStats:
@@ -606,7 +715,10 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
     images, il = t.images, t.image_labels
     count = sa.func.count()
     settings = read_settings(conn)
-    failed = conn.execute(sa.select(count).where(images.c.error.is_not(None))).scalar_one()
+    skip = images.c.error.startswith(SKIPPED_PREFIX, autoescape=True)
+    failed_rows = sa.and_(images.c.error.is_not(None), sa.not_(skip))
+    failed = conn.execute(sa.select(count).where(failed_rows)).scalar_one()
+    skipped = conn.execute(sa.select(count).where(skip)).scalar_one()
     dialect = conn.dialect.name
     total, last = conn.execute(sa.select(count, sa.func.max(bytewise(images.c.indexed_at, dialect)))).one()
     labelled = 0
@@ -635,22 +747,22 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .order_by(leads.desc(), ranked.c.class_id)
         .limit(top)
     ).all()
-    failure_rows = conn.execute(
-        sa.select(images.c.path, images.c.error)
-        .where(images.c.error.is_not(None))
-        .order_by(bytewise(images.c.path, dialect))
-        .limit(failures)
-    ).all()
+    def listed(where: sa.ColumnElement) -> list[tuple[str, str]]:
+        select = sa.select(images.c.path, images.c.error).where(where).order_by(bytewise(images.c.path, dialect))
+        return [(restored(path), error) for path, error in conn.execute(select.limit(failures))]
+
     return IndexStats(
         images=total,
         labelled=labelled,
         failed=failed,
-        stale=total - labelled - failed,
+        stale=total - labelled - failed - skipped,
         image_label_rows=conn.execute(sa.select(sa.func.count()).select_from(il)).scalar_one(),
         cell_label_rows=conn.execute(sa.select(sa.func.count()).select_from(t.cell_labels)).scalar_one(),
         settings=settings,
         models=list(models),
         top_labels=list(top_labels),
-        failures=list(failure_rows),
+        failures=listed(failed_rows),
         last_indexed=last,
+        skipped=skipped,
+        skipped_files=[(path, error.removeprefix(SKIPPED_PREFIX)) for path, error in listed(skip)],
     )

@@ -32,21 +32,38 @@ from typing import Union
 
 from indexer.errors import ImgidxError
 from indexer.geometry import CELL_NAMES
+from indexer.names import printable
 from query import DEFAULT_MIN_SCORE
 
 MAX_DEPTH = 64
 MAX_TERMS = 16
+#: Longer queries are refused before parsing: 16 terms fit many times over.
+MAX_QUERY_CHARS = 2000
 CONTEXT = 40  # characters shown either side of an error in a long query
+#: Characters of the query an error line repeats, at most, in one quotation.
+MAX_ECHO = 60
+_LONG_QUOTE = re.compile(rf"'([^'\n]{{{MAX_ECHO + 1},}})'")
+
+
+def clip(text: str) -> str:
+    """``text`` cut to `MAX_ECHO` characters, so an error line stays short whatever the query holds."""
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
 
 
 class QueryError(ImgidxError):
     """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit."""
 
     def __init__(self, reason: str, query: str, position: int) -> None:
+        reason = _LONG_QUOTE.sub(lambda quoted: f"'{clip(quoted.group(1))}'", reason)  # echoes of the query
         self.reason = reason
         self.query = query
         self.position = max(0, min(position, len(query)))
         super().__init__(f"column {self.position + 1}: {reason}\n{caret_context(query, self.position)}")
+
+    def shown(self) -> str:
+        """The reason line (escaped) and the caret lines, which `caret_context` keeps printable."""
+        head, _, context = str(self).partition("\n")
+        return f"{printable(head)}\n{context}"
 
 
 def _width(text: str) -> int:
@@ -133,13 +150,15 @@ def _region_table() -> dict[tuple[str, ...], Region]:
 
 
 REGIONS = _region_table()
+#: The most words a region phrase spans: its table key, a preposition and "the".
+REGION_WORDS = max(map(len, REGIONS)) + 2
 
 
 def unknown_region_message(words: list[str]) -> str:
     """Name the unknown region, with the closest spellings when there are any."""
     import difflib
 
-    text = " ".join(words)
+    text = clip(" ".join(words))
     spellings = sorted({" ".join(key) for key in REGIONS})
     close = difflib.get_close_matches(text.lower(), spellings, n=3, cutoff=0.8)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -407,10 +426,10 @@ class _Parser:
         return QueryError(reason, self.query, pos)
 
     def describe(self, token: Token) -> str:
-        return "the end of the query" if token.kind == "eof" else f"'{self.query[token.start:token.end]}'"
+        return "the end of the query" if token.kind == "eof" else f"'{clip(self.query[token.start:token.end])}'"
 
     def after(self) -> str:
-        return f"after '{self.tokens[self.pos - 1].text}'" if self.pos else "at the start"
+        return f"after '{clip(self.tokens[self.pos - 1].text)}'" if self.pos else "at the start"
 
     def keyword(self, word: str) -> bool:
         return _is_keyword(self.peek) and self.peek.text.lower() == word
@@ -506,7 +525,7 @@ class _Parser:
             words = self.take_words()
             if not words:
                 if self.relation_at(self.pos):
-                    raise self.error(f"expected a label before '{self.peek.text}'", self.peek)
+                    raise self.error(f"expected a label before '{clip(self.peek.text)}'", self.peek)
                 where = f"after '{after}'" if after else self.after()
                 raise self.error(f"expected a label {where}, found {self.describe(first)}", first)
             if len(words) > 1 and words[0].text.lower() in ARTICLES:
@@ -531,7 +550,7 @@ class _Parser:
             if tail:
                 if region is not ANYWHERE or whole is not None:
                     raise self.error(
-                        f"unexpected '{tail[0].text}' after the threshold: expected AND, OR, a relation or the end",
+                        f"unexpected '{clip(tail[0].text)}' after the threshold: expected AND, OR, a relation or the end",
                         tail[0],
                     )
                 region = self.region_of(tail)
@@ -553,8 +572,9 @@ class _Parser:
         return words
 
     def split_region(self, words: list[Token]) -> tuple[int, Region] | None:
-        """The earliest split (longest region) leaving at least one label word."""
-        for index in range(1, len(words)):
+        """The earliest split (longest region) leaving at least one label word; only the last
+        `REGION_WORDS` words can spell a region, which keeps parsing linear."""
+        for index in range(max(1, len(words) - REGION_WORDS), len(words)):
             region = match_region([w.text for w in words[index:]])
             if region is not None:
                 return index, region
@@ -574,7 +594,7 @@ class _Parser:
                 if rest and rest[0].text.lower() == "the":
                     rest = rest[1:]
                 if not rest:
-                    raise self.error(f"expected a region after '{words[-1].text}'", self.peek)
+                    raise self.error(f"expected a region after '{clip(words[-1].text)}'", self.peek)
                 raise self.error(unknown_region_message([w.text for w in rest]), rest[0])
 
     def take_threshold(self) -> tuple[float, bool]:
@@ -586,11 +606,16 @@ class _Parser:
         text = tok.text
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
         if not 0.0 <= value <= 1.0:
-            raise self.error(f"a score lies between 0 and 1 (or 0% and 100%), not {text}", tok)
+            raise self.error(f"a score lies between 0 and 1 (or 0% and 100%), not {clip(text)}", tok)
         self.pos += 1
         return value, op.kind == "gt"
 
 
 def parse(query: str) -> Node:
-    """Parse ``query`` into a tree; raise `QueryError` (with the position) when it is malformed."""
+    """Parse ``query`` into a tree; raise `QueryError` (with the position) when it is malformed or longer
+    than `MAX_QUERY_CHARS`."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(
+            f"query too long: {len(query):,} characters, the most is {MAX_QUERY_CHARS:,}", query, MAX_QUERY_CHARS
+        )
     return _Parser(query).parse()

@@ -12,6 +12,7 @@ from typing import Iterable
 from indexer.calibration import JSON_DECIMALS, percent
 from indexer.errors import ImageReadError
 from indexer.geometry import CELL_NAMES
+from indexer.names import printable, stored
 from query.search import Match, Result, TermMatch
 
 _REGION_OF_MASK = {
@@ -58,7 +59,7 @@ def table(result: Result) -> str:
     """One line per match: rank, score, path, and where each term matched."""
     names = term_names(result)
     rows = [
-        (str(m.rank), percent(m.score), m.path, "; ".join(_hit_text(n, h) for n, h in zip(names, m.terms)))
+        (str(m.rank), percent(m.score), printable(m.path), "; ".join(_hit_text(n, h) for n, h in zip(names, m.terms)))
         for m in result.matches
     ]
     lines = []
@@ -104,7 +105,7 @@ def grids(result: Result, unicode: bool = True) -> str:
     blocks = []
     for m in result.matches:
         legend = "   ".join(f"{n}={_hit_text(name, h)}" for n, (name, h) in enumerate(zip(names, m.terms), start=1))
-        blocks.append("\n".join([f"{m.rank}. {percent(m.score)}  {m.path}", *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
+        blocks.append("\n".join([f"{m.rank}. {percent(m.score)}  {printable(m.path)}", *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
     blocks.append(summary(result))
     return "\n\n".join(blocks)
 
@@ -116,7 +117,7 @@ def json_lines(result: Result) -> Iterable[str]:
         yield json.dumps(
             {
                 "rank": m.rank,
-                "path": m.path,
+                "path": stored(m.path),
                 "score": round(m.score, JSON_DECIMALS),
                 "width": m.width,
                 "height": m.height,
@@ -136,9 +137,11 @@ def json_lines(result: Result) -> Iterable[str]:
 
 
 def paths(result: Result, nul: bool = False) -> str:
-    """The matched paths, one a line (or NUL-terminated), ready for xargs."""
-    end = "\0" if nul else "\n"
-    return "".join(m.path + end for m in result.matches)
+    """The matched paths, one a line and escaped as all text is; or exact and NUL-terminated, for xargs -0
+    (stray bytes as ``os.fsdecode`` gives them: print ``os.fsencode`` of it)."""
+    if nul:
+        return "".join(m.path + "\0" for m in result.matches)
+    return "".join(printable(m.path) + "\n" for m in result.matches)
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -200,7 +203,7 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
         for c in range(9)
     )
     try:
-        picture = f'<img src="{thumbnail_uri(m.path, size)}" alt="{e(Path(m.path).name)}">'
+        picture = f'<img src="{thumbnail_uri(m.path, size)}" alt="{e(printable(Path(m.path).name))}">'
     except ImageReadError as exc:  # a moved, deleted or unreadable original still gets its grid
         width, height = m.width or 4, m.height or 3
         picture = (
@@ -216,7 +219,7 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
         f'<li class="match" data-rank="{m.rank}" data-score="{m.score:.6f}">'
         f'<a class="thumb" href="{url}">{picture}<div class="grid">{cells}</div></a>'
         f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span> '
-        f'<a class="path" href="{url}">{e(m.path)}</a><ul class="terms">{terms}</ul></div></li>'
+        f'<a class="path" href="{url}">{e(printable(m.path))}</a><ul class="terms">{terms}</ul></div></li>'
     )
 
 

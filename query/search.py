@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from indexer.calibration import Calibration
+from indexer.names import restored
 from indexer.store import Tables, read_calibration, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, cells_of, compile_query
@@ -151,7 +152,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
             Match(
                 rank,
                 mapping["image_id"],
-                mapping["path"],
+                restored(mapping["path"]),
                 mapping["width"],
                 mapping["height"],
                 float(mapping["score"]),

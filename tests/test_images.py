@@ -119,10 +119,10 @@ def test_unreadable_paths_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError, match="is a folder, not an image$"):
         images.load(tmp_path)
 
-    def denied(self):
+    def denied(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(images.os, "open", denied)
     with pytest.raises(ImageReadError, match="secret.jpg: permission denied$"):
         images.load(tmp_path / "secret.jpg")
 

@@ -1,0 +1,525 @@
+"""Attacks a real photo library makes on the indexer, one test each (issue 11).
+
+Every test runs the CLI on a small gallery of good photos mixed with the attack, and checks the same things:
+the exact one-line message and exit status; every good photo indexed with its labels; ``PRAGMA
+integrity_check`` ok; no path twice; and a foreign file (another application's SQLite database) unchanged.
+
+Attacks:
+ 1. a file name that is not UTF-8 (indexed, queried, shown, merged, rendered; ``-0`` gives its bytes)
+ 2. photos above Pillow's 89.5 MP warning (108 MP, with two decoding threads), and a real bomb (400 MP)
+ 3. read-only commands on another application's SQLite file, and on an index in a read-only folder
+ 4. huge queries: 100 KB, 20,000 words, a 2,000-character unknown label
+ 5. database URLs that are no URL, and an index whose schema version is not a number
+ 6. an in-memory database URL
+ 7. a file name with a newline that would print a fake ``failed`` line
+ 8. a FIFO, a broken symlink, a symlink loop and a path longer than the system takes, named like photos
+ 9. ``--db``/``--into`` in a folder that does not exist
+10. bad image files: truncated at several points, CMYK, 16-bit TIFF, animated GIF, 1x1 px, empty, text
+11. an unreadable file and folder
+12. a full disk under the index
+13. two writers at once
+14. ``kill -9`` during a run, then a resume
+15. hostile names in the HTML gallery
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from indexer import names
+from indexer.cli import cli
+from test_index_cli import MODEL, models  # noqa: F401  (the fake-model fixture)
+from test_pipeline import BLUE, DROP_ROOT_READ, RED, paint
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+def imgidx(*argv):
+    return CliRunner().invoke(cli, [a if isinstance(a, bytes) else str(a) for a in argv], prog_name="imgidx")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Library:
+    """A gallery of good photos, the index's path, and a foreign SQLite file that nothing may change."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.photos = root / "photos"
+        self.good = [paint(self.photos / "good.jpg", {0: RED}), paint(self.photos / "sub/good.png", {8: BLUE})]
+        self.db = root / "index.db"
+        self.foreign = root / "foreign.db"
+        with sqlite3.connect(self.foreign) as conn:
+            conn.execute("CREATE TABLE notes (body TEXT)")
+            conn.execute("INSERT INTO notes VALUES ('not imgidx')")
+        conn.close()
+        self.foreign_sha = sha256(self.foreign)
+
+    def index(self, *more):
+        return imgidx("index", self.photos, "--db", self.db, *MODEL, *more)
+
+    def check(self, db: Path | None = None, good: list[Path] | None = None) -> None:
+        """Every good photo labelled, integrity ok, no path twice, the foreign file unchanged."""
+        with sqlite3.connect(f"file:{db or self.db}?mode=ro", uri=True) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert conn.execute("SELECT COUNT(*) - COUNT(DISTINCT path) FROM images").fetchone() == (0,)
+            labelled = {
+                path for (path,) in conn.execute(
+                    "SELECT DISTINCT path FROM images JOIN image_labels USING (image_id) WHERE error IS NULL"
+                )
+            }
+        conn.close()
+        assert {names.stored(str(p)) for p in (good if good is not None else self.good)} <= labelled
+        assert sha256(self.foreign) == self.foreign_sha
+        assert not Path(f"{self.foreign}-wal").exists()
+
+
+@pytest.fixture
+def library(tmp_path, models):  # noqa: F811
+    return Library(tmp_path)
+
+
+def one_line(result, exit_code: int, message: str) -> None:
+    assert (result.exit_code, result.stderr) == (exit_code, message + "\n"), result.output
+
+
+# 1 -----------------------------------------------------------------------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_indexed_queried_shown_merged_and_rendered(library):
+    raw = os.fsencode(library.photos) + b"/caf\xe9.jpg"
+    shutil.copy(library.good[0], raw)
+    latin = os.fsdecode(raw)
+    result = library.index()
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("3 indexed, 0 unchanged")
+    library.check(good=[*library.good, latin])
+    shown = f"{library.photos}/caf\\xe9.jpg"
+    stored = f"file://{library.photos}/caf%E9.jpg"
+
+    query = ["query", "fire engine", "--db", library.db]
+    assert shown in imgidx(*query).stdout
+    assert imgidx(*query, "--paths").stdout_bytes.split(b"\n").count(shown.encode()) == 1
+    assert raw + b"\0" in imgidx(*query, "--paths", "-0").stdout_bytes
+    assert stored in [json.loads(line)["path"] for line in imgidx(*query, "--json").stdout.splitlines()]
+    page = imgidx(*query, "--html", "-").stdout
+    assert f'href="{stored}"' in page and f">{shown}</a>" in page and "not readable" not in page
+
+    assert imgidx("show", latin, "--db", library.db).stdout.splitlines()[0] == shown
+    assert json.loads(imgidx("show", latin, "--db", library.db, "--json").stdout)["path"] == stored
+    assert names.restored(stored) == latin
+
+    merged = library.root / "merged.db"
+    assert imgidx("merge", library.db, "--into", merged).exit_code == 0
+    library.check(merged, good=[*library.good, latin])
+    assert library.index().stdout.startswith("0 indexed, 3 unchanged")  # found again by its bytes
+
+
+# 2 -----------------------------------------------------------------------------------------------------
+
+
+def grey_jpeg(path: Path, width: int, height: int) -> Path:
+    Image.new("L", (width, height), 128).save(path, "JPEG", quality=30)
+    return path
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` (a bomb's header) and holds no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b""
+    )
+
+
+def test_photos_above_pillows_warning_are_indexed_and_a_bomb_is_refused_from_its_header(library):
+    big = [grey_jpeg(library.photos / f"phone{i}.jpg", 12000, 9000) for i in range(2)]  # 108 MP each
+    bomb = library.photos / "bomb.png"
+    bomb.write_bytes(png_header_only(20000, 20000))
+    result = library.index("--workers", "2")
+    one_line(result, 1, f"failed {bomb}: too large (20000x20000, 400 MP; the limit is 300 MP)")
+    library.check(good=[*library.good, *big])
+
+
+# 3 -----------------------------------------------------------------------------------------------------
+
+
+def test_no_command_changes_another_applications_database(library):
+    message = f"Error: {library.foreign} is not an imgidx index (it has other tables)"
+    for argv in (
+        ("stats", "--db", library.foreign),
+        ("query", "dog", "--db", library.foreign),
+        ("show", library.good[0], "--db", library.foreign),
+        ("index", library.photos, "--db", library.foreign),
+        ("merge", library.foreign, "--into", library.root / "new.db"),
+    ):
+        one_line(imgidx(*argv), 1, message)
+    assert library.index().exit_code == 0
+    one_line(imgidx("merge", library.db, "--into", library.foreign), 1, message)
+    library.check()
+    assert not (library.root / "new.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root without setpriv")
+def test_read_only_commands_work_on_an_index_in_a_read_only_folder(library):
+    assert library.index().exit_code == 0
+    before = sha256(library.db)
+    library.root.chmod(0o555)
+    prefix = DROP_ROOT_READ if os.geteuid() == 0 else []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        for argv in (["stats"], ["query", "fire engine", "--paths"], ["show", str(library.good[0])]):
+            run = subprocess.run(
+                [*prefix, sys.executable, "-m", "indexer", *argv, "--db", str(library.db)],
+                capture_output=True, text=True, env=env,
+            )
+            assert (run.returncode, run.stderr) == (0, ""), run.stderr
+        assert run.stdout.startswith(str(library.good[0]))
+    finally:
+        library.root.chmod(0o755)
+    assert sha256(library.db) == before and not Path(f"{library.db}-wal").exists()
+    library.check()
+
+
+# 4 -----------------------------------------------------------------------------------------------------
+
+
+def test_huge_queries_are_refused_at_once_and_echo_little(library):
+    from query.parser import _Parser
+
+    assert library.index().exit_code == 0
+    started = time.perf_counter()
+    result = imgidx("query", "dog " * 25_000, "--db", library.db)
+    assert time.perf_counter() - started < 5
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: column 2001: query too long: 100,000 characters, the most is 2,000"
+    assert max(map(len, result.stderr.splitlines())) < 120
+
+    started = time.perf_counter()
+    _Parser("dog " * 20_000).parse()  # the parser itself, without the length limit: linear
+    assert time.perf_counter() - started < 5  # 20,000 words took minutes when parsing was quadratic
+
+    result = imgidx("query", "x" * 1999, "--db", library.db)
+    first = result.stderr.splitlines()[0]
+    assert result.exit_code == 1 and first == f"Error: column 1: unknown label '{'x' * 57}...'; list names with: imgidx labels WORD"
+    library.check()
+
+
+# 5, 6 --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["bogus-url://", "://x", "postgresql://u@[::1/x"])
+@pytest.mark.parametrize("command", ["index", "stats", "merge"])
+def test_database_urls_that_are_no_url(library, url, command):
+    assert library.index().exit_code == 0
+    argv = {"index": ("index", library.photos, "--db", url), "stats": ("stats", "--db", url),
+            "merge": ("merge", library.db, "--into", url)}[command]
+    one_line(imgidx(*argv), 1, f"Error: not a database URL: {url}")
+    library.check()
+
+
+def test_an_index_whose_schema_version_is_not_a_number(library):
+    assert library.index().exit_code == 0
+    with sqlite3.connect(library.db) as conn:
+        conn.execute("UPDATE meta SET value = 'one' WHERE key = 'schema_version'")
+    conn.close()
+    one_line(
+        imgidx("stats", "--db", library.db), 1,
+        f"Error: {library.db} is not an imgidx index this version can read: its schema version is 'one', not a number",
+    )
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_in_one_line(library, url):
+    assert library.index().exit_code == 0
+    for argv in (("index", library.photos, "--db", url), ("merge", library.db, "--into", url)):
+        one_line(
+            imgidx(*argv), 1,
+            f"Error: {url} is an in-memory database, gone when imgidx exits: give a file path or sqlite:///FILE",
+        )
+    library.check()
+
+
+# 7 -----------------------------------------------------------------------------------------------------
+
+
+def test_a_name_with_a_newline_cannot_print_a_fake_line(library):
+    spoof = library.photos / "bad\nfailed FAKE: spoofed.jpg"
+    spoof.write_text("not a photo")
+    labelled = library.photos / "ok\x1b[2Jcleared.jpg"
+    shutil.copy(library.good[0], labelled)
+    result = library.index()
+    one_line(result, 1, f"failed {library.photos}/bad\\nfailed FAKE: spoofed.jpg: not an image (unknown format)")
+    stats = imgidx("stats", "--db", library.db).stdout.splitlines()
+    assert stats[-2:] == ["failed files (1):", f"  {library.photos}/bad\\nfailed FAKE: spoofed.jpg: not an image (unknown format)"]
+    table = imgidx("query", "fire engine", "--db", library.db).stdout
+    assert f"{library.photos}/ok\\x1b[2Jcleared.jpg" in table and "\x1b" not in table
+    failures = json.loads(imgidx("stats", "--db", library.db, "--json").stdout)["failures"]
+    assert failures == [{"path": str(spoof), "error": f"{library.photos}/bad\\nfailed FAKE: spoofed.jpg: not an image (unknown format)"}]
+    library.check(good=[*library.good, labelled])
+
+
+# 8 -----------------------------------------------------------------------------------------------------
+
+
+def long_path(folder: Path) -> Path:
+    """A photo whose path is longer than PATH_MAX, made a folder at a time."""
+    here = os.open(folder, os.O_RDONLY)
+    deep = folder
+    try:
+        while len(os.fsencode(deep)) < 4000:
+            os.mkdir("d" * 250, dir_fd=here)
+            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here, deep = inner, deep / ("d" * 250)
+        fd = os.open("photo-" + "x" * 120 + ".jpg", os.O_WRONLY | os.O_CREAT, dir_fd=here)
+        os.write(fd, (TESTS / "photos" / "chelsea.jpg").read_bytes())
+        os.close(fd)
+    finally:
+        os.close(here)
+    return deep / ("photo-" + "x" * 120 + ".jpg")
+
+
+def test_entries_that_are_no_file_to_read_are_reported_as_skipped(library):
+    fifo = library.photos / "x.jpg"
+    os.mkfifo(fifo)
+    (library.photos / "broken.jpg").symlink_to(library.root / "nowhere.jpg")
+    (library.photos / "loop.jpg").symlink_to("loop.jpg")
+    deep = long_path(library.photos / "sub")
+    done = []
+    runner = threading.Thread(target=lambda: done.append(library.index()), daemon=True)
+    runner.start()
+    runner.join(60)
+    assert done, "the walk blocked on the FIFO"
+    result = done[0]
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"skipped {library.photos}/broken.jpg: a broken symbolic link",
+        f"skipped {library.photos}/loop.jpg: a symbolic link loop",
+        f"skipped {fifo}: not a regular file but a FIFO",
+        f"skipped {deep}: path too long for the system ({len(os.fsencode(deep)):,} bytes)",
+    ]
+    assert ", 0 failed, 4 skipped in " in result.stdout
+    stats = imgidx("stats", "--db", library.db).stdout.splitlines()
+    assert stats[2] == "images: 6 (2 labelled, 0 failed, 4 skipped, 0 stale)"
+    assert stats[-5:] == [
+        "skipped files (4):",
+        f"  {library.photos}/broken.jpg: a broken symbolic link",
+        f"  {library.photos}/loop.jpg: a symbolic link loop",
+        f"  {deep}: path too long for the system ({len(os.fsencode(deep)):,} bytes)",
+        f"  {fifo}: not a regular file but a FIFO",
+    ]
+    again = library.index()
+    assert again.exit_code == 1 and again.stdout.startswith("0 indexed, 2 unchanged, 0 moved, 0 pruned, 0 failed, 4 skipped")
+    library.check()
+
+
+# 9 -----------------------------------------------------------------------------------------------------
+
+
+def test_an_index_in_a_folder_that_does_not_exist(library):
+    missing = library.root / "no" / "such"
+    assert imgidx("index", library.good[0], "--db", library.root / "one.db", *MODEL).exit_code == 0
+    for argv in (("index", library.photos, "--db", missing / "x.db"), ("merge", library.root / "one.db", "--into", missing / "x.db")):
+        one_line(
+            imgidx(*argv), 1,
+            f"Error: cannot create the index {missing / 'x.db'}: neither its folder nor {missing.parent} exists "
+            "(imgidx makes only the last folder of the path)",
+        )
+    assert not missing.parent.exists()
+    db = library.root / "new" / "index.db"  # the last folder is made
+    assert imgidx("index", library.photos, "--db", db, *MODEL).exit_code == 0
+    library.check(db)
+
+
+# 10 ----------------------------------------------------------------------------------------------------
+
+
+def bad_files(folder: Path) -> dict[str, str]:
+    """Files that must fail (name -> the reason after the path) or be indexed (reason None)."""
+    jpeg = (TESTS / "photos" / "chelsea.jpg").read_bytes()
+    chelsea = Image.open(io.BytesIO(jpeg))
+    outcome = {}
+    for cut in (200, len(jpeg) // 2, len(jpeg) - 10):
+        (folder / f"cut{cut}.jpg").write_bytes(jpeg[:cut])
+    (folder / "empty.jpg").write_bytes(b"")
+    outcome["empty.jpg"] = "empty file"
+    (folder / "text.png").write_text("hello")
+    outcome["text.png"] = "not an image (unknown format)"
+    chelsea.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)).save(folder / "deep.tif")
+    frames = [Image.new("RGB", (40, 30), c) for c in (RED, BLUE)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    Image.new("RGB", (1, 1), RED).save(folder / "tiny.png")
+    return outcome
+
+
+def test_bad_image_files_fail_one_line_each_and_odd_good_ones_are_indexed(library):
+    odd = library.photos / "odd"
+    odd.mkdir()
+    failing = bad_files(odd)
+    result = library.index()
+    assert result.exit_code == 1
+    lines = sorted(result.stderr.splitlines())
+    for name, reason in failing.items():
+        assert f"failed {odd / name}: {reason}" in lines
+    cut_lines = [line for line in lines if "/cut" in line]
+    assert len(cut_lines) == 3 and all(": corrupt or truncated image (" in line for line in cut_lines)
+    assert len(lines) == len(failing) + 3
+    good = [odd / n for n in ("cmyk.jpg", "deep.tif", "anim.gif", "tiny.png")]
+    library.check(good=[*library.good, *good])
+
+
+# 11 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root without setpriv")
+def test_an_unreadable_file_and_folder(library):
+    locked = paint(library.photos / "locked.jpg", {4: RED})
+    private = library.photos / "private"
+    paint(private / "inside.jpg", {4: BLUE})
+    locked.chmod(0)
+    private.chmod(0)
+    prefix = DROP_ROOT_READ if os.geteuid() == 0 else []
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}"}
+    code = (
+        "import sys; from fake_backbone import FakeBackbone; import indexer.models as m\n"
+        "def load(name, weights=None, precision='auto'):\n"
+        "    b = FakeBackbone(); b.name, b.precision = name, precision; return b\n"
+        "m.load_model = load\nfrom indexer.cli import main\nsys.argv = ['imgidx', *sys.argv[1:]]\nmain()"
+    )
+    try:
+        run = subprocess.run(
+            [*prefix, sys.executable, "-c", code, "index", str(library.photos), "--db", str(library.db), *MODEL],
+            capture_output=True, text=True, env=env,
+        )
+    finally:
+        private.chmod(0o755)
+        locked.chmod(0o644)
+    assert run.returncode == 1
+    assert sorted(run.stderr.splitlines()) == [
+        f"cannot read folder {private}: Permission denied",
+        f"failed {locked}: permission denied",
+    ]
+    library.check()
+
+
+# 12 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1300k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_committed(library, small_disk):
+    many = library.photos / "many"
+    for i in range(300):
+        paint(many / f"{i:03}.png", {i % 9: RED}, hw=(64, 96))
+    db = small_disk / "index.db"
+    result = imgidx("index", library.photos, "--db", db, *MODEL, "--batch", "4")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write to the index {db}: database or disk is full\n"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    assert sha256(library.foreign) == library.foreign_sha
+
+
+# 13 ----------------------------------------------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(library):
+    import fcntl
+
+    with open(f"{library.db}.lock", "a") as lock:  # what a running `imgidx index` holds
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        one_line(library.index(), 1, f"Error: another imgidx index is writing to {library.db}; wait for it to finish")
+    assert library.index().exit_code == 0
+    library.check()
+
+
+# 14 ----------------------------------------------------------------------------------------------------
+
+KILL_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from fake_backbone import FakeBackbone
+import indexer.models as models
+def load(name, weights=None, precision="auto"):
+    model = FakeBackbone(delay={delay})
+    model.name, model.precision = name, precision
+    return model
+models.load_model = load
+from indexer.cli import cli
+cli(["index", {root!r}, "--db", {db!r}, "--model", "efficientnet-lite0", "--size", "96", "--precision", "fp32",
+     "--batch", "4"], prog_name="imgidx")
+"""
+
+
+def kill_and_resume(root: Path, photos: Path, db: Path, delays: list[float], model_delay: float = 0.03) -> list[str]:
+    """Start `imgidx index`, kill -9 it after each delay in turn, then let one run finish; the summaries."""
+    script = KILL_CHILD.format(tests=str(TESTS), root=str(photos), db=str(db), delay=model_delay)
+    for delay in delays:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        if child.returncode != -signal.SIGKILL:
+            break  # finished before the kill
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    return [done.stdout.strip(), done.stderr.strip(), str(done.returncode)]
+
+
+def test_kill_9_at_a_few_moments_then_resume_loses_nothing(library):
+    import random
+
+    batch = library.photos / "batch"
+    for i in range(60):
+        paint(batch / f"{i:02}.png", {i % 9: RED, (i * 5 + 2) % 9: BLUE}, hw=(64, 96))
+    (library.photos / "bad.jpg").write_text("not a photo")
+    rng = random.Random(11)
+    stdout, stderr, code = kill_and_resume(library.root, library.photos, library.db, [rng.uniform(0.5, 3) for _ in range(3)])
+    assert code == "1" and stderr == f"failed {library.photos / 'bad.jpg'}: not an image (unknown format)", stderr
+    assert "internal error" not in stdout + stderr and " 1 failed" in stdout
+    library.check(good=[*library.good, *sorted(batch.iterdir())])
+
+
+# 15 ----------------------------------------------------------------------------------------------------
+
+
+def test_hostile_names_are_escaped_in_the_html_gallery(library):
+    evil = library.photos / '<img src=x onerror=alert(1)>"\'&.jpg'
+    shutil.copy(library.good[0], evil)
+    assert library.index().exit_code == 0
+    page = imgidx("query", "fire engine", "--db", library.db, "--html", "-").stdout
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;.jpg" in page
+    library.check(good=[*library.good, evil])
