@@ -182,8 +182,12 @@ QUERY_HELP = f"""Find images by what the index saw where: labels in 3x3 regions,
 Term: LABEL [in|at|on] [the] REGION [> SCORE]
   LABEL   an ImageNet class by any synonym, in any case, with or without
           hyphens and spaces, singular or plural (flowerpot, pot, flower pot,
-          Flower-Pot, dogs); a WordNet ancestor of classes (dog = 118 breeds,
-          cat, bird, vehicle, car, coffee); or a WordNet id (n02084071).
+          Flower-Pot, dogs); else an everyday word of the vocabulary (train,
+          tv, couch, beach, food: the COCO object names and photo words); else
+          a WordNet ancestor of classes (dog = 118 breeds, bird, vehicle,
+          coffee); or a WordNet id (n02084071). A word for a thing none of
+          the 1000 classes shows (person, tree, giraffe, book) is refused with
+          one line naming the nearest classes.
           A term's score in a cell is the summed probability of its classes.
           A name with several senses (crane: bird and machine) matches all;
           see imgidx labels WORD. A "quoted" label matches a name exactly and
