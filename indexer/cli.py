@@ -545,15 +545,17 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
 @cli.command("labels")
 @click.argument("words", metavar="TEXT...", nargs=-1, required=True)
 def labels_command(words):
-    """Show what a label means in queries: its classes, WordNet groups and their classes.
+    """Show what a label means in queries: its classes, vocabulary words, WordNet groups and their classes.
 
     \b
       imgidx labels crane          # ambiguous: the bird (134) and the machine (517)
-      imgidx labels dogs           # the WordNet group dog: 118 classes
+      imgidx labels train          # vocabulary: locomotives, carriages, trams, bullet train
+      imgidx labels mammals        # the WordNet group mammal: 218 classes
       imgidx labels '"pot"'        # quoted: the exact name only
       imgidx labels n02084071      # by WordNet id
 
-    An unknown word gets the closest names instead.
+    An unknown word gets the closest names instead; a word for a thing none of the 1000 classes shows
+    (person, tree) gets one line naming the nearest classes. Both exit with status 1.
     """
     from query import resolve
 

@@ -1,4 +1,5 @@
-"""The 1000 ImageNet-1k classes in model order, with synonyms and WordNet 3.0 ancestors (package data)."""
+"""The 1000 ImageNet-1k classes in model order, with synonyms, WordNet 3.0 ancestors and the curated
+everyday vocabulary (package data)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,34 @@ class Ancestor:
     lemma: str
 
 
+@dataclass(frozen=True)
+class Word:
+    """A row of vocabulary.tsv: everyday words and the classes they mean, or, when ``means`` is empty,
+    the nearest classes to a thing the 1000 classes cannot see.
+
+    ``means`` and ``nearest`` hold (reference, name) pairs: a class index or WordNet id, and the name
+    written beside it in the file (checked by the tests, so a wrong index shows).
+    """
+
+    words: tuple[str, ...]
+    means: tuple[tuple[str, str], ...]
+    nearest: tuple[tuple[str, str], ...]
+    note: str
+
+    @property
+    def name(self) -> str:
+        return self.words[0]
+
+
 def _rows(filename: str) -> list[dict[str, str]]:
     text = resources.files("indexer").joinpath("data", filename).read_text(encoding="utf-8")
-    return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    return list(csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _references(text: str) -> tuple[tuple[str, str], ...]:
+    items = (item.strip() for item in text.split(";"))
+    return tuple((ref, name.strip()) for ref, _, name in (item.partition(" ") for item in items if item))
 
 
 @lru_cache(maxsize=1)
@@ -65,6 +91,20 @@ def ancestors() -> tuple[tuple[Ancestor, ...], ...]:
         )
         result[int(row["index"])] = chain
     return tuple(result)
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> tuple[Word, ...]:
+    """The curated everyday words, in file order."""
+    return tuple(
+        Word(
+            tuple(w.strip() for w in row["words"].split(",") if w.strip()),
+            _references(row["means"]),
+            _references(row["nearest"]),
+            row["note"].strip(),
+        )
+        for row in _rows("vocabulary.tsv")
+    )
 
 
 def class_name(index: int) -> str:

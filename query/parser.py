@@ -6,7 +6,8 @@ Grammar (keywords are case-insensitive; NOT binds tighter than AND, AND tighter 
     or       := and ("OR" and)*
     and      := not ("AND" not)*
     not      := "NOT" not | primary
-    primary  := "(" or ")" | term [RELATION term]
+    primary  := side [RELATION side]
+    side     := "(" or ")" [region] | term
     term     := label [region] [threshold] | label threshold region
     label    := ["the" | "a" | "an"] word+ | '"' text '"'
     region   := [filler*] ("in" | "at" | "on") ["the"] region-phrase | region-phrase   (see REGION_HELP)
@@ -19,6 +20,12 @@ whole text as an alternative label, and `query.resolve` uses it when the shorter
 Quote a label whose words would otherwise be read as keywords or a region: ``"black and gold garden
 spider"``, ``"top"``.
 
+A group takes a region or a relation by distributing it, so the tree holds only terms, relations between
+terms, NOT, AND and OR: ``(car OR truck) in center`` is ``car in center OR truck in center`` (a region
+reaches every term of the group, through AND and NOT too, and a term with a region of its own is
+refused); ``(cat OR dog) left of (sofa OR bed)`` relates every pair, joined by OR (a relation takes
+groups of alternatives only: AND, NOT or a relation inside is refused at that word).
+
 Every error is a `QueryError` that carries the 0-based position of the offending character; its message
 is one line naming the problem, then the query and a caret under that position.
 """
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from indexer.errors import ImgidxError
@@ -194,8 +201,12 @@ QUERY_HELP = f"""Find images by what the index saw where: labels in 3x3 regions,
 Term: LABEL [in|at|on] [the] REGION [> SCORE]
   LABEL   an ImageNet class by any synonym, in any case, with or without
           hyphens and spaces, singular or plural (flowerpot, pot, flower pot,
-          Flower-Pot, dogs); a WordNet ancestor of classes (dog = 118 breeds,
-          cat, bird, vehicle, car, coffee); or a WordNet id (n02084071).
+          Flower-Pot, dogs); else an everyday word of the vocabulary (train,
+          tv, couch, beach, food: the COCO object names and photo words); else
+          a WordNet ancestor of classes (dog = 118 breeds, bird, vehicle,
+          coffee); or a WordNet id (n02084071). A word for a thing none of
+          the 1000 classes shows (person, tree, giraffe, book) is refused with
+          one line naming the nearest classes.
           A term's score in a cell is the summed probability of its classes.
           A name with several senses (crane: bird and machine) matches all;
           see imgidx labels WORD. A "quoted" label matches a name exactly and
@@ -209,12 +220,18 @@ Term: LABEL [in|at|on] [the] REGION [> SCORE]
 
 \b
 Operators: NOT, AND, OR in any case, and parentheses; NOT binds tighter than
-AND, AND tighter than OR.
+AND, AND tighter than OR. A region after a group applies to each of its terms:
+(car OR truck) in center = car in center OR truck in center, and
+(dog AND NOT cat) top row = dog top row AND NOT cat top row; a term inside
+may not have a region of its own.
 Relations: A left of B, A right of B, A above B, A below B, A next to B (also
 to the left of, over, under, beneath, beside, adjacent to, near), decided from
 the cells where each term matched: A left of B when some cell of A lies in a
 column strictly left of some cell of B; above and below compare rows the same
 way; next to means the same cell or one touching it (edge or corner).
+Either side may be a group of alternatives: (cat OR dog) left of (sofa OR
+bed) holds when any of the four pairs does; a group with AND, NOT or a
+relation in it cannot take a relation (relate each label, join with AND).
 
 \b
 Ranking: a term scores its best cell; AND and relations multiply the scores
@@ -486,21 +503,7 @@ class _Parser:
         return self.parse_primary()
 
     def parse_primary(self) -> Node:
-        tok = self.peek
-        if tok.kind == "lparen":
-            self.pos += 1
-            self.nest(tok)
-            node = self.parse_or()
-            self.depth -= 1
-            if self.peek.kind != "rparen":
-                raise self.error(
-                    f"expected ')' to close the '(' at column {tok.start + 1}, found {self.describe(self.peek)}", self.peek
-                )
-            self.pos += 1
-            if self.relation_at(self.pos):
-                raise self.error("a relation joins two labels, not a parenthesized group", self.peek)
-            return node
-        left = self.parse_term()
+        left, left_span = self.parse_side()
         relation = self.relation_at(self.pos)
         if relation is None:
             return left
@@ -508,10 +511,75 @@ class _Parser:
         rel_tok = self.peek
         phrase = " ".join(t.text for t in self.tokens[self.pos : self.pos + length])
         self.pos += length
-        right = self.parse_term(after=phrase)
+        right, right_span = self.parse_side(after=phrase)
         if self.relation_at(self.pos):
             raise self.error("one relation per pair of labels: join relations with AND", self.peek)
-        return Relation(kind, left, right, rel_tok.start)
+        pairs = [
+            Relation(kind, a, b, rel_tok.start)
+            for a in self.alternatives(left, left_span)
+            for b in self.alternatives(right, right_span)
+        ]
+        return pairs[0] if len(pairs) == 1 else Or(tuple(pairs))
+
+    def parse_side(self, after: str | None = None) -> tuple[Node, tuple[int, int]]:
+        """A term, or a parenthesized group with its region applied; and the span of its tokens."""
+        first = self.pos
+        tok = self.peek
+        if tok.kind != "lparen":
+            return self.parse_term(after=after), (first, self.pos)
+        self.pos += 1
+        self.nest(tok)
+        node = self.parse_or()
+        self.depth -= 1
+        if self.peek.kind != "rparen":
+            raise self.error(
+                f"expected ')' to close the '(' at column {tok.start + 1}, found {self.describe(self.peek)}", self.peek
+            )
+        self.pos += 1
+        span = (first, self.pos)
+        words = self.take_words()
+        while words and words[0].text.lower() in FILLERS:
+            words = words[1:]  # "(car OR truck) is in the center"
+        region = match_region([w.text for w in words]) if words else None
+        if region is None:
+            if words:
+                self.check_unknown_region(words, first=0)
+            self.pos = span[1]  # no region: what follows is the caller's to report
+            return node, span
+        return self.with_region(node, region, words[0]), span
+
+    def with_region(self, node: Node, region: Region, at: Token) -> Node:
+        """``node`` with ``region`` on each of its terms. A term read as label + bare region
+        (``entertainment center``) takes its whole text as the label."""
+        if isinstance(node, Term):
+            if node.whole_label is not None:
+                return replace(node, label=node.whole_label, region=region, whole_label=None)
+            if node.region is not ANYWHERE:
+                raise self.error(f"'{node.label}' has a region of its own: a region after a group needs terms without one", at)
+            return replace(node, region=region)
+        if isinstance(node, Relation):
+            return replace(node, left=self.with_region(node.left, region, at), right=self.with_region(node.right, region, at))
+        if isinstance(node, Not):
+            return replace(node, child=self.with_region(node.child, region, at))
+        return type(node)(tuple(self.with_region(child, region, at) for child in node.children))
+
+    def alternatives(self, node: Node, span: tuple[int, int]) -> list[Term]:
+        """The terms of a relation's side: a term, or a group of terms joined by OR."""
+        if isinstance(node, Term):
+            return [node]
+        if isinstance(node, Or) and all(isinstance(c, (Term, Or)) for c in node.children):
+            return [t for child in node.children for t in self.alternatives(child, span)]
+        # Anything else holds AND, NOT or a relation: point at the first of them.
+        index = next(
+            i for i in range(*span)
+            if self.relation_at(i) or _is_keyword(self.tokens[i]) and self.tokens[i].text.lower() != "or"
+        )
+        what = "a relation" if self.relation_at(index) else self.tokens[index].text.upper()
+        raise self.error(
+            f"a relation needs a label or labels joined by OR on each side; this group holds {what}: "
+            "relate each label on its own",
+            self.tokens[index],
+        )
 
     def parse_term(self, after: str | None = None) -> Term:
         first = self.peek
@@ -586,9 +654,10 @@ class _Parser:
             raise self.error(unknown_region_message([w.text for w in words]), words[0])
         return region
 
-    def check_unknown_region(self, words: list[Token]) -> None:
-        """``dog in top half``: a preposition after the label announces a region that is not one."""
-        for index in range(1, len(words)):
+    def check_unknown_region(self, words: list[Token], first: int = 1) -> None:
+        """``dog in top half``: a preposition after the label (from ``words[first]``) announces a region
+        that is not one."""
+        for index in range(first, len(words)):
             if words[index].text.lower() in PREPOSITIONS:
                 rest = words[index + 1 :]
                 if rest and rest[0].text.lower() == "the":

@@ -1,16 +1,24 @@
 """Label text -> the set of ImageNet classes it covers.
 
-A label may name (case, spaces and hyphens do not matter: ``flowerpot``, ``flower pot``, ``Flower-Pot``):
+A label may name (case, spaces and hyphens do not matter: ``flowerpot``, ``flower pot``, ``Flower-Pot``),
+in this order of precedence:
 
 - a class, by any of its synonyms (``pot`` and ``flowerpot`` are class 738);
+- an everyday word of the curated vocabulary (``indexer/data/vocabulary.tsv``: ``train`` covers the
+  locomotives, cars and trams, ``tv`` the television, monitor and screen);
 - a WordNet ancestor of classes (``dog`` covers the 118 breeds, ``cat`` 7 classes, ``vehicle`` 67);
-- either of those in the plural (``dogs``, ``flower pots``, ``buses``, ``butterflies``, ``wolves``);
+- any of those in the plural (``dogs``, ``flower pots``, ``buses``, ``butterflies``, ``wolves``);
 - a WordNet id (``n02084071``), to pick one sense of an ambiguous name.
 
-A name with several senses (``crane``: the bird and the machine; ``pot``: the flowerpot and the cooking
-pots; ``car``: automobiles and railway cars) covers all of them; `Resolution.ambiguous` says so.
+A vocabulary word hides a WordNet group of the same name; a vocabulary word that is also a class name
+means both, unless its row already holds the class (``cup``: the coffee mug and the cup; ``plane``: the
+aircraft and the carpenter's plane). A name with several senses (``crane``: the bird and the machine;
+``pot``: the flowerpot and the cooking pots) covers all of them; `Resolution.ambiguous` says so.
 A quoted label matches a name exactly (case-insensitive, nothing else folded): no plurals, no hyphen or
-space folding. An unknown label raises `UnknownLabelError` with the closest names.
+space folding. An unknown label raises `UnknownLabelError` with the closest names; a word for a thing
+none of the classes shows (``person``, ``tree``) raises `CannotSeeError` naming the nearest classes.
+
+`find` is the database-free entry point: a word as typed -> its classes, or None.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from indexer import labels
@@ -48,25 +56,53 @@ class UnknownLabelError(ImgidxError):
         super().__init__(reason)
 
 
-def _or_list(items: list[str]) -> str:
-    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else items[0]
+def _or_list(items: list[str], conjunction: str = "or") -> str:
+    return ", ".join(items[:-1]) + f" {conjunction} {items[-1]}" if len(items) > 1 else items[0]
+
+
+class CannotSeeError(QueryError):
+    """A word for a thing none of the 1000 classes shows: one plain line naming the nearest classes."""
+
+    def __init__(self, text: str, word: labels.Word, query: str | None = None, position: int = 0) -> None:
+        nearest = [f"{labels.class_name(int(ref))} ({ref})" for ref, _ in word.nearest]
+        reason = f"'{text}': the model's {labels.NUM_CLASSES} ImageNet classes have no such thing"
+        if nearest:
+            closest = "the nearest is" if len(nearest) == 1 else "the nearest are"
+            reason += f"; {closest} {_or_list(nearest, 'and')}, which you can query by name"
+        else:
+            reason += ", nor anything close"
+        # No caret: the message names the word, wherever it stands in the query.
+        ImgidxError.__init__(self, reason)
+        self.reason, self.query, self.position = reason, text if query is None else query, position
+        self.text, self.word = text, word
 
 
 @dataclass(frozen=True)
 class Sense:
-    """One thing a name can mean: a class (``kind="class"``) or a WordNet ancestor (``kind="group"``)."""
+    """One thing a name can mean: a class (``kind="class"``), a WordNet ancestor (``"group"``), a
+    vocabulary row (``"vocabulary"``, ``wnid`` empty) or a vocabulary "cannot see" row (``"unseen"``, no
+    classes)."""
 
     kind: str
     wnid: str
     name: str
     classes: tuple[int, ...]
+    word: labels.Word | None = field(default=None, compare=False)
 
     def describe(self) -> str:
+        n = len(self.classes)
+        count = f"{n} class{'es' if n != 1 else ''}"
         if self.kind == "class":
             (index,) = self.classes
             return f"class {index} {', '.join(labels.classes()[index].names)} ({self.wnid})"
-        n = len(self.classes)
-        return f"WordNet group {self.name} ({self.wnid}): {n} class{'es' if n != 1 else ''}"
+        if self.kind == "group":
+            return f"WordNet group {self.name} ({self.wnid}): {count}"
+        note = f" ({self.word.note})" if self.word.note else ""
+        return f"vocabulary: {self.name} -> {count}{note}"
+
+    @property
+    def lists_classes(self) -> bool:
+        return self.kind in ("group", "vocabulary")
 
 
 @dataclass(frozen=True)
@@ -85,6 +121,11 @@ class Resolution:
     def ambiguous(self) -> bool:
         return len(self.senses) > 1
 
+    @property
+    def unseen(self) -> labels.Word | None:
+        """The vocabulary's "cannot see" row when that is all the label names."""
+        return self.senses[0].word if len(self.senses) == 1 and self.senses[0].kind == "unseen" else None
+
     def describe(self, max_classes: int | None = None, with_groups: bool = False) -> str:
         """Lines: the label, what it matched, each sense, the classes of each group (the first
         ``max_classes``), and with ``with_groups`` the WordNet groups a class belongs to."""
@@ -94,19 +135,25 @@ class Resolution:
         lines = [f"{head} -> {count}" + (f", ambiguous: {len(self.senses)} senses" if self.ambiguous else "")]
         for sense in self.senses:
             lines.append(f"  {sense.describe()}")
-            if sense.kind == "group":
+            if sense.lists_classes:
                 shown = sense.classes if max_classes is None else sense.classes[:max_classes]
                 lines.extend(f"    {c:>3}  {labels.classes()[c].wnid}  {labels.classes()[c].name}" for c in shown)
                 if len(shown) < len(sense.classes):
-                    lines.append(f"    ... and {len(sense.classes) - len(shown)} more (imgidx labels {sense.wnid})")
+                    more = sense.wnid or sense.name
+                    lines.append(f"    ... and {len(sense.classes) - len(shown)} more (imgidx labels {more})")
             elif with_groups:
                 groups = list(dict.fromkeys(a.lemma for a in labels.ancestors()[sense.classes[0]]))
                 lines.append(f"    in groups: {', '.join(groups)}")
         return "\n".join(lines)
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
 def fold(text: str) -> str:
     """The lookup key of a name: accents, case, spaces, hyphens and punctuation removed."""
+    if text.isascii():  # the fast path for the lexicon's 3500 names: the same result, a third of the time
+        return _NOT_ALNUM.sub("", text.lower())
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed.lower() if ch.isascii() and ch.isalnum())
 
@@ -120,7 +167,8 @@ class _Lexicon:
     folded: dict[str, tuple[Sense, ...]]
     exact: dict[str, tuple[Sense, ...]]
     wnids: dict[str, Sense]
-    names: tuple[str, ...]  # every name, lower case, for suggestions
+    names: tuple[str, ...]  # every name the classes can see, lower case, for suggestions
+    headwords: dict[str, str]  # a vocabulary variant (dogs, puppy) -> its row's first word, for suggestions
     keyword_names: tuple[str, ...]  # names containing AND/OR/NOT, which need quotes
 
 
@@ -149,15 +197,44 @@ def lexicon() -> _Lexicon:
         sense = Sense("group", wnid, lemmas[wnid], tuple(classes))
         wnids[wnid] = sense
         add(lemmas[wnid], sense)
-    names = tuple(sorted(exact))
+    words = [_vocabulary_sense(word, wnids) for word in labels.vocabulary()]
+    folded_senses = _with_vocabulary(folded, words, fold)
+    exact_senses = _with_vocabulary(exact, words, _exact)
+    names = tuple(sorted(k for k, senses in exact_senses.items() if any(s.classes for s in senses)))
+    headwords = {
+        k: _exact(senses[0].name) for k, senses in exact_senses.items() if len(senses) == 1 and senses[0].word
+    }
     keyword_names = tuple(n for n in names if set(n.split()) & set(KEYWORDS))
-    return _Lexicon(
-        {k: tuple(v.values()) for k, v in folded.items()},
-        {k: tuple(v.values()) for k, v in exact.items()},
-        wnids,
-        names,
-        keyword_names,
-    )
+    return _Lexicon(folded_senses, exact_senses, wnids, names, headwords, keyword_names)
+
+
+class VocabularyError(ValueError):
+    """A vocabulary.tsv row that names a class index or WordNet id that does not exist."""
+
+
+def _vocabulary_sense(word: labels.Word, wnids: dict[str, Sense]) -> Sense:
+    classes: set[int] = set()
+    for ref, _ in word.means + word.nearest:
+        known = wnids.get(ref) if _WNID.fullmatch(ref) else (ref.isdigit() and int(ref) < labels.NUM_CLASSES)
+        if not known:
+            raise VocabularyError(f"vocabulary.tsv, row {word.name!r}: no class or WordNet group {ref!r}")
+    for ref, _ in word.means:
+        classes.update(wnids[ref].classes if _WNID.fullmatch(ref) else (int(ref),))
+    return Sense("vocabulary" if word.means else "unseen", "", word.name, tuple(sorted(classes)), word)
+
+
+def _with_vocabulary(names: dict[str, dict[str, Sense]], words: list[Sense], key) -> dict[str, tuple[Sense, ...]]:
+    """Each name's senses, with the vocabulary's word in place of its WordNet groups; a class of the same
+    name stays unless the word's row holds it, and a class name is never "cannot see"."""
+    result = {k: tuple(v.values()) for k, v in names.items()}
+    for sense in words:
+        for text in sense.word.words:
+            own = [s for s in result.get(key(text), ()) if s.kind == "class"]
+            if own and not sense.classes:
+                continue
+            kept = [s for s in own if not set(s.classes) <= set(sense.classes)]
+            result[key(text)] = (*kept, sense)
+    return result
 
 
 def singulars(text: str) -> list[str]:
@@ -179,14 +256,24 @@ def singulars(text: str) -> list[str]:
 
 
 def lookup(text: str, quoted: bool = False) -> Resolution:
-    """Resolve one label; raise `UnknownLabelError` with suggestions when nothing matches."""
-    found = find(text, quoted)
+    """Resolve one label; raise `UnknownLabelError` with suggestions when nothing matches, and
+    `CannotSeeError` for a word the classes cannot see."""
+    found = _match(text, quoted)
     if found is None:
         raise UnknownLabelError(text, suggest(text))
+    if found.unseen is not None:
+        raise CannotSeeError(text, found.unseen)
     return found
 
 
 def find(text: str, quoted: bool = False) -> Resolution | None:
+    """A label as typed -> its classes, without a database; None when nothing matches or the word is one
+    the classes cannot see (`lookup` tells the two apart)."""
+    found = _match(text, quoted)
+    return None if found is None or found.unseen is not None else found
+
+
+def _match(text: str, quoted: bool = False) -> Resolution | None:
     lex = lexicon()
     if quoted:
         senses = lex.exact.get(_exact(text))
@@ -205,16 +292,25 @@ def find(text: str, quoted: bool = False) -> Resolution | None:
 
 
 def suggest(text: str, n: int = 5) -> list[str]:
-    """The names closest to ``text``: close spellings first, then names that contain it as a word."""
+    """The names closest to ``text``: close spellings first, then names that contain it as a word; a
+    vocabulary variant counts as its row's first word (``doggy`` and ``dogs`` are ``dog``)."""
     lex = lexicon()
     probe = _exact(text)
-    close = difflib.get_close_matches(probe, lex.names, n=n, cutoff=0.75)
+    close: list[str] = []
+
+    def take(names) -> None:
+        for name in names:
+            name = lex.headwords.get(name, name)
+            if len(close) < n and name not in close:
+                close.append(name)
+
+    take(difflib.get_close_matches(probe, lex.names, n=3 * n, cutoff=0.75))
     if len(close) < n:
-        close += [c for c in difflib.get_close_matches(probe, lex.names, n=n, cutoff=0.6) if c not in close]
+        take(difflib.get_close_matches(probe, lex.names, n=3 * n, cutoff=0.6))
     if len(close) < n and probe:
         pattern = re.compile(rf"\b{re.escape(probe)}\b")
-        close += [name for name in lex.names if pattern.search(name) and name not in close][: n - len(close)]
-    return close[:n]
+        take(name for name in lex.names if pattern.search(name))
+    return close
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -224,19 +320,22 @@ def resolve(tree: Node, query: str) -> tuple[Node, dict[Term, Resolution]]:
 
     A term whose label is unknown but whose whole text (label + bare region) names a class becomes that
     label anywhere: ``entertainment center`` is a class, not ``entertainment`` in the centre.
-    Raises `QueryError` at the label's position for an unknown label.
+    Raises `QueryError` at the label's position for an unknown label, `CannotSeeError` (one line, no
+    caret) for a word the classes cannot see.
     """
     found: dict[Term, Resolution] = {}
 
     def term(t: Term) -> Term:
-        res = find(t.label, t.quoted)
-        if res is None and t.whole_label:
+        res = _match(t.label, t.quoted)
+        if (res is None or res.unseen is not None) and t.whole_label:
             whole = find(t.whole_label)
             if whole is not None:
                 t = replace(t, label=t.whole_label, region=ANYWHERE, whole_label=None)
                 res = whole
         if res is None:
             raise QueryError(_unknown_reason(t, query), query, t.start)
+        if res.unseen is not None:
+            raise CannotSeeError(t.label, res.unseen, query, t.start)
         found[t] = res
         return t
 

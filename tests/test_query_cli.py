@@ -213,3 +213,34 @@ def test_labels_unknown():
 def test_labels_help():
     result = run("labels", "--help")
     assert result.exit_code == 0 and "imgidx labels crane" in result.stdout
+
+
+PERSON = (
+    "Error: 'person': the model's 1000 ImageNet classes have no such thing; the nearest are groom (982), "
+    "scuba diver (983) and ballplayer (981), which you can query by name\n"
+)
+
+
+def test_labels_and_query_say_plainly_what_the_classes_cannot_see(db):
+    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("labels", "person")) == (1, "", PERSON)
+    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("query", "person", "--db", db)) == (1, "", PERSON)
+    result = run("query", "school bus AND person in center", "--db", db)
+    assert (result.exit_code, result.stderr) == (1, PERSON)  # one line wherever the word stands: no caret
+
+
+def test_labels_shows_the_vocabulary_as_the_source():
+    result = run("labels", "train")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[:3] == [
+        "'train' -> 6 classes",
+        "  vocabulary: train -> 6 classes (locomotives, passenger and freight cars, streetcars, bullet trains)",
+        "    466  n02917067  bullet train",
+    ]
+
+
+def test_a_region_on_a_group_runs_and_explains_its_terms(db):
+    result = run("query", "(school bus OR flowerpot) in center", "--db", db, "--paths")
+    assert (result.exit_code, result.stdout) == (0, "/photos/a.jpg\n/photos/b.jpg\n")
+    out = run("query", "(car OR truck) in center", "--db", db, "--explain").stdout
+    assert out.startswith("query: (car OR truck) in center\nparsed:\n  OR\n    car in center >= 0.2\n"
+                          "    truck in center >= 0.2\nlabels:\n  'car' -> 10 classes\n    vocabulary: car -> 10 classes")

@@ -260,8 +260,16 @@ def test_quoted_labels():
         ("left of cat", "column 1: expected a label before 'left'\n  left of cat\n  ^"),
         ("a left of b left of c", "column 13: one relation per pair of labels: join relations with AND\n"
                                   "  a left of b left of c\n              ^"),
-        ("(a OR b) left of c", "column 10: a relation joins two labels, not a parenthesized group\n"
-                               "  (a OR b) left of c\n           ^"),
+        ("(dog AND cat) left of c", "column 6: a relation needs a label or labels joined by OR on each side; this "
+                                    "group holds AND: relate each label on its own\n  (dog AND cat) left of c\n       ^"),
+        ("cat above (dog OR NOT b)", "column 19: a relation needs a label or labels joined by OR on each side; this "
+                                     "group holds NOT: relate each label on its own\n  cat above (dog OR NOT b)\n"
+                                     "                    ^"),
+        ("(dog in top OR cat) center", "column 21: 'dog' has a region of its own: a region after a group needs terms "
+                                       "without one\n  (dog in top OR cat) center\n                      ^"),
+        ("(dog) in top half", "column 10: unknown region 'top half' (the regions are listed in imgidx query --help)\n"
+                              "  (dog) in top half\n           ^"),
+        ("(dog) cat", "column 7: expected AND, OR or the end of the query, found 'cat'\n  (dog) cat\n        ^"),
         ('"dog', "column 1: unterminated quoted label: add the closing quote\n  \"dog\n  ^"),
         ('""', "column 1: empty quoted label\n  \"\"\n  ^"),
         ('dog "cat"', "column 5: a quoted label must stand alone: join it to the rest with AND or OR\n"
@@ -333,13 +341,22 @@ def _term_text():
     return st.builds(lambda l, r, t: l + r + t, _LABELS, _REGION_TEXT, _THRESHOLD)
 
 
+_BARE_LABELS = st.sampled_from(["dog", "school bus", "flower pot", '"black and gold garden spider"', "cats"])
+_RELATION_TEXT = st.sampled_from(["left of", "above", "next to"])
+
+
 def _expr():
     return st.recursive(
         _term_text(),
         lambda inner: st.one_of(
             st.builds(lambda a, op, b: f"({a} {op} {b})", inner, st.sampled_from(["AND", "and", "OR", "Or"]), inner),
             st.builds(lambda a: f"NOT ({a})", inner),
-            st.builds(lambda a, rel, b: f"{a} {rel} {b}", _term_text(), st.sampled_from(["left of", "above", "next to"]), _term_text()),
+            st.builds(lambda a, rel, b: f"{a} {rel} {b}", _term_text(), _RELATION_TEXT, _term_text()),
+            st.builds(lambda a, r: f"({' OR '.join(a)}){r}", st.lists(_BARE_LABELS, min_size=1, max_size=3), _REGION_TEXT),
+            st.builds(
+                lambda a, rel, b: f"({' OR '.join(a)}) {rel} ({' or '.join(b)})",
+                st.lists(_term_text(), min_size=1, max_size=2), _RELATION_TEXT, st.lists(_term_text(), min_size=1, max_size=2),
+            ),
         ),
         max_leaves=6,
     )
@@ -349,7 +366,7 @@ def _expr():
 @given(_expr())
 def test_generated_queries_parse_and_keep_their_terms(text):
     tree = parse(text)
-    assert 1 <= len(terms(tree)) <= 12
+    assert 1 <= len(terms(tree)) <= 6 * 4  # a relation between two groups of two holds four pairs
     for t in terms(tree):
         assert t.label in {"dog", "school bus", "flower pot", "black and gold garden spider", "cats"}
         assert t.threshold in (None, 0.5, 0.25)
@@ -366,3 +383,56 @@ def test_a_misspelt_region_suggests_the_closest_spellings(text, message):
     with pytest.raises(QueryError) as info:
         parse(text)
     assert str(info.value).splitlines()[0] == message + " (the regions are listed in imgidx query --help)"
+
+
+# ------------------------------------------------------------------------- regions and relations on groups
+
+def shape(node):
+    """The tree without source positions, to compare two spellings of one query."""
+    if isinstance(node, Term):
+        return (node.label, node.quoted, node.region.name, node.threshold, node.strict)
+    if isinstance(node, Relation):
+        return (node.kind, shape(node.left), shape(node.right))
+    if isinstance(node, Not):
+        return ("NOT", shape(node.child))
+    return (type(node).__name__, tuple(shape(c) for c in node.children))
+
+
+def test_issue_examples_for_groups():
+    assert dump(parse("(car OR truck) in center")) == "OR\n  car in center\n  truck in center"
+    assert shape(parse("(cat OR dog) left of sofa")) == shape(parse("cat left of sofa OR dog left of sofa"))
+    assert shape(parse("(car OR truck) is in the middle AND dog")) == shape(parse("(car in center OR truck in center) AND dog"))
+
+
+def test_a_region_reaches_every_term_through_and_and_not():
+    assert shape(parse("(dog AND NOT cat) top row")) == shape(parse("dog top row AND NOT cat top row"))
+    assert shape(parse("(dog left of cat OR bird) center")) == shape(parse("dog center left of cat center OR bird center"))
+
+
+def test_a_bare_region_inside_a_group_with_a_region_reads_as_one_label():
+    assert shape(parse("(entertainment center OR dog) top")) == shape(parse('"entertainment center" top OR dog top'))[:1] + (
+        (("entertainment center", False, "top row", None, False), ("dog", False, "top row", None, False)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_term_text().filter(lambda t: " > " not in t and " >= " not in t), min_size=1, max_size=4), _REGION_TEXT)
+def test_a_region_on_a_group_of_alternatives_is_the_region_on_each(labels, region):
+    bare = [t for t in labels if shape(parse(t))[2] == "anywhere"]
+    if not bare:
+        return
+    grouped = parse(f"({' OR '.join(bare)}){region}")
+    spelled = parse(" OR ".join(f"{t}{region}" for t in bare))
+    assert shape(grouped) == shape(spelled)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_term_text(), min_size=1, max_size=3),
+    _RELATION_TEXT,
+    st.lists(_term_text(), min_size=1, max_size=2),  # spelled out, 3 x 2 pairs stay within MAX_TERMS
+)
+def test_a_relation_between_groups_relates_every_pair(left, relation, right):
+    grouped = parse(f"({' OR '.join(left)}) {relation} ({' OR '.join(right)})")
+    spelled = parse(" OR ".join(f"{a} {relation} {b}" for a in left for b in right))
+    assert shape(grouped) == shape(spelled)
