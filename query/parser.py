@@ -70,7 +70,7 @@ class QueryError(ImgidxError):
     def shown(self) -> str:
         """The reason line (escaped) and the caret lines, which `caret_context` keeps printable."""
         head, _, context = str(self).partition("\n")
-        return f"{printable(head)}\n{context}"
+        return f"{printable(head)}\n{context}" if context else printable(head)
 
 
 def _width(text: str) -> int:
