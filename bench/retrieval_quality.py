@@ -67,7 +67,7 @@ from query.search import Prepared, execute, search  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "realscenes-dev"
 #: Bump when the evidence (`indexer.regions`) or the fitting below changes: indexes record it.
-CALIBRATION_VERSION = "2026-12-01.1"
+CALIBRATION_VERSION = "2026-12-01.3"
 
 #: COCO class -> the ImageNet-1k classes that show it (hand-made; an object's unmistakable parts count:
 #: a car's wheel and grille). Read against indexer/data/imagenet_classes.tsv.
@@ -535,7 +535,11 @@ def study(model, photos: dict[str, np.ndarray], truth: Truth) -> None:
         ("mean @448 + window, +half a cell @336", (448, 336), lambda p: (owned(maps, p, 448) + windowed(maps, p, 336, 0.5)) / 2),
         ("one view @336, flip-averaged", (336, "flip"),
          lambda p: (owned(maps, p, 336) + windowed(maps, p, 336, 0.5, flip=True)) / 2),
-        ("shipped: two views (cell alone @448, +half a cell @336)", ("views",), lambda p: shipped_evidence(maps, p)),
+        ("two views: mean+window cell alone @448, mean+window +half a cell @336", (448, 336),
+         lambda p: (one_view(448, 0.0)(p) + one_view(336, 0.5)(p)) / 2),
+        ("mean+window cell alone @448, mean @336, not damped off peak", (448, 336),
+         lambda p: (owned(maps, p, 448) + windowed(maps, p, 448, 0.0) + owned(maps, p, 336)) / 3),
+        ("shipped: the same, damped below 0.3 of the peak", ("views",), lambda p: shipped_evidence(maps, p)),
     ]
     today_cost = None
     print(f"\n## study: {n} photos, {model.name} ({model.precision}); model ms/image per pass: "

@@ -33,8 +33,10 @@ from pathlib import Path
 
 from indexer import labels
 from indexer.regions import CELL_TOP_K, IMAGE_TOP_K, SCORE_FLOOR
-from indexer.store import open_index, schema_statements
+from indexer.store import IndexSettings, open_index, schema_statements
 
+#: The model the rows claim, so queries read them through its fitted calibration (`indexer.calibration`).
+MODEL = "efficientnet-lite0"
 ERROR_RATE = 0.005
 ZIPF_OFFSET = 10
 SIZES = ((4032, 3024), (3024, 4032), (1920, 1080), (1080, 1920), (2048, 1536), (1600, 1200), (800, 600))
@@ -155,7 +157,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
                 None if failed else f"{rng.getrandbits(256):064x}",
                 None if failed else width,
                 None if failed else height,
-                None if failed else "vgg16",
+                None if failed else MODEL,
                 None if failed else 448,
                 "2025-01-01T00:00:00Z",
                 "cannot identify image file" if failed else None,
@@ -174,6 +176,12 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
                 log(f"  {image_id:,} images ({time.perf_counter() - start:.0f} s)")
     for statement in secondary:
         conn.execute(statement)
+    settings = IndexSettings(MODEL, 448, "bf16")
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("model", settings.model), ("working_size", "448"), ("precision", settings.precision),
+         ("calibration", settings.calibration)],
+    )
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()

@@ -481,7 +481,7 @@ from query.parser import QUERY_HELP  # noqa: E402  (regexes and tables only)
     default=DEFAULT_MIN_SCORE,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Score a term needs in a cell unless it gives its own (> 0.5).",
+    help="Confidence a term needs in a cell unless it gives its own (> 0.5); see the precision it gives below.",
 )
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(0), help="Matches to show; 0 = all.")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0), help="Skip this many matches (paging).")

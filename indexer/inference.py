@@ -48,16 +48,16 @@ def classify(model: Backbone, photo: np.ndarray, size: int, k: int = 5) -> list[
 
 
 class Poolings:
-    """Pooling weights of one backbone per (input shape, margin), each computed once."""
+    """Pooling weights of one backbone per input shape and kind, each computed once."""
 
     def __init__(self, model: Backbone):
         self.model = model
-        self.cache: dict[tuple[tuple[int, int], float], regions.Pooling] = {}
+        self.cache: dict[tuple[tuple[int, int], bool], regions.Pooling] = {}
 
-    def __call__(self, shape: tuple[int, int], margin: float) -> regions.Pooling:
-        key = (tuple(shape), margin)
+    def __call__(self, shape: tuple[int, int], pooled: bool) -> regions.Pooling:
+        key = (tuple(shape), pooled)
         if key not in self.cache:
-            self.cache[key] = regions.pooling(self.model.geometry(key[0]), margin)
+            self.cache[key] = regions.pooling(self.model.geometry(key[0]), pooled)
         return self.cache[key]
 
 
@@ -65,12 +65,12 @@ def views(model: Backbone, batch: np.ndarray, poolings: Poolings) -> list[region
     """Run ``model`` over a batch of one working shape at every scale of `regions.SCALES`."""
     stride, smallest = total_stride(model.layers), minimum_input(model.layers)
     seen = []
-    for factor, margin in regions.SCALES:
+    for factor, pooled in regions.SCALES:
         pixels = batch
         if factor != 1.0:
             shape = images.scaled_shape(batch.shape[1:3], factor, stride, smallest)
             pixels = np.stack([images.resize(photo, shape) for photo in batch])
-        seen.append(regions.View(model.class_map(pixels), poolings(pixels.shape[1:3], margin)))
+        seen.append(regions.View(model.class_map(pixels), poolings(pixels.shape[1:3], pooled)))
     return seen
 
 

@@ -1,28 +1,32 @@
 """Class maps + geometry -> the per-cell and per-image evidence the index stores (pure numpy).
 
-A photo is run at its working size and again at `SCALES`' coarser size. In each such *view* (class logits
-``L[p, k]`` at map positions ``p``) a cell ``c`` is seen two ways:
+A photo is run at its working size and again at a coarser size (`SCALES`). In each such *view* (class
+logits ``L[p, k]`` at map positions ``p``) a cell ``c`` can be seen two ways:
 
-- ``M[c, k] = sum_p A[p, c] * softmax_k L[p, k]``: the positions' own class probabilities, weighted by the
-  share of the cell each owns (`Geometry.cell_weights`). Sharp in place, but one position sees only part
-  of an object, and its softmax competes with every neighbour's content;
-- ``V[c, k] = softmax_k (sum_p B[p, c] * L[p, k])``: the cell classified as a whole, logits pooled over its
-  window (`Geometry.window_weights`: the cell, grown by the view's margin on each side), which is what the
-  network was trained to do: one average of features over a region, then the classifier.
+- owned, ``M[c, k] = sum_p A[p, c] * softmax_k L[p, k]``: the positions' own class probabilities, weighted
+  by the share of the cell each owns (`Geometry.cell_weights`). One position sees only part of an object,
+  and its softmax competes with everything else it sees;
+- pooled, ``V[c, k] = softmax_k (sum_p B[p, c] * L[p, k])``: the cell classified as a whole, its logits
+  averaged over it (`Geometry.window_weights`), which is what the network was trained to do: one average of
+  features over a region, then the classifier.
 
-The evidence ``E[c, k]`` is the mean of ``(M + V) / 2`` over the views. On `bench/retrieval_quality.py`'s
-annotated photos the fine view (working size, the cell alone) finds objects pasted into a cell, and the
-coarse one (three quarters of the size, half a cell of context around it) finds more in everyday scenes;
-their mean keeps most of both. ``E`` is a probability mass, so a label's evidence is the sum over its
-classes (`indexer.calibration` turns it into the confidence people read).
+The evidence ``E[c, k]`` is the mean of these parts: owned and pooled at the working size, owned at three
+quarters of it. On `bench/retrieval_quality.py`'s annotated photos the coarser view finds more in everyday
+scenes, where objects are often large and the network was trained on whole objects, while the pooled part
+keeps objects in their cells (a pooled part with context around the cell found more in scenes still, but
+spread objects into the cells next to them). Last, a class's evidence in a cell is scaled down where it
+falls below `PEAK_SHARE` of its best cell in the photo (in proportion), since a position's receptive field
+reaches past its cell and an object leaks a little of itself into the cells around it. ``E`` stays a
+probability mass, so a label's evidence is the sum over its classes (`indexer.calibration` turns it into
+the confidence people read).
 
 Stored per cell: the `CELL_TOP_K` classes of highest evidence relative to their prior (the calibration's
 order, so a rare class that clearly stands out is kept), each only if its evidence reaches `SCORE_FLOOR`,
 except that the best class of every cell is always kept. Per image: the `IMAGE_TOP_K` classes by the same
 order, with their best cell's evidence (what a query for the class anywhere reads) and ``share``, the
-fraction of the fine view's positions whose top class it is. Cells also store ``coverage``, the share of
-the cell's area whose top class (fine view) it is. The classes left out hold little evidence each; a
-label's summed evidence is therefore a slight underestimate, never an overestimate.
+fraction of the working-size view's positions whose top class it is. Cells also store ``coverage``, the
+share of the cell's area whose top class (same view) it is. The classes left out hold little evidence
+each; a label's summed evidence is therefore a slight underestimate, never an overestimate.
 """
 
 from __future__ import annotations
@@ -38,9 +42,13 @@ CELLS = GRID * GRID
 CELL_TOP_K = 12
 IMAGE_TOP_K = 20
 SCORE_FLOOR = 0.005
-#: The views of a photo: (size relative to the working size, window margin in cells). Measured in
-#: bench/retrieval_quality.py against single views at 224-448 px and margins 0-0.5.
-SCALES = ((1.0, 0.0), (0.75, 0.5))
+#: The views of a photo: (size relative to the working size, whether its pooled part counts). Measured in
+#: bench/retrieval_quality.py against single views at 224-448 px, windows with context, and other mixes.
+SCALES = ((1.0, True), (0.75, False))
+#: The pooled part's window: the cell alone (context around it moved objects into neighbouring cells).
+POOLED_MARGIN = 0.0
+#: A class counts fully in a cell from this share of its best cell's evidence up (measured: 0.3-0.7).
+PEAK_SHARE = 0.3
 
 
 class ImageLabel(NamedTuple):
@@ -61,14 +69,15 @@ class CellLabel(NamedTuple):
 
 
 class Pooling(NamedTuple):
-    """The two weightings of map positions for one input shape and margin: ``(h, w, 9)`` each."""
+    """The weightings of map positions for one input shape, ``(h, w, 9)``: owned, and pooled (None: not
+    counted)."""
 
     cell: np.ndarray
-    window: np.ndarray
+    window: np.ndarray | None
 
 
-def pooling(geometry: Geometry, margin: float) -> Pooling:
-    return Pooling(geometry.cell_weights(), geometry.window_weights(margin))
+def pooling(geometry: Geometry, pooled: bool) -> Pooling:
+    return Pooling(geometry.cell_weights(), geometry.window_weights(POOLED_MARGIN) if pooled else None)
 
 
 class View(NamedTuple):
@@ -106,22 +115,26 @@ def _keep(order_by: np.ndarray, evidence: np.ndarray, top_k: int) -> tuple[np.nd
     return order, counts
 
 
-def view_evidence(view: View) -> tuple[np.ndarray, np.ndarray]:
-    """``(M + V) / 2`` of one view, ``(n, 9, K)`` (module docstring), and its positions' softmax."""
+def view_parts(view: View) -> tuple[list[np.ndarray], np.ndarray]:
+    """The parts ``M`` (and ``V``) of one view, ``(n, 9, K)`` each (module docstring), and its softmax."""
     n, h, w, k = view.logits.shape
     if view.pooling.cell.shape != (h, w, CELLS):
         raise ValueError(f"cell weights of shape {view.pooling.cell.shape} do not fit a {h}x{w} class map")
     flat = view.logits.reshape(n, h * w, k).astype(np.float32, copy=False)
     probs = softmax(flat)
-    owned = view.pooling.cell.reshape(h * w, CELLS).T.astype(np.float32) @ probs
-    windowed = softmax(view.pooling.window.reshape(h * w, CELLS).T.astype(np.float32) @ flat)
-    return (owned + windowed) / 2, probs
+    parts = [view.pooling.cell.reshape(h * w, CELLS).T.astype(np.float32) @ probs]
+    if view.pooling.window is not None:
+        parts.append(softmax(view.pooling.window.reshape(h * w, CELLS).T.astype(np.float32) @ flat))
+    return parts, probs
 
 
 def cell_evidence(views: list[View]) -> tuple[np.ndarray, np.ndarray]:
-    """``E (n, 9, K)`` of a batch seen in ``views`` (the fine one first), and the fine view's softmax."""
-    seen = [view_evidence(view) for view in views]
-    return sum(evidence for evidence, _ in seen) / len(seen), seen[0][1]
+    """``E (n, 9, K)`` of a batch seen in ``views`` (the working size first), and that view's softmax."""
+    seen = [view_parts(view) for view in views]
+    parts = [part for own, _ in seen for part in own]
+    evidence = sum(parts) / len(parts)
+    peak = np.maximum(evidence.max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+    return evidence * np.minimum(1.0, evidence / peak / PEAK_SHARE), seen[0][1]
 
 
 def score_batch(views: list[View], calibration: Calibration) -> list[Regions]:

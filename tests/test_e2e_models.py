@@ -30,8 +30,26 @@ def test_classify_finds_the_cat_and_the_coffee():
     assert chelsea["top"][0]["class"] in DOMESTIC_CATS
     assert coffee["top"][0]["class"] in (ESPRESSO, CUP)
     assert len(chelsea["top"]) == 5
-    probabilities = [p["probability"] for p in chelsea["top"]]
-    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+    scores = [p["score"] for p in chelsea["top"]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores) and scores[0] > 0.5
+
+
+def test_one_photo_reads_the_same_confidence_in_classify_show_and_query(tmp_path):
+    """The calibrated number a person reads for a class of a photo is one number, whichever command shows it."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = folder / "chelsea.jpg"
+    photo.write_bytes((PHOTOS / "chelsea.jpg").read_bytes())
+    db = str(tmp_path / "index.db")
+    assert run("index", str(folder), "--db", db, "--model", "efficientnet-lite0", "-q").exit_code == 0
+    top = json.loads(run("classify", str(photo), "--model", "efficientnet-lite0", "--json").stdout)["top"][0]
+    shown = {label["class"]: label["score"] for label in json.loads(run("show", str(photo), "--db", db, "--json").stdout)["labels"]}
+    name = top["name"]
+    found = json.loads(run("query", f'"{name}"', "--db", db, "--json", "--min-score", "0").stdout.splitlines()[0])
+    assert top["score"] == pytest.approx(shown[top["class"]], abs=2e-3)
+    assert found["terms"][0]["score"] == pytest.approx(top["score"], abs=2e-3)
+    assert found["score"] == pytest.approx(top["score"], abs=2e-3)
+    assert f"{round(100 * top['score'])}%" in run("classify", str(photo), "--model", "efficientnet-lite0").stdout
 
 
 def test_classify_text_output_reads_like_the_seed():

@@ -141,6 +141,6 @@ def test_show_prints_the_cells_of_a_composite(indexed):
     assert cells[0]["labels"][0]["class"] in CLASS_SETS["chelsea"]
     assert cells[8]["labels"][0]["class"] in CLASS_SETS["coffee"]
     text = CliRunner().invoke(cli, ["show", str(folder / "cat-coffee.jpg"), "--db", db]).stdout.splitlines()
-    grid = text[text.index("grid (leading class and score per cell):") + 1 :]
+    grid = text[text.index("grid (leading class and confidence per cell):") + 1 :]
     assert grid[1].split("|")[1].strip() in {labels.class_name(c) for c in CLASS_SETS["chelsea"]}
     assert grid[7].split("|")[3].strip() in {labels.class_name(c) for c in CLASS_SETS["coffee"]}

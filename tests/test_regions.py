@@ -12,9 +12,9 @@ from indexer.regions import softmax
 PLAIN = calibration.uncalibrated("test")  # every class alike: kept in order of evidence
 
 
-def score_one(logits, geometry, cal=PLAIN, margin=0.0):
-    """What the index stores for one image seen in one view: ``logits (h, w, K)``."""
-    return regions.score_batch([regions.View(logits[None], regions.pooling(geometry, margin))], cal)[0]
+def score_one(logits, geometry, cal=PLAIN):
+    """What the index stores for one image seen in one view with both parts: ``logits (h, w, K)``."""
+    return regions.score_batch([regions.View(logits[None], regions.pooling(geometry, True))], cal)[0]
 
 K = 1000
 #: A VGG-16-like stack: five SAME 2x2 pools to stride 32, then the 7x7 VALID fc6 that moves the first
@@ -31,21 +31,23 @@ def peaked(map_hw, classes, strength=12.0):
     return logits
 
 
-def test_cell_evidence_is_the_mean_over_views_of_owned_probabilities_and_window_pooled_softmax():
+def test_cell_evidence_is_the_mean_of_owned_probabilities_and_cell_pooled_softmax_over_the_views_damped_off_peak():
     rng = np.random.default_rng(0)
     fine, coarse = derive_geometry(VGG_LIKE, (448, 608)), derive_geometry(VGG_LIKE, (320, 448))
     views = [
-        regions.View(rng.normal(0, 3, (2, *fine.map_shape, K)).astype(np.float32), regions.pooling(fine, 0.0)),
-        regions.View(rng.normal(0, 3, (2, *coarse.map_shape, K)).astype(np.float32), regions.pooling(coarse, 0.5)),
+        regions.View(rng.normal(0, 3, (2, *fine.map_shape, K)).astype(np.float32), regions.pooling(fine, True)),
+        regions.View(rng.normal(0, 3, (2, *coarse.map_shape, K)).astype(np.float32), regions.pooling(coarse, False)),
     ]
     result = regions.score_batch(views, PLAIN)
     for i, scores in enumerate(result):
-        expected_cells = 0
+        parts = []
         for view in views:
             logits = view.logits[i].astype(np.float64)
-            owned = np.einsum("hwk,hwc->ck", softmax(logits), view.pooling.cell)
-            windowed = softmax(np.einsum("hwk,hwc->ck", logits, view.pooling.window))
-            expected_cells = expected_cells + (owned + windowed) / 2 / len(views)
+            parts.append(np.einsum("hwk,hwc->ck", softmax(logits), view.pooling.cell))
+            if view.pooling.window is not None:
+                parts.append(softmax(np.einsum("hwk,hwc->ck", logits, view.pooling.window)))
+        mean = sum(parts) / 3
+        expected_cells = mean * np.minimum(1.0, mean / mean.max(axis=0) / regions.PEAK_SHARE)
         for label in scores.cell_labels:
             assert label.score == pytest.approx(expected_cells[label.cell, label.class_id], rel=1e-4)
         top = views[0].logits[i].argmax(-1).ravel()
@@ -110,8 +112,8 @@ def test_sibling_classes_can_be_summed_from_the_stored_rows():
     geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))
     logits = np.zeros((3, 3, K), dtype=np.float32)
     logits[0, 0, 151:156] = 6.0  # five dog breeds share the top-left position's probability
-    pooling = regions.pooling(geometry, 0.5)
-    result = score_one(logits, geometry, margin=0.5)
+    pooling = regions.pooling(geometry, True)
+    result = score_one(logits, geometry)
     dog = sum(label.score for label in result.cell_labels if label.cell == 0 and 151 <= label.class_id < 156)
     owned = softmax(logits[0, 0].astype(np.float64))
     windowed = softmax(np.einsum("hwk,hw->k", logits.astype(np.float64), pooling.window[..., 0]))
@@ -133,7 +135,21 @@ def test_a_rare_class_that_stands_out_is_kept_before_a_common_one_with_more_evid
     assert 500 not in plain
 
 
+def test_an_object_counts_fully_in_its_cells_and_only_in_part_in_the_cells_it_leaks_into():
+    geometry = derive_geometry((Layer(32, 32, "VALID"),), (96, 96))  # one position per cell
+    logits = np.zeros((3, 3, K), dtype=np.float32)
+    logits[:, 0, 7] = 9.0  # a strong class 7 down the left column
+    logits[:, 1, 7] = 4.0  # and a little of it in the middle column
+    owned = softmax(logits[0, 1].astype(np.float64))[7]
+    scores = {(label.cell, label.class_id): label.score for label in score_one(logits, geometry).cell_labels}
+    peak = scores[(0, 7)]
+    assert scores[(3, 7)] == pytest.approx(peak) and scores[(6, 7)] == pytest.approx(peak)
+    leak = scores[(1, 7)]  # owned and pooled alike here: the evidence is `owned`, damped by its share of the peak
+    assert leak == pytest.approx(owned * owned / peak / regions.PEAK_SHARE, rel=1e-4)
+    assert leak < owned < regions.PEAK_SHARE * peak
+
+
 def test_a_map_that_does_not_fit_the_weights_is_refused():
     geometry = derive_geometry(VGG_LIKE, (448, 448))
     with pytest.raises(ValueError, match=r"do not fit a 7x8 class map"):
-        regions.score_batch([regions.View(np.zeros((1, 7, 8, K), dtype=np.float32), regions.pooling(geometry, 0.0))], PLAIN)
+        regions.score_batch([regions.View(np.zeros((1, 7, 8, K), dtype=np.float32), regions.pooling(geometry, True))], PLAIN)
