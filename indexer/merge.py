@@ -166,9 +166,10 @@ def _check_settings(
 
 
 def _mismatch(source: str, found: IndexSettings, other: str, expected: IndexSettings) -> MergeError:
+    calibrated = found.describe() == expected.describe()
     return MergeError(
-        f"cannot merge {source}: it holds labels from {found.describe()}, but {other} from {expected.describe()}; "
-        "indexes built with other settings cannot be merged"
+        f"cannot merge {source}: it holds labels from {found.describe(calibrated)}, but {other} from "
+        f"{expected.describe(calibrated)}; indexes built with other settings cannot be merged"
     )
 
 

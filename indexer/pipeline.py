@@ -342,13 +342,9 @@ def choose_settings(
         precision = stored.precision if model == stored.model else resolve_precision("auto")
     chosen = IndexSettings(model, size or stored.working_size, precision)
     if chosen != stored and not reindex:
-        if replace(chosen, calibration=stored.calibration) == stored:
-            raise IndexSettingsError(
-                f"the index holds scores of calibration {stored.calibration}, but this imgidx reads "
-                f"{chosen.calibration}; pass --reindex to rebuild it"
-            )
+        calibrated = stored.describe() == chosen.describe()
         raise IndexSettingsError(
-            f"the index holds labels from {stored.describe()}, not {chosen.describe()}; "
+            f"the index holds labels from {stored.describe(calibrated)}, not {chosen.describe(calibrated)}; "
             f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
         )
     return chosen, reindex

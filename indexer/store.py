@@ -385,8 +385,10 @@ class IndexSettings:
         if not self.calibration:
             object.__setattr__(self, "calibration", calibration.for_model(self.model).version)
 
-    def describe(self) -> str:
-        return f"{self.model} at size {self.working_size} ({self.precision})"
+    def describe(self, calibrated: bool = False) -> str:
+        """``calibrated`` names the calibration too: for telling apart settings that differ only there."""
+        extra = f", calibration {self.calibration}" if calibrated else ""
+        return f"{self.model} at size {self.working_size} ({self.precision}{extra})"
 
 
 def read_settings(conn: sa.Connection) -> IndexSettings | None:

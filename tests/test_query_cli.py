@@ -18,6 +18,9 @@ IMAGES = {
     "/photos/d.jpg": {2: {CRANE_MACHINE: 0.9}, 3: {TABBY: 0.3}},
     "/photos/e.jpg": None,
 }
+from query import DEFAULT_MIN_SCORE
+
+MIN = f"{DEFAULT_MIN_SCORE:g}"
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +124,8 @@ def test_explain(db):
     result = run("query", "crane in the top row AND NOT flowerpot", "--db", db, "--explain")
     assert result.exit_code == 0
     out = result.stdout
-    assert out.startswith("query: crane in the top row AND NOT flowerpot\nparsed:\n  AND\n    crane in top row >= 0.2\n"
-                          "    NOT\n      flowerpot >= 0.2\nlabels:\n  'crane' -> 2 classes, ambiguous: 2 senses\n")
+    assert out.startswith(f"query: crane in the top row AND NOT flowerpot\nparsed:\n  AND\n    crane in top row >= {MIN}\n"
+                          f"    NOT\n      flowerpot >= {MIN}\nlabels:\n  'crane' -> 2 classes, ambiguous: 2 senses\n")
     assert "\n    class 134 crane (n02012849)\n    class 517 crane (n03126707)\n" in out
     assert "plan: candidates: images of term 1" in out
     assert "SQL (values shown inline; the query binds them as parameters):\n  WITH hits_1 AS" in out
@@ -186,7 +189,7 @@ def test_help_documents_the_language():
                  "top-left corner", "left-hand side"):
         assert cell in text, cell
     for phrase in ("NOT binds tighter than AND, AND tighter than OR", "A left of B", "A next to B",
-                   "--min-score (default 0.2)", "> 0.5", "--explain", "--grid", "--json", "--paths", "--html", "-0",
+                   f"--min-score (default {MIN})", "> 0.5", "--explain", "--grid", "--json", "--paths", "--html", "-0",
                    "--limit", "--offset", "Ranking: a term scores its best cell"):
         assert phrase in text, phrase
 
@@ -242,5 +245,5 @@ def test_a_region_on_a_group_runs_and_explains_its_terms(db):
     result = run("query", "(school bus OR flowerpot) in center", "--db", db, "--paths")
     assert (result.exit_code, result.stdout) == (0, "/photos/a.jpg\n/photos/b.jpg\n")
     out = run("query", "(car OR truck) in center", "--db", db, "--explain").stdout
-    assert out.startswith("query: (car OR truck) in center\nparsed:\n  OR\n    car in center >= 0.2\n"
-                          "    truck in center >= 0.2\nlabels:\n  'car' -> 10 classes\n    vocabulary: car -> 10 classes")
+    assert out.startswith(f"query: (car OR truck) in center\nparsed:\n  OR\n    car in center >= {MIN}\n"
+                          f"    truck in center >= {MIN}\nlabels:\n  'car' -> 10 classes\n    vocabulary: car -> 10 classes")
