@@ -3,7 +3,8 @@
 -- Portable SQL (SQLite now, PostgreSQL later): no AUTOINCREMENT, no WITHOUT ROWID, no SQLite-only types.
 -- The schema version lives in meta('schema_version'); bump SCHEMA_VERSION in store.py with every change.
 
--- Key/value settings the index was built with: schema_version, model, working_size, precision, ...
+-- Key/value settings the index was built with: schema_version, model, working_size, precision, calibration
+-- (the version of indexer/calibration.py's curve its scores are read with; version 2 of the schema).
 CREATE TABLE IF NOT EXISTS meta (
     key   VARCHAR(64) PRIMARY KEY,
     value TEXT NOT NULL
@@ -45,8 +46,9 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_content_hash ON images (content_hash);
 
--- Image-level labels: score = mean class probability over all map positions,
+-- Image-level labels: score = the class's evidence in its best cell (what a query for it anywhere reads),
 -- share = fraction of map positions whose top class this is. Top classes above a floor only.
+-- Scores are evidence (indexer/regions.py), not what a person reads: that is the calibration's confidence.
 CREATE TABLE IF NOT EXISTS image_labels (
     image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
     class_id INTEGER NOT NULL REFERENCES classes (class_id),
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS image_labels (
 CREATE INDEX IF NOT EXISTS image_labels_class ON image_labels (class_id, score);
 
 -- Cell-level labels: cell 0..8 row-major (0 top-left, 4 center, 8 bottom-right);
--- score = area-weighted mean class probability over the map positions covering the cell,
+-- score = the class's evidence in the cell, a probability mass (indexer/regions.py: two views of the photo),
 -- coverage = area-weighted share of the cell whose top class this is. Top classes above a floor only.
 CREATE TABLE IF NOT EXISTS cell_labels (
     image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
