@@ -4,7 +4,7 @@ Over a folder of camera-like 4000x3000 JPEGs (bench/photo_folder.py; a quarter a
 EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up model:
 
 - **model only**: the images already decoded and resized to the working shape, grouped by shape into
-  batches, and nothing but ``class_map`` timed;
+  batches, and nothing but the model timed, at every scale the indexer runs (`indexer.inference.views`);
 - **imgidx index**: `indexer.pipeline.index` into a fresh SQLite index (walk, read, sha256, reduced-size
   decode, resize, model, region scores, commits), timed end to end;
 - **seed-style**: for each of a few images, a new model (graph, session, weights) and the full-resolution
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from photo_folder import OUT, make_folder  # noqa: E402
 
-from indexer import images, pipeline, store  # noqa: E402
+from indexer import images, inference, pipeline, store  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
 from indexer.models import load_model  # noqa: E402
 
@@ -70,14 +70,15 @@ def prepared(model, folder: Path, size: int) -> tuple[dict[tuple[int, int], list
 
 
 def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: int) -> tuple[float, float]:
-    """Images per second of ``class_map`` alone, batched by working shape, and its CPU seconds per image."""
+    """Images per second of the model alone (every view), batched by working shape, and its CPU seconds per image."""
     batches = [np.stack(g[i : i + batch]) for g in groups.values() for i in range(0, len(g), batch)]
+    poolings = inference.Poolings(model)
     for shape_batch in {b.shape: b for b in batches}.values():
-        model.class_map(shape_batch)  # warm-up, once per shape and batch size
+        inference.views(model, shape_batch, poolings)  # warm-up, once per shape and batch size
     count = sum(len(b) for b in batches)
     start, cpu = time.perf_counter(), time.process_time()
     for b in batches:
-        model.class_map(b)
+        inference.views(model, b, poolings)
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 

@@ -5,9 +5,9 @@ Semantics
 A term ``LABEL in REGION`` with classes C and minimum score t holds in a cell when its confidence there
 reaches t (``>=``; ``>`` when the query says ``> t``). The confidence is the index's calibration
 (`indexer.calibration`) of the summed evidence of C's classes in the cell; it rises with the evidence, so
-the condition runs on the stored evidence against the evidence that confidence t takes for C. It matches an image when
-it holds in at least one cell of its region; its *cells* are those cells and its *score* is the best
-summed score among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
+the condition runs on the stored evidence against the evidence that confidence t takes for C. A term
+matches an image when it holds in at least one cell of its region; its *cells* are those cells and its
+*score* is the best confidence among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
 their cells, (row, column) = divmod(cell, 3):
 
 =============  ==============================================================================
@@ -135,6 +135,7 @@ class CompiledQuery:
     statement: sa.Select
     specs: list[Spec]  # every distinct term; ``positive`` ones are reported per match
     plan: str  # one line: which shape was chosen and the driving terms
+    calibration: Calibration
 
     @property
     def reported(self) -> list[Spec]:
@@ -430,7 +431,7 @@ class _Compiler:
             .limit(limit)
             .offset(offset or None)
         )
-        return CompiledQuery(statement, self.specs, plan)
+        return CompiledQuery(statement, self.specs, plan, self.calibration)
 
 
 def compile_query(

@@ -76,6 +76,9 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
         if spec.term.label not in seen:
             seen.add(spec.term.label)
             lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
+    lines.append(f"thresholds (calibration {prepared.compiled.calibration.version}):")
+    lines += [f"  term {spec.number}: confidence {'>' if spec.strict else '>='} {spec.threshold:g} means evidence "
+              f"{'>' if spec.strict else '>='} {spec.evidence:.4g}" for spec in prepared.compiled.specs]
     lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
     lines += ["  " + line for line in str(sql).splitlines()]
     if dialect.name == "sqlite":
