@@ -52,7 +52,7 @@ def gallery(tmp_path_factory):
     }
     db = folder / "index.db"
     make_index(db, images).dispose()
-    query = ["school bus in center", "AND", "flower pot", "--db", str(db)]
+    query = ["school bus in center", "AND", "flower pot", "--db", str(db), "--min-score", "0.2"]  # as laid out
     page = folder / "gallery.html"
     runner = CliRunner()
     result = runner.invoke(cli, ["query", *query, "--html", str(page)])
