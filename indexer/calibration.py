@@ -16,7 +16,9 @@ function fitted so that ``P`` estimates the chance that the label really occupie
 the class index.
 
 One calibration belongs to one model and one kind of evidence; its ``version`` is recorded in the index,
-and an index is only read with the calibration it was built with. A model with no fitted calibration
+and an index is only read with the calibration it was built with. It is fitted at the default working size
+(``working_size``); an index built at another ``--size`` reads its evidence through the same curve, which
+then holds only roughly. A model with no fitted calibration
 (VGG-16 until its real weights are at hand to fit one) reads its evidence as it is (`uncalibrated`).
 Pure Python: the query path reads it without numpy.
 """
