@@ -12,7 +12,7 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
 
     python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
-                                     [--photo-size 4000x3000]
+                                     [--photo-size 4000x3000] [--one-view]
 
 For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
 into bench/out (same network, same cost).
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from photo_folder import OUT, make_folder  # noqa: E402
 
-from indexer import images, inference, pipeline, store  # noqa: E402
+from indexer import images, inference, pipeline, regions, store  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
 from indexer.models import load_model  # noqa: E402
 
@@ -120,7 +120,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed-images", type=int, default=3)
     parser.add_argument("--photo-size", default="4000x3000", help="WxH of the generated photos")
+    parser.add_argument("--one-view", action="store_true",
+                        help="run only the working-size view, as the indexer did before calibrated scores")
     args = parser.parse_args()
+    if args.one_view:
+        regions.SCALES = regions.SCALES[:1]
 
     width, height = (int(v) for v in args.photo_size.split("x"))
     folder = make_folder(args.count, (height, width))
