@@ -1,7 +1,6 @@
 """Decoding the image files people have: formats, modes, orientation, sizes, and bad files."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
