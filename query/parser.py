@@ -216,8 +216,8 @@ Term: LABEL [in|at|on] [the] REGION [> SCORE]
   SCORE   the term's own minimum confidence: > 0.5, >= 0.5, > 50%. Without
           it the term needs --min-score (default {DEFAULT_MIN_SCORE:g}) in some cell
           of its region. At {DEFAULT_MIN_SCORE:g}, on annotated everyday photos
-          (bench/retrieval_quality.py), 57% of the photos a label returns show
-          it and 58% of the cells it reports hold it; raise it for fewer, surer
+          (bench/retrieval_quality.py), 58% of the photos a label returns show
+          it and 57% of the cells it reports hold it; raise it for fewer, surer
           matches, lower it to find more.
   A term without a region matches anywhere.
 
