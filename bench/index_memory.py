@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.megapixels:
         with tempfile.TemporaryDirectory() as tmp:
-            for megapixels in (12, args.megapixels):
+            for megapixels in dict.fromkeys((12, args.megapixels)):
                 peak = one_photo_peak(megapixels, args.model, Path(tmp))
                 print(f"{args.model}, one {megapixels:g} MP JPEG: imgidx index peak {peak:.0f} MB", flush=True)
         return
