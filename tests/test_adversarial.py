@@ -45,6 +45,7 @@ from PIL import Image
 from indexer import names
 from indexer.cli import cli
 from test_index_cli import MODEL, models  # noqa: F401  (the fake-model fixture)
+from test_crash_resume import INTERRUPTED_CLI
 from test_pipeline import BLUE, DROP_ROOT_READ, RED, paint
 
 TESTS = Path(__file__).parent
@@ -469,20 +470,8 @@ def test_a_second_writer_is_refused_while_the_first_runs(library):
 
 # 14 ----------------------------------------------------------------------------------------------------
 
-KILL_CHILD = """
-import sys
-sys.path.insert(0, {tests!r})
-from fake_backbone import FakeBackbone
-import indexer.models as models
-def load(name, weights=None, precision="auto"):
-    model = FakeBackbone(delay={delay})
-    model.name, model.precision = name, precision
-    return model
-models.load_model = load
-from indexer.cli import cli
-cli(["index", {root!r}, "--db", {db!r}, "--model", "efficientnet-lite0", "--size", "96", "--precision", "fp32",
-     "--batch", "4"], prog_name="imgidx")
-"""
+#: `imgidx index` with the fake backbone in a child process, as the Ctrl-C tests run it.
+KILL_CHILD = INTERRUPTED_CLI
 
 
 def kill_and_resume(root: Path, photos: Path, db: Path, delays: list[float], model_delay: float = 0.03) -> list[str]:
