@@ -139,7 +139,7 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 @cli.command()
 @click.argument("image_path", metavar="IMAGE", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the figure here (PNG).")
-@click.option("--text", is_flag=True, help="Print the class map as a grid of class names instead.")
+@click.option("--text", is_flag=True, help="Print the class map as a grid of short keys and their legend.")
 @click.option(
     "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
@@ -148,7 +148,10 @@ def segment(image_path, out, text, size, model_name, weights, precision):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
-    and drawn with a discrete colormap whose colour bar names each class (the seed's figure).
+    and drawn with a discrete colormap whose colour bar names each class (the seed's figure), and
+    the map again over the photo with the 3x3 cells the index stores, each with its leading label and
+    confidence (what `show` prints). --text prints the map as short keys with a legend, fitted to the
+    terminal's width.
     """
     from pathlib import Path
 
@@ -156,15 +159,15 @@ def segment(image_path, out, text, size, model_name, weights, precision):
     from indexer.models import load_model
 
     if not out and not text:
-        raise click.UsageError("give --out FILE.png for the figure, or --text for a grid of class names")
+        raise click.UsageError("give --out FILE.png for the figure, or --text for the map as text")
     size = size or images.DEFAULT_WORKING_SIZE
     photo = images.load(image_path, min_side=size).pixels
     model = load_model(model_name, weights, precision)
     segmentation = inference.segment(model, photo, size)
     if text:
-        from indexer.figure import text_grid
+        from indexer.figure import text_map
 
-        click.echo(text_grid(segmentation))
+        click.echo(text_map(segmentation))
     if out:
         from indexer.figure import save_figure
 

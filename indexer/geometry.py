@@ -79,12 +79,26 @@ class AxisGeometry:
         each map position."""
         return self._shares(margin)
 
-    def _shares(self, margin: float) -> np.ndarray:
+    @property
+    def extent(self) -> tuple[float, float]:
+        """The axis from the outer edge of its first pixel to that of its last, in pixel-centre coordinates."""
+        return -0.5, self.input_size - 0.5
+
+    def tile_edges(self) -> np.ndarray:
+        """``(map_size + 1)`` edges of the strips the map positions own (nearest centre, clipped to the image)."""
         centers = self.centers()
-        edges = np.concatenate(([-np.inf], (centers[1:] + centers[:-1]) / 2, [np.inf]))
-        low, high = -0.5, self.input_size - 0.5
-        tile_lo = np.clip(edges[:-1], low, high)
-        tile_hi = np.clip(edges[1:], low, high)
+        low, high = self.extent
+        return np.clip(np.concatenate(([low], (centers[1:] + centers[:-1]) / 2, [high])), low, high)
+
+    def cell_edges(self) -> np.ndarray:
+        """``(GRID + 1)`` edges of the thirds of the axis: where the stored cells begin and end."""
+        low, high = self.extent
+        return low + (high - low) / GRID * np.arange(GRID + 1)
+
+    def _shares(self, margin: float) -> np.ndarray:
+        tiles = self.tile_edges()
+        tile_lo, tile_hi = tiles[:-1], tiles[1:]
+        low, high = self.extent
         span = (high - low) / GRID
         starts = np.clip(low + span * (np.arange(GRID) - margin), low, high)
         stops = np.clip(low + span * (np.arange(GRID) + 1 + margin), low, high)
@@ -120,6 +134,10 @@ class Geometry:
     def window_weights(self, margin: float) -> np.ndarray:
         """``(h, w, 9)`` weight of each map position in each cell's window (module docstring); each sums to 1."""
         return _cells(self.rows.window_weights(margin), self.cols.window_weights(margin))
+
+    def cell_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Edges of the 3x3 cells the index stores: ``(row edges, column edges)``, ``GRID + 1`` each."""
+        return self.rows.cell_edges(), self.cols.cell_edges()
 
     def position_box(self, row: int, col: int) -> tuple[float, float, float, float]:
         """The receptive field of one map position as ``(top, left, bottom, right)``, unclipped."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -26,12 +27,14 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """A photo at working size, the arg-max class at each map position, and where those positions lie."""
+    """A photo at working size, the arg-max class at each map position, where those positions lie, and each
+    3x3 cell's leading label with its confidence, as the index stores it (`leading_labels`)."""
 
     pixels: np.ndarray
     class_map: np.ndarray
     probabilities: np.ndarray
     geometry: Geometry
+    cells: tuple[Prediction, ...]
 
 
 def classify(model: Backbone, photo: np.ndarray, size: int, k: int = 5) -> list[Prediction]:
@@ -81,10 +84,29 @@ def check_size(model: Backbone, size: int) -> None:
         raise WorkingSizeError(f"--size must be at least {smallest} for {model.name}, got {size}")
 
 
+def leading_labels(cell_labels: Iterable[regions.CellLabel], cal: calibration.Calibration) -> tuple[Prediction, ...]:
+    """Each cell's first label as `imgidx show` reads the index: the stored class of highest confidence
+    (then evidence, then class number)."""
+    best: dict[int, tuple[tuple[float, float, int], Prediction]] = {}
+    for label in cell_labels:
+        confidence = cal.probability(label.score, (label.class_id,))
+        key = (-confidence, -label.score, label.class_id)
+        if label.cell not in best or key < best[label.cell][0]:
+            best[label.cell] = (key, Prediction(label.class_id, confidence))
+    return tuple(best[cell][1] for cell in range(regions.CELLS))
+
+
 def segment(model: Backbone, photo: np.ndarray, size: int) -> Segmentation:
-    """Run ``model`` fully convolutionally over ``photo`` resized to shorter side ``size``."""
+    """Run ``model`` fully convolutionally over ``photo`` resized to shorter side ``size``: its class map,
+    and the cells' labels from the same views the indexer runs (`regions.SCALES`)."""
     check_size(model, size)
     shape = images.working_shape(photo.shape[0], photo.shape[1], size, total_stride(model.layers))
     pixels = images.resize(photo, shape)
-    probabilities = regions.softmax(model.class_map(pixels[None])[0])
-    return Segmentation(pixels, probabilities.argmax(axis=-1), probabilities, model.geometry(shape))
+    seen = views(model, pixels[None], Poolings(model))
+    cal = calibration.for_model(model.name)
+    stored = regions.score_batch(seen, cal)[0]
+    probabilities = regions.softmax(seen[0].logits[0])
+    return Segmentation(
+        pixels, probabilities.argmax(axis=-1), probabilities, model.geometry(shape),
+        leading_labels(stored.cell_labels, cal),
+    )

@@ -52,7 +52,7 @@ def test_unknown_model_is_a_usage_error():
 def test_segment_needs_an_output():
     result = CliRunner().invoke(cli, ["segment", "x.jpg"])
     assert result.exit_code == 2
-    assert result.stderr.endswith("Error: give --out FILE.png for the figure, or --text for a grid of class names\n")
+    assert result.stderr.endswith("Error: give --out FILE.png for the figure, or --text for the map as text\n")
 
 
 def test_library_errors_and_surprises_become_one_line(monkeypatch):

@@ -65,7 +65,11 @@ def test_vgg16_segments_through_the_real_loader(vgg_files):
     result = run("segment", str(PHOTOS / "chelsea.jpg"), "--weights", str(vgg_files.checkpoint), "--text")
     assert result.exit_code == 0, result.output
     # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns.
-    assert len(result.stdout.splitlines()) == 8
+    grid, legend = result.stdout.rstrip("\n").split("\n\n")
+    assert [len(row.split(" ")) for row in grid.splitlines()] == [15] * 8
+    assert {key for row in grid.splitlines() for key in row.split(" ")} == {
+        entry.split("=", 1)[0] for line in legend.splitlines() for entry in line.split("  ")
+    }
 
 
 def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
@@ -73,11 +77,11 @@ def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
     result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--out", str(out), "--text")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(f"wrote {out}\n")
-    grid = result.stdout.splitlines()[:-1]
-    assert len(grid) == 14  # 448 px / stride 32 rows for the 400x600 photo at working size 448
-    assert any("espresso" in line or "cup" in line for line in grid)
+    grid, legend = result.stdout.removesuffix(f"wrote {out}\n").rstrip("\n").split("\n\n")
+    assert len(grid.splitlines()) == 14  # 448 px / stride 32 rows for the 400x600 photo at working size 448
+    assert legend.startswith("A=espresso") or legend.startswith("A=cup")  # keys go to the largest class first
     figure = np.asarray(Image.open(out))
-    assert figure.shape[0] > 300 and figure.shape[1] > 600
+    assert figure.shape[0] > 300 and figure.shape[1] > 2.5 * figure.shape[0]  # photo, class map, overlay
 
 
 def test_segment_refuses_a_size_the_network_cannot_map(vgg_files):

@@ -50,3 +50,23 @@ def test_positions_weigh_in_the_cells_their_centres_fall_in():
         for col in range(8):
             cell = int((centres[row] + 0.5) // third) * GRID + int((centres[col] + 0.5) // third)
             assert weights[row, col].argmax() == cell
+
+
+@pytest.mark.parametrize("hw", [(448, 448), (448, 672)])
+def test_tile_and_cell_edges_are_the_boundaries_the_weights_are_computed_over(hw):
+    """A position's weight in a cell is the overlap of its tile with the cell over the cell's length."""
+    geometry = derive_geometry(VGG16_LAYERS, hw)
+    for axis in (geometry.rows, geometry.cols):
+        tiles, cells = axis.tile_edges(), axis.cell_edges()
+        assert (tiles[0], tiles[-1]) == (cells[0], cells[-1]) == axis.extent == (-0.5, axis.input_size - 0.5)
+        assert len(tiles) == axis.map_size + 1 and len(cells) == GRID + 1
+        centres = axis.centers()
+        assert (tiles[:-1] <= centres).all() and (centres <= tiles[1:]).all()
+        np.testing.assert_allclose(tiles[1:-1], (centres[1:] + centres[:-1]) / 2)
+        overlap = np.clip(
+            np.minimum(tiles[1:, None], cells[None, 1:]) - np.maximum(tiles[:-1, None], cells[None, :-1]), 0, None
+        )
+        np.testing.assert_allclose(overlap / np.diff(cells)[None, :], axis.cell_weights())
+    row_edges, col_edges = geometry.cell_edges()
+    np.testing.assert_array_equal(row_edges, geometry.rows.cell_edges())
+    np.testing.assert_array_equal(col_edges, geometry.cols.cell_edges())
