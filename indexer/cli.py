@@ -489,7 +489,7 @@ from query.parser import QUERY_HELP  # noqa: E402  (regexes and tables only)
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(0), help="Matches to show; 0 = all.")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0), help="Skip this many matches (paging).")
 @click.option("--grid", "fmt", flag_value="grid", help="Draw each match's 3x3 grid with the matched cells numbered.")
-@click.option("--json", "fmt", flag_value="json", help="JSON Lines: path, score, width, height, terms (score, cells).")
+@click.option("--json", "fmt", flag_value="json", help="JSON Lines: path, sha256, copies, score, width, height, terms (score, cells).")
 @click.option("--paths", "fmt", flag_value="paths", help="Only the paths, one a line.")
 @click.option("-0", "--null", "nul", is_flag=True, help="Paths ended by NUL instead of newline (for xargs -0); implies --paths.")
 @click.option(

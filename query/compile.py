@@ -418,7 +418,7 @@ class _Compiler:
         self.per_image = matches = sa.select(*columns).group_by(rows.c.image_id).subquery("per_image")
 
         score = sa.func.coalesce(self.ranking(self.tree), 0.0).label("score")
-        columns = [images.c.image_id, images.c.path, images.c.width, images.c.height, score]
+        columns = [images.c.image_id, images.c.path, images.c.content_hash, images.c.width, images.c.height, score]
         for spec in self.specs:
             if spec.positive:
                 columns += [self.score(spec).label(f"score_{spec.number}"), self.mask(spec).label(f"mask_{spec.number}")]

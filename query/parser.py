@@ -242,7 +242,10 @@ relation in it cannot take a relation (relate each label, join with AND).
 Ranking: a term scores its best cell; AND and relations multiply the scores
 of their terms; OR takes the best branch that holds; NOT only filters. Ties
 go by path. Output: a table by default (rank, score, path, where each term
-matched), or --grid, --json, --paths, --html."""
+matched), or --grid, --json, --paths, --html. Identical files (same content)
+at several paths are each listed: the table and --grid mark a later one "same
+photo as #N", --json gives each its sha256 and copies, --html shows one card
+per photo with all its paths."""
 
 
 def match_region(words: list[str]) -> Region | None:

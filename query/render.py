@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -13,6 +14,7 @@ from indexer.calibration import JSON_DECIMALS, percent
 from indexer.errors import ImageReadError
 from indexer.geometry import CELL_NAMES
 from indexer.names import printable, stored
+from query.copies import Photo, group_copies, photo_of
 from query.search import Match, Result, TermMatch
 
 _REGION_OF_MASK = {
@@ -36,7 +38,18 @@ def term_names(result: Result) -> list[str]:
 
 
 def _hit_text(name: str, hit: TermMatch) -> str:
-    return f"{name}: {where(hit.cells)} ({percent(hit.score)})" if hit.score is not None else f"{name}: -"
+    return f"{name}: {where(hit.cells)} ({percent(hit.score)})"
+
+
+def matched_terms(names: list[str], match: Match) -> list[tuple[int, str, TermMatch]]:
+    """``(number, name, hit)`` of the reported terms that hold in ``match``: an OR branch that did not
+    match is left out rather than shown as a dash."""
+    return [(n, name, hit) for n, (name, hit) in enumerate(zip(names, match.terms), start=1) if hit.score is not None]
+
+
+def _copy_note(match: Match, photo: Photo) -> str | None:
+    """``same photo as #N`` for a match that is a later copy of a picture already listed (`query.copies`)."""
+    return None if photo.best.rank == match.rank else f"same photo as #{photo.best.rank}"
 
 
 def summary(result: Result) -> str:
@@ -56,12 +69,14 @@ def summary(result: Result) -> str:
 
 
 def table(result: Result) -> str:
-    """One line per match: rank, score, path, and where each term matched."""
+    """One line per match: rank, score, path, and where each term matched (or which match it is a copy of)."""
     names = term_names(result)
-    rows = [
-        (str(m.rank), percent(m.score), printable(m.path), "; ".join(_hit_text(n, h) for n, h in zip(names, m.terms)))
-        for m in result.matches
-    ]
+    photos = photo_of(result.matches)
+
+    def matched(m: Match) -> str:
+        return _copy_note(m, photos[m.rank]) or "; ".join(_hit_text(name, h) for _, name, h in matched_terms(names, m))
+
+    rows = [(str(m.rank), percent(m.score), printable(m.path), matched(m)) for m in result.matches]
     lines = []
     if rows:
         header = ("#", "score", "path", "matched")
@@ -100,24 +115,35 @@ def grid_lines(match: Match, unicode: bool = True) -> list[str]:
 
 
 def grids(result: Result, unicode: bool = True) -> str:
-    """Each match as a heading, its grid with the matched cells numbered, and a legend."""
+    """Each match as a heading, its grid with the matched cells numbered, and a legend; a later copy of a
+    picture already drawn gets its heading and a note instead."""
     names = term_names(result)
+    photos = photo_of(result.matches)
     blocks = []
     for m in result.matches:
-        legend = "   ".join(f"{n}={_hit_text(name, h)}" for n, (name, h) in enumerate(zip(names, m.terms), start=1))
-        blocks.append("\n".join([f"{m.rank}. {percent(m.score)}  {printable(m.path)}", *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
+        heading = f"{m.rank}. {percent(m.score)}  {printable(m.path)}"
+        note = _copy_note(m, photos[m.rank])
+        if note:
+            blocks.append(f"{heading}\n   {note}")
+            continue
+        legend = "   ".join(f"{n}={_hit_text(name, h)}" for n, name, h in matched_terms(names, m))
+        blocks.append("\n".join([heading, *("   " + line for line in grid_lines(m, unicode)), "   " + legend]))
     blocks.append(summary(result))
     return "\n\n".join(blocks)
 
 
 def json_lines(result: Result) -> Iterable[str]:
-    """One JSON object per match: rank, path, score, width, height, and per term its score and cells."""
+    """One JSON object per match (per path): rank, path, sha256 of the file, copies (the matches printed
+    with the same content, itself included), score, width, height, and per term its score and cells."""
     names = term_names(result)
+    photos = photo_of(result.matches)
     for m in result.matches:
         yield json.dumps(
             {
                 "rank": m.rank,
                 "path": stored(m.path),
+                "sha256": m.content_hash,
+                "copies": photos[m.rank].copies,
                 "score": round(m.score, JSON_DECIMALS),
                 "width": m.width,
                 "height": m.height,
@@ -163,10 +189,13 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
   grid-template-rows: repeat(3, 1fr); pointer-events: none; }
 .cell { border: 1px dashed rgba(255, 255, 255, .7); display: flex; align-items: flex-start;
   justify-content: flex-end; line-height: 1; }
-.cell.hit { background: rgba(255, 179, 0, .35); outline: 3px solid #ffb300; outline-offset: -3px; }
+.cell.hit { background: rgba(255, 179, 0, .12); outline: 3px solid #ffb300; outline-offset: -3px;
+  box-shadow: inset 0 0 0 4px rgba(0, 0, 0, .45); }
 .cell .n { background: #ffb300; color: #000; font-weight: bold; font-size: 12px; padding: 2px 4px; }
-.caption { margin-top: .5em; word-break: break-all; } .rank { color: #888; } .score { font-weight: bold; }
-.terms { margin: .3em 0 0; padding: 0; list-style: none; font-size: 13px; }
+.caption { margin-top: .5em; overflow-wrap: anywhere; } .rank { color: #888; } .score { font-weight: bold; }
+.path .part { display: inline-block; max-width: 100%%; text-decoration: inherit; }
+.paths, .terms { margin: .3em 0 0; padding: 0; list-style: none; } .terms { font-size: 13px; }
+.copies { background: #e3e8f4; border-radius: 3px; padding: 0 .4em; font-size: 12px; }
 """
 
 
@@ -190,8 +219,36 @@ def _file_url(path: str) -> str:
         return path
 
 
-def _match_html(m: Match, names: list[str], size: int) -> str:
+def _picture(photo: Photo, size: int) -> tuple[str, str]:
+    """The thumbnail of the first copy that reads, and its path; else a placeholder (with the grid still
+    drawn over it) naming why the best match did not read."""
     e = html.escape
+    failure = None
+    for m in photo.matches:
+        try:
+            return f'<img src="{thumbnail_uri(m.path, size)}" alt="{e(printable(Path(m.path).name))}">', m.path
+        except ImageReadError as exc:  # moved, deleted or unreadable since indexing
+            failure = failure or exc
+    width, height = photo.best.width or 4, photo.best.height or 3
+    placeholder = (
+        f'<div class="missing" style="width:{size}px;aspect-ratio:{width}/{height}">'
+        f"image not readable: {e(str(failure)[:200])}</div>"
+    )
+    return placeholder, photo.best.path
+
+
+def _path_link(path: str) -> str:
+    """A link to the original whose text wraps after a folder separator, not inside a name: each name with
+    its "/" is one unbreakable box (`_CSS`), unless it alone is wider than the card."""
+    parts = re.findall(r"[^/]*/|[^/]+$", printable(path))
+    text = "<wbr>".join(f'<span class="part">{html.escape(part)}</span>' for part in parts)
+    return f'<a class="path" href="{html.escape(_file_url(path))}">{text}</a>'
+
+
+def _photo_html(photo: Photo, names: list[str], size: int) -> str:
+    """One card: the picture with its grid, rank and score, every path it is kept at, the terms that hold."""
+    e = html.escape
+    m = photo.best
     marks = [[] for _ in range(9)]
     for number, hit in enumerate(m.terms, start=1):
         for cell in hit.cells:
@@ -202,38 +259,36 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
         + "</div>"
         for c in range(9)
     )
-    try:
-        picture = f'<img src="{thumbnail_uri(m.path, size)}" alt="{e(printable(Path(m.path).name))}">'
-    except ImageReadError as exc:  # a moved, deleted or unreadable original still gets its grid
-        width, height = m.width or 4, m.height or 3
-        picture = (
-            f'<div class="missing" style="width:{size}px;aspect-ratio:{width}/{height}">'
-            f"image not readable: {e(str(exc)[:200])}</div>"
-        )
-    url = e(_file_url(m.path))
+    picture, shown = _picture(photo, size)
+    copies = f' <span class="copies">{photo.copies} copies</span>' if photo.copies > 1 else ""
+    paths = "".join(f"<li>{_path_link(path)}</li>" for path in photo.paths)
     terms = "".join(
-        f'<li><span class="n">{n}</span>{e(_hit_text(name, hit))}</li>'
-        for n, (name, hit) in enumerate(zip(names, m.terms), start=1)
+        f'<li><span class="n">{n}</span>{e(_hit_text(name, hit))}</li>' for n, name, hit in matched_terms(names, m)
     )
     return (
-        f'<li class="match" data-rank="{m.rank}" data-score="{m.score:.6f}">'
-        f'<a class="thumb" href="{url}">{picture}<div class="grid">{cells}</div></a>'
-        f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span> '
-        f'<a class="path" href="{url}">{e(printable(m.path))}</a><ul class="terms">{terms}</ul></div></li>'
+        f'<li class="match" data-rank="{m.rank}" data-score="{m.score:.6f}" data-copies="{photo.copies}">'
+        f'<a class="thumb" href="{e(_file_url(shown))}">{picture}<div class="grid">{cells}</div></a>'
+        f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span>{copies}'
+        f'<ul class="paths">{paths}</ul><ul class="terms">{terms}</ul></div></li>'
     )
 
 
 def html_page(result: Result, size: int = THUMBNAIL_SIZE) -> str:
-    """A page that needs nothing else: thumbnails are embedded, no scripts, every name escaped."""
+    """A page that needs nothing else: thumbnails are embedded, no scripts, every name escaped; identical
+    copies make one card (`query.copies`)."""
     e = html.escape
     names = term_names(result)
     specs = result.prepared.compiled.reported
     legend = " ".join(f"<span>{n}</span>{e(s.describe())}" for n, s in enumerate(specs, start=1))
-    items = "\n".join(_match_html(m, names, size) for m in result.matches)
+    photos = group_copies(result.matches)
+    items = "\n".join(_photo_html(photo, names, size) for photo in photos)
+    shown = summary(result)
+    if len(photos) < len(result.matches):
+        shown += f"; {len(photos):,} different photos, identical copies shown together"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>imgidx: {e(result.prepared.text)}</title><style>{_CSS % {'size': size}}</style></head>\n<body>"
         f'<h1>imgidx query <span class="query">{e(result.prepared.text)}</span></h1>'
-        f'<p class="summary">{e(summary(result))}</p>'
+        f'<p class="summary">{e(shown)}</p>'
         f'<p class="terms-legend">{legend}</p>\n<ol class="gallery">\n{items}\n</ol>\n</body></html>\n'
     )

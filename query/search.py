@@ -29,6 +29,8 @@ class TermMatch:
 
 @dataclass(frozen=True)
 class Match:
+    """One matching file; ``content_hash`` (sha256 of its bytes) is shared by identical copies (`query.copies`)."""
+
     rank: int
     image_id: int
     path: str
@@ -36,6 +38,7 @@ class Match:
     height: int | None
     score: float
     terms: tuple[TermMatch, ...]
+    content_hash: str | None = None
 
 
 @dataclass
@@ -167,6 +170,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                     )
                     for spec in reported
                 ),
+                mapping["content_hash"],
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)

@@ -23,10 +23,12 @@ CRANE_BIRD, CRANE_MACHINE = 134, 517
 Cells = Mapping[int, Mapping[int, float]]
 
 
-def make_index(db: Path | str, images: Mapping[str, Cells | None]) -> sa.Engine:
-    """An index at ``db`` (a path or URL) holding ``images`` (path -> cells; None = a file that failed to index)."""
+def make_index(db: Path | str, images: Mapping[str, Cells | None], copies: Mapping[str, str] = {}) -> sa.Engine:
+    """An index at ``db`` (a path or URL) holding ``images`` (path -> cells; None = a file that failed to index);
+    a path in ``copies`` gets the content hash of the path it maps to (an identical file)."""
     engine = open_index(str(db), create=True)
     t = tables(engine)
+    ids = {name: image_id for image_id, name in enumerate(images, start=1)}
     with engine.begin() as conn:
         for image_id, (name, cells) in enumerate(images.items(), start=1):
             conn.execute(
@@ -36,7 +38,7 @@ def make_index(db: Path | str, images: Mapping[str, Cells | None]) -> sa.Engine:
                     "path": name,
                     "size_bytes": 1000,
                     "mtime_ns": 0,
-                    "content_hash": None if cells is None else f"{image_id:064x}",
+                    "content_hash": None if cells is None else f"{ids[copies.get(name, name)]:064x}",
                     "width": None if cells is None else 640,
                     "height": None if cells is None else 480,
                     "model": "vgg16",
