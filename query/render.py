@@ -94,13 +94,18 @@ _BOX = {
 }
 
 
-def grid_lines(match: Match, unicode: bool = True) -> list[str]:
-    """The 3x3 grid of one match; each cell shows the numbers of the terms that matched there."""
-    marks = [[] for _ in range(9)]
+def cell_marks(match: Match) -> list[str]:
+    """Per cell, the numbers of the terms that matched there (``"1,3"``; empty where none did)."""
+    marks: list[list[str]] = [[] for _ in CELL_NAMES]
     for number, hit in enumerate(match.terms, start=1):
         for cell in hit.cells:
             marks[CELL_NAMES.index(cell)].append(str(number))
-    texts = [",".join(m) for m in marks]
+    return [",".join(m) for m in marks]
+
+
+def grid_lines(match: Match, unicode: bool = True) -> list[str]:
+    """The 3x3 grid of one match; each cell shows the numbers of the terms that matched there."""
+    texts = cell_marks(match)
     width = max(5, *(len(t) + 2 for t in texts))
     b = _BOX[unicode]
 
@@ -249,15 +254,11 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
     """One card: the picture with its grid, rank and score, every path it is kept at, the terms that hold."""
     e = html.escape
     m = photo.best
-    marks = [[] for _ in range(9)]
-    for number, hit in enumerate(m.terms, start=1):
-        for cell in hit.cells:
-            marks[CELL_NAMES.index(cell)].append(str(number))
     cells = "".join(
-        f'<div class="cell{" hit" if marks[c] else ""}" data-cell="{CELL_NAMES[c]}">'
-        + (f'<span class="n">{",".join(marks[c])}</span>' if marks[c] else "")
+        f'<div class="cell{" hit" if marks else ""}" data-cell="{name}">'
+        + (f'<span class="n">{marks}</span>' if marks else "")
         + "</div>"
-        for c in range(9)
+        for name, marks in zip(CELL_NAMES, cell_marks(m))
     )
     picture, shown = _picture(photo, size)
     copies = f' <span class="copies">{photo.copies} copies</span>' if photo.copies > 1 else ""
