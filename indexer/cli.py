@@ -7,6 +7,7 @@ for TensorFlow. Library errors (`ImgidxError`) become one-line `click.ClickExcep
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -15,6 +16,10 @@ from indexer import __version__
 from indexer.errors import ImgidxError
 from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, PRECISIONS, model_names
 from indexer.names import printable, stored
+
+#: The exit status of a command whose reader went away (`imgidx query ... | head`): a process that SIGPIPE
+#: ended, as `yes | head` leaves `yes`.
+CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
 
 
 class ImgidxGroup(click.Group):
@@ -25,6 +30,9 @@ class ImgidxGroup(click.Group):
             return super().invoke(ctx)
         except ImgidxError as exc:
             raise click.ClickException(exc.shown()) from None
+        except BrokenPipeError:
+            _discard_stdout()
+            raise SystemExit(CLOSED_PIPE_STATUS) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -35,6 +43,16 @@ class ImgidxGroup(click.Group):
             raise click.ClickException(
                 printable(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)")
             ) from None
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so that what is still buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind it (a test runner's buffer)
+        pass
 
 
 def model_option(func):
