@@ -366,17 +366,43 @@ def writer_lock(engine: sa.Engine) -> Iterator[None]:
 
     PostgreSQL takes concurrent runs: its transactions lock the rows they write (`store.upsert_images`,
     `store.read_settings_locked`), so they need no lock here.
+
+    The lock file is removed when the run ends, so none is left beside the index. Its holder removes it
+    while still holding it, and a lock taken on a file that is no longer the one at its path (removed
+    meanwhile) is dropped and taken again on the current file: two runs never hold the lock on two
+    different files. A killed run leaves the file, and the next run takes it over.
     """
     path = store.sqlite_path(str(engine.url))
     if path is None:
         yield
         return
-    with open(str(path) + ".lock", "a") as lock:
+    lock_path = str(path) + ".lock"
+    while True:
+        lock = open(lock_path, "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
+        if _same_file(lock, lock_path):
+            break
+        lock.close()
+    try:
         yield
+    finally:
+        if _same_file(lock, lock_path):
+            os.unlink(lock_path)
+        lock.close()
+
+
+def _same_file(handle, path: str) -> bool:
+    """``handle`` is open on the file that ``path`` names now."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
 # --- Work items ---------------------------------------------------------------------------------------

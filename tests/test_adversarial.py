@@ -465,6 +465,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(library):
         fcntl.flock(lock, fcntl.LOCK_EX)
         one_line(library.index(), 1, f"Error: another imgidx index is writing to {library.db}; wait for it to finish")
     assert library.index().exit_code == 0
+    assert not Path(f"{library.db}.lock").exists()  # the run that took the lock over removed it
     library.check()
 
 

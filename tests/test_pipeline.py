@@ -362,6 +362,42 @@ def test_a_second_writer_of_an_sqlite_index_is_refused(tmp_path):
     engine.dispose()
 
 
+def test_no_lock_file_is_left_beside_the_index_after_a_run_or_a_refusal(tmp_path):
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    db = tmp_path / "index.db"
+    engine = store.open_index(str(db))
+    run(engine, [tmp_path / "photos"])
+    assert not Path(f"{db}.lock").exists()
+    with pytest.raises(IndexSettingsError):
+        run(engine, [tmp_path / "photos"], size=SIZE * 2)
+    engine.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.db", "photos"]
+
+
+def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch):
+    """The run that held the lock removed the file after this one opened it: this run locks the file that
+    the path names now, which a third run would also open, rather than the removed one."""
+    import fcntl
+
+    engine = store.open_index(str(tmp_path / "index.db"))
+    lock_path = f"{tmp_path / 'index.db'}.lock"
+    real_flock, removals = fcntl.flock, []
+
+    def flock_after_the_holder_removed_the_file(handle, operation):
+        if not removals:
+            removals.append(lock_path)
+            os.unlink(lock_path)
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(pipeline.fcntl, "flock", flock_after_the_holder_removed_the_file)
+    with pipeline.writer_lock(engine):
+        monkeypatch.setattr(pipeline.fcntl, "flock", real_flock)
+        with open(lock_path, "a") as third, pytest.raises(BlockingIOError):
+            real_flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert removals and not os.path.exists(lock_path)
+    engine.dispose()
+
+
 def test_an_index_that_cannot_be_written_is_a_one_line_error_and_stays_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     engine = store.open_index(str(tmp_path / "index.db"))
