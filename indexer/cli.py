@@ -92,6 +92,10 @@ def cli() -> None:
     imgidx query "dog in center AND flower pot top-left"
     imgidx classify photo.jpg                # top-5 classes of one photo
     imgidx segment photo.jpg --out map.png   # the coarse class map
+
+    Which model: vgg16 (the default) is the seed's network and needs its 513 MB checkpoint (imgidx weights
+    fetch vgg16). efficientnet-lite0 works offline, indexes 3.4x as fast (35 against 10 images/s on
+    1600x1200 photos) and is the one measured on annotated photos: image F1 0.560, cell F1 0.381.
     """
 
 
@@ -234,6 +238,14 @@ def _db(db: str | None) -> str:
     return db or store.default_db_url()
 
 
+def _new_index_file(db: str) -> bool:
+    """``db`` names an SQLite file that does not exist yet, which an index run would make."""
+    from indexer import store
+
+    path = store.sqlite_path(store.parse_url(db))
+    return path is not None and not path.exists()
+
+
 class _IndexProgress:
     """Draws pipeline events: a bar with count, rate and ETA on a terminal; failures above it."""
 
@@ -319,9 +331,8 @@ def index_command(
     With --engine ray, reading and the model run on Ray Data (a local instance, or the cluster at
     --address, whose nodes must see the same paths); this process still diffs and writes the index.
     """
-    from indexer import pipeline, store
-    from indexer.models import load_model
-    from indexer.report import summary_text
+    from indexer import store
+    from indexer.models import check_weights, load_model
 
     if address is not None and runner != "ray":
         raise click.UsageError("--address needs --engine ray")
@@ -330,7 +341,18 @@ def index_command(
 
     source = click.get_current_context().get_parameter_source("model_name")
     requested_model = None if source == click.core.ParameterSource.DEFAULT else model_name
-    engine = store.open_index(_db(db), upgrade=reindex)
+    db = _db(db)
+    if runner == "ray":
+        from indexer.ray_engine import require_ray
+
+        require_ray()
+    if _new_index_file(db):  # a run that cannot start must not leave an empty index behind
+        check_weights(requested_model or DEFAULT_MODEL, weights)
+
+    from indexer import pipeline
+    from indexer.report import summary_text
+
+    engine = store.open_index(db, upgrade=reindex)
     show_bar = progress if progress is not None else (not quiet and sys.stderr.isatty())
     drawer = _IndexProgress(show_bar, show_failures=not quiet)
     try:
@@ -348,6 +370,7 @@ def index_command(
             on_event=drawer,
             runner=runner,
             address=address,
+            check_model=lambda settings: check_weights(settings.model, weights),
         )
     except KeyboardInterrupt:
         drawer.close()

@@ -785,6 +785,7 @@ def index(
     on_event: Callable[[Event], None] | None = None,
     runner: str = "local",
     address: str | None = None,
+    check_model: Callable[[IndexSettings], None] | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -795,6 +796,10 @@ def index(
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
+
+    ``check_model(settings)``, once the run's settings are known and before the folders are walked, may
+    refuse a model that could not be loaded (`indexer.models.check_weights`), so the run stops at once
+    rather than when the first image needs the model.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -820,6 +825,8 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
+        if check_model is not None:
+            check_model(settings)
         try:
             found = list_files(real_roots, database_files(engine))
             run = _Run(

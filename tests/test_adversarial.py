@@ -344,7 +344,7 @@ def test_entries_that_are_no_file_to_read_are_reported_as_skipped(library):
 def test_an_index_in_a_folder_that_does_not_exist(library):
     missing = library.root / "no" / "such"
     assert imgidx("index", library.good[0], "--db", library.root / "one.db", *MODEL).exit_code == 0
-    for argv in (("index", library.photos, "--db", missing / "x.db"), ("merge", library.root / "one.db", "--into", missing / "x.db")):
+    for argv in (("index", library.photos, "--db", missing / "x.db", *MODEL), ("merge", library.root / "one.db", "--into", missing / "x.db")):
         one_line(
             imgidx(*argv), 1,
             f"Error: cannot create the index {missing / 'x.db'}: neither its folder nor {missing.parent} exists "

@@ -2,8 +2,13 @@
 index in SQLite and in PostgreSQL)."""
 
 import json
+import os
 import re
+import resource
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +17,10 @@ from fake_backbone import FakeBackbone
 from fresh_cli import run_fresh
 from indexer import pipeline, regions, store
 from indexer.cli import cli
+from indexer.models import weights
 from test_pipeline import BLUE, RED, paint
+
+ROOT = Path(__file__).parent.parent
 
 MODEL = ["--model", "efficientnet-lite0", "--precision", "fp32", "--size", "96"]
 SUMMARY = re.compile(
@@ -188,3 +196,55 @@ def test_show_and_stats_do_not_import_tensorflow(tmp_path, command, index_url):
     out, imported_tensorflow = run_fresh(argv + ["--db", db])
     assert "stone wall" in out
     assert not imported_tensorflow
+
+
+def no_weights_error(cache: Path) -> str:
+    return (
+        f"Error: no VGG-16 weights found: run `imgidx weights fetch vgg16` (downloads 513 MB into {cache}/vgg16), "
+        "or pass `--weights PATH` or set IMGIDX_VGG16_WEIGHTS to a vgg_16.ckpt, vgg_16_2016_08_28.tar.gz or "
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5; `--model efficientnet-lite0` works offline\n"
+    )
+
+
+def test_the_default_model_without_its_weights_stops_at_once_and_makes_no_file(tmp_path):
+    """The README's first command on a machine without the VGG-16 checkpoint: one line, well under a second of
+    work, no TensorFlow, and no empty index (nor lock file) left behind."""
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    cache, db = tmp_path / "cache", tmp_path / "new" / "index.db"
+    (tmp_path / "new").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (weights.WEIGHTS_ENV, store.DB_ENV)}
+    env.update({weights.CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)})
+    argv = ["index", str(tmp_path / "photos"), "--db", str(db)]
+    code = (
+        "import sys\nfrom indexer.cli import cli\n"
+        f"try:\n    cli({argv!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n    status = exit.code\n"
+        "print(status, 'tensorflow' in sys.modules)"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert (done.stdout, done.stderr) == ("1 False\n", no_weights_error(cache))
+    assert list((tmp_path / "new").iterdir()) == [] and not cache.exists()
+    assert cpu_seconds < 1, f"the refusal cost {cpu_seconds:.2f} s of CPU"
+
+
+def test_an_index_whose_model_lost_its_weights_is_refused_before_the_walk(tmp_path, models, monkeypatch):
+    photos = tmp_path / "photos"
+    paint(photos / "a.jpg", {0: RED})
+    checkpoint = tmp_path / "vgg_16.ckpt"
+    checkpoint.write_bytes(b"found, not read: the fake model stands in")
+    db = tmp_path / "index.db"
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    vgg = ["--model", "vgg16", "--precision", "fp32", "--size", "96"]
+    assert imgidx("index", photos, "--db", db, *vgg, "--weights", checkpoint).exit_code == 0
+    paint(photos / "b.jpg", {1: RED})
+    walks = []
+    real_walk = pipeline.walk
+    monkeypatch.setattr(pipeline, "walk", lambda *args: walks.append(args) or real_walk(*args))
+    result = imgidx("index", photos, "--db", db)  # the index's own model, vgg16
+    assert (result.exit_code, result.stderr) == (1, no_weights_error(tmp_path / "cache"))
+    assert walks == [] and len(models) == 1 and not Path(f"{db}.lock").exists()
+    result = imgidx("index", photos, "--db", db, "--model", "efficientnet-lite0", "--reindex", "--size", "96")
+    assert (result.exit_code, result.stderr) == (0, "")  # another model needs no VGG-16 weights
