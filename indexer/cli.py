@@ -270,7 +270,7 @@ class _IndexProgress:
             self.bar.set_description("indexing", refresh=False)
             self.bar.update(event.done - self.bar.n)
         elif isinstance(event, (pipeline.FileFailed, pipeline.FileSkipped, pipeline.FolderUnreadable)) and (
-            self.show_failures
+            self.show_failures and not getattr(event, "still", False)
         ):
             if isinstance(event, pipeline.FileFailed):
                 message = printable(f"failed {event.error}")
@@ -312,11 +312,21 @@ class _IndexProgress:
 )
 @click.option("--prune/--no-prune", default=True, show_default=True, help="Remove files that are gone from the index.")
 @click.option("--reindex", is_flag=True, help="Redo every image, e.g. to change --model or --size.")
+@click.option(
+    "--exclude", "excludes", multiple=True, metavar="GLOB",
+    help="Leave out files and folders matching GLOB (repeatable): a name at any depth ('*.tmp', '@eaDir'), "
+    "or with a / a path below the folder ('2019/drafts', 'raw/'); a FOLDER's .imgidxignore holds more, "
+    "one a line.",
+)
+@click.option(
+    "--strict", is_flag=True,
+    help="Exit 1 also for files still failing: failed before and unchanged since.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
-    folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, progress,
-    quiet,
+    folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, excludes,
+    strict, progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -326,7 +336,9 @@ def index_command(
 
     An existing index keeps its model, working size and precision; asking for others is refused unless
     --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if some file or
-    folder could not be read.
+    folder could not be read, except files still failing: those that failed before and have not changed
+    since are counted apart and do not fail the run, so a nightly job stays green (--strict: they do).
+    Excluded files already in the index are pruned like deleted ones.
 
     With --engine ray, reading and the model run on Ray Data (a local instance, or the cluster at
     --address, whose nodes must see the same paths); this process still diffs and writes the index.
@@ -371,6 +383,7 @@ def index_command(
             runner=runner,
             address=address,
             check_model=lambda settings: check_weights(settings.model, weights),
+            exclude=excludes,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -386,7 +399,13 @@ def index_command(
             "run imgidx index on their folders",
             err=True,
         )
-    if not summary.ok:
+    if summary.still_failing and not quiet:
+        click.echo(
+            f"note: still failing ({summary.still_failing}): unchanged since they failed before, so they do not "
+            "fail the run unless --strict; imgidx stats lists them",
+            err=True,
+        )
+    if not summary.ok or (strict and summary.still_failing):
         raise SystemExit(1)
 
 

@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, images, regions, store
+from indexer import calibration, ignore, images, regions, store
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
@@ -97,18 +97,22 @@ class Progress:
 
 @dataclass(frozen=True)
 class FileFailed:
-    """One file could not be indexed; it is recorded with ``error``."""
+    """One file could not be indexed; it is recorded with ``error``. ``still``: it failed before and has
+    not changed since (`Summary.still_failing`)."""
 
     path: str
     error: str
+    still: bool = False
 
 
 @dataclass(frozen=True)
 class FileSkipped:
-    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``."""
+    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``.
+    ``still``: the index already holds it so, unchanged (`Summary.still_failing`)."""
 
     path: str
     reason: str
+    still: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ class Summary:
     missing: int = 0
     failed: int = 0
     skipped: int = 0
+    #: Files that failed (or were skipped) before and have not changed since: not counted in ``failed`` or
+    #: ``skipped``, and no reason by themselves for a failed run, so that a photo that stays broken does
+    #: not fail every later run (a nightly job's).
+    still_failing: int = 0
     unreadable_folders: int = 0
     #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
@@ -149,6 +157,7 @@ class Summary:
 
     @property
     def ok(self) -> bool:
+        """Nothing new failed: no file failed or was skipped but those `still_failing`, no folder unreadable."""
         return not self.failed and not self.skipped and not self.unreadable_folders
 
     @property
@@ -201,12 +210,13 @@ class Walker:
     """The state of one walk (see `walk`), kept in the open so parts of a tree can be listed elsewhere
     (`indexer.ray_engine` lists subfolders in Ray tasks) and merged before the symlinks are followed."""
 
-    def __init__(self, exclude: set[str] = frozenset()):
+    def __init__(self, exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()):
         self.result = Walk()
         self.visited: set[tuple[int, int]] = set()
         self.linked: list[str] = []
         self.exclude = exclude
         self.excluded_names = {os.path.basename(p) for p in exclude}
+        self.rules = rules
 
     def enter(self, folder: str, st: os.stat_result, stack: list[str]) -> None:
         if (st.st_dev, st.st_ino) not in self.visited:
@@ -223,7 +233,7 @@ class Walker:
             return []
         subfolders: list[str] = []
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or (self.rules and self.rules.excluded(entry.path, _is_folder(entry))):
                 continue
             try:
                 if entry.is_dir():
@@ -305,14 +315,22 @@ class Walker:
         return self.result
 
 
-def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def walk(roots: Sequence[str], exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()) -> Walk:
     """Every image file under ``roots`` (absolute real paths), depth first in name order.
 
-    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root and other
-    suffixes are left out; image names that are no regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
+    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, entries
+    that ``rules`` exclude (`indexer.ignore`) and other suffixes are left out; image names that are no
+    regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
     only after the real tree, so a file is found by its real path where it has one and symlink loops end.
     """
-    walker = Walker(exclude)
+    walker = Walker(exclude, rules)
     for root in roots:
         walker.add_root(root)
     return walker.finish()
@@ -504,7 +522,7 @@ class _Run:
         tasks = []
         for f in found.files:
             record = by_path.get(f.path)
-            if record and record.size_bytes == f.size_bytes and record.mtime_ns == f.mtime_ns and self.current(record):
+            if record and _unchanged(record, f) and self.current(record):
                 self.summary.unchanged += 1
             else:
                 tasks.append(Task(f, record))
@@ -560,13 +578,17 @@ class _Run:
     # -- main thread
 
     def handle(self, read: Read) -> None:
-        found = read.task.found
+        found, record = read.task.found, read.task.record
         if read.error is not None:
-            self.summary.failed += 1
+            still = record is not None and record.error is not None and _unchanged(record, found)
+            if still:
+                self.summary.still_failing += 1
+            else:
+                self.summary.failed += 1
             self.summary.failures.append((found.path, read.error))
             row = FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error)
             self.saves.append((row, None))
-            self.emit(FileFailed(found.path, read.error))
+            self.emit(FileFailed(found.path, read.error, still))
         elif read.source is not None:
             self.reuse(read)
         else:
@@ -721,14 +743,15 @@ class _Run:
     def record_skipped(self, skipped: list[tuple[FoundFile, str]], by_path: dict[str, FileRecord]) -> None:
         """Report the skipped entries, and store the ones whose row does not say so already."""
         for found, reason in skipped:
-            self.summary.skipped += 1
-            self.emit(FileSkipped(found.path, reason))
             row = FileRow(found.path, found.size_bytes, found.mtime_ns, None, error=store.SKIPPED_PREFIX + reason)
             record = by_path.get(found.path)
-            if record is None or (record.size_bytes, record.mtime_ns, record.error) != (
-                row.size_bytes, row.mtime_ns, row.error
-            ):
+            still = record is not None and record.error == row.error and _unchanged(record, found)
+            if still:
+                self.summary.still_failing += 1
+            else:
+                self.summary.skipped += 1
                 self.saves.append((row, None))
+            self.emit(FileSkipped(found.path, reason, still))
 
     def process(self, tasks: list[Task]) -> None:
         window = self.batch * READ_AHEAD_BATCHES + self.workers
@@ -752,6 +775,11 @@ class _Run:
             finally:
                 for future in pending:
                     future.cancel()
+
+
+def _unchanged(record: FileRecord, found: FoundFile) -> bool:
+    """The file has the size and modification time the index holds for it (the diff's own test)."""
+    return (record.size_bytes, record.mtime_ns) == (found.size_bytes, found.mtime_ns)
 
 
 @dataclass
@@ -786,6 +814,7 @@ def index(
     runner: str = "local",
     address: str | None = None,
     check_model: Callable[[IndexSettings], None] | None = None,
+    exclude: Sequence[str] = (),
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -800,6 +829,9 @@ def index(
     ``check_model(settings)``, once the run's settings are known and before the folders are walked, may
     refuse a model that could not be loaded (`indexer.models.check_weights`), so the run stops at once
     rather than when the first image needs the model.
+
+    ``exclude`` globs, and each root folder's ``.imgidxignore``, leave files and folders out of the walk
+    (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -822,13 +854,14 @@ def index(
             raise FolderError(f"{root}: no such folder")
         if real not in real_roots:
             real_roots.append(real)
+    rules = ignore.for_roots(real_roots, exclude)
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
         if check_model is not None:
             check_model(settings)
         try:
-            found = list_files(real_roots, database_files(engine))
+            found = list_files(real_roots, database_files(engine), rules)
             run = _Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
                 on_event, process,

@@ -31,6 +31,7 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.pruned} pruned",
         *([f"{summary.missing} missing (not pruned)"] if summary.missing else []),
         f"{summary.failed} failed",
+        *([f"{summary.still_failing} still failing"] if summary.still_failing else []),
         *([f"{summary.skipped} skipped"] if summary.skipped else []),
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
     ]

@@ -24,7 +24,8 @@ ROOT = Path(__file__).parent.parent
 
 MODEL = ["--model", "efficientnet-lite0", "--precision", "fp32", "--size", "96"]
 SUMMARY = re.compile(
-    r"^(\d+) indexed, (\d+) unchanged, (\d+) moved, (?:(\d+) copied, )?(\d+) pruned, (\d+) failed in \d+\.\d s "
+    r"^(\d+) indexed, (\d+) unchanged, (\d+) moved, (?:(\d+) copied, )?(\d+) pruned, (\d+) failed"
+    r"(?:, \d+ still failing)? in \d+\.\d s "
     r"\((efficientnet-lite0 at size 96 \(fp32\), [\d.]+ images/s|no model run)\)$"
 )
 
@@ -74,17 +75,34 @@ def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_pat
     assert result.stderr == "" and len(models) == 1  # not a terminal: no bar; and no model loaded
 
 
-def test_bad_files_are_listed_and_make_the_exit_status_1(tmp_path, models, index_url):
+STILL_FAILING_NOTE = (
+    "note: still failing ({}): unchanged since they failed before, so they do not fail the run unless --strict; "
+    "imgidx stats lists them\n"
+)
+
+
+def test_bad_files_are_listed_and_make_the_exit_status_1_until_they_are_still_failing(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     paint(photos / "good.jpg", {0: RED})
-    (photos / "bad.jpg").write_text("not a photo")
+    bad = photos / "bad.jpg"
+    bad.write_text("not a photo")
     result = imgidx("index", photos, "--db", index_url, *MODEL)
     assert result.exit_code == 1
-    assert result.stderr == f"failed {photos / 'bad.jpg'}: not an image (unknown format)\n"
+    assert result.stderr == f"failed {bad}: not an image (unknown format)\n"
     assert summary(result)[:6] == (1, 0, 0, 0, 0, 1)
+
+    # The nightly run: the same broken photo, unchanged, is no new failure.
+    result = imgidx("index", photos, "--db", index_url)
+    assert (result.exit_code, result.stderr) == (0, STILL_FAILING_NOTE.format(1))
+    assert summary(result)[:6] == (0, 1, 0, 0, 0, 0) and ", 0 failed, 1 still failing in " in result.stdout
+    result = imgidx("index", photos, "--db", index_url, "-q", "--strict")
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert ", 0 failed, 1 still failing in " in result.stdout
+
+    bad.write_text("still not a photo, but another file")  # changed: a failure again
     result = imgidx("index", photos, "--db", index_url, "-q")
     assert (result.exit_code, result.stderr) == (1, "")
-    assert summary(result)[:6] == (0, 1, 0, 0, 0, 1)
+    assert summary(result)[:6] == (0, 1, 0, 0, 0, 1) and "still failing" not in result.stdout
 
 
 def test_moves_and_deletions_are_reported(tmp_path, models, index_url):
@@ -248,3 +266,33 @@ def test_an_index_whose_model_lost_its_weights_is_refused_before_the_walk(tmp_pa
     assert walks == [] and len(models) == 1 and not Path(f"{db}.lock").exists()
     result = imgidx("index", photos, "--db", db, "--model", "efficientnet-lite0", "--reindex", "--size", "96")
     assert (result.exit_code, result.stderr) == (0, "")  # another model needs no VGG-16 weights
+
+
+def test_exclude_globs_and_the_roots_imgidxignore_leave_files_and_folders_out(tmp_path, models):
+    photos = tmp_path / "photos"
+    for name in ("a.jpg", "a.tmp.jpg", "raw/b.png", "2019/raw/c.jpg", "2019/drafts/d.jpg", "2019/e.jpg",
+                 "@eaDir/f.jpg", "2020/@eaDir/g.jpg", "2020/h.jpg"):
+        paint(photos / name, {0: RED})
+    (photos / ".imgidxignore").write_text("# thumbnails a NAS makes\n\n@eaDir/\n2019/drafts\n")
+    db = tmp_path / "index.db"
+    result = imgidx("index", photos, "--db", db, *MODEL, "--exclude", "*.tmp.*", "--exclude", "/raw")
+    assert (result.exit_code, result.stderr) == (0, "")
+    indexed = json.loads(imgidx("stats", "--db", db, "--json").stdout)["images"]
+    assert indexed == 4  # a.jpg, 2019/raw/c.jpg (/raw is the root's own raw only), 2019/e.jpg, 2020/h.jpg
+    assert imgidx("show", photos / "2019/raw/c.jpg", "--db", db).exit_code == 0
+    assert imgidx("show", photos / "raw/b.png", "--db", db).exit_code == 1
+
+    # Excluding more later prunes what the index held of it.
+    result = imgidx("index", photos, "--db", db, "--exclude", "2019/", "--exclude", "*.tmp.*", "--exclude", "/raw")
+    assert summary(result)[:6] == (0, 2, 0, 0, 2, 0)
+
+    result = imgidx("index", photos, "--db", db, "--exclude", "/")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: --exclude: '/' is no pattern; give a name or path glob such as '*.tmp' or 'raw/'\n"
+    )
+    (photos / ".imgidxignore").write_text("ok/\n  \n//\n")
+    result = imgidx("index", photos, "--db", db)
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: {photos / '.imgidxignore'}, line 3: '//' is no pattern; give a name or path glob such as "
+        "'*.tmp' or 'raw/'\n"
+    )

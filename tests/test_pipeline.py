@@ -230,11 +230,17 @@ def test_bad_files_are_recorded_and_counted_and_the_run_goes_on(engine, tmp_path
     assert dict(summary.failures) == errors
     labels_of_failed = "SELECT COUNT(*) FROM cell_labels JOIN images USING (image_id) WHERE error IS NOT NULL"
     assert rows(engine, labels_of_failed) == [(0,)]
-    summary = run(engine, [photos])  # failed files are tried again; good ones are not
-    assert (summary.unchanged, summary.failed, summary.indexed) == (1, 4, 0)
+    events.clear()
+    summary = run(engine, [photos], on_event=events.append)  # failed files are tried again; good ones are not
+    assert (summary.unchanged, summary.failed, summary.still_failing, summary.indexed) == (1, 0, 4, 0)
+    again = [e for e in events if isinstance(e, pipeline.FileFailed)]
+    assert summary.ok and [e.still for e in again] == [True] * 4  # unchanged since they failed: no new failure
     shutil.copy(good, truncated)
     summary = run(engine, [photos])
-    assert (summary.failed, summary.copied) == (3, 1)
+    assert (summary.failed, summary.still_failing, summary.copied) == (0, 3, 1)
+    (photos / "empty.jpg").write_bytes(b"\xff")  # changed, and still bad: a failure again
+    summary = run(engine, [photos])
+    assert (summary.failed, summary.still_failing) == (1, 2) and not summary.ok
     assert rows(engine, f"SELECT error FROM images WHERE path = '{truncated}'") == [(None,)]
 
 
