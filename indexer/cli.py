@@ -247,7 +247,12 @@ def _new_index_file(db: str) -> bool:
 
 
 class _IndexProgress:
-    """Draws pipeline events: a bar with count, rate and ETA on a terminal; failures above it."""
+    """Draws pipeline events: a bar with count, rate and ETA on a terminal; failures above it.
+
+    The bar's rate is the summary's (`pipeline.Summary.rate`): files done per second since the plan, the
+    model's loading left out (its clock moves on by the loading time, shown on a line of its own), and
+    averaged over the whole span rather than tqdm's recent-rate smoothing.
+    """
 
     def __init__(self, show_bar: bool, show_failures: bool):
         self.show_bar = show_bar
@@ -261,11 +266,14 @@ class _IndexProgress:
 
         if isinstance(event, pipeline.Planned):
             self.bar = tqdm(
-                total=event.todo, unit="img", desc="indexing", file=sys.stderr, dynamic_ncols=True,
+                total=event.todo, unit="img", desc="indexing", file=sys.stderr, dynamic_ncols=True, smoothing=0,
                 disable=not (self.show_bar and event.todo),
             )
         elif isinstance(event, pipeline.ModelLoading):
             self.bar.set_description(f"loading {event.model}")
+        elif isinstance(event, pipeline.ModelLoaded) and not self.bar.disable:
+            self.bar.start_t += event.seconds
+            self.bar.write(f"model loaded in {event.seconds:.1f} s", file=sys.stderr)
         elif isinstance(event, pipeline.Progress):
             self.bar.set_description("indexing", refresh=False)
             self.bar.update(event.done - self.bar.n)
@@ -339,6 +347,10 @@ def index_command(
     folder could not be read, except files still failing: those that failed before and have not changed
     since are counted apart and do not fail the run, so a nightly job stays green (--strict: they do).
     Excluded files already in the index are pruned like deleted ones.
+
+    The progress bar and the summary's images/s count the same thing over the same span: files done (indexed,
+    failed, moved) per second from the end of the folder scan to the last commit, leaving out the model's
+    loading, which is shown apart ("model loaded in 8.1 s").
 
     With --engine ray, reading and the model run on Ray Data (a local instance, or the cluster at
     --address, whose nodes must see the same paths); this process still diffs and writes the index.

@@ -88,6 +88,14 @@ class ModelLoading:
 
 
 @dataclass(frozen=True)
+class ModelLoaded:
+    """The model took ``seconds`` to load (with Ray: until its first results); left out of the rate."""
+
+    model: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Progress:
     """``done`` of ``todo`` files are committed."""
 
@@ -123,7 +131,7 @@ class FolderUnreadable:
     error: str
 
 
-Event = Planned | ModelLoading | Progress | FileFailed | FileSkipped | FolderUnreadable
+Event = Planned | ModelLoading | ModelLoaded | Progress | FileFailed | FileSkipped | FolderUnreadable
 
 
 @dataclass
@@ -149,6 +157,10 @@ class Summary:
     stale_elsewhere: int = 0
     model_loaded: bool = False
     load_seconds: float = 0.0
+    #: Files committed, as `Progress` counts them: what a progress bar counts, from `Planned` on.
+    done: int = 0
+    #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
+    planning_seconds: float = 0.0
     model_seconds: float = 0.0
     #: Scoring and committing, on the writer thread, overlapped with the model.
     write_seconds: float = 0.0
@@ -162,9 +174,10 @@ class Summary:
 
     @property
     def rate(self) -> float:
-        """Images indexed per second, not counting the model's loading."""
-        working = self.elapsed - self.load_seconds
-        return self.indexed / working if self.indexed and working > 0 else 0.0
+        """Files done per second, as a progress bar counts them (`Progress`) over its span: from `Planned` to
+        the last commit, less the model's loading (`ModelLoaded`), which is reported on its own."""
+        working = self.elapsed - self.planning_seconds - self.load_seconds
+        return self.done / working if self.done and working > 0 else 0.0
 
 
 # --- Walking ------------------------------------------------------------------------------------------
@@ -629,6 +642,7 @@ class _Run:
         start = time.perf_counter()
         backbone = self.load_backbone(self.settings)
         self.summary.load_seconds = time.perf_counter() - start
+        self.emit(ModelLoaded(self.settings.model, self.summary.load_seconds))
         if (backbone.name, backbone.precision) != (self.settings.model, self.settings.precision):
             raise IndexSettingsError(
                 f"the loaded model is {backbone.name} ({backbone.precision}), "
@@ -725,6 +739,7 @@ class _Run:
         for path, error in found.unreadable:
             self.emit(FolderUnreadable(path, error))
         self.record_skipped(found.skipped, {r.path: r for r in records})
+        self.summary.planning_seconds = time.perf_counter() - started
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
         with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
             if tasks:
@@ -738,6 +753,7 @@ class _Run:
             while self.writes:
                 self.collect(wait=True)
         self.summary.elapsed = time.perf_counter() - started
+        self.summary.done = self.done
         return self.summary
 
     def record_skipped(self, skipped: list[tuple[FoundFile, str]], by_path: dict[str, FileRecord]) -> None:

@@ -40,7 +40,7 @@ from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
+from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, Walk, Walker, read_content, walk
 from indexer.store import IndexSettings
 
 if TYPE_CHECKING:
@@ -324,6 +324,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             if first_result:
                 run.summary.load_seconds = time.perf_counter() - started
+                run.emit(ModelLoaded(run.settings.model, run.summary.load_seconds))
                 first_result = False
             for i in range(len(batch["path"])):
                 kind = str(batch["kind"][i])

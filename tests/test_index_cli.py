@@ -8,6 +8,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ MODEL = ["--model", "efficientnet-lite0", "--precision", "fp32", "--size", "96"]
 SUMMARY = re.compile(
     r"^(\d+) indexed, (\d+) unchanged, (\d+) moved, (?:(\d+) copied, )?(\d+) pruned, (\d+) failed"
     r"(?:, \d+ still failing)? in \d+\.\d s "
-    r"\((efficientnet-lite0 at size 96 \(fp32\), [\d.]+ images/s|no model run)\)$"
+    r"\((efficientnet-lite0 at size 96 \(fp32\), model loaded in [\d.]+ s, [\d.]+ images/s|no model run)\)$"
 )
 
 
@@ -296,3 +297,34 @@ def test_exclude_globs_and_the_roots_imgidxignore_leave_files_and_folders_out(tm
         1, f"Error: {photos / '.imgidxignore'}, line 3: '//' is no pattern; give a name or path glob such as "
         "'*.tmp' or 'raw/'\n"
     )
+
+
+def test_the_bar_and_the_summary_count_the_same_files_over_the_same_span_without_the_models_loading(
+    tmp_path, monkeypatch
+):
+    """A bar that started its clock before a slow model load showed a third of the summary's rate (issue 14)."""
+    load_seconds, per_batch = 1.5, 0.1
+
+    def slow_load(name, weights=None, precision="auto"):
+        time.sleep(load_seconds)
+        model = FakeBackbone(delay=per_batch)
+        model.name, model.precision = name, precision
+        return model
+
+    monkeypatch.setattr("indexer.models.load_model", slow_load)
+    photos = tmp_path / "photos"
+    for i in range(24):
+        paint(photos / f"{i:02}.png", {i % 9: RED}, hw=(48, 64))
+    (photos / "bad.jpg").write_text("not a photo")  # a file done too: counted by both
+    result = imgidx("index", photos, "--db", tmp_path / "index.db", *MODEL, "--batch", "4", "--progress")
+    assert result.exit_code == 1, result.output
+    screen = result.stderr.replace("\r", "\n")
+    loaded = float(re.search(r"^model loaded in (\d+\.\d) s$", screen, re.MULTILINE).group(1))
+    bar_rate = float(re.findall(r"indexing: 100%\|.*\| 25/25 \[[\d:]+<00:00, +([\d.]+)img/s\]", screen)[-1])
+    match = re.search(r", model loaded in (\d+\.\d) s, ([\d.]+) images/s\)$", result.stdout.strip())
+    assert match, result.stdout
+    assert float(match.group(1)) == loaded >= load_seconds
+    summary_rate = float(match.group(2))
+    assert abs(bar_rate - summary_rate) <= 0.15 * summary_rate, (bar_rate, summary_rate)
+    with_loading = 25 / (25 / summary_rate + load_seconds)
+    assert bar_rate > 1.5 * with_loading, (bar_rate, with_loading)  # the loading is not in it
