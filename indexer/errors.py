@@ -47,6 +47,10 @@ class FolderError(ImgidxError):
     """A folder given to index does not exist or is not a folder or file."""
 
 
+class PatternError(ImgidxError):
+    """An --exclude pattern or a line of an .imgidxignore file is no pattern, or the file cannot be read."""
+
+
 class IndexBusyError(StoreError):
     """Another `imgidx index` is writing to the same index."""
 

@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, images, regions, store
+from indexer import calibration, ignore, images, regions, store
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
@@ -88,6 +88,14 @@ class ModelLoading:
 
 
 @dataclass(frozen=True)
+class ModelLoaded:
+    """The model took ``seconds`` to load (with Ray: until its first results); left out of the rate."""
+
+    model: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Progress:
     """``done`` of ``todo`` files are committed."""
 
@@ -97,18 +105,22 @@ class Progress:
 
 @dataclass(frozen=True)
 class FileFailed:
-    """One file could not be indexed; it is recorded with ``error``."""
+    """One file could not be indexed; it is recorded with ``error``. ``still``: it failed before and has
+    not changed since (`Summary.still_failing`)."""
 
     path: str
     error: str
+    still: bool = False
 
 
 @dataclass(frozen=True)
 class FileSkipped:
-    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``."""
+    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``.
+    ``still``: the index already holds it so, unchanged (`Summary.still_failing`)."""
 
     path: str
     reason: str
+    still: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,7 @@ class FolderUnreadable:
     error: str
 
 
-Event = Planned | ModelLoading | Progress | FileFailed | FileSkipped | FolderUnreadable
+Event = Planned | ModelLoading | ModelLoaded | Progress | FileFailed | FileSkipped | FolderUnreadable
 
 
 @dataclass
@@ -136,11 +148,19 @@ class Summary:
     missing: int = 0
     failed: int = 0
     skipped: int = 0
+    #: Files that failed (or were skipped) before and have not changed since: not counted in ``failed`` or
+    #: ``skipped``, and no reason by themselves for a failed run, so that a photo that stays broken does
+    #: not fail every later run (a nightly job's).
+    still_failing: int = 0
     unreadable_folders: int = 0
     #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
     model_loaded: bool = False
     load_seconds: float = 0.0
+    #: Files committed, as `Progress` counts them: what a progress bar counts, from `Planned` on.
+    done: int = 0
+    #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
+    planning_seconds: float = 0.0
     model_seconds: float = 0.0
     #: Scoring and committing, on the writer thread, overlapped with the model.
     write_seconds: float = 0.0
@@ -149,13 +169,15 @@ class Summary:
 
     @property
     def ok(self) -> bool:
+        """Nothing new failed: no file failed or was skipped but those `still_failing`, no folder unreadable."""
         return not self.failed and not self.skipped and not self.unreadable_folders
 
     @property
     def rate(self) -> float:
-        """Images indexed per second, not counting the model's loading."""
-        working = self.elapsed - self.load_seconds
-        return self.indexed / working if self.indexed and working > 0 else 0.0
+        """Files done per second, as a progress bar counts them (`Progress`) over its span: from `Planned` to
+        the last commit, less the model's loading (`ModelLoaded`), which is reported on its own."""
+        working = self.elapsed - self.planning_seconds - self.load_seconds
+        return self.done / working if self.done and working > 0 else 0.0
 
 
 # --- Walking ------------------------------------------------------------------------------------------
@@ -201,12 +223,13 @@ class Walker:
     """The state of one walk (see `walk`), kept in the open so parts of a tree can be listed elsewhere
     (`indexer.ray_engine` lists subfolders in Ray tasks) and merged before the symlinks are followed."""
 
-    def __init__(self, exclude: set[str] = frozenset()):
+    def __init__(self, exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()):
         self.result = Walk()
         self.visited: set[tuple[int, int]] = set()
         self.linked: list[str] = []
         self.exclude = exclude
         self.excluded_names = {os.path.basename(p) for p in exclude}
+        self.rules = rules
 
     def enter(self, folder: str, st: os.stat_result, stack: list[str]) -> None:
         if (st.st_dev, st.st_ino) not in self.visited:
@@ -223,7 +246,7 @@ class Walker:
             return []
         subfolders: list[str] = []
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or (self.rules and self.rules.excluded(entry.path, _is_folder(entry))):
                 continue
             try:
                 if entry.is_dir():
@@ -305,14 +328,22 @@ class Walker:
         return self.result
 
 
-def walk(roots: Sequence[str], exclude: set[str] = frozenset()) -> Walk:
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def walk(roots: Sequence[str], exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()) -> Walk:
     """Every image file under ``roots`` (absolute real paths), depth first in name order.
 
-    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root and other
-    suffixes are left out; image names that are no regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
+    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, entries
+    that ``rules`` exclude (`indexer.ignore`) and other suffixes are left out; image names that are no
+    regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
     only after the real tree, so a file is found by its real path where it has one and symlink loops end.
     """
-    walker = Walker(exclude)
+    walker = Walker(exclude, rules)
     for root in roots:
         walker.add_root(root)
     return walker.finish()
@@ -366,17 +397,43 @@ def writer_lock(engine: sa.Engine) -> Iterator[None]:
 
     PostgreSQL takes concurrent runs: its transactions lock the rows they write (`store.upsert_images`,
     `store.read_settings_locked`), so they need no lock here.
+
+    The lock file is removed when the run ends, so none is left beside the index. Its holder removes it
+    while still holding it, and a lock taken on a file that is no longer the one at its path (removed
+    meanwhile) is dropped and taken again on the current file: two runs never hold the lock on two
+    different files. A killed run leaves the file, and the next run takes it over.
     """
     path = store.sqlite_path(str(engine.url))
     if path is None:
         yield
         return
-    with open(str(path) + ".lock", "a") as lock:
+    lock_path = str(path) + ".lock"
+    while True:
+        lock = open(lock_path, "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
+        if _same_file(lock, lock_path):
+            break
+        lock.close()
+    try:
         yield
+    finally:
+        if _same_file(lock, lock_path):
+            os.unlink(lock_path)
+        lock.close()
+
+
+def _same_file(handle, path: str) -> bool:
+    """``handle`` is open on the file that ``path`` names now."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
 # --- Work items ---------------------------------------------------------------------------------------
@@ -478,7 +535,7 @@ class _Run:
         tasks = []
         for f in found.files:
             record = by_path.get(f.path)
-            if record and record.size_bytes == f.size_bytes and record.mtime_ns == f.mtime_ns and self.current(record):
+            if record and _unchanged(record, f) and self.current(record):
                 self.summary.unchanged += 1
             else:
                 tasks.append(Task(f, record))
@@ -534,13 +591,17 @@ class _Run:
     # -- main thread
 
     def handle(self, read: Read) -> None:
-        found = read.task.found
+        found, record = read.task.found, read.task.record
         if read.error is not None:
-            self.summary.failed += 1
+            still = record is not None and record.error is not None and _unchanged(record, found)
+            if still:
+                self.summary.still_failing += 1
+            else:
+                self.summary.failed += 1
             self.summary.failures.append((found.path, read.error))
             row = FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error)
             self.saves.append((row, None))
-            self.emit(FileFailed(found.path, read.error))
+            self.emit(FileFailed(found.path, read.error, still))
         elif read.source is not None:
             self.reuse(read)
         else:
@@ -581,6 +642,7 @@ class _Run:
         start = time.perf_counter()
         backbone = self.load_backbone(self.settings)
         self.summary.load_seconds = time.perf_counter() - start
+        self.emit(ModelLoaded(self.settings.model, self.summary.load_seconds))
         if (backbone.name, backbone.precision) != (self.settings.model, self.settings.precision):
             raise IndexSettingsError(
                 f"the loaded model is {backbone.name} ({backbone.precision}), "
@@ -677,6 +739,7 @@ class _Run:
         for path, error in found.unreadable:
             self.emit(FolderUnreadable(path, error))
         self.record_skipped(found.skipped, {r.path: r for r in records})
+        self.summary.planning_seconds = time.perf_counter() - started
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
         with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
             if tasks:
@@ -690,19 +753,21 @@ class _Run:
             while self.writes:
                 self.collect(wait=True)
         self.summary.elapsed = time.perf_counter() - started
+        self.summary.done = self.done
         return self.summary
 
     def record_skipped(self, skipped: list[tuple[FoundFile, str]], by_path: dict[str, FileRecord]) -> None:
         """Report the skipped entries, and store the ones whose row does not say so already."""
         for found, reason in skipped:
-            self.summary.skipped += 1
-            self.emit(FileSkipped(found.path, reason))
             row = FileRow(found.path, found.size_bytes, found.mtime_ns, None, error=store.SKIPPED_PREFIX + reason)
             record = by_path.get(found.path)
-            if record is None or (record.size_bytes, record.mtime_ns, record.error) != (
-                row.size_bytes, row.mtime_ns, row.error
-            ):
+            still = record is not None and record.error == row.error and _unchanged(record, found)
+            if still:
+                self.summary.still_failing += 1
+            else:
+                self.summary.skipped += 1
                 self.saves.append((row, None))
+            self.emit(FileSkipped(found.path, reason, still))
 
     def process(self, tasks: list[Task]) -> None:
         window = self.batch * READ_AHEAD_BATCHES + self.workers
@@ -726,6 +791,11 @@ class _Run:
             finally:
                 for future in pending:
                     future.cancel()
+
+
+def _unchanged(record: FileRecord, found: FoundFile) -> bool:
+    """The file has the size and modification time the index holds for it (the diff's own test)."""
+    return (record.size_bytes, record.mtime_ns) == (found.size_bytes, found.mtime_ns)
 
 
 @dataclass
@@ -759,6 +829,8 @@ def index(
     on_event: Callable[[Event], None] | None = None,
     runner: str = "local",
     address: str | None = None,
+    check_model: Callable[[IndexSettings], None] | None = None,
+    exclude: Sequence[str] = (),
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -769,6 +841,13 @@ def index(
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
+
+    ``check_model(settings)``, once the run's settings are known and before the folders are walked, may
+    refuse a model that could not be loaded (`indexer.models.check_weights`), so the run stops at once
+    rather than when the first image needs the model.
+
+    ``exclude`` globs, and each root folder's ``.imgidxignore``, leave files and folders out of the walk
+    (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -791,11 +870,14 @@ def index(
             raise FolderError(f"{root}: no such folder")
         if real not in real_roots:
             real_roots.append(real)
+    rules = ignore.for_roots(real_roots, exclude)
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
+        if check_model is not None:
+            check_model(settings)
         try:
-            found = list_files(real_roots, database_files(engine))
+            found = list_files(real_roots, database_files(engine), rules)
             run = _Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
                 on_event, process,

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from indexer import calibration, images, regions
+from indexer import calibration, ignore, images, regions
 from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
+from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, Walk, Walker, read_content, walk
 from indexer.store import IndexSettings
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class Session:
             self.ray.shutdown()
             self.owns = False
 
-    def walk(self, roots: Sequence[str], exclude: set[str]) -> Walk:
+    def walk(self, roots: Sequence[str], exclude: set[str], rules: ignore.Rules = ignore.Rules()) -> Walk:
         """`pipeline.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
 
         The tasks list real folders only and hand back what they entered; the symlinked folders are
@@ -238,13 +238,13 @@ class Session:
         subtree is not listed twice and a link loop still ends.
         """
         if self.cluster.address is None:
-            return walk(roots, exclude)
+            return walk(roots, exclude, rules)
         ray = self.connect()
         list_remote = ray.remote(num_cpus=READ_TASK_CPUS)(list_subtree)
-        walker = Walker(exclude)
+        walker = Walker(exclude, rules)
         parts: list = []
         for root in roots:
-            top = Walker(exclude)
+            top = Walker(exclude, rules)
             top.visited = walker.visited
             subfolders: list[str] = []
             if not os.path.isdir(root):
@@ -254,7 +254,7 @@ class Session:
                 top.enter(root, os.stat(root), stack)
                 subfolders = top.scan_folder(root) if stack else []
             parts.append((top.result.files, top.result.unreadable, set(), top.linked, top.result.skipped))
-            parts += [list_remote.remote(folder, exclude) for folder in subfolders]
+            parts += [list_remote.remote(folder, exclude, rules) for folder in subfolders]
         try:
             for part in parts:
                 walker.merge(*(part if isinstance(part, tuple) else ray.get(part)))
@@ -263,10 +263,10 @@ class Session:
         return walker.finish()
 
 
-def list_subtree(folder: str, exclude: set[str]) -> tuple:
+def list_subtree(folder: str, exclude: set[str], rules: ignore.Rules = ignore.Rules()) -> tuple:
     """Ray task: one real subtree's files, unreadable folders, entered folders, symlinked folders and skipped
-    entries."""
-    walker = Walker(exclude)
+    entries, with the run's exclusion ``rules``."""
+    walker = Walker(exclude, rules)
     walker.add_root(folder)
     return walker.result.files, walker.result.unreadable, walker.visited, walker.linked, walker.result.skipped
 
@@ -324,6 +324,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             if first_result:
                 run.summary.load_seconds = time.perf_counter() - started
+                run.emit(ModelLoaded(run.settings.model, run.summary.load_seconds))
                 first_result = False
             for i in range(len(batch["path"])):
                 kind = str(batch["kind"][i])

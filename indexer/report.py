@@ -22,7 +22,8 @@ GRID_CELL_WIDTH = 22
 
 
 def summary_text(summary: "Summary") -> str:
-    """One line: what the run did, how long it took, and with which settings."""
+    """One line: what the run did, how long it took, with which settings, how long the model took to load,
+    and the rate `Summary.rate`: what the progress bar counts, over the bar's span, loading left out."""
     parts = [
         f"{summary.indexed} indexed",
         f"{summary.unchanged} unchanged",
@@ -31,12 +32,17 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.pruned} pruned",
         *([f"{summary.missing} missing (not pruned)"] if summary.missing else []),
         f"{summary.failed} failed",
+        *([f"{summary.still_failing} still failing"] if summary.still_failing else []),
         *([f"{summary.skipped} skipped"] if summary.skipped else []),
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
     ]
+    if not summary.model_loaded:
+        return f"{', '.join(parts)} in {summary.elapsed:.1f} s (no model run)"
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
-    model = summary.settings.describe() if summary.model_loaded else "no model run"
-    return f"{', '.join(parts)} in {summary.elapsed:.1f} s ({model}{rate})"
+    return (
+        f"{', '.join(parts)} in {summary.elapsed:.1f} s ({summary.settings.describe()}, model loaded in "
+        f"{summary.load_seconds:.1f} s{rate})"
+    )
 
 
 def _percent(value: float) -> str:

@@ -1,5 +1,9 @@
 """The command line as a user meets it: help everywhere, one-line errors, exit codes."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -9,6 +13,9 @@ from fresh_cli import run_fresh
 from indexer import cli as cli_module
 from indexer.cli import cli
 from indexer.errors import StoreError
+from query_helpers import SCHOOL_BUS, make_index
+
+ROOT = Path(__file__).parent.parent
 
 
 def all_commands(group: click.Group, prefix=()):
@@ -91,3 +98,21 @@ def test_library_errors_and_surprises_become_one_line(monkeypatch):
 def test_commands_that_run_no_model_do_not_import_tensorflow(argv):
     _, imported_tensorflow = run_fresh(argv, must_succeed=False)
     assert not imported_tensorflow
+
+
+@pytest.mark.parametrize("argv", [["labels", "dog"], ["query", "school bus"], ["query", "school bus", "--paths"]])
+def test_a_reader_that_went_away_ends_the_command_quietly_with_the_status_of_sigpipe(tmp_path, argv):
+    """`imgidx query ... | head`: no message, and the status `yes | head` leaves `yes` with (128 + SIGPIPE)."""
+    if argv[0] == "query":
+        make_index(tmp_path / "index.db", {f"/photos/{i}.jpg": {4: {SCHOOL_BUS: 0.8}} for i in range(3)}).dispose()
+        argv = [*argv, "--db", str(tmp_path / "index.db")]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line arrives
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "indexer", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

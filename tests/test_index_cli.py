@@ -2,8 +2,14 @@
 index in SQLite and in PostgreSQL)."""
 
 import json
+import os
 import re
+import resource
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,12 +18,16 @@ from fake_backbone import FakeBackbone
 from fresh_cli import run_fresh
 from indexer import pipeline, regions, store
 from indexer.cli import cli
+from indexer.models import weights
 from test_pipeline import BLUE, RED, paint
+
+ROOT = Path(__file__).parent.parent
 
 MODEL = ["--model", "efficientnet-lite0", "--precision", "fp32", "--size", "96"]
 SUMMARY = re.compile(
-    r"^(\d+) indexed, (\d+) unchanged, (\d+) moved, (?:(\d+) copied, )?(\d+) pruned, (\d+) failed in \d+\.\d s "
-    r"\((efficientnet-lite0 at size 96 \(fp32\), [\d.]+ images/s|no model run)\)$"
+    r"^(\d+) indexed, (\d+) unchanged, (\d+) moved, (?:(\d+) copied, )?(\d+) pruned, (\d+) failed"
+    r"(?:, \d+ still failing)? in \d+\.\d s "
+    r"\((efficientnet-lite0 at size 96 \(fp32\), model loaded in [\d.]+ s, [\d.]+ images/s|no model run)\)$"
 )
 
 
@@ -66,17 +76,34 @@ def test_a_thousand_images_with_progress_then_a_rerun_that_runs_no_model(tmp_pat
     assert result.stderr == "" and len(models) == 1  # not a terminal: no bar; and no model loaded
 
 
-def test_bad_files_are_listed_and_make_the_exit_status_1(tmp_path, models, index_url):
+STILL_FAILING_NOTE = (
+    "note: still failing ({}): unchanged since they failed before, so they do not fail the run unless --strict; "
+    "imgidx stats lists them\n"
+)
+
+
+def test_bad_files_are_listed_and_make_the_exit_status_1_until_they_are_still_failing(tmp_path, models, index_url):
     photos = tmp_path / "photos"
     paint(photos / "good.jpg", {0: RED})
-    (photos / "bad.jpg").write_text("not a photo")
+    bad = photos / "bad.jpg"
+    bad.write_text("not a photo")
     result = imgidx("index", photos, "--db", index_url, *MODEL)
     assert result.exit_code == 1
-    assert result.stderr == f"failed {photos / 'bad.jpg'}: not an image (unknown format)\n"
+    assert result.stderr == f"failed {bad}: not an image (unknown format)\n"
     assert summary(result)[:6] == (1, 0, 0, 0, 0, 1)
+
+    # The nightly run: the same broken photo, unchanged, is no new failure.
+    result = imgidx("index", photos, "--db", index_url)
+    assert (result.exit_code, result.stderr) == (0, STILL_FAILING_NOTE.format(1))
+    assert summary(result)[:6] == (0, 1, 0, 0, 0, 0) and ", 0 failed, 1 still failing in " in result.stdout
+    result = imgidx("index", photos, "--db", index_url, "-q", "--strict")
+    assert (result.exit_code, result.stderr) == (1, "")
+    assert ", 0 failed, 1 still failing in " in result.stdout
+
+    bad.write_text("still not a photo, but another file")  # changed: a failure again
     result = imgidx("index", photos, "--db", index_url, "-q")
     assert (result.exit_code, result.stderr) == (1, "")
-    assert summary(result)[:6] == (0, 1, 0, 0, 0, 1)
+    assert summary(result)[:6] == (0, 1, 0, 0, 0, 1) and "still failing" not in result.stdout
 
 
 def test_moves_and_deletions_are_reported(tmp_path, models, index_url):
@@ -188,3 +215,116 @@ def test_show_and_stats_do_not_import_tensorflow(tmp_path, command, index_url):
     out, imported_tensorflow = run_fresh(argv + ["--db", db])
     assert "stone wall" in out
     assert not imported_tensorflow
+
+
+def no_weights_error(cache: Path) -> str:
+    return (
+        f"Error: no VGG-16 weights found: run `imgidx weights fetch vgg16` (downloads 513 MB into {cache}/vgg16), "
+        "or pass `--weights PATH` or set IMGIDX_VGG16_WEIGHTS to a vgg_16.ckpt, vgg_16_2016_08_28.tar.gz or "
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5; `--model efficientnet-lite0` works offline\n"
+    )
+
+
+def test_the_default_model_without_its_weights_stops_at_once_and_makes_no_file(tmp_path):
+    """The README's first command on a machine without the VGG-16 checkpoint: one line, well under a second of
+    work, no TensorFlow, and no empty index (nor lock file) left behind."""
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    cache, db = tmp_path / "cache", tmp_path / "new" / "index.db"
+    (tmp_path / "new").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (weights.WEIGHTS_ENV, store.DB_ENV)}
+    env.update({weights.CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)})
+    argv = ["index", str(tmp_path / "photos"), "--db", str(db)]
+    code = (
+        "import sys\nfrom indexer.cli import cli\n"
+        f"try:\n    cli({argv!r}, prog_name='imgidx')\nexcept SystemExit as exit:\n    status = exit.code\n"
+        "print(status, 'tensorflow' in sys.modules)"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert (done.stdout, done.stderr) == ("1 False\n", no_weights_error(cache))
+    assert list((tmp_path / "new").iterdir()) == [] and not cache.exists()
+    assert cpu_seconds < 1, f"the refusal cost {cpu_seconds:.2f} s of CPU"
+
+
+def test_an_index_whose_model_lost_its_weights_is_refused_before_the_walk(tmp_path, models, monkeypatch):
+    photos = tmp_path / "photos"
+    paint(photos / "a.jpg", {0: RED})
+    checkpoint = tmp_path / "vgg_16.ckpt"
+    checkpoint.write_bytes(b"found, not read: the fake model stands in")
+    db = tmp_path / "index.db"
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    vgg = ["--model", "vgg16", "--precision", "fp32", "--size", "96"]
+    assert imgidx("index", photos, "--db", db, *vgg, "--weights", checkpoint).exit_code == 0
+    paint(photos / "b.jpg", {1: RED})
+    walks = []
+    real_walk = pipeline.walk
+    monkeypatch.setattr(pipeline, "walk", lambda *args: walks.append(args) or real_walk(*args))
+    result = imgidx("index", photos, "--db", db)  # the index's own model, vgg16
+    assert (result.exit_code, result.stderr) == (1, no_weights_error(tmp_path / "cache"))
+    assert walks == [] and len(models) == 1 and not Path(f"{db}.lock").exists()
+    result = imgidx("index", photos, "--db", db, "--model", "efficientnet-lite0", "--reindex", "--size", "96")
+    assert (result.exit_code, result.stderr) == (0, "")  # another model needs no VGG-16 weights
+
+
+def test_exclude_globs_and_the_roots_imgidxignore_leave_files_and_folders_out(tmp_path, models):
+    photos = tmp_path / "photos"
+    for name in ("a.jpg", "a.tmp.jpg", "raw/b.png", "2019/raw/c.jpg", "2019/drafts/d.jpg", "2019/e.jpg",
+                 "@eaDir/f.jpg", "2020/@eaDir/g.jpg", "2020/h.jpg"):
+        paint(photos / name, {0: RED})
+    (photos / ".imgidxignore").write_text("# thumbnails a NAS makes\n\n@eaDir/\n2019/drafts\n")
+    db = tmp_path / "index.db"
+    result = imgidx("index", photos, "--db", db, *MODEL, "--exclude", "*.tmp.*", "--exclude", "/raw")
+    assert (result.exit_code, result.stderr) == (0, "")
+    indexed = json.loads(imgidx("stats", "--db", db, "--json").stdout)["images"]
+    assert indexed == 4  # a.jpg, 2019/raw/c.jpg (/raw is the root's own raw only), 2019/e.jpg, 2020/h.jpg
+    assert imgidx("show", photos / "2019/raw/c.jpg", "--db", db).exit_code == 0
+    assert imgidx("show", photos / "raw/b.png", "--db", db).exit_code == 1
+
+    # Excluding more later prunes what the index held of it.
+    result = imgidx("index", photos, "--db", db, "--exclude", "2019/", "--exclude", "*.tmp.*", "--exclude", "/raw")
+    assert summary(result)[:6] == (0, 2, 0, 0, 2, 0)
+
+    result = imgidx("index", photos, "--db", db, "--exclude", "/")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: --exclude: '/' is no pattern; give a name or path glob such as '*.tmp' or 'raw/'\n"
+    )
+    (photos / ".imgidxignore").write_text("ok/\n  \n//\n")
+    result = imgidx("index", photos, "--db", db)
+    assert (result.exit_code, result.stderr) == (
+        1, f"Error: {photos / '.imgidxignore'}, line 3: '//' is no pattern; give a name or path glob such as "
+        "'*.tmp' or 'raw/'\n"
+    )
+
+
+def test_the_bar_and_the_summary_count_the_same_files_over_the_same_span_without_the_models_loading(
+    tmp_path, monkeypatch
+):
+    """A bar that started its clock before a slow model load showed a third of the summary's rate (issue 14)."""
+    load_seconds, per_batch = 1.5, 0.1
+
+    def slow_load(name, weights=None, precision="auto"):
+        time.sleep(load_seconds)
+        model = FakeBackbone(delay=per_batch)
+        model.name, model.precision = name, precision
+        return model
+
+    monkeypatch.setattr("indexer.models.load_model", slow_load)
+    photos = tmp_path / "photos"
+    for i in range(24):
+        paint(photos / f"{i:02}.png", {i % 9: RED}, hw=(48, 64))
+    (photos / "bad.jpg").write_text("not a photo")  # a file done too: counted by both
+    result = imgidx("index", photos, "--db", tmp_path / "index.db", *MODEL, "--batch", "4", "--progress")
+    assert result.exit_code == 1, result.output
+    screen = result.stderr.replace("\r", "\n")
+    loaded = float(re.search(r"^model loaded in (\d+\.\d) s$", screen, re.MULTILINE).group(1))
+    bar_rate = float(re.findall(r"indexing: 100%\|.*\| 25/25 \[[\d:]+<00:00, +([\d.]+)img/s\]", screen)[-1])
+    match = re.search(r", model loaded in (\d+\.\d) s, ([\d.]+) images/s\)$", result.stdout.strip())
+    assert match, result.stdout
+    assert float(match.group(1)) == loaded >= load_seconds
+    summary_rate = float(match.group(2))
+    assert abs(bar_rate - summary_rate) <= 0.15 * summary_rate, (bar_rate, summary_rate)
+    with_loading = 25 / (25 / summary_rate + load_seconds)
+    assert bar_rate > 1.5 * with_loading, (bar_rate, with_loading)  # the loading is not in it

@@ -230,11 +230,17 @@ def test_bad_files_are_recorded_and_counted_and_the_run_goes_on(engine, tmp_path
     assert dict(summary.failures) == errors
     labels_of_failed = "SELECT COUNT(*) FROM cell_labels JOIN images USING (image_id) WHERE error IS NOT NULL"
     assert rows(engine, labels_of_failed) == [(0,)]
-    summary = run(engine, [photos])  # failed files are tried again; good ones are not
-    assert (summary.unchanged, summary.failed, summary.indexed) == (1, 4, 0)
+    events.clear()
+    summary = run(engine, [photos], on_event=events.append)  # failed files are tried again; good ones are not
+    assert (summary.unchanged, summary.failed, summary.still_failing, summary.indexed) == (1, 0, 4, 0)
+    again = [e for e in events if isinstance(e, pipeline.FileFailed)]
+    assert summary.ok and [e.still for e in again] == [True] * 4  # unchanged since they failed: no new failure
     shutil.copy(good, truncated)
     summary = run(engine, [photos])
-    assert (summary.failed, summary.copied) == (3, 1)
+    assert (summary.failed, summary.still_failing, summary.copied) == (0, 3, 1)
+    (photos / "empty.jpg").write_bytes(b"\xff")  # changed, and still bad: a failure again
+    summary = run(engine, [photos])
+    assert (summary.failed, summary.still_failing) == (1, 2) and not summary.ok
     assert rows(engine, f"SELECT error FROM images WHERE path = '{truncated}'") == [(None,)]
 
 
@@ -359,6 +365,42 @@ def test_a_second_writer_of_an_sqlite_index_is_refused(tmp_path):
     with pipeline.writer_lock(engine):
         with pytest.raises(IndexBusyError, match="another imgidx index is writing to .*index.db; wait for it"):
             run(engine, [tmp_path])
+    engine.dispose()
+
+
+def test_no_lock_file_is_left_beside_the_index_after_a_run_or_a_refusal(tmp_path):
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    db = tmp_path / "index.db"
+    engine = store.open_index(str(db))
+    run(engine, [tmp_path / "photos"])
+    assert not Path(f"{db}.lock").exists()
+    with pytest.raises(IndexSettingsError):
+        run(engine, [tmp_path / "photos"], size=SIZE * 2)
+    engine.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.db", "photos"]
+
+
+def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch):
+    """The run that held the lock removed the file after this one opened it: this run locks the file that
+    the path names now, which a third run would also open, rather than the removed one."""
+    import fcntl
+
+    engine = store.open_index(str(tmp_path / "index.db"))
+    lock_path = f"{tmp_path / 'index.db'}.lock"
+    real_flock, removals = fcntl.flock, []
+
+    def flock_after_the_holder_removed_the_file(handle, operation):
+        if not removals:
+            removals.append(lock_path)
+            os.unlink(lock_path)
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(pipeline.fcntl, "flock", flock_after_the_holder_removed_the_file)
+    with pipeline.writer_lock(engine):
+        monkeypatch.setattr(pipeline.fcntl, "flock", real_flock)
+        with open(lock_path, "a") as third, pytest.raises(BlockingIOError):
+            real_flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert removals and not os.path.exists(lock_path)
     engine.dispose()
 
 

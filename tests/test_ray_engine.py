@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from index_dump import dump_index
-from indexer import pipeline, store
+from indexer import ignore, pipeline, store
 from indexer.cli import cli
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -246,12 +246,18 @@ def test_listing_on_a_cluster_finds_what_the_local_walk_finds(tmp_path):
     # Ray already running here stands in for a cluster: the session lists on it as on one it joined.
     session = ray_engine.Session(ray_engine.Cluster(address="this-test", workers=1))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    (root / ".imgidxignore").write_text("deep/\n")
+    rules = ignore.for_roots([str(root)], ["4.JPG", "d/*"])
     try:
         listed = session.walk([str(root)], exclude=set())
+        listed_with_rules = session.walk([str(root)], exclude=set(), rules=rules)
     finally:
         ray.shutdown()
     expected = pipeline.walk([str(root)])
     assert listed.files == expected.files
+    # The exclusions hold in the subtrees the Ray tasks list, as in the local walk.
+    assert listed_with_rules.files == pipeline.walk([str(root)], rules=rules).files
+    assert [f.path for f in listed_with_rules.files] == [str(root / name) for name in ("top.jpg", "a/1.jpg", "c/6.webp")]
     assert [f.path for f in listed.files] == [
         str(root / name) for name in ("top.jpg", "a/1.jpg", "a/deep/2.png", "a/deep/er/3.jpg", "b/4.JPG", "c/6.webp",
                                       "d/7.jpg")

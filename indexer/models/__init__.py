@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # name -> (module, one-line description)
 REGISTRY: dict[str, tuple[str, str]] = {
-    "vgg16": ("indexer.models.vgg16", "TF-Slim VGG-16, fully convolutional (needs the 528 MB checkpoint)"),
+    "vgg16": ("indexer.models.vgg16", "TF-Slim VGG-16, fully convolutional (needs the 513 MB checkpoint)"),
     "efficientnet-lite0": (
         "indexer.models.efficientnet_lite0",
         "EfficientNet-Lite0, real ImageNet weights shipped with the package (works offline)",
@@ -37,6 +37,16 @@ DEBUG_ENV = "IMGIDX_DEBUG"
 
 def model_names() -> list[str]:
     return list(REGISTRY)
+
+
+def check_weights(name: str, weights: str | None = None) -> None:
+    """Refuse at once, with a `WeightsError`, a model whose weights cannot be found: without importing
+    TensorFlow (seconds), so a run that cannot load its model stops before it starts or writes anything.
+    Only VGG-16's weights are the user's to supply; EfficientNet-Lite0's come with its package."""
+    if name == "vgg16":
+        from indexer.models.weights import resolve_vgg16_weights
+
+        resolve_vgg16_weights(weights)
 
 
 def load_model(name: str, weights: str | None = None, precision: str = "auto") -> "Backbone":
