@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Callable
@@ -47,6 +48,8 @@ GRID_THUMBNAIL, PHOTO_THUMBNAIL = thumbnails.SIZES
 NEIGHBOURS = 8
 #: Labels listed per cell on the photo page, and for the whole photo.
 CELL_LABELS, PHOTO_LABELS = 3, 12
+#: Compiled searches kept for paging (a compile costs more than most queries' execution).
+PREPARED_SEARCHES = 256
 #: Seconds the overview's counts are reused (counting a million photos takes seconds).
 STATS_SECONDS = 60
 #: Thumbnails made at once: each decodes a whole photo.
@@ -86,7 +89,33 @@ class Index:
         self.thumbnail_folder = thumbnails.thumbnail_folder() if thumbnail_folder is None else thumbnail_folder
         self.decodes = threading.BoundedSemaphore(DECODES_AT_ONCE)
         self._stats: tuple[float, store.IndexStats] | None = None
+        self._prepared: OrderedDict[tuple, search.Prepared] = OrderedDict()
+        self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+
+    def prepare(self, ask: "SearchRequest") -> search.Prepared:
+        """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
+        only paged (`PREPARED_SEARCHES` kept): scrolling through matches compiles nothing again."""
+        key = (ask.text, ask.min_score, ask.folder, ask.page)
+        with self._lock:
+            prepared = self._prepared.get(key)
+            if prepared is not None:
+                self._prepared.move_to_end(key)
+        if prepared is None:
+            prepared = search.prepare(
+                self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
+                calibration=self.calibration,
+            )
+            if ask.folder:
+                prepared = browse.in_folder(prepared, self.tables, ask.folder)
+            with self._lock:
+                self._prepared[key] = prepared
+                if len(self._prepared) > PREPARED_SEARCHES:
+                    self._prepared.popitem(last=False)
+        if not ask.offset:
+            return prepared
+        compiled = replace(prepared.compiled, statement=prepared.statement.offset(ask.offset))
+        return replace(prepared, compiled=compiled, offset=ask.offset)
 
     def stats(self) -> store.IndexStats:
         with self._stats_lock:
@@ -181,12 +210,7 @@ class Page:
 def run_search(index: Index, ask: SearchRequest) -> Page:
     """Run the search of ``ask`` (`QueryError` and `BrowseError` propagate) and lay out its cards."""
     started = time.perf_counter()
-    prepared = search.prepare(
-        index.engine, ask.text, min_score=ask.min_score, limit=ask.page, offset=ask.offset, tables=index.tables,
-        calibration=index.calibration,
-    )
-    if ask.folder:
-        prepared = browse.in_folder(prepared, index.tables, ask.folder)
+    prepared = index.prepare(ask)
     with index.engine.connect() as conn:
         result = search.execute(conn, prepared)
         shown = browse.fold_copies(conn, index.tables, result.matches)

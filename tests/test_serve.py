@@ -141,6 +141,7 @@ def cards(html: str) -> list[dict]:
         found.append({
             "id": int(re.search(r'data-id="(\d+)"', block).group(1)),
             "hash": re.search(r'data-hash="([0-9a-f]*)"', block).group(1),
+            "rank": int(re.search(r'data-rank="(\d+)"', block).group(1)),
             "score": re.search(r'<span class="score" title="confidence">([^<]+)</span>', block).group(1),
             "name": re.search(r'<a class="name" [^>]*>([^<]*)</a>', block).group(1),
             "copies": int(copies.group(1)) if copies else 1,
@@ -180,17 +181,20 @@ def test_pages_load_in_steps_and_the_url_keeps_the_query(client):
     assert more.group(2).replace("&amp;", "&") == "/?q=school+bus&n=2&offset=2"
     assert 'name="n" value="2"' in first.text  # a new search keeps the page size
     seen = [(c["id"], c["hash"]) for c in shown]
+    ranks = [c["rank"] for c in shown]
     url = more.group(1).replace("&amp;", "&")
     while url:
         fragment = client.get(url)
         assert fragment.status_code == 200 and "<html" not in fragment.text
         seen += [(c["id"], c["hash"]) for c in cards(fragment.text)]
+        ranks += [c["rank"] for c in cards(fragment.text)]
         next_url = re.search(r'data-next="([^"]+)"', fragment.text)
         url = next_url.group(1).replace("&amp;", "&") if next_url else None
     # 7 photos hold a school bus (the broken one has no labels), two of them the same cat: each page shows
     # a content once, and the page's script drops a content an earlier page showed (by its data-hash)
     assert len({i for i, _ in seen}) == len(seen) == 7
     assert len({h for _, h in seen}) == 6
+    assert ranks == list(range(1, 8))  # later pages come from the search compiled for the first, offset
 
 
 def test_identical_photos_are_one_card_with_their_copies_listed_on_the_photo_page(client, library):
