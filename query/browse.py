@@ -116,6 +116,25 @@ def copies_of(conn: sa.Connection, t: Tables, content_hash: str) -> list[tuple[i
     ]
 
 
+def recent_leaders(conn: sa.Connection, t: Tables, photos: int = 200, n: int = 3) -> list[str]:
+    """The labels that lead the most of the last ``photos`` photos indexed, most first: a glimpse of what
+    an index holds that costs milliseconds on any size of index (`indexer.store.index_stats` counts all)."""
+    images, il = t.images, t.image_labels
+    recent = sa.select(images.c.image_id).where(labelled(images)).order_by(images.c.image_id.desc()).limit(photos)
+    rank = sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id))
+    ranked = sa.select(il.c.class_id, rank.label("rank")).where(il.c.image_id.in_(recent.scalar_subquery())).subquery()
+    leads = sa.func.count().label("leads")
+    rows = conn.execute(
+        sa.select(t.classes.c.name, leads)
+        .join_from(ranked, t.classes, t.classes.c.class_id == ranked.c.class_id)
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.class_id, t.classes.c.name)
+        .order_by(leads.desc(), ranked.c.class_id)
+        .limit(n)
+    )
+    return [name for name, _ in rows]
+
+
 # ------------------------------------------------------------------------------------------- completion
 
 

@@ -50,8 +50,9 @@ NEIGHBOURS = 8
 CELL_LABELS, PHOTO_LABELS = 3, 12
 #: Compiled searches kept for paging (a compile costs more than most queries' execution).
 PREPARED_SEARCHES = 256
-#: Seconds the overview's counts are reused (counting a million photos takes seconds).
-STATS_SECONDS = 60
+#: Seconds the overview's counts are reused (counting a million photos takes a minute on 2 cores), and
+#: seconds a request waits for a first count before the page says it is still counting.
+STATS_SECONDS, STATS_WAIT_S = 300, 3.0
 #: Thumbnails made at once: each decodes a whole photo.
 DECODES_AT_ONCE = 2
 #: Term colours on the result grid (CSS classes ``t1``...), repeating after this many.
@@ -82,6 +83,10 @@ class Index:
         if engine.dialect.name == "postgresql":  # SQLite's is opened read-only already (mode=ro)
             engine = engine.execution_options(postgresql_readonly=True)
         self.engine = engine
+        self.stopping = False
+        self._running: set = set()  # DBAPI connections checked out now, to interrupt when stopping
+        sa.event.listen(engine.pool, "checkout", lambda dbapi, record, proxy: self._running.add(dbapi))
+        sa.event.listen(engine.pool, "checkin", lambda dbapi, record: self._running.discard(dbapi))
         with engine.connect() as conn:
             self.calibration = store.read_calibration(conn)
             self.settings = store.read_settings(conn)
@@ -92,6 +97,7 @@ class Index:
         self._prepared: OrderedDict[tuple, search.Prepared] = OrderedDict()
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._counting: threading.Thread | None = None
 
     def prepare(self, ask: "SearchRequest") -> search.Prepared:
         """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
@@ -117,12 +123,26 @@ class Index:
         compiled = replace(prepared.compiled, statement=prepared.statement.offset(ask.offset))
         return replace(prepared, compiled=compiled, offset=ask.offset)
 
-    def stats(self) -> store.IndexStats:
+    def stats(self) -> store.IndexStats | None:
+        """The overview's counts: counted in the background (minutes on a million photos) and kept for
+        `STATS_SECONDS`; waits up to `STATS_WAIT_S` for a first count, else None (still counting)."""
         with self._stats_lock:
-            if self._stats is None or time.monotonic() - self._stats[0] > STATS_SECONDS:
-                with self.engine.connect() as conn:
-                    self._stats = (time.monotonic(), store.index_stats(conn))
-            return self._stats[1]
+            stale = self._stats is None or time.monotonic() - self._stats[0] > STATS_SECONDS
+            if stale and (self._counting is None or not self._counting.is_alive()):
+                self._counting = threading.Thread(target=self._count, name="imgidx-overview", daemon=True)
+                self._counting.start()
+            counting = self._counting
+        if self._stats is None and counting is not None:
+            counting.join(STATS_WAIT_S)
+        return self._stats[1] if self._stats is not None else None
+
+    def _count(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                self._stats = (time.monotonic(), store.index_stats(conn))
+        except sa.exc.DBAPIError as exc:
+            if not self.stopping:
+                log.error("cannot count the index: %s", store.error_reason(exc))
 
     def image_row(self, conn: sa.Connection, image_id: int) -> sa.RowMapping | None:
         images = self.tables.images
@@ -135,6 +155,18 @@ class Index:
         if row is None or row["error"] is not None or row["content_hash"] is None:
             raise HTTPException(404, f"no photo {image_id} in the index")
         return thumbnails.Original(restored(row["path"]), row["size_bytes"], row["mtime_ns"], row["content_hash"])
+
+    def interrupt(self) -> None:
+        """Stop the statements running now, as the server stops: SQLite's interrupt, PostgreSQL's cancel.
+        A search over a million photos can take seconds; Ctrl-C should not wait for it."""
+        self.stopping = True
+        for dbapi in list(self._running):
+            stop = getattr(dbapi, "interrupt", None) or getattr(dbapi, "cancel", None)
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 (a connection closing meanwhile: nothing to stop)
+                    pass
 
     def close(self) -> None:
         self.engine.dispose()
@@ -281,9 +313,10 @@ class Guard:
     """Adds the security headers to every response, and turns an unexpected error into a one-line page
     (and one line on standard error; the traceback only with IMGIDX_DEBUG set)."""
 
-    def __init__(self, app, error_page: Callable[[str, int], Response]):
+    def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool]):
         self.app = app
         self.error_page = error_page
+        self.stopping = stopping
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -301,6 +334,10 @@ class Guard:
         try:
             await self.app(scope, receive, secured)
         except Exception as exc:
+            if self.stopping():  # a statement interrupted by Ctrl-C: no error of the request's
+                if not started:
+                    await self.error_page("the server is stopping", 503)(scope, receive, secured)
+                return
             if os.environ.get(DEBUG_ENV):
                 raise
             line = printable(f"internal error: {type(exc).__name__}: {exc}")
@@ -455,6 +492,8 @@ def create_app(index: Index) -> Starlette:
 
     def overview(request: Request) -> Response:
         stats = index.stats()
+        if stats is None:
+            return page("counting.html", db=printable(store.shown(index.db)))
         return page("overview.html", stats=stats, db=printable(store.shown(index.db)), calibration=index.calibration,
                     labels=[(n, name, c, "/?" + urlencode({"q": label_query(name)})) for c, name, n in stats.top_labels],
                     printable=printable)
@@ -488,7 +527,7 @@ def create_app(index: Index) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, error_page=error_page)],
+        middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping)],
         exception_handlers={HTTPException: http_error},
     )
 
@@ -532,11 +571,9 @@ def _wrap(text: str, width: int, lines: int = 4) -> list[str]:
 
 
 def _examples(index: Index) -> list[tuple[str, str]]:
-    """Example queries from the index's own most frequent labels, for the empty search page."""
-    try:
-        top = [name for _, name, _ in index.stats().top_labels[:3]]
-    except sa.exc.DBAPIError:
-        top = []
+    """Example queries from the labels of the photos indexed last, for the empty search page."""
+    with index.engine.connect() as conn:
+        top = browse.recent_leaders(conn, index.tables)
     examples = [label_query(top[0])] if top else []
     if len(top) > 1:
         examples.append(f"{label_query(top[0])} left of {label_query(top[1])}")

@@ -75,7 +75,7 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
         create_app(index), log_level="warning", access_log=False, lifespan="off", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, index.interrupt)
     if on_started is not None:
         threading.Thread(target=_when_started, args=(server, on_started), daemon=True).start()
     try:
@@ -84,6 +84,18 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
         pass
     finally:
         logger.removeHandler(handler)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also interrupts the index's running statements when told to stop."""
+
+    def __init__(self, config: uvicorn.Config, interrupt: Callable[[], None]):
+        super().__init__(config)
+        self.interrupt = interrupt
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        self.interrupt()
 
 
 def _when_started(server: uvicorn.Server, then: Callable[[], None]) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -116,6 +117,7 @@ def client(library, tmp_path):
     photos, db = library
     index = Index(str(db), thumbnail_folder=tmp_path / "cache" / "thumbnails")
     with TestClient(create_app(index)) as test_client:
+        test_client.index = index
         yield test_client
     index.close()
 
@@ -332,6 +334,27 @@ def test_the_overview_counts_links_labels_to_their_search_and_lists_failed_files
     assert "cannot identify image file" in page
 
 
+def test_the_overview_says_it_is_counting_until_the_counts_are_there(client, monkeypatch):
+    counted = store.index_stats
+    release = threading.Event()
+
+    def slow(conn, **options):
+        release.wait(30)
+        return counted(conn, **options)
+
+    monkeypatch.setattr(store, "index_stats", slow)
+    monkeypatch.setattr("serve.app.STATS_WAIT_S", 0.1)
+    page = client.get("/overview").text
+    assert 'id="counting"' in page and '<meta http-equiv="refresh" content="5">' in page
+    release.set()
+    for _ in range(100):
+        page = client.get("/overview").text
+        if 'id="counting"' not in page:
+            break
+        time.sleep(0.05)
+    assert '<td id="images">8</td>' in page
+
+
 # ------------------------------------------------------------------------------------------- thumbnails
 
 
@@ -466,6 +489,18 @@ def test_an_unexpected_error_is_one_line_in_the_page_and_on_stderr(client, monke
     assert "Traceback" not in page.text
 
 
+def test_stopping_interrupts_a_running_statement_and_answers_503(client, monkeypatch):
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000000) SELECT count(*) FROM c"
+    monkeypatch.setattr("query.browse.fold_copies", lambda conn, t, matches: conn.exec_driver_sql(endless).all())
+    stop = threading.Timer(0.5, client.index.interrupt)
+    stop.start()
+    start = time.perf_counter()
+    page = client.get("/", params={"q": "school bus"})
+    stop.join()
+    assert time.perf_counter() - start < 5
+    assert page.status_code == 503 and '<p class="message">the server is stopping</p>' in page.text
+
+
 # ------------------------------------------------------------------------------------------- the command
 
 
@@ -501,8 +536,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(db: Path, cache: Path, *args: str) -> subprocess.Popen:
+def start_server(db: Path, cache: Path, *args: str, browser: str | None = None) -> subprocess.Popen:
+    """`imgidx serve` in a process of its own; ``browser`` is the command --open runs (Python's $BROWSER)."""
     env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache)}
+    if browser is not None:
+        env["BROWSER"] = browser
     return subprocess.Popen(
         [sys.executable, "-m", "indexer", "serve", "--db", str(db), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -529,13 +567,20 @@ def raw_get(port: int, target: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def test_the_server_process_serves_refuses_traversal_and_stops_cleanly_on_ctrl_c(library, tmp_path):
+def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanly_on_ctrl_c(library, tmp_path):
     photos, db = library
     (photos / "secret.txt").write_text(SECRET)
     port = free_port()
-    process = start_server(db, tmp_path / "cache", "--port", str(port))
+    opened = tmp_path / "opened.txt"
+    browser = f"{sys.executable} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
+    process = start_server(db, tmp_path / "cache", "--port", str(port), "--open", browser=browser)
     try:
         assert wait_for(process, "serving") == f"serving {db} at http://127.0.0.1:{port}/ (Ctrl-C stops)\n"
+        for _ in range(100):
+            if opened.exists() and opened.read_text():
+                break
+            time.sleep(0.1)
+        assert opened.read_text() == f"http://127.0.0.1:{port}/"  # --open: the browser got the search page
         assert raw_get(port, "/?q=school+bus").startswith("HTTP/1.1 200 ")
         for target in TRAVERSALS + ("/static/../../../../etc/passwd", "/../../etc/passwd", f"/static/{photos}/secret.txt",
                                     "/thumbnail/1/../../../secret.txt"):
