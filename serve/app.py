@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -34,7 +35,7 @@ from indexer.calibration import percent
 from indexer.errors import ImageReadError, ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
-from indexer.names import URI_PREFIX, printable, restored, stored
+from indexer.names import printable, restored, stored
 from query import DEFAULT_MIN_SCORE, browse, search
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
@@ -43,6 +44,8 @@ from query.resolve import lookup
 #: Matches per page of results (the URL's ``n`` may ask for 1 to `MAX_PAGE_SIZE`).
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
+#: The largest offset asked for: SQLite's and PostgreSQL's integers are 64-bit.
+MAX_OFFSET = 2**62
 GRID_THUMBNAIL, PHOTO_THUMBNAIL = thumbnails.SIZES
 #: Ranks looked at on either side of a photo for its previous and next match.
 NEIGHBOURS = 8
@@ -89,9 +92,8 @@ class Index:
         sa.event.listen(engine.pool, "checkin", lambda dbapi, record: self._running.discard(dbapi))
         with engine.connect() as conn:
             self.calibration = store.read_calibration(conn)
-            self.settings = store.read_settings(conn)
         self.tables = store.tables(engine)
-        self.thumbnail_folder = thumbnails.thumbnail_folder() if thumbnail_folder is None else thumbnail_folder
+        self.thumbnail_folder = Path(thumbnail_folder) if thumbnail_folder is not None else thumbnails.thumbnail_folder()
         self.decodes = threading.BoundedSemaphore(DECODES_AT_ONCE)
         self._stats: tuple[float, store.IndexStats] | None = None
         self._prepared: OrderedDict[tuple, search.Prepared] = OrderedDict()
@@ -195,10 +197,13 @@ class SearchRequest:
         text = params.get("q", "")
         if len(text) > MAX_QUERY_CHARS:  # before anything else reads it
             raise BadRequest(f"query too long: {len(text):,} characters, the most is {MAX_QUERY_CHARS:,}")
+        folder = params.get("folder", "").strip()
+        if len(folder) > MAX_QUERY_CHARS:
+            raise BadRequest(f"folder too long: {len(folder):,} characters, the most is {MAX_QUERY_CHARS:,}")
         return cls(
             text.strip(),
-            params.get("folder", "").strip()[:MAX_QUERY_CHARS],
-            _number(params, "offset", int, 0, 0, None),
+            folder,
+            _number(params, "offset", int, 0, 0, MAX_OFFSET),
             _number(params, "n", int, PAGE_SIZE, 1, MAX_PAGE_SIZE),
             _number(params, "min", float, DEFAULT_MIN_SCORE, 0.0, 1.0),
         )
@@ -240,7 +245,7 @@ class Page:
 
 
 def run_search(index: Index, ask: SearchRequest) -> Page:
-    """Run the search of ``ask`` (`QueryError` and `BrowseError` propagate) and lay out its cards."""
+    """Run the search of ``ask`` (a `QueryError` or `FolderFilterError` propagates) and lay out its cards."""
     started = time.perf_counter()
     prepared = index.prepare(ask)
     with index.engine.connect() as conn:
@@ -372,7 +377,8 @@ def faces_of(conn: sa.Connection, image_id: int) -> list[dict]:
     read_faces = getattr(store, "read_faces", None)
     if read_faces is None:
         return []
-    return [dict(face) if isinstance(face, dict) else vars(face) for face in read_faces(conn, image_id)]
+    boxes = [face if isinstance(face, dict) else vars(face) for face in read_faces(conn, image_id)]
+    return [{key: box.get(key) for key in ("left", "top", "width", "height", "label")} for box in boxes]
 
 
 # ------------------------------------------------------------------------------------------- app

@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2, which
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from starlette.testclient import TestClient  # noqa: E402
 
-from indexer import store, thumbnails  # noqa: E402
+from indexer import store  # noqa: E402
 from indexer.calibration import percent  # noqa: E402
 from indexer.cli import cli  # noqa: E402
 from indexer.store import IndexSettings, tables, write_settings  # noqa: E402
@@ -264,6 +264,22 @@ def test_out_of_range_parameters_are_one_line_errors(client):
     assert page.status_code == 400 and "<p class=\"message\">n must be 1 to 200, not 100000</p>" in page.text
     page = client.get("/", params={"q": "cat", "offset": "x"})
     assert "<p class=\"message\">offset must be a number, not &#39;x&#39;</p>" in page.text
+    page = client.post("/", data={"q": "cat"})
+    assert page.status_code == 405 and "<p class=\"message\">this address only answers GET</p>" in page.text
+
+
+def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
+    make_index(pg_url, {"/photos/a.jpg": {4: {SCHOOL_BUS: 0.9}}, "/photos/b.jpg": {0: {SCHOOL_BUS: 0.5}}}).dispose()
+    index = Index(pg_url, thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index)) as client:
+        names = [c["name"] for c in cards(client.get("/", params={"q": "school bus", "folder": "/photos"}).text)]
+        assert names == ["a.jpg", "b.jpg"]
+        assert client.get("/photo/1", params={"q": "school bus"}).status_code == 200
+        assert '<td id="images">2</td>' in client.get("/overview").text
+    with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+        with index.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM images"))
+    index.close()
 
 
 def test_labels_complete_from_the_vocabulary(client):
@@ -320,10 +336,13 @@ def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypat
     cat = ids_by_name(db)["chelsea.jpg"]
     assert 'class="face"' not in client.get(f"/photo/{cat}").text
     monkeypatch.setattr(store, "read_faces", lambda conn, image_id: [
-        {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>"}] if image_id == cat else [],
-        raising=False)
+        {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>"},
+        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1}] if image_id == cat else [], raising=False)
     page = client.get(f"/photo/{cat}").text
-    assert '<span class="face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>' in page
+    assert re.findall(r'<span class="face" [^>]*>.*?</span>(?=<span class="face"|\s*</div>)', page) == [
+        '<span class="face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
+        '<span class="face" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
+    ]
 
 
 def test_the_overview_counts_links_labels_to_their_search_and_lists_failed_files(client):
