@@ -578,6 +578,7 @@ def serve_command(db, host, port, open_browser):
     it). Ctrl-C stops the server. Needs the web extra: pip install 'imgidx[serve]'.
     """
     import serve
+    from indexer.store import shown
 
     try:
         from serve import server
@@ -588,8 +589,6 @@ def serve_command(db, host, port, open_browser):
     warning = server.exposure_warning(host)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    from indexer.store import shown
-
     index = server.Index(_db(db))
     try:
         sock = server.listen(host, port)
