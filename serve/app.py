@@ -58,6 +58,9 @@ PREPARED_SEARCHES = 256
 STATS_SECONDS, STATS_WAIT_S = 300, 3.0
 #: Thumbnails made at once: each decodes a whole photo.
 DECODES_AT_ONCE = 2
+#: Searches run at once; more wait their turn. Below SQLAlchemy's pool (5 + 10 connections, 30 s to get
+#: one), so a crowd of clients queues here instead of failing for want of a connection.
+SEARCHES_AT_ONCE = 8
 #: Term colours on the result grid (CSS classes ``t1``...), repeating after this many.
 TERM_COLOURS = 6
 #: Four thirds: the shape a photo of unknown size is drawn with.
@@ -95,6 +98,7 @@ class Index:
         self.tables = store.tables(engine)
         self.thumbnail_folder = Path(thumbnail_folder) if thumbnail_folder is not None else thumbnails.thumbnail_folder()
         self.decodes = threading.BoundedSemaphore(DECODES_AT_ONCE)
+        self.searches = threading.BoundedSemaphore(SEARCHES_AT_ONCE)
         self._stats: tuple[float, store.IndexStats] | None = None
         self._prepared: OrderedDict[tuple, search.Prepared] = OrderedDict()
         self._lock = threading.Lock()
@@ -246,12 +250,13 @@ class Page:
 
 def run_search(index: Index, ask: SearchRequest) -> Page:
     """Run the search of ``ask`` (a `QueryError` or `FolderFilterError` propagates) and lay out its cards."""
-    started = time.perf_counter()
-    prepared = index.prepare(ask)
-    with index.engine.connect() as conn:
-        result = search.execute(conn, prepared)
-        shown = browse.fold_copies(conn, index.tables, result.matches)
-    elapsed = (time.perf_counter() - started) * 1000
+    with index.searches:
+        started = time.perf_counter()
+        prepared = index.prepare(ask)
+        with index.engine.connect() as conn:
+            result = search.execute(conn, prepared)
+            shown = browse.fold_copies(conn, index.tables, result.matches)
+        elapsed = (time.perf_counter() - started) * 1000
     names = term_names(result)
     cards = [_card(s, names, ask) for s in shown]
     end = ask.offset + len(result.matches)
