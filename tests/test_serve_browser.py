@@ -38,7 +38,10 @@ pytest.importorskip("starlette", reason="needs the web extra: pip install 'imgid
 #: 12 composites, 8 of them with the cat (chelsea) somewhere; one of those also as an identical copy.
 SAMPLES = composite_set(12, seed=4, empty=1, pairs=4)
 CAT = T("cat")
-PAGE = 3  # matches per page, so that the 8 cats take three pages
+PAGE = 4  # matches per page, so that the 9 cat photos take three pages
+#: A phone-sized window: one column of cards, so a page of them reaches well below the fold and the next
+#: page loads only on scrolling.
+WINDOW = "520,700"
 WAIT_S = 20
 
 
@@ -79,7 +82,7 @@ def browser():
 
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,800"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={WINDOW}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -122,8 +125,9 @@ def test_search_scroll_open_a_photo_and_a_broken_query(server, browser):
     box.send_keys(Keys.ENTER)
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#grid li.card"), "first page of matches")
     assert parse_qs(urlparse(driver.current_url).query) == {"q": ["cat"], "n": [str(PAGE)]}  # bookmarkable
+    time.sleep(1)
     first_page = cards(driver)
-    assert 0 < len(first_page) <= PAGE
+    assert 0 < len(first_page) <= PAGE and driver.find_elements(By.CSS_SELECTOR, "#grid li.more")
 
     # scroll until every match is there
     for _ in range(20):
