@@ -1,0 +1,283 @@
+"""`imgidx serve` over HTTP: search latency on the 1,000,000-image synthetic index, thumbnail latency, and a
+bounded load test.
+
+    python bench/serve_latency.py                      # about 6 min on 2 busy cores
+    python bench/serve_latency.py --parts load --load-kinds "2-term spatial AND"
+
+1. **Search**: a real `imgidx serve` process over ``bench/out/synthetic-1000000.db`` (built by
+   ``bench/query_latency.py``; opened read-only here, never written), and the query shapes of
+   `bench/query_latency.py` drawn the same way. After a warm-up pass (on another server process, so that
+   nothing is compiled yet), each query is fetched once as the search page a browser loads (``GET /?q=...``:
+   parse, resolve, compile, run, fold copies, render 48 cards) and once as the next page scrolling asks
+   for (``GET /results?...&offset=48``), over one kept-alive connection; p50/p95 in milliseconds, end to
+   end, beside the library's own time for the same queries in this process (the baseline: each query's
+   first run, as the server's first fetch is) and the ratio of the two p95s. Goal: two-term spatial AND
+   p95 <= 60 ms.
+2. **Thumbnails**: a second server over a small index of real phone-size JPEGs (``bench/out/photos-24``,
+   else ``tests/photos``; rows written here, no model run) with an empty cache: the first request of each
+   photo (decode and cache), the same again (read from the disk cache), and a revalidation (304).
+3. **Load**: ``--clients`` concurrent clients (16) for ``--load-seconds`` (30 s) against the search server,
+   each sending queries of ``--load-kinds`` (default: every kind of 1 but "NOT alone", which scans every
+   image) one request after another: throughput, p50/p95 and errors (anything but a 200).
+
+The client runs on the same machine as the server, so both share its cores: the figures are what one
+user's machine does with itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from query_latency import percentile, popular_labels, query_kinds  # noqa: E402
+
+from indexer import store  # noqa: E402
+from indexer.store import FileRow, IndexSettings  # noqa: E402
+from query import search  # noqa: E402
+from serve.app import PAGE_SIZE  # noqa: E402
+
+SYNTHETIC = HERE / "out" / "synthetic-1000000.db"
+PHOTO_FOLDERS = (HERE / "out" / "photos-24", ROOT / "tests" / "photos")
+#: The kinds whose queries the load test mixes (not "NOT alone": seconds each, by nature).
+LOAD_KINDS_SKIPPED = ("NOT alone",)
+
+
+def start_server(db: Path, cache: Path) -> tuple[subprocess.Popen, str]:
+    """`imgidx serve` on a free port; its process and base URL."""
+    env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "serve", "--db", str(db), "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    line = process.stderr.readline()
+    found = re.search(r"at (http://\S+/) ", line)
+    if not found:
+        process.kill()
+        raise SystemExit(f"the server did not start: {line}{process.stderr.read()}")
+    return process, found.group(1)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def timed_get(client: httpx.Client, url: str, **params) -> float:
+    start = time.perf_counter()
+    response = client.get(url, params=params)
+    elapsed = (time.perf_counter() - start) * 1000
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url} {params}: {response.status_code}")
+    return elapsed
+
+
+def library_latency(db: Path, kinds: dict[str, list[str]], repeat: int, page: int) -> dict[str, list[float]]:
+    """The baseline, in this process: `query.search.search` on one read-only engine, as query_latency.py
+    times it (parse, resolve, compile, execute, fetch), for a page of ``page`` matches."""
+    engine = store.open_index(str(db), create=False, readonly=True)
+    t = store.tables(engine)
+    with engine.connect() as conn:
+        calibration = store.read_calibration(conn)
+    times: dict[str, list[float]] = {}
+    for kind, queries in kinds.items():
+        times[kind] = []
+        for text in queries:
+            for _ in range(repeat):
+                start = time.perf_counter()
+                search.search(engine, text, limit=page, tables=t, calibration=calibration)
+                times[kind].append((time.perf_counter() - start) * 1000)
+    engine.dispose()
+    return times
+
+
+def http_latency(base: str, kinds: dict[str, list[str]], page: int) -> dict[str, tuple[list[float], list[float], int]]:
+    """Per kind: each query's first search page (``GET /?q=``, compiled on the server), its next page of
+    cards (``GET /results?...&offset=``, as scrolling asks; the server compiled it already), and the median
+    match count."""
+    results = {}
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for kind, queries in kinds.items():
+            first, following, totals = [], [], []
+            for text in queries:
+                start = time.perf_counter()
+                response = client.get("/", params={"q": text})
+                first.append((time.perf_counter() - start) * 1000)
+                if response.status_code != 200:
+                    raise SystemExit(f"GET /?q={text}: {response.status_code}")
+                count = re.search(r'<span class="count">([\d,]+) match', response.text)
+                totals.append(int(count.group(1).replace(",", "")) if count else 0)
+                following.append(timed_get(client, "/results", q=text, offset=page))
+            totals.sort()
+            results[kind] = (first, following, totals[len(totals) // 2])
+    return results
+
+
+def warm_up(base: str, kinds: dict[str, list[str]]) -> None:
+    """Every query once, to bring the index's pages into memory (on a server then stopped, so that the
+    measured one compiles each query anew)."""
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for queries in kinds.values():
+            for text in queries:
+                timed_get(client, "/", q=text)
+
+
+def photo_index(folder: Path, db: Path) -> int:
+    """An index of the JPEGs in ``folder`` (hash, size, time and dimensions, no labels): what thumbnails need."""
+    engine = store.open_index(str(db))
+    t = store.tables(engine)
+    rows = []
+    for path in sorted(folder.glob("*.jpg")):
+        status = path.stat()
+        with Image.open(path) as picture:
+            width, height = picture.size
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        rows.append(FileRow(str(path), status.st_size, status.st_mtime_ns, digest, width, height, "efficientnet-lite0", 448))
+    with engine.begin() as conn:
+        store.write_settings(conn, t, IndexSettings("efficientnet-lite0", 448, "fp32"))
+        store.upsert_images(conn, t, rows)
+    engine.dispose()
+    return len(rows)
+
+
+def thumbnail_latency(base: str, count: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {"cold 320": [], "cached 320": [], "revalidated 320 (304)": [], "cold 1280": []}
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for image_id in range(1, count + 1):
+            url = f"/thumbnail/{image_id}/320"
+            results["cold 320"].append(timed_get(client, url))
+            results["cached 320"].append(timed_get(client, url))
+            etag = client.get(url).headers["etag"]
+            start = time.perf_counter()
+            status = client.get(url, headers={"if-none-match": etag}).status_code
+            results["revalidated 320 (304)"].append((time.perf_counter() - start) * 1000)
+            if status != 304:
+                raise SystemExit(f"revalidating {url} gave {status}, not 304")
+            results["cold 1280"].append(timed_get(client, f"/thumbnail/{image_id}/1280"))
+    return results
+
+
+async def load_test(base: str, queries: list[str], clients: int, seconds: float, seed: int) -> tuple[list[float], int, int]:
+    """``clients`` clients sending searches back to back for ``seconds``: latencies (ms), requests, errors."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int) -> None:
+        nonlocal errors
+        rng = random.Random(seed + number)
+        async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    response = await http.get("/", params={"q": rng.choice(queries)})
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - start) * 1000)
+                errors += not ok
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return latencies, len(latencies), errors
+
+
+def print_search(measured: dict[str, tuple[list[float], list[float], int]], baseline: dict[str, list[float]]) -> None:
+    print(f"\nsearch, end to end over HTTP against the library in this process (query.search.search, "
+          f"{PAGE_SIZE} matches); load average now {os.getloadavg()[0]:.2f}")
+    print(f"  {'query kind':<24} {'library p50/p95':>16} {'new query p50/p95':>18} {'ratio p95':>9} "
+          f"{'next page p50/p95':>18} {'matches':>9}")
+    for kind, (first, following, matches) in measured.items():
+        library = baseline[kind]
+        print(f"  {kind:<24} {_pair(library):>16} {_pair(first):>18} "
+              f"{percentile(first, 95) / percentile(library, 95):8.2f}x {_pair(following):>18} {matches:9,}")
+
+
+def _pair(times: list[float]) -> str:
+    return f"{percentile(times, 50):.0f} / {percentile(times, 95):.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, default=SYNTHETIC, help="the synthetic index (bench/query_latency.py builds it)")
+    parser.add_argument("--queries", type=int, default=30, help="random queries per kind")
+    parser.add_argument("--repeat", type=int, default=1, help="library runs of each query (the baseline)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--parts", default="search,load,thumbnails", help="which of search, load, thumbnails to run")
+    parser.add_argument("--load-kinds", default=None, help="query kinds the load test sends, comma-separated")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not args.db.exists():
+        raise SystemExit(f"{args.db} is missing: build it with python bench/query_latency.py")
+
+    names, weights = popular_labels(args.db)
+    kinds = query_kinds(names, weights, args.queries, args.seed)
+    print(f"index: {args.db.name}, {args.db.stat().st_size / 1e9:.2f} GB; {args.queries} queries per kind")
+    print(f"machine: {os.cpu_count()} CPUs, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    with tempfile.TemporaryDirectory(prefix="imgidx-serve-bench-") as work:
+        work = Path(work)
+        process, base = start_server(args.db, work / "cache")
+        try:
+            warm_up(base, kinds)
+        finally:
+            stop_server(process)
+        baseline = library_latency(args.db, kinds, args.repeat, PAGE_SIZE) if "search" in parts else {}
+        process, base = start_server(args.db, work / "cache")
+        try:
+            measured = http_latency(base, kinds, PAGE_SIZE) if "search" in parts else {}
+            if measured:
+                print_search(measured, baseline)
+
+            if "load" in parts:
+                chosen = args.load_kinds.split(",") if args.load_kinds else [k for k in kinds if k not in LOAD_KINDS_SKIPPED]
+                mix = [text for kind in chosen for text in kinds[kind]]
+                print(f"\nload: {args.clients} clients for {args.load_seconds:.0f} s, {len(mix)} queries of "
+                      f"{', '.join(chosen)}; load average before {os.getloadavg()[0]:.2f}")
+                latencies, requests, errors = asyncio.run(
+                    load_test(base, mix, args.clients, args.load_seconds, args.seed))
+                print(f"  {requests:,} requests, {requests / args.load_seconds:.1f} requests/s, "
+                      f"p50 {percentile(latencies, 50):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
+                      f"max {max(latencies):.0f} ms, errors {errors}; load average after {os.getloadavg()[0]:.2f}")
+        finally:
+            stop_server(process)
+        if "thumbnails" not in parts:
+            return
+
+        folder = next(f for f in PHOTO_FOLDERS if f.is_dir() and any(f.glob("*.jpg")))
+        db = work / "photos.db"
+        count = photo_index(folder, db)
+        sizes = sorted({Image.open(p).size for p in folder.glob("*.jpg")})
+        process, base = start_server(db, work / "thumbnail-cache")
+        try:
+            print(f"\nthumbnails of {count} JPEGs in {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder} "
+                  f"({', '.join(f'{w}x{h}' for w, h in sizes[:3])}), empty cache at start")
+            for what, times in thumbnail_latency(base, count).items():
+                print(f"  {what:<22} p50 {percentile(times, 50):7.1f} ms   p95 {percentile(times, 95):7.1f} ms   "
+                      f"max {max(times):7.1f} ms")
+        finally:
+            stop_server(process)
+
+
+if __name__ == "__main__":
+    main()

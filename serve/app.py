@@ -1,0 +1,682 @@
+"""The web app: a search page, a photo page and an overview over one index, opened read-only.
+
+Every page is a Jinja2 template with autoescaping; the only scripts are the package's own files, and the
+Content-Security-Policy header forbids any other. Files are reached only through an image id of the index
+(`thumbnail`, `original`): no request names a path. Library errors become one line in the page; an
+unexpected error becomes one line too (and one line on the server's standard error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import jinja2
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from indexer import store, thumbnails
+from indexer.calibration import percent
+from indexer.errors import ImageReadError, ImgidxError
+from indexer.geometry import CELL_NAMES
+from indexer.models import DEBUG_ENV
+from indexer.names import printable, restored, stored
+from query import DEFAULT_MIN_SCORE, browse, search
+from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
+from query.render import term_names, where
+from query.resolve import lookup
+
+#: Matches per page of results (the URL's ``n`` may ask for 1 to `MAX_PAGE_SIZE`).
+PAGE_SIZE = 48
+MAX_PAGE_SIZE = 200
+#: The largest offset asked for: SQLite's and PostgreSQL's integers are 64-bit.
+MAX_OFFSET = 2**62
+GRID_THUMBNAIL, PHOTO_THUMBNAIL = thumbnails.SIZES
+#: Ranks looked at on either side of a photo for its previous and next match.
+NEIGHBOURS = 8
+#: Labels listed per cell on the photo page, and for the whole photo.
+CELL_LABELS, PHOTO_LABELS = 3, 12
+#: Compiled searches kept for paging (a compile costs more than most queries' execution).
+PREPARED_SEARCHES = 256
+#: Seconds the overview's counts are reused (counting a million photos takes a minute on 2 cores), and
+#: seconds a request waits for a first count before the page says it is still counting.
+STATS_SECONDS, STATS_WAIT_S = 300, 3.0
+#: Thumbnails made at once: each decodes a whole photo.
+DECODES_AT_ONCE = 2
+#: Searches run at once; more wait their turn. Below SQLAlchemy's pool (5 + 10 connections, 30 s to get
+#: one), so a crowd of clients queues here instead of failing for want of a connection.
+SEARCHES_AT_ONCE = 8
+#: Term colours on the result grid (CSS classes ``t1``...), repeating after this many.
+TERM_COLOURS = 6
+#: Four thirds: the shape a photo of unknown size is drawn with.
+DEFAULT_ASPECT = (4, 3)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+log = logging.getLogger("imgidx.serve")
+
+
+class Index:
+    """The open index and what every request reuses: the engine, its tables, its calibration, the overview."""
+
+    def __init__(self, db: str, thumbnail_folder: str | os.PathLike | None = None):
+        self.db = db
+        engine = store.open_index(db, create=False, readonly=True)
+        if engine.dialect.name == "postgresql":  # SQLite's is opened read-only already (mode=ro)
+            engine = engine.execution_options(postgresql_readonly=True)
+        self.engine = engine
+        self.stopping = False
+        self._running: set = set()  # DBAPI connections checked out now, to interrupt when stopping
+        sa.event.listen(engine.pool, "checkout", lambda dbapi, record, proxy: self._running.add(dbapi))
+        sa.event.listen(engine.pool, "checkin", lambda dbapi, record: self._running.discard(dbapi))
+        with engine.connect() as conn:
+            self.calibration = store.read_calibration(conn)
+        self.tables = store.tables(engine)
+        self.thumbnail_folder = Path(thumbnail_folder) if thumbnail_folder is not None else thumbnails.thumbnail_folder()
+        self.decodes = threading.BoundedSemaphore(DECODES_AT_ONCE)
+        self.searches = threading.BoundedSemaphore(SEARCHES_AT_ONCE)
+        self._stats: tuple[float, store.IndexStats] | None = None
+        self._prepared: OrderedDict[tuple, search.Prepared] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._counting: threading.Thread | None = None
+
+    def prepare(self, ask: "SearchRequest") -> search.Prepared:
+        """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
+        only paged (`PREPARED_SEARCHES` kept): scrolling through matches compiles nothing again."""
+        key = (ask.text, ask.min_score, ask.folder, ask.page)
+        with self._lock:
+            prepared = self._prepared.get(key)
+            if prepared is not None:
+                self._prepared.move_to_end(key)
+        if prepared is None:
+            prepared = search.prepare(
+                self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
+                calibration=self.calibration,
+            )
+            if ask.folder:
+                prepared = browse.in_folder(prepared, self.tables, ask.folder)
+            with self._lock:
+                self._prepared[key] = prepared
+                if len(self._prepared) > PREPARED_SEARCHES:
+                    self._prepared.popitem(last=False)
+        if not ask.offset:
+            return prepared
+        compiled = replace(prepared.compiled, statement=prepared.statement.offset(ask.offset))
+        return replace(prepared, compiled=compiled, offset=ask.offset)
+
+    def stats(self) -> store.IndexStats | None:
+        """The overview's counts: counted in the background (minutes on a million photos) and kept for
+        `STATS_SECONDS`; waits up to `STATS_WAIT_S` for a first count, else None (still counting)."""
+        with self._stats_lock:
+            stale = self._stats is None or time.monotonic() - self._stats[0] > STATS_SECONDS
+            if stale and (self._counting is None or not self._counting.is_alive()):
+                self._counting = threading.Thread(target=self._count, name="imgidx-overview", daemon=True)
+                self._counting.start()
+            counting = self._counting
+        if self._stats is None and counting is not None:
+            counting.join(STATS_WAIT_S)
+        return self._stats[1] if self._stats is not None else None
+
+    def _count(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                self._stats = (time.monotonic(), store.index_stats(conn))
+        except sa.exc.DBAPIError as exc:
+            if not self.stopping:
+                log.error("cannot count the index: %s", store.error_reason(exc))
+
+    def image_row(self, conn: sa.Connection, image_id: int) -> sa.RowMapping | None:
+        images = self.tables.images
+        return conn.execute(sa.select(images).where(images.c.image_id == image_id)).mappings().first()
+
+    def original(self, image_id: int) -> thumbnails.Original:
+        """The indexed photo behind ``image_id``; 404 for an id the index has no readable photo for."""
+        with self.engine.connect() as conn:
+            row = self.image_row(conn, image_id)
+        if row is None or row["error"] is not None or row["content_hash"] is None:
+            raise HTTPException(404, f"no photo {image_id} in the index")
+        return thumbnails.Original(restored(row["path"]), row["size_bytes"], row["mtime_ns"], row["content_hash"])
+
+    def interrupt(self) -> None:
+        """Stop the statements running now, as the server stops: SQLite's interrupt, PostgreSQL's cancel.
+        A search over a million photos can take seconds; Ctrl-C should not wait for it."""
+        self.stopping = True
+        for dbapi in list(self._running):
+            stop = getattr(dbapi, "interrupt", None) or getattr(dbapi, "cancel", None)
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 (a connection closing meanwhile: nothing to stop)
+                    pass
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------- requests
+
+
+class BadRequest(ImgidxError):
+    """A request parameter out of its range."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What a search URL asks for: ``/?q=QUERY&folder=FOLDER&n=PAGE&min=SCORE&offset=N``."""
+
+    text: str
+    folder: str
+    offset: int
+    page: int
+    min_score: float
+
+    @classmethod
+    def of(cls, request: Request) -> "SearchRequest":
+        params = request.query_params
+        text = params.get("q", "")
+        if len(text) > MAX_QUERY_CHARS:  # before anything else reads it
+            raise BadRequest(f"query too long: {len(text):,} characters, the most is {MAX_QUERY_CHARS:,}")
+        folder = params.get("folder", "").strip()
+        if len(folder) > MAX_QUERY_CHARS:
+            raise BadRequest(f"folder too long: {len(folder):,} characters, the most is {MAX_QUERY_CHARS:,}")
+        return cls(
+            text.strip(),
+            folder,
+            _number(params, "offset", int, 0, 0, MAX_OFFSET),
+            _number(params, "n", int, PAGE_SIZE, 1, MAX_PAGE_SIZE),
+            _number(params, "min", float, DEFAULT_MIN_SCORE, 0.0, 1.0),
+        )
+
+    def url(self, path: str = "/", **changes: Any) -> str:
+        """This search's URL on ``path``, with ``changes``; defaults left out, so links stay short."""
+        values = {"q": self.text, "folder": self.folder, "n": self.page, "min": self.min_score, "offset": self.offset}
+        values.update(changes)
+        defaults = {"q": "", "folder": "", "n": PAGE_SIZE, "min": DEFAULT_MIN_SCORE, "offset": 0}
+        kept = {k: v for k, v in values.items() if v != defaults.get(k)}
+        return path + ("?" + urlencode(kept) if kept else "")
+
+
+def _number(params, name: str, kind: type, default, low, high):
+    text = params.get(name, "")
+    if text == "":
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, not {printable(text[:40])!r}") from None
+    if value < low or (high is not None and value > high) or value != value:
+        upper = f" to {high:g}" if high is not None else " or more"
+        raise BadRequest(f"{name} must be {low:g}{upper}, not {printable(text[:40])}")
+    return value
+
+
+@dataclass
+class Page:
+    """One page of matches, ready for the templates."""
+
+    result: search.Result
+    cards: list[dict]
+    legend: list[tuple[int, str]]
+    notes: list[str]
+    milliseconds: float
+    next_url: str | None  # the next page's cards (`results`), for the script
+    more_url: str | None  # the next page as a whole page, for a browser without scripts
+
+
+def run_search(index: Index, ask: SearchRequest) -> Page:
+    """Run the search of ``ask`` (a `QueryError` or `FolderFilterError` propagates) and lay out its cards."""
+    with index.searches:
+        started = time.perf_counter()
+        prepared = index.prepare(ask)
+        with index.engine.connect() as conn:
+            result = search.execute(conn, prepared)
+            shown = browse.fold_copies(conn, index.tables, result.matches)
+        elapsed = (time.perf_counter() - started) * 1000
+    names = term_names(result)
+    cards = [_card(s, names, ask) for s in shown]
+    end = ask.offset + len(result.matches)
+    more = result.total is not None and end < result.total
+    legend = [(n, spec.describe()) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
+    return Page(
+        result, cards, legend, prepared.notes(), elapsed,
+        ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None,
+    )
+
+
+def _fit(width: int | None, height: int | None, box: int) -> tuple[int, int]:
+    """The size a photo is drawn at inside a ``box`` square (its thumbnail's size)."""
+    width, height = (width, height) if width and height else DEFAULT_ASPECT
+    scale = box / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _card(shown: browse.Shown, names: list[str], ask: SearchRequest) -> dict:
+    m = shown.match
+    marks: list[list[int]] = [[] for _ in CELL_NAMES]
+    for number, hit in enumerate(m.terms, start=1):
+        for cell in hit.cells:
+            marks[CELL_NAMES.index(cell)].append(number)
+    width, height = _fit(m.width, m.height, GRID_THUMBNAIL)
+    folder, name = os.path.split(m.path)
+    return {
+        "id": m.image_id,
+        "rank": m.rank,
+        "score": percent(m.score),
+        "path": printable(m.path),
+        "name": printable(name),
+        "folder": printable(folder),
+        "folder_url": ask.url(folder=folder, offset=0) if stored(folder) == folder else None,
+        "hash": shown.content_hash or "",
+        "copies": shown.copies,
+        "thumbnail": thumbnail_url(m.image_id, GRID_THUMBNAIL, shown.content_hash),
+        "width": width,
+        "height": height,
+        "photo_url": ask.url(f"/photo/{m.image_id}", rank=m.rank, offset=0),
+        "cells": [{"name": CELL_NAMES[c], "terms": marks[c]} for c in range(len(CELL_NAMES))],
+        "terms": [
+            {"number": n, "name": name, "where": where(hit.cells) if hit.score is not None else None,
+             "score": percent(hit.score) if hit.score is not None else None}
+            for n, (name, hit) in enumerate(zip(names, m.terms), start=1)
+        ],
+    }
+
+
+def thumbnail_url(image_id: int, size: int, content_hash: str | None) -> str:
+    """The thumbnail's URL, which changes with the photo's content (so a browser never shows a stale one)."""
+    return f"/thumbnail/{image_id}/{size}" + (f"?v={content_hash[:16]}" if content_hash else "")
+
+
+def label_query(name: str) -> str:
+    """A class name as a query term: quoted when it holds a keyword (``"black and gold garden spider"``)."""
+    return f'"{name}"' if set(name.lower().split()) & set(KEYWORDS) else name
+
+
+# ------------------------------------------------------------------------------------------- guard
+
+
+class Guard:
+    """Adds the security headers to every response, and turns an unexpected error into a one-line page
+    (and one line on standard error; the traceback only with IMGIDX_DEBUG set)."""
+
+    def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool]):
+        self.app = app
+        self.error_page = error_page
+        self.stopping = stopping
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def secured(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message).update(SECURITY_HEADERS)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, secured)
+        except Exception as exc:
+            if self.stopping():  # a statement interrupted by Ctrl-C: no error of the request's
+                if not started:
+                    await self.error_page("the server is stopping", 503)(scope, receive, secured)
+                return
+            if os.environ.get(DEBUG_ENV):
+                raise
+            line = printable(f"internal error: {type(exc).__name__}: {exc}")
+            log.error("%s %s: %s (set %s=1 for the traceback)", scope.get("method"), scope.get("path"), line, DEBUG_ENV)
+            if not started:
+                await self.error_page(line, 500)(scope, receive, secured)
+
+
+def _static_files() -> dict[str, tuple[bytes, str, str]]:
+    """The package's static files by name: content, media type, ETag. Read once, served from memory, so no
+    request reaches the file system through them."""
+    kinds = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".txt": "text/plain; charset=utf-8",
+             ".svg": "image/svg+xml"}
+    files = {}
+    for entry in resources.files("serve").joinpath("static").iterdir():
+        suffix = os.path.splitext(entry.name)[1]
+        if entry.is_file() and suffix in kinds:
+            data = entry.read_bytes()
+            files[entry.name] = (data, kinds[suffix], f'"{hashlib.sha256(data).hexdigest()[:16]}"')
+    return files
+
+
+# ------------------------------------------------------------------------------------------- faces
+
+
+def faces_of(conn: sa.Connection, image_id: int) -> list[dict]:
+    """Face boxes to draw on the photo page, as fractions of the photo: ``left``, ``top``, ``width``,
+    ``height`` and an optional ``label``.
+
+    The hook for the faces issue: an index without faces has none. Once `indexer.store` reads them
+    (a ``read_faces(conn, image_id)`` giving such boxes), the photo page draws them with no other change."""
+    read_faces = getattr(store, "read_faces", None)
+    if read_faces is None:
+        return []
+    boxes = [face if isinstance(face, dict) else vars(face) for face in read_faces(conn, image_id)]
+    return [{key: box.get(key) for key in ("left", "top", "width", "height", "label")} for box in boxes]
+
+
+# ------------------------------------------------------------------------------------------- app
+
+
+def create_app(index: Index) -> Starlette:
+    """The Starlette app over ``index`` (which the caller closes)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("serve", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals.update(
+        max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
+        text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
+    )
+    static = _static_files()
+
+    def page(template: str, status: int = 200, /, **context) -> HTMLResponse:
+        return HTMLResponse(env.get_template(template).render(**context), status_code=status)
+
+    def error_page(message: str, status: int) -> HTMLResponse:
+        return page("error.html", status, message=printable(message), status=status)
+
+    def search_page(request: Request) -> Response:
+        try:
+            ask = SearchRequest.of(request)
+        except BadRequest as exc:
+            return page("search.html", 400, ask=None, text="", folder="", error=exc.shown(), caret=None)
+        context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None, page=None)
+        if not ask.text:
+            return page("search.html", **context, examples=_examples(index))
+        try:
+            context["page"] = run_search(index, ask)
+        except QueryError as exc:
+            head, _, caret = exc.shown().partition("\n")
+            return page("search.html", 400, **{**context, "error": head, "caret": caret or None,
+                                               "position": exc.position})
+        except ImgidxError as exc:
+            return page("search.html", 400, **{**context, "error": exc.shown()})
+        return page("search.html", **context)
+
+    def results(request: Request) -> Response:
+        """The next page of cards, for the search page's script to append."""
+        try:
+            ask = SearchRequest.of(request)
+            found = run_search(index, ask)
+        except ImgidxError as exc:
+            return page("fragment_error.html", 400, message=exc.shown())
+        return page("cards.html", page=found)
+
+    def complete(request: Request) -> Response:
+        text = request.query_params.get("text", "")[:MAX_QUERY_CHARS]
+        found = browse.complete(text)
+        return JSONResponse({"start": found.start, "names": found.names})
+
+    def photo(request: Request) -> Response:
+        image_id = request.path_params["image_id"]
+        try:
+            ask = SearchRequest.of(request)
+            rank = _number(request.query_params, "rank", int, 1, 1, None)
+        except BadRequest as exc:
+            return error_page(exc.shown(), 400)
+        return page("photo.html", **_photo_context(index, image_id, ask, rank))
+
+    def scores(request: Request) -> Response:
+        """Where one label scores in one photo, from the stored evidence: nine confidences (or null)."""
+        image_id = request.path_params["image_id"]
+        text = request.query_params.get("label", "").strip()[:MAX_QUERY_CHARS]
+        quoted = len(text) > 1 and text[0] == text[-1] == '"'
+        try:
+            resolution = lookup(text[1:-1] if quoted else text, quoted=quoted)
+        except ImgidxError as exc:
+            return JSONResponse({"error": exc.shown()}, status_code=400)
+        with index.engine.connect() as conn:
+            row = index.image_row(conn, image_id)
+            report = store.image_report(conn, path=restored(row["path"])) if row is not None else None
+        if report is None:
+            raise HTTPException(404, f"no photo {image_id} in the index")
+        cells = browse.cell_confidences(report, resolution.classes, index.calibration)
+        return JSONResponse({
+            "label": text, "classes": len(resolution.classes),
+            "cells": [None if p is None else {"value": round(p, 4), "text": percent(p)} for p in cells],
+        })
+
+    def thumbnail(request: Request) -> Response:
+        image_id, size = request.path_params["image_id"], request.path_params["size"]
+        if size not in thumbnails.SIZES:
+            raise HTTPException(404, f"thumbnails come in the sizes {', '.join(map(str, thumbnails.SIZES))}")
+        original = index.original(image_id)
+        etag = f'"{original.content_hash[:32]}-{size}"'
+        headers = {"etag": etag, "cache-control": "private, no-cache"}
+        if request.headers.get("if-none-match") == etag and thumbnails.unchanged(original):
+            return Response(status_code=304, headers=headers)
+        try:
+            path = thumbnails.cached(original, size, index.thumbnail_folder)
+            if path is None:
+                with index.decodes:
+                    path = thumbnails.thumbnail(original, size, index.thumbnail_folder)
+            data = path.read_bytes()
+        except ImageReadError as exc:
+            return _placeholder(index, image_id, size, _note(exc, original.path))
+        return Response(data, media_type="image/jpeg", headers=headers)
+
+    def original(request: Request) -> Response:
+        image_id = request.path_params["image_id"]
+        found = index.original(image_id)
+        try:
+            data = thumbnails.read_original(found)
+        except ImageReadError as exc:
+            raise HTTPException(404, f"{printable(found.path)}: {_note(exc, found.path)}") from None
+        kind = thumbnails.media_type(data)
+        name = os.path.basename(found.path)
+        disposition = "inline" if kind else "attachment"
+        headers = {"content-disposition": f"{disposition}; filename*=UTF-8''{_rfc5987(name)}",
+                   "cache-control": "private, no-cache"}
+        return Response(data, media_type=kind or "application/octet-stream", headers=headers)
+
+    def overview(request: Request) -> Response:
+        stats = index.stats()
+        if stats is None:
+            return page("counting.html", db=printable(store.shown(index.db)))
+        return page("overview.html", stats=stats, db=printable(store.shown(index.db)), calibration=index.calibration,
+                    labels=[(n, name, c, "/?" + urlencode({"q": label_query(name)})) for c, name, n in stats.top_labels],
+                    printable=printable)
+
+    def static_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in static:
+            raise HTTPException(404, "no such file")
+        data, kind, etag = static[name]
+        headers = {"etag": etag, "cache-control": "no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type=kind, headers=headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = exc.detail if exc.status_code != 405 else "this address only answers GET"
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = "no such page"
+        return error_page(str(message), exc.status_code)
+
+    routes = [
+        Route("/", search_page),
+        Route("/results", results),
+        Route("/api/complete", complete),
+        Route("/api/scores/{image_id:int}", scores),
+        Route("/photo/{image_id:int}", photo),
+        Route("/thumbnail/{image_id:int}/{size:int}", thumbnail),
+        Route("/original/{image_id:int}", original),
+        Route("/overview", overview),
+        Route("/static/{name}", static_file),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping)],
+        exception_handlers={HTTPException: http_error},
+    )
+
+
+def _note(exc: ImageReadError, path: str) -> str:
+    """Why a photo is not shown, without its name (the page shows that): ``no such file``."""
+    return "photo not shown: " + exc.shown().removeprefix(printable(path) + ": ")
+
+
+def _rfc5987(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.fsencode(name), safe="")
+
+
+def _placeholder(index: Index, image_id: int, size: int, note: str) -> Response:
+    """An SVG the size of the photo's thumbnail, saying why the photo is not shown (never cached)."""
+    with index.engine.connect() as conn:
+        row = index.image_row(conn, image_id)
+    width, height = _fit(row["width"], row["height"], size)
+    head, _, reason = printable(note).partition(": ")
+    lines = [head + ":", *_wrap(reason, max(12, width // 7))] if reason else _wrap(head, max(12, width // 7))
+    escape = jinja2.utils.markupsafe.escape
+    text = "".join(
+        f'<text x="50%" y="{(height / 2) + 16 * (i - (len(lines) - 1) / 2):.0f}" text-anchor="middle">{escape(line)}</text>'
+        for i, line in enumerate(lines)
+    )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f'<rect width="100%" height="100%" fill="#ccc"/><g font-family="sans-serif" font-size="13" fill="#333">'
+        f"{text}</g></svg>"
+    )
+    return Response(svg, media_type="image/svg+xml", headers={"cache-control": "no-store"})
+
+
+def _wrap(text: str, width: int, lines: int = 4) -> list[str]:
+    import textwrap
+
+    wrapped = textwrap.wrap(text, width) or [""]
+    return wrapped[:lines - 1] + ["…"] if len(wrapped) > lines else wrapped
+
+
+def _examples(index: Index) -> list[tuple[str, str]]:
+    """Example queries from the labels of the photos indexed last, for the empty search page."""
+    with index.engine.connect() as conn:
+        top = browse.recent_leaders(conn, index.tables)
+    examples = [label_query(top[0])] if top else []
+    if len(top) > 1:
+        examples.append(f"{label_query(top[0])} left of {label_query(top[1])}")
+    if len(top) > 2:
+        examples.append(f"{label_query(top[2])} in the top row AND NOT {label_query(top[1])}")
+    return [(text, "/?" + urlencode({"q": text})) for text in examples]
+
+
+# ------------------------------------------------------------------------------------------- photo page
+
+
+def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -> dict:
+    with index.engine.connect() as conn:
+        row = index.image_row(conn, image_id)
+        if row is None:
+            raise HTTPException(404, f"no photo {image_id} in the index")
+        report = store.image_report(conn, path=restored(row["path"]))
+        copies = browse.copies_of(conn, index.tables, row["content_hash"]) if row["content_hash"] else []
+        faces = faces_of(conn, image_id)
+    neighbours = _neighbours(index, image_id, ask, rank) if ask.text else None
+    path = restored(row["path"])
+    note = None
+    if row["error"] is None and row["content_hash"]:
+        original = thumbnails.Original(path, row["size_bytes"], row["mtime_ns"], row["content_hash"])
+        if not thumbnails.unchanged(original):
+            try:
+                thumbnails.read_original(original)
+            except ImageReadError as exc:
+                note = exc.shown()
+    width, height = _fit(row["width"], row["height"], PHOTO_THUMBNAIL)
+    class_colours: dict[int, int] = {}
+    for cell in report.cells:
+        if cell and cell[0].class_id not in class_colours:
+            class_colours[cell[0].class_id] = len(class_colours)
+    cells = [
+        {
+            "name": CELL_NAMES[c],
+            "labels": [{"name": label.name, "score": percent(label.score), "query": label_query(label.name)}
+                       for label in report.cells[c][:CELL_LABELS]],
+            "colour": class_colours[report.cells[c][0].class_id] if report.cells[c] else None,
+            "terms": neighbours["marks"][c] if neighbours and neighbours["match"] else [],
+        }
+        for c in range(len(CELL_NAMES))
+    ]
+    names = {cell[0].class_id: cell[0].name for cell in report.cells if cell}
+    legend = [(colour, names[class_id]) for class_id, colour in class_colours.items()]
+    return {
+        "ask": ask,
+        "text": ask.text,
+        "folder": ask.folder,
+        "id": image_id,
+        "path": printable(path),
+        "name": printable(os.path.basename(path)),
+        "report": report,
+        "error": printable(row["error"]) if row["error"] else None,
+        "note": note,
+        "size": f"{row['width']}x{row['height']}" if row["width"] else None,
+        "image": thumbnail_url(image_id, PHOTO_THUMBNAIL, row["content_hash"]) if row["content_hash"] else None,
+        "width": width,
+        "height": height,
+        "cells": cells,
+        "legend": legend,
+        "labels": [{"name": label.name, "score": percent(label.score), "url": "/?" + urlencode({"q": label_query(label.name)})}
+                   for label in report.labels[:PHOTO_LABELS]],
+        "copies": [(other, printable(restored(p))) for other, p in copies if other != image_id],
+        "faces": faces,
+        "neighbours": neighbours,
+        "mode": "matches" if neighbours and neighbours["match"] else "labels",
+        "search_url": ask.url(offset=0) if ask.text else None,
+    }
+
+
+def _neighbours(index: Index, image_id: int, ask: SearchRequest, rank: int) -> dict:
+    """The photo's match in the search it came from, and the previous and next photo shown there (copies
+    folded as on the result grid), looked for around ``rank``."""
+    window = replace(ask, offset=max(0, rank - 1 - NEIGHBOURS), page=2 * NEIGHBOURS + 1)
+    found = {"match": None, "previous": None, "next": None, "legend": [], "marks": None}
+    try:
+        cards = run_search(index, window)
+    except ImgidxError:
+        return found
+    found["legend"] = cards.legend
+    ids = [card["id"] for card in cards.cards]
+    if image_id not in ids:
+        return found
+    position = ids.index(image_id)
+    link = lambda card: ask.url(f"/photo/{card['id']}", rank=card["rank"], offset=0)  # noqa: E731
+    match = cards.cards[position]
+    found.update(
+        match=match,
+        marks=[cell["terms"] for cell in match["cells"]],
+        previous=link(cards.cards[position - 1]) if position > 0 else None,
+        next=link(cards.cards[position + 1]) if position + 1 < len(cards.cards) else None,
+    )
+    return found

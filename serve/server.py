@@ -1,0 +1,109 @@
+"""Running the web app: the listening socket, uvicorn, the browser, a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import sys
+import threading
+import time
+import webbrowser
+from typing import Callable
+
+import uvicorn
+
+from indexer.errors import ImgidxError
+from serve.app import Index, create_app
+
+#: Seconds uvicorn lets open requests finish once asked to stop.
+GRACEFUL_STOP_S = 3
+#: Connections served at once; more are answered 503 at once instead of piling up.
+MAX_CONNECTIONS = 64
+LOOPBACK_NAMES = ("localhost",)
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to warn about a ``--host`` other than this machine's loopback, or None for a loopback one."""
+    try:
+        local = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        local = host.lower() in LOOPBACK_NAMES
+    if local:
+        return None
+    return (
+        f"listening on {host}, not only on this machine: anyone who can reach it on that network can browse "
+        "the whole photo library and download every photo in it (there is no login)"
+    )
+
+
+class ListenError(ImgidxError):
+    """The address or port cannot be listened on."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (port 0: any free one), or a `ListenError` saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None = None) -> None:
+    """Serve ``index`` on ``sock`` until Ctrl-C (or SIGTERM); returns once every connection is closed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("imgidx serve: %(message)s"))
+    logger = logging.getLogger("imgidx.serve")
+    logger.addHandler(handler)
+    logger.propagate = False
+    config = uvicorn.Config(
+        create_app(index), log_level="warning", access_log=False, lifespan="off", server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
+    )
+    server = _Server(config, index.interrupt)
+    if on_started is not None:
+        threading.Thread(target=_when_started, args=(server, on_started), daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises the signal again
+        pass
+    finally:
+        logger.removeHandler(handler)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also interrupts the index's running statements when told to stop."""
+
+    def __init__(self, config: uvicorn.Config, interrupt: Callable[[], None]):
+        super().__init__(config)
+        self.interrupt = interrupt
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        self.interrupt()
+
+
+def _when_started(server: uvicorn.Server, then: Callable[[], None]) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        then()
+
+
+def open_browser(url: str) -> None:
+    webbrowser.open(url)

@@ -1,0 +1,646 @@
+"""`imgidx serve`: its pages, thumbnails and security, through Starlette's test client over real SQLite
+indexes of real photo files; and the real server process (a warning for a non-local --host, raw path
+traversal over a socket, a clean stop on Ctrl-C). The browser test is tests/test_serve_browser.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import anyio
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("starlette", reason="needs the web extra: pip install 'imgidx[serve]'")
+pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
+with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2, which does the same here
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from indexer import store  # noqa: E402
+from indexer.calibration import percent  # noqa: E402
+from indexer.cli import cli  # noqa: E402
+from indexer.store import IndexSettings, tables, write_settings  # noqa: E402
+from query import search  # noqa: E402
+from query.parser import caret_context  # noqa: E402
+from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_index  # noqa: E402
+from serve.app import CONTENT_SECURITY_POLICY, Index, create_app  # noqa: E402
+
+PHOTOS = Path(__file__).parent / "photos"
+EVIL = "<script>alert(1)</script>.jpg"
+SECRET = "root:x:0:0:secret-marker"
+
+
+def real_index(folder: Path, photos: dict[str, dict | None], db: Path | None = None) -> Path:
+    """An index at ``db`` whose rows are the files ``photos`` names (relative to ``folder``, made from
+    tests/photos when missing) with their true hash, size, time and dimensions, and the given cells; read
+    through EfficientNet-Lite0's calibration, as a real Lite0 index is."""
+    db = db or folder / "index.db"
+    rows = {}
+    for name, cells in photos.items():
+        path = folder / name
+        rows[str(path)] = cells
+    engine = make_index(db, rows)
+    t = tables(engine)
+    with engine.begin() as conn:
+        write_settings(conn, t, IndexSettings("efficientnet-lite0", 448, "fp32"))
+        for image_id, path in conn.execute(sa.select(t.images.c.image_id, t.images.c.path)).all():
+            if os.path.isfile(path):
+                data = Path(path).read_bytes()
+                status = os.stat(path)
+                with Image.open(path) as picture:
+                    width, height = picture.size
+                conn.execute(
+                    t.images.update().where(t.images.c.image_id == image_id).values(
+                        content_hash=hashlib.sha256(data).hexdigest(), size_bytes=status.st_size,
+                        mtime_ns=status.st_mtime_ns, width=width, height=height, model="efficientnet-lite0",
+                    )
+                )
+            else:
+                conn.execute(t.images.update().where(t.images.c.image_id == image_id).values(model="efficientnet-lite0"))
+        best = sa.select(t.cell_labels.c.image_id, t.cell_labels.c.class_id, sa.func.max(t.cell_labels.c.score), sa.literal(0.1))
+        conn.execute(t.image_labels.insert().from_select(
+            ["image_id", "class_id", "score", "share"], best.group_by(t.cell_labels.c.image_id, t.cell_labels.c.class_id)))
+    engine.dispose()
+    return db
+
+
+def copy_photo(source: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PHOTOS / source, target)
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch):
+    """Real photos: chelsea (a cat), a copy of it, coffee, astronaut, a turned photo, one named with a
+    script, one deleted after indexing; cells laid out for the queries below."""
+    monkeypatch.setenv("IMGIDX_CACHE_DIR", str(tmp_path / "cache"))
+    photos = tmp_path / "photos"
+    copy_photo("chelsea.jpg", photos / "a" / "chelsea.jpg")
+    copy_photo("chelsea.jpg", photos / "b" / "chelsea-copy.jpg")
+    copy_photo("coffee.jpg", photos / "a" / "coffee.jpg")
+    copy_photo("astronaut.jpg", photos / "ab" / "astronaut.jpg")
+    copy_photo("motorcycle.jpg", photos / "a" / EVIL)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 600x400 stored, 400x600 seen
+    Image.new("RGB", (600, 400), (200, 30, 30)).save(photos / "a" / "turned.jpg", "JPEG", exif=exif.tobytes())
+    copy_photo("rocket.jpg", photos / "a" / "gone.jpg")
+    cat = {0: {FLOWERPOT: 0.6}, 4: {SCHOOL_BUS: 0.9, TABBY: 0.8}}
+    db = real_index(photos, {
+        "a/chelsea.jpg": cat,
+        "b/chelsea-copy.jpg": cat,
+        "a/coffee.jpg": {4: {SCHOOL_BUS: 0.5}, 8: {CRANE_MACHINE: 0.7}},
+        "ab/astronaut.jpg": {1: {SCHOOL_BUS: 0.7}},
+        f"a/{EVIL}": {4: {SCHOOL_BUS: 0.8}},
+        "a/turned.jpg": {4: {SCHOOL_BUS: 0.6}},
+        "a/gone.jpg": {4: {SCHOOL_BUS: 0.4}},
+        "a/broken.jpg": None,
+    })
+    (photos / "a" / "gone.jpg").unlink()
+    return photos, db
+
+
+@pytest.fixture
+def client(library, tmp_path):
+    photos, db = library
+    index = Index(str(db), thumbnail_folder=tmp_path / "cache" / "thumbnails")
+    with TestClient(create_app(index)) as test_client:
+        test_client.index = index
+        yield test_client
+    index.close()
+
+
+def ids_by_name(db: Path) -> dict[str, int]:
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT image_id, path FROM images")).all()
+    engine.dispose()
+    return {os.path.basename(path): image_id for image_id, path in rows}
+
+
+def cards(html: str) -> list[dict]:
+    """The result cards of a page: id, hash, score, copies, name and the hit cells with their numbers."""
+    found = []
+    for block in re.findall(r'<li class="card".*?</li>\n', html, re.S):
+        cells = {
+            name: re.findall(r'<span class="n t\d">(\d+)</span>', numbers)
+            for name, numbers in re.findall(
+                r'<span class="cell hit t\d" data-cell="([a-z-]+)">((?:<span class="n t\d">\d+</span>)*)</span>', block)
+        }
+        copies = re.search(r'class="copies"[^>]*>(\d+) copies<', block)
+        found.append({
+            "id": int(re.search(r'data-id="(\d+)"', block).group(1)),
+            "hash": re.search(r'data-hash="([0-9a-f]*)"', block).group(1),
+            "rank": int(re.search(r'data-rank="(\d+)"', block).group(1)),
+            "score": re.search(r'<span class="score" title="confidence">([^<]+)</span>', block).group(1),
+            "name": re.search(r'<a class="name" [^>]*>([^<]*)</a>', block).group(1),
+            "copies": int(copies.group(1)) if copies else 1,
+            "cells": cells,
+        })
+    return found
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def test_search_shows_each_match_with_the_cli_confidence_and_the_matched_cells_numbered(client, library):
+    _, db = library
+    text = "school bus in center AND flowerpot top-left"
+    page = client.get("/", params={"q": text})
+    assert page.status_code == 200
+    shown = cards(page.text)
+    engine = store.open_index(str(db), create=False, readonly=True)
+    expected = search.search(engine, text, limit=None)
+    engine.dispose()
+    assert [m.path.endswith("chelsea.jpg") or m.path.endswith("chelsea-copy.jpg") for m in expected.matches] == [True, True]
+    assert len(shown) == 1  # the two identical photos, once
+    assert shown[0]["score"] == percent(expected.matches[0].score)
+    assert shown[0]["cells"] == {"top-left": ["2"], "center": ["1"]}
+    assert shown[0]["copies"] == 2
+    assert '<span class="count">2 matches</span>' in page.text
+    assert re.search(r'<span class="time">\d+ ms</span>', page.text)
+    assert "<span class=\"n t1\">1</span> school bus in center &gt;= 0.3" in page.text
+
+
+def test_pages_load_in_steps_and_the_url_keeps_the_query(client):
+    first = client.get("/", params={"q": "school bus", "n": 2})
+    shown = cards(first.text)
+    assert len(shown) == 2
+    more = re.search(r'<li class="more" id="more" data-next="([^"]+)"><a href="([^"]+)">', first.text)
+    assert more.group(1).replace("&amp;", "&") == "/results?q=school+bus&n=2&offset=2"
+    assert more.group(2).replace("&amp;", "&") == "/?q=school+bus&n=2&offset=2"
+    assert 'name="n" value="2"' in first.text  # a new search keeps the page size
+    seen = [(c["id"], c["hash"]) for c in shown]
+    ranks = [c["rank"] for c in shown]
+    url = more.group(1).replace("&amp;", "&")
+    while url:
+        fragment = client.get(url)
+        assert fragment.status_code == 200 and "<html" not in fragment.text
+        seen += [(c["id"], c["hash"]) for c in cards(fragment.text)]
+        ranks += [c["rank"] for c in cards(fragment.text)]
+        next_url = re.search(r'data-next="([^"]+)"', fragment.text)
+        url = next_url.group(1).replace("&amp;", "&") if next_url else None
+    # 7 photos hold a school bus (the broken one has no labels), two of them the same cat: each page shows
+    # a content once, and the page's script drops a content an earlier page showed (by its data-hash)
+    assert len({i for i, _ in seen}) == len(seen) == 7
+    assert len({h for _, h in seen}) == 6
+    assert ranks == list(range(1, 8))  # later pages come from the search compiled for the first, offset
+
+
+def test_identical_photos_are_one_card_with_their_copies_listed_on_the_photo_page(client, library):
+    _, db = library
+    ids = ids_by_name(db)
+    page = client.get("/", params={"q": "tabby"})
+    (card,) = cards(page.text)
+    assert card["copies"] == 2 and card["id"] in (ids["chelsea.jpg"], ids["chelsea-copy.jpg"])
+    photo = client.get(f"/photo/{card['id']}")
+    other = ids["chelsea-copy.jpg"] if card["id"] == ids["chelsea.jpg"] else ids["chelsea.jpg"]
+    assert f'<a href="/photo/{other}">' in photo.text and "Identical copies" in photo.text
+
+
+def test_a_folder_filter_keeps_the_photos_under_that_folder_only(client, library):
+    photos, _ = library
+    names = {c["name"] for c in cards(client.get("/", params={"q": "school bus", "folder": str(photos / "a")}).text)}
+    assert names == {"chelsea.jpg", "coffee.jpg", "turned.jpg", "gone.jpg", "script&gt;.jpg"}  # not ab/ nor b/
+    names = {c["name"] for c in cards(client.get("/", params={"q": "school bus", "folder": str(photos / "ab") + "/"}).text)}
+    assert names == {"astronaut.jpg"}
+    refused = client.get("/", params={"q": "school bus", "folder": "photos/a"})
+    assert refused.status_code == 400
+    assert "<p class=\"message\">a folder filter is an absolute path, not &#39;photos/a&#39;</p>" in refused.text
+
+
+def test_a_broken_query_shows_the_message_and_the_caret_under_its_position(client):
+    page = client.get("/", params={"q": "cat AND ("})
+    assert page.status_code == 400
+    assert '<p class="message">column 10: expected a label after &#39;(&#39;, found the end of the query</p>' in page.text
+    assert f'<pre class="caret">{caret_context("cat AND (", 9)}</pre>' in page.text
+    assert 'data-error-position="9"' in page.text
+    unknown = client.get("/", params={"q": "dgo in center"})
+    assert "column 1: unknown label &#39;dgo&#39;; did you mean dingo, dugong or dog?" in unknown.text
+
+
+def asgi_get(app, path: str, query: str) -> tuple[int, bytes]:
+    """GET ``path?query`` straight through the ASGI app: httpx refuses URLs this long before sending them."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    anyio.run(app, scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_100_kb_query_is_refused_at_once_without_echoing_it(client):
+    query = "q=" + "cat+AND+" * 12_800  # 102,400 characters
+    for path in ("/", "/results", "/photo/1"):
+        start = time.perf_counter()
+        status, body = asgi_get(client.app, path, query)
+        assert time.perf_counter() - start < 1.0
+        assert status == 400
+        assert b"query too long: 102,400 characters, the most is 2,000" in body
+        assert len(body) < 5_000
+
+
+def test_out_of_range_parameters_are_one_line_errors(client):
+    page = client.get("/", params={"q": "cat", "n": "100000"})
+    assert page.status_code == 400 and "<p class=\"message\">n must be 1 to 200, not 100000</p>" in page.text
+    page = client.get("/", params={"q": "cat", "offset": "x"})
+    assert "<p class=\"message\">offset must be a number, not &#39;x&#39;</p>" in page.text
+    page = client.post("/", data={"q": "cat"})
+    assert page.status_code == 405 and "<p class=\"message\">this address only answers GET</p>" in page.text
+
+
+def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
+    make_index(pg_url, {"/photos/a.jpg": {4: {SCHOOL_BUS: 0.9}}, "/photos/b.jpg": {0: {SCHOOL_BUS: 0.5}}}).dispose()
+    index = Index(pg_url, thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index)) as client:
+        names = [c["name"] for c in cards(client.get("/", params={"q": "school bus", "folder": "/photos"}).text)]
+        assert names == ["a.jpg", "b.jpg"]
+        assert client.get("/photo/1", params={"q": "school bus"}).status_code == 200
+        assert '<td id="images">2</td>' in client.get("/overview").text
+    with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+        with index.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM images"))
+    index.close()
+
+
+def test_labels_complete_from_the_vocabulary(client):
+    assert client.get("/api/complete", params={"text": "dog AND flower p"}).json() == {"start": 8, "names": ["flowerpot"]}
+    assert client.get("/api/complete", params={"text": "school b"}).json() == {"start": 0, "names": ["school bus"]}
+    assert client.get("/api/complete", params={"text": "cat "}).json() == {"start": 4, "names": []}
+
+
+# ------------------------------------------------------------------------------------------- photo page
+
+
+def test_the_photo_page_shows_the_stored_grid_overlays_and_the_next_and_previous_match(client, library):
+    _, db = library
+    ids = ids_by_name(db)
+    listed = [c["id"] for c in cards(client.get("/", params={"q": "school bus"}).text)]
+    middle = listed[1]
+    page = client.get(f"/photo/{middle}", params={"q": "school bus", "rank": 2})
+    assert page.status_code == 200
+    assert f'href="/photo/{listed[0]}?q=school+bus&amp;rank=1"' in page.text
+    assert re.search(rf'id="next" rel="next" href="/photo/{listed[2]}\?q=school\+bus&amp;rank=\d"', page.text)
+    cat = client.get(f"/photo/{ids['chelsea.jpg']}", params={"q": "school bus in center AND flowerpot top-left"})
+    assert 'data-mode="matches"' in cat.text
+    assert '<span class="cell hit t1" data-cell="center"><span class="n t1">1</span></span>' in cat.text
+    assert '<span class="cell hit t2" data-cell="top-left"><span class="n t2">2</span></span>' in cat.text
+    center = re.search(r'<td data-cell="center">(.*?)</td>', cat.text).group(1)
+    assert re.fullmatch(r'(<div>(school bus|tabby) <span class="score">\d+%</span></div>){2}', center)
+    assert '<span class="cell c0" data-cell="top-left"></span>' in cat.text  # class map: flowerpot's colour
+    assert '<span class="cell c1" data-cell="center"></span>' in cat.text  # school bus, another colour
+    assert re.search(r'<img src="/thumbnail/\d+/1280\?v=[0-9a-f]{16}" width="1280" height="851"', cat.text)
+    original = client.get(f"/original/{ids['chelsea.jpg']}")
+    assert original.status_code == 200 and original.headers["content-type"] == "image/jpeg"
+    assert original.content == (PHOTOS / "chelsea.jpg").read_bytes()
+
+
+def test_where_a_chosen_label_scores_comes_from_the_stored_evidence(client, library):
+    _, db = library
+    cat = ids_by_name(db)["chelsea.jpg"]
+    found = client.get(f"/api/scores/{cat}", params={"label": "school bus"}).json()
+    engine = store.open_index(str(db), create=False, readonly=True)
+    with engine.connect() as conn:
+        calibration = store.read_calibration(conn)
+    engine.dispose()
+    assert found["classes"] == 1
+    assert found["cells"][4] == {"value": round(calibration.probability(0.9, (SCHOOL_BUS,)), 4),
+                                 "text": percent(calibration.probability(0.9, (SCHOOL_BUS,)))}
+    assert [c is None for c in found["cells"]] == [i != 4 for i in range(9)]
+    assert client.get(f"/api/scores/{cat}", params={"label": "cat"}).json()["cells"][4] is not None  # a group
+    wrong = client.get(f"/api/scores/{cat}", params={"label": "dgo"})
+    assert wrong.status_code == 400 and wrong.json() == {"error": "unknown label 'dgo'; did you mean dingo, dugong or dog?"}
+
+
+def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypatch):
+    _, db = library
+    cat = ids_by_name(db)["chelsea.jpg"]
+    assert 'class="face"' not in client.get(f"/photo/{cat}").text
+    monkeypatch.setattr(store, "read_faces", lambda conn, image_id: [
+        {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>"},
+        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1}] if image_id == cat else [], raising=False)
+    page = client.get(f"/photo/{cat}").text
+    assert re.findall(r'<span class="face" [^>]*>.*?</span>(?=<span class="face"|\s*</div>)', page) == [
+        '<span class="face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
+        '<span class="face" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
+    ]
+
+
+def test_the_overview_counts_links_labels_to_their_search_and_lists_failed_files(client):
+    page = client.get("/overview").text
+    assert '<td id="images">8</td>' in page
+    assert "efficientnet-lite0 at size 448 (fp32)" in page
+    assert '<a href="/?q=school+bus">school bus</a>' in page
+    assert "cannot identify image file" in page
+
+
+def test_the_overview_says_it_is_counting_until_the_counts_are_there(client, monkeypatch):
+    counted = store.index_stats
+    release = threading.Event()
+
+    def slow(conn, **options):
+        release.wait(30)
+        return counted(conn, **options)
+
+    monkeypatch.setattr(store, "index_stats", slow)
+    monkeypatch.setattr("serve.app.STATS_WAIT_S", 0.1)
+    page = client.get("/overview").text
+    assert 'id="counting"' in page and '<meta http-equiv="refresh" content="5">' in page
+    release.set()
+    for _ in range(100):
+        page = client.get("/overview").text
+        if 'id="counting"' not in page:
+            break
+        time.sleep(0.05)
+    assert '<td id="images">8</td>' in page
+
+
+# ------------------------------------------------------------------------------------------- thumbnails
+
+
+def test_thumbnails_are_upright_cached_by_content_and_size_and_revalidated_by_etag(client, library, tmp_path):
+    _, db = library
+    ids = ids_by_name(db)
+    first = client.get(f"/thumbnail/{ids['turned.jpg']}/320")
+    assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
+    with Image.open(__import__("io").BytesIO(first.content)) as picture:
+        assert picture.size == (213, 320)  # turned upright, longest side 320
+    digest = hashlib.sha256((library[0] / "a" / "turned.jpg").read_bytes()).hexdigest()
+    cached = tmp_path / "cache" / "thumbnails" / digest[:2] / f"{digest}-320.jpg"
+    assert cached.read_bytes() == first.content
+    assert first.headers["etag"] == f'"{digest[:32]}-320"' and first.headers["cache-control"] == "private, no-cache"
+    again = client.get(f"/thumbnail/{ids['turned.jpg']}/320", headers={"if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    before = cached.stat().st_mtime_ns
+    assert client.get(f"/thumbnail/{ids['turned.jpg']}/320").content == first.content
+    assert cached.stat().st_mtime_ns == before  # served from the cache, not made again
+    large = client.get(f"/thumbnail/{ids['chelsea.jpg']}/1280")
+    with Image.open(__import__("io").BytesIO(large.content)) as picture:
+        assert max(picture.size) <= 1280
+    assert client.get(f"/thumbnail/{ids['chelsea.jpg']}/321").status_code == 404
+
+
+def svg_text(svg: str) -> str:
+    """The words a placeholder SVG shows, its lines joined by spaces."""
+    return " ".join(re.findall(r"<text [^>]*>([^<]*)</text>", svg))
+
+
+def test_a_missing_or_changed_photo_gets_a_placeholder_with_a_note(client, library):
+    photos, db = library
+    ids = ids_by_name(db)
+    gone = client.get(f"/thumbnail/{ids['gone.jpg']}/320")
+    assert gone.status_code == 200 and gone.headers["content-type"] == "image/svg+xml"
+    assert svg_text(gone.text) == "photo not shown: no such file" and gone.headers["cache-control"] == "no-store"
+    coffee = photos / "a" / "coffee.jpg"
+    client.get(f"/thumbnail/{ids['coffee.jpg']}/320")  # cached while unchanged
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(coffee, "JPEG")
+    changed = client.get(f"/thumbnail/{ids['coffee.jpg']}/320")
+    assert svg_text(changed.text) == "photo not shown: changed since it was indexed"
+    page = client.get(f"/photo/{ids['coffee.jpg']}").text
+    assert f'<p class="note" id="photo-note">{coffee}: changed since it was indexed</p>' in page
+    assert client.get(f"/original/{ids['coffee.jpg']}").status_code == 404
+    cat = photos / "a" / "chelsea.jpg"
+    os.utime(cat, ns=(0, 0))  # touched only: the same content is still shown
+    assert client.get(f"/thumbnail/{ids['chelsea.jpg']}/320").headers["content-type"] == "image/jpeg"
+    assert client.get(f"/photo/{ids['broken.jpg']}").status_code == 200
+    assert client.get(f"/thumbnail/{ids['broken.jpg']}/320").status_code == 404
+
+
+# ------------------------------------------------------------------------------------------- security
+
+
+def test_a_file_named_with_a_script_shows_as_text(client, library):
+    _, db = library
+    evil = ids_by_name(db)[EVIL.rsplit("/", 1)[1]]
+    for url in ("/?q=school+bus", f"/photo/{evil}"):
+        page = client.get(url).text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in page
+        assert "<script>alert" not in page
+        assert re.findall(r"<script[^>]*>", page) == [f'<script src="/static/{name}.js">' for name in
+                                                      (["search"] if url.startswith("/?") else ["search", "photo"])]
+    disposition = client.get(f"/original/{evil}").headers["content-disposition"]
+    assert disposition == "inline; filename*=UTF-8''script%3E.jpg"
+
+
+def test_every_response_carries_the_content_security_policy(client):
+    for url in ("/", "/?q=cat", "/overview", "/no/such/page", "/static/app.css", "/api/complete?text=ca"):
+        response = client.get(url)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self';" in CONTENT_SECURITY_POLICY and "unsafe" not in CONTENT_SECURITY_POLICY
+
+
+TRAVERSALS = (
+    "/static/../serve/app.py", "/static/..%2fapp.py", "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/static/%2Fetc%2Fpasswd",
+    "/thumbnail/..%2f..%2fetc%2fpasswd/320", "/original/%2Fetc%2Fpasswd", "/original/-1", "/original/1.5",
+    "/original/999999", "/etc/passwd", "//etc/passwd", "/static//etc/passwd", "/original?path=/etc/passwd",
+    "/thumbnail/1/320/../../../../etc/passwd",
+)
+
+
+def test_paths_in_requests_never_reach_a_file(client, library):
+    photos, _ = library
+    (photos / "secret.txt").write_text(SECRET)
+    for url in TRAVERSALS + (f"/original/{photos / 'secret.txt'}", f"/static/{photos / 'secret.txt'}"):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert SECRET not in response.text and "root:" not in response.text
+
+
+def test_a_photo_replaced_by_a_symlink_is_not_followed(client, library):
+    photos, db = library
+    ids = ids_by_name(db)
+    secret = photos / "secret.txt"
+    secret.write_text(SECRET)
+    astronaut = photos / "ab" / "astronaut.jpg"
+    astronaut.unlink()
+    astronaut.symlink_to(secret)
+    original = client.get(f"/original/{ids['astronaut.jpg']}")
+    assert original.status_code == 404 and SECRET not in original.text
+    assert "changed since it was indexed" in original.text
+    thumb = client.get(f"/thumbnail/{ids['astronaut.jpg']}/320")
+    assert svg_text(thumb.text) == "photo not shown: changed since it was indexed" and SECRET not in thumb.text
+
+
+def test_the_index_is_opened_read_only_and_left_as_it_was(library, tmp_path):
+    _, db = library
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    index = Index(str(db), thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index)) as test_client:
+        for url in ("/", "/?q=school+bus", "/overview", "/photo/1", "/thumbnail/1/320"):
+            assert test_client.get(url).status_code == 200
+    with pytest.raises(sa.exc.OperationalError, match="readonly"):
+        with index.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM images"))
+    index.close()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    wal = Path(str(db) + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # SQLite may leave an empty one beside a read-only reader
+
+
+def test_an_unexpected_error_is_one_line_in_the_page_and_on_stderr(client, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr("query.browse.fold_copies", broken)
+    page = client.get("/", params={"q": "school bus"})
+    assert page.status_code == 500
+    assert '<p class="message">internal error: RuntimeError: disk on fire\\nsecond line</p>' in page.text
+    assert "Traceback" not in page.text
+
+
+def test_stopping_interrupts_a_running_statement_and_answers_503(client, monkeypatch):
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000000) SELECT count(*) FROM c"
+    monkeypatch.setattr("query.browse.fold_copies", lambda conn, t, matches: conn.exec_driver_sql(endless).all())
+    stop = threading.Timer(0.5, client.index.interrupt)
+    stop.start()
+    start = time.perf_counter()
+    page = client.get("/", params={"q": "school bus"})
+    stop.join()
+    assert time.perf_counter() - start < 5
+    assert page.status_code == 503 and '<p class="message">the server is stopping</p>' in page.text
+
+
+# ------------------------------------------------------------------------------------------- the command
+
+
+def test_a_non_local_host_warns_before_anything_else(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "warning: listening on 0.0.0.0, not only on this machine: anyone who can reach it on that network can "
+        "browse the whole photo library and download every photo in it (there is no login)\n"
+        f"Error: no index at {tmp_path / 'none.db'}; build one with: imgidx index FOLDER --db {tmp_path / 'none.db'}\n"
+    )
+    for local in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        result = CliRunner().invoke(cli, ["serve", "--host", local, "--db", str(tmp_path / "none.db")])
+        assert result.stderr.startswith("Error: no index at"), local
+
+
+def test_without_the_web_extra_serve_says_how_to_install_it(tmp_path, monkeypatch):
+    import serve
+
+    for name in ("app", "server"):
+        monkeypatch.delitem(sys.modules, f"serve.{name}", raising=False)
+        monkeypatch.delattr(serve, name, raising=False)
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    result = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: imgidx serve needs the web extra: pip install 'imgidx[serve]'\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(db: Path, cache: Path, *args: str, browser: str | None = None) -> subprocess.Popen:
+    """`imgidx serve` in a process of its own; ``browser`` is the command --open runs (Python's $BROWSER)."""
+    env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache)}
+    if browser is not None:
+        env["BROWSER"] = browser
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer", "serve", "--db", str(db), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def wait_for(process: subprocess.Popen, prefix: str) -> str:
+    """The first line of the server's stderr that starts with ``prefix``, skipping the others."""
+    while True:
+        line = process.stderr.readline()
+        if not line:
+            raise AssertionError(f"the server stopped: {process.stderr.read()}")
+        if line.startswith(prefix):
+            return line
+
+
+def raw_get(port: int, target: str) -> str:
+    """The status line of a GET of ``target`` sent as it is (a client library would normalize it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data.decode("utf-8", "replace")
+
+
+def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanly_on_ctrl_c(library, tmp_path):
+    photos, db = library
+    (photos / "secret.txt").write_text(SECRET)
+    port = free_port()
+    opened = tmp_path / "opened.txt"
+    browser = f"{sys.executable} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
+    process = start_server(db, tmp_path / "cache", "--port", str(port), "--open", browser=browser)
+    try:
+        assert wait_for(process, "serving") == f"serving {db} at http://127.0.0.1:{port}/ (Ctrl-C stops)\n"
+        for _ in range(100):
+            if opened.exists() and opened.read_text():
+                break
+            time.sleep(0.1)
+        assert opened.read_text() == f"http://127.0.0.1:{port}/"  # --open: the browser got the search page
+        assert raw_get(port, "/?q=school+bus").startswith("HTTP/1.1 200 ")
+        for target in TRAVERSALS + ("/static/../../../../etc/passwd", "/../../etc/passwd", f"/static/{photos}/secret.txt",
+                                    "/thumbnail/1/../../../secret.txt"):
+            answer = raw_get(port, target)
+            assert answer.startswith(("HTTP/1.1 404 ", "HTTP/1.1 400 ")), (target, answer[:80])
+            assert SECRET not in answer and "root:" not in answer
+        long = raw_get(port, "/?q=" + "cat+AND+" * 12_800)
+        assert long.startswith(("HTTP/1.1 400 ", "HTTP/1.1 414 ", "HTTP/1.1 431 ")), long[:80]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert err == "stopped\n"
+
+
+def test_a_server_on_all_interfaces_warns_then_serves(library, tmp_path):
+    _, db = library
+    process = start_server(db, tmp_path / "cache", "--host", "0.0.0.0", "--port", "0")
+    try:
+        assert wait_for(process, "warning: ").startswith("warning: listening on 0.0.0.0, not only on this machine")
+        port = int(re.search(r"at http://0\.0\.0\.0:(\d+)/", wait_for(process, "serving")).group(1))
+        assert raw_get(port, "/overview").startswith("HTTP/1.1 200 ")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_serving_imports_no_tensorflow(library, tmp_path):
+    _, db = library
+    code = (
+        "import sys\nfrom starlette.testclient import TestClient\nfrom serve.app import Index, create_app\n"
+        f"client = TestClient(create_app(Index({str(db)!r})))\n"
+        "for url in ('/?q=school+bus', '/photo/1', '/thumbnail/1/320', '/overview'):\n"
+        "    assert client.get(url).status_code == 200, url\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_slim', 'keras', 'torch')))\n"
+    )
+    env = {**os.environ, "IMGIDX_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
