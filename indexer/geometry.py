@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: the query path needs only the cell names, not numpy
+    import numpy as np
 
 GRID = 3
 CELL_NAMES = (
@@ -68,6 +69,8 @@ class AxisGeometry:
 
     def centers(self) -> np.ndarray:
         """Receptive-field centre of every map position, in input pixel coordinates."""
+        import numpy as np
+
         return self.offset + self.stride * np.arange(self.map_size, dtype=np.float64)
 
     def cell_weights(self) -> np.ndarray:
@@ -86,16 +89,22 @@ class AxisGeometry:
 
     def tile_edges(self) -> np.ndarray:
         """``(map_size + 1)`` edges of the strips the map positions own (nearest centre, clipped to the image)."""
+        import numpy as np
+
         centers = self.centers()
         low, high = self.extent
         return np.clip(np.concatenate(([low], (centers[1:] + centers[:-1]) / 2, [high])), low, high)
 
     def cell_edges(self) -> np.ndarray:
         """``(GRID + 1)`` edges of the thirds of the axis: where the stored cells begin and end."""
+        import numpy as np
+
         low, high = self.extent
         return low + (high - low) / GRID * np.arange(GRID + 1)
 
     def _shares(self, margin: float) -> np.ndarray:
+        import numpy as np
+
         tiles = self.tile_edges()
         tile_lo, tile_hi = tiles[:-1], tiles[1:]
         low, high = self.extent
@@ -148,6 +157,8 @@ class Geometry:
 
 def _cells(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Per-axis weights ``(h, 3)`` and ``(w, 3)`` -> ``(h, w, 9)`` weights of the cells, row-major."""
+    import numpy as np
+
     return np.einsum("ar,bc->abrc", rows, cols).reshape(rows.shape[0], cols.shape[0], GRID * GRID)
 
 

@@ -7,8 +7,10 @@ import csv
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # the query path reads labels without numpy
+    import numpy as np
 
 NUM_CLASSES = 1000
 

@@ -20,7 +20,6 @@ from typing import Callable, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from indexer import calibration, labels
@@ -422,8 +421,13 @@ def read_settings_locked(conn: sa.Connection, t: Tables, exclusive: bool = False
 
 
 def _insert(conn: sa.Connection, table: sa.Table):
-    """An INSERT that can say ON CONFLICT: the dialect's own (both have ``on_conflict_do_update``)."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    """An INSERT that can say ON CONFLICT: the dialect's own (both have ``on_conflict_do_update``); imported
+    here, as only writers need it and PostgreSQL's dialect costs a reader start-up time."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
 
 
 def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> None:
