@@ -4,25 +4,13 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from indexer import store
 from indexer.regions import CellLabel, ImageLabel, Regions
 from indexer.store import FileRow, IndexSettings
 
 SETTINGS = IndexSettings("fake", 64, "fp32")
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for char in body:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += char
-    return parts + [current.strip()]
 
 
 def declared_schema():
@@ -32,7 +20,7 @@ def declared_schema():
         if match := re.match(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)$", statement, re.S):
             name, body = match.groups()
             columns, primary, unique, foreign = {}, [], [], set()
-            for part in _split_top_level(body):
+            for part in store.top_level_items(body):
                 if table_pk := re.match(r"PRIMARY KEY \(([^)]*)\)", part):
                     primary = [c.strip() for c in table_pk.group(1).split(",")]
                     continue
@@ -119,6 +107,30 @@ def described(engine) -> dict:
         checks = len(inspector.get_check_constraints(name))
         tables[name] = (columns, primary, unique, foreign, indexes, checks)
     return tables
+
+
+def handles_described(t: store.Tables) -> dict:
+    """`store.tables`' handles in the shape of `described`, without the indexes and CHECKs they leave out."""
+    pg = postgresql.dialect()
+    return {
+        table.name: (
+            [(c.name, c.type.compile(dialect=pg), c.nullable) for c in table.columns],
+            [c.name for c in table.primary_key.columns],
+            {(c.name,) for c in table.columns if c.unique},
+            {((fk.parent.name,), fk.column.table.name, (fk.column.name,), fk.ondelete) for fk in table.foreign_keys},
+        )
+        for table in vars(t).values()
+    }
+
+
+def test_table_handles_are_the_live_tables_without_reflection(index_url):
+    engine = store.open_index(index_url)
+    statements = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    t = store.tables(engine)
+    assert statements == []  # nothing read from the database: schema.sql says what the tables are
+    assert handles_described(t) == {name: shape[:4] for name, shape in described(engine).items()}
+    engine.dispose()
 
 
 def declared_described() -> dict:
