@@ -60,8 +60,17 @@ class Word:
         return self.words[0]
 
 
+#: The package data the label names come from (`classes`, `ancestors`, `vocabulary`).
+DATA_FILES = ("imagenet_classes.tsv", "imagenet_hierarchy.tsv", "vocabulary.tsv")
+
+
+def data_bytes(filename: str) -> bytes:
+    """The bytes of one of `DATA_FILES`."""
+    return resources.files("indexer").joinpath("data", filename).read_bytes()
+
+
 def _rows(filename: str) -> list[dict[str, str]]:
-    text = resources.files("indexer").joinpath("data", filename).read_text(encoding="utf-8")
+    text = data_bytes(filename).decode("utf-8")
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     return list(csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
 

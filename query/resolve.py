@@ -24,12 +24,15 @@ none of the classes shows (``person``, ``tree``) raises `CannotSeeError` naming 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
-from indexer import labels
+from indexer import cache, labels
 from indexer.errors import ImgidxError
 from query.parser import ANYWHERE, KEYWORDS, Node, Not, QueryError, Relation, Term, match_region
 
@@ -162,18 +165,79 @@ def _exact(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-@dataclass(frozen=True)
+#: The lexicon's file in imgidx's cache folder (`indexer.cache`), valid for the key `_lexicon_key` gives.
+LEXICON_CACHE = "lexicon.json"
+
+
 class _Lexicon:
-    folded: dict[str, tuple[Sense, ...]]
-    exact: dict[str, tuple[Sense, ...]]
-    wnids: dict[str, Sense]
-    names: tuple[str, ...]  # every name the classes can see, lower case, for suggestions
-    headwords: dict[str, str]  # a vocabulary variant (dogs, puppy) -> its row's first word, for suggestions
-    keyword_names: tuple[str, ...]  # names containing AND/OR/NOT, which need quotes
+    """Every name a label may take -> its senses, kept in the form the cache stores (`_lexicon_data`):
+    senses by number, made into `Sense` objects only when looked up, as a query names a few of 3000 names."""
+
+    def __init__(self, data: dict) -> None:
+        self._rows: list = data["senses"]
+        self._folded: dict[str, list[int]] = data["folded"]
+        self._exact: dict[str, list[int]] = data["exact"]
+        self._wnids: dict[str, int] = data["wnids"]
+        self.names: tuple[str, ...] = tuple(data["names"])  # every name the classes can see, lower case
+        self.headwords: dict[str, str] = data["headwords"]  # a vocabulary variant (dogs, puppy) -> its row's first word
+        self.keyword_names: tuple[str, ...] = tuple(data["keyword_names"])  # names with AND/OR/NOT: need quotes
+        self._senses: dict[int, Sense] = {}
+
+    def folded(self, key: str) -> tuple[Sense, ...] | None:
+        """The senses of a name as `fold` keys it."""
+        return self._senses_of(self._folded.get(key))
+
+    def exact(self, key: str) -> tuple[Sense, ...] | None:
+        """The senses of a name as `_exact` keys it."""
+        return self._senses_of(self._exact.get(key))
+
+    def wnid(self, wnid: str) -> Sense | None:
+        number = self._wnids.get(wnid)
+        return None if number is None else self._sense(number)
+
+    def _senses_of(self, numbers: list[int] | None) -> tuple[Sense, ...] | None:
+        return None if numbers is None else tuple(self._sense(n) for n in numbers)
+
+    def _sense(self, number: int) -> Sense:
+        if number not in self._senses:
+            kind, wnid, name, classes, word = self._rows[number]
+            if word is not None:
+                words, means, nearest, note = word
+                word = labels.Word(tuple(words), tuple(map(tuple, means)), tuple(map(tuple, nearest)), note)
+            self._senses[number] = Sense(kind, wnid, name, tuple(map(int, classes.split())), word)
+        return self._senses[number]
 
 
 @lru_cache(maxsize=1)
 def lexicon() -> _Lexicon:
+    """The lexicon: read from imgidx's cache when it was made from these very data files and this code,
+    else made (about 100 ms; a cached one loads in a few) and cached."""
+    key = _lexicon_key()
+    data = cache.read_json(LEXICON_CACHE, key)
+    if data is not None:
+        try:
+            return _Lexicon(data)
+        except (KeyError, TypeError):  # a file of the right key but not of this shape: made again below
+            pass
+    data = _lexicon_data()
+    cache.write_json(LEXICON_CACHE, key, data)
+    return _Lexicon(data)
+
+
+def _lexicon_key() -> str:
+    """A digest of everything the lexicon is made from: the label data files, and the code that reads,
+    folds and merges them (`indexer.labels`, this module, the parser's keywords)."""
+    digest = hashlib.sha256()
+    parts = [labels.data_bytes(name) for name in labels.DATA_FILES]
+    parts += [Path(module.__file__).read_bytes() for module in (labels, sys.modules[__name__])]
+    parts.append(" ".join(KEYWORDS).encode())
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def _lexicon_data() -> dict:
+    """The lexicon built from the label data, in the JSON form `_Lexicon` reads and the cache stores."""
     folded: dict[str, dict[str, Sense]] = {}
     exact: dict[str, dict[str, Sense]] = {}
     wnids: dict[str, Sense] = {}
@@ -200,12 +264,30 @@ def lexicon() -> _Lexicon:
     words = [_vocabulary_sense(word, wnids) for word in labels.vocabulary()]
     folded_senses = _with_vocabulary(folded, words, fold)
     exact_senses = _with_vocabulary(exact, words, _exact)
-    names = tuple(sorted(k for k, senses in exact_senses.items() if any(s.classes for s in senses)))
+    names = sorted(k for k, senses in exact_senses.items() if any(s.classes for s in senses))
     headwords = {
         k: _exact(senses[0].name) for k, senses in exact_senses.items() if len(senses) == 1 and senses[0].word
     }
-    keyword_names = tuple(n for n in names if set(n.split()) & set(KEYWORDS))
-    return _Lexicon(folded_senses, exact_senses, wnids, names, headwords, keyword_names)
+    numbers: dict[int, int] = {}  # id(sense) -> its number
+    rows = []
+
+    def number(sense: Sense) -> int:
+        if id(sense) not in numbers:
+            numbers[id(sense)] = len(rows)
+            word = sense.word and [sense.word.words, sense.word.means, sense.word.nearest, sense.word.note]
+            # classes as text: a group holds up to 1000, and a cache read as ints takes 3 times as long
+            rows.append([sense.kind, sense.wnid, sense.name, " ".join(map(str, sense.classes)), word])
+        return numbers[id(sense)]
+
+    return {
+        "folded": {k: [number(s) for s in senses] for k, senses in folded_senses.items()},
+        "exact": {k: [number(s) for s in senses] for k, senses in exact_senses.items()},
+        "wnids": {wnid: number(sense) for wnid, sense in wnids.items()},
+        "senses": rows,
+        "names": names,
+        "headwords": headwords,
+        "keyword_names": [n for n in names if set(n.split()) & set(KEYWORDS)],
+    }
 
 
 class VocabularyError(ValueError):
@@ -276,16 +358,16 @@ def find(text: str, quoted: bool = False) -> Resolution | None:
 def _match(text: str, quoted: bool = False) -> Resolution | None:
     lex = lexicon()
     if quoted:
-        senses = lex.exact.get(_exact(text))
+        senses = lex.exact(_exact(text))
         return Resolution(text, text, senses) if senses else None
     if _WNID.fullmatch(text.strip().lower()):
-        sense = lex.wnids.get(text.strip().lower())
+        sense = lex.wnid(text.strip().lower())
         return Resolution(text, sense.name, (sense,)) if sense else None
-    senses = lex.folded.get(fold(text))
+    senses = lex.folded(fold(text))
     if senses:
         return Resolution(text, text, senses)
     for form in singulars(text):
-        senses = lex.folded.get(fold(form))
+        senses = lex.folded(fold(form))
         if senses:
             return Resolution(text, form, senses)
     return None

@@ -31,13 +31,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 import numpy as np
-import platformdirs
 
+from indexer.cache import APP_NAME, CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV: read here by callers)
 from indexer.errors import DownloadError, WeightsError
 from indexer.labels import NUM_CLASSES
 
-APP_NAME = "imgidx"
-CACHE_ENV = "IMGIDX_CACHE_DIR"
 WEIGHTS_ENV = "IMGIDX_VGG16_WEIGHTS"
 FETCH_COMMAND = "imgidx weights fetch vgg16"
 OFFLINE_MODEL = "efficientnet-lite0"
@@ -104,12 +102,6 @@ VGG16_SHAPES: dict[str, tuple[int, ...]] = {
 
 
 # ---------------------------------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """imgidx's cache root: ``$IMGIDX_CACHE_DIR`` or the platform's user cache directory."""
-    override = os.environ.get(CACHE_ENV)
-    return Path(override).expanduser() if override else Path(platformdirs.user_cache_dir(APP_NAME))
 
 
 def vgg16_cache_dir() -> Path:
