@@ -21,7 +21,8 @@ their cells, (row, column) = divmod(cell, 3):
 Ranking (``score`` of a match, higher first; ties by path, compared byte by byte on every database): a
 term scores its best cell's confidence; AND and a relation multiply the scores of their parts (the chance that
 all hold, were they independent); OR takes the best score among the branches that hold; NOT only filters
-(it counts as 1).
+(it counts as 1). So a query of NOT terms only (``NOT dog``, ``NOT (cat OR dog in center)``) scores every
+match 1 and lists its matches by path.
 
 Plan
 ----
@@ -45,7 +46,13 @@ or else its narrowest child; OR needs a driver in every branch; NOT has none. Th
    index, the broad ones (``dog``, ``vehicle``) computed per candidate;
 2. an intersection (AND) of drivers: usually few images survive, so every term is computed for them;
 3. a union (OR): cheap terms are read from the index, broad ones computed per candidate;
-4. no driver (``NOT dog``): every image is a candidate and every term is read from the index.
+4. no driver but a term to rank by (``cat OR NOT dog``): every image is a candidate and every term is
+   read from the index;
+5. nothing but NOT terms (``NOT dog``): nothing to rank by, so no pivot. Images are read in path order
+   and each is tested against its own rows (a term: some cell of its region reaches the threshold; a
+   relation: some pair of such cells is so placed) until the page is full. The count of matches stops
+   past `COUNT_LIMIT` (or past the page's end, if further), and the total is then "more than" that. So
+   ``NOT dog`` costs what its page costs, not what the index holds.
 
 So ``dog in center AND flowerpot top-left`` costs about what the flowerpots cost, not all dog photos.
 """
@@ -60,7 +67,7 @@ from indexer.calibration import Calibration
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES
 from indexer.store import Tables, bytewise
-from query import DEFAULT_MIN_SCORE
+from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
 from query.parser import And, Node, Not, Or, Region, Relation, Term
 from query.resolve import Resolution
 
@@ -91,6 +98,11 @@ RELATION_MASKS = _relation_masks()
 def cells_of(mask: int | None) -> list[str]:
     """Cell names of a 9-bit mask, in row-major order."""
     return [CELL_NAMES[c] for c in ALL_CELLS if mask and mask >> c & 1]
+
+
+def image_columns(images: sa.Table) -> list[sa.ColumnElement]:
+    """What a match reports of its image, in both shapes of statement (`query.search.execute` reads them)."""
+    return [images.c.image_id, images.c.path, images.c.content_hash, images.c.width, images.c.height]
 
 
 def labelled(images: sa.Table) -> sa.ColumnElement[bool]:
@@ -136,6 +148,7 @@ class CompiledQuery:
     specs: list[Spec]  # every distinct term; ``positive`` ones are reported per match
     plan: str  # one line: which shape was chosen and the driving terms
     calibration: Calibration
+    count_limit: int | None = None  # the count of matches stops past this many (None: it counts them all)
 
     @property
     def reported(self) -> list[Spec]:
@@ -335,16 +348,41 @@ class _Compiler:
     def holds(self, spec: Spec) -> sa.ColumnElement:
         return self.evidence(spec).is_not(None)
 
-    def condition(self, node: Node) -> sa.ColumnElement:
+    def condition(self, node: Node, image: sa.FromClause | None = None) -> sa.ColumnElement:
+        """``node`` holds: read from the pivot's columns, or with ``image`` (``images`` or an alias of it) for
+        that image's row, from its own label rows."""
         if isinstance(node, Term):
-            return self.holds(self.by_term[node])
+            spec = self.by_term[node]
+            return self.holds(spec) if image is None else sa.exists(self.held_cells(spec, image))
         if isinstance(node, Relation):
             a, b = self.by_term[node.left], self.by_term[node.right]
+            if image is not None:
+                return self.related_cells(node.kind, self.held_cells(a, image), self.held_cells(b, image))
             return sa.and_(self.holds(a), self.holds(b), self.related(node.kind, self.mask(a), self.mask(b)))
         if isinstance(node, Not):
-            return sa.not_(self.condition(node.child))
-        parts = [self.condition(child) for child in node.children]
+            return sa.not_(self.condition(node.child, image))
+        parts = [self.condition(child, image) for child in node.children]
         return sa.and_(*parts) if isinstance(node, And) else sa.or_(*parts)
+
+    def held_cells(self, spec: Spec, image: sa.FromClause) -> sa.Select:
+        """The cells of the image in ``image``'s row where ``spec`` holds, from the image's own rows."""
+        cl = self.t.cell_labels.alias()
+        # "class_id + 0", as in probe_rows: the primary key (image_id, cell, class_id), not the class index.
+        where = [cl.c.image_id == image.c.image_id, self.class_filter(cl.c.class_id + 0, spec.classes),
+                 self.cell_filter(cl.c.cell, spec.cells)]
+        if len(spec.classes) == 1:
+            held = sa.select(cl.c.cell).where(*where, self.reaches(cl.c.score, spec))
+        else:
+            total = sa.func.sum(cl.c.score)
+            held = sa.select(cl.c.cell).where(*where).group_by(cl.c.cell).having(self.reaches(total, spec))
+        return held.correlate(image)
+
+    def related_cells(self, kind: str, cells_a: sa.Select, cells_b: sa.Select) -> sa.ColumnElement:
+        """Some cell of ``cells_a`` is in ``kind`` to some cell of ``cells_b`` (`RELATION_MASKS`)."""
+        a, b = cells_a.subquery(), cells_b.subquery()
+        reach = sa.case(dict(enumerate(RELATION_MASKS[kind])), value=b.c.cell)
+        placed = sa.literal(1).bitwise_lshift(a.c.cell).bitwise_and(reach) != 0
+        return sa.exists(sa.select(a.c.cell).select_from(a.join(b, placed)))
 
     def related(self, kind: str, mask_a: sa.ColumnElement, mask_b: sa.ColumnElement) -> sa.ColumnElement:
         """``(mask_a & R(mask_b)) != 0`` where R(mask_b) is every cell in ``kind`` to some cell of b."""
@@ -378,6 +416,8 @@ class _Compiler:
     def compile(self, limit: int | None, offset: int) -> CompiledQuery:
         images = self.t.images
         drive = _drive(self.tree, self.by_term.__getitem__)
+        if drive is None and not any(s.positive for s in self.specs):
+            return self.filter_by_path(limit, offset)
         cheap = [s for s in self.specs if s.cost <= CHEAP_DRIVER]
         if drive is None:
             plan = "no driving term: every image is a candidate, every term is read from the class index"
@@ -422,7 +462,7 @@ class _Compiler:
         self.per_image = matches = sa.select(*columns).group_by(rows.c.image_id).subquery("per_image")
 
         score = sa.func.coalesce(self.ranking(self.tree), 0.0).label("score")
-        columns = [images.c.image_id, images.c.path, images.c.content_hash, images.c.width, images.c.height, score]
+        columns = [*image_columns(images), score]
         for spec in self.specs:
             if spec.positive:
                 columns += [self.score(spec).label(f"score_{spec.number}"), self.mask(spec).label(f"mask_{spec.number}")]
@@ -436,6 +476,33 @@ class _Compiler:
             .offset(offset or None)
         )
         return CompiledQuery(statement, self.specs, plan, self.calibration)
+
+    def filter_by_path(self, limit: int | None, offset: int) -> CompiledQuery:
+        """Shape 5 of the module docstring: NOT terms only, so every match scores 1 and they list by path."""
+        images = self.t.images
+        plan = ("no driving term, nothing to rank by: images in path order, each tested against its own rows "
+                "until the page is full")
+        if limit is None:  # every match is read anyway
+            total, count_limit = sa.func.count().over(), None
+        else:
+            count_limit = max(COUNT_LIMIT, offset + limit)
+            counted = images.alias("counted")
+            first = (
+                sa.select(counted.c.image_id)
+                .where(labelled(counted), self.condition(self.tree, counted))
+                .limit(count_limit + 1)
+                .subquery("first_matches")
+            )
+            total = sa.select(sa.func.count()).select_from(first).scalar_subquery()
+            plan += f"; matches counted up to {count_limit:,}"
+        statement = (
+            sa.select(*image_columns(images), sa.literal(1.0).label("score"), total.label("total"))
+            .where(labelled(images), self.condition(self.tree, images))
+            .order_by(bytewise(images.c.path, self.dialect))
+            .limit(limit)
+            .offset(offset or None)
+        )
+        return CompiledQuery(statement, self.specs, plan, self.calibration, count_limit)
 
 
 def compile_query(

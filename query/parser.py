@@ -40,7 +40,7 @@ from typing import Union
 from indexer.errors import ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.names import printable
-from query import DEFAULT_MIN_SCORE
+from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
 
 MAX_DEPTH = 64
 MAX_TERMS = 16
@@ -241,11 +241,13 @@ relation in it cannot take a relation (relate each label, join with AND).
 \b
 Ranking: a term scores its best cell; AND and relations multiply the scores
 of their terms; OR takes the best branch that holds; NOT only filters. Ties
-go by path. Output: a table by default (rank, score, path, where each term
-matched), or --grid, --json, --paths, --html. Identical files (same content)
-at several paths are each listed: the table and --grid mark a later one "same
-photo as #N", --json gives each its sha256 and copies, --html shows one card
-per photo with all its paths."""
+go by path, so a query of NOT terms only (NOT dog) lists its matches by path;
+it counts them up to {COUNT_LIMIT:,} ("more than {COUNT_LIMIT:,}"). Output: a table by
+default (rank, score, path, where each term matched), or --grid, --json,
+--paths, --html. Identical files (same content) at several paths are each
+listed: the table and --grid mark a later one "same photo as #N", --json gives
+each its sha256 and copies, --html shows one card per photo with all its
+paths."""
 
 
 def match_region(words: list[str]) -> Region | None:

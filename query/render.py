@@ -59,11 +59,11 @@ def summary(result: Result) -> str:
         return f"no matches after the first {offset:,} (offset {offset:,} is past the end)"
     if total == 0:
         return "no matches"
-    if shown == total:
+    if shown == total and result.counted:
         return f"{total:,} match{'es' * (total != 1)}"
     first = offset + 1
-    line = f"matches {first:,}-{offset + shown:,} of {total:,}"
-    if offset + shown < total:
+    line = f"matches {first:,}-{offset + shown:,} of {'' if result.counted else 'more than '}{total:,}"
+    if offset + shown < total or not result.counted:
         line += f" (next page: --offset {offset + shown})"
     return line
 

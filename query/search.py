@@ -106,6 +106,7 @@ class Result:
     prepared: Prepared
     matches: list[Match]
     total: int | None  # matches in all, ignoring limit and offset (None: the offset is past the end)
+    counted: bool = True  # False: the count stopped (`CompiledQuery.count_limit`), there are more than ``total``
 
     @property
     def offset(self) -> int:
@@ -174,6 +175,9 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
+    count_limit = prepared.compiled.count_limit
+    if count_limit is not None and total is not None and total > count_limit:
+        return Result(prepared, matches, count_limit, counted=False)
     return Result(prepared, matches, total)
 
 

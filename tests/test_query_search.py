@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.store import tables
+from query import compile as compile_module
+from query import render
 from query.parser import QueryError, parse
 from query.resolve import resolve
-from query.search import execute, prepare
+from query.search import execute, explain, prepare
 from query.search import search as _search
 from query_helpers import (
     BEAGLE, CHIHUAHUA, CRANE_BIRD, CRANE_MACHINE, EGYPTIAN_CAT, FLOWERPOT, GOLDEN_RETRIEVER, LABRADOR, SCHOOL_BUS,
@@ -346,3 +348,45 @@ def test_ties_list_by_the_bytes_of_their_paths(index_url):
     assert [m.path for m in search(engine, "school bus", limit=None).matches] == sorted(paths)
     assert [m.path for m in search(engine, "school bus", limit=2, offset=2).matches] == sorted(paths)[2:4]
     engine.dispose()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=_QUERY, limit=st.sampled_from([1, 3, 8]), offset=st.sampled_from([0, 2, 5, 60]))
+def test_not_only_queries_page_through_their_matches_by_path(random_engine, query, limit, offset):
+    """Nothing to rank by: every match scores 1, in path order, and a page is that list's slice."""
+    engine, t = random_engine
+    query = f"NOT ({query})"
+    result = search(engine, query, limit=limit, offset=offset, tables=t)
+    assert result.prepared.compiled.plan.startswith("no driving term, nothing to rank by")
+    tree, found = resolve(parse(query), query)
+    expected = sorted(path for path, cells in RANDOM_IMAGES.items()
+                      if cells is not None and holds(tree, found, cells, FIXTURE_MIN_SCORE))
+    page = expected[offset : offset + limit]
+    assert [m.path for m in result.matches] == page
+    assert [m.rank for m in result.matches] == list(range(offset + 1, offset + 1 + len(page)))
+    assert all(m.score == 1.0 and m.terms == () for m in result.matches)
+    assert (result.total, result.counted) == (len(expected) if page or not offset else None, True)
+
+
+def test_a_not_only_count_stops_past_its_limit(engine, monkeypatch):
+    monkeypatch.setattr(compile_module, "COUNT_LIMIT", 3)
+    everything = names(engine, "NOT school bus")
+    assert len(everything) == 9  # all matches asked for: all counted
+    first = search(engine, "NOT school bus", limit=2)
+    assert (first.total, first.counted) == (3, False)
+    assert render.summary(first) == "matches 1-2 of more than 3 (next page: --offset 2)"
+    later = search(engine, "NOT school bus", limit=2, offset=5)  # counted to the page's end, 7
+    assert [m.path.rsplit("/", 1)[1].split("_", 1)[0] for m in later.matches] == everything[5:7]
+    assert (later.total, later.counted) == (7, False)
+    assert render.summary(later) == "matches 6-7 of more than 7 (next page: --offset 7)"
+    last = search(engine, "NOT school bus", limit=5, offset=6)
+    assert (last.total, last.counted, render.summary(last)) == (9, True, "matches 7-9 of 9")
+
+
+def test_a_not_only_query_walks_the_path_index_and_stops(engine):
+    """SQLite reads images in path order and stops at the page's end: no sort of every match."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plan")
+    prepared = prepare(engine, "NOT (dog OR cat left of flowerpot)", limit=5)
+    plan = explain(engine, prepared).split("SQLite query plan:")[1]
+    assert "SCAN images USING INDEX" in plan and "TEMP B-TREE" not in plan
