@@ -2,6 +2,7 @@
 
     python bench/query_latency.py                 # builds the indexes once (bench/out/, ~3 min), then measures
     python bench/query_latency.py --images 200000 --queries 20
+    python bench/query_latency.py --baseline-src /tmp/main-src   # the CLI also with another checkout's code
 
 For each query kind it draws random queries (labels weighted by how often they occur in the index, so
 queries ask for things that exist; regions uniform over cells, rows, columns and anywhere), runs each
@@ -10,17 +11,24 @@ fetch) after a warm-up pass, and prints p50/p95 in milliseconds. A cached index 
 differ from `schema.sql`'s (built by an older version) has them rebuilt first, so the figures are always
 for the schema as it is.
 
-The CLI figure is the wall time of a fresh ``imgidx query ... --db`` process (Python start-up, imports,
-opening the index, the query, printing the table), several runs.
+The CLI figures are the wall time of a fresh ``python -m indexer query TEXT --db INDEX`` process (the same
+as ``imgidx query``: Python start-up, imports, opening the index, the query, printing the table), the
+median of ``--cli-runs`` runs after one warm-up run (which also fills imgidx's label cache), beside the
+same query's in-process latency on the same index (so what is left is start-up). The process imports this
+checkout's ``indexer`` and ``query``; with ``--baseline-src DIR`` (e.g. ``git archive main | tar -x -C
+DIR``) each run is paired with one of DIR's code, and the ratio of the medians is printed.
+
+The benchmark only reads the cached indexes (read-only connections), unless their secondary indexes differ
+from schema.sql's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -28,9 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 HERE = Path(__file__).resolve().parent
+SOURCE = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from synthetic_index import build  # noqa: E402
@@ -39,6 +46,9 @@ from indexer import labels  # noqa: E402
 from indexer.store import open_index, schema_statements, tables  # noqa: E402
 from indexer.calibration import uncalibrated  # noqa: E402
 from query.search import search as search_index  # noqa: E402
+
+#: The CLI queries: issue 14's example, the README's, and a query of NOT terms only.
+CLI_QUERIES = ("cat top-left AND dog", "school bus in center AND flowerpot top-left", "NOT dog")
 
 REGIONS = (
     "top-left", "top-center", "top-right", "center-left", "center", "center-right", "bottom-left",
@@ -59,12 +69,19 @@ def cached_index(n_images: int) -> Path:
     return path
 
 
+def read_only(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
 def sync_indexes(path: Path) -> None:
-    """Make the cached index's secondary indexes exactly those of `schema.sql`."""
+    """Make the cached index's secondary indexes exactly those of `schema.sql` (opened for writing only then)."""
     wanted = {s.split()[5]: s for s in schema_statements() if s.upper().startswith("CREATE INDEX")}
+    with contextlib.closing(read_only(path)) as conn:
+        present = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    if present == set(wanted):
+        return
     conn = sqlite3.connect(path)
-    present = {name for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     for stale in present - set(wanted):
         print(f"dropping index {stale} (not in schema.sql)", flush=True)
         conn.execute(f"DROP INDEX {stale}")
@@ -77,7 +94,7 @@ def sync_indexes(path: Path) -> None:
 
 def popular_labels(db: Path, k: int = 400) -> tuple[list[str], list[int]]:
     """The ``k`` most frequent classes with their row counts (the query label distribution)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = read_only(db)
     rows = conn.execute(
         "SELECT class_id, COUNT(*) FROM image_labels GROUP BY class_id ORDER BY COUNT(*) DESC LIMIT ?", (k,)
     ).fetchall()
@@ -117,9 +134,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def measure(db: Path, kinds: dict[str, list[str]], repeat: int, raw: bool) -> dict[str, tuple[float, float, float, int]]:
-    """``raw``: read the scores as they are, not through the index's calibration."""
-    engine = open_index(str(db), create=False)
+def measure(
+    db: Path, kinds: dict[str, list[str]], repeat: int, raw: bool
+) -> dict[str, tuple[float, float, float, str]]:
+    """``raw``: read the scores as they are, not through the index's calibration. Matches: the median
+    total, with "+" when some query's count stopped (a query of NOT terms only)."""
+    engine = open_index(str(db), create=False, readonly=True)
     t = tables(engine)
     if raw:
         search = functools.partial(search_index, calibration=uncalibrated("synthetic"))
@@ -132,32 +152,60 @@ def measure(db: Path, kinds: dict[str, list[str]], repeat: int, raw: bool) -> di
     for kind, queries in kinds.items():
         times = []
         matches = []
+        stopped = False
         for text in queries:
             for _ in range(repeat):
                 start = time.perf_counter()
                 result = search(engine, text, tables=t)
                 times.append((time.perf_counter() - start) * 1000)
             matches.append(result.total)
-        results[kind] = (percentile(times, 50), percentile(times, 95), max(times), int(statistics.median(matches)))
+            stopped |= not result.counted
+        median = f"{int(statistics.median(matches)):,}" + "+" * stopped
+        results[kind] = (percentile(times, 50), percentile(times, 95), max(times), median)
     engine.dispose()
     return results
 
 
-def cli_wall_time(db: Path, text: str, runs: int) -> list[float]:
-    exe = shutil.which("imgidx") or str(Path(sys.executable).with_name("imgidx"))
-    times = []
-    for _ in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run([exe, "query", text, "--db", str(db)], check=True, stdout=subprocess.DEVNULL)
-        times.append((time.perf_counter() - start) * 1000)
-    return times[1:]  # the first run warms the page cache
+def cli_wall_times(db: Path, text: str, runs: int, sources: list[Path]) -> list[list[float]]:
+    """Per source folder, the wall times of ``runs`` fresh ``python -m indexer query`` processes; the
+    sources take turns, so each sees the same load."""
+    times: list[list[float]] = [[] for _ in sources]
+    for run in range(runs + 1):
+        for timed, source in zip(times, sources):
+            env = {**os.environ, "PYTHONPATH": str(source)}
+            start = time.perf_counter()
+            # run in the source folder: "python -m" puts the working folder first on the path
+            subprocess.run([sys.executable, "-m", "indexer", "query", text, "--db", str(db.resolve())], check=True,
+                           env=env, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if run:  # the first run warms the page cache and imgidx's label cache
+                timed.append((time.perf_counter() - start) * 1000)
+    return times
 
 
-def print_table(title: str, results: dict[str, tuple[float, float, float, int]]) -> None:
+def print_table(title: str, results: dict[str, tuple[float, float, float, str]]) -> None:
     print(f"\n{title}")
     print(f"  {'query kind':<24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'median matches':>15}")
     for kind, (p50, p95, worst, matches) in results.items():
-        print(f"  {kind:<24} {p50:8.1f} {p95:8.1f} {worst:8.1f} {matches:15,}")
+        print(f"  {kind:<24} {p50:8.1f} {p95:8.1f} {worst:8.1f} {matches:>15}")
+
+
+def print_cli(db: Path, runs: int, baseline: Path | None) -> None:
+    """Wall time of ``imgidx query`` beside the in-process latency of the same query (`measure`)."""
+    with contextlib.closing(read_only(db)) as conn:
+        images, rows = (conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("images", "cell_labels"))
+    sources = [SOURCE] + ([baseline] if baseline else [])
+    print(f"\nimgidx query TEXT --db {db.name} ({images:,} images, {rows:,} cell_labels rows): wall time of a fresh "
+          f"process, median of {runs} runs" + (f"; baseline: the code in {baseline}" if baseline else ""))
+    head = f"  {'query':<46} {'in-process p50':>14} {'wall median':>12} {'min':>6} {'max':>6}"
+    print(head + (f" {'baseline':>9} {'ratio':>6}" if baseline else ""))
+    for text in CLI_QUERIES:
+        in_process = measure(db, {text: [text]}, 5, raw=False)[text][0]  # as the CLI reads scores
+        mine, *base = cli_wall_times(db, text, runs, sources)
+        line = (f"  {text!r:<46} {in_process:11.1f} ms {statistics.median(mine):9.0f} ms {min(mine):6.0f} "
+                f"{max(mine):6.0f}")
+        if base:
+            line += f" {statistics.median(base[0]):6.0f} ms {statistics.median(mine) / statistics.median(base[0]):6.2f}"
+        print(line)
 
 
 def main() -> None:
@@ -167,6 +215,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=40, help="random queries per kind")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each query")
     parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--baseline-src", type=Path,
+                        help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
+    parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--raw", action="store_true",
@@ -175,25 +226,19 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    db = cached_index(args.images)
-    cli_db = cached_index(args.cli_images)
-    names, weights = popular_labels(db)
-    kinds = query_kinds(names, weights, args.queries, args.seed)
-    print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; {args.queries} queries per kind x {args.repeat} runs")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; SQLite {sqlite3.sqlite_version}")
-    print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))
-
-    print_table("schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration"), measure(db, kinds, args.repeat, args.raw))
-
-    text = "school bus in center AND flowerpot top-left"
-    times = cli_wall_time(cli_db, text, args.cli_runs)
-    print(f"\nimgidx query {text!r} --db {cli_db.name} ({args.cli_images:,} images):")
-    print(f"  wall time over {len(times)} runs: min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
-    count = sa.create_engine(f"sqlite:///{cli_db}")
-    with count.connect() as c:
-        rows = c.execute(sa.text("SELECT COUNT(*) FROM cell_labels")).scalar_one()
-    count.dispose()
-    print(f"  ({rows:,} cell_labels rows)")
+    print(f"machine: {os.cpu_count()} CPUs, load averages {'/'.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"SQLite {sqlite3.sqlite_version}")
+    if not args.cli_only:
+        db = cached_index(args.images)
+        names, weights = popular_labels(db)
+        kinds = query_kinds(names, weights, args.queries, args.seed)
+        print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; "
+              f"{args.queries} queries per kind x {args.repeat} runs")
+        print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))
+        title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration")
+        print_table(title, measure(db, kinds, args.repeat, args.raw))
+    print_cli(cached_index(args.cli_images), args.cli_runs, args.baseline_src)
+    print(f"load averages at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
