@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import random
 import sqlite3
@@ -49,6 +50,7 @@ from query.search import search as search_index  # noqa: E402
 
 #: The CLI queries: issue 14's example, the README's, and a query of NOT terms only.
 CLI_QUERIES = ("cat top-left AND dog", "school bus in center AND flowerpot top-left", "NOT dog")
+IN_PROCESS_RUNS = 5
 
 REGIONS = (
     "top-left", "top-center", "top-right", "center-left", "center", "center-right", "bottom-left",
@@ -159,7 +161,7 @@ def measure(
                 result = search(engine, text, tables=t)
                 times.append((time.perf_counter() - start) * 1000)
             matches.append(result.total)
-            stopped |= not result.counted
+            stopped |= not getattr(result, "counted", True)  # a baseline's code may count everything
         median = f"{int(statistics.median(matches)):,}" + "+" * stopped
         results[kind] = (percentile(times, 50), percentile(times, 95), max(times), median)
     engine.dispose()
@@ -189,23 +191,40 @@ def print_table(title: str, results: dict[str, tuple[float, float, float, str]])
         print(f"  {kind:<24} {p50:8.1f} {p95:8.1f} {worst:8.1f} {matches:>15}")
 
 
+def in_process_p50(db: Path) -> dict[str, float]:
+    """Each CLI query's in-process p50 on an open engine, scores read through the calibration as the CLI does."""
+    return {text: measure(db, {text: [text]}, IN_PROCESS_RUNS, raw=False)[text][0] for text in CLI_QUERIES}
+
+
+def baseline_in_process_p50(db: Path, baseline: Path) -> dict[str, float]:
+    """`in_process_p50` with the baseline's code: this script run again with it on the path."""
+    done = subprocess.run([sys.executable, __file__, "--in-process-of", str(db.resolve())], check=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(baseline)}, cwd=baseline, capture_output=True)
+    return json.loads(done.stdout)
+
+
 def print_cli(db: Path, runs: int, baseline: Path | None) -> None:
     """Wall time of ``imgidx query`` beside the in-process latency of the same query (`measure`)."""
     with contextlib.closing(read_only(db)) as conn:
         images, rows = (conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("images", "cell_labels"))
-    sources = [SOURCE] + ([baseline] if baseline else [])
-    print(f"\nimgidx query TEXT --db {db.name} ({images:,} images, {rows:,} cell_labels rows): wall time of a fresh "
-          f"process, median of {runs} runs" + (f"; baseline: the code in {baseline}" if baseline else ""))
-    head = f"  {'query':<46} {'in-process p50':>14} {'wall median':>12} {'min':>6} {'max':>6}"
-    print(head + (f" {'baseline':>9} {'ratio':>6}" if baseline else ""))
+    print(f"\nimgidx query TEXT --db {db.name} ({images:,} images, {rows:,} cell_labels rows): in-process p50 of "
+          f"{IN_PROCESS_RUNS} runs, and wall time of a fresh process, median (min-max) of {runs} runs"
+          + (f"; baseline: the code in {baseline}" if baseline else ""))
+    mine_p50 = in_process_p50(db)
+    base_p50 = baseline_in_process_p50(db, baseline) if baseline else {}
+    head = f"  {'query':<46} {'in-process':>10} {'wall':>18}"
+    print(head + (f" {'baseline':>10} {'wall':>18} {'ratio':>6}" if baseline else ""))
     for text in CLI_QUERIES:
-        in_process = measure(db, {text: [text]}, 5, raw=False)[text][0]  # as the CLI reads scores
-        mine, *base = cli_wall_times(db, text, runs, sources)
-        line = (f"  {text!r:<46} {in_process:11.1f} ms {statistics.median(mine):9.0f} ms {min(mine):6.0f} "
-                f"{max(mine):6.0f}")
+        mine, *base = cli_wall_times(db, text, runs, [SOURCE] + ([baseline] if baseline else []))
+        line = f"  {text!r:<46} {mine_p50[text]:7.1f} ms {wall(mine):>18}"
         if base:
-            line += f" {statistics.median(base[0]):6.0f} ms {statistics.median(mine) / statistics.median(base[0]):6.2f}"
+            ratio = statistics.median(mine) / statistics.median(base[0])
+            line += f" {base_p50[text]:7.1f} ms {wall(base[0]):>18} {ratio:6.2f}"
         print(line)
+
+
+def wall(times: list[float]) -> str:
+    return f"{statistics.median(times):.0f} ms ({min(times):.0f}-{max(times):.0f})"
 
 
 def main() -> None:
@@ -219,13 +238,16 @@ def main() -> None:
                         help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
     parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--in-process-of", type=Path, help=argparse.SUPPRESS)  # `baseline_in_process_p50`
     parser.add_argument(
         "--raw", action="store_true",
         help="read the synthetic scores as they are instead of through Lite0's calibration (the rows imitate "
              "probabilities, so the calibration reads their tails of rare classes as news and matches more)",
     )
     args = parser.parse_args()
-
+    if args.in_process_of:
+        print(json.dumps(in_process_p50(args.in_process_of)))
+        return
     print(f"machine: {os.cpu_count()} CPUs, load averages {'/'.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"SQLite {sqlite3.sqlite_version}")
     if not args.cli_only:
