@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -51,6 +52,7 @@ from query.search import search as search_index  # noqa: E402
 #: The CLI queries: issue 14's example, the README's, and a query of NOT terms only.
 CLI_QUERIES = ("cat top-left AND dog", "school bus in center AND flowerpot top-left", "NOT dog")
 IN_PROCESS_RUNS = 5
+FLOOR = "import click, sqlalchemy"
 
 REGIONS = (
     "top-left", "top-center", "top-right", "center-left", "center", "center-right", "bottom-left",
@@ -168,20 +170,30 @@ def measure(
     return results
 
 
-def cli_wall_times(db: Path, text: str, runs: int, sources: list[Path]) -> list[list[float]]:
-    """Per source folder, the wall times of ``runs`` fresh ``python -m indexer query`` processes; the
-    sources take turns, so each sees the same load."""
-    times: list[list[float]] = [[] for _ in sources]
+def cli_wall_times(db: Path, text: str, runs: int, sources: list[Path]) -> list[tuple[list[float], list[float]]]:
+    """Per source folder, the wall and CPU (user + system) times in ms of ``runs`` fresh ``python -m indexer
+    query`` processes; the sources take turns, so each sees the same load."""
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in sources]
     for run in range(runs + 1):
-        for timed, source in zip(times, sources):
-            env = {**os.environ, "PYTHONPATH": str(source)}
-            start = time.perf_counter()
-            # run in the source folder: "python -m" puts the working folder first on the path
-            subprocess.run([sys.executable, "-m", "indexer", "query", text, "--db", str(db.resolve())], check=True,
-                           env=env, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for (wall_ms, cpu_ms), source in zip(times, sources):
+            argv = [sys.executable, "-m", "indexer", "query", text, "--db", str(db.resolve())]
+            wall, cpu = process_time(argv, source)
             if run:  # the first run warms the page cache and imgidx's label cache
-                timed.append((time.perf_counter() - start) * 1000)
+                wall_ms.append(wall)
+                cpu_ms.append(cpu)
     return times
+
+
+def process_time(argv: list[str], source: Path) -> tuple[float, float]:
+    """Wall and CPU time in ms of one process importing the code in ``source``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    # run in the source folder: "python -m" puts the working folder first on the path
+    subprocess.run(argv, check=True, env={**os.environ, "PYTHONPATH": str(source)}, cwd=source,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed * 1000, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
 
 
 def print_table(title: str, results: dict[str, tuple[float, float, float, str]]) -> None:
@@ -208,23 +220,29 @@ def print_cli(db: Path, runs: int, baseline: Path | None) -> None:
     with contextlib.closing(read_only(db)) as conn:
         images, rows = (conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("images", "cell_labels"))
     print(f"\nimgidx query TEXT --db {db.name} ({images:,} images, {rows:,} cell_labels rows): in-process p50 of "
-          f"{IN_PROCESS_RUNS} runs, and wall time of a fresh process, median (min-max) of {runs} runs"
+          f"{IN_PROCESS_RUNS} runs; wall time of a fresh process, median (min-max) of {runs} runs, and its CPU time "
+          f"(user + system), median; all in ms"
           + (f"; baseline: the code in {baseline}" if baseline else ""))
     mine_p50 = in_process_p50(db)
     base_p50 = baseline_in_process_p50(db, baseline) if baseline else {}
-    head = f"  {'query':<46} {'in-process':>10} {'wall':>18}"
-    print(head + (f" {'baseline':>10} {'wall':>18} {'ratio':>6}" if baseline else ""))
+    columns = f"{'in-process':>10} {'wall':>18} {'CPU':>7}"
+    print(f"  {'query':<46} {columns}" + (f" | baseline: {columns} | wall ratio" if baseline else ""))
     for text in CLI_QUERIES:
         mine, *base = cli_wall_times(db, text, runs, [SOURCE] + ([baseline] if baseline else []))
-        line = f"  {text!r:<46} {mine_p50[text]:7.1f} ms {wall(mine):>18}"
+        line = f"  {text!r:<46} {figures(mine_p50[text], *mine)}"
         if base:
-            ratio = statistics.median(mine) / statistics.median(base[0])
-            line += f" {base_p50[text]:7.1f} ms {wall(base[0]):>18} {ratio:6.2f}"
+            ratio = statistics.median(mine[0]) / statistics.median(base[0][0])
+            line += f" | {'':10}{figures(base_p50[text], *base[0])} | {ratio:.2f}"
         print(line)
+    # What every imgidx command pays before any of its own code: the interpreter, click and SQLAlchemy.
+    walls, cpus = zip(*(process_time([sys.executable, "-c", FLOOR], SOURCE) for _ in range(runs)))
+    print(f"  {'python -c ' + repr(FLOOR):<46} {'':10} {figures(0, list(walls), list(cpus))[10:]}")
 
 
-def wall(times: list[float]) -> str:
-    return f"{statistics.median(times):.0f} ms ({min(times):.0f}-{max(times):.0f})"
+def figures(in_process: float, wall_ms: list[float], cpu_ms: list[float]) -> str:
+    """In-process p50, wall median (min-max) and CPU median, in ms."""
+    wall = f"{statistics.median(wall_ms):.0f} ({min(wall_ms):.0f}-{max(wall_ms):.0f})"
+    return f"{in_process:10.1f} {wall:>18} {statistics.median(cpu_ms):7.0f}"
 
 
 def main() -> None:
