@@ -212,7 +212,10 @@ class _Lexicon:
 def lexicon() -> _Lexicon:
     """The lexicon: read from imgidx's cache when it was made from these very data files and this code,
     else made (about 100 ms; a cached one loads in a few) and cached."""
-    key = _lexicon_key()
+    try:
+        key = _lexicon_key()
+    except (OSError, TypeError):  # the code's source is not at hand (a frozen build): no cache
+        return _Lexicon(_lexicon_data())
     data = cache.read_json(LEXICON_CACHE, key)
     if data is not None:
         try:

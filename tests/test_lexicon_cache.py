@@ -94,3 +94,9 @@ def test_a_broken_or_unwritable_cache_is_only_slower(folder, monkeypatch, tmp_pa
     resolve.lexicon.cache_clear()
     assert resolve.find("dogs").classes == set(range(151, 269))
     assert list(tmp_path.glob(f"**/.{resolve.LEXICON_CACHE}.*")) == []  # no temporary file left behind
+
+
+def test_without_the_code_at_hand_the_lexicon_is_made_and_not_cached(folder, monkeypatch):
+    monkeypatch.setattr(resolve, "__file__", str(folder / "no-such-source.py"))
+    assert resolve.find("dogs").classes == set(range(151, 269))
+    assert not (folder / resolve.LEXICON_CACHE).exists()
