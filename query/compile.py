@@ -49,7 +49,7 @@ or else its narrowest child; OR needs a driver in every branch; NOT has none. Th
 4. no driver but a term to rank by (``cat OR NOT dog``): every image is a candidate and every term is
    read from the index;
 5. nothing but NOT terms (``NOT dog``): nothing to rank by, so no pivot. Images are read in path order
-   and each is tested against its own rows (a term: some cell of its region reaches the threshold; a
+   (`_Compiler.in_path_order`) and each is tested against its own rows (a term: some cell of its region reaches the threshold; a
    relation: some pair of such cells is so placed) until the page is full. The count of matches stops
    past `COUNT_LIMIT` (or past the page's end, if further), and the total is then "more than" that. So
    ``NOT dog`` costs what its page costs, not what the index holds.
@@ -495,14 +495,25 @@ class _Compiler:
             )
             total = sa.select(sa.func.count()).select_from(first).scalar_subquery()
             plan += f"; matches counted up to {count_limit:,}"
+        ordered = self.in_path_order(images)
         statement = (
-            sa.select(*image_columns(images), sa.literal(1.0).label("score"), total.label("total"))
-            .where(labelled(images), self.condition(self.tree, images))
-            .order_by(bytewise(images.c.path, self.dialect))
+            sa.select(*image_columns(ordered), sa.literal(1.0).label("score"), total.label("total"))
+            .where(labelled(ordered), self.condition(self.tree, ordered))
+            .order_by(bytewise(ordered.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
         )
         return CompiledQuery(statement, self.specs, plan, self.calibration, count_limit)
+
+    def in_path_order(self, images: sa.Table) -> sa.FromClause:
+        """``images`` to be read in path order and tested one by one until a page is full. SQLite reads them
+        so from the index on path. PostgreSQL's index on path follows the database's collation, not the
+        bytes, so it would test every image and then sort the matches: it gets the images sorted behind
+        "OFFSET 0" (which keeps the tests above the sort), and tests them only until the page is full."""
+        if self.dialect != "postgresql":
+            return images
+        by_path = sa.select(images).order_by(bytewise(images.c.path, self.dialect))
+        return by_path.offset(sa.literal_column("0")).subquery("in_path_order")
 
 
 def compile_query(
