@@ -383,8 +383,8 @@ def declared_tables() -> Tables:
         if match := _CREATE_TABLE.match(statement):
             name, body = match.groups()
             items = top_level_items(body)
-            key = next((_TABLE_KEY.match(item).group(1) for item in items if _TABLE_KEY.match(item)), "")
-            key_columns = {column.strip() for column in key.split(",")}
+            keys = [match.group(1) for match in map(_TABLE_KEY.match, items) if match]  # PRIMARY KEY (a, b)
+            key_columns = {column.strip() for key in keys for column in key.split(",")}
             columns = [_declared_column(item, key_columns) for item in items if not _TABLE_KEY.match(item)]
             sa.Table(name, metadata, *columns)
     return Tables(**{name: metadata.tables[name] for name in TABLE_NAMES})

@@ -178,9 +178,12 @@ class _Lexicon:
         self._folded: dict[str, list[int]] = data["folded"]
         self._exact: dict[str, list[int]] = data["exact"]
         self._wnids: dict[str, int] = data["wnids"]
-        self.names: tuple[str, ...] = tuple(data["names"])  # every name the classes can see, lower case
-        self.headwords: dict[str, str] = data["headwords"]  # a vocabulary variant (dogs, puppy) -> its row's first word
-        self.keyword_names: tuple[str, ...] = tuple(data["keyword_names"])  # names with AND/OR/NOT: need quotes
+        #: every name the classes can see, lower case, for suggestions
+        self.names: tuple[str, ...] = tuple(data["names"])
+        #: a vocabulary variant (dogs, puppy) -> its row's first word, for suggestions
+        self.headwords: dict[str, str] = data["headwords"]
+        #: names containing AND/OR/NOT, which need quotes
+        self.keyword_names: tuple[str, ...] = tuple(data["keyword_names"])
         self._senses: dict[int, Sense] = {}
 
     def folded(self, key: str) -> tuple[Sense, ...] | None:
