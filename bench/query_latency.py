@@ -52,6 +52,7 @@ from query.search import search as search_index  # noqa: E402
 #: The CLI queries: issue 14's example, the README's, and a query of NOT terms only.
 CLI_QUERIES = ("cat top-left AND dog", "school bus in center AND flowerpot top-left", "NOT dog")
 IN_PROCESS_RUNS = 5
+NOT_ONLY_QUERIES = ("NOT dog", "NOT cat in center", "NOT (cat left of dog)", "NOT vehicle AND NOT bird")
 FLOOR = "import click, sqlalchemy"
 
 REGIONS = (
@@ -203,16 +204,37 @@ def print_table(title: str, results: dict[str, tuple[float, float, float, str]])
         print(f"  {kind:<24} {p50:8.1f} {p95:8.1f} {worst:8.1f} {matches:>15}")
 
 
-def in_process_p50(db: Path) -> dict[str, float]:
-    """Each CLI query's in-process p50 on an open engine, scores read through the calibration as the CLI does."""
-    return {text: measure(db, {text: [text]}, IN_PROCESS_RUNS, raw=False)[text][0] for text in CLI_QUERIES}
+def in_process_p50(db: Path, texts: tuple[str, ...]) -> dict[str, tuple[float, str]]:
+    """Each query's in-process p50 and total on an open engine, scores read through the calibration as the
+    CLI does."""
+    found = {}
+    for text in texts:
+        p50, _, _, matches = measure(db, {text: [text]}, IN_PROCESS_RUNS, raw=False)[text]
+        found[text] = (p50, matches)
+    return found
 
 
-def baseline_in_process_p50(db: Path, baseline: Path) -> dict[str, float]:
+def baseline_in_process_p50(db: Path, texts: tuple[str, ...], baseline: Path) -> dict[str, tuple[float, str]]:
     """`in_process_p50` with the baseline's code: this script run again with it on the path."""
-    done = subprocess.run([sys.executable, __file__, "--in-process-of", str(db.resolve())], check=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(baseline)}, cwd=baseline, capture_output=True)
+    argv = [sys.executable, __file__, "--in-process-of", str(db.resolve()), *texts]
+    done = subprocess.run(argv, check=True, text=True, env={**os.environ, "PYTHONPATH": str(baseline)}, cwd=baseline,
+                          capture_output=True)
     return json.loads(done.stdout)
+
+
+def print_not_only(dbs: list[Path], baseline: Path | None) -> None:
+    """NOT-only queries in process, on indexes of several sizes: their cost should follow the page."""
+    print(f"\nqueries of NOT terms only, in process: p50 of {IN_PROCESS_RUNS} runs in ms, and the total"
+          + (f"; baseline: the code in {baseline}" if baseline else ""))
+    for db in dbs:
+        mine = in_process_p50(db, NOT_ONLY_QUERIES)
+        base = baseline_in_process_p50(db, NOT_ONLY_QUERIES, baseline) if baseline else {}
+        for text in NOT_ONLY_QUERIES:
+            line = f"  {db.name:<22} {text!r:<28} {mine[text][0]:8.1f} {mine[text][1]:>9}"
+            if base:
+                ratio = mine[text][0] / base[text][0]
+                line += f" | baseline {base[text][0]:8.1f} {base[text][1]:>9} | ratio {ratio:.3f}"
+            print(line)
 
 
 def print_cli(db: Path, runs: int, baseline: Path | None) -> None:
@@ -223,8 +245,9 @@ def print_cli(db: Path, runs: int, baseline: Path | None) -> None:
           f"{IN_PROCESS_RUNS} runs; wall time of a fresh process, median (min-max) of {runs} runs, and its CPU time "
           f"(user + system), median; all in ms"
           + (f"; baseline: the code in {baseline}" if baseline else ""))
-    mine_p50 = in_process_p50(db)
-    base_p50 = baseline_in_process_p50(db, baseline) if baseline else {}
+    mine_p50 = {text: p50 for text, (p50, _) in in_process_p50(db, CLI_QUERIES).items()}
+    if baseline:
+        base_p50 = {text: p50 for text, (p50, _) in baseline_in_process_p50(db, CLI_QUERIES, baseline).items()}
     columns = f"{'in-process':>10} {'wall':>18} {'CPU':>7}"
     print(f"  {'query':<46} {columns}" + (f" | baseline: {columns} | wall ratio" if baseline else ""))
     for text in CLI_QUERIES:
@@ -256,7 +279,9 @@ def main() -> None:
                         help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
     parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--in-process-of", type=Path, help=argparse.SUPPRESS)  # `baseline_in_process_p50`
+    parser.add_argument("--not-only", action="store_true",
+                        help="also NOT-only queries in process on both indexes (with the baseline's code too)")
+    parser.add_argument("--in-process-of", nargs="+", help=argparse.SUPPRESS)  # `baseline_in_process_p50`
     parser.add_argument(
         "--raw", action="store_true",
         help="read the synthetic scores as they are instead of through Lite0's calibration (the rows imitate "
@@ -264,7 +289,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.in_process_of:
-        print(json.dumps(in_process_p50(args.in_process_of)))
+        db, *texts = args.in_process_of
+        print(json.dumps(in_process_p50(Path(db), tuple(texts))))
         return
     print(f"machine: {os.cpu_count()} CPUs, load averages {'/'.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"SQLite {sqlite3.sqlite_version}")
@@ -278,6 +304,8 @@ def main() -> None:
         title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration")
         print_table(title, measure(db, kinds, args.repeat, args.raw))
     print_cli(cached_index(args.cli_images), args.cli_runs, args.baseline_src)
+    if args.not_only:
+        print_not_only([cached_index(args.cli_images), cached_index(args.images)], args.baseline_src)
     print(f"load averages at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
