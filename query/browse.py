@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 from urllib.parse import quote_from_bytes
@@ -20,11 +20,11 @@ from indexer.calibration import Calibration
 from indexer.errors import ImgidxError
 from indexer.names import URI_PREFIX, stored
 from indexer.store import ImageReport, Tables
-from query.compile import labelled
+from query.compile import Within, labelled
 from query.copies import group_copies
 from query.parser import ARTICLES, FILLERS, KEYWORDS, PREPOSITIONS, RELATIONS
 from query.resolve import fold, lexicon
-from query.search import Match, Prepared
+from query.search import Match
 
 #: Names offered at most for one completion.
 COMPLETIONS = 8
@@ -51,14 +51,15 @@ def folder_prefixes(folder: str) -> tuple[str, ...]:
     return (under, as_uri) if stored(under) == under else (as_uri,)
 
 
-def in_folder(prepared: Prepared, t: Tables, folder: str) -> Prepared:
-    """``prepared`` restricted to photos under ``folder``, compared exactly (SQLite's LIKE ignores case).
+def in_folder(folder: str) -> Within:
+    """The restriction to photos under ``folder`` (`query.search.prepare`'s ``within``), compared exactly
+    (SQLite's LIKE ignores case); a `FolderFilterError` now for a folder that is not an absolute path."""
+    prefixes = folder_prefixes(folder)
 
-    ``t`` must be the tables ``prepared`` was compiled with."""
-    path = t.images.c.path
-    under = sa.or_(*(sa.func.substr(path, 1, len(prefix)) == prefix for prefix in folder_prefixes(folder)))
-    compiled = replace(prepared.compiled, statement=prepared.compiled.statement.where(under))
-    return replace(prepared, compiled=compiled)
+    def under(images: sa.FromClause) -> sa.ColumnElement:
+        return sa.or_(*(sa.func.substr(images.c.path, 1, len(prefix)) == prefix for prefix in prefixes))
+
+    return under
 
 
 # ------------------------------------------------------------------------------------------- copies

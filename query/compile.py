@@ -49,10 +49,10 @@ or else its narrowest child; OR needs a driver in every branch; NOT has none. Th
 4. no driver but a term to rank by (``cat OR NOT dog``): every image is a candidate and every term is
    read from the index;
 5. nothing but NOT terms (``NOT dog``): nothing to rank by, so no pivot. Images are read in path order
-   (`_Compiler.in_path_order`) and each is tested against its own rows (a term: some cell of its region reaches the threshold; a
-   relation: some pair of such cells is so placed) until the page is full. The count of matches stops
-   past `COUNT_LIMIT` (or past the page's end, if further), and the total is then "more than" that. So
-   ``NOT dog`` costs what its page costs, not what the index holds.
+   (`_Compiler.in_path_order`) and each is tested against its own rows (a term: some cell of its region
+   reaches the threshold; a relation: some pair of such cells is so placed) until the page is full. The
+   count of matches stops past `COUNT_LIMIT` (or past the page's end, if further), and the total is then
+   "more than" that. So ``NOT dog`` costs what its page costs, not what the index holds.
 
 So ``dog in center AND flowerpot top-left`` costs about what the flowerpots cost, not all dog photos.
 """
@@ -60,6 +60,7 @@ So ``dog in center AND flowerpot top-left`` costs about what the flowerpots cost
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -208,11 +209,16 @@ def _drive(node: Node, spec_of) -> _Drive | None:
 
 # ------------------------------------------------------------------------------------------ compiler
 
+#: A further condition on the images a query may match (a folder, say): given ``images`` or an alias of it.
+Within = Callable[[sa.FromClause], sa.ColumnElement]
+
+
 class _Compiler:
     def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
-                 calibration: Calibration):
+                 calibration: Calibration, within: Within | None = None):
         self.t = t
         self.calibration = calibration
+        self.within = within
         self.tree = tree
         self.dialect = dialect
         self.specs: list[Spec] = []
@@ -244,6 +250,10 @@ class _Compiler:
                 self._collect(child, resolutions, min_score, by_key, positive)
 
     # -- building blocks
+    def admitted(self, images: sa.FromClause) -> sa.ColumnElement:
+        """The images (``images`` or an alias) a match may be: labelled, and within the query's restriction."""
+        return labelled(images) if self.within is None else sa.and_(labelled(images), self.within(images))
+
     def class_filter(self, column: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
         if len(classes) == 1:
             return column == classes[0]
@@ -448,7 +458,7 @@ class _Compiler:
             parts.append(self.probe_rows(cand, probed))
         if drive is None:  # images where no term holds are candidates too
             no_cell = sa.cast(sa.null(), sa.SmallInteger)
-            parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(labelled(images)))
+            parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(self.admitted(images)))
         rows = (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("cell_scores")
 
         columns = [rows.c.image_id]
@@ -470,7 +480,7 @@ class _Compiler:
         statement = (
             sa.select(*columns)
             .select_from(matches.join(images, images.c.image_id == matches.c.image_id))
-            .where(labelled(images), self.condition(self.tree))
+            .where(self.admitted(images), self.condition(self.tree))
             .order_by(sa.desc("score"), bytewise(images.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
@@ -489,7 +499,7 @@ class _Compiler:
             counted = images.alias("counted")
             first = (
                 sa.select(counted.c.image_id)
-                .where(labelled(counted), self.condition(self.tree, counted))
+                .where(self.admitted(counted), self.condition(self.tree, counted))
                 .limit(count_limit + 1)
                 .subquery("first_matches")
             )
@@ -498,7 +508,7 @@ class _Compiler:
         ordered = self.in_path_order(images)
         statement = (
             sa.select(*image_columns(ordered), sa.literal(1.0).label("score"), total.label("total"))
-            .where(labelled(ordered), self.condition(self.tree, ordered))
+            .where(self.admitted(ordered), self.condition(self.tree, ordered))
             .order_by(bytewise(ordered.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
@@ -526,7 +536,8 @@ def compile_query(
     offset: int = 0,
     dialect: str = "sqlite",
     calibration: Calibration,
+    within: Within | None = None,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
-    every match."""
-    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration).compile(limit, offset)
+    every match; ``within`` restricts the images that may match (the page and the count alike)."""
+    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within).compile(limit, offset)

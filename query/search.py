@@ -13,7 +13,7 @@ from indexer.calibration import Calibration
 from indexer.names import restored
 from indexer.store import Tables, read_calibration, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
-from query.compile import CompiledQuery, Spec, cells_of, compile_query
+from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
 from query.resolve import Resolution, resolve
 
@@ -122,10 +122,12 @@ def prepare(
     offset: int = 0,
     tables: Tables | None = None,
     calibration: Calibration | None = None,
+    within: Within | None = None,
 ) -> Prepared:
     """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
 
-    ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries)."""
+    ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries);
+    ``within`` restricts the images that may match (`query.browse.in_folder`)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
@@ -135,7 +137,7 @@ def prepare(
             calibration = read_calibration(conn)
     compiled = compile_query(
         t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
-        calibration=calibration,
+        calibration=calibration, within=within,
     )
     return Prepared(text, tree, resolutions, compiled, min_score, offset)
 
@@ -190,9 +192,11 @@ def search(
     offset: int = 0,
     tables: Tables | None = None,
     calibration: Calibration | None = None,
+    within: Within | None = None,
 ) -> Result:
     """Matches of ``text``, best first: ``limit`` of them (None or 0: all) after skipping ``offset``."""
     prepared = prepare(
-        bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables, calibration=calibration
+        bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables, calibration=calibration,
+        within=within,
     )
     return execute(bind, prepared)

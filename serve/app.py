@@ -114,12 +114,11 @@ class Index:
             if prepared is not None:
                 self._prepared.move_to_end(key)
         if prepared is None:
+            within = browse.in_folder(ask.folder) if ask.folder else None
             prepared = search.prepare(
                 self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
-                calibration=self.calibration,
+                calibration=self.calibration, within=within,
             )
-            if ask.folder:
-                prepared = browse.in_folder(prepared, self.tables, ask.folder)
             with self._lock:
                 self._prepared[key] = prepared
                 if len(self._prepared) > PREPARED_SEARCHES:
@@ -260,7 +259,8 @@ def run_search(index: Index, ask: SearchRequest) -> Page:
     names = term_names(result)
     cards = [_card(s, names, ask) for s in shown]
     end = ask.offset + len(result.matches)
-    more = result.total is not None and end < result.total
+    # An uncounted total (a query of NOT terms only) is a lower bound: a full page may have a next one.
+    more = result.total is not None and end < result.total or not result.counted and len(result.matches) == ask.page
     legend = [(n, spec.describe()) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     return Page(
         result, cards, legend, prepared.notes(), elapsed,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.store import tables
+from query import browse, render
 from query import compile as compile_module
-from query import render
 from query.parser import QueryError, parse
 from query.resolve import resolve
 from query.search import execute, explain, prepare
@@ -396,3 +396,20 @@ def test_a_not_only_query_tests_images_in_path_order_until_the_page_is_full(engi
         scan = next(i for i, line in enumerate(plan) if "Subquery Scan on in_path_order" in line)
         assert plan[scan + 1].startswith("Filter: ") and "SubPlan" in plan[scan + 1], plan
         assert any(line.startswith("Sort Key: images.path") for line in plan[scan + 2 :]), plan
+
+
+def test_a_restriction_holds_for_the_page_and_the_count(index_url):
+    """`prepare`'s ``within`` (a folder) narrows both shapes of statement, count included."""
+    engine = make_index(index_url, {
+        **{f"/x/{i}.jpg": {4: {TABBY: 0.5}} for i in range(3)},
+        "/x/bus.jpg": {4: {SCHOOL_BUS: 0.9}},
+        **{f"/y/{i}.jpg": {4: {TABBY: 0.5}} for i in range(4)},
+        "/y/bus.jpg": {4: {SCHOOL_BUS: 0.8}},
+    })
+    in_x = browse.in_folder("/x")
+    page = search(engine, "NOT school bus", limit=2, offset=1, within=in_x)
+    assert [m.path for m in page.matches] == ["/x/1.jpg", "/x/2.jpg"] and (page.total, page.counted) == (3, True)
+    assert search(engine, "NOT school bus", limit=2).total == 7
+    assert [m.path for m in search(engine, "school bus", within=in_x).matches] == ["/x/bus.jpg"]
+    assert search(engine, "tabby OR NOT school bus", within=browse.in_folder("/y/")).total == 4
+    engine.dispose()

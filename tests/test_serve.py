@@ -33,6 +33,7 @@ from indexer import store  # noqa: E402
 from indexer.calibration import percent  # noqa: E402
 from indexer.cli import cli  # noqa: E402
 from indexer.store import IndexSettings, tables, write_settings  # noqa: E402
+from query import compile as query_compile  # noqa: E402
 from query import search  # noqa: E402
 from query.parser import caret_context  # noqa: E402
 from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_index  # noqa: E402
@@ -644,3 +645,21 @@ def test_serving_imports_no_tensorflow(library, tmp_path):
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_not_only_search_keeps_to_its_folder_and_pages_past_its_count(client, library, monkeypatch):
+    photos, _ = library
+    in_a = {"chelsea.jpg", "turned.jpg", "gone.jpg", "script&gt;.jpg"}  # a/ without the crane (coffee)
+    names = {c["name"] for c in cards(client.get("/", params={"q": "NOT crane", "folder": str(photos / "a")}).text)}
+    assert names == in_a
+    monkeypatch.setattr(query_compile, "COUNT_LIMIT", 2)  # a count that stops before the matches do
+    first = client.get("/", params={"q": "NOT crane", "folder": str(photos / "a"), "n": 1})
+    assert '<span class="count">more than 2 matches</span>' in first.text
+    seen = [c["name"] for c in cards(first.text)]
+    url = re.search(r'data-next="([^"]+)"', first.text).group(1).replace("&amp;", "&")
+    while url:
+        fragment = client.get(url)
+        seen += [c["name"] for c in cards(fragment.text)]
+        next_url = re.search(r'data-next="([^"]+)"', fragment.text)
+        url = next_url.group(1).replace("&amp;", "&") if next_url else None
+    assert sorted(seen) == sorted(in_a)
