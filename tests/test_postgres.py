@@ -165,9 +165,18 @@ SHAPE_QUERIES = [
     "NOT dog",
     "(crane OR dog in center > 0.5) AND NOT cat left of flower pot OR NOT school bus",
 ]
-#: What the dialects spell differently; nothing else may differ: bind parameters (with PostgreSQL's casts),
-#: SQLite's many-argument max() for PostgreSQL's greatest(), and the byte order of paths.
-SPELLINGS = [(r"%\(\w+\)s(::[A-Z]+(?: PRECISION)?)?", "?"), (r"\bgreatest\(", "max("), (r' COLLATE "C" ?', "")]
+#: What the dialects spell differently; nothing else may differ: PostgreSQL's images sorted by path for a
+#: query of NOT terms only (`query.compile._Compiler.in_path_order`; SQLite reads its index on path), bind
+#: parameters (with PostgreSQL's casts), SQLite's many-argument max() for PostgreSQL's greatest(), and the
+#: byte order of paths; and how a LIMIT is written (SQLite adds an OFFSET to each, so the numbers of the
+#: parameters after it differ too).
+SPELLINGS = [
+    (r'\(SELECT images\.image_id AS image_id, [^()]*\sFROM images ORDER BY images\.path COLLATE "C"\s+LIMIT ALL '
+     r"OFFSET 0\) AS in_path_order", "images"),
+    (r"\bin_path_order\.", "images."),
+    (r"%\(\w+\)s(::[A-Z]+(?: PRECISION)?)?", "?"), (r"\bgreatest\(", "max("), (r' COLLATE "C" ?', ""),
+    (r"\s*\n LIMIT \?( OFFSET \?)?", "\n LIMIT ? OFFSET ?"), (r"POSTCOMPILE_\w+", "POSTCOMPILE"),
+]
 
 
 def _normalised(sql: str) -> str:
@@ -186,7 +195,7 @@ def test_a_query_compiles_to_the_same_statement_shape_for_both(tmp_path, query):
         for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect(driver="psycopg")))
     }
     assert compiled["sqlite"] != compiled["postgresql"]
-    assert _normalised(compiled["postgresql"]) == compiled["sqlite"]
+    assert _normalised(compiled["postgresql"]) == _normalised(compiled["sqlite"])
     engine.dispose()
 
 
