@@ -22,7 +22,7 @@ from PIL import Image
 
 from indexer import images
 from indexer.errors import ImageReadError
-from indexer.models.weights import cache_dir
+from indexer.cache import cache_dir
 from indexer.names import printable
 
 #: The longest side of the thumbnails a caller may ask for: the result grid's and a photo page's.
