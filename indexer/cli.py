@@ -282,11 +282,15 @@ class _IndexProgress:
 )
 @click.option("--prune/--no-prune", default=True, show_default=True, help="Remove files that are gone from the index.")
 @click.option("--reindex", is_flag=True, help="Redo every image, e.g. to change --model or --size.")
+@click.option(
+    "--faces/--no-faces", "with_faces", default=None,
+    help="Look for faces (the label face, for queries and imgidx redact)  [default: the index's, else on].",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
     folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, progress,
-    quiet,
+    quiet, with_faces,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -294,9 +298,12 @@ def index_command(
     bad files are recorded and reported without stopping the run. Results are committed in batches, so an
     interrupted run loses nothing committed: run the same command again to continue.
 
-    An existing index keeps its model, working size and precision; asking for others is refused unless
-    --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if some file or
-    folder could not be read.
+    Faces are looked for in every photo (MediaPipe's BlazeFace, offline) and stored with their boxes:
+    query them as face (or person, people), blur them with imgidx redact. --no-faces skips them.
+
+    An existing index keeps its model, working size, precision and faces setting; asking for others is
+    refused unless --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if
+    some file or folder could not be read.
 
     With --engine ray, reading and the model run on Ray Data (a local instance, or the cluster at
     --address, whose nodes must see the same paths); this process still diffs and writes the index.
@@ -330,6 +337,7 @@ def index_command(
             on_event=drawer,
             runner=runner,
             address=address,
+            with_faces=with_faces,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -555,7 +563,8 @@ def labels_command(words):
       imgidx labels n02084071      # by WordNet id
 
     An unknown word gets the closest names instead; a word for a thing none of the 1000 classes shows
-    (person, tree) gets one line naming the nearest classes. Both exit with status 1.
+    (tree, baby) gets one line naming the nearest classes. Both exit with status 1. person and people mean
+    the faces the face detector found and ImageNet's three classes of people.
     """
     from query import resolve
 

@@ -76,6 +76,21 @@ LEVELS: tuple[float | None, ...] = (None, SMALLEST_FACE / MIN_FACE_SHARE)
 TILE_OVERLAP = 0.4
 
 
+#: Photos are searched at most this size (shorter side): there the finest tiles are the model's input
+#: without resizing, so a larger photo would only cost more to shrink.
+DETECTION_SIDE = round(INPUT_SIZE / min(level for level in LEVELS if level is not None))
+
+
+def detection_pixels(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as the detector searches them: shrunk to shorter side `DETECTION_SIDE` if larger (both
+    engines call this on the decoded photo, so they find the same faces)."""
+    height, width = pixels.shape[:2]
+    scale = DETECTION_SIDE / min(height, width)
+    if scale >= 1:
+        return pixels
+    return images.resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
 class FaceDetectorError(ImgidxError):
     """The face detector's model file is missing or cannot be loaded."""
 
@@ -183,11 +198,18 @@ def axis_starts(length: int, side: int = INPUT_SIZE, overlap: float = TILE_OVERL
     return [round(v) for v in np.linspace(0, length - side, count)]
 
 
+#: Tiles never enlarge the photo more than this: on a smaller photo a face of `SMALLEST_FACE` has too few
+#: pixels to find (8 px at 400 px), and its whole-photo pass is all that runs.
+MAX_TILE_UPSCALE = 1.5
+
+
 def search_levels(height: int, width: int, levels: Sequence[float | None] = LEVELS) -> list[Level]:
     """The scales and tiles searched on a photo of ``height`` x ``width`` pixels, the whole photo first."""
     result = []
     for level in levels:
         scale = INPUT_SIZE / (max(height, width) if level is None else level * min(height, width))
+        if level is not None and scale > MAX_TILE_UPSCALE:
+            continue
         shape = (max(1, round(height * scale)), max(1, round(width * scale)))
         corners = tuple((x, y) for y in axis_starts(shape[0]) for x in axis_starts(shape[1]))
         result.append(Level(scale, shape, corners))

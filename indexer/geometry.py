@@ -128,6 +128,14 @@ class Geometry:
         return cy - half, cx - half, cy + half, cx + half
 
 
+def cell_bounds(width: float, height: float) -> np.ndarray:
+    """``(9, 4)`` the cells of a ``width`` x ``height`` photo as boxes ``(x0, y0, x1, y1)`` in pixel-edge
+    coordinates (the photo spans ``[0, width] x [0, height]``), row-major like `CELL_NAMES`."""
+    xs = np.linspace(0.0, width, GRID + 1)
+    ys = np.linspace(0.0, height, GRID + 1)
+    return np.array([(xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(GRID) for c in range(GRID)])
+
+
 def _cells(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Per-axis weights ``(h, 3)`` and ``(w, 3)`` -> ``(h, w, 9)`` weights of the cells, row-major."""
     return np.einsum("ar,bc->abrc", rows, cols).reshape(rows.shape[0], cols.shape[0], GRID * GRID)

@@ -18,7 +18,10 @@ One run:
 5. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
-Settings (model, working size, precision) live in the index's meta table. A run with other settings is
+Faces (`indexer.faces`) are looked for in every photo the model labels, unless the index was built
+without them; the detector runs beside the model, on the decoded photo.
+
+Settings (model, working size, precision, faces) live in the index's meta table. A run with other settings is
 refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
 first committed transaction, so the index never mixes two settings.
 
@@ -44,7 +47,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, images, regions, store
+from indexer import calibration, faces, images, regions, store
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
@@ -65,6 +68,8 @@ MAX_QUEUED_COMMITS = 2
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 #: "local": threads and the model in this process; "ray": Ray Data tasks and actors (`indexer.ray_engine`).
 RUNNERS = ("local", "ray")
+#: A new index looks for faces unless told not to (``imgidx index --no-faces``).
+DEFAULT_FACES = True
 
 
 # --- Events -------------------------------------------------------------------------------------------
@@ -142,6 +147,9 @@ class Summary:
     model_loaded: bool = False
     load_seconds: float = 0.0
     model_seconds: float = 0.0
+    #: The face detector's share of the model time (included in ``model_seconds``).
+    face_seconds: float = 0.0
+    faces_found: int = 0
     #: Scoring and committing, on the writer thread, overlapped with the model.
     write_seconds: float = 0.0
     elapsed: float = 0.0
@@ -326,26 +334,32 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 
 def choose_settings(
-    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool
+    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool,
+    with_faces: bool | None = None,
 ) -> tuple[IndexSettings, bool]:
     """The settings of this run and whether every stored image must be redone.
 
-    Unset ``model``/``size`` and ``precision="auto"`` mean: keep the index's own (or the defaults for a new
-    index). Asking for other settings than the index holds raises `IndexSettingsError` unless ``reindex``.
+    Unset ``model``/``size``/``with_faces`` and ``precision="auto"`` mean: keep the index's own (or the
+    defaults for a new index). Asking for other settings than the index holds raises `IndexSettingsError`
+    unless ``reindex``.
     """
     if stored is None:
         size = size or images.DEFAULT_WORKING_SIZE
-        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision))
+        with_faces = DEFAULT_FACES if with_faces is None else with_faces
+        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision), faces=with_faces)
         return chosen, reindex
     model = model or stored.model
     if precision == "auto":
         precision = stored.precision if model == stored.model else resolve_precision("auto")
-    chosen = IndexSettings(model, size or stored.working_size, precision)
+    with_faces = stored.faces if with_faces is None else with_faces
+    chosen = IndexSettings(model, size or stored.working_size, precision, faces=with_faces)
     if chosen != stored and not reindex:
-        calibrated = stored.describe() == chosen.describe()
+        calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
+        faces_differ = stored.faces != chosen.faces
         raise IndexSettingsError(
-            f"the index holds labels from {stored.describe(calibrated)}, not {chosen.describe(calibrated)}; "
-            f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
+            f"the index holds labels from {stored.describe(calibrated, faces_differ)}, not "
+            f"{chosen.describe(calibrated, faces_differ)}; pass --reindex to rebuild it, or leave out "
+            f"--model/--size/--precision{'/--faces/--no-faces' * faces_differ} to keep its settings"
         )
     return chosen, reindex
 
@@ -402,6 +416,9 @@ class Read:
     width: int = 0
     height: int = 0
     shape: tuple[int, int] | None = None
+    #: The decoded photo as the face detector searches it (`faces.detection_pixels`), then its faces.
+    face_pixels: np.ndarray | None = None
+    faces: list[faces.Face] | None = None
 
 
 @dataclass(frozen=True)
@@ -435,8 +452,10 @@ class _Run:
     """The state of one indexing run (see the module docstring)."""
 
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
-                 process=None):
+                 process=None, load_detector=None):
         self.engine = engine
+        self.load_detector = load_detector or faces.load_detector
+        self.detector: faces.FaceDetector | None = None
         self.process_tasks = process or _Run.process
         self.roots = roots
         self.load_backbone = load_backbone
@@ -509,6 +528,8 @@ class _Run:
             return Read(task, content.digest, source=self.known_source(task, content.digest))
         decoded = content.decoded
         read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
+        if self.settings.faces:
+            read.face_pixels = faces.detection_pixels(decoded.pixels)
         if self.stride is not None:
             self.resize(read)
         return read
@@ -587,6 +608,9 @@ class _Run:
                 f"but the index is built with {self.settings.describe()}"
             )
         check_size(backbone, self.settings.working_size)
+        if self.settings.faces:
+            self.detector = self.load_detector()
+            self.summary.load_seconds = time.perf_counter() - start
         self.stride = total_stride(backbone.layers)
         self.backbone = backbone
         self.poolings = Poolings(backbone)
@@ -597,6 +621,13 @@ class _Run:
         group = self.waiting.pop(shape)
         start = time.perf_counter()
         seen = views(self.backbone, np.stack([r.pixels for r in group]), self.poolings)
+        if self.detector is not None:
+            detected = time.perf_counter()
+            for read in group:
+                read.faces = self.detector.detect(read.face_pixels, (read.width, read.height))
+                read.face_pixels = None
+                self.summary.faces_found += len(read.faces)
+            self.summary.face_seconds += time.perf_counter() - detected
         self.summary.model_seconds += time.perf_counter() - start
         self.scored.append((group, seen))
         self.summary.indexed += len(group)
@@ -636,6 +667,8 @@ class _Run:
             saves = list(job.saves)
             for group, seen in job.scored:
                 for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
+                    if read.faces is not None:
+                        scores = regions.with_faces(scores, read.faces, read.width, read.height)
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
@@ -759,6 +792,8 @@ def index(
     on_event: Callable[[Event], None] | None = None,
     runner: str = "local",
     address: str | None = None,
+    with_faces: bool | None = None,
+    load_detector: Callable[[], faces.FaceDetector] | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -769,6 +804,9 @@ def index(
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
+
+    ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels; None keeps the index's
+    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` builds the detector, when first needed.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -793,12 +831,14 @@ def index(
             real_roots.append(real)
     with writer_lock(engine):
         with engine.connect() as conn:
-            settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
+            settings, redo_all = choose_settings(
+                store.read_settings(conn), model, size, precision, reindex, with_faces
+            )
         try:
             found = list_files(real_roots, database_files(engine))
             run = _Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
-                on_event, process,
+                on_event, process, load_detector,
             )
             return run.run(found, started)
         finally:
