@@ -77,8 +77,7 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
             seen.add(spec.term.label)
             lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
     lines.append(f"thresholds (calibration {prepared.compiled.calibration.version}):")
-    lines += [f"  term {spec.number}: confidence {'>' if spec.strict else '>='} {spec.threshold:g} means evidence "
-              f"{'>' if spec.strict else '>='} {spec.evidence:.4g}" for spec in prepared.compiled.specs]
+    lines += [_threshold_line(spec) for spec in prepared.compiled.specs]
     lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
     lines += ["  " + line for line in str(sql).splitlines()]
     if dialect.name == "sqlite":
@@ -96,6 +95,16 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
         lines.append("PostgreSQL query plan:")
         lines += ["  " + line for line in plan]
     return "\n".join(lines)
+
+
+def _threshold_line(spec: Spec) -> str:
+    sign = ">" if spec.strict else ">="
+    if not spec.reads_confidence:
+        return f"  term {spec.number}: confidence {sign} {spec.threshold:g} means evidence {sign} {spec.evidence:.4g}"
+    line = f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the face detector gave it"
+    if spec.mixed:
+        line += " or as the calibration reads the other classes' evidence"
+    return line
 
 
 @dataclass
