@@ -573,6 +573,74 @@ def labels_command(words):
     click.echo(resolve.lookup(text[1:-1] if quoted else text, quoted=quoted).describe(with_groups=True))
 
 
+@cli.command()
+@click.argument("words", metavar="QUERY...", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the copies (made if missing).")
+@db_option
+@click.option("--pixelate", is_flag=True, help="Pixelate the regions instead of blurring them.")
+@click.option("--force", is_flag=True, help="Replace copies that exist in --out.")
+@click.option("--strip-gps", is_flag=True, help="Leave the GPS position (EXIF GPS, XMP) out of the copies.")
+@click.option(
+    "--min-score", default=DEFAULT_MIN_SCORE, show_default=True, type=click.FloatRange(0, 1),
+    help="Confidence a term needs, as in imgidx query.",
+)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="VGG-16 weights, for an index built with vgg16 and a query with ImageNet labels.")
+def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
+    """Write a copy of each photo matching QUERY into --out, with what it matched blurred.
+
+    \b
+      imgidx redact face --out ~/public            # every face, as Street View does
+      imgidx redact "license plate" --out ~/public --pixelate
+      imgidx redact "face OR screen" --out ~/public --strip-gps
+
+    Faces: each face box of the term's region, padded. An ImageNet label: the model runs on the photo
+    again and the class-map positions whose top class is the label's are covered, their edges smoothed.
+    Originals are never written: --out may not lie inside an indexed folder, and existing copies are
+    only replaced with --force. Copies keep their path below the indexed folder, their format, JPEG
+    quality and EXIF. A photo changed since it was indexed has its faces found again; one deleted since
+    is skipped with a message, and the exit status is then 1.
+    """
+    from tqdm import tqdm
+
+    from indexer import redact as redaction, store
+
+    engine = store.open_index(_db(db), create=False, readonly=True)
+    bar = None
+
+    def draw(event) -> None:
+        nonlocal bar
+        if isinstance(event, redaction.Planned):
+            bar = tqdm(total=event.photos, unit="photo", desc="redacting", file=sys.stderr, dynamic_ncols=True,
+                       disable=not sys.stderr.isatty())
+        elif isinstance(event, redaction.PhotoDone):
+            bar.update(1)
+        elif isinstance(event, redaction.PhotoNote):
+            line = f"{'Error' if event.skipped else 'note'}: {event.note}"
+            if bar is None:
+                click.echo(line, err=True)
+            else:
+                bar.write(line, file=sys.stderr)
+
+    def backbone(settings):
+        from indexer.models import load_model
+
+        return load_model(settings.model, weights, settings.precision)
+
+    try:
+        summary = redaction.redact(
+            engine, " ".join(words), out, pixelate=pixelate, force=force, strip_gps=strip_gps, min_score=min_score,
+            load_backbone=backbone, on_event=draw,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.dispose()
+    click.echo(redaction.summary_text(summary))
+    if not summary.ok:
+        raise SystemExit(1)
+
+
 def main() -> None:
     cli(prog_name="imgidx")
 

@@ -79,6 +79,13 @@ class AxisGeometry:
         each map position."""
         return self._shares(margin)
 
+    def owned_spans(self) -> np.ndarray:
+        """``(map_size, 2)`` the stretch of the axis each map position owns (the pixels nearest its centre;
+        the outermost ones reach the border), in pixel-edge coordinates: the axis spans ``[0, input_size]``."""
+        centers = self.centers() + 0.5
+        edges = np.concatenate(([0.0], (centers[1:] + centers[:-1]) / 2, [float(self.input_size)]))
+        return np.clip(np.stack([edges[:-1], edges[1:]], axis=1), 0.0, float(self.input_size))
+
     def _shares(self, margin: float) -> np.ndarray:
         centers = self.centers()
         edges = np.concatenate(([-np.inf], (centers[1:] + centers[:-1]) / 2, [np.inf]))
