@@ -143,32 +143,43 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 @click.option(
     "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
+@click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
+              help="Find faces too: outlined on the figure, listed under the text grid.")
 @model_option
-def segment(image_path, out, text, size, model_name, weights, precision):
+def segment(image_path, out, text, size, with_faces, model_name, weights, precision):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
-    and drawn with a discrete colormap whose colour bar names each class (the seed's figure).
+    and drawn with a discrete colormap whose colour bar names each class (the seed's figure), and
+    outlines the faces the face detector finds.
     """
     from pathlib import Path
 
-    from indexer import images, inference
+    from indexer import faces, images, inference
     from indexer.models import load_model
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for a grid of class names")
     size = size or images.DEFAULT_WORKING_SIZE
-    photo = images.load(image_path, min_side=size).pixels
+    decoded = images.load(image_path, min_side=max(size, faces.DETECTION_SIDE) if with_faces else size)
     model = load_model(model_name, weights, precision)
-    segmentation = inference.segment(model, photo, size)
+    segmentation = inference.segment(model, decoded.pixels, size)
+    found = []
+    if with_faces:
+        found = faces.load_detector().detect(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
     if text:
         from indexer.figure import text_grid
+        from indexer.report import faces_text
+        from indexer.store import StoredFace
 
         click.echo(text_grid(segmentation))
+        if with_faces:
+            click.echo("\n".join(faces_text([StoredFace(*face) for face in found])))
     if out:
         from indexer.figure import save_figure
 
-        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}")
+        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}", found,
+                    (decoded.width, decoded.height))
         click.echo(f"wrote {out}")
 
 

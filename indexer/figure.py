@@ -36,8 +36,13 @@ def relabel(class_map: np.ndarray, most: int = MAX_LEGEND_CLASSES) -> tuple[np.n
     return new_index[inverse], [names[i] for i in keep] + [f"other ({other} classes)"]
 
 
-def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
-    """The photo beside its class map, drawn with a discrete colormap and a colour bar naming each class."""
+FACE_EDGE = "#ffeb3b"
+
+
+def save_figure(segmentation: Segmentation, out: Path, title: str, faces=(), photo_size=None) -> None:
+    """The photo beside its class map, drawn with a discrete colormap and a colour bar naming each class;
+    ``faces`` (boxes ``(x0, y0, x1, y1, confidence)`` in pixels of a photo of ``photo_size = (width,
+    height)``) are outlined on the photo with their confidence."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +52,18 @@ def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
     count = len(legend)
     figure, (photo_axes, map_axes) = plt.subplots(1, 2, figsize=FIGURE_INCHES)
     photo_axes.imshow(segmentation.pixels)
-    photo_axes.set_title("Photo (working size)")
+    if faces:
+        from matplotlib.patches import Rectangle
+
+        height, width = segmentation.pixels.shape[:2]
+        sx, sy = width / photo_size[0], height / photo_size[1]
+        for x0, y0, x1, y1, confidence in faces:
+            photo_axes.add_patch(Rectangle((x0 * sx - 0.5, y0 * sy - 0.5), (x1 - x0) * sx, (y1 - y0) * sy,
+                                           fill=False, edgecolor=FACE_EDGE, linewidth=2))
+            photo_axes.text(x0 * sx, y0 * sy - 4, f"face {confidence:.0%}", color=FACE_EDGE, fontsize=9,
+                            fontweight="bold")
+    faces_note = f", {len(faces)} face{'s' * (len(faces) != 1)}" if faces else ""
+    photo_axes.set_title(f"Photo (working size){faces_note}")
     photo_axes.axis("off")
     cmap = plt.get_cmap(COLORMAP, count)
     if legend[-1].startswith("other ("):

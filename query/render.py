@@ -167,6 +167,7 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
 .cell .n { background: #ffb300; color: #000; font-weight: bold; font-size: 12px; padding: 2px 4px; }
 .caption { margin-top: .5em; word-break: break-all; } .rank { color: #888; } .score { font-weight: bold; }
 .terms { margin: .3em 0 0; padding: 0; list-style: none; font-size: 13px; }
+.face { position: absolute; border: 2px solid #ffeb3b; box-sizing: border-box; pointer-events: none; }
 """
 
 
@@ -211,6 +212,7 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
             f"image not readable: {e(str(exc)[:200])}</div>"
         )
     url = e(_file_url(m.path))
+    picture += _faces_html(m)
     terms = "".join(
         f'<li><span class="n">{n}</span>{e(_hit_text(name, hit))}</li>'
         for n, (name, hit) in enumerate(zip(names, m.terms), start=1)
@@ -220,6 +222,18 @@ def _match_html(m: Match, names: list[str], size: int) -> str:
         f'<a class="thumb" href="{url}">{picture}<div class="grid">{cells}</div></a>'
         f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span> '
         f'<a class="path" href="{url}">{e(printable(m.path))}</a><ul class="terms">{terms}</ul></div></li>'
+    )
+
+
+def _faces_html(m: Match) -> str:
+    """The match's faces outlined over its thumbnail, placed in percent of the photo's size."""
+    if not m.faces or not m.width or not m.height:
+        return ""
+    return "".join(
+        f'<div class="face" title="face {percent(f.confidence)}" style="left:{100 * f.x0 / m.width:.2f}%;'
+        f"top:{100 * f.y0 / m.height:.2f}%;width:{100 * (f.x1 - f.x0) / m.width:.2f}%;"
+        f'height:{100 * (f.y1 - f.y0) / m.height:.2f}%"></div>'
+        for f in m.faces
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from indexer.calibration import Calibration
 from indexer.names import restored
-from indexer.store import Tables, read_calibration, tables as reflect_tables
+from indexer.store import StoredFace, Tables, faces_of, read_calibration, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
@@ -36,6 +36,8 @@ class Match:
     height: int | None
     score: float
     terms: tuple[TermMatch, ...]
+    #: The photo's faces (photo pixels), when a reported term is about faces: what `--html` outlines.
+    faces: tuple[StoredFace, ...] = ()
 
 
 @dataclass
@@ -157,6 +159,9 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     reported = prepared.compiled.reported
     with _connected(bind) as conn:
         rows = conn.execute(prepared.statement).all()
+        found_faces = {}
+        if rows and any(spec.stored_classes for spec in reported):
+            found_faces = faces_of(conn, [row._mapping["image_id"] for row in rows])
     matches = []
     for rank, row in enumerate(rows, start=prepared.offset + 1):
         mapping = row._mapping
@@ -176,6 +181,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                     )
                     for spec in reported
                 ),
+                tuple(found_faces.get(mapping["image_id"], ())),
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)

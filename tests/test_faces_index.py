@@ -327,3 +327,10 @@ def test_merge_carries_faces_and_refuses_to_mix_with_an_index_without(tmp_path, 
     with pytest.raises(merge.MergeError) as refused:
         merge.merge([str(with_faces), str(without)], str(tmp_path / "both.db"))
     assert "(fp32, with faces)" in str(refused.value) and "(fp32, without faces)" in str(refused.value)
+
+
+def test_the_html_gallery_outlines_the_faces(query_index):
+    page = render.html_page(search(query_index, "face"))
+    assert page.count('<div class="face"') == 3
+    assert '<div class="face" title="face 90%" style="left:40.00%;top:3.33%;width:20.00%;height:23.33%"></div>' in page
+    assert '<div class="face"' not in render.html_page(search(query_index, "golden retriever"))
