@@ -67,10 +67,6 @@ CREATE INDEX IF NOT EXISTS image_labels_class ON image_labels (class_id, score);
 -- lies in the cell (each face's confidence times the share of its box inside the cell), coverage = the
 -- share of the cell that face boxes cover; its image_labels row: the best cell's score, and the share of
 -- the photo the boxes cover.
--- The face class's rows come from the faces table (indexer/faces.py): score = the chance that some face
--- lies in the cell (each face's confidence times the share of its box inside the cell), coverage = the
--- share of the cell that face boxes cover; its image_labels row: the best cell's score, and the share of
--- the photo the boxes cover.
 CREATE TABLE IF NOT EXISTS cell_labels (
     image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
     cell     SMALLINT NOT NULL CHECK (cell BETWEEN 0 AND 8),
@@ -83,20 +79,6 @@ CREATE TABLE IF NOT EXISTS cell_labels (
 -- need only image_id, so the table itself is never visited (p95 of a two-term spatial AND on 1M images:
 -- 111 ms without image_id here, 20 ms with it; bench/RESULTS.md).
 CREATE INDEX IF NOT EXISTS cell_labels_class_cell_image ON cell_labels (class_id, cell, score, image_id);
-
--- Faces found by indexer/faces.py (version 3 of the schema), when meta 'faces' is 'on': a labelled image
--- without rows here has none found. Boxes in pixels of the photo as a person sees it (after EXIF
--- orientation; the images row's width x height), x0 <= x1 and y0 <= y1; confidence is the detector's.
-CREATE TABLE IF NOT EXISTS faces (
-    image_id   INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
-    face       SMALLINT NOT NULL,   -- 0, 1, ... best confidence first
-    x0         REAL NOT NULL,
-    y0         REAL NOT NULL,
-    x1         REAL NOT NULL,
-    y1         REAL NOT NULL,
-    confidence REAL NOT NULL,
-    PRIMARY KEY (image_id, face)
-);
 
 -- Faces found by indexer/faces.py (version 3 of the schema), when meta 'faces' is 'on': a labelled image
 -- without rows here has none found. Boxes in pixels of the photo as a person sees it (after EXIF
