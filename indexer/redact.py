@@ -219,7 +219,7 @@ def class_map_region(segmentation, classes: frozenset[int], cells: tuple[int, ..
         x0, x1 = (np.round(spans_x[col]) - box[0]).astype(int)
         mask[max(y0, 0) : y1, max(x0, 0) : x1] = 255
     smooth = Image.fromarray(mask).filter(ImageFilter.GaussianBlur(fade / 2))
-    return Region(box, np.maximum(np.asarray(smooth), mask // 2), strength)
+    return Region(box, np.maximum(np.asarray(smooth), mask), strength)  # fully covered, fading outwards
 
 
 def stored_box(box: tuple[int, int, int, int], original: images.Original) -> tuple[int, int, int, int]:

@@ -334,3 +334,26 @@ def test_the_html_gallery_outlines_the_faces(query_index):
     assert page.count('<div class="face"') == 3
     assert '<div class="face" title="face 90%" style="left:40.00%;top:3.33%;width:20.00%;height:23.33%"></div>' in page
     assert '<div class="face"' not in render.html_page(search(query_index, "golden retriever"))
+
+
+def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monkeypatch):
+    def load_model(name, weights=None, precision="auto"):
+        model = FakeBackbone()
+        model.name, model.precision = name, precision
+        return model
+
+    monkeypatch.setattr("indexer.models.load_model", load_model)
+    db = str(tmp_path / "index.db")
+    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--size", "96", "--precision", "fp32"]
+    first = CliRunner().invoke(cli, [*args, "--no-faces"])
+    assert first.exit_code == 0 and "faces found" not in first.stdout
+    refused = CliRunner().invoke(cli, [*args, "--faces"])
+    assert (refused.exit_code, refused.stderr) == (1, (
+        "Error: the index holds labels from efficientnet-lite0 at size 96 (fp32, without faces), not efficientnet-lite0 "
+        "at size 96 (fp32, with faces); pass --reindex to rebuild it, or leave out --model/--size/--precision"
+        "/--faces/--no-faces to keep its settings\n"
+    ))
+    kept = CliRunner().invoke(cli, args)  # no flag: the index's own setting
+    assert kept.exit_code == 0 and kept.stdout.startswith("0 indexed, 4 unchanged")
+    rebuilt = CliRunner().invoke(cli, [*args, "--faces", "--reindex"])
+    assert rebuilt.exit_code == 0 and ", 6 faces found in " in rebuilt.stdout

@@ -248,3 +248,36 @@ def test_boxes_reach_the_stored_pixels_for_every_orientation():
         assert changed[box[1] : box[3], box[0] : box[2]].mean() > 0.9, orientation
         changed[box[1] : box[3], box[0] : box[2]] = False
         assert not changed.any(), orientation
+
+
+@pytest.mark.slow
+def test_a_real_label_is_covered_where_the_real_model_sees_it(tmp_path, lite0_model):
+    """EfficientNet-Lite0 on the astronaut: the crash helmet she holds, through the class map."""
+    from indexer import inference
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut()).save(photos / "astronaut.png")
+    db = tmp_path / "index.db"
+    engine = store.open_index(str(db))
+    try:
+        pipeline.index(engine, [str(photos)], lambda s: lite0_model, model="efficientnet-lite0", precision="fp32",
+                       with_faces=False)
+        summary = redact.redact(engine, "crash helmet", str(tmp_path / "out"), load_backbone=lambda s: lite0_model)
+    finally:
+        engine.dispose()
+    assert (summary.written, summary.photos) == (1, {"crash helmet": 1})
+    segmentation = inference.segment(lite0_model, astronaut(), 448)
+    region = redact.class_map_region(segmentation, frozenset({518}), tuple(range(9)), (512, 512))
+    x0, y0, x1, y1 = region.box
+    helmet = np.argwhere(segmentation.class_map == 518)
+    assert sum(row > 7 and col > 7 for row, col in helmet) >= 2  # the one in her lap, bottom right
+    for row, col in helmet:  # every position whose top class is the helmet is covered at its centre
+        scale = 512 / segmentation.pixels.shape[0]
+        y = int((segmentation.geometry.rows.centers()[row] + 0.5) * scale)
+        x = int((segmentation.geometry.cols.centers()[col] + 0.5) * scale)
+        assert region.mask[y - y0, x - x0] == 255
+    copy = images.load(tmp_path / "out" / "astronaut.png").pixels.astype(int)
+    original = astronaut().astype(int)
+    assert not np.array_equal(copy[y0:y1, x0:x1], original[y0:y1, x0:x1])
+    assert np.array_equal(copy[: y0 - 1], original[: y0 - 1]) and np.array_equal(copy[:, : x0 - 1], original[:, : x0 - 1])
