@@ -54,9 +54,10 @@ RAW_SCORE_LIMIT = 80.0
 #: The detector's own threshold and suppression overlap (MediaPipe's defaults for this model).
 MIN_SCORE = 0.5
 SUPPRESSION_IOU = 0.3
-#: Faces below this confidence are not kept. Upsampled tiles add false faces scored 0.5-0.6 (on
-#: realscenes-dev, faces inside a person box: 52% of those from 0.5, 68% from 0.6, 87% from 0.7, while the
-#: person boxes holding a face fall from 67% to 59% and 52%; bench/faces.py).
+#: Faces below this confidence are not kept: upsampled tiles add false faces scored 0.5-0.6. On
+#: realscenes-dev with tiles of 0.32, the faces inside a person box were 52% of those from 0.5 and 68% from
+#: 0.6, while the people with a face went from 67% to 59% (bench/faces.py). With `LEVELS`, 68% of the faces
+#: kept lie on a person, 84% of those from 0.7 (``face > 0.7``), 90% from 0.75.
 KEEP_SCORE = 0.6
 #: Input values: RGB scaled to [-1, 1].
 INPUT_RANGE = (-1.0, 1.0)
@@ -66,14 +67,15 @@ SMALLEST_FACE = 0.02
 #: The smallest face, as a share of the model's input side, that it finds reliably: 12 of 192 px
 #: (`bench/faces.py --sweep`: scores 0.5-0.8 there, under 0.5 at 10 px).
 MIN_FACE_SHARE = 0.0625
-#: Scales searched, as the tile side over the photo's shorter side (None: the whole photo, letterboxed):
-#: the whole photo finds faces from `MIN_FACE_SHARE` of its longer side up, tiles of 0.32 of the shorter
-#: side those down to `SMALLEST_FACE`. A level between them found no more people on realscenes-dev.
-LEVELS: tuple[float | None, ...] = (None, SMALLEST_FACE / MIN_FACE_SHARE)
-#: Tiles overlap by this share of their side, so a face up to that share of a tile lies whole in one: 0.4
-#: of 0.32 is 0.128 of the shorter side, more than the smallest face the whole photo finds on a 16:9 photo
-#: (0.0625 x 16/9 = 0.111).
-TILE_OVERLAP = 0.4
+#: Scales searched, as the tile side over the photo's shorter side (None: the whole photo, letterboxed).
+#: The finest tiles reach faces of `SMALLEST_FACE` (0.02 / 0.0625 = 0.32), those of 0.6 the faces between
+#: them and the whole photo's. On realscenes-dev the whole photo alone finds a face in 38% of the people,
+#: with tiles of 0.6 56%, with both tile sizes 60% (`bench/faces.py`, bench/RESULTS.md).
+LEVELS: tuple[float | None, ...] = (None, 0.6, SMALLEST_FACE / MIN_FACE_SHARE)
+#: Tiles overlap by this share of their side, so that the faces too small for the next coarser scale lie
+#: whole in some tile: those are under 0.0625 x 2 / 0.6 = 0.21 of a 0.6 tile (the whole of a 2:1 photo is
+#: twice its shorter side) and 0.0625 x 0.6 / 0.32 = 0.12 of a 0.32 tile.
+TILE_OVERLAP = 0.25
 
 
 #: Photos are searched at most this size (shorter side): there the finest tiles are the model's input

@@ -66,7 +66,7 @@ def test_weighted_suppression_averages_overlapping_boxes():
 
 
 def test_tiles_cover_the_photo_with_overlap():
-    for height, width in ((480, 640), (900, 1600), (1000, 1000), (50, 3000)):
+    for height, width in ((480, 640), (900, 1600), (1000, 1000), (600, 1200)):
         levels = faces.search_levels(height, width)
         assert len(levels) == len(faces.LEVELS) and len(levels[0].corners) == 1
         for level in levels[1:]:
@@ -78,6 +78,11 @@ def test_tiles_cover_the_photo_with_overlap():
                 assert starts[0] == 0 and starts[-1] + faces.INPUT_SIZE == length
                 gaps = np.diff(starts)
                 assert gaps.max() <= faces.INPUT_SIZE * (1 - faces.TILE_OVERLAP) + 1
+
+
+def test_tiles_never_enlarge_a_small_photo_much():
+    assert [level.scale <= faces.MAX_TILE_UPSCALE for level in faces.search_levels(300, 400)[1:]] == [True]
+    assert len(faces.search_levels(50, 3000)) == 1  # the whole photo only
 
 
 def test_a_face_cut_by_an_inner_tile_edge_is_left_to_its_neighbour():

@@ -119,13 +119,19 @@ def as_schema_2(db: Path) -> None:
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
+def schema_2_index(tmp_path) -> tuple[Path, Path]:
+    """A folder with the astronaut and an index of it as schema version 2 left it."""
     photos = tmp_path / "photos"
     photos.mkdir()
     upright_jpeg(photos / "astronaut.jpg")
     db = tmp_path / "index.db"
     fake_index(db, photos, with_faces=False)
     as_schema_2(db)
+    return photos, db
+
+
+def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
+    photos, db = schema_2_index(tmp_path)
     with sqlite3.connect(db) as conn:
         labels_before = conn.execute("SELECT * FROM cell_labels ORDER BY image_id, cell, class_id").fetchall()
     before = db.read_bytes()
@@ -155,12 +161,7 @@ def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
 
 
 def test_a_schema_1_index_goes_straight_to_this_version_with_reindex(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    upright_jpeg(photos / "astronaut.jpg")
-    db = tmp_path / "index.db"
-    fake_index(db, photos, with_faces=False)
-    as_schema_2(db)
+    photos, db = schema_2_index(tmp_path)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with pytest.raises(SchemaVersionError, match="schema version 1"):
