@@ -172,8 +172,8 @@ def main() -> None:
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
         f"{index_cpus:.2f} CPUs busy; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
-        f"of which faces {summary.face_seconds / summary.elapsed:.0%}; "
-        f"writer (scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}",
+        f"writer (faces + scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}, of which faces "
+        f"{summary.face_seconds / summary.elapsed:.0%}",
         flush=True,
     )
     if args.seed_images:
