@@ -91,6 +91,9 @@ def test_faces_are_stored_copied_and_dropped_with_their_image(index_url):
             assert store.read_faces(conn, ids["/p/copy.jpg"]) == expected
             assert store.faces_of(conn, list(ids.values())) == {i: expected for i in ids.values()}
             assert store.image_report(conn, path="/p/copy.jpg").faces == expected
+            assert store.face_boxes(conn, ids["/p/a.jpg"])[0] == {
+                "left": 1 / 300, "top": 2 / 300, "width": 29 / 300, "height": 38 / 300, "label": "face 90%"
+            }
         with engine.begin() as conn:
             store.delete_images(conn, t, [ids["/p/a.jpg"]])
             store.save_images(conn, t, [(labelled("/p/copy.jpg"), with_face())])  # re-labelled: no face now
