@@ -6,7 +6,7 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
 - **model only**: the images already decoded and resized to the working shape, grouped by shape into
   batches, and nothing but the model timed, at every scale the indexer runs (`indexer.inference.views`);
 - **face pass**: `indexer.faces.FaceDetector.detect` alone on each photo as the indexer hands it over (decoded
-  at `faces.DETECTION_SIDE`), next to the model's time per image;
+  reduced to the working size, then `faces.detection_pixels`), next to the model's time per image;
 - **imgidx index**: `indexer.pipeline.index` into a fresh SQLite index (walk, read, sha256, reduced-size
   decode, resize, model, faces, region scores, commits), timed end to end; ``--no-faces`` leaves faces out;
 - **seed-style**: for each of a few images, a new model (graph, session, weights) and the full-resolution
@@ -84,12 +84,12 @@ def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: in
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def face_pass(folder: Path) -> tuple[float, float, float]:
+def face_pass(folder: Path, size: int) -> tuple[float, float, float]:
     """Seconds and CPU seconds per photo of the face detector alone, and the windows it ran per photo."""
     detector = faces.load_detector()
     photos = []
     for path in sorted(folder.glob("*.jpg")):
-        decoded = images.decode(images.read_file(path), str(path), faces.DETECTION_SIDE)
+        decoded = images.decode(images.read_file(path), str(path), size)
         photos.append((faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height)))
     detector.detect(*photos[0])  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
@@ -156,7 +156,7 @@ def main() -> None:
     groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
     before, model_cpu = model_only(model, groups, args.batch)
-    face_seconds, face_cpu, windows = face_pass(folder)
+    face_seconds, face_cpu, windows = face_pass(folder, args.size)
     index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers, not args.no_faces)
     after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2

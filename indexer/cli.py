@@ -161,7 +161,7 @@ def segment(image_path, out, text, size, with_faces, model_name, weights, precis
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for a grid of class names")
     size = size or images.DEFAULT_WORKING_SIZE
-    decoded = images.load(image_path, min_side=max(size, faces.DETECTION_SIDE) if with_faces else size)
+    decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for both
     model = load_model(model_name, weights, precision)
     segmentation = inference.segment(model, decoded.pixels, size)
     found = []

@@ -79,7 +79,9 @@ TILE_OVERLAP = 0.25
 
 
 #: Photos are searched at most this size (shorter side): there the finest tiles are the model's input
-#: without resizing, so a larger photo would only cost more to shrink.
+#: without resizing, so a larger photo would only cost more to shrink. The indexer hands over the photo as
+#: decoded for the backbone (a JPEG reduced to at least the working size, 448: 1000x750 for a 12 MP photo),
+#: so that the faces setting never changes the backbone's labels.
 DETECTION_SIDE = round(INPUT_SIZE / min(level for level in LEVELS if level is not None))
 
 

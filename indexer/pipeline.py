@@ -429,12 +429,6 @@ class FileContent:
     decoded: images.DecodedImage | None = None
 
 
-def decode_side(settings: IndexSettings) -> int:
-    """The shorter side a JPEG is decoded to at least: the working size, or what the face detector
-    searches (`faces.DETECTION_SIDE`) if that is more and the index looks for faces."""
-    return max(settings.working_size, faces.DETECTION_SIDE) if settings.faces else settings.working_size
-
-
 def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) -> FileContent:
     """Read and hash a file, and decode it unless ``is_known(digest)``: the worker step of both engines,
     so they record the same errors. The hash comes from the bytes that are decoded."""
@@ -525,7 +519,7 @@ class _Run:
 
     def read(self, task: Task) -> Read:
         content = read_content(
-            task.found.path, decode_side(self.settings), lambda digest: self.known_source(task, digest) is not None
+            task.found.path, self.settings.working_size, lambda digest: self.known_source(task, digest) is not None
         )
         if content.error is not None:
             return Read(task, content.digest, error=content.error)

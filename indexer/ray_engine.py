@@ -40,7 +40,7 @@ from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, decode_side, read_content, walk
+from indexer.pipeline import ModelLoading, Read, Task, Walk, Walker, read_content, walk
 from indexer.store import IndexSettings
 
 if TYPE_CHECKING:
@@ -315,7 +315,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
             ray.data.from_items(items, override_num_blocks=min(-(-len(items) // READ_BATCH), MAX_BLOCKS))
             .map_batches(
                 read_batch,
-                fn_kwargs={"known_digests": known_digests(run), "working_size": decode_side(run.settings)},
+                fn_kwargs={"known_digests": known_digests(run), "working_size": run.settings.working_size},
                 batch_size=READ_BATCH,
                 num_cpus=READ_TASK_CPUS,
             )

@@ -64,8 +64,8 @@ def test_vgg16_segments_through_the_real_loader(vgg_files):
     """Random weights make the names meaningless, but the command, loader and map shape are the real ones."""
     result = run("segment", str(PHOTOS / "chelsea.jpg"), "--weights", str(vgg_files.checkpoint), "--text")
     assert result.exit_code == 0, result.output
-    # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns.
-    assert len(result.stdout.splitlines()) == 8
+    # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns; then faces.
+    assert len(result.stdout.splitlines()) == 8 + 1 and result.stdout.endswith("\nfaces: 0\n")
 
 
 def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
@@ -73,7 +73,8 @@ def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
     result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--out", str(out), "--text")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(f"wrote {out}\n")
-    grid = result.stdout.splitlines()[:-1]
+    grid = result.stdout.splitlines()[:-2]
+    assert result.stdout.splitlines()[-2] == "faces: 0"
     assert len(grid) == 14  # 448 px / stride 32 rows for the 400x600 photo at working size 448
     assert any("espresso" in line or "cup" in line for line in grid)
     figure = np.asarray(Image.open(out))

@@ -107,7 +107,7 @@ def test_faces_are_stored_copied_and_dropped_with_their_image(index_url):
 def fake_index(db, folder, **kwargs):
     engine = store.open_index(str(db), upgrade=kwargs.get("reindex", False))
     try:
-        return pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=96,
+        return pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=448,
                               precision="fp32", **kwargs)
     finally:
         engine.dispose()
@@ -156,7 +156,7 @@ def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
     with pytest.raises(IndexSettingsError) as refused:
         fake_index(db, photos, with_faces=True)
     assert str(refused.value) == (
-        "the index holds labels from fake at size 96 (fp32, without faces), not fake at size 96 (fp32, with faces); "
+        "the index holds labels from fake at size 448 (fp32, without faces), not fake at size 448 (fp32, with faces); "
         "pass --reindex to rebuild it, or leave out --model/--size/--precision/--faces/--no-faces to keep its settings"
     )
     summary = fake_index(db, photos, with_faces=True, reindex=True)
@@ -348,13 +348,13 @@ def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monk
 
     monkeypatch.setattr("indexer.models.load_model", load_model)
     db = str(tmp_path / "index.db")
-    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--size", "96", "--precision", "fp32"]
+    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--precision", "fp32"]
     first = CliRunner().invoke(cli, [*args, "--no-faces"])
     assert first.exit_code == 0 and "faces found" not in first.stdout
     refused = CliRunner().invoke(cli, [*args, "--faces"])
     assert (refused.exit_code, refused.stderr) == (1, (
-        "Error: the index holds labels from efficientnet-lite0 at size 96 (fp32, without faces), not efficientnet-lite0 "
-        "at size 96 (fp32, with faces); pass --reindex to rebuild it, or leave out --model/--size/--precision"
+        "Error: the index holds labels from efficientnet-lite0 at size 448 (fp32, without faces), not efficientnet-lite0 "
+        "at size 448 (fp32, with faces); pass --reindex to rebuild it, or leave out --model/--size/--precision"
         "/--faces/--no-faces to keep its settings\n"
     ))
     kept = CliRunner().invoke(cli, args)  # no flag: the index's own setting

@@ -206,7 +206,7 @@ def test_a_deleted_photo_is_skipped_and_a_changed_one_found_again(tmp_path):
     db = tmp_path / "index.db"
     index_folder(photos, db)
     (photos / "gone.png").unlink()
-    shifted = np.zeros_like(astronaut())
+    shifted = np.full_like(astronaut(), 128)
     shifted[:, 100:] = astronaut()[:, :-100]  # the face 100 px further right than indexed
     Image.fromarray(shifted).save(photos / "moved.png")
     out = tmp_path / "public"
