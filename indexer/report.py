@@ -33,11 +33,11 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.failed} failed",
         *([f"{summary.skipped} skipped"] if summary.skipped else []),
         *([f"{summary.unreadable_folders} unreadable folders"] if summary.unreadable_folders else []),
-        *([f"{summary.faces_found} face{'s' * (summary.faces_found != 1)} found"] if summary.faces_found else []),
     ]
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
     model = summary.settings.describe() if summary.model_loaded else "no model run"
-    return f"{', '.join(parts)} in {summary.elapsed:.1f} s ({model}{rate})"
+    found = f"; {summary.faces_found} face{'s' * (summary.faces_found != 1)} found" if summary.faces_found else ""
+    return f"{', '.join(parts)} in {summary.elapsed:.1f} s ({model}{rate}){found}"
 
 
 def _percent(value: float) -> str:

@@ -360,4 +360,4 @@ def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monk
     kept = CliRunner().invoke(cli, args)  # no flag: the index's own setting
     assert kept.exit_code == 0 and kept.stdout.startswith("0 indexed, 4 unchanged")
     rebuilt = CliRunner().invoke(cli, [*args, "--faces", "--reindex"])
-    assert rebuilt.exit_code == 0 and ", 6 faces found in " in rebuilt.stdout
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.endswith("); 6 faces found\n")
