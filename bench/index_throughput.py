@@ -5,14 +5,16 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
 
 - **model only**: the images already decoded and resized to the working shape, grouped by shape into
   batches, and nothing but the model timed, at every scale the indexer runs (`indexer.inference.views`);
+- **face pass**: `indexer.faces.FaceDetector.detect` alone on each photo as the indexer hands it over (decoded
+  reduced to the working size, then `faces.detection_pixels`), next to the model's time per image;
 - **imgidx index**: `indexer.pipeline.index` into a fresh SQLite index (walk, read, sha256, reduced-size
-  decode, resize, model, region scores, commits), timed end to end;
+  decode, resize, model, faces, region scores, commits), timed end to end; ``--no-faces`` leaves faces out;
 - **seed-style**: for each of a few images, a new model (graph, session, weights) and the full-resolution
   photo as input, as the seed's notebook does per image.
 
     python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
-                                     [--photo-size 4000x3000] [--one-view]
+                                     [--photo-size 4000x3000] [--one-view] [--no-faces]
 
 For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
 into bench/out (same network, same cost).
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from photo_folder import OUT, make_folder  # noqa: E402
 
-from indexer import images, inference, pipeline, regions, store  # noqa: E402
+from indexer import faces, images, inference, pipeline, regions, store  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
 from indexer.models import load_model  # noqa: E402
 
@@ -82,14 +84,30 @@ def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: in
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def indexed(model, folder: Path, size: int, batch: int, workers: int | None) -> tuple[float, float, pipeline.Summary]:
+def face_pass(folder: Path, size: int) -> tuple[float, float, float]:
+    """Seconds and CPU seconds per photo of the face detector alone, and the windows it ran per photo."""
+    detector = faces.load_detector()
+    photos = []
+    for path in sorted(folder.glob("*.jpg")):
+        decoded = images.decode(images.read_file(path), str(path), size)
+        photos.append((faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height)))
+    detector.detect(*photos[0])  # warm-up
+    start, cpu = time.perf_counter(), time.process_time()
+    for pixels, size in photos:
+        detector.detect(pixels, size)
+    windows = sum(faces.window_count(*pixels.shape[:2]) for pixels, _ in photos) / len(photos)
+    return (time.perf_counter() - start) / len(photos), (time.process_time() - cpu) / len(photos), windows
+
+
+def indexed(model, folder: Path, size: int, batch: int, workers: int | None, with_faces: bool = True
+            ) -> tuple[float, float, pipeline.Summary]:
     """Images per second of a whole `pipeline.index` run into a new index, and the CPUs it kept busy."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = store.open_index(str(Path(tmp) / "bench.db"))
         start, cpu = time.perf_counter(), time.process_time()
         summary = pipeline.index(
             engine, [folder], lambda settings: model, model=model.name, size=size,
-            precision=model.precision, batch=batch, workers=workers,
+            precision=model.precision, batch=batch, workers=workers, with_faces=with_faces,
         )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         engine.dispose()
@@ -122,6 +140,7 @@ def main() -> None:
     parser.add_argument("--photo-size", default="4000x3000", help="WxH of the generated photos")
     parser.add_argument("--one-view", action="store_true",
                         help="run only the working-size view, as the indexer did before calibrated scores")
+    parser.add_argument("--no-faces", action="store_true", help="index without the face pass")
     args = parser.parse_args()
     if args.one_view:
         regions.SCALES = regions.SCALES[:1]
@@ -137,20 +156,24 @@ def main() -> None:
     groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
     before, model_cpu = model_only(model, groups, args.batch)
-    index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers)
+    face_seconds, face_cpu, windows = face_pass(folder, args.size)
+    index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers, not args.no_faces)
     after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2
     cores = os.cpu_count() or 1
     bound = min(model_rate, cores / (model_cpu + decode_cpu))
     print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f}); "
           f"{model_cpu * 1000:.0f} ms CPU per image, {model_cpu * before:.2f} CPUs busy")
+    print(f"face pass:       {face_seconds * 1000:8.0f} ms per image ({face_cpu * 1000:.0f} ms CPU, {windows:.0f} "
+          f"windows of {faces.INPUT_SIZE} px) = {face_seconds * model_rate:.2f}x the model's {1000 / model_rate:.0f} ms")
     print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize)")
     print(f"CPU bound:       {bound:8.2f} images/s  = {bound / model_rate:.1%} of model only, if model and decoding "
           f"share the {cores} CPUs perfectly")
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
         f"{index_cpus:.2f} CPUs busy; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
-        f"writer (scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}",
+        f"writer (faces + scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}, of which faces "
+        f"{summary.face_seconds / summary.elapsed:.0%}",
         flush=True,
     )
     if args.seed_images:

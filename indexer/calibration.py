@@ -32,10 +32,20 @@ from importlib import resources
 from typing import Iterable
 
 from indexer.errors import ImgidxError
-from indexer.labels import NUM_CLASSES
+from indexer.labels import FACE_CLASS, NUM_CLASSES
 
 #: Knots are kept strictly increasing in ``P`` by at least this much, so `evidence_for` is exact.
 MIN_RISE = 1e-6
+#: Labels whose stored scores are probabilities already (faces: the detector's confidence, `indexer.faces`),
+#: read as they are. A label that has such classes and others too is read as the better of its two parts
+#: (`query.compile`); the curve here sees only the classes of the model.
+AS_STORED = frozenset({FACE_CLASS})
+
+
+def as_stored(classes: Iterable[int]) -> bool:
+    """Every one of ``classes`` is read as stored (`AS_STORED`)."""
+    classes = set(classes)
+    return bool(classes) and classes <= AS_STORED
 
 
 class CalibrationError(ImgidxError):
@@ -56,7 +66,7 @@ class Calibration:
     note: str
 
     def prior(self, classes: Iterable[int]) -> float:
-        return sum(self.priors[c] for c in classes)
+        return sum(self.priors[c] for c in classes if c not in AS_STORED)
 
     def scale(self, classes: Iterable[int]) -> float:
         """The factor that turns a label's evidence into the curve's input ``u``."""
@@ -74,10 +84,16 @@ class Calibration:
 
     def probability(self, evidence: float, classes: Iterable[int]) -> float:
         """The confidence of a label with ``evidence`` over ``classes`` (one cell, or a photo's best cell)."""
+        classes = tuple(classes)
+        if as_stored(classes):
+            return min(1.0, evidence)
         return self.curve(evidence * self.scale(classes))
 
     def evidence_for(self, probability: float, classes: Iterable[int]) -> float:
         """The least evidence whose confidence reaches ``probability``; infinity where none does."""
+        classes = tuple(classes)
+        if as_stored(classes):
+            return probability if probability <= 1.0 else float("inf")
         knots = self.knots
         if probability <= knots[0][1]:
             return 0.0

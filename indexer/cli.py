@@ -165,35 +165,45 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 @click.option(
     "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
+@click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
+              help="Find faces too: outlined on the figure, listed under the text grid.")
 @model_option
-def segment(image_path, out, text, size, model_name, weights, precision):
+def segment(image_path, out, text, size, with_faces, model_name, weights, precision):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
     and drawn with a discrete colormap whose colour bar names each class (the seed's figure), and
     the map again over the photo with the 3x3 cells the index stores, each with its leading label and
-    confidence (what `show` prints). --text prints the map as short keys with a legend, fitted to the
-    terminal's width.
+    confidence (what `show` prints); faces the face detector finds are outlined on the photo. --text prints
+    the map as short keys with a legend, fitted to the terminal's width.
     """
     from pathlib import Path
 
-    from indexer import images, inference
+    from indexer import faces, images, inference
     from indexer.models import load_model
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for the map as text")
     size = size or images.DEFAULT_WORKING_SIZE
-    photo = images.load(image_path, min_side=size).pixels
+    decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for both
     model = load_model(model_name, weights, precision)
-    segmentation = inference.segment(model, photo, size)
+    segmentation = inference.segment(model, decoded.pixels, size)
+    found = []
+    if with_faces:
+        found = faces.load_detector().detect(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
     if text:
         from indexer.figure import text_map
+        from indexer.report import faces_text
+        from indexer.store import StoredFace
 
         click.echo(text_map(segmentation))
+        if with_faces:
+            click.echo("\n".join(faces_text([StoredFace(*face) for face in found])))
     if out:
         from indexer.figure import save_figure
 
-        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}")
+        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}", found,
+                    (decoded.width, decoded.height))
         click.echo(f"wrote {out}")
 
 
@@ -333,11 +343,15 @@ class _IndexProgress:
     "--strict", is_flag=True,
     help="Exit 1 also for files still failing: failed before and unchanged since.",
 )
+@click.option(
+    "--faces/--no-faces", "with_faces", default=None,
+    help="Look for faces (the label face, for queries and imgidx redact)  [default: the index's, else on].",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
     folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, excludes,
-    strict, progress, quiet,
+    strict, with_faces, progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -345,11 +359,14 @@ def index_command(
     bad files are recorded and reported without stopping the run. Results are committed in batches, so an
     interrupted run loses nothing committed: run the same command again to continue.
 
-    An existing index keeps its model, working size and precision; asking for others is refused unless
-    --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if some file or
-    folder could not be read, except files still failing: those that failed before and have not changed
-    since are counted apart and do not fail the run, so a nightly job stays green (--strict: they do).
-    Excluded files already in the index are pruned like deleted ones.
+    Faces are looked for in every photo (MediaPipe's BlazeFace, offline) and stored with their boxes:
+    query them as face (or person, people), blur them with imgidx redact. --no-faces skips them.
+
+    An existing index keeps its model, working size, precision and faces setting; asking for others is
+    refused unless --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if
+    some file or folder could not be read, except files still failing: those that failed before and have
+    not changed since are counted apart and do not fail the run, so a nightly job stays green (--strict:
+    they do). Excluded files already in the index are pruned like deleted ones.
 
     The progress bar and the summary's images/s count the same thing over the same span: files done (indexed,
     failed, moved) per second from the end of the folder scan to the last commit, leaving out the model's
@@ -399,6 +416,7 @@ def index_command(
             address=address,
             check_model=lambda settings: check_weights(settings.model, weights),
             exclude=excludes,
+            with_faces=with_faces,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -630,7 +648,8 @@ def labels_command(words):
       imgidx labels n02084071      # by WordNet id
 
     An unknown word gets the closest names instead; a word for a thing none of the 1000 classes shows
-    (person, tree) gets one line naming the nearest classes. Both exit with status 1.
+    (tree, baby) gets one line naming the nearest classes. Both exit with status 1. person and people mean
+    the faces the face detector found and ImageNet's three classes of people.
     """
     from query import resolve
 
@@ -673,6 +692,72 @@ def serve_command(db, host, port, open_browser):
     finally:
         index.close()
     click.echo("stopped", err=True)
+@cli.command()
+@click.argument("words", metavar="QUERY...", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the copies (made if missing).")
+@db_option
+@click.option("--pixelate", is_flag=True, help="Pixelate the regions instead of blurring them.")
+@click.option("--force", is_flag=True, help="Replace copies that exist in --out.")
+@click.option("--strip-gps", is_flag=True, help="Leave the GPS position (EXIF GPS, XMP) out of the copies.")
+@click.option(
+    "--min-score", default=DEFAULT_MIN_SCORE, show_default=True, type=click.FloatRange(0, 1),
+    help="Confidence a term needs, as in imgidx query.",
+)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="VGG-16 weights, for an index built with vgg16 and a query with ImageNet labels.")
+def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
+    """Write a copy of each photo matching QUERY into --out, with what it matched blurred.
+
+    \b
+      imgidx redact face --out ~/public            # every face, as Street View does
+      imgidx redact "license plate" --out ~/public --pixelate
+      imgidx redact "face OR screen" --out ~/public --strip-gps
+
+    Faces: each face box of the term's region, padded. An ImageNet label: the model runs on the photo
+    again and the class-map positions whose top class is the label's are covered, their edges smoothed.
+    Originals are never written: --out may not lie inside an indexed folder, and existing copies are
+    only replaced with --force. Copies keep their path below the indexed folder, their format, JPEG
+    quality and EXIF. A photo changed since it was indexed has its faces found again; one deleted since
+    is skipped with a message, and the exit status is then 1.
+    """
+    from tqdm import tqdm
+
+    from indexer import redact as redaction, store
+
+    engine = store.open_index(_db(db), create=False, readonly=True)
+    bar = None
+
+    def draw(event) -> None:
+        nonlocal bar
+        if isinstance(event, redaction.Planned):
+            bar = tqdm(total=event.photos, unit="photo", desc="redacting", file=sys.stderr, dynamic_ncols=True,
+                       disable=not sys.stderr.isatty())
+        elif isinstance(event, redaction.PhotoDone):
+            bar.update(1)
+        elif isinstance(event, redaction.PhotoNote):
+            line = f"{'Error' if event.skipped else 'note'}: {event.note}"
+            if bar is None:
+                click.echo(line, err=True)
+            else:
+                bar.write(line, file=sys.stderr)
+
+    def backbone(settings):
+        from indexer.models import load_model
+
+        return load_model(settings.model, weights, settings.precision)
+
+    try:
+        summary = redaction.redact(
+            engine, " ".join(words), out, pixelate=pixelate, force=force, strip_gps=strip_gps, min_score=min_score,
+            load_backbone=backbone, on_event=draw,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.dispose()
+    click.echo(redaction.summary_text(summary))
+    if not summary.ok:
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -69,10 +69,15 @@ def class_colors(count: int, with_other: bool) -> list[tuple[float, float, float
     return [to_rgba(c) for c in palette[:named]] + ([to_rgba(OTHER_COLOR)] if with_other else [])
 
 
-def build_figure(segmentation: Segmentation, title: str) -> "Figure":
+FACE_EDGE = "#ffeb3b"
+
+
+def build_figure(segmentation: Segmentation, title: str, faces=(), photo_size=None) -> "Figure":
     """Three panels: the photo; its class map drawn with a discrete colormap and a colour bar naming each
     class (the seed's figure); the map over the photo, each position over the pixels it owns ("other" left
-    clear), with the 3x3 cells the index stores and each cell's leading label and confidence."""
+    clear), with the 3x3 cells the index stores and each cell's leading label and confidence. ``faces``
+    (boxes ``(x0, y0, x1, y1, confidence)`` in pixels of a photo of ``photo_size = (width, height)``) are
+    outlined on the photo with their confidence."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +99,18 @@ def build_figure(segmentation: Segmentation, title: str) -> "Figure":
         axes.set_label(name)
 
     photo_axes.imshow(segmentation.pixels)
-    photo_axes.set_title("Photo (working size)")
+    if faces:
+        from matplotlib.patches import Rectangle
+
+        height, width = segmentation.pixels.shape[:2]
+        sx, sy = width / photo_size[0], height / photo_size[1]
+        for x0, y0, x1, y1, confidence in faces:
+            photo_axes.add_patch(Rectangle((x0 * sx - 0.5, y0 * sy - 0.5), (x1 - x0) * sx, (y1 - y0) * sy,
+                                           fill=False, edgecolor=FACE_EDGE, linewidth=2))
+            photo_axes.text(x0 * sx, y0 * sy - 4, f"face {confidence:.0%}", color=FACE_EDGE, fontsize=9,
+                            fontweight="bold")
+    faces_note = f", {len(faces)} face{'s' * (len(faces) != 1)}" if faces else ""
+    photo_axes.set_title(f"Photo (working size){faces_note}")
     photo_axes.axis("off")
 
     drawn = map_axes.matshow(relabeled, cmap=cmap, norm=norm)
@@ -129,11 +145,11 @@ def build_figure(segmentation: Segmentation, title: str) -> "Figure":
     return figure
 
 
-def save_figure(segmentation: Segmentation, out: Path, title: str) -> None:
+def save_figure(segmentation: Segmentation, out: Path, title: str, faces=(), photo_size=None) -> None:
     """Write `build_figure` as a PNG."""
     from matplotlib import pyplot as plt
 
-    figure = build_figure(segmentation, title)
+    figure = build_figure(segmentation, title, faces, photo_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(figure)

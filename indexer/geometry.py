@@ -87,6 +87,14 @@ class AxisGeometry:
         """The axis from the outer edge of its first pixel to that of its last, in pixel-centre coordinates."""
         return -0.5, self.input_size - 0.5
 
+    def owned_spans(self) -> np.ndarray:
+        """``(map_size, 2)`` the stretch of the axis each map position owns (`tile_edges`) in pixel-edge
+        coordinates, where the axis spans ``[0, input_size]``."""
+        import numpy as np
+
+        edges = self.tile_edges() + 0.5
+        return np.stack([edges[:-1], edges[1:]], axis=1)
+
     def tile_edges(self) -> np.ndarray:
         """``(map_size + 1)`` edges of the strips the map positions own (nearest centre, clipped to the image)."""
         import numpy as np
@@ -153,6 +161,16 @@ class Geometry:
         half = self.receptive_field / 2
         cy, cx = self.rows.centers()[row], self.cols.centers()[col]
         return cy - half, cx - half, cy + half, cx + half
+
+
+def cell_bounds(width: float, height: float) -> np.ndarray:
+    """``(9, 4)`` the cells of a ``width`` x ``height`` photo as boxes ``(x0, y0, x1, y1)`` in pixel-edge
+    coordinates (the photo spans ``[0, width] x [0, height]``), row-major like `CELL_NAMES`."""
+    import numpy as np
+
+    xs = np.linspace(0.0, width, GRID + 1)
+    ys = np.linspace(0.0, height, GRID + 1)
+    return np.array([(xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(GRID) for c in range(GRID)])
 
 
 def _cells(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

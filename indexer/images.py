@@ -150,6 +150,118 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
+# --- Copies of a photo with some pixels changed (`indexer.redact`) ------------------------------------
+
+#: EXIF orientation -> the transpose that turns the stored pixels upright (as `ImageOps.exif_transpose`).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+#: The transpose that undoes each one (the quarter turns undo each other; the rest undo themselves).
+UNDONE_BY = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
+#: The EXIF tag that points to the GPS block.
+EXIF_GPS_IFD = 0x8825
+#: Modes the editing filters take as they are; others are edited as RGB(A) and saved so.
+EDITABLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})
+
+
+@dataclass
+class Original:
+    """A photo opened to write an edited copy: its stored pixels (not turned upright), in the file's format,
+    with what saving the copy needs to keep (quantization tables, EXIF, ICC profile, XMP)."""
+
+    image: Image.Image
+    format: str
+    orientation: int
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as a person sees the photo, the frame of every stored box."""
+        width, height = self.image.size
+        return (height, width) if self.orientation in QUARTER_TURN_ORIENTATIONS else (width, height)
+
+    @property
+    def to_stored(self) -> Image.Transpose | None:
+        """The transpose that takes the upright frame back to the stored one (None: they are the same)."""
+        turn = UPRIGHT.get(self.orientation)
+        return None if turn is None else UNDONE_BY.get(turn, turn)
+
+
+def open_original(data: bytes, name: str) -> Original:
+    """``data`` (the bytes of file ``name``) decoded in full, for an edited copy; `ImageReadError` as `decode`."""
+    name = printable(name)
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageReadError(f"{name}: too large ({width}x{height}; the limit is {MAX_PIXELS / 1e6:.0f} MP)")
+        image.load()
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        fmt = image.format
+        if image.mode not in EDITABLE_MODES:
+            has_alpha = image.mode in ("PA", "La", "RGBa", "I;16", "1") or "transparency" in image.info
+            edited = image.convert("RGBA" if has_alpha and image.mode != "I;16" else "RGB")
+            edited.info = dict(image.info)
+            image = edited
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image (unknown format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
+    return Original(image, fmt, orientation)
+
+
+def save_copy(original: Original, path: str | Path, strip_gps: bool = False) -> None:
+    """Write ``original`` (edited) to ``path`` in its format: a JPEG with its own quantization tables and
+    chroma subsampling (the quality it had), EXIF (without GPS with ``strip_gps``), ICC profile and XMP
+    (left out with ``strip_gps``: it may hold the position too). Written beside ``path`` first and
+    renamed, so an interrupted write leaves no half file."""
+    image = original.image
+    params: dict = {}
+    exif = image.getexif()
+    if strip_gps and EXIF_GPS_IFD in exif:
+        del exif[EXIF_GPS_IFD]
+    if exif:
+        params["exif"] = exif.tobytes()
+    if image.info.get("icc_profile"):
+        params["icc_profile"] = image.info["icc_profile"]
+    if image.info.get("dpi"):
+        params["dpi"] = image.info["dpi"]
+    fmt = original.format
+    if fmt in ("JPEG", "MPO"):
+        from PIL import JpegImagePlugin
+
+        fmt = "JPEG"
+        params.update(qtables=getattr(image, "quantization", None) or None, progressive=bool(image.info.get("progressive")))
+        params["subsampling"] = JpegImagePlugin.get_sampling(image)
+        if image.info.get("xmp") and not strip_gps:
+            params["xmp"] = image.info["xmp"]
+    elif fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        text = PngImagePlugin.PngInfo()
+        for key, value in getattr(image, "text", {}).items():
+            text.add_text(key, value)
+        params["pnginfo"] = text
+    elif fmt == "WEBP":
+        params["lossless"] = True  # WebP's quality cannot be read back: nothing lost beyond what was
+    elif fmt == "TIFF":
+        params["compression"] = image.info.get("compression", "raw")
+    elif fmt == "GIF":
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.imgidx-partial")
+    try:
+        image.save(partial, fmt, **params)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
 def working_shape(height: int, width: int, size: int, multiple: int = 1) -> tuple[int, int]:
     """The network input shape for an image: shorter side ``size``, aspect kept up to `MAX_ASPECT`.
 

@@ -19,6 +19,12 @@ NUM_CLASSES = 1000
 #: EfficientNet-Lite0 output the 1000 classes directly (the seed's ``names[index + 1]``).
 BACKGROUND_OFFSET = 1
 
+#: The class id of faces (`indexer.faces`), a label of imgidx's own: outside ImageNet's 0..999, so no model
+#: output is ever read as it. Its WordNet synset is 3.0's "face, human face".
+FACE_CLASS = NUM_CLASSES
+FACE_WNID = "n05600637"
+FACE_NAMES = ("face", "human face")
+
 
 @dataclass(frozen=True)
 class ImageNetClass:
@@ -118,8 +124,19 @@ def vocabulary() -> tuple[Word, ...]:
     )
 
 
+@lru_cache(maxsize=1)
+def all_classes() -> tuple[ImageNetClass, ...]:
+    """Every label the index stores, position = class id: the ImageNet classes, then `FACE_CLASS`."""
+    return (*classes(), ImageNetClass(FACE_CLASS, FACE_WNID, FACE_NAMES))
+
+
+def class_ids() -> tuple[int, ...]:
+    """Every class id an index may hold."""
+    return tuple(range(len(all_classes())))
+
+
 def class_name(index: int) -> str:
-    return classes()[index].name
+    return all_classes()[index].name
 
 
 def without_background(logits: np.ndarray) -> np.ndarray:

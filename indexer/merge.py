@@ -39,6 +39,7 @@ IN_CHUNK = store.IN_CHUNK
 LABEL_COLUMNS = {
     "image_labels": ("class_id", "score", "share"),
     "cell_labels": ("cell", "class_id", "score", "coverage"),
+    "faces": store.FACE_COLUMNS,
 }
 
 
@@ -166,10 +167,11 @@ def _check_settings(
 
 
 def _mismatch(source: str, found: IndexSettings, other: str, expected: IndexSettings) -> MergeError:
-    calibrated = found.describe() == expected.describe()
+    calibrated = found.describe() == expected.describe() and found.calibration != expected.calibration
+    faces = found.faces != expected.faces
     return MergeError(
-        f"cannot merge {source}: it holds labels from {found.describe(calibrated)}, but {other} from "
-        f"{expected.describe(calibrated)}; indexes built with other settings cannot be merged"
+        f"cannot merge {source}: it holds labels from {found.describe(calibrated, faces)}, but {other} from "
+        f"{expected.describe(calibrated, faces)}; indexes built with other settings cannot be merged"
     )
 
 

@@ -18,7 +18,10 @@ One run:
 5. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
-Settings (model, working size, precision) live in the index's meta table. A run with other settings is
+Faces (`indexer.faces`) are looked for in every photo the model labels, unless the index was built
+without them; the detector runs beside the model, on the decoded photo.
+
+Settings (model, working size, precision, faces) live in the index's meta table. A run with other settings is
 refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
 first committed transaction, so the index never mixes two settings.
 
@@ -44,7 +47,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, ignore, images, regions, store
+from indexer import calibration, faces, ignore, images, regions, store
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
@@ -65,6 +68,8 @@ MAX_QUEUED_COMMITS = 2
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 #: "local": threads and the model in this process; "ray": Ray Data tasks and actors (`indexer.ray_engine`).
 RUNNERS = ("local", "ray")
+#: A new index looks for faces unless told not to (``imgidx index --no-faces``).
+DEFAULT_FACES = True
 
 
 # --- Events -------------------------------------------------------------------------------------------
@@ -162,6 +167,9 @@ class Summary:
     #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
     planning_seconds: float = 0.0
     model_seconds: float = 0.0
+    #: The face detector's time, on the writer thread (included in ``write_seconds``).
+    face_seconds: float = 0.0
+    faces_found: int = 0
     #: Scoring and committing, on the writer thread, overlapped with the model.
     write_seconds: float = 0.0
     elapsed: float = 0.0
@@ -357,26 +365,32 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 
 def choose_settings(
-    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool
+    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool,
+    with_faces: bool | None = None,
 ) -> tuple[IndexSettings, bool]:
     """The settings of this run and whether every stored image must be redone.
 
-    Unset ``model``/``size`` and ``precision="auto"`` mean: keep the index's own (or the defaults for a new
-    index). Asking for other settings than the index holds raises `IndexSettingsError` unless ``reindex``.
+    Unset ``model``/``size``/``with_faces`` and ``precision="auto"`` mean: keep the index's own (or the
+    defaults for a new index). Asking for other settings than the index holds raises `IndexSettingsError`
+    unless ``reindex``.
     """
     if stored is None:
         size = size or images.DEFAULT_WORKING_SIZE
-        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision))
+        with_faces = DEFAULT_FACES if with_faces is None else with_faces
+        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision), faces=with_faces)
         return chosen, reindex
     model = model or stored.model
     if precision == "auto":
         precision = stored.precision if model == stored.model else resolve_precision("auto")
-    chosen = IndexSettings(model, size or stored.working_size, precision)
+    with_faces = stored.faces if with_faces is None else with_faces
+    chosen = IndexSettings(model, size or stored.working_size, precision, faces=with_faces)
     if chosen != stored and not reindex:
-        calibrated = stored.describe() == chosen.describe()
+        calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
+        faces_differ = stored.faces != chosen.faces
         raise IndexSettingsError(
-            f"the index holds labels from {stored.describe(calibrated)}, not {chosen.describe(calibrated)}; "
-            f"pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its settings"
+            f"the index holds labels from {stored.describe(calibrated, faces_differ)}, not "
+            f"{chosen.describe(calibrated, faces_differ)}; pass --reindex to rebuild it, or leave out "
+            f"--model/--size/--precision{'/--faces/--no-faces' * faces_differ} to keep its settings"
         )
     return chosen, reindex
 
@@ -459,6 +473,8 @@ class Read:
     width: int = 0
     height: int = 0
     shape: tuple[int, int] | None = None
+    #: The decoded photo as the face detector searches it (`faces.detection_pixels`), until it has.
+    face_pixels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -492,8 +508,10 @@ class _Run:
     """The state of one indexing run (see the module docstring)."""
 
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
-                 process=None):
+                 process=None, load_detector=None):
         self.engine = engine
+        self.load_detector = load_detector or faces.load_detector
+        self.detector: faces.FaceDetector | None = None
         self.process_tasks = process or _Run.process
         self.roots = roots
         self.load_backbone = load_backbone
@@ -566,6 +584,8 @@ class _Run:
             return Read(task, content.digest, source=self.known_source(task, content.digest))
         decoded = content.decoded
         read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
+        if self.settings.faces:
+            read.face_pixels = faces.detection_pixels(decoded.pixels)
         if self.stride is not None:
             self.resize(read)
         return read
@@ -649,6 +669,9 @@ class _Run:
                 f"but the index is built with {self.settings.describe()}"
             )
         check_size(backbone, self.settings.working_size)
+        if self.settings.faces:
+            self.detector = self.load_detector()
+            self.summary.load_seconds = time.perf_counter() - start
         self.stride = total_stride(backbone.layers)
         self.backbone = backbone
         self.poolings = Poolings(backbone)
@@ -664,6 +687,17 @@ class _Run:
         self.summary.indexed += len(group)
         self.labelled_pending = True
         self.commit()
+
+    def detect(self, read: Read) -> list[faces.Face]:
+        """Writer thread: the faces of a photo the model has labelled, beside the model's next batch on the
+        main thread. TF Lite's interpreter holds the GIL for much of its run, so on two cores this measured
+        no faster than detecting after the model (bench/RESULTS.md), but it does not hold the model up."""
+        start = time.perf_counter()
+        found = self.detector.detect(read.face_pixels, (read.width, read.height))
+        read.face_pixels = None
+        self.summary.face_seconds += time.perf_counter() - start
+        self.summary.faces_found += len(found)
+        return found
 
     def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
         """Hand everything pending to the writer thread as one transaction.
@@ -698,6 +732,8 @@ class _Run:
             saves = list(job.saves)
             for group, seen in job.scored:
                 for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
+                    if self.detector is not None:
+                        scores = regions.with_faces(scores, self.detect(read), read.width, read.height)
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
@@ -831,6 +867,8 @@ def index(
     address: str | None = None,
     check_model: Callable[[IndexSettings], None] | None = None,
     exclude: Sequence[str] = (),
+    with_faces: bool | None = None,
+    load_detector: Callable[[], faces.FaceDetector] | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -848,6 +886,9 @@ def index(
 
     ``exclude`` globs, and each root folder's ``.imgidxignore``, leave files and folders out of the walk
     (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
+
+    ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels; None keeps the index's
+    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` builds the detector, when first needed.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -873,14 +914,16 @@ def index(
     rules = ignore.for_roots(real_roots, exclude)
     with writer_lock(engine):
         with engine.connect() as conn:
-            settings, redo_all = choose_settings(store.read_settings(conn), model, size, precision, reindex)
+            settings, redo_all = choose_settings(
+                store.read_settings(conn), model, size, precision, reindex, with_faces
+            )
         if check_model is not None:
             check_model(settings)
         try:
             found = list_files(real_roots, database_files(engine), rules)
             run = _Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
-                on_event, process,
+                on_event, process, load_detector,
             )
             return run.run(found, started)
         finally:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from indexer import calibration, ignore, images, regions
+from indexer import calibration, faces, ignore, images, regions
 from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
@@ -115,8 +115,9 @@ class ModelActor:
     """Ray actor: one loaded backbone; class maps in, region scores out (see the module docstring)."""
 
     def __init__(self, load_backbone: Callable[[IndexSettings], "Backbone"], settings: IndexSettings,
-                 threads: int | None):
+                 threads: int | None, load_detector: Callable[[], "faces.FaceDetector"] | None = None):
         self.settings = settings
+        self.detector = None
         self.fatal: BaseException | None = None
         self.calibration = calibration.for_model(settings.model)
         if threads:
@@ -129,6 +130,8 @@ class ModelActor:
                     f"but the index is built with {settings.describe()}"
                 )
             check_size(self.backbone, settings.working_size)
+            if settings.faces:
+                self.detector = (load_detector or faces.load_detector)()
             self.stride = total_stride(self.backbone.layers)
             self.poolings = Poolings(self.backbone)
         except Exception as exc:
@@ -155,6 +158,10 @@ class ModelActor:
                 seen = views(self.backbone, np.stack([pixels[i] for i in members]), self.poolings)
                 share = (time.perf_counter() - start) / len(members)
                 for i, scores in zip(members, regions.score_batch(seen, self.calibration)):
+                    if self.detector is not None:  # as the local engine: on the decoded photo
+                        found = self.detector.detect(faces.detection_pixels(batch["pixels"][i]),
+                                                     (out["width"][i], out["height"][i]))
+                        scores = regions.with_faces(scores, found, out["width"][i], out["height"][i])
                     out["regions"][i] = pickle.dumps(scores, protocol=pickle.HIGHEST_PROTOCOL)
                     out["model_seconds"][i] = share
         except Exception as exc:
@@ -314,7 +321,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
             )
             .map_batches(
                 ModelActor,
-                fn_constructor_args=(run.load_backbone, run.settings, threads),
+                fn_constructor_args=(run.load_backbone, run.settings, threads, run.load_detector),
                 batch_size=run.batch,
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=MODEL_ACTOR_CPUS,
@@ -338,7 +345,9 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
                     run.handle(Read(task, digest, source=run.known_source(task, digest)))
                 else:
                     read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]))
-                    run.saves.append((run.labelled_row(read), pickle.loads(batch["regions"][i])))
+                    scores = pickle.loads(batch["regions"][i])
+                    run.saves.append((run.labelled_row(read), scores))
+                    run.summary.faces_found += len(scores.faces)
                     run.summary.indexed += 1
                     run.summary.model_seconds += float(batch["model_seconds"][i])
                     run.summary.model_loaded = True

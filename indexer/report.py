@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from indexer.calibration import JSON_DECIMALS, percent
 from indexer.geometry import CELL_NAMES, GRID
 from indexer.names import printable, stored
-from indexer.store import ImageReport, IndexStats, StoredLabel
+from indexer.store import ImageReport, IndexStats, StoredFace, StoredLabel
 from indexer.store import shown as shown_db
 
 if TYPE_CHECKING:
@@ -39,9 +39,10 @@ def summary_text(summary: "Summary") -> str:
     if not summary.model_loaded:
         return f"{', '.join(parts)} in {summary.elapsed:.1f} s (no model run)"
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
+    found = f"; {summary.faces_found} face{'s' * (summary.faces_found != 1)} found" if summary.faces_found else ""
     return (
         f"{', '.join(parts)} in {summary.elapsed:.1f} s ({summary.settings.describe()}, model loaded in "
-        f"{summary.load_seconds:.1f} s{rate})"
+        f"{summary.load_seconds:.1f} s{rate}){found}"
     )
 
 
@@ -72,7 +73,24 @@ def image_json(report: ImageReport) -> dict:
             {"cell": cell, "name": CELL_NAMES[cell], "labels": [_label_json(label, "coverage") for label in labels]}
             for cell, labels in enumerate(report.cells)
         ],
+        "faces": None if report.faces is None else [
+            {"box": [face.x0, face.y0, face.x1, face.y1], "confidence": round(face.confidence, JSON_DECIMALS)}
+            for face in report.faces
+        ],
     }
+
+
+def faces_text(faces: list[StoredFace] | None) -> list[str]:
+    """The faces of one photo, best first: confidence and box in pixels of the photo as seen."""
+    if faces is None:
+        return ["faces: not looked for (indexed with --no-faces)"]
+    lines = [f"faces: {len(faces)}"]
+    for number, face in enumerate(faces, start=1):
+        lines.append(
+            f"  {number}. {percent(face.confidence):>4}  x {face.x0:.0f}-{face.x1:.0f}, y {face.y0:.0f}-{face.y1:.0f} "
+            f"({face.x1 - face.x0:.0f}x{face.y1 - face.y0:.0f} px)"
+        )
+    return lines
 
 
 def _grid(cells: list[list[StoredLabel]]) -> list[str]:
@@ -105,6 +123,7 @@ def image_text(report: ImageReport, top: int) -> str:
         lines.append(f"  {percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")
     lines.append("grid (leading class and confidence per cell):")
     lines += _grid(report.cells)
+    lines += faces_text(report.faces)
     return "\n".join(lines)
 
 

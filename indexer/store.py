@@ -29,10 +29,13 @@ from indexer.errors import SchemaVersionError, StoreError
 T = TypeVar("T")
 
 #: 2: scores are evidence read through a calibration (`indexer.calibration`), recorded in meta.
-SCHEMA_VERSION = 2
+#: 3: the faces table and the face class (`indexer.labels.FACE_CLASS`), meta 'faces'.
+SCHEMA_VERSION = 3
+#: The oldest version whose labels this one keeps: its upgrade only adds what faces need (`_upgrade`).
+LABELS_KEPT_FROM = 2
 DB_ENV = "IMGIDX_DB"
 DEFAULT_DB_NAME = "index.db"
-TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels")
+TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "faces")
 SQLITE_BUSY_TIMEOUT_S = 30
 #: The backends an index can live in: the write path needs their INSERT ... ON CONFLICT.
 BACKENDS = ("sqlite", "postgresql")
@@ -225,7 +228,7 @@ def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bo
         else:
             probe = _read_only_engine(path)
             try:
-                _checked(probe, db, create=create, make=False, upgrade=upgrade)
+                _checked(probe, db, create=create, make=False, upgrade=upgrade, readonly=readonly)
             except StoreError:
                 probe.dispose()
                 raise
@@ -254,7 +257,7 @@ def _check_folder(path: Path) -> None:
     )
 
 
-def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool) -> Engine:
+def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool, readonly: bool = False) -> Engine:
     """``engine`` once its database is known to be an imgidx index of this version (made, if ``make``
     and it is empty, and upgraded if ``make`` and ``upgrade``); disposed and a `StoreError` otherwise."""
     try:
@@ -272,7 +275,7 @@ def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool) -
             elif "meta" not in existing:
                 raise StoreError(f"{shown(db)} is not an imgidx index (it has other tables)")
             else:
-                _check_version(conn, db, upgrade, write=make)
+                _check_version(conn, db, upgrade, write=make, readonly=readonly)
     except DBAPIError as exc:
         engine.dispose()
         raise StoreError(f"cannot open index {shown(db)}: {error_reason(exc)}") from None
@@ -287,10 +290,7 @@ def _create(conn: sa.Connection) -> None:
         conn.exec_driver_sql(statement)
     t = tables(conn)
     conn.execute(t.meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-    conn.execute(
-        t.classes.insert(),
-        [{"class_id": c.index, "wnid": c.wnid, "name": c.name, "names": ", ".join(c.names)} for c in labels.classes()],
-    )
+    conn.execute(t.classes.insert(), [_class_row(c) for c in labels.all_classes()])
     conn.execute(
         t.class_ancestors.insert(),
         [
@@ -301,7 +301,14 @@ def _create(conn: sa.Connection) -> None:
     )
 
 
-def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool) -> None:
+def _class_row(cls: labels.ImageNetClass) -> dict:
+    return {"class_id": cls.index, "wnid": cls.wnid, "name": cls.name, "names": ", ".join(cls.names)}
+
+
+def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, readonly: bool = False) -> None:
+    """Refuse an index this version cannot read; bring an older one up to date when opened for writing
+    (``write``; version 1 only with ``upgrade``). A read-only opening of an older index is refused, since
+    nothing may be written then."""
     row = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     if row is None:
         raise StoreError(f"{shown(db)} is not an imgidx index (no schema version)")
@@ -310,23 +317,42 @@ def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool) -> 
         raise SchemaVersionError(
             f"{shown(db)} has schema version {found}, newer than this imgidx reads ({SCHEMA_VERSION}); upgrade imgidx"
         )
+    if found < LABELS_KEPT_FROM and not upgrade:
+        raise SchemaVersionError(
+            f"{shown(db)} has schema version {found}, whose scores this imgidx cannot read as calibrated "
+            f"ones; rebuild its labels (paths and hashes are kept): imgidx index FOLDER --db {shown(db)} --reindex"
+        )
     if found < SCHEMA_VERSION:
-        if not upgrade:
+        if readonly:
             raise SchemaVersionError(
-                f"{shown(db)} has schema version {found}, whose scores this imgidx cannot read as calibrated "
-                f"ones; rebuild its labels (paths and hashes are kept): imgidx index FOLDER --db {shown(db)} --reindex"
+                f"{shown(db)} has schema version {found}, from before faces; bring it up to date (its labels are "
+                f"kept): imgidx index FOLDER --db {shown(db)}, with --reindex to find faces too"
             )
         if write:
-            _upgrade(conn)
+            _upgrade(conn, found)
 
 
-def _upgrade(conn: sa.Connection) -> None:
-    """Version 1 -> 2: the tables are the same, but version 1's scores were mean probabilities with no
-    calibration, which cannot be turned into version 2's evidence. Files stay (paths, hashes, failures);
-    every label goes and every image is due, so the ``--reindex`` run that asked for this relabels them."""
+def _upgrade(conn: sa.Connection, found: int) -> None:
+    """Bring an index of schema version ``found`` up to this one, in the caller's transaction.
+
+    Version 2 -> 3 adds the faces table and the face class and keeps every label: its images were labelled
+    without faces, so its settings say faces 'off' (a run that wants faces needs ``--reindex``, as for any
+    other setting). Version 1 -> 2: version 1's scores were mean probabilities with no calibration, which
+    cannot be turned into evidence. Files stay (paths, hashes, failures); every label goes and every
+    image is due, so the ``--reindex`` run that asked for this relabels them.
+    """
+    for statement in schema_statements(conn.dialect.name):
+        conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables and indexes missing
     t = tables(conn)
-    mark_all_stale(conn, t, drop_labels=True)
-    conn.execute(t.meta.delete().where(t.meta.c.key.in_(SETTING_KEYS)))
+    known = set(conn.execute(sa.select(t.classes.c.class_id)).scalars())
+    missing = [_class_row(c) for c in labels.all_classes() if c.index not in known]
+    if missing:
+        conn.execute(t.classes.insert(), missing)
+    if found < LABELS_KEPT_FROM:
+        mark_all_stale(conn, t, drop_labels=True)
+        conn.execute(t.meta.delete().where(t.meta.c.key.in_(SETTING_KEYS)))
+    elif all(key in read_meta(conn) for key in SETTING_KEYS if key != "faces"):
+        conn.execute(t.meta.insert(), [{"key": "faces", "value": FACES_OFF}])
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
@@ -340,6 +366,7 @@ class Tables:
     images: sa.Table
     image_labels: sa.Table
     cell_labels: sa.Table
+    faces: sa.Table
 
 
 def tables(bind: Engine | sa.Connection) -> Tables:
@@ -417,7 +444,9 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
-SETTING_KEYS = ("model", "working_size", "precision", "calibration")
+SETTING_KEYS = ("model", "working_size", "precision", "calibration", "faces")
+#: How meta stores the faces setting.
+FACES_ON, FACES_OFF = "on", "off"
 #: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
 SKIPPED_PREFIX = "skipped: "
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
@@ -427,20 +456,24 @@ IN_CHUNK = 500
 @dataclass(frozen=True)
 class IndexSettings:
     """How an index's labels were computed; one index never mixes two settings. ``calibration`` is the
-    version of `indexer.calibration` its scores are read with (left out: the model's current one)."""
+    version of `indexer.calibration` its scores are read with (left out: the model's current one);
+    ``faces``, whether every labelled image went through the face detector (`indexer.faces`)."""
 
     model: str
     working_size: int
     precision: str
     calibration: str = ""
+    faces: bool = True
 
     def __post_init__(self) -> None:
         if not self.calibration:
             object.__setattr__(self, "calibration", calibration.for_model(self.model).version)
 
-    def describe(self, calibrated: bool = False) -> str:
-        """``calibrated`` names the calibration too: for telling apart settings that differ only there."""
+    def describe(self, calibrated: bool = False, faces: bool = False) -> str:
+        """``calibrated`` names the calibration too, ``faces`` the face setting: for telling apart settings
+        that differ only there."""
         extra = f", calibration {self.calibration}" if calibrated else ""
+        extra += (", with faces" if self.faces else ", without faces") if faces else ""
         return f"{self.model} at size {self.working_size} ({self.precision}{extra})"
 
 
@@ -450,7 +483,7 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     if not all(key in meta for key in SETTING_KEYS):
         return None
     size = _number(meta["working_size"], "the index's working size")
-    return IndexSettings(meta["model"], size, meta["precision"], meta["calibration"])
+    return IndexSettings(meta["model"], size, meta["precision"], meta["calibration"], meta["faces"] == FACES_ON)
 
 
 def read_calibration(conn: sa.Connection) -> calibration.Calibration:
@@ -488,7 +521,7 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
     """Store ``settings``; an upsert per key, so two writers storing them at once never collide on a key."""
     values = {
         "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
-        "calibration": settings.calibration,
+        "calibration": settings.calibration, "faces": FACES_ON if settings.faces else FACES_OFF,
     }
     insert = _insert(conn, t.meta)
     conn.execute(
@@ -502,6 +535,7 @@ def mark_all_stale(conn: sa.Connection, t: Tables, drop_labels: bool) -> None:
     if drop_labels:
         conn.execute(t.cell_labels.delete())
         conn.execute(t.image_labels.delete())
+        conn.execute(t.faces.delete())
     conn.execute(t.images.update().values(model=None, working_size=None))
 
 
@@ -587,6 +621,7 @@ def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None
     for chunk in _chunks(image_ids):
         conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
         conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
+        conn.execute(t.faces.delete().where(t.faces.c.image_id.in_(chunk)))
 
 
 def upsert_images(
@@ -626,15 +661,24 @@ def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "obje
     if not items:
         return
     ids = upsert_images(conn, t, [row for row, _ in items])
-    image_rows, cell_rows = [], []
+    image_rows, cell_rows, face_rows = [], [], []
     for image_id, (_, regions) in zip(ids, items):
         if regions is not None:
             image_rows += [{"image_id": image_id, **label._asdict()} for label in regions.image_labels]
             cell_rows += [{"image_id": image_id, **label._asdict()} for label in regions.cell_labels]
+            face_rows += [face_row(image_id, number, face) for number, face in enumerate(regions.faces)]
     if image_rows:
         conn.execute(t.image_labels.insert(), image_rows)
     if cell_rows:
         conn.execute(t.cell_labels.insert(), cell_rows)
+    if face_rows:
+        conn.execute(t.faces.insert(), face_rows)
+
+
+def face_row(image_id: int, number: int, face) -> dict:
+    """A ``faces`` row from a box ``(x0, y0, x1, y1, confidence)`` (an `indexer.faces.Face`)."""
+    x0, y0, x1, y1, confidence = (float(v) for v in face)
+    return {"image_id": image_id, "face": number, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "confidence": confidence}
 
 
 def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]) -> None:
@@ -644,7 +688,8 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
     ids = upsert_images(conn, t, [row for row, _ in items])
     for image_id, (_, source_id) in zip(ids, items):
         for table, columns in ((t.image_labels, ("class_id", "score", "share")),
-                               (t.cell_labels, ("cell", "class_id", "score", "coverage"))):
+                               (t.cell_labels, ("cell", "class_id", "score", "coverage")),
+                               (t.faces, FACE_COLUMNS)):
             source = sa.select(sa.literal(image_id), *(table.c[c] for c in columns)).where(
                 table.c.image_id == source_id
             )
@@ -667,6 +712,63 @@ def delete_images(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
 
 
 # --- Read-back for `imgidx show` and `imgidx stats` ---
+
+#: The columns of a ``faces`` row besides its image.
+FACE_COLUMNS = ("face", "x0", "y0", "x1", "y1", "confidence")
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    """One face of a photo: its box in pixels of the photo as seen (after EXIF orientation) and the
+    detector's confidence."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    confidence: float
+
+
+def read_faces(conn: sa.Connection, image_id: int, t: Tables | None = None) -> list[StoredFace]:
+    """The faces stored for one image, best first (none where the index has no faces: see
+    `IndexSettings.faces`)."""
+    faces = (t or tables(conn)).faces
+    rows = conn.execute(
+        sa.select(faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
+        .where(faces.c.image_id == image_id)
+        .order_by(faces.c.face)
+    )
+    return [StoredFace(*row) for row in rows]
+
+
+def face_boxes(conn: sa.Connection, image_id: int) -> list[dict]:
+    """The faces of one photo as a page places them: ``left``, ``top``, ``width``, ``height`` as fractions
+    of the photo (as seen, after EXIF orientation) and a ``label`` ("face 93%"), best first."""
+    t = tables(conn)
+    size = conn.execute(sa.select(t.images.c.width, t.images.c.height).where(t.images.c.image_id == image_id)).first()
+    if size is None or not size[0] or not size[1]:
+        return []
+    width, height = size
+    return [
+        {"left": f.x0 / width, "top": f.y0 / height, "width": (f.x1 - f.x0) / width, "height": (f.y1 - f.y0) / height,
+         "label": f"face {calibration.percent(f.confidence)}"}
+        for f in read_faces(conn, image_id, t)
+    ]
+
+
+def faces_of(conn: sa.Connection, image_ids: list[int], t: Tables | None = None) -> dict[int, list[StoredFace]]:
+    """`read_faces` for many images at once (images without faces left out)."""
+    faces = (t or tables(conn)).faces
+    found: dict[int, list[StoredFace]] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        rows = conn.execute(
+            sa.select(faces.c.image_id, faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
+            .where(faces.c.image_id.in_(chunk))
+            .order_by(faces.c.image_id, faces.c.face)
+        )
+        for image_id, *box in rows:
+            found.setdefault(image_id, []).append(StoredFace(*box))
+    return found
 
 
 @dataclass(frozen=True)
@@ -696,6 +798,8 @@ class ImageReport:
     error: str | None
     labels: list[StoredLabel]
     cells: list[list[StoredLabel]]
+    #: The faces found, best first; None when the index does not look for faces.
+    faces: list[StoredFace] | None = None
 
 
 def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
@@ -742,10 +846,13 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
 
     for cell, *label in cell_rows:
         cells[cell].append(labelled(*label))
-    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells")}
+    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces")}
     fields["path"] = restored(fields["path"])
+    settings = read_settings(conn)
+    found_faces = read_faces(conn, row["image_id"], t) if settings is not None and settings.faces else None
     return ImageReport(
-        **fields, labels=best_first([labelled(*r) for r in image_labels]), cells=[best_first(c) for c in cells]
+        **fields, labels=best_first([labelled(*r) for r in image_labels]), cells=[best_first(c) for c in cells],
+        faces=found_faces,
     )
 
 

@@ -64,9 +64,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from indexer.calibration import Calibration
+from indexer.calibration import AS_STORED, Calibration
 from indexer.geometry import CELL_NAMES
-from indexer.labels import NUM_CLASSES
+from indexer.labels import class_ids
 from indexer.store import Tables, bytewise
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
 from query.parser import And, Node, Not, Or, Region, Relation, Term
@@ -139,6 +139,27 @@ class Spec:
     @property
     def cost(self) -> int:
         return len(self.classes) * len(self.cells)
+
+    @property
+    def stored_classes(self) -> tuple[int, ...]:
+        """Classes whose scores are probabilities already (faces), read as stored."""
+        return tuple(c for c in self.classes if c in AS_STORED)
+
+    @property
+    def model_classes(self) -> tuple[int, ...]:
+        """Classes whose evidence is read through the calibration."""
+        return tuple(c for c in self.classes if c not in AS_STORED)
+
+    @property
+    def mixed(self) -> bool:
+        """Both kinds (``person``: faces and ImageNet's groom, scuba diver, ballplayer): the term's value in
+        a cell is then the better of the faces' score and the model classes' confidence."""
+        return bool(self.stored_classes) and bool(self.model_classes)
+
+    @property
+    def reads_confidence(self) -> bool:
+        """The term's values are confidences already, compared with its threshold as they are."""
+        return bool(self.stored_classes)
 
 
 @dataclass
@@ -238,6 +259,8 @@ class _Compiler:
                 spec = by_key.get(key)
                 if spec is None:
                     evidence = self.calibration.evidence_for(threshold, classes)
+                    if set(classes) & AS_STORED:  # values are confidences (`Spec.reads_confidence`)
+                        evidence = threshold if threshold <= 1.0 else float("inf")
                     spec = Spec(len(self.specs) + 1, term, resolutions[term], *key, evidence)
                     by_key[key] = spec
                     self.specs.append(spec)
@@ -257,8 +280,8 @@ class _Compiler:
     def class_filter(self, column: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
         if len(classes) == 1:
             return column == classes[0]
-        if len(classes) > NUM_CLASSES // 2:  # "entity", "object": name the few classes left out instead
-            return column.not_in(sorted(set(range(NUM_CLASSES)) - set(classes)))
+        if len(classes) > len(class_ids()) // 2:  # "entity", "object": name the few classes left out instead
+            return column.not_in(sorted(set(class_ids()) - set(classes)))
         return column.in_(classes)
 
     def cell_filter(self, column: sa.ColumnElement, cells: tuple[int, ...]) -> sa.ColumnElement:
@@ -273,9 +296,15 @@ class _Compiler:
         return value > spec.evidence if spec.strict else value >= spec.evidence
 
     def confidence(self, evidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
-        """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence."""
+        """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence; a term
+        whose values are confidences already (`Spec.reads_confidence`) as it is."""
+        if spec.reads_confidence:
+            return evidence
+        return self.curve(evidence, spec.classes)
+
+    def curve(self, evidence: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
         knots = self.calibration.knots
-        u = evidence * self.calibration.scale(spec.classes)
+        u = evidence * self.calibration.scale(classes)
         pieces = [(evidence.is_(None), sa.null()), (u <= knots[0][0], sa.literal(knots[0][1]))]
         for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
             pieces.append((u <= u1, p0 + (u - u0) * ((p1 - p0) / (u1 - u0))))
@@ -291,7 +320,7 @@ class _Compiler:
         if len(spec.classes) == 1:  # one row per (image, cell): the threshold runs inside the index
             query = sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s")).where(*where, self.reaches(cl.c.score, spec))
         else:
-            total = sa.func.sum(cl.c.score)
+            total = self.cell_value(spec, sa.true())
             query = (
                 sa.select(cl.c.image_id, cl.c.cell, total.label("s"))
                 .where(*where)
@@ -327,12 +356,7 @@ class _Compiler:
         """Per candidate and cell, the summed score of each spec, from the candidate's own rows."""
         cl = self.t.cell_labels
         wanted = tuple(sorted({c for s in specs for c in s.classes}))
-        sums = {
-            s.number: sa.func.sum(
-                sa.case((sa.and_(self.class_filter(cl.c.class_id, s.classes), self.cell_filter(cl.c.cell, s.cells)), cl.c.score))
-            )
-            for s in specs
-        }
+        sums = {s.number: self.cell_value(s, self.cell_filter(cl.c.cell, s.cells)) for s in specs}
         # "class_id + 0" keeps SQLite on the primary key (image_id, cell, class_id) for this join instead
         # of scanning the class index for every listed class.
         return (
@@ -340,6 +364,22 @@ class _Compiler:
             .select_from(cand.join(cl, sa.and_(cl.c.image_id == cand.c.image_id, self.class_filter(cl.c.class_id + 0, wanted))))
             .group_by(cand.c.image_id, cl.c.cell)
         )
+
+    def cell_value(self, spec: Spec, where: sa.ColumnElement) -> sa.ColumnElement:
+        """A term's value in one (image, cell) group of ``cell_labels`` rows (those meeting ``where``): its
+        classes' summed evidence; for a `Spec.mixed` term, the better of the faces' score and the model
+        classes' confidence (NULL where neither has a row)."""
+        cl = self.t.cell_labels
+
+        def total(classes: tuple[int, ...]) -> sa.ColumnElement:
+            return sa.func.sum(sa.case((sa.and_(self.class_filter(cl.c.class_id, classes), where), cl.c.score)))
+
+        if not spec.mixed:
+            return total(spec.classes)
+        stored, model = total(spec.stored_classes), total(spec.model_classes)
+        greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
+        better = greatest(sa.func.coalesce(stored, 0.0), self.curve(sa.func.coalesce(model, 0.0), spec.model_classes))
+        return sa.case((sa.and_(stored.is_(None), model.is_(None)), sa.null()), else_=better)
 
     # -- boolean condition and score over the per-spec columns
     def score(self, spec: Spec) -> sa.ColumnElement:

@@ -204,9 +204,11 @@ Term: LABEL [in|at|on] [the] REGION [> SCORE]
           Flower-Pot, dogs); else an everyday word of the vocabulary (train,
           tv, couch, beach, food: the COCO object names and photo words); else
           a WordNet ancestor of classes (dog = 118 breeds, bird, vehicle,
-          coffee); or a WordNet id (n02084071). A word for a thing none of
-          the 1000 classes shows (person, tree, giraffe, book) is refused with
-          one line naming the nearest classes.
+          coffee); or a WordNet id (n02084071). face (also person, people)
+          is the face detector's label: a face's score in a cell is its
+          confidence, weighted by the share of its box in the cell. A word for
+          a thing none of the 1000 classes shows (tree, giraffe, book) is
+          refused with one line naming the nearest classes.
           A term's score in a cell is a confidence: the chance that the label
           really is there, from its classes' summed evidence and the model's
           calibration (imgidx labels WORD shows the classes).

@@ -201,6 +201,7 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
 .path .part { display: inline-block; max-width: 100%%; text-decoration: inherit; }
 .paths, .terms { margin: .3em 0 0; padding: 0; list-style: none; } .terms { font-size: 13px; }
 .copies { background: #e3e8f4; border-radius: 3px; padding: 0 .4em; font-size: 12px; }
+.face { position: absolute; border: 2px solid #ffeb3b; box-sizing: border-box; pointer-events: none; }
 """
 
 
@@ -261,6 +262,7 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
         for name, marks in zip(CELL_NAMES, cell_marks(m))
     )
     picture, shown = _picture(photo, size)
+    picture += _faces_html(m)
     copies = f' <span class="copies">{photo.copies} copies</span>' if photo.copies > 1 else ""
     paths = "".join(f"<li>{_path_link(path)}</li>" for path in photo.paths)
     terms = "".join(
@@ -271,6 +273,18 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
         f'<a class="thumb" href="{e(_file_url(shown))}">{picture}<div class="grid">{cells}</div></a>'
         f'<div class="caption"><span class="rank">#{m.rank}</span> <span class="score">{percent(m.score)}</span>{copies}'
         f'<ul class="paths">{paths}</ul><ul class="terms">{terms}</ul></div></li>'
+    )
+
+
+def _faces_html(m: Match) -> str:
+    """The match's faces outlined over its thumbnail, placed in percent of the photo's size."""
+    if not m.faces or not m.width or not m.height:
+        return ""
+    return "".join(
+        f'<div class="face" title="face {percent(f.confidence)}" style="left:{100 * f.x0 / m.width:.2f}%;'
+        f"top:{100 * f.y0 / m.height:.2f}%;width:{100 * (f.x1 - f.x0) / m.width:.2f}%;"
+        f'height:{100 * (f.y1 - f.y0) / m.height:.2f}%"></div>'
+        for f in m.faces
     )
 
 

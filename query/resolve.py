@@ -97,7 +97,7 @@ class Sense:
         count = f"{n} class{'es' if n != 1 else ''}"
         if self.kind == "class":
             (index,) = self.classes
-            return f"class {index} {', '.join(labels.classes()[index].names)} ({self.wnid})"
+            return f"class {index} {', '.join(labels.all_classes()[index].names)} ({self.wnid})"
         if self.kind == "group":
             return f"WordNet group {self.name} ({self.wnid}): {count}"
         note = f" ({self.word.note})" if self.word.note else ""
@@ -140,13 +140,14 @@ class Resolution:
             lines.append(f"  {sense.describe()}")
             if sense.lists_classes:
                 shown = sense.classes if max_classes is None else sense.classes[:max_classes]
-                lines.extend(f"    {c:>3}  {labels.classes()[c].wnid}  {labels.classes()[c].name}" for c in shown)
+                lines.extend(f"    {c:>3}  {labels.all_classes()[c].wnid}  {labels.all_classes()[c].name}" for c in shown)
                 if len(shown) < len(sense.classes):
                     more = sense.wnid or sense.name
                     lines.append(f"    ... and {len(sense.classes) - len(shown)} more (imgidx labels {more})")
             elif with_groups:
-                groups = list(dict.fromkeys(a.lemma for a in labels.ancestors()[sense.classes[0]]))
-                lines.append(f"    in groups: {', '.join(groups)}")
+                chain = labels.ancestors()[sense.classes[0]] if sense.classes[0] < labels.NUM_CLASSES else ()
+                groups = list(dict.fromkeys(a.lemma for a in chain))
+                lines.append(f"    in groups: {', '.join(groups) or 'none (a label of imgidx: the face detector)'}")
         return "\n".join(lines)
 
 
@@ -252,7 +253,7 @@ def _lexicon_data() -> dict:
         folded.setdefault(fold(name), {})[sense.wnid] = sense
         exact.setdefault(_exact(name), {})[sense.wnid] = sense
 
-    for cls in labels.classes():
+    for cls in labels.all_classes():
         sense = Sense("class", cls.wnid, cls.name, (cls.index,))
         wnids[cls.wnid] = sense
         for name in cls.names:
@@ -303,7 +304,7 @@ class VocabularyError(ValueError):
 def _vocabulary_sense(word: labels.Word, wnids: dict[str, Sense]) -> Sense:
     classes: set[int] = set()
     for ref, _ in word.means + word.nearest:
-        known = wnids.get(ref) if _WNID.fullmatch(ref) else (ref.isdigit() and int(ref) < labels.NUM_CLASSES)
+        known = wnids.get(ref) if _WNID.fullmatch(ref) else (ref.isdigit() and int(ref) < len(labels.all_classes()))
         if not known:
             raise VocabularyError(f"vocabulary.tsv, row {word.name!r}: no class or WordNet group {ref!r}")
     for ref, _ in word.means:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from indexer.calibration import Calibration
 from indexer.names import restored
-from indexer.store import Tables, read_calibration, tables as reflect_tables
+from indexer.store import StoredFace, Tables, faces_of, read_calibration, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
@@ -39,6 +39,8 @@ class Match:
     score: float
     terms: tuple[TermMatch, ...]
     content_hash: str | None = None
+    #: The photo's faces (photo pixels), when a reported term is about faces: what `--html` outlines.
+    faces: tuple[StoredFace, ...] = ()
 
 
 @dataclass
@@ -80,8 +82,7 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
             seen.add(spec.term.label)
             lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
     lines.append(f"thresholds (calibration {prepared.compiled.calibration.version}):")
-    lines += [f"  term {spec.number}: confidence {'>' if spec.strict else '>='} {spec.threshold:g} means evidence "
-              f"{'>' if spec.strict else '>='} {spec.evidence:.4g}" for spec in prepared.compiled.specs]
+    lines += [_threshold_line(spec) for spec in prepared.compiled.specs]
     lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
     lines += ["  " + line for line in str(sql).splitlines()]
     if dialect.name == "sqlite":
@@ -99,6 +100,16 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
         lines.append("PostgreSQL query plan:")
         lines += ["  " + line for line in plan]
     return "\n".join(lines)
+
+
+def _threshold_line(spec: Spec) -> str:
+    sign = ">" if spec.strict else ">="
+    if not spec.reads_confidence:
+        return f"  term {spec.number}: confidence {sign} {spec.threshold:g} means evidence {sign} {spec.evidence:.4g}"
+    line = f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the face detector gave it"
+    if spec.mixed:
+        line += " or as the calibration reads the other classes' evidence"
+    return line
 
 
 @dataclass
@@ -154,6 +165,9 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     reported = prepared.compiled.reported
     with _connected(bind) as conn:
         rows = conn.execute(prepared.statement).all()
+        found_faces = {}
+        if rows and any(spec.stored_classes for spec in reported):
+            found_faces = faces_of(conn, [row._mapping["image_id"] for row in rows])
     matches = []
     for rank, row in enumerate(rows, start=prepared.offset + 1):
         mapping = row._mapping
@@ -174,6 +188,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                     for spec in reported
                 ),
                 mapping["content_hash"],
+                tuple(found_faces.get(mapping["image_id"], ())),
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)

@@ -34,6 +34,14 @@ def vgg_files(tmp_path_factory):
     vgg_fixture.remove_session_files()
 
 
+@pytest.fixture(scope="session")
+def lite0_model():
+    """EfficientNet-Lite0 with its real weights, built once per run for the tests that share it."""
+    from indexer.models import load_model
+
+    return load_model("efficientnet-lite0", precision="fp32")
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ IMAGE_COLUMNS = ("path", "size_bytes", "mtime_ns", "content_hash", "width", "hei
 
 
 def dump_index(url: str) -> dict[str, tuple]:
-    """``path -> (images row, sorted image_labels rows, sorted cell_labels rows)``, plus the settings."""
+    """``path -> (images row, sorted image_labels rows, sorted cell_labels rows, faces rows)``, plus the
+    settings."""
     engine = store.open_index(url, create=False)
     try:
         with engine.connect() as conn:
@@ -22,7 +23,7 @@ def dump_index(url: str) -> dict[str, tuple]:
             content: dict[str, tuple] = {}
             for row in conn.execute(sa.select(images.c.image_id, *(images.c[c] for c in IMAGE_COLUMNS))):
                 ids[row[0]] = row[1]
-                content[row[1]] = (tuple(row[1:]), [], [])
+                content[row[1]] = (tuple(row[1:]), [], [], [])
             il, cl = t.image_labels, t.cell_labels
             for image_id, *label in conn.execute(sa.select(il.c.image_id, il.c.class_id, il.c.score, il.c.share)):
                 content[ids[image_id]][1].append(tuple(label))
@@ -30,10 +31,13 @@ def dump_index(url: str) -> dict[str, tuple]:
                 sa.select(cl.c.image_id, cl.c.cell, cl.c.class_id, cl.c.score, cl.c.coverage)
             ):
                 content[ids[image_id]][2].append(tuple(label))
+            fc = t.faces
+            for image_id, *face in conn.execute(sa.select(fc.c.image_id, *(fc.c[c] for c in store.FACE_COLUMNS))):
+                content[ids[image_id]][3].append(tuple(face))
             settings = store.read_settings(conn)
     finally:
         engine.dispose()
-    dumped = {path: (row, sorted(image_labels), sorted(cell_labels))
-              for path, (row, image_labels, cell_labels) in content.items()}
+    dumped = {path: (row, sorted(image_labels), sorted(cell_labels), sorted(found))
+              for path, (row, image_labels, cell_labels, found) in content.items()}
     dumped["<settings>"] = settings
     return dumped

@@ -218,17 +218,31 @@ def test_labels_help():
     assert result.exit_code == 0 and "imgidx labels crane" in result.stdout
 
 
-PERSON = (
-    "Error: 'person': the model's 1000 ImageNet classes have no such thing; the nearest are groom (982), "
-    "scuba diver (983) and ballplayer (981), which you can query by name\n"
+BABY = (
+    "Error: 'baby': the model's 1000 ImageNet classes have no such thing; the nearest are cradle (516), "
+    "crib (520), bassinet (431) and diaper (529), which you can query by name\n"
 )
 
 
 def test_labels_and_query_say_plainly_what_the_classes_cannot_see(db):
-    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("labels", "person")) == (1, "", PERSON)
-    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("query", "person", "--db", db)) == (1, "", PERSON)
-    result = run("query", "school bus AND person in center", "--db", db)
-    assert (result.exit_code, result.stderr) == (1, PERSON)  # one line wherever the word stands: no caret
+    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("labels", "baby")) == (1, "", BABY)
+    assert (lambda r: (r.exit_code, r.stdout, r.stderr))(run("query", "baby", "--db", db)) == (1, "", BABY)
+    result = run("query", "school bus AND baby in center", "--db", db)
+    assert (result.exit_code, result.stderr) == (1, BABY)  # one line wherever the word stands: no caret
+
+
+def test_labels_person_shows_faces_and_the_imagenet_people():
+    result = run("labels", "person")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "'person' -> 4 classes",
+        "  vocabulary: person -> 4 classes (faces the face detector found, and the three ImageNet classes that "
+        "are people)",
+        "    981  n09835506  ballplayer",
+        "    982  n10148035  groom",
+        "    983  n10565667  scuba diver",
+        "    1000  n05600637  face",
+    ]
 
 
 def test_labels_shows_the_vocabulary_as_the_source():

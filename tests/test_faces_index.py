@@ -1,0 +1,363 @@
+"""Faces in the index: cell scores, the faces table, schema 2 upgraded in place, every query form on the face
+label (SQLite and PostgreSQL), and the indexer finding faces with the real detector."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from PIL import Image
+
+from face_photos import group_photo, rotated_jpeg, upright_jpeg
+from fake_backbone import FakeBackbone
+from indexer import calibration, merge, pipeline, regions, store
+from indexer.cli import cli
+from indexer.errors import IndexSettingsError, SchemaVersionError
+from indexer.labels import FACE_CLASS
+from indexer.regions import CellLabel, ImageLabel, Regions
+from indexer.store import FileRow, IndexSettings
+from query import render
+from query.search import explain, prepare, search
+
+MODEL = "efficientnet-lite0"
+GOLDEN_RETRIEVER, GROOM = 207, 982
+SETTINGS = IndexSettings(MODEL, 448, "fp32")
+TOP_CENTER, CENTER_LEFT, CENTER, CENTER_RIGHT = 1, 3, 4, 5
+
+
+# --- cell scores ------------------------------------------------------------------------------------------
+
+
+def test_a_face_counts_in_a_cell_by_its_confidence_times_the_share_of_its_box_there():
+    scores, coverage = regions.face_scores([(10, 10, 40, 40, 0.9)], 300, 300)
+    assert scores[0] == pytest.approx(0.9) and scores[1:].max() == 0
+    assert coverage[0] == pytest.approx(30 * 30 / 100 / 100)
+    scores, _ = regions.face_scores([(80, 10, 120, 50, 0.8)], 300, 300)  # half in cell 0, half in cell 1
+    assert scores[:2] == pytest.approx([0.4, 0.4])
+    scores, _ = regions.face_scores([(10, 10, 40, 40, 0.9), (50, 50, 60, 60, 0.4)], 300, 300)
+    assert scores[0] == pytest.approx(1 - 0.1 * 0.6)  # either face: independent chances
+
+
+def test_with_faces_adds_the_face_label_and_keeps_the_model_rows():
+    base = Regions([ImageLabel(GOLDEN_RETRIEVER, 0.5, 0.2)], [CellLabel(CENTER, GOLDEN_RETRIEVER, 0.5, 0.4)])
+    found = regions.with_faces(base, [(110, 10, 190, 90, 0.95)], 300, 300)
+    assert found.faces == ((110.0, 10.0, 190.0, 90.0, 0.95),)
+    assert found.image_labels[0] == base.image_labels[0]
+    assert found.image_labels[1] == ImageLabel(FACE_CLASS, pytest.approx(0.95), pytest.approx(80 * 80 / 300 / 300))
+    assert [c for c in found.cell_labels if c.class_id == FACE_CLASS] == [
+        CellLabel(TOP_CENTER, FACE_CLASS, pytest.approx(0.95), pytest.approx(0.64))
+    ]
+    assert regions.with_faces(base, [], 300, 300) == base
+
+
+def test_calibration_reads_faces_as_stored():
+    cal = calibration.for_model(MODEL)
+    assert cal.probability(0.42, (FACE_CLASS,)) == pytest.approx(0.42)
+    assert cal.evidence_for(0.3, (FACE_CLASS,)) == pytest.approx(0.3)
+    assert cal.evidence_for(1.5, (FACE_CLASS,)) == float("inf")
+    assert cal.prior((GROOM, FACE_CLASS)) == cal.prior((GROOM,))  # faces have no prior in the curve
+
+
+# --- the faces table --------------------------------------------------------------------------------------
+
+
+def labelled(path, width=300, height=300) -> FileRow:
+    return FileRow(path, 1000, 1, path.encode().hex()[:64].ljust(64, "0"), width, height, MODEL, 448)
+
+
+def with_face(*boxes, model_rows=()) -> Regions:
+    cells = [CellLabel(cell, cls, score, 0.5) for cell, cls, score in model_rows]
+    images = [ImageLabel(cls, score, 0.1) for _, cls, score in model_rows]
+    return regions.with_faces(Regions(images, cells), boxes, 300, 300)
+
+
+def test_faces_are_stored_copied_and_dropped_with_their_image(index_url):
+    engine = store.open_index(index_url)
+    try:
+        t = store.tables(engine)
+        with engine.begin() as conn:
+            store.write_settings(conn, t, SETTINGS)
+            store.save_images(conn, t, [(labelled("/p/a.jpg"), with_face((1, 2, 30, 40, 0.9), (200, 5, 250, 60, 0.7)))])
+            (a,) = conn.execute(sa.select(t.images.c.image_id)).scalars()
+            store.copy_images(conn, t, [(labelled("/p/copy.jpg"), a)])
+        with engine.connect() as conn:
+            ids = dict(conn.execute(sa.select(t.images.c.path, t.images.c.image_id)).all())
+            expected = [store.StoredFace(1, 2, 30, 40, 0.9), store.StoredFace(200, 5, 250, 60, 0.7)]
+            assert store.read_faces(conn, ids["/p/a.jpg"]) == expected
+            assert store.read_faces(conn, ids["/p/copy.jpg"]) == expected
+            assert store.faces_of(conn, list(ids.values())) == {i: expected for i in ids.values()}
+            assert store.image_report(conn, path="/p/copy.jpg").faces == expected
+            assert store.face_boxes(conn, ids["/p/a.jpg"])[0] == {
+                "left": 1 / 300, "top": 2 / 300, "width": 29 / 300, "height": 38 / 300, "label": "face 90%"
+            }
+        with engine.begin() as conn:
+            store.delete_images(conn, t, [ids["/p/a.jpg"]])
+            store.save_images(conn, t, [(labelled("/p/copy.jpg"), with_face())])  # re-labelled: no face now
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.faces)).scalar_one() == 0
+            assert store.image_report(conn, path="/p/copy.jpg").faces == []
+    finally:
+        engine.dispose()
+
+
+def fake_index(db, folder, **kwargs):
+    engine = store.open_index(str(db), upgrade=kwargs.get("reindex", False))
+    try:
+        return pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=448,
+                              precision="fp32", **kwargs)
+    finally:
+        engine.dispose()
+
+
+def as_schema_2(db: Path) -> None:
+    """What an index of schema version 2 looked like: no faces table, no face class, no faces setting."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE faces")
+        conn.execute(f"DELETE FROM classes WHERE class_id = {FACE_CLASS}")
+        conn.execute("DELETE FROM meta WHERE key = 'faces'")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def schema_2_index(tmp_path) -> tuple[Path, Path]:
+    """A folder with the astronaut and an index of it as schema version 2 left it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    upright_jpeg(photos / "astronaut.jpg")
+    db = tmp_path / "index.db"
+    fake_index(db, photos, with_faces=False)
+    as_schema_2(db)
+    return photos, db
+
+
+def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
+    photos, db = schema_2_index(tmp_path)
+    with sqlite3.connect(db) as conn:
+        labels_before = conn.execute("SELECT * FROM cell_labels ORDER BY image_id, cell, class_id").fetchall()
+    before = db.read_bytes()
+    message = (
+        f"{db} has schema version 2, from before faces; bring it up to date (its labels are kept): "
+        f"imgidx index FOLDER --db {db}, with --reindex to find faces too"
+    )
+    for command in (["query", "face"], ["stats"], ["show", str(photos / "astronaut.jpg")]):
+        result = CliRunner().invoke(cli, [*command, "--db", str(db)])
+        assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n"), command
+    assert db.read_bytes() == before
+    summary = fake_index(db, photos)
+    assert (summary.indexed, summary.unchanged) == (0, 1)
+    with sqlite3.connect(db) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        assert (meta["schema_version"], meta["faces"]) == (str(store.SCHEMA_VERSION), "off")
+        assert conn.execute("SELECT * FROM cell_labels ORDER BY image_id, cell, class_id").fetchall() == labels_before
+        assert conn.execute(f"SELECT name FROM classes WHERE class_id = {FACE_CLASS}").fetchall() == [("face",)]
+    with pytest.raises(IndexSettingsError) as refused:
+        fake_index(db, photos, with_faces=True)
+    assert str(refused.value) == (
+        "the index holds labels from fake at size 448 (fp32, without faces), not fake at size 448 (fp32, with faces); "
+        "pass --reindex to rebuild it, or leave out --model/--size/--precision/--faces/--no-faces to keep its settings"
+    )
+    summary = fake_index(db, photos, with_faces=True, reindex=True)
+    assert (summary.indexed, summary.faces_found) == (1, 1)
+
+
+def test_a_schema_1_index_goes_straight_to_this_version_with_reindex(tmp_path):
+    photos, db = schema_2_index(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(SchemaVersionError, match="schema version 1"):
+        fake_index(db, photos)
+    summary = fake_index(db, photos, reindex=True)
+    assert (summary.indexed, summary.faces_found) == (1, 1)
+
+
+# --- queries ----------------------------------------------------------------------------------------------
+
+
+def confident(classes, confidence=0.8) -> float:
+    """The evidence that gives ``classes`` this confidence in the shipped calibration."""
+    return calibration.for_model(MODEL).evidence_for(confidence, classes)
+
+
+#: name -> (faces, model rows (cell, class, evidence)); photos are 300x300, cells 100x100.
+PHOTOS = {
+    "a_face_top_dog_right": ([(120, 10, 180, 80, 0.9)], [(CENTER_RIGHT, GOLDEN_RETRIEVER, "dog")]),
+    "b_dog_only": ([], [(CENTER, GOLDEN_RETRIEVER, "dog")]),
+    "c_groom": ([], [(CENTER, GROOM, "groom")]),
+    "d_face_left_dog_right": ([(10, 110, 60, 170, 0.75)], [(CENTER_RIGHT, GOLDEN_RETRIEVER, "dog")]),
+    "e_faint_face": ([(210, 210, 260, 260, 0.62)], []),
+}
+
+
+@pytest.fixture(scope="module")
+def query_index(new_index_url):
+    engine = store.open_index(new_index_url())
+    t = store.tables(engine)
+    evidence = {"dog": confident((GOLDEN_RETRIEVER,)), "groom": confident((981, GROOM, 983), 0.7)}  # as person reads it
+    with engine.begin() as conn:
+        store.write_settings(conn, t, SETTINGS)
+        store.save_images(conn, t, [
+            (labelled(f"/p/{name}.jpg"), with_face(*boxes, model_rows=[(c, k, evidence[e]) for c, k, e in rows]))
+            for name, (boxes, rows) in PHOTOS.items()
+        ])
+    yield engine
+    engine.dispose()
+
+
+def names(engine, text, **kwargs):
+    return sorted(m.path.rsplit("/", 1)[1].split("_", 1)[0] for m in search(engine, text, limit=None, **kwargs).matches)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("face", ["a", "d", "e"]),
+    ("faces in the top row", ["a"]),
+    ("face in center-left", ["d"]),
+    ("face > 0.7", ["a", "d"]),
+    ("NOT face", ["b", "c"]),
+    ("face left of golden retriever", ["a", "d"]),
+    ("face above golden retriever", ["a"]),
+    ("golden retriever AND NOT face", ["b"]),
+    ("person", ["a", "c", "d", "e"]),
+    ("people in center", ["c"]),
+    ("person > 0.8", ["a"]),
+    ("human face OR groom", ["a", "c", "d", "e"]),
+])
+def test_every_query_form_works_on_faces(query_index, text, expected):
+    assert names(query_index, text) == expected
+
+
+def test_face_scores_are_the_detectors_confidence_and_person_the_better_part(query_index):
+    found = {m.path.rsplit("/", 1)[1][0]: m for m in search(query_index, "person", limit=None).matches}
+    assert found["a"].score == pytest.approx(0.9) and found["a"].terms[0].cells == ("top-center",)
+    assert found["e"].score == pytest.approx(0.62) and found["e"].terms[0].cells == ("bottom-right",)
+    assert found["c"].score == pytest.approx(0.7, abs=1e-6) and found["c"].terms[0].cells == ("center",)
+
+
+def test_explain_and_grid_name_the_face_class(query_index):
+    prepared = prepare(query_index, "face left of golden retriever")
+    text = explain(query_index, prepared)
+    assert "  class 1000 face, human face (n05600637)" in text
+    assert "term 1: confidence >= 0.3, as the face detector gave it" in text
+    grid = render.grids(search(query_index, "face left of golden retriever"), unicode=False)
+    assert "1=face: center-left (75%)" in grid and "2=golden retriever: center-right" in grid
+
+
+def test_show_lists_the_faces(query_index):
+    with query_index.connect() as conn:
+        report = store.image_report(conn, path="/p/a_face_top_dog_right.jpg")
+    from indexer.report import image_json, image_text
+
+    assert image_text(report, 5).endswith("\nfaces: 1\n  1.  90%  x 120-180, y 10-80 (60x70 px)")
+    assert image_json(report)["faces"] == [{"box": [120.0, 10.0, 180.0, 80.0], "confidence": 0.9}]
+
+
+# --- indexing with the real detector ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faces")
+    upright_jpeg(folder / "astronaut.jpg")
+    rotated_jpeg(folder / "astronaut-turned.jpg")
+    photo, _ = group_photo((0.03, 0.05, 0.08, 0.12))
+    Image.fromarray(photo).save(folder / "group.jpg", quality=95)
+    Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(folder / "wall.png")
+    return folder
+
+
+def stored_faces(db) -> dict[str, tuple[list, list]]:
+    """path name -> (faces, face cells with their scores)."""
+    with sqlite3.connect(db) as conn:
+        found = {name.rsplit("/", 1)[1]: ([], []) for (name,) in conn.execute("SELECT path FROM images")}
+        for name, *box in conn.execute(
+            "SELECT path, x0, y0, x1, y1, confidence FROM faces JOIN images USING (image_id) ORDER BY path, face"
+        ):
+            found[name.rsplit("/", 1)[1]][0].append(box)
+        for name, cell, score in conn.execute(
+            f"SELECT path, cell, score FROM cell_labels JOIN images USING (image_id) WHERE class_id = {FACE_CLASS} "
+            "ORDER BY path, cell"
+        ):
+            found[name.rsplit("/", 1)[1]][1].append((cell, score))
+    return found
+
+
+def test_the_indexer_finds_faces_where_a_person_sees_them(tmp_path, face_folder):
+    db = tmp_path / "index.db"
+    summary = fake_index(db, face_folder)
+    assert summary.faces_found == 1 + 1 + 4 and summary.face_seconds > 0
+    found = stored_faces(db)
+    (face,) = found["astronaut.jpg"][0]
+    assert face[4] > 0.85
+    assert max(found["astronaut.jpg"][1], key=lambda c: c[1])[0] == TOP_CENTER
+    turned_faces, turned_cells = found["astronaut-turned.jpg"]
+    assert np.allclose(turned_faces, found["astronaut.jpg"][0], atol=4)
+    assert [cell for cell, _ in turned_cells] == [cell for cell, _ in found["astronaut.jpg"][1]]
+    assert len(found["group.jpg"][0]) == 4
+    assert found["wall.png"] == ([], [])
+    engine = store.open_index(str(db), create=False, readonly=True)
+    try:
+        bottom = [m.path.rsplit("/", 1)[1] for m in search(engine, "face in the bottom row", limit=None).matches]
+        assert bottom == ["group.jpg"]
+        hits = [m.path.rsplit("/", 1)[1] for m in search(engine, "face in top-center", limit=None).matches]
+        assert sorted(hits) == ["astronaut-turned.jpg", "astronaut.jpg"]
+    finally:
+        engine.dispose()
+
+
+def test_no_faces_skips_the_detector_and_says_so_in_the_settings(tmp_path, face_folder):
+    db = tmp_path / "index.db"
+
+    def no_detector():
+        raise AssertionError("the detector must not be loaded with --no-faces")
+
+    summary = fake_index(db, face_folder, with_faces=False, load_detector=no_detector)
+    assert summary.faces_found == 0
+    assert stored_faces(db)["astronaut.jpg"] == ([], [])
+    with sqlite3.connect(db) as conn:
+        assert dict(conn.execute("SELECT key, value FROM meta"))["faces"] == "off"
+    result = CliRunner().invoke(cli, ["show", str(face_folder / "astronaut.jpg"), "--db", str(db)])
+    assert result.exit_code == 0 and "faces: not looked for (indexed with --no-faces)" in result.stdout
+
+
+def test_merge_carries_faces_and_refuses_to_mix_with_an_index_without(tmp_path, face_folder):
+    with_faces, without = tmp_path / "with.db", tmp_path / "without.db"
+    fake_index(with_faces, face_folder)
+    fake_index(without, face_folder, with_faces=False)
+    into = tmp_path / "into.db"
+    merge.merge([str(with_faces)], str(into))
+    assert stored_faces(into) == stored_faces(with_faces)
+    with pytest.raises(merge.MergeError) as refused:
+        merge.merge([str(with_faces), str(without)], str(tmp_path / "both.db"))
+    assert "(fp32, with faces)" in str(refused.value) and "(fp32, without faces)" in str(refused.value)
+
+
+def test_the_html_gallery_outlines_the_faces(query_index):
+    page = render.html_page(search(query_index, "face"))
+    assert page.count('<div class="face"') == 3
+    assert '<div class="face" title="face 90%" style="left:40.00%;top:3.33%;width:20.00%;height:23.33%"></div>' in page
+    assert '<div class="face"' not in render.html_page(search(query_index, "golden retriever"))
+
+
+def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monkeypatch):
+    def load_model(name, weights=None, precision="auto"):
+        model = FakeBackbone()
+        model.name, model.precision = name, precision
+        return model
+
+    monkeypatch.setattr("indexer.models.load_model", load_model)
+    db = str(tmp_path / "index.db")
+    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--precision", "fp32"]
+    first = CliRunner().invoke(cli, [*args, "--no-faces"])
+    assert first.exit_code == 0 and "faces found" not in first.stdout
+    refused = CliRunner().invoke(cli, [*args, "--faces"])
+    assert (refused.exit_code, refused.stderr) == (1, (
+        "Error: the index holds labels from efficientnet-lite0 at size 448 (fp32, without faces), not efficientnet-lite0 "
+        "at size 448 (fp32, with faces); pass --reindex to rebuild it, or leave out --model/--size/--precision"
+        "/--faces/--no-faces to keep its settings\n"
+    ))
+    kept = CliRunner().invoke(cli, args)  # no flag: the index's own setting
+    assert kept.exit_code == 0 and kept.stdout.startswith("0 indexed, 4 unchanged")
+    rebuilt = CliRunner().invoke(cli, [*args, "--faces", "--reindex"])
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.endswith("); 6 faces found\n")
