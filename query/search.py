@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from indexer.calibration import Calibration
 from indexer.names import restored
-from indexer.store import StoredFace, Tables, faces_of, read_calibration, tables as reflect_tables
+from indexer.store import StoredFace, Tables, faces_of, read_calibration, read_settings, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
@@ -53,6 +53,8 @@ class Prepared:
     compiled: CompiledQuery
     min_score: float
     offset: int
+    #: The query asks for faces of an index built without them (``imgidx index --no-faces``).
+    faces_missing: bool = False
 
     @property
     def statement(self) -> sa.Select:
@@ -68,6 +70,9 @@ class Prepared:
                 seen.add(res.text)
                 senses = "; ".join(s.describe() for s in res.senses)
                 lines.append(f"'{res.text}' is ambiguous and matches all of: {senses} (use a WordNet id to pick one)")
+        if self.faces_missing:
+            lines.append("this index was built without faces (--no-faces), so face terms find none; "
+                         "imgidx index FOLDER --faces --reindex finds them")
         return lines
 
 
@@ -150,7 +155,12 @@ def prepare(
         t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
         calibration=calibration, within=within,
     )
-    return Prepared(text, tree, resolutions, compiled, min_score, offset)
+    faces_missing = False
+    if any(spec.stored_classes for spec in compiled.specs):
+        with _connected(bind) as conn:
+            settings = read_settings(conn)
+        faces_missing = settings is not None and not settings.faces
+    return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing)
 
 
 @contextmanager

@@ -319,6 +319,11 @@ def test_no_faces_skips_the_detector_and_says_so_in_the_settings(tmp_path, face_
         assert dict(conn.execute("SELECT key, value FROM meta"))["faces"] == "off"
     result = CliRunner().invoke(cli, ["show", str(face_folder / "astronaut.jpg"), "--db", str(db)])
     assert result.exit_code == 0 and "faces: not looked for (indexed with --no-faces)" in result.stdout
+    result = CliRunner().invoke(cli, ["query", "person", "--db", str(db)])
+    assert result.stderr == (
+        "note: this index was built without faces (--no-faces), so face terms find none; "
+        "imgidx index FOLDER --faces --reindex finds them\n"
+    )
 
 
 def test_merge_carries_faces_and_refuses_to_mix_with_an_index_without(tmp_path, face_folder):
