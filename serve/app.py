@@ -374,16 +374,9 @@ def _static_files() -> dict[str, tuple[bytes, str, str]]:
 
 
 def faces_of(conn: sa.Connection, image_id: int) -> list[dict]:
-    """Face boxes to draw on the photo page, as fractions of the photo: ``left``, ``top``, ``width``,
-    ``height`` and an optional ``label``.
-
-    The hook for the faces issue: an index without faces has none. Once `indexer.store` reads them
-    (a ``read_faces(conn, image_id)`` giving such boxes), the photo page draws them with no other change."""
-    read_faces = getattr(store, "read_faces", None)
-    if read_faces is None:
-        return []
-    boxes = [face if isinstance(face, dict) else vars(face) for face in read_faces(conn, image_id)]
-    return [{key: box.get(key) for key in ("left", "top", "width", "height", "label")} for box in boxes]
+    """Face boxes to draw on the photo page (`store.face_boxes`): ``left``, ``top``, ``width``, ``height``
+    as fractions of the photo, and a ``label``; none for an index built without faces."""
+    return store.face_boxes(conn, image_id)
 
 
 # ------------------------------------------------------------------------------------------- app
