@@ -29,14 +29,14 @@ def test_every_shipped_folder_is_a_listed_package():
     """A folder of files that is not in `packages` draws "Package ... is absent from the packages configuration"."""
     folders = {
         ".".join(folder.relative_to(ROOT).parts)
-        for top in ("indexer", "query")
+        for top in ("indexer", "query", "serve")
         for folder in [ROOT / top, *(ROOT / top).rglob("*")]
         if folder.is_dir() and folder.name != "__pycache__" and any(f.is_file() for f in folder.iterdir())
     }
     assert set(PYPROJECT["tool"]["setuptools"]["packages"]) == folders
-    data = PYPROJECT["tool"]["setuptools"]["package-data"]["indexer.data"]
-    shipped = {f.suffix for f in (ROOT / "indexer" / "data").iterdir()}
-    assert shipped == {pattern.removeprefix("*") for pattern in data}
+    for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items():
+        shipped = {f.suffix for f in ROOT.joinpath(*package.split(".")).iterdir() if f.name != "__pycache__"}
+        assert shipped == {pattern.removeprefix("*") for pattern in patterns}, package
 
 
 #: What a database leaves beside it while open or after a killed run (`indexer.pipeline.DB_SIDE_SUFFIXES`).
