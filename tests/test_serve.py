@@ -338,7 +338,7 @@ def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypat
     assert 'class="face"' not in client.get(f"/photo/{cat}").text
     monkeypatch.setattr(store, "face_boxes", lambda conn, image_id: [
         {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>"},
-        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1}] if image_id == cat else [])
+        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1, "label": None}] if image_id == cat else [])
     page = client.get(f"/photo/{cat}").text
     assert re.findall(r'<span class="face" [^>]*>.*?</span>(?=<span class="face"|\s*</div>)', page) == [
         '<span class="face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
