@@ -302,8 +302,35 @@ def test_the_indexer_finds_faces_where_a_person_sees_them(tmp_path, face_folder)
         assert bottom == ["group.jpg"]
         hits = [m.path.rsplit("/", 1)[1] for m in search(engine, "face in top-center", limit=None).matches]
         assert sorted(hits) == ["astronaut-turned.jpg", "astronaut.jpg"]
+        with engine.connect() as conn:
+            (astronaut,) = [m.image_id for m in search(conn, "face", limit=None).matches if m.path.endswith("/astronaut.jpg")]
+            (box,) = store.face_boxes(conn, astronaut)
+        (x0, y0, x1, y1, confidence), width = face, 512  # the astronaut is 512 px square
+        assert box == pytest.approx(
+            {"left": x0 / width, "top": y0 / width, "width": (x1 - x0) / width, "height": (y1 - y0) / width,
+             "label": f"face {calibration.percent(confidence)}"}
+        )
     finally:
         engine.dispose()
+
+
+def test_the_web_photo_page_outlines_the_faces_the_indexer_found(tmp_path, face_folder, monkeypatch):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from serve.app import Index, create_app
+
+    db = tmp_path / "index.db"
+    fake_index(db, face_folder)
+    with sqlite3.connect(db) as conn:
+        ids = {path.rsplit("/", 1)[1]: image_id for image_id, path in conn.execute("SELECT image_id, path FROM images")}
+    index = Index(str(db), thumbnail_folder=tmp_path / "thumbnails")
+    try:
+        with TestClient(create_app(index)) as client:
+            faces_drawn = {name: client.get(f"/photo/{ids[name]}").text.count('<span class="face" ') for name in ids}
+    finally:
+        index.close()
+    assert faces_drawn == {"astronaut.jpg": 1, "astronaut-turned.jpg": 1, "group.jpg": 4, "wall.png": 0}
 
 
 def test_no_faces_skips_the_detector_and_says_so_in_the_settings(tmp_path, face_folder):
