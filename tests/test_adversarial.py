@@ -491,6 +491,7 @@ def kill_and_resume(root: Path, photos: Path, db: Path, delays: list[float], mod
     return [done.stdout.strip(), done.stderr.strip(), str(done.returncode)]
 
 
+@pytest.mark.slow
 def test_kill_9_at_a_few_moments_then_resume_loses_nothing(library):
     import random
 

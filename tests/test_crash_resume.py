@@ -84,6 +84,7 @@ class Watcher:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, index_url):
     photos = tmp_path / "photos"
     for i in range(COUNT):

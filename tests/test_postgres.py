@@ -424,6 +424,7 @@ def _reference(tmp_path: Path, roots, size: int = 96) -> dict:
     return labels
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_the_same_and_overlapping_folders_store_every_file_once(pg_url, tmp_path):
     photos = tmp_path / "photos"
     files = _photos(photos / "a", 40) + _photos(photos / "b", 40)
@@ -451,6 +452,7 @@ def _one_settings(engine) -> set:
     return set(rows(engine, "SELECT model, working_size FROM images"))
 
 
+@pytest.mark.slow
 def test_concurrent_runs_with_other_settings_never_mix_them(pg_url, tmp_path):
     photos = tmp_path / "photos"
     _photos(photos, 40)
@@ -473,6 +475,7 @@ def test_concurrent_runs_with_other_settings_never_mix_them(pg_url, tmp_path):
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_reindex_while_another_run_writes_stops_that_run_and_never_mixes(pg_url, tmp_path):
     photos = tmp_path / "photos"
     _photos(photos / "a", 12)
