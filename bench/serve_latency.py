@@ -124,10 +124,10 @@ def http_latency(base: str, kinds: dict[str, list[str]], page: int) -> dict[str,
                 first.append((time.perf_counter() - start) * 1000)
                 if response.status_code != 200:
                     raise SystemExit(f"GET /?q={text}: {response.status_code}")
-                count = re.search(r'<span class="count">([\d,]+) match', response.text)
-                totals.append(int(count.group(1).replace(",", "")) if count else 0)
+                count = re.search(r'<span class="count">(more than )?([\d,]+) match', response.text)
+                totals.append(f"{count.group(2)}{'+' if count.group(1) else ''}" if count else "0")
                 following.append(timed_get(client, "/results", q=text, offset=page))
-            totals.sort()
+            totals.sort(key=lambda total: int(total.rstrip("+").replace(",", "")))
             results[kind] = (first, following, totals[len(totals) // 2])
     return results
 
@@ -208,7 +208,7 @@ def print_search(measured: dict[str, tuple[list[float], list[float], int]], base
     for kind, (first, following, matches) in measured.items():
         library = baseline[kind]
         print(f"  {kind:<24} {_pair(library):>16} {_pair(first):>18} "
-              f"{percentile(first, 95) / percentile(library, 95):8.2f}x {_pair(following):>18} {matches:9,}")
+              f"{percentile(first, 95) / percentile(library, 95):8.2f}x {_pair(following):>18} {matches:>9}")
 
 
 def _pair(times: list[float]) -> str:
