@@ -13,7 +13,8 @@ import click
 
 from indexer import __version__
 from indexer.errors import ImgidxError
-from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, PRECISIONS, model_names
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
+from indexer.runtime import PRECISIONS, RUNTIMES
 from indexer.names import printable, stored
 
 
@@ -38,13 +39,22 @@ class ImgidxGroup(click.Group):
 
 
 def model_option(func):
-    """`--model`, `--weights` and `--precision`, shared by every command that runs a network."""
+    """`--model`, `--weights`, `--precision` and `--runtime`, shared by every command that runs a network."""
+    func = click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        default="auto",
+        show_default=True,
+        help="What runs the network: TensorFlow, or OpenVINO (pip install 'imgidx[openvino]'). auto picks "
+        "OpenVINO int8 where it is installed and the CPU has int8 dot products (VNNI, AMX), else TensorFlow.",
+    )(func)
     func = click.option(
         "--precision",
         type=click.Choice(PRECISIONS),
         default="auto",
         show_default=True,
-        help="Arithmetic: auto uses bf16 where the CPU runs it natively, else fp32.",
+        help="Arithmetic: auto is int8 on OpenVINO where the CPU runs it natively, else bf16 where the CPU "
+        "has it, else fp32. int8 needs OpenVINO.",
     )(func)
     func = click.option(
         "--weights",
@@ -102,7 +112,7 @@ def _load_photos(paths, min_side: int) -> tuple[list[tuple[str, "object"]], int]
     help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}, as the index].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per image.")
-def classify(image_paths, model_name, weights, precision, top, size, as_json):
+def classify(image_paths, model_name, weights, precision, runtime, top, size, as_json):
     """Print the top classes of each IMAGE with their confidence.
 
     The confidence is the one the index stores for the photo and `show` and `query` print: the whole
@@ -114,12 +124,11 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 
     from indexer import inference
     from indexer.calibration import JSON_DECIMALS, percent
-    from indexer.models import load_model
 
     size = size or DEFAULT_WORKING_SIZE
     photos, failed = _load_photos(image_paths, size)
     if photos:
-        model = load_model(model_name, weights, precision)
+        model = _load_network(model_name, weights, runtime, precision, size)
         for path, photo in photos:
             predictions = inference.classify(model, photo, size, top)
             if as_json:
@@ -144,7 +153,7 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
     "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
 @model_option
-def segment(image_path, out, text, size, model_name, weights, precision):
+def segment(image_path, out, text, size, model_name, weights, precision, runtime):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
@@ -153,13 +162,12 @@ def segment(image_path, out, text, size, model_name, weights, precision):
     from pathlib import Path
 
     from indexer import images, inference
-    from indexer.models import load_model
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for a grid of class names")
     size = size or images.DEFAULT_WORKING_SIZE
     photo = images.load(image_path, min_side=size).pixels
-    model = load_model(model_name, weights, precision)
+    model = _load_network(model_name, weights, runtime, precision, size)
     segmentation = inference.segment(model, photo, size)
     if text:
         from indexer.figure import text_grid
@@ -170,6 +178,30 @@ def segment(image_path, out, text, size, model_name, weights, precision):
 
         save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}")
         click.echo(f"wrote {out}")
+
+
+def _build_note(message: str) -> None:
+    """A one-time build (converting or quantizing a network) is announced above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+def _load_network(model_name, weights, runtime, precision, size):
+    """The network as asked, ``auto`` resolved for this machine (`indexer.runtime`)."""
+    from indexer import runtime as runtimes
+
+    return runtimes.load(model_name, weights, runtime, precision, size=size, on_build=_build_note,
+                         progress=sys.stderr.isatty())
+
+
+def _load_resolved(model_name, weights, runtime, precision, size, quantization):
+    from indexer import runtime as runtimes
+
+    return runtimes.load_backbone(
+        model_name, weights, runtime, precision, size=size, quantization=quantization, on_build=_build_note,
+        progress=sys.stderr.isatty(),
+    )
 
 
 @cli.group()
@@ -285,8 +317,8 @@ class _IndexProgress:
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
-    folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, progress,
-    quiet,
+    folders, db, model_name, weights, precision, runtime, size, batch, workers, runner, address, prune, reindex,
+    progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -302,7 +334,6 @@ def index_command(
     --address, whose nodes must see the same paths); this process still diffs and writes the index.
     """
     from indexer import pipeline, store
-    from indexer.models import load_model
     from indexer.report import summary_text
 
     if address is not None and runner != "ray":
@@ -319,7 +350,10 @@ def index_command(
         summary = pipeline.index(
             engine,
             folders,
-            lambda settings: load_model(settings.model, weights, settings.precision),
+            lambda settings: _load_resolved(
+                settings.model, weights, settings.runtime, settings.precision, settings.working_size,
+                settings.quantization,
+            ),
             model=requested_model,
             size=size,
             precision=precision,
@@ -330,6 +364,7 @@ def index_command(
             on_event=drawer,
             runner=runner,
             address=address,
+            runtime=runtime,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -562,6 +597,11 @@ def labels_command(words):
     text = " ".join(words)
     quoted = len(text) > 1 and text[0] == text[-1] == '"'
     click.echo(resolve.lookup(text[1:-1] if quoted else text, quoted=quoted).describe(with_groups=True))
+
+
+from indexer.cli_runtime import runtime_group  # noqa: E402  (the `imgidx runtime` commands)
+
+cli.add_command(runtime_group)
 
 
 def main() -> None:

@@ -365,6 +365,8 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
 SETTING_KEYS = ("model", "working_size", "precision", "calibration")
+#: The runtime of an index whose meta names none (written before `indexer.runtime`).
+DEFAULT_RUNTIME = "tf"
 #: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
 SKIPPED_PREFIX = "skipped: "
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
@@ -374,12 +376,16 @@ IN_CHUNK = 500
 @dataclass(frozen=True)
 class IndexSettings:
     """How an index's labels were computed; one index never mixes two settings. ``calibration`` is the
-    version of `indexer.calibration` its scores are read with (left out: the model's current one)."""
+    version of `indexer.calibration` its scores are read with (left out: the model's current one).
+    ``runtime`` runs the network (`indexer.runtime`; indexes from before it were all ``tf``), and an int8
+    model's ``quantization`` names the photos it was calibrated on (`indexer.runtime.photos`)."""
 
     model: str
     working_size: int
     precision: str
     calibration: str = ""
+    runtime: str = DEFAULT_RUNTIME
+    quantization: str = ""
 
     def __post_init__(self) -> None:
         if not self.calibration:
@@ -388,7 +394,9 @@ class IndexSettings:
     def describe(self, calibrated: bool = False) -> str:
         """``calibrated`` names the calibration too: for telling apart settings that differ only there."""
         extra = f", calibration {self.calibration}" if calibrated else ""
-        return f"{self.model} at size {self.working_size} ({self.precision}{extra})"
+        runtime = "" if self.runtime == DEFAULT_RUNTIME else f"{self.runtime} "
+        quantization = f" calibrated on {self.quantization}" if self.quantization else ""
+        return f"{self.model} at size {self.working_size} ({runtime}{self.precision}{quantization}{extra})"
 
 
 def read_settings(conn: sa.Connection) -> IndexSettings | None:
@@ -397,7 +405,10 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     if not all(key in meta for key in SETTING_KEYS):
         return None
     size = _number(meta["working_size"], "the index's working size")
-    return IndexSettings(meta["model"], size, meta["precision"], meta["calibration"])
+    return IndexSettings(
+        meta["model"], size, meta["precision"], meta["calibration"],
+        meta.get("runtime", DEFAULT_RUNTIME), meta.get("quantization", ""),
+    )
 
 
 def read_calibration(conn: sa.Connection) -> calibration.Calibration:
@@ -430,7 +441,7 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
     """Store ``settings``; an upsert per key, so two writers storing them at once never collide on a key."""
     values = {
         "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
-        "calibration": settings.calibration,
+        "calibration": settings.calibration, "runtime": settings.runtime, "quantization": settings.quantization,
     }
     insert = _insert(conn, t.meta)
     conn.execute(
