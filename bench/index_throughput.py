@@ -40,16 +40,22 @@ from indexer.geometry import total_stride  # noqa: E402
 from indexer.models import load_model  # noqa: E402
 
 
-def model_loader(name: str, weights: str | None, precision: str):
-    """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
-    if name != "vgg16-random":
-        return lambda: load_model(name, weights, precision)
+def random_checkpoint() -> Path:
+    """VGG-16's checkpoint with random weights (tests/vgg_fixture.py), written into bench/out once."""
     checkpoint = OUT / "vgg16-random" / "vgg_16.ckpt"
     if not checkpoint.exists():
         from vgg_fixture import random_vgg16_tensors, write_slim_checkpoint
 
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         write_slim_checkpoint(random_vgg16_tensors(), checkpoint)
+    return checkpoint
+
+
+def model_loader(name: str, weights: str | None, precision: str):
+    """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
+    if name != "vgg16-random":
+        return lambda: load_model(name, weights, precision)
+    checkpoint = random_checkpoint()
     return lambda: load_model("vgg16", str(checkpoint), precision)
 
 

@@ -1,24 +1,32 @@
-"""Backbone throughput at the indexer's working size, against the machine's GEMM rate and the seed's graph.
+"""Backbone throughput at the indexer's working size, against the machine's peaks and the seed's graph.
 
 For every backbone in the registry that loads (VGG-16 on random weights when the real checkpoint is absent;
-the output says so), at batch sizes 1/4/8: images/second and achieved GFLOP/s (FLOPs counted on the graph),
-the machine's fp32/bf16 GEMM rate measured in the same run, the speed-up of the default path over the
-straightforward fp32 slim VGG-16 at batch 1, and how well the default path agrees with fp32 on real photos:
-the share of class-map positions with the same top class, and the top-5 overlap on the seed's 224 central
-crop.
+the output says so), at batch sizes 1/4/8: images/second and achieved GFLOP/s (FLOPs counted on the graph)
+of each path, all measured in the same run, in interleaved rounds (each path's best round counts, so load
+from elsewhere skews no ratio):
 
-    python bench/model_throughput.py            # ~2-4 minutes
-    python bench/model_throughput.py --quick    # ~1 minute
+- TensorFlow: the straightforward fp32 slim graph (the baseline), the bf16 default, fp32;
+- OpenVINO (with the extra): the same graph converted, in bf16 and NNCF int8 (`indexer.runtime`).
+
+Peaks, measured in the same run: TensorFlow's fp32/bf16 GEMM, and OpenVINO's fp32/bf16/int8 matrix multiply
+(`openvino_peaks`: one 2048x4096 by 4096x4096 MatMul, int8 through the quantize/dequantize pattern OpenVINO
+runs on its int8 kernels, as in the quantized networks). Each row prints its share of the peak of its own
+arithmetic. Then how well each fast path agrees with fp32 on real photos: the share of class-map positions
+with the same top class, and the top-5 overlap on the seed's 224 central crop.
+
+    python bench/model_throughput.py            # ~5-10 minutes on 2 cores (VGG-16 dominates)
+    python bench/model_throughput.py --quick    # batch 1 and 8, one round
+    python bench/model_throughput.py --shapes   # OpenVINO: compiled per shape vs dynamic shapes
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,18 +36,23 @@ from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from indexer import images as image_ops  # noqa: E402
 from indexer.errors import ImgidxError  # noqa: E402
+from indexer.inference import view_inputs  # noqa: E402
 from indexer.labels import classes  # noqa: E402
-from indexer.models import REGISTRY  # noqa: E402
+from indexer.models import REGISTRY, network_module  # noqa: E402
 from indexer.models.base import cpu_has_bf16, resolve_precision  # noqa: E402
+from indexer import runtime  # noqa: E402
+from indexer.runtime.agreement import seed_crop, top_k  # noqa: E402
 
 WORKING_SIZE = 448
-SEED_RESIZE, SEED_CROP = 256, 224
-TOP_K = 5
 GEMM_SIZE = 4096
-FULL = {"batches": (1, 4, 8), "fp32_batches": (1, 4), "min_seconds": 3.0, "min_repeats": 2, "gemm_repeats": 3}
-QUICK = {"batches": (1, 4), "fp32_batches": (1,), "min_seconds": 1.0, "min_repeats": 1, "gemm_repeats": 2}
+#: OpenVINO's peak probe: (M, K, N) of one MatMul; M rows of activations, a K x N constant weight.
+PEAK_MKN = (2048, 4096, 4096)
+FULL = {"batches": (1, 4, 8), "fp32_batches": (1, 4), "round_seconds": 1.5, "rounds": 3, "gemm_repeats": 3}
+QUICK = {"batches": (1, 8), "fp32_batches": (1,), "round_seconds": 1.0, "rounds": 1, "gemm_repeats": 2}
 PHOTOS = {
     "chelsea": data.chelsea,
     "coffee": data.coffee,
@@ -55,16 +68,6 @@ def photos() -> dict[str, np.ndarray]:
 
 def squash(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def seed_crop(image: np.ndarray) -> np.ndarray:
-    """vgg_preprocessing's eval path: aspect-preserving resize (smaller side 256), central 224 crop."""
-    h, w = image.shape[:2]
-    scale = SEED_RESIZE / min(h, w)
-    nh, nw = max(SEED_RESIZE, round(h * scale)), max(SEED_RESIZE, round(w * scale))
-    resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
-    top, left = (nh - SEED_CROP) // 2, (nw - SEED_CROP) // 2
-    return resized[top:top + SEED_CROP, left:left + SEED_CROP]
 
 
 def gemm_gflops(precision: str, size: int, repeats: int) -> float:
@@ -93,121 +96,233 @@ def gemm_gflops(precision: str, size: int, repeats: int) -> float:
     return best
 
 
+def openvino_peaks(repeats: int) -> dict[str, float]:
+    """GOP/s of one large MatMul on OpenVINO in fp32, bf16 and int8 (FakeQuantize on both inputs, which
+    OpenVINO's low-precision passes turn into a u8 x i8 kernel, as in the NNCF models)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    m, k, n = PEAK_MKN
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (m, k)).astype(np.float32)
+    weights = rng.uniform(-1, 1, (n, k)).astype(np.float32)
+    peaks = {}
+    for name, hint in (("fp32", "f32"), ("bf16", "bf16"), ("int8", "bf16")):
+        source = ops.parameter([m, k], ov.Type.f32)
+        weight = ops.constant(weights)
+        lhs, rhs = source, weight
+        if name == "int8":
+            zero, one, minus = (ops.constant(np.float32(v)) for v in (0, 1, -1))
+            lhs = ops.fake_quantize(source, zero, one, zero, one, 256)
+            rhs = ops.fake_quantize(weight, minus, one, minus, one, 255)
+        model = ov.Model([ops.matmul(lhs, rhs, False, True)], [source])
+        request = ov.Core().compile_model(
+            model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        ).create_infer_request()
+        request.infer({0: x})
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            request.infer({0: x})
+            best = max(best, 2 * m * k * n / (time.perf_counter() - start) / 1e9)
+        peaks[name] = best
+    return peaks
+
+
 def count_flops(model, input_hw: tuple[int, int]) -> int | None:
     """FLOPs per image from the model's own profiler count, where it has one."""
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return model.flops(input_hw) if hasattr(model, "flops") else None
 
 
-def seconds_per_image(model, batch: np.ndarray, min_seconds: float, min_repeats: int) -> float:
-    model.class_map(batch)  # warm-up: oneDNN builds its primitives for this shape
+def timed(model, batch: np.ndarray, seconds: float) -> float:
+    """Seconds per image over at least ``seconds`` of repeated calls."""
     runs, start = 0, time.perf_counter()
-    while runs < min_repeats or time.perf_counter() - start < min_seconds:
+    while runs < 1 or time.perf_counter() - start < seconds:
         model.class_map(batch)
         runs += 1
     return (time.perf_counter() - start) / runs / len(batch)
 
 
-def load_vgg16(weights: str | None):
-    """Default path, fp32 (same graph), and the seed's straightforward fp32 graph (slim's fc6 convolution)."""
-    from indexer.models import vgg16
-    from indexer.models.weights import read_vgg16_weights
+def load_paths(name: str, weights: str | None):
+    """(label, model) of every path for ``name``, the TF baseline first, and a note on the weights."""
+    note = "weights shipped with the package"
+    if name == "vgg16":
+        from indexer.models import vgg16
+        from indexer.models.weights import read_vgg16_weights
 
-    try:
-        tensors, path = read_vgg16_weights(weights)
-        note = f"real weights from {path}"
-    except ImgidxError as exc:
-        import vgg_fixture
+        try:
+            tensors, path = read_vgg16_weights(weights)
+            note = f"real weights from {path}"
+        except ImgidxError as exc:
+            from index_throughput import random_checkpoint
 
-        tensors = vgg_fixture.random_vgg16_tensors()
-        note = (f"RANDOM weights: {str(exc).split(':')[0]}; speed is real, agreement is on a random net, "
-                f"top-1 names are meaningless")
-    models = {
-        "default": vgg16.VGG16(tensors, "auto"),
-        "fp32": vgg16.VGG16(tensors, "fp32"),
-        "baseline": vgg16.VGG16(tensors, "fp32", head=vgg16.HEAD_CONV),
-    }
-    return models, note
+            weights = str(random_checkpoint())
+            tensors, _ = read_vgg16_weights(weights)
+            note = (f"RANDOM weights: {str(exc).split(':')[0]}; speed is real, agreement is on a random net, "
+                    f"top-1 names are meaningless")
+        paths = {
+            "baseline": vgg16.VGG16(tensors, "fp32", head=vgg16.HEAD_CONV),
+            "default": vgg16.VGG16(tensors, "auto"),
+            "fp32": vgg16.VGG16(tensors, "fp32"),
+        }
+        del tensors
+    else:
+        module = network_module(name)
+        fp32 = module.load(weights=weights, precision="fp32")
+        # Its own baseline: the same network in plain fp32 at batch 1 (it has no slower "seed" graph).
+        paths = {"baseline": fp32, "default": module.load(weights=weights, precision="auto"), "fp32": fp32}
+    if runtime.openvino_installed():
+        for precision in ("bf16", runtime.INT8):
+            paths[f"openvino {precision}"] = runtime.load_backbone(
+                name, weights, runtime.OPENVINO, precision, size=WORKING_SIZE, on_build=print, progress=True
+            )
+    return paths, note
 
 
-def load_other(name: str):
-    module = importlib.import_module(REGISTRY[name][0])
-    models = {precision: module.load(weights=None, precision=precision) for precision in ("auto", "fp32")}
-    # Its own baseline: the same network in plain fp32 at batch 1 (it has no slower "seed" graph).
-    return {"default": models["auto"], "fp32": models["fp32"], "baseline": models["fp32"]}, "weights shipped with the package"
+def int8_layers(model, shape: tuple[int, ...]) -> str:
+    """How many convolutions and matrix products OpenVINO runs on its int8 kernels, of all of them."""
+    executed = model.compiled_for(shape).get_runtime_model()
+    kinds = Counter()
+    for op in executed.get_ops():
+        info = op.get_rt_info()
+        layer, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+        if layer in ("Convolution", "FullyConnected", "MatMul"):
+            kinds[(layer, precision in ("u8", "i8"))] += 1
+    int8 = sum(count for (_, quantized), count in kinds.items() if quantized)
+    return f"{int8} of {sum(kinds.values())} convolutions/matrix products run int8"
 
 
-def top_k(logits: np.ndarray) -> set[int]:
-    return set(np.argsort(-logits)[:TOP_K].tolist())
-
-
-def report_speed(models: dict, working: np.ndarray, flops: int | None, gemm: dict, plan: dict) -> None:
-    timing = (plan["min_seconds"], plan["min_repeats"])
-    baseline = seconds_per_image(models["baseline"], working[:1], *timing) if "baseline" in models else None
-    label = "baseline: slim fp32, fc6 as conv" if models["baseline"] is not models["fp32"] else "baseline: fp32"
-    rows = [(label, "fp32", 1, baseline)] if baseline else []
-    default = models["default"]
-    for label, key, batches in ((f"default ({default.precision})", "default", plan["batches"]),
-                                ("fp32", "fp32", plan["fp32_batches"])):
-        for size in batches:
-            batch = working[np.arange(size) % len(working)]
-            rows.append((label, models[key].precision, size, seconds_per_image(models[key], batch, *timing)))
-    print(f"   {'path':34} {'batch':>5} {'ms/img':>8} {'img/s':>7} {'GFLOP/s':>8} {'% GEMM':>7} {'vs baseline':>12}")
-    for label, precision, size, seconds in rows:
+def report_speed(paths: dict, working: np.ndarray, flops: int | None, peaks: dict, plan: dict) -> None:
+    cases = [("baseline", 1)]
+    cases += [(key, size) for key in paths if key not in ("baseline", "fp32") for size in plan["batches"]]
+    cases += [("fp32", size) for size in plan["fp32_batches"]]
+    batches = {size: working[np.arange(size) % len(working)] for size in {s for _, s in cases}}
+    for key, size in cases:
+        paths[key].class_map(batches[size])  # warm-up: primitives (and OpenVINO's per-shape compilation)
+    best = {case: float("inf") for case in cases}
+    for _ in range(plan["rounds"]):
+        for key, size in cases:
+            best[(key, size)] = min(best[(key, size)], timed(paths[key], batches[size], plan["round_seconds"]))
+    baseline = best[("baseline", 1)]
+    default = paths["default"]
+    print(f"   {'path':32} {'batch':>5} {'ms/img':>8} {'img/s':>7} {'G(FL)OP/s':>9} {'% peak':>7} "
+          f"{'vs baseline':>11} {'vs TF default':>13}")
+    for key, size in cases:
+        model, seconds = paths[key], best[(key, size)]
+        runtime_name = getattr(model, "runtime", runtime.TF)
+        peak_key = (runtime_name, model.precision)
+        label = {"baseline": "baseline: TF fp32" + (", fc6 as conv" if hasattr(model, "head") else ""),
+                 "default": f"TF default ({default.precision})", "fp32": "TF fp32"}.get(key, key)
         rate = flops / seconds / 1e9 if flops else None
-        achieved = f"{rate:8.0f} {100 * rate / gemm[precision]:6.0f}%" if rate else f"{'n/a':>8} {'n/a':>7}"
-        versus = f" {baseline / seconds:11.2f}x" if baseline else ""
-        print(f"   {label:34} {size:5d} {seconds * 1e3:8.0f} {1 / seconds:7.2f} {achieved}{versus}")
+        share = f"{100 * rate / peaks[peak_key]:6.0f}%" if rate and peak_key in peaks else f"{'n/a':>7}"
+        versus_default = best.get(("default", size))
+        versus = f"{versus_default / seconds:12.2f}x" if versus_default else f"{'':>13}"
+        rate_text = f"{rate:9.0f}" if rate else f"{'n/a':>9}"
+        print(f"   {label:32} {size:5d} {seconds * 1e3:8.1f} {1 / seconds:7.2f} {rate_text} {share} "
+              f"{baseline / seconds:10.2f}x {versus}")
 
 
-def report_agreement(models: dict, images: dict, working: np.ndarray, crops: np.ndarray) -> None:
-    default, exact_model = models["default"], models["fp32"]
-    exact, fast = exact_model.class_map(working), default.class_map(working)
-    same = (exact.argmax(-1) == fast.argmax(-1)).mean()
-    exact_crop, fast_crop = exact_model.class_map(crops), default.class_map(crops)
-    overlaps = [len(top_k(e.mean((0, 1))) & top_k(f.mean((0, 1)))) / TOP_K for e, f in zip(exact_crop, fast_crop)]
-    print(f"   agreement {default.precision} vs fp32 on {len(images)} photos: same top class at {100 * same:.1f}% "
-          f"of {exact.shape[1]}x{exact.shape[2]} map positions; 224-crop top-5 overlap {100 * np.mean(overlaps):.0f}%")
+def report_agreement(paths: dict, images: dict, working: np.ndarray, crops: np.ndarray) -> None:
+    exact_model = paths["fp32"]
+    exact, exact_crop = exact_model.class_map(working), exact_model.class_map(crops)
     names = [c.name for c in classes()]
-    for photo, e, f in zip(images, exact_crop, fast_crop):
-        print(f"     {photo:16} 224-crop top-1: {default.precision} {names[int(f.mean((0, 1)).argmax())]!r}, "
-              f"fp32 {names[int(e.mean((0, 1)).argmax())]!r}")
+    for key in [k for k in paths if k not in ("baseline", "fp32")]:
+        fast_model = paths[key]
+        fast, fast_crop = fast_model.class_map(working), fast_model.class_map(crops)
+        same = (exact.argmax(-1) == fast.argmax(-1)).mean()
+        overlaps = [len(top_k(e.mean((0, 1))) & top_k(f.mean((0, 1)))) / len(top_k(e.mean((0, 1))))
+                    for e, f in zip(exact_crop, fast_crop)]
+        label = f"TF default ({fast_model.precision})" if key == "default" else key
+        print(f"   agreement {label} vs fp32 on {len(images)} photos: same top class at {100 * same:.1f}% of "
+              f"{exact.shape[1]}x{exact.shape[2]} map positions; 224-crop top-5 overlap {100 * np.mean(overlaps):.0f}%")
+        changed = [f"{photo} {names[int(f.mean((0, 1)).argmax())]!r} (fp32 {names[int(e.mean((0, 1)).argmax())]!r})"
+                   for photo, e, f in zip(images, exact_crop, fast_crop)
+                   if e.mean((0, 1)).argmax() != f.mean((0, 1)).argmax()]
+        print(f"     224-crop top-1 differs on: {', '.join(changed) if changed else 'none'}")
+
+
+def shape_study(name: str, weights: str | None, plan: dict) -> None:
+    """OpenVINO int8 on a run's worth of working shapes: compiled once per shape vs one dynamic model."""
+    from indexer.runtime import openvino_model
+
+    base = runtime.load_backbone(name, weights, runtime.OPENVINO, runtime.INT8, size=WORKING_SIZE)
+    landscape = np.stack([image_ops.resize(p, (448, 597)) for p in photos().values()] * 2)[:8]
+    batches = []
+    for shape_batch in (landscape, landscape.transpose(0, 2, 1, 3), landscape[:3]):
+        batches += [pixels for pixels, _ in view_inputs(base.layers, np.ascontiguousarray(shape_batch))]
+    print(f"\n== {name} int8, {len(batches)} batches of {len({b.shape for b in batches})} shapes "
+          f"(landscape, portrait, a last partial batch; each at both views)")
+    for mode in openvino_model.SHAPE_MODES:
+        model = openvino_model.OpenVINOBackbone(name, base.layers, base.model, base.precision, shapes=mode)
+        start = time.perf_counter()
+        for batch in batches:
+            model.class_map(batch)
+        first = time.perf_counter() - start
+        steady = float("inf")
+        for _ in range(max(plan["rounds"], 2)):
+            start = time.perf_counter()
+            for batch in batches:
+                model.class_map(batch)
+            steady = min(steady, time.perf_counter() - start)
+        count = sum(len(b) for b in batches)
+        print(f"   {mode:8} first pass (incl. compiling) {first:6.2f} s; steady {1e3 * steady / count:7.1f} ms/img "
+              f"over the {count} images")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer batch sizes and repeats (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="batches 1 and 8, one round")
     parser.add_argument("--size", type=int, default=WORKING_SIZE, help="working size (square), default 448")
     parser.add_argument("--weights", default=None, help="VGG-16 weights (default: as the CLI resolves them)")
+    parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated backbones")
+    parser.add_argument("--shapes", action="store_true", help="only the OpenVINO shape study")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
 
     import tensorflow as tf
 
     began = time.perf_counter()
-    print(f"machine: {os.cpu_count()} CPUs, bf16 native: {cpu_has_bf16()}, TensorFlow {tf.__version__}, TF default "
-          f"threads; working size {args.size}x{args.size}; default precision {resolve_precision('auto')}")
-    gemm = {p: gemm_gflops(p, GEMM_SIZE, plan["gemm_repeats"]) for p in ("fp32", "bf16")}
-    print(f"GEMM ({GEMM_SIZE}^3 tf.matmul): fp32 {gemm['fp32']:.0f} GFLOP/s, bf16 {gemm['bf16']:.0f} GFLOP/s")
+    print(f"machine: {os.cpu_count()} CPUs, bf16 native: {cpu_has_bf16()}, int8 dot products: "
+          f"{runtime.cpu_has_int8_dot()}, TensorFlow {tf.__version__}; working size {args.size}x{args.size}; "
+          f"TF default precision {resolve_precision('auto')}; --runtime auto picks {runtime.resolve('auto', 'auto')}; "
+          f"load {os.getloadavg()[0]:.2f}")
+    names = args.models.split(",")
+    if args.shapes:
+        for name in names:
+            shape_study(name, args.weights if name == "vgg16" else None, plan)
+        print(f"\nload {os.getloadavg()[0]:.2f}; total bench time {time.perf_counter() - began:.0f} s")
+        return
+    peaks = {(runtime.TF, p): gemm_gflops(p, GEMM_SIZE, plan["gemm_repeats"]) for p in ("fp32", "bf16")}
+    print(f"TF GEMM ({GEMM_SIZE}^3 tf.matmul): fp32 {peaks[(runtime.TF, 'fp32')]:.0f} GFLOP/s, "
+          f"bf16 {peaks[(runtime.TF, 'bf16')]:.0f} GFLOP/s")
+    if runtime.openvino_installed():
+        measured = openvino_peaks(plan["gemm_repeats"] + 2)
+        peaks.update({(runtime.OPENVINO, p): v for p, v in measured.items()})
+        print("OpenVINO MatMul {}x{} by {}x{}: ".format(*PEAK_MKN[:2], *PEAK_MKN[1:]) +
+              ", ".join(f"{p} {v:.0f} G(FL)OP/s" for p, v in measured.items()) +
+              " (int8's is the int8 matrix-multiply peak the int8 rows are a share of)")
 
     images = photos()
     working = np.stack([squash(image, args.size) for image in images.values()])
     crops = np.stack([seed_crop(image) for image in images.values()])
-    for name in REGISTRY:
+    for name in names:
         try:
-            models, note = load_vgg16(args.weights) if name == "vgg16" else load_other(name)
+            paths, note = load_paths(name, args.weights if name == "vgg16" else None)
         except (ImgidxError, ImportError) as exc:
             print(f"\n== {name}: skipped ({type(exc).__name__}: {exc})")
             continue
-        flops = count_flops(models["default"], (args.size, args.size))
-        print(f"\n== {name} ({note})")
+        flops = count_flops(paths["default"], (args.size, args.size))
+        print(f"\n== {name} ({note}); load {os.getloadavg()[0]:.2f}")
         print(f"   FLOPs per {args.size}x{args.size} image: {f'{flops / 1e9:.2f} G' if flops else 'n/a'}")
-        report_speed(models, working, flops, gemm, plan)
-        report_agreement(models, images, working, crops)
-        for model in models.values():
+        if "openvino int8" in paths:
+            print(f"   OpenVINO int8: {int8_layers(paths['openvino int8'], working[:1].shape)}")
+        report_speed(paths, working, flops, peaks, plan)
+        report_agreement(paths, images, working, crops)
+        for model in paths.values():
             if hasattr(model, "close"):
                 model.close()
-    print(f"\ntotal bench time {time.perf_counter() - began:.0f} s")
+    print(f"\nload {os.getloadavg()[0]:.2f}; total bench time {time.perf_counter() - began:.0f} s")
 
 
 if __name__ == "__main__":
