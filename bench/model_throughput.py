@@ -2,16 +2,16 @@
 
 For every backbone in the registry that loads (VGG-16 on random weights when the real checkpoint is absent;
 the output says so), at batch sizes 1/4/8: images/second and achieved GFLOP/s (FLOPs counted on the graph)
-of each path, all measured in the same run, in interleaved rounds (each path's best round counts, so load
-from elsewhere skews no ratio):
+of each path, all measured in the same run, in interleaved rounds (`report_speed`: the paths at a batch size
+run seconds apart, and ratios are medians of each round's own, so load from elsewhere skews them little):
 
 - TensorFlow: the straightforward fp32 slim graph (the baseline), the bf16 default, fp32;
 - OpenVINO (with the extra): the same graph converted, in bf16 and NNCF int8 (`indexer.runtime`).
 
 Peaks, measured in the same run: TensorFlow's fp32/bf16 GEMM, and OpenVINO's fp32/bf16/int8 matrix multiply
-(`openvino_peaks`: one 2048x4096 by 4096x4096 MatMul, int8 through the quantize/dequantize pattern OpenVINO
-runs on its int8 kernels, as in the quantized networks). Each row prints its share of the peak of its own
-arithmetic. Then how well each fast path agrees with fp32 on real photos: the share of class-map positions
+(`openvino_peaks`: the best single call of a large MatMul and of a VGG-like 3x3 convolution; int8 through
+the quantize/dequantize pattern OpenVINO runs on its int8 kernels, as in the quantized networks). Each
+row prints its share of the peak of its own arithmetic. Then how well each fast path agrees with fp32 on real photos: the share of class-map positions
 with the same top class, and the top-5 overlap on the seed's 224 central crop.
 
     python bench/model_throughput.py            # ~5-10 minutes on 2 cores (VGG-16 dominates)
@@ -49,10 +49,15 @@ from indexer.runtime.agreement import seed_crop, top_k  # noqa: E402
 
 WORKING_SIZE = 448
 GEMM_SIZE = 4096
-#: OpenVINO's peak probe: (M, K, N) of one MatMul; M rows of activations, a K x N constant weight.
-PEAK_MKN = (2048, 4096, 4096)
-FULL = {"batches": (1, 4, 8), "fp32_batches": (1, 4), "round_seconds": 1.5, "rounds": 3, "gemm_repeats": 3}
-QUICK = {"batches": (1, 8), "fp32_batches": (1,), "round_seconds": 1.0, "rounds": 1, "gemm_repeats": 2}
+#: OpenVINO's peak probes: (M, K, N) of a MatMul (M rows of activations, a constant K x N weight), and
+#: (batch, side, channels) of a 3x3 convolution with as many channels out as in (VGG-16's conv4 at 448 px).
+PEAK_MATMUL = (1024, 4096, 4096)
+PEAK_CONV = (8, 56, 512)
+PEAK_PROBES = ("matmul", "conv")
+FULL = {"batches": (1, 4, 8), "fp32_batches": (1, 4), "round_seconds": 1.0, "rounds": 5, "gemm_repeats": 3,
+        "peak_seconds": 4.0}
+QUICK = {"batches": (1, 8), "fp32_batches": (1,), "round_seconds": 1.0, "rounds": 1, "gemm_repeats": 2,
+         "peak_seconds": 1.0}
 PHOTOS = {
     "chelsea": data.chelsea,
     "coffee": data.coffee,
@@ -96,37 +101,62 @@ def gemm_gflops(precision: str, size: int, repeats: int) -> float:
     return best
 
 
-def openvino_peaks(repeats: int) -> dict[str, float]:
-    """GOP/s of one large MatMul on OpenVINO in fp32, bf16 and int8 (FakeQuantize on both inputs, which
-    OpenVINO's low-precision passes turn into a u8 x i8 kernel, as in the NNCF models)."""
+def openvino_peaks(seconds: float) -> dict[str, float]:
+    """G(FL)OP/s of OpenVINO's matrix-multiply kernels in fp32, bf16 and int8: the best single call over
+    ``seconds`` of each of two probes, a large MatMul and a VGG-like 3x3 convolution (`PEAK_PROBES`). int8
+    goes through FakeQuantize on both inputs, which OpenVINO's low-precision passes turn into a u8 x i8
+    kernel, as in the NNCF models."""
     import openvino as ov
     import openvino.opset13 as ops
 
-    m, k, n = PEAK_MKN
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (m, k)).astype(np.float32)
-    weights = rng.uniform(-1, 1, (n, k)).astype(np.float32)
+
+    def quantized(node, low: float, high: float, levels: int):
+        low, high = ops.constant(np.float32(low)), ops.constant(np.float32(high))
+        return ops.fake_quantize(node, low, high, low, high, levels)
+
+    def probe(kind: str, int8: bool):
+        if kind == "matmul":
+            m, k, n = PEAK_MATMUL
+            source, weight, count = ops.parameter([m, k], ov.Type.f32), rng.uniform(-1, 1, (n, k)), 2 * m * k * n
+        else:
+            batch, side, channels = PEAK_CONV
+            source = ops.parameter([batch, channels, side, side], ov.Type.f32)
+            weight = rng.uniform(-1, 1, (channels, channels, 3, 3))
+            count = 2 * batch * side * side * channels * channels * 9
+        weight = ops.constant(weight.astype(np.float32))
+        lhs, rhs = (quantized(source, 0, 1, 256), quantized(weight, -1, 1, 255)) if int8 else (source, weight)
+        out = (ops.matmul(lhs, rhs, False, True) if kind == "matmul"
+               else ops.convolution(lhs, rhs, [1, 1], [1, 1], [1, 1], [1, 1]))
+        return ov.Model([out], [source]), count
+
     peaks = {}
     for name, hint in (("fp32", "f32"), ("bf16", "bf16"), ("int8", "bf16")):
-        source = ops.parameter([m, k], ov.Type.f32)
-        weight = ops.constant(weights)
-        lhs, rhs = source, weight
-        if name == "int8":
-            zero, one, minus = (ops.constant(np.float32(v)) for v in (0, 1, -1))
-            lhs = ops.fake_quantize(source, zero, one, zero, one, 256)
-            rhs = ops.fake_quantize(weight, minus, one, minus, one, 255)
-        model = ov.Model([ops.matmul(lhs, rhs, False, True)], [source])
-        request = ov.Core().compile_model(
-            model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        ).create_infer_request()
-        request.infer({0: x})
-        best = 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
+        for kind in PEAK_PROBES:
+            model, count = probe(kind, name == "int8")
+            request = ov.Core().compile_model(
+                model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+            ).create_infer_request()
+            x = rng.uniform(0, 1, tuple(model.inputs[0].get_shape())).astype(np.float32)
             request.infer({0: x})
-            best = max(best, 2 * m * k * n / (time.perf_counter() - start) / 1e9)
-        peaks[name] = best
+            best, end = 0.0, time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                request.infer({0: x})
+                best = max(best, count / (time.perf_counter() - start) / 1e9)
+            peaks[(name, kind)] = best
     return peaks
+
+
+def measure_openvino_peaks(peaks: dict, plan: dict) -> None:
+    """Measure OpenVINO's peaks now, next to the rows that are a share of them, into ``peaks``."""
+    measured = openvino_peaks(plan["peak_seconds"])
+    for precision in ("fp32", "bf16", "int8"):
+        peaks[(runtime.OPENVINO, precision)] = max(measured[(precision, kind)] for kind in PEAK_PROBES)
+    print("   OpenVINO peaks, best call of a {}x{} by {}x{} MatMul / a 3x3 conv of {}x{}x{}x{}: ".format(
+        *PEAK_MATMUL[:2], *PEAK_MATMUL[1:], *PEAK_CONV[:2], PEAK_CONV[1], PEAK_CONV[2]) +
+        ", ".join(f"{p} {measured[(p, 'matmul')]:.0f} / {measured[(p, 'conv')]:.0f}" for p in ("fp32", "bf16", "int8")) +
+        " G(FL)OP/s; the higher of each pair is the peak a row of that precision is a share of")
 
 
 def count_flops(model, input_hw: tuple[int, int]) -> int | None:
@@ -144,6 +174,20 @@ def timed(model, batch: np.ndarray, seconds: float) -> float:
     return (time.perf_counter() - start) / runs / len(batch)
 
 
+def vgg16_weights(weights: str | None) -> tuple[str, str]:
+    """The VGG-16 weights to run (the real ones, else bench/out's random checkpoint), and a note saying which."""
+    from indexer.models.weights import resolve_vgg16_weights
+
+    try:
+        path = resolve_vgg16_weights(weights)
+        return str(path), f"real weights from {path}"
+    except ImgidxError as exc:
+        from index_throughput import random_checkpoint
+
+        return str(random_checkpoint()), (f"RANDOM weights: {str(exc).split(':')[0]}; speed is real, agreement is "
+                                          f"on a random net, top-1 names are meaningless")
+
+
 def load_paths(name: str, weights: str | None):
     """(label, model) of every path for ``name``, the TF baseline first, and a note on the weights."""
     note = "weights shipped with the package"
@@ -151,16 +195,8 @@ def load_paths(name: str, weights: str | None):
         from indexer.models import vgg16
         from indexer.models.weights import read_vgg16_weights
 
-        try:
-            tensors, path = read_vgg16_weights(weights)
-            note = f"real weights from {path}"
-        except ImgidxError as exc:
-            from index_throughput import random_checkpoint
-
-            weights = str(random_checkpoint())
-            tensors, _ = read_vgg16_weights(weights)
-            note = (f"RANDOM weights: {str(exc).split(':')[0]}; speed is real, agreement is on a random net, "
-                    f"top-1 names are meaningless")
+        weights, note = vgg16_weights(weights)
+        tensors, _ = read_vgg16_weights(weights)
         paths = {
             "baseline": vgg16.VGG16(tensors, "fp32", head=vgg16.HEAD_CONV),
             "default": vgg16.VGG16(tensors, "auto"),
@@ -194,33 +230,38 @@ def int8_layers(model, shape: tuple[int, ...]) -> str:
 
 
 def report_speed(paths: dict, working: np.ndarray, flops: int | None, peaks: dict, plan: dict) -> None:
+    """Each round times every path at one batch size after another, so paths compared at a batch size run
+    seconds apart; a row shows its best round, and its ratios are medians of the rounds' own ratios."""
     cases = [("baseline", 1)]
     cases += [(key, size) for key in paths if key not in ("baseline", "fp32") for size in plan["batches"]]
     cases += [("fp32", size) for size in plan["fp32_batches"]]
     batches = {size: working[np.arange(size) % len(working)] for size in {s for _, s in cases}}
     for key, size in cases:
         paths[key].class_map(batches[size])  # warm-up: primitives (and OpenVINO's per-shape compilation)
-    best = {case: float("inf") for case in cases}
+    rounds: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
     for _ in range(plan["rounds"]):
-        for key, size in cases:
-            best[(key, size)] = min(best[(key, size)], timed(paths[key], batches[size], plan["round_seconds"]))
-    baseline = best[("baseline", 1)]
+        for size in sorted(batches):
+            for case in [c for c in cases if c[1] == size]:
+                rounds[case].append(timed(paths[case[0]], batches[size], plan["round_seconds"]))
+
+    def ratio(reference: tuple[str, int], case: tuple[str, int]) -> float:
+        return float(np.median([r / c for r, c in zip(rounds[reference], rounds[case])]))
+
     default = paths["default"]
     print(f"   {'path':32} {'batch':>5} {'ms/img':>8} {'img/s':>7} {'G(FL)OP/s':>9} {'% peak':>7} "
           f"{'vs baseline':>11} {'vs TF default':>13}")
     for key, size in cases:
-        model, seconds = paths[key], best[(key, size)]
-        runtime_name = getattr(model, "runtime", runtime.TF)
-        peak_key = (runtime_name, model.precision)
+        model, seconds = paths[key], min(rounds[(key, size)])
+        peak_key = (getattr(model, "runtime", runtime.TF), model.precision)
         label = {"baseline": "baseline: TF fp32" + (", fc6 as conv" if hasattr(model, "head") else ""),
                  "default": f"TF default ({default.precision})", "fp32": "TF fp32"}.get(key, key)
         rate = flops / seconds / 1e9 if flops else None
         share = f"{100 * rate / peaks[peak_key]:6.0f}%" if rate and peak_key in peaks else f"{'n/a':>7}"
-        versus_default = best.get(("default", size))
-        versus = f"{versus_default / seconds:12.2f}x" if versus_default else f"{'':>13}"
+        versus = f"{ratio(('default', size), (key, size)):12.2f}x" if ("default", size) in rounds else f"{'':>13}"
         rate_text = f"{rate:9.0f}" if rate else f"{'n/a':>9}"
+        baseline_ratio = min(rounds[("baseline", 1)]) / seconds
         print(f"   {label:32} {size:5d} {seconds * 1e3:8.1f} {1 / seconds:7.2f} {rate_text} {share} "
-              f"{baseline / seconds:10.2f}x {versus}")
+              f"{baseline_ratio:10.2f}x {versus}")
 
 
 def report_agreement(paths: dict, images: dict, working: np.ndarray, crops: np.ndarray) -> None:
@@ -246,6 +287,8 @@ def shape_study(name: str, weights: str | None, plan: dict) -> None:
     """OpenVINO int8 on a run's worth of working shapes: compiled once per shape vs one dynamic model."""
     from indexer.runtime import openvino_model
 
+    if name == "vgg16":
+        weights, _ = vgg16_weights(weights)
     base = runtime.load_backbone(name, weights, runtime.OPENVINO, runtime.INT8, size=WORKING_SIZE)
     landscape = np.stack([image_ops.resize(p, (448, 597)) for p in photos().values()] * 2)[:8]
     batches = []
@@ -296,12 +339,6 @@ def main() -> None:
     peaks = {(runtime.TF, p): gemm_gflops(p, GEMM_SIZE, plan["gemm_repeats"]) for p in ("fp32", "bf16")}
     print(f"TF GEMM ({GEMM_SIZE}^3 tf.matmul): fp32 {peaks[(runtime.TF, 'fp32')]:.0f} GFLOP/s, "
           f"bf16 {peaks[(runtime.TF, 'bf16')]:.0f} GFLOP/s")
-    if runtime.openvino_installed():
-        measured = openvino_peaks(plan["gemm_repeats"] + 2)
-        peaks.update({(runtime.OPENVINO, p): v for p, v in measured.items()})
-        print("OpenVINO MatMul {}x{} by {}x{}: ".format(*PEAK_MKN[:2], *PEAK_MKN[1:]) +
-              ", ".join(f"{p} {v:.0f} G(FL)OP/s" for p, v in measured.items()) +
-              " (int8's is the int8 matrix-multiply peak the int8 rows are a share of)")
 
     images = photos()
     working = np.stack([squash(image, args.size) for image in images.values()])
@@ -317,6 +354,7 @@ def main() -> None:
         print(f"   FLOPs per {args.size}x{args.size} image: {f'{flops / 1e9:.2f} G' if flops else 'n/a'}")
         if "openvino int8" in paths:
             print(f"   OpenVINO int8: {int8_layers(paths['openvino int8'], working[:1].shape)}")
+            measure_openvino_peaks(peaks, plan)
         report_speed(paths, working, flops, peaks, plan)
         report_agreement(paths, images, working, crops)
         for model in paths.values():

@@ -295,8 +295,7 @@ def score(truth: Truth, cells_of, pairs_of, photos) -> Levels:
 
 def line(levels: Levels) -> str:
     return (f"image {levels.total('image').text()} | cell {levels.total('cell').text()} | "
-            f"pair P {levels.pair.precision:.2f} R {levels.pair.recall:.2f} "
-            f"({levels.pair.tp} of {levels.pair.tp + levels.pair.fn})")
+            f"pair {levels.pair.text()} ({levels.pair.tp} of {levels.pair.tp + levels.pair.fn})")
 
 
 # ------------------------------------------------------------------------------------ model class maps

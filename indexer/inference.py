@@ -84,9 +84,14 @@ def view_inputs(layers, batch: np.ndarray) -> Iterator[tuple[np.ndarray, bool]]:
 
 def check_size(model: Backbone, size: int) -> None:
     """Refuse a working size the network cannot produce a class map for."""
-    smallest = minimum_input(model.layers)
+    check_working_size(model.name, model.layers, size)
+
+
+def check_working_size(name: str, layers, size: int) -> None:
+    """`check_size` before the network is loaded, from its layers."""
+    smallest = minimum_input(layers)
     if size < smallest:
-        raise WorkingSizeError(f"--size must be at least {smallest} for {model.name}, got {size}")
+        raise WorkingSizeError(f"--size must be at least {smallest} for {name}, got {size}")
 
 
 def segment(model: Backbone, photo: np.ndarray, size: int) -> Segmentation:
