@@ -159,7 +159,7 @@ def main() -> None:
           f"share the {cores} CPUs perfectly")
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
-        f"{index_cpus:.2f} CPUs busy; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
+        f"{index_cpus:.2f} CPUs busy, {1000 * index_cpus / index_rate:.0f} ms CPU per image; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
         f"writer (scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}",
         flush=True,
     )

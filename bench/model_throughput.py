@@ -284,7 +284,8 @@ def report_agreement(paths: dict, images: dict, working: np.ndarray, crops: np.n
 
 
 def shape_study(name: str, weights: str | None, plan: dict) -> None:
-    """OpenVINO int8 on a run's worth of working shapes: compiled once per shape vs one dynamic model."""
+    """OpenVINO int8 on a run's worth of working shapes, compiled per shape, per size (any batch) or once
+    dynamic: the first pass (with its compiling), then interleaved rounds of the same batches."""
     from indexer.runtime import openvino_model
 
     if name == "vgg16":
@@ -294,23 +295,34 @@ def shape_study(name: str, weights: str | None, plan: dict) -> None:
     batches = []
     for shape_batch in (landscape, landscape.transpose(0, 2, 1, 3), landscape[:3]):
         batches += [pixels for pixels, _ in view_inputs(base.layers, np.ascontiguousarray(shape_batch))]
-    print(f"\n== {name} int8, {len(batches)} batches of {len({b.shape for b in batches})} shapes "
-          f"(landscape, portrait, a last partial batch; each at both views)")
-    for mode in openvino_model.SHAPE_MODES:
-        model = openvino_model.OpenVINOBackbone(name, base.layers, base.model, base.precision, shapes=mode)
+    count = sum(len(b) for b in batches)
+    print(f"\n== {name} int8, {len(batches)} batches of {len({b.shape for b in batches})} shapes, {count} images "
+          f"(landscape, portrait, a last partial batch; each at both views); load {os.getloadavg()[0]:.2f}")
+
+    def one_pass(model) -> float:
         start = time.perf_counter()
         for batch in batches:
             model.class_map(batch)
-        first = time.perf_counter() - start
-        steady = float("inf")
-        for _ in range(max(plan["rounds"], 2)):
-            start = time.perf_counter()
-            for batch in batches:
-                model.class_map(batch)
-            steady = min(steady, time.perf_counter() - start)
-        count = sum(len(b) for b in batches)
-        print(f"   {mode:8} first pass (incl. compiling) {first:6.2f} s; steady {1e3 * steady / count:7.1f} ms/img "
-              f"over the {count} images")
+        return time.perf_counter() - start
+
+    import psutil
+
+    process = psutil.Process()
+    models, first, grown = {}, {}, {}
+    for mode in openvino_model.SHAPE_MODES:
+        before = process.memory_info().rss
+        models[mode] = openvino_model.OpenVINOBackbone(name, base.layers, base.model, base.precision, shapes=mode)
+        first[mode] = one_pass(models[mode])
+        grown[mode] = (process.memory_info().rss - before) / 2**20
+    rounds = {mode: [] for mode in models}
+    for _ in range(max(plan["rounds"], 3)):
+        for mode, model in models.items():
+            rounds[mode].append(one_pass(model))
+    for mode in models:
+        versus = np.median([s / m for s, m in zip(rounds["static"], rounds[mode])])
+        print(f"   {mode:8} first pass (with compiling) {first[mode]:6.2f} s, memory +{grown[mode]:5.0f} MB; then "
+              f"{1e3 * min(rounds[mode]) / count:7.1f} ms/img at best, {versus:.2f}x static's speed (median of "
+              f"{len(rounds[mode])} interleaved rounds)")
 
 
 def main() -> None:

@@ -40,22 +40,14 @@ class ImgidxGroup(click.Group):
 
 def model_option(func):
     """`--model`, `--weights`, `--precision` and `--runtime`, shared by every command that runs a network."""
-    func = click.option(
-        "--runtime",
-        type=click.Choice(RUNTIMES),
-        default="auto",
-        show_default=True,
-        help="What runs the network: TensorFlow, or OpenVINO (pip install 'imgidx[openvino]'). auto picks "
-        "OpenVINO int8 where it is installed and the CPU has int8 dot products (VNNI, AMX), else TensorFlow.",
-    )(func)
-    func = click.option(
-        "--precision",
-        type=click.Choice(PRECISIONS),
-        default="auto",
-        show_default=True,
-        help="Arithmetic: auto is int8 on OpenVINO where the CPU runs it natively, else bf16 where the CPU "
-        "has it, else fp32. int8 needs OpenVINO.",
-    )(func)
+    for name, choices, text in (
+        ("--runtime", RUNTIMES, "What runs the network: TensorFlow, or OpenVINO (pip install 'imgidx[openvino]'). "
+         "auto picks OpenVINO int8 where it is installed and the CPU has int8 dot products (VNNI, AMX), else "
+         "TensorFlow."),
+        ("--precision", PRECISIONS, "Arithmetic: auto is int8 on OpenVINO where the CPU runs it natively, else "
+         "bf16 where the CPU has it, else fp32. int8 needs OpenVINO."),
+    ):
+        func = click.option(name, type=click.Choice(choices), default="auto", show_default=True, help=text)(func)
     func = click.option(
         "--weights",
         type=click.Path(dir_okay=False),

@@ -16,6 +16,7 @@ from indexer.errors import IndexSettingsError, QuantizedModelError, RuntimeChoic
 from indexer.models.base import resolve_precision
 from indexer.runtime import photos
 from indexer.store import IndexSettings
+from test_index_cli import models  # noqa: F401  (the fixture: TensorFlow loads are fakes)
 from test_pipeline import RED, paint
 
 PHOTOS_DIR = "photos"
@@ -42,21 +43,6 @@ def vnni(monkeypatch):
 @pytest.fixture
 def no_vnni(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
-
-
-@pytest.fixture
-def fake_models(monkeypatch):
-    """TensorFlow loads are fakes named as asked; the list records (name, precision) of each."""
-    loaded = []
-
-    def load_model(name, weights=None, precision="auto"):
-        model = FakeBackbone()
-        model.name, model.precision = name, precision
-        loaded.append((name, precision))
-        return model
-
-    monkeypatch.setattr("indexer.models.load_model", load_model)
-    return loaded
 
 
 def imgidx(*argv):
@@ -96,11 +82,11 @@ def test_int8_is_refused_on_tensorflow(extra, vnni):
         runtime.resolve("tf", "int8")
 
 
-def test_cli_without_the_extra_works_as_before_and_openvino_explains(tmp_path, no_extra, vnni, fake_models):
+def test_cli_without_the_extra_works_as_before_and_openvino_explains(tmp_path, no_extra, vnni, models):
     photo = paint(tmp_path / "a.jpg", {4: RED}, hw=(240, 320))
     result = imgidx("classify", photo, "--model", "efficientnet-lite0", "--size", "96")
     assert result.exit_code == 0, result.output
-    assert fake_models == [("efficientnet-lite0", resolve_precision("auto"))]
+    assert [(m.name, m.precision) for m in models] == [("efficientnet-lite0", resolve_precision("auto"))]
     for argv in (("--runtime", "openvino"), ("--precision", "int8")):
         for command in (("classify", photo), ("segment", photo, "--text")):
             result = imgidx(*command, "--model", "efficientnet-lite0", "--size", "96", *argv)
@@ -116,13 +102,13 @@ def test_cli_without_the_extra_works_as_before_and_openvino_explains(tmp_path, n
     assert result.stdout.splitlines()[-1] == f"auto picks: tf {resolve_precision('auto')}"
 
 
-def test_cli_refuses_int8_on_tensorflow(tmp_path, extra, vnni, fake_models):
+def test_cli_refuses_int8_on_tensorflow(tmp_path, extra, vnni, models):
     photo = paint(tmp_path / "a.jpg", {4: RED}, hw=(240, 320))
     result = imgidx("classify", photo, "--runtime", "tf", "--precision", "int8")
     assert (result.exit_code, result.stderr) == (
         1, "Error: --precision int8 runs on OpenVINO only: use --runtime openvino (or auto)\n"
     )
-    assert fake_models == []
+    assert models == []
 
 
 def test_runtime_status_names_the_rule(extra, vnni):

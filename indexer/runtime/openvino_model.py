@@ -14,8 +14,8 @@ A cached model is read, never silently rebuilt: one that cannot be read is an er
 The recipe per network is the one that kept the most class-map positions' top class on held-out photos
 (`bench/int8_accuracy.py`, figures in bench/RESULTS.md).
 
-**Shapes**: working shapes vary with the aspect ratio. `SHAPES` says how the model is compiled for them
-(measured in `bench/model_throughput.py --shapes`).
+**Shapes**: working shapes vary with the aspect ratio; one dynamic-shape compilation serves them all
+(`SHAPES`, measured in `bench/model_throughput.py --shapes`).
 """
 
 from __future__ import annotations
@@ -41,17 +41,21 @@ from indexer.geometry import Geometry, Layer, derive_geometry, minimum_input
 from indexer.inference import check_working_size
 from indexer.labels import NUM_CLASSES
 from indexer.models import native_stderr_silenced, network_module
+from indexer.models.base import cpu_has_bf16
 from indexer.runtime import INT8, OPENVINO, cache, photos
 
 MODEL_XML = "model.xml"
 BUILT_FILE = "built.json"
 DEVICE = "CPU"
-#: OpenVINO's precision for what it runs outside int8 kernels (int8: every layer left unquantized).
-INFERENCE_HINTS = {"fp32": "f32", "bf16": "bf16", INT8: "bf16"}
+#: OpenVINO's precision for the layers it runs outside int8 kernels; for int8, the layers left unquantized
+#: run in bf16 where the CPU has it (`cpu_has_bf16`), else in fp32.
+INFERENCE_HINTS = {"fp32": "f32", "bf16": "bf16", INT8: "bf16" if cpu_has_bf16() else "f32"}
 #: How the model is compiled for the working shapes it meets: "static", once per input shape (batch,
 #: height, width); "spatial", once per height and width, any batch; "dynamic", once for every shape.
-#: Compiled models are kept for the run. Measured in bench/RESULTS.md ("OpenVINO: shapes").
-SHAPES = "static"
+#: Compiled models are kept for the run. Dynamic runs as fast as static once warm (VGG-16 level, Lite0
+#: within 6%), compiles once, and holds one model's memory where static adds ~250 MB per shape for VGG-16
+#: (bench/RESULTS.md, "OpenVINO: shapes").
+SHAPES = "dynamic"
 SHAPE_MODES = ("static", "spatial", "dynamic")
 #: The thread budget the Ray engine gives each model actor (`indexer.ray_engine`); TensorFlow reads it too.
 THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
@@ -267,7 +271,7 @@ def _photo_set(name: str, digest: str, size: int, calibration: str) -> photos.Ph
 class OpenVINOBackbone:
     """A converted network on OpenVINO's CPU plugin, with the interface of `indexer.models.base.Backbone`.
 
-    Inputs of each new shape get the model compiled for that shape (`SHAPES`), kept for later batches.
+    The model is compiled when first run, for every shape or per shape (`SHAPES`), and kept.
     """
 
     name: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -52,6 +53,7 @@ def _set_id(kind: str, contents: Sequence[bytes]) -> str:
     return f"{kind}-{digest.hexdigest()[:ID_DIGEST_CHARS]}"
 
 
+@lru_cache(maxsize=1)
 def shipped() -> PhotoSet:
     folder = resources.files("indexer") / "data" / SHIPPED_FOLDER
     paths = sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jpg"))
