@@ -133,6 +133,18 @@ def test_an_index_keeps_its_runtime_precision_and_int8_calibration(extra, vnni, 
     assert runtime.choose(None, "fake", 96, "auto", "auto", False) == ("openvino", "int8", "photos-current")
 
 
+def test_an_openvino_index_without_the_extra_says_what_to_do(no_extra):
+    int8_index = settings(runtime="openvino", precision="int8", quantization="shipped-0123456789ab")
+    with pytest.raises(RuntimeChoiceError) as refused:
+        runtime.choose(int8_index, "fake", 96, "auto", "auto", False)
+    assert str(refused.value) == (
+        "the index holds labels from fake at size 96 (openvino int8 calibrated on shipped-0123456789ab), and the "
+        "openvino runtime needs OpenVINO and NNCF: pip install 'imgidx[openvino]'; or rebuild it with --reindex "
+        "--runtime tf"
+    )
+    assert runtime.choose(int8_index, "fake", 96, "tf", "auto", True) == ("tf", resolve_precision("auto"), "")
+
+
 def test_settings_round_trip_and_an_older_index_reads_as_tensorflow(tmp_path):
     engine = store.open_index(str(tmp_path / "i.db"))
     t = store.tables(engine)

@@ -99,17 +99,25 @@ def choose(stored: "IndexSettings | None", model: str, size: int, runtime: str, 
            reindex: bool) -> tuple[str, str, str]:
     """This run's ``(runtime, precision, quantization)`` for an index built with ``stored`` settings.
 
-    ``auto`` keeps what the index holds for the same model, as ``--precision auto`` always did, and so
-    does an int8 index's calibration (unless ``reindex``: then the current one, `photos.active`). A new
-    index gets what `resolve` picks. ``quantization`` names the int8 calibration, empty otherwise.
+    ``auto`` keeps what the index holds for the same model, as ``--precision auto`` always did, where it
+    can run on the runtime asked (``--runtime tf`` on an int8 index takes TF's own precision), and so does
+    an int8 index's calibration (unless ``reindex``: then the current one, `photos.active`). A new index
+    gets what `resolve` picks. ``quantization`` names the int8 calibration, empty otherwise.
     """
     same_model = stored is not None and stored.model == model
+    kept = False
     if same_model:
-        if precision == AUTO:
+        if precision == AUTO and not (runtime == TF and stored.precision == INT8):
             precision = stored.precision
         if runtime == AUTO and not (stored.runtime == TF and precision == INT8):
-            runtime = stored.runtime
-    runtime, precision = resolve(runtime, precision)
+            runtime, kept = stored.runtime, True
+    try:
+        runtime, precision = resolve(runtime, precision)
+    except RuntimeChoiceError as exc:
+        if not kept:
+            raise
+        raise RuntimeChoiceError(f"the index holds labels from {stored.describe()}, and {exc}; or rebuild it "
+                                 f"with --reindex --runtime tf") from None
     if precision != INT8:
         return runtime, precision, ""
     keep = same_model and not reindex and stored.working_size == size and stored.quantization
