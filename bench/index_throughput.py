@@ -14,7 +14,7 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
 
     python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
-                                     [--photo-size 4000x3000] [--one-view] [--no-faces]
+                                     [--photo-size 4000x3000] [--one-view] [--no-faces] [--runtime auto|tf|openvino]
 
 For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
 into bench/out (same network, same cost).
@@ -39,20 +39,26 @@ from photo_folder import OUT, make_folder  # noqa: E402
 
 from indexer import faces, images, inference, pipeline, regions, store  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
-from indexer.models import load_model  # noqa: E402
+from indexer import runtime as runtimes  # noqa: E402
 
 
-def model_loader(name: str, weights: str | None, precision: str):
-    """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
-    if name != "vgg16-random":
-        return lambda: load_model(name, weights, precision)
+def random_checkpoint() -> Path:
+    """VGG-16's checkpoint with random weights (tests/vgg_fixture.py), written into bench/out once."""
     checkpoint = OUT / "vgg16-random" / "vgg_16.ckpt"
     if not checkpoint.exists():
         from vgg_fixture import random_vgg16_tensors, write_slim_checkpoint
 
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         write_slim_checkpoint(random_vgg16_tensors(), checkpoint)
-    return lambda: load_model("vgg16", str(checkpoint), precision)
+    return checkpoint
+
+
+def model_loader(name: str, weights: str | None, precision: str, runtime: str = runtimes.TF,
+                 size: int = images.DEFAULT_WORKING_SIZE):
+    """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
+    if name == "vgg16-random":
+        name, weights = "vgg16", str(random_checkpoint())
+    return lambda: runtimes.load(name, weights, runtime, precision, size=size, on_build=print, progress=True)
 
 
 def prepared(model, folder: Path, size: int) -> tuple[dict[tuple[int, int], list[np.ndarray]], float]:
@@ -108,6 +114,7 @@ def indexed(model, folder: Path, size: int, batch: int, workers: int | None, wit
         summary = pipeline.index(
             engine, [folder], lambda settings: model, model=model.name, size=size,
             precision=model.precision, batch=batch, workers=workers, with_faces=with_faces,
+            runtime=getattr(model, "runtime", runtimes.TF),
         )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         engine.dispose()
@@ -131,7 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="auto", choices=runtimes.PRECISIONS)
+    parser.add_argument("--runtime", default="auto", choices=runtimes.RUNTIMES,
+                        help="as imgidx index --runtime (the seed-style rows always run TensorFlow, as the seed did)")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--size", type=int, default=images.DEFAULT_WORKING_SIZE)
     parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
@@ -148,11 +157,13 @@ def main() -> None:
     width, height = (int(v) for v in args.photo_size.split("x"))
     folder = make_folder(args.count, (height, width))
     megabytes = sum(p.stat().st_size for p in folder.glob("*.jpg")) / 1e6
-    load = model_loader(args.model, args.weights, args.precision)
-    model = load()
-    print(f"{args.count} JPEGs of {args.photo_size} ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs")
-    print(f"{model.name} ({model.precision}), working size {args.size}, batch {args.batch}")
+    model = model_loader(args.model, args.weights, args.precision, args.runtime, args.size)()
+    print(f"{args.count} JPEGs of {args.photo_size} ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}")
+    print(f"{model.name} ({getattr(model, 'runtime', runtimes.TF)} {model.precision}), working size {args.size}, "
+          f"batch {args.batch}")
 
+    cores = os.cpu_count() or 1
     groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
     before, model_cpu = model_only(model, groups, args.batch)
@@ -160,24 +171,25 @@ def main() -> None:
     index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers, not args.no_faces)
     after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2
-    cores = os.cpu_count() or 1
     bound = min(model_rate, cores / (model_cpu + decode_cpu))
     print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f}); "
           f"{model_cpu * 1000:.0f} ms CPU per image, {model_cpu * before:.2f} CPUs busy")
     print(f"face pass:       {face_seconds * 1000:8.0f} ms per image ({face_cpu * 1000:.0f} ms CPU, {windows:.0f} "
           f"windows of {faces.INPUT_SIZE} px) = {face_seconds * model_rate:.2f}x the model's {1000 / model_rate:.0f} ms")
-    print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize)")
+    print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize); "
+          f"decode ceiling {cores / decode_cpu:.1f} images/s on the {cores} CPUs with no model")
     print(f"CPU bound:       {bound:8.2f} images/s  = {bound / model_rate:.1%} of model only, if model and decoding "
           f"share the {cores} CPUs perfectly")
     print(
         f"imgidx index:    {index_rate:8.2f} images/s  = {index_rate / model_rate:.1%} of model only; "
-        f"{index_cpus:.2f} CPUs busy; model busy {summary.model_seconds / summary.elapsed:.0%} of the run, "
-        f"writer (faces + scores + SQLite) {summary.write_seconds / summary.elapsed:.0%}, of which faces "
-        f"{summary.face_seconds / summary.elapsed:.0%}",
+        f"{index_cpus:.2f} CPUs busy, {1000 * index_cpus / index_rate:.0f} ms CPU per image; model busy "
+        f"{summary.model_seconds / summary.elapsed:.0%} of the run, writer (faces + scores + SQLite) "
+        f"{summary.write_seconds / summary.elapsed:.0%}, of which faces {summary.face_seconds / summary.elapsed:.0%}",
         flush=True,
     )
     if args.seed_images:
-        seconds = seed_style(load, folder, args.seed_images)
+        tf_precision = "auto" if args.precision == runtimes.INT8 else args.precision
+        seconds = seed_style(model_loader(args.model, args.weights, tf_precision), folder, args.seed_images)
         print(
             f"seed-style:      {1 / seconds:8.3f} images/s  ({seconds:.2f} s per image, {args.seed_images} images); "
             f"imgidx index is {index_rate * seconds:.0f}x faster"

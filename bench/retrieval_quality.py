@@ -35,6 +35,7 @@ Parts (each printed with the command line that reproduces it):
    VGG-16 run it with the real weights: ``--model vgg16 --weights vgg_16.ckpt --fit``.
 
     .venv/bin/python bench/retrieval_quality.py [--study] [--fit] [--model efficientnet-lite0] [--weights PATH]
+                                                [--runtime auto|tf|openvino] [--precision auto|int8|bf16|fp32]
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 from indexer import calibration, images, inference, pipeline, regions, store  # noqa: E402
 from indexer.calibration import MIN_RISE, Calibration  # noqa: E402
 from indexer.geometry import CELL_NAMES, total_stride  # noqa: E402
-from indexer.models import DEFAULT_WORKING_SIZE, load_model  # noqa: E402
+from indexer import runtime as runtimes  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 from query import DEFAULT_MIN_SCORE  # noqa: E402
 from query.compile import compile_query  # noqa: E402
 from query.parser import QueryError, Term, parse  # noqa: E402
@@ -293,8 +295,7 @@ def score(truth: Truth, cells_of, pairs_of, photos) -> Levels:
 
 def line(levels: Levels) -> str:
     return (f"image {levels.total('image').text()} | cell {levels.total('cell').text()} | "
-            f"pair P {levels.pair.precision:.2f} R {levels.pair.recall:.2f} "
-            f"({levels.pair.tp} of {levels.pair.tp + levels.pair.fn})")
+            f"pair {levels.pair.text()} ({levels.pair.tp} of {levels.pair.tp + levels.pair.fn})")
 
 
 # ------------------------------------------------------------------------------------ model class maps
@@ -581,7 +582,7 @@ def index_folder(model, folder: Path, db: Path, size: int | None = None):
     engine = store.open_index(str(db))
     start = time.perf_counter()
     summary = pipeline.index(engine, [folder], lambda settings: model, model=model.name, size=size,
-                             precision=model.precision)
+                             precision=model.precision, runtime=getattr(model, "runtime", runtimes.TF))
     wall = time.perf_counter() - start - summary.load_seconds
     assert summary.failed == 0, summary.failures
     return engine, summary, wall
@@ -765,7 +766,8 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, default=DEV, help="the annotated photos (default: ../shared/realscenes-dev)")
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    parser.add_argument("--precision", default="auto", choices=runtimes.PRECISIONS)
+    parser.add_argument("--runtime", default="auto", choices=runtimes.RUNTIMES)
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     parser.add_argument("--study", action="store_true", help="compare the variants (part 3)")
     parser.add_argument("--fit", action="store_true", help="fit and write the shipped calibration (part 4)")
@@ -777,7 +779,8 @@ def main() -> None:
     print(f"# retrieval quality: {len(annotations)} photos of {args.dev.name}; {len(NAMES)} COCO classes scored, "
           f"{len(CANNOT_EXPRESS)} not expressible in ImageNet-1k: {', '.join(CANNOT_EXPRESS)}")
     print(f"pair queries: {len(pair_queries(truth))}")
-    model = load_model(args.model, args.weights, args.precision)
+    model = runtimes.load(args.model, args.weights, args.runtime, args.precision, size=DEFAULT_WORKING_SIZE,
+                          on_build=print)
     photos = {name: images.load(args.dev / "images" / name).pixels for name in sorted(annotations)}
 
     if args.fit:

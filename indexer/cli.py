@@ -14,7 +14,8 @@ import click
 
 from indexer import __version__
 from indexer.errors import ImgidxError
-from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, PRECISIONS, model_names
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
+from indexer.runtime import PRECISIONS, RUNTIMES
 from indexer.names import printable, stored
 
 #: The exit status of a command whose reader went away (`imgidx query ... | head`): a process that SIGPIPE
@@ -56,14 +57,15 @@ def _discard_stdout() -> None:
 
 
 def model_option(func):
-    """`--model`, `--weights` and `--precision`, shared by every command that runs a network."""
-    func = click.option(
-        "--precision",
-        type=click.Choice(PRECISIONS),
-        default="auto",
-        show_default=True,
-        help="Arithmetic: auto uses bf16 where the CPU runs it natively, else fp32.",
-    )(func)
+    """`--model`, `--weights`, `--precision` and `--runtime`, shared by every command that runs a network."""
+    for name, choices, text in (
+        ("--runtime", RUNTIMES, "What runs the network: TensorFlow, or OpenVINO (pip install 'imgidx[openvino]'). "
+         "auto picks OpenVINO int8 where it is installed and the CPU has int8 dot products (VNNI, AMX), else "
+         "TensorFlow."),
+        ("--precision", PRECISIONS, "Arithmetic: auto is int8 on OpenVINO where the CPU runs it natively, else "
+         "bf16 where the CPU has it, else fp32. int8 needs OpenVINO."),
+    ):
+        func = click.option(name, type=click.Choice(choices), default="auto", show_default=True, help=text)(func)
     func = click.option(
         "--weights",
         type=click.Path(dir_okay=False),
@@ -124,7 +126,7 @@ def _load_photos(paths, min_side: int) -> tuple[list[tuple[str, "object"]], int]
     help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}, as the index].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per image.")
-def classify(image_paths, model_name, weights, precision, top, size, as_json):
+def classify(image_paths, model_name, weights, precision, runtime, top, size, as_json):
     """Print the top classes of each IMAGE with their confidence.
 
     The confidence is the one the index stores for the photo and `show` and `query` print: the whole
@@ -136,12 +138,11 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 
     from indexer import inference
     from indexer.calibration import JSON_DECIMALS, percent
-    from indexer.models import load_model
 
     size = size or DEFAULT_WORKING_SIZE
     photos, failed = _load_photos(image_paths, size)
     if photos:
-        model = load_model(model_name, weights, precision)
+        model = _load_network(model_name, weights, runtime, precision, size)
         for path, photo in photos:
             predictions = inference.classify(model, photo, size, top)
             if as_json:
@@ -168,7 +169,7 @@ def classify(image_paths, model_name, weights, precision, top, size, as_json):
 @click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
               help="Find faces too: outlined on the figure, listed under the text grid.")
 @model_option
-def segment(image_path, out, text, size, with_faces, model_name, weights, precision):
+def segment(image_path, out, text, size, with_faces, model_name, weights, precision, runtime):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
@@ -180,13 +181,12 @@ def segment(image_path, out, text, size, with_faces, model_name, weights, precis
     from pathlib import Path
 
     from indexer import faces, images, inference
-    from indexer.models import load_model
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for the map as text")
     size = size or images.DEFAULT_WORKING_SIZE
     decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for both
-    model = load_model(model_name, weights, precision)
+    model = _load_network(model_name, weights, runtime, precision, size)
     segmentation = inference.segment(model, decoded.pixels, size)
     found = []
     if with_faces:
@@ -205,6 +205,30 @@ def segment(image_path, out, text, size, with_faces, model_name, weights, precis
         save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}", found,
                     (decoded.width, decoded.height))
         click.echo(f"wrote {out}")
+
+
+def _build_note(message: str) -> None:
+    """A one-time build (converting or quantizing a network) is announced above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+def _load_network(model_name, weights, runtime, precision, size):
+    """The network as asked, ``auto`` resolved for this machine (`indexer.runtime`)."""
+    from indexer import runtime as runtimes
+
+    return runtimes.load(model_name, weights, runtime, precision, size=size, on_build=_build_note,
+                         progress=sys.stderr.isatty())
+
+
+def _load_resolved(model_name, weights, runtime, precision, size, quantization):
+    from indexer import runtime as runtimes
+
+    return runtimes.load_backbone(
+        model_name, weights, runtime, precision, size=size, quantization=quantization, on_build=_build_note,
+        progress=sys.stderr.isatty(),
+    )
 
 
 @cli.group()
@@ -350,8 +374,8 @@ class _IndexProgress:
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
-    folders, db, model_name, weights, precision, size, batch, workers, runner, address, prune, reindex, excludes,
-    strict, with_faces, progress, quiet,
+    folders, db, model_name, weights, precision, runtime, size, batch, workers, runner, address, prune, reindex,
+    excludes, strict, with_faces, progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -376,7 +400,7 @@ def index_command(
     --address, whose nodes must see the same paths); this process still diffs and writes the index.
     """
     from indexer import store
-    from indexer.models import check_weights, load_model
+    from indexer.models import check_weights
 
     if address is not None and runner != "ray":
         raise click.UsageError("--address needs --engine ray")
@@ -403,7 +427,10 @@ def index_command(
         summary = pipeline.index(
             engine,
             folders,
-            lambda settings: load_model(settings.model, weights, settings.precision),
+            lambda settings: _load_resolved(
+                settings.model, weights, settings.runtime, settings.precision, settings.working_size,
+                settings.quantization,
+            ),
             model=requested_model,
             size=size,
             precision=precision,
@@ -417,6 +444,7 @@ def index_command(
             check_model=lambda settings: check_weights(settings.model, weights),
             exclude=excludes,
             with_faces=with_faces,
+            runtime=runtime,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -692,6 +720,8 @@ def serve_command(db, host, port, open_browser):
     finally:
         index.close()
     click.echo("stopped", err=True)
+
+
 @cli.command()
 @click.argument("words", metavar="QUERY...", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the copies (made if missing).")
@@ -742,9 +772,10 @@ def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
                 bar.write(line, file=sys.stderr)
 
     def backbone(settings):
-        from indexer.models import load_model
-
-        return load_model(settings.model, weights, settings.precision)
+        return _load_resolved(
+            settings.model, weights, settings.runtime, settings.precision, settings.working_size,
+            settings.quantization,
+        )
 
     try:
         summary = redaction.redact(
@@ -758,6 +789,11 @@ def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
     click.echo(redaction.summary_text(summary))
     if not summary.ok:
         raise SystemExit(1)
+
+
+from indexer.cli_runtime import runtime_group  # noqa: E402  (the `imgidx runtime` commands)
+
+cli.add_command(runtime_group)
 
 
 def main() -> None:

@@ -61,3 +61,11 @@ class EngineError(ImgidxError):
 
 class MergeError(ImgidxError):
     """Indexes cannot be merged as asked: built with other settings, or an index into itself."""
+
+
+class RuntimeChoiceError(ImgidxError):
+    """The chosen runtime or precision cannot run here: OpenVINO missing, or int8 asked of TensorFlow."""
+
+
+class QuantizedModelError(ImgidxError):
+    """An int8 model cannot be built or read: no calibration photos, or a damaged cache entry."""

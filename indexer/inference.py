@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -66,22 +66,34 @@ class Poolings:
 
 def views(model: Backbone, batch: np.ndarray, poolings: Poolings) -> list[regions.View]:
     """Run ``model`` over a batch of one working shape at every scale of `regions.SCALES`."""
-    stride, smallest = total_stride(model.layers), minimum_input(model.layers)
-    seen = []
+    return [
+        regions.View(model.class_map(pixels), poolings(pixels.shape[1:3], pooled))
+        for pixels, pooled in view_inputs(model.layers, batch)
+    ]
+
+
+def view_inputs(layers, batch: np.ndarray) -> Iterator[tuple[np.ndarray, bool]]:
+    """The network inputs of `views`: ``batch`` resized to each scale of `regions.SCALES`, and whether that
+    view is pooled."""
+    stride, smallest = total_stride(layers), minimum_input(layers)
     for factor, pooled in regions.SCALES:
         pixels = batch
         if factor != 1.0:
             shape = images.scaled_shape(batch.shape[1:3], factor, stride, smallest)
             pixels = np.stack([images.resize(photo, shape) for photo in batch])
-        seen.append(regions.View(model.class_map(pixels), poolings(pixels.shape[1:3], pooled)))
-    return seen
+        yield pixels, pooled
 
 
 def check_size(model: Backbone, size: int) -> None:
     """Refuse a working size the network cannot produce a class map for."""
-    smallest = minimum_input(model.layers)
+    check_working_size(model.name, model.layers, size)
+
+
+def check_working_size(name: str, layers, size: int) -> None:
+    """`check_size` before the network is loaded, from its layers."""
+    smallest = minimum_input(layers)
     if size < smallest:
-        raise WorkingSizeError(f"--size must be at least {smallest} for {model.name}, got {size}")
+        raise WorkingSizeError(f"--size must be at least {smallest} for {name}, got {size}")
 
 
 def leading_labels(cell_labels: Iterable[regions.CellLabel], cal: calibration.Calibration) -> tuple[Prediction, ...]:

@@ -48,12 +48,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from indexer import calibration, faces, ignore, images, regions, store
+from indexer import runtime as runtimes
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import DEFAULT_MODEL
-from indexer.models.base import Backbone, resolve_precision
+from indexer.models.base import Backbone
 from indexer.store import FileRecord, FileRow, IndexSettings
 
 DEFAULT_BATCH = 8
@@ -366,24 +367,22 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 
 def choose_settings(
     stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool,
-    with_faces: bool | None = None,
+    with_faces: bool | None = None, runtime: str = "auto",
 ) -> tuple[IndexSettings, bool]:
     """The settings of this run and whether every stored image must be redone.
 
-    Unset ``model``/``size``/``with_faces`` and ``precision="auto"`` mean: keep the index's own (or the
-    defaults for a new index). Asking for other settings than the index holds raises `IndexSettingsError`
-    unless ``reindex``.
+    Unset ``model``/``size``/``with_faces`` and ``precision``/``runtime`` ``"auto"`` mean: keep the index's
+    own (or the defaults for a new index, `indexer.runtime.choose`). Asking for other settings than the
+    index holds raises `IndexSettingsError` unless ``reindex``.
     """
+    model = model or (stored.model if stored else DEFAULT_MODEL)
+    size = size or (stored.working_size if stored else images.DEFAULT_WORKING_SIZE)
+    runtime, precision, quantization = runtimes.choose(stored, model, size, runtime, precision, reindex)
+    if with_faces is None:
+        with_faces = stored.faces if stored else DEFAULT_FACES
+    chosen = IndexSettings(model, size, precision, faces=with_faces, runtime=runtime, quantization=quantization)
     if stored is None:
-        size = size or images.DEFAULT_WORKING_SIZE
-        with_faces = DEFAULT_FACES if with_faces is None else with_faces
-        chosen = IndexSettings(model or DEFAULT_MODEL, size, resolve_precision(precision), faces=with_faces)
         return chosen, reindex
-    model = model or stored.model
-    if precision == "auto":
-        precision = stored.precision if model == stored.model else resolve_precision("auto")
-    with_faces = stored.faces if with_faces is None else with_faces
-    chosen = IndexSettings(model, size or stored.working_size, precision, faces=with_faces)
     if chosen != stored and not reindex:
         calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
         faces_differ = stored.faces != chosen.faces
@@ -869,6 +868,7 @@ def index(
     exclude: Sequence[str] = (),
     with_faces: bool | None = None,
     load_detector: Callable[[], faces.FaceDetector] | None = None,
+    runtime: str = "auto",
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -876,6 +876,9 @@ def index(
     module docstring for what a run does; raises `FolderError` for a root that does not exist,
     `IndexSettingsError` for a settings mismatch without ``reindex``, `IndexBusyError` if another run holds
     the index.
+
+    ``runtime`` (``auto``, ``tf``, ``openvino``) is recorded in the settings with ``precision``; see
+    `indexer.runtime` for what ``auto`` picks. ``load_backbone`` must honour them.
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
@@ -915,7 +918,7 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(
-                store.read_settings(conn), model, size, precision, reindex, with_faces
+                store.read_settings(conn), model, size, precision, reindex, with_faces, runtime
             )
         if check_model is not None:
             check_model(settings)

@@ -447,6 +447,8 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 SETTING_KEYS = ("model", "working_size", "precision", "calibration", "faces")
 #: How meta stores the faces setting.
 FACES_ON, FACES_OFF = "on", "off"
+#: The runtime of an index whose meta names none (written before `indexer.runtime`).
+DEFAULT_RUNTIME = "tf"
 #: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
 SKIPPED_PREFIX = "skipped: "
 #: Rows per statement when a list of values goes into ``IN (...)`` (SQLite's old limit is 999 variables).
@@ -457,13 +459,17 @@ IN_CHUNK = 500
 class IndexSettings:
     """How an index's labels were computed; one index never mixes two settings. ``calibration`` is the
     version of `indexer.calibration` its scores are read with (left out: the model's current one);
-    ``faces``, whether every labelled image went through the face detector (`indexer.faces`)."""
+    ``faces``, whether every labelled image went through the face detector (`indexer.faces`).
+    ``runtime`` runs the network (`indexer.runtime`; indexes from before it were all ``tf``), and an int8
+    model's ``quantization`` names the photos it was calibrated on (`indexer.runtime.photos`)."""
 
     model: str
     working_size: int
     precision: str
     calibration: str = ""
     faces: bool = True
+    runtime: str = DEFAULT_RUNTIME
+    quantization: str = ""
 
     def __post_init__(self) -> None:
         if not self.calibration:
@@ -474,7 +480,9 @@ class IndexSettings:
         that differ only there."""
         extra = f", calibration {self.calibration}" if calibrated else ""
         extra += (", with faces" if self.faces else ", without faces") if faces else ""
-        return f"{self.model} at size {self.working_size} ({self.precision}{extra})"
+        runtime = "" if self.runtime == DEFAULT_RUNTIME else f"{self.runtime} "
+        quantization = f" calibrated on {self.quantization}" if self.quantization else ""
+        return f"{self.model} at size {self.working_size} ({runtime}{self.precision}{quantization}{extra})"
 
 
 def read_settings(conn: sa.Connection) -> IndexSettings | None:
@@ -483,7 +491,10 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
     if not all(key in meta for key in SETTING_KEYS):
         return None
     size = _number(meta["working_size"], "the index's working size")
-    return IndexSettings(meta["model"], size, meta["precision"], meta["calibration"], meta["faces"] == FACES_ON)
+    return IndexSettings(
+        meta["model"], size, meta["precision"], meta["calibration"], meta["faces"] == FACES_ON,
+        meta.get("runtime", DEFAULT_RUNTIME), meta.get("quantization", ""),
+    )
 
 
 def read_calibration(conn: sa.Connection) -> calibration.Calibration:
@@ -522,6 +533,7 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
     values = {
         "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
         "calibration": settings.calibration, "faces": FACES_ON if settings.faces else FACES_OFF,
+        "runtime": settings.runtime, "quantization": settings.quantization,
     }
     insert = _insert(conn, t.meta)
     conn.execute(

@@ -27,6 +27,21 @@ PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 BACKENDS = ("sqlite", "postgresql")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def imgidx_cache(tmp_path_factory):
+    """The run's own imgidx cache folder (converted and int8 models are built there, once per run), so no test
+    reads or writes the user's; subprocesses inherit it."""
+    from indexer.models.weights import CACHE_ENV
+
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.getbasetemp() / "imgidx-cache")
+    yield Path(os.environ[CACHE_ENV])
+    if saved is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = saved
+
+
 @pytest.fixture(scope="session")
 def vgg_files(tmp_path_factory):
     """Random VGG-16 weights as a real-layout vgg_16.ckpt and Keras .h5, generated once per run."""

@@ -30,11 +30,16 @@ LAYOUTS = {
 PORTRAIT_HW = (1200, 900)
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    from indexer.models import load_model
+@pytest.fixture(scope="module", params=["tf", "openvino"])
+def lite0(request):
+    """EfficientNet-Lite0 on each runtime: TensorFlow's default, and OpenVINO int8 when the extra is there."""
+    from indexer import runtime
+    from indexer.models import DEFAULT_WORKING_SIZE
 
-    return load_model("efficientnet-lite0")
+    if request.param == runtime.OPENVINO:
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
+        return runtime.load_backbone("efficientnet-lite0", None, "openvino", "int8", size=DEFAULT_WORKING_SIZE)
+    return runtime.load_backbone("efficientnet-lite0", None, "tf", "auto", size=DEFAULT_WORKING_SIZE)
 
 
 def class_set_by_cell(engine, path, classes) -> np.ndarray:
@@ -56,7 +61,8 @@ def indexed(lite0, tmp_path_factory):
     save_jpeg(upright, folder / "portrait-upright.jpg")
     save_jpeg(as_phone_photo(upright), folder / "portrait-phone.jpg", orientation=6)
     engine = store.open_index(str(folder.parent / f"{folder.name}.db"))
-    summary = pipeline.index(engine, [folder], lambda settings: lite0, model=lite0.name, precision=lite0.precision)
+    summary = pipeline.index(engine, [folder], lambda settings: lite0, model=lite0.name, precision=lite0.precision,
+                             runtime=getattr(lite0, "runtime", "tf"))
     assert (summary.indexed, summary.failed) == (len(LAYOUTS) + 2, 0)
     yield engine, folder
     engine.dispose()
@@ -123,7 +129,8 @@ def test_a_thousand_photos_on_a_terminal_then_a_rerun_that_runs_no_model(tmp_pat
     assert re.search(rb"indexing: 100%\|.*\| 1000/1000 \[\d\d:\d\d<00:00, +[\d.]+img/s\]", screen), screen
     assert re.fullmatch(
         r"1000 indexed, 0 unchanged, 0 moved, 0 pruned, 0 failed in \d+\.\d s \(efficientnet-lite0 at size 64 "
-        r"\((bf16|fp32)\), model loaded in [\d.]+ s, [\d.]+ images/s\)(; \d+ faces? found)?\n",  # the photos include the astronaut
+        r"\((bf16|fp32|openvino int8 calibrated on shipped-[0-9a-f]+)\), model loaded in [\d.]+ s, [\d.]+ images/s\)"
+        r"(; \d+ faces? found)?\n",  # the photos include the astronaut
         stdout,
     )
     assert re.search(rb"model loaded in \d+\.\d s", screen), screen

@@ -331,7 +331,7 @@ def test_settings_are_replaced_in_place(engine):
     with engine.connect() as conn:
         assert store.read_settings(conn) == other
         assert store.read_settings_locked(conn, t, exclusive=True) == other
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM meta")).scalar_one() == 6  # schema_version and five
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM meta")).scalar_one() == 8  # schema_version and seven
 
 
 def test_label_ties_and_failures_list_in_the_same_order_on_both_backends(engine):

@@ -58,7 +58,8 @@ def imgidx(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 def index_locally(folder: Path, db: Path, lite0) -> pipeline.Summary:
     engine = store.open_index(str(db))
     try:
-        return pipeline.index(engine, [folder], lambda settings: lite0, model=MODEL, precision=lite0.precision)
+        return pipeline.index(engine, [folder], lambda settings: lite0, model=MODEL, precision=lite0.precision,
+                              runtime=getattr(lite0, "runtime", "tf"))
     finally:
         engine.dispose()
 
@@ -75,9 +76,11 @@ def answers(url: str) -> dict[str, list[tuple[str, float]]]:
 
 @pytest.fixture(scope="module")
 def lite0():
-    from indexer.models import load_model
+    """The network as the CLI loads it by default: OpenVINO int8 where `--runtime auto` picks it."""
+    from indexer import runtime
+    from indexer.models import DEFAULT_WORKING_SIZE
 
-    return load_model(MODEL)
+    return runtime.load(MODEL, size=DEFAULT_WORKING_SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,13 @@ def check_weights(name: str, weights: str | None = None) -> None:
 
 def load_model(name: str, weights: str | None = None, precision: str = "auto") -> "Backbone":
     """Build the backbone ``name`` with its weights loaded, ready to run batches."""
+    module = network_module(name)
+    with native_stderr_silenced():
+        return module.load(weights=weights, precision=precision)
+
+
+def network_module(name: str):
+    """The module defining backbone ``name`` (it imports TensorFlow, whose start-up chatter is hidden)."""
     try:
         module_name, _ = REGISTRY[name]
     except KeyError:
@@ -58,7 +65,7 @@ def load_model(name: str, weights: str | None = None, precision: str = "auto") -
     os.environ.setdefault(TF_LOG_LEVEL_ENV, TF_ERRORS_ONLY)
     warnings.filterwarnings("ignore", module=r"(tf_slim|tensorflow|keras)(\.|$)")
     with native_stderr_silenced():
-        return importlib.import_module(module_name).load(weights=weights, precision=precision)
+        return importlib.import_module(module_name)
 
 
 @contextlib.contextmanager

@@ -258,6 +258,11 @@ class EfficientNetLite0:
     def geometry(self, input_hw: tuple[int, int]) -> Geometry:
         return derive_geometry(self.layers, input_hw)
 
+    def concrete_function(self):
+        """The traced network (``uint8`` images of any batch and size in, class map out), as other runtimes'
+        converters take it (`indexer.runtime.openvino`)."""
+        return self._run.get_concrete_function()
+
     def flops(self, input_hw: tuple[int, int]) -> int:
         """Floating-point operations per image, counted by TF's profiler on a static-shape trace."""
         tf1 = tf.compat.v1

@@ -143,6 +143,19 @@ class VGG16:
         finally:
             logger.setLevel(level)
 
+    def frozen_graph(self) -> tuple["tf1.GraphDef", str]:
+        """The class-map graph with the loaded weights as constants, and the logits' tensor name: the network
+        as other runtimes' converters take it (`indexer.runtime.openvino`)."""
+        logger, level = tf.get_logger(), tf.get_logger().level
+        logger.setLevel(logging.ERROR)  # convert_variables_to_constants logs a deprecation notice
+        try:
+            graph_def = tf1.graph_util.convert_variables_to_constants(
+                self._session, self._graph.as_graph_def(), [self._logits.op.name]
+            )
+        finally:
+            logger.setLevel(level)
+        return graph_def, self._logits.name
+
     def close(self) -> None:
         """Free the session's memory (the ~0.3-0.6 GB of weights) before the object is collected."""
         self._session.close()

@@ -1,0 +1,156 @@
+"""Which runtime runs the networks, at which precision: TensorFlow (always there) or OpenVINO (the extra).
+
+Each network is defined once, in TensorFlow (`indexer.models`). The OpenVINO runtime converts that same
+graph with the loaded weights (`indexer.runtime.openvino`) and runs it in fp32, bf16, or int8 quantized
+after training by NNCF on photos (`indexer.runtime.photos`). Nothing here imports TensorFlow or OpenVINO.
+
+``--runtime auto`` (the default) picks **OpenVINO int8** when
+
+1. the extra is installed (``pip install 'imgidx[openvino]'``: ``openvino`` and ``nncf`` importable),
+2. the CPU has int8 dot-product instructions (`INT8_DOT_FLAGS`: AVX512-VNNI, AVX-VNNI or AMX-INT8), and
+3. the precision asked is ``auto`` or ``int8``;
+
+otherwise TensorFlow, as before. The rule is what `bench/model_throughput.py` measures: with those
+instructions int8 runs well ahead of TensorFlow's bf16, while OpenVINO's own bf16 and fp32 run about level
+with TensorFlow's, so an explicit ``--precision bf16`` or ``fp32`` keeps TensorFlow. An index keeps the
+runtime, precision and int8 calibration it was built with (`choose`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable
+
+from indexer.errors import RuntimeChoiceError
+from indexer.models.base import resolve_precision
+
+if TYPE_CHECKING:
+    from indexer.models.base import Backbone
+    from indexer.store import IndexSettings
+
+AUTO, TF, OPENVINO = "auto", "tf", "openvino"
+RUNTIMES = (AUTO, TF, OPENVINO)
+INT8 = "int8"
+PRECISIONS = (AUTO, INT8, "bf16", "fp32")
+#: The packages the OpenVINO runtime imports; both come with the extra.
+OPENVINO_MODULES = ("openvino", "nncf")
+INSTALL_HINT = "the openvino runtime needs OpenVINO and NNCF: pip install 'imgidx[openvino]'"
+#: CPU flags (/proc/cpuinfo) of instructions that multiply-add int8 in one step.
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+CPUINFO = "/proc/cpuinfo"
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        with open(CPUINFO, encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_int8_dot() -> bool:
+    return bool(INT8_DOT_FLAGS & cpu_flags())
+
+
+def openvino_installed() -> bool:
+    """True when the extra's packages can be imported (looked up, not imported: that costs a second)."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in OPENVINO_MODULES)
+    except (ImportError, ValueError):
+        return False
+
+
+def require_openvino() -> None:
+    """Import the extra's packages, or explain how to install them."""
+    try:
+        for name in OPENVINO_MODULES:
+            importlib.import_module(name)
+    except ImportError:
+        raise RuntimeChoiceError(INSTALL_HINT) from None
+
+
+def resolve(runtime: str, precision: str) -> tuple[str, str]:
+    """``(runtime, precision)`` with ``auto`` decided for this machine (module docstring)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if runtime == AUTO:
+        wants_int8 = precision == INT8 or (precision == AUTO and cpu_has_int8_dot())
+        runtime = OPENVINO if wants_int8 and (precision == INT8 or openvino_installed()) else TF
+    if runtime == OPENVINO:
+        if not openvino_installed():
+            raise RuntimeChoiceError(INSTALL_HINT)
+        if precision == AUTO:
+            return OPENVINO, INT8 if cpu_has_int8_dot() else resolve_precision(AUTO)
+        return OPENVINO, precision
+    if precision == INT8:
+        raise RuntimeChoiceError("--precision int8 runs on OpenVINO only: use --runtime openvino (or auto)")
+    return TF, resolve_precision(precision)
+
+
+def choose(stored: "IndexSettings | None", model: str, size: int, runtime: str, precision: str,
+           reindex: bool) -> tuple[str, str, str]:
+    """This run's ``(runtime, precision, quantization)`` for an index built with ``stored`` settings.
+
+    ``auto`` keeps what the index holds for the same model, as ``--precision auto`` always did, where it
+    can run on the runtime asked (``--runtime tf`` on an int8 index takes TF's own precision), and so does
+    an int8 index's calibration (unless ``reindex``: then the current one, `photos.active`). A new index
+    gets what `resolve` picks. ``quantization`` names the int8 calibration, empty otherwise.
+    """
+    same_model = stored is not None and stored.model == model
+    kept = False
+    if same_model:
+        if precision == AUTO and not (runtime == TF and stored.precision == INT8):
+            precision = stored.precision
+        if runtime == AUTO and not (stored.runtime == TF and precision == INT8):
+            runtime, kept = stored.runtime, True
+    try:
+        runtime, precision = resolve(runtime, precision)
+    except RuntimeChoiceError as exc:
+        if not kept:
+            raise
+        raise RuntimeChoiceError(f"the index holds labels from {stored.describe()}, and {exc}; or rebuild it "
+                                 f"with --reindex --runtime tf") from None
+    if precision != INT8:
+        return runtime, precision, ""
+    keep = same_model and not reindex and stored.working_size == size and stored.quantization
+    if keep:
+        return runtime, precision, stored.quantization
+    from indexer.runtime import photos
+
+    return runtime, precision, photos.active(model, size)
+
+
+def load_backbone(model: str, weights: str | None, runtime: str, precision: str, *, size: int,
+                  quantization: str = "", on_build: Callable[[str], None] | None = None,
+                  progress: bool = False) -> "Backbone":
+    """The network ``model`` on ``runtime`` (resolved, not ``auto``) at ``precision``.
+
+    TensorFlow goes through `indexer.models.load_model` as always. OpenVINO builds its model once per
+    weights (and, for int8, per working ``size`` and ``quantization``) and caches it; ``on_build`` is
+    told, in one line, when that happens, and ``progress`` shows NNCF's progress bars on stderr.
+    """
+    if runtime == TF:
+        from indexer import models
+
+        return models.load_model(model, weights, precision)
+    require_openvino()
+    from indexer.runtime import openvino_model
+
+    return openvino_model.load(model, weights, precision, size=size, quantization=quantization, on_build=on_build,
+                         progress=progress)
+
+
+def load(model: str, weights: str | None = None, runtime: str = AUTO, precision: str = AUTO, *, size: int,
+         on_build: Callable[[str], None] | None = None, progress: bool = False) -> "Backbone":
+    """The network as asked, ``auto`` resolved as for a new index (`choose`)."""
+    runtime, precision, quantization = choose(None, model, size, runtime, precision, False)
+    return load_backbone(model, weights, runtime, precision, size=size, quantization=quantization,
+                         on_build=on_build, progress=progress)

@@ -1,0 +1,105 @@
+"""Where the OpenVINO runtime keeps what it builds once: converted and int8 models, and small records.
+
+Under imgidx's cache folder (`indexer.models.weights.cache_dir`, ``~/.cache/imgidx`` on Linux), in
+``openvino/``: one folder per network and weights (``MODEL-SHA256[:16]``), holding ``fp32/`` (the converted
+graph) and one ``int8-SIZE-CALIBRATION/`` per working size and calibration (`indexer.runtime.photos`).
+Each model folder is written under a temporary name and renamed into place, so a folder that exists is
+complete. Nothing here imports OpenVINO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from indexer.models.weights import cache_dir
+
+SUBDIR = "openvino"
+#: ``sha256`` of weight files by path, size and mtime, so a 528 MB checkpoint is hashed once.
+DIGESTS_FILE = "weights-sha256.json"
+DIGEST_KEY_CHARS = 16
+CHUNK_BYTES = 1 << 20
+
+
+def root() -> Path:
+    return cache_dir() / SUBDIR
+
+
+def read_json(path: Path) -> dict:
+    """A small record, or ``{}`` when it is missing or unreadable (records are rebuilt from their source)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(value, out, indent=1, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def _files_of(weights: Path) -> list[Path]:
+    """The files holding ``weights``: the file itself, or a checkpoint prefix's ``.index`` and ``.data-*``."""
+    if weights.is_file():
+        return [weights]
+    return sorted(p for p in weights.parent.glob(f"{weights.name}.*") if p.is_file())
+
+
+def weights_digest(weights: Path) -> str:
+    """sha256 over the weight files' contents, remembered per path, size and mtime."""
+    files = _files_of(weights)
+    stamp = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    record_path = root() / DIGESTS_FILE
+    record = read_json(record_path)
+    key = json.dumps(stamp)
+    if key in record:
+        return record[key]
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                digest.update(chunk)
+    record[key] = digest.hexdigest()
+    write_json(record_path, record)
+    return record[key]
+
+
+def network_dir(model: str, digest: str) -> Path:
+    return root() / f"{model}-{digest[:DIGEST_KEY_CHARS]}"
+
+
+def fp32_dir(model: str, digest: str) -> Path:
+    return network_dir(model, digest) / "fp32"
+
+
+def int8_dir(model: str, digest: str, size: int, calibration: str) -> Path:
+    return network_dir(model, digest) / f"int8-{size}-{calibration}"
+
+
+def temporary_sibling(folder: Path) -> Path:
+    """A fresh folder next to ``folder``, to be renamed onto it when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Held while ``folder`` is built, so two processes (Ray's model actors, say) build it once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

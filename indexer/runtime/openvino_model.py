@@ -1,0 +1,353 @@
+"""The networks on OpenVINO: the TensorFlow graph converted once, run in fp32, bf16 or NNCF int8.
+
+**One definition.** The graph converted is the TensorFlow one `indexer.models` builds, with weights from
+the same loaders: slim's ``vgg_16`` with its own fc6-fc8 convolution head (OpenVINO runs that faster than
+the ``extract_patches`` head TensorFlow needs), frozen with the loaded weights; EfficientNet-Lite0's traced
+``tf.function``. ``openvino.convert_model`` takes either; the class map is the one output kept. Both keep
+the ``uint8`` input and the network's own normalisation, so the `Backbone` interface is the TF one.
+
+**Built once, cached** (`indexer.runtime.cache`): the converted fp32 model per network and weights sha256,
+and each int8 model per weights, working size, calibration (`indexer.runtime.photos`) and `INT8_RECIPES`.
+A cached model is read, never silently rebuilt: one that cannot be read is an error naming its folder.
+
+**int8**: NNCF post-training quantization on the calibration photos, seen at the views the indexer runs.
+The recipe per network is the one that kept the most class-map positions' top class on held-out photos
+(`bench/int8_accuracy.py`, figures in bench/RESULTS.md).
+
+**Shapes**: working shapes vary with the aspect ratio; one dynamic-shape compilation serves them all
+(`SHAPES`, measured in `bench/model_throughput.py --shapes`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import openvino as ov
+
+from indexer.errors import QuantizedModelError
+from indexer.geometry import Geometry, Layer, derive_geometry, minimum_input
+from indexer.inference import check_working_size
+from indexer.labels import NUM_CLASSES
+from indexer.models import native_stderr_silenced, network_module
+from indexer.models.base import cpu_has_bf16
+from indexer.runtime import INT8, OPENVINO, cache, photos
+
+MODEL_XML = "model.xml"
+BUILT_FILE = "built.json"
+DEVICE = "CPU"
+#: OpenVINO's precision for the layers it runs outside int8 kernels; for int8, the layers left unquantized
+#: run in bf16 where the CPU has it (`cpu_has_bf16`), else in fp32.
+INFERENCE_HINTS = {"fp32": "f32", "bf16": "bf16", INT8: "bf16" if cpu_has_bf16() else "f32"}
+#: How the model is compiled for the working shapes it meets: "static", once per input shape (batch,
+#: height, width); "spatial", once per height and width, any batch; "dynamic", once for every shape.
+#: Compiled models are kept for the run. Dynamic runs as fast as static once warm (VGG-16 level, Lite0
+#: within 6%), compiles once, and holds one model's memory where static adds ~250 MB per shape for VGG-16
+#: (bench/RESULTS.md, "OpenVINO: shapes").
+SHAPES = "dynamic"
+SHAPE_MODES = ("static", "spatial", "dynamic")
+#: The thread budget the Ray engine gives each model actor (`indexer.ray_engine`); TensorFlow reads it too.
+THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """NNCF post-training settings. ``ignored_types``: OpenVINO op types left in floating point;
+    ``channel_alignment``: NNCF's cross-layer equalisation of conv ranges; ``activation_ranges``: a
+    `nncf.quantization.range_estimator.RangeEstimatorParametersSet` name (empty: NNCF's default);
+    ``float_first_layer``: the first convolution (on the pixels) left in floating point."""
+
+    preset: str = "performance"
+    fast_bias_correction: bool = True
+    ignored_types: tuple[str, ...] = ()
+    channel_alignment: bool = False
+    activation_ranges: str = ""
+    float_first_layer: bool = False
+
+    @property
+    def tag(self) -> str:
+        """Short and stable, in the cache key: a changed recipe builds a new model. Only the settings that
+        differ from the defaults count, so a new setting leaves the existing tags as they were."""
+        changed = {k: v for k, v in asdict(self).items() if v != getattr(Recipe, k)}
+        return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+
+    def nncf_arguments(self, model: ov.Model) -> dict:
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        advanced = {"disable_channel_alignment": not self.channel_alignment}
+        if self.activation_ranges:
+            advanced["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet,
+                                                                     self.activation_ranges)
+        names = [_first_convolution(model)] if self.float_first_layer else []
+        ignored = nncf.IgnoredScope(names=names, types=list(self.ignored_types)) if names or self.ignored_types else None
+        return {
+            "preset": nncf.QuantizationPreset(self.preset),
+            "fast_bias_correction": self.fast_bias_correction,
+            "ignored_scope": ignored,
+            "advanced_parameters": AdvancedQuantizationParameters(**advanced),
+        }
+
+
+def _first_convolution(model: ov.Model) -> str:
+    return next(op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+
+
+#: Per network, the recipe that kept fp32's answers best on held-out photos (bench/int8_accuracy.py).
+#: Lite0: its depthwise convolutions and its first layer lose most in int8 (on held-out dev photos NNCF's
+#: default keeps the top class at 67% of map positions, this 85%, bf16 89%).
+INT8_RECIPES: dict[str, Recipe] = {
+    "vgg16": Recipe(),
+    "efficientnet-lite0": Recipe(float_first_layer=True, ignored_types=("GroupConvolution",)),
+}
+
+
+# --- The network as TensorFlow builds it -----------------------------------------------------------------
+
+
+def layers_of(name: str) -> tuple[Layer, ...]:
+    module = network_module(name)
+    return tuple(module.LAYERS) if hasattr(module, "LAYERS") else tuple(module.main_path_layers())
+
+
+def weights_file(name: str, weights: str | None) -> Path:
+    """The file the TF runtime would read for ``name`` (the same resolution: argument, environment, cache)."""
+    if name == "vgg16":
+        from indexer.models.weights import resolve_vgg16_weights
+
+        return resolve_vgg16_weights(weights)
+    return Path(weights or network_module(name).default_weights_path())
+
+
+def _vgg16_graph(weights: str | None):
+    from indexer.models import vgg16
+    from indexer.models.weights import read_vgg16_weights
+
+    tensors, path = read_vgg16_weights(weights)
+    network = vgg16.VGG16(tensors, "fp32", head=vgg16.HEAD_CONV, source=str(path))
+    del tensors
+    try:
+        graph_def, _ = network.frozen_graph()
+    finally:
+        network.close()
+    return graph_def
+
+
+def _lite0_graph(weights: str | None):
+    return network_module("efficientnet-lite0").load(weights=weights, precision="fp32").concrete_function()
+
+
+EXPORTS: dict[str, Callable] = {"vgg16": _vgg16_graph, "efficientnet-lite0": _lite0_graph}
+
+
+def convert(name: str, weights: str | None) -> ov.Model:
+    """The TF network ``name`` with its weights, as an OpenVINO model with one output: the class map."""
+    with native_stderr_silenced():
+        model = ov.convert_model(EXPORTS[name](weights))
+    class_maps = [
+        out for out in model.outputs
+        if out.get_partial_shape().rank.get_length() == 4 and out.get_partial_shape()[3].get_length() == NUM_CLASSES
+    ]
+    if len(class_maps) != 1:
+        raise RuntimeError(f"converting {name}: expected one class-map output, got {model.outputs}")
+    model = ov.Model([class_maps[0]], model.get_parameters(), name)
+    model.inputs[0].get_tensor().set_names({"images"})
+    model.outputs[0].get_tensor().set_names({"class_map"})
+    return model
+
+
+# --- Cache -------------------------------------------------------------------------------------------------
+
+
+def _read(folder: Path) -> ov.Model:
+    try:
+        return ov.Core().read_model(folder / MODEL_XML)
+    except Exception as exc:  # OpenVINO raises RuntimeError with its parser's message
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QuantizedModelError(
+            f"cannot read the cached OpenVINO model {folder} ({reason}); delete that folder to build it again"
+        ) from None
+
+
+def _store(model: ov.Model, folder: Path, built: dict) -> ov.Model:
+    """Write ``model`` into ``folder`` whole (a temporary folder renamed into place)."""
+    temporary = cache.temporary_sibling(folder)
+    try:
+        ov.save_model(model, temporary / MODEL_XML, compress_to_fp16=False)
+        built = {**built, "openvino": ov.get_version(), "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (temporary / BUILT_FILE).write_text(json.dumps(built, indent=1, sort_keys=True) + "\n")
+        os.replace(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return model
+
+
+def fp32_model(name: str, weights: str | None, digest: str, on_build: Callable[[str], None]) -> ov.Model:
+    """The converted network, from the cache or converted now (and cached)."""
+    folder = cache.fp32_dir(name, digest)
+    with cache.build_lock(folder):
+        if folder.is_dir():
+            return _read(folder)
+        on_build(f"converting {name} to OpenVINO (once; cached in {folder})")
+        return _store(convert(name, weights), folder, {"model": name, "weights_sha256": digest})
+
+
+@contextlib.contextmanager
+def _nncf_output(progress: bool):
+    """NNCF draws its progress bars on stdout: onto stderr with ``progress``, else nowhere."""
+    from nncf.common.logging import nncf_logger
+
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr if progress else io.StringIO()):
+            yield
+    finally:
+        nncf_logger.setLevel(level)
+
+
+def quantize(model: ov.Model, samples: Iterable[np.ndarray], recipe: Recipe, progress: bool = False) -> ov.Model:
+    """``model`` quantized to int8 by NNCF, its ranges measured on ``samples`` (uint8 batches of one)."""
+    import nncf
+
+    data = list(samples)
+    if not data:
+        raise QuantizedModelError("no calibration photo could be read")
+    with _nncf_output(progress):
+        return nncf.quantize(model, nncf.Dataset(data), subset_size=len(data), **recipe.nncf_arguments(model))
+
+
+def int8_model(name: str, weights: str | None, digest: str, size: int, photo_set: photos.PhotoSet,
+               on_build: Callable[[str], None], progress: bool, recipe: Recipe | None = None) -> ov.Model:
+    """The int8 network for ``size`` calibrated on ``photo_set``, from the cache or built now (and cached)."""
+    recipe = recipe or INT8_RECIPES[name]
+    folder = cached_int8(name, digest, size, photo_set.id, recipe)
+    with cache.build_lock(folder):
+        if folder.is_dir():
+            return _read(folder)
+        fp32 = fp32_model(name, weights, digest, on_build)
+        on_build(f"quantizing {name} to int8 for size {size} on {len(photo_set.paths)} calibration photos "
+                 f"(once; cached in {folder})")
+        quantized = quantize(fp32, photos.samples(photo_set, layers_of(name), size), recipe, progress)
+        built = {"model": name, "weights_sha256": digest, "working_size": size, "calibration": photo_set.id,
+                 "photos": list(photo_set.paths), "recipe": asdict(recipe)}
+        return _store(quantized, folder, built)
+
+
+def cached_int8(name: str, digest: str, size: int, calibration: str, recipe: Recipe | None = None) -> Path:
+    return cache.int8_dir(name, digest, size, f"{calibration}-{(recipe or INT8_RECIPES[name]).tag}")
+
+
+def _photo_set(name: str, digest: str, size: int, calibration: str) -> photos.PhotoSet:
+    """The photos behind ``calibration``, for a model not built yet: the shipped ones only (a user's
+    calibration is built by ``imgidx runtime calibrate``, which has their folder)."""
+    shipped = photos.shipped()
+    if calibration == shipped.id:
+        return shipped
+    raise QuantizedModelError(
+        f"the int8 model of {name} for size {size} calibrated on {calibration} is not in the cache "
+        f"({cached_int8(name, digest, size, calibration).parent}): run imgidx runtime calibrate FOLDER "
+        f"--model {name} --size {size} on those photos again, or rebuild the index with --reindex"
+    )
+
+
+# --- The backbone --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenVINOBackbone:
+    """A converted network on OpenVINO's CPU plugin, with the interface of `indexer.models.base.Backbone`.
+
+    The model is compiled when first run, for every shape or per shape (`SHAPES`), and kept.
+    """
+
+    name: str
+    layers: tuple[Layer, ...]
+    model: ov.Model
+    precision: str
+    quantization: str = ""
+    shapes: str = SHAPES
+    threads: int | None = None
+    runtime: str = field(default=OPENVINO, init=False)
+    compiled: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.shapes not in SHAPE_MODES:
+            raise ValueError(f"shapes must be one of {', '.join(SHAPE_MODES)}, got {self.shapes!r}")
+        self.core = ov.Core()
+        self.config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        threads = self.threads or int(os.environ.get(THREADS_ENV, "0") or 0)
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.smallest = minimum_input(self.layers)
+
+    def compiled_for(self, shape: tuple[int, ...]):
+        key = {"static": tuple(shape), "spatial": (-1, *shape[1:]), "dynamic": None}[self.shapes]
+        if key not in self.compiled:
+            model = self.model
+            if key is not None:
+                model = model.clone()
+                model.reshape({model.inputs[0]: ov.PartialShape(list(key))})
+            self.compiled[key] = self.core.compile_model(model, DEVICE, self.config)
+        return self.compiled[key]
+
+    def class_map(self, images: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 RGB -> ``(N, h, w, 1000)`` float32 logits."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.dtype} {images.shape}")
+        if min(images.shape[1:3]) < self.smallest:
+            raise ValueError(f"{self.name} needs images of at least {self.smallest}x{self.smallest} px, "
+                             f"got {images.shape[1:3]}")
+        if images.shape[0] == 0:
+            return np.zeros((0, *self.geometry(images.shape[1:3]).map_shape, NUM_CLASSES), np.float32)
+        return self.compiled_for(images.shape)(np.ascontiguousarray(images))[0]
+
+    def geometry(self, input_hw: tuple[int, int]) -> Geometry:
+        return derive_geometry(self.layers, input_hw)
+
+    def close(self) -> None:
+        self.compiled.clear()
+
+
+def load(name: str, weights: str | None, precision: str, *, size: int, quantization: str = "",
+         on_build: Callable[[str], None] | None = None, progress: bool = False) -> OpenVINOBackbone:
+    """``name`` on OpenVINO at ``precision``; int8 for working ``size`` calibrated on ``quantization``."""
+    on_build = on_build or (lambda message: None)
+    layers = layers_of(name)
+    check_working_size(name, layers, size)
+    digest = cache.weights_digest(weights_file(name, weights))
+    if precision == INT8:
+        quantization = quantization or photos.active(name, size)
+        folder = cached_int8(name, digest, size, quantization)
+        if folder.is_dir():
+            model = _read(folder)
+        else:
+            model = int8_model(name, weights, digest, size, _photo_set(name, digest, size, quantization),
+                               on_build, progress)
+    else:
+        model, quantization = fp32_model(name, weights, digest, on_build), ""
+    return OpenVINOBackbone(name, layers, model, precision, quantization)
+
+
+def calibrate(name: str, weights: str | None, size: int, photo_set: photos.PhotoSet,
+              on_build: Callable[[str], None] | None = None, progress: bool = False) -> Path:
+    """Build (or find) the int8 model calibrated on ``photo_set`` and make it the current calibration."""
+    check_working_size(name, layers_of(name), size)
+    digest = cache.weights_digest(weights_file(name, weights))
+    int8_model(name, weights, digest, size, photo_set, on_build or (lambda message: None), progress)
+    photos.activate(name, size, photo_set.id)
+    return cached_int8(name, digest, size, photo_set.id)
