@@ -267,7 +267,8 @@ def test_an_index_whose_model_lost_its_weights_is_refused_before_the_walk(tmp_pa
     result = imgidx("index", photos, "--db", db)  # the index's own model, vgg16
     assert (result.exit_code, result.stderr) == (1, no_weights_error(tmp_path / "cache"))
     assert walks == [] and len(models) == 1 and not Path(f"{db}.lock").exists()
-    result = imgidx("index", photos, "--db", db, "--model", "efficientnet-lite0", "--reindex", "--size", "96")
+    result = imgidx("index", photos, "--db", db, "--model", "efficientnet-lite0", "--reindex", "--size", "96",
+                    "--runtime", "tf")
     assert (result.exit_code, result.stderr) == (0, "")  # another model needs no VGG-16 weights
 
 

@@ -35,7 +35,7 @@ def test_every_shipped_folder_is_a_listed_package():
     }
     assert set(PYPROJECT["tool"]["setuptools"]["packages"]) == folders
     for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items():
-        shipped = {f.suffix for f in ROOT.joinpath(*package.split(".")).iterdir() if f.name != "__pycache__"}
+        shipped = {f.suffix for f in ROOT.joinpath(*package.split(".")).iterdir() if f.is_file()}
         assert shipped == {pattern.removeprefix("*") for pattern in patterns}, package
 
 

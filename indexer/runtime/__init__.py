@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
 from indexer.errors import RuntimeChoiceError
-from indexer.models.base import resolve_precision
 
 if TYPE_CHECKING:
     from indexer.models.base import Backbone
@@ -77,6 +76,8 @@ def require_openvino() -> None:
 
 def resolve(runtime: str, precision: str) -> tuple[str, str]:
     """``(runtime, precision)`` with ``auto`` decided for this machine (module docstring)."""
+    from indexer.models.base import resolve_precision  # numpy: not for commands that only query
+
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if precision not in PRECISIONS:
