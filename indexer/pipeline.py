@@ -386,10 +386,12 @@ def choose_settings(
     if chosen != stored and not reindex:
         calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
         faces_differ = stored.faces != chosen.faces
+        runtime_differs = stored.runtime != chosen.runtime
         raise IndexSettingsError(
             f"the index holds labels from {stored.describe(calibrated, faces_differ)}, not "
             f"{chosen.describe(calibrated, faces_differ)}; pass --reindex to rebuild it, or leave out "
-            f"--model/--size/--precision{'/--faces/--no-faces' * faces_differ} to keep its settings"
+            f"--model/--size/--precision{'/--runtime' * runtime_differs}{'/--faces/--no-faces' * faces_differ} "
+            "to keep its settings"
         )
     return chosen, reindex
 

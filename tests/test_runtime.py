@@ -173,8 +173,8 @@ def test_an_index_never_mixes_runtimes(tmp_path, extra, vnni, monkeypatch):
         pipeline.index(engine, [folder], lambda s: FakeBackbone(), precision="int8")
     assert str(refused.value) == (
         "the index holds labels from fake at size 96 (fp32), not fake at size 96 (openvino int8 calibrated on "
-        "shipped-0123456789ab); pass --reindex to rebuild it, or leave out --model/--size/--precision to keep its "
-        "settings"
+        "shipped-0123456789ab); pass --reindex to rebuild it, or leave out --model/--size/--precision/--runtime to "
+        "keep its settings"
     )
     with pytest.raises(IndexSettingsError, match=r"not fake at size 96 \(openvino fp32\)"):
         pipeline.index(engine, [folder], lambda s: FakeBackbone(), runtime="openvino")
