@@ -43,7 +43,37 @@ RECIPES = {
     "histogram ranges": ovm.Recipe(activation_ranges="HISTOGRAM"),
     "first layer in float": ovm.Recipe(float_first_layer=True),
     "first layer + depthwise in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV),
+    "first + depthwise + classifier in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+                                                          float_last_layers=1),
+    "first + depthwise + head (last 1x1 + classifier) in float": ovm.Recipe(
+        float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=2),
+    "first + depthwise in float, full bias corr.": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+                                                             fast_bias_correction=False),
+    "first + depthwise in float, mixed": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+                                                   preset="mixed"),
+    "first + depthwise + head in float, mixed": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+                                                          float_last_layers=2, preset="mixed"),
+    "first + depthwise + head in float, mixed, full bias corr.": ovm.Recipe(
+        float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=2, preset="mixed",
+        fast_bias_correction=False),
+    "first + depthwise + last block + head in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+                                                                float_last_layers=4),
+    "first + depthwise + the stride-32 stage + head in float": ovm.Recipe(
+        float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=12),
 }
+
+
+def add_recipe_option(parser: argparse.ArgumentParser) -> None:
+    """For the benches that run the shipped int8 model: ``--int8-recipe N`` runs `RECIPES`' Nth instead."""
+    parser.add_argument("--int8-recipe", type=int, default=None,
+                        help="run int8 with this recipe of bench/int8_accuracy.py's RECIPES (an index)")
+
+
+def use_recipe(name: str, index: int | None) -> None:
+    """Make recipe ``index`` of `RECIPES` the one the runtime builds and reads for ``name`` in this process."""
+    if index is not None:
+        label, ovm.INT8_RECIPES[name] = list(RECIPES.items())[index]
+        print(f"int8 recipe for {name}: {label} ({ovm.INT8_RECIPES[name].tag})")
 
 
 def main() -> None:

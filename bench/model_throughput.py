@@ -17,6 +17,7 @@ with the same top class, and the top-5 overlap on the seed's 224 central crop.
     python bench/model_throughput.py            # ~5-10 minutes on 2 cores (VGG-16 dominates)
     python bench/model_throughput.py --quick    # batch 1 and 8, one round
     python bench/model_throughput.py --shapes   # OpenVINO: compiled per shape vs dynamic shapes
+    python bench/model_throughput.py --models efficientnet-lite0 --int8-recipes 10,14   # int8 recipes side by side
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from indexer.models import REGISTRY, network_module  # noqa: E402
 from indexer.models.base import cpu_has_bf16, resolve_precision  # noqa: E402
 from indexer import runtime  # noqa: E402
 from indexer.runtime.agreement import seed_crop, top_k  # noqa: E402
+import int8_accuracy  # noqa: E402
 
 WORKING_SIZE = 448
 GEMM_SIZE = 4096
@@ -188,8 +190,9 @@ def vgg16_weights(weights: str | None) -> tuple[str, str]:
                                           f"on a random net, top-1 names are meaningless")
 
 
-def load_paths(name: str, weights: str | None):
-    """(label, model) of every path for ``name``, the TF baseline first, and a note on the weights."""
+def load_paths(name: str, weights: str | None, int8_recipes: list[int] = ()):
+    """(label, model) of every path for ``name``, the TF baseline first, and a note on the weights; with
+    ``int8_recipes``, one int8 row per recipe of bench/int8_accuracy.py instead of the shipped one."""
     note = "weights shipped with the package"
     if name == "vgg16":
         from indexer.models import vgg16
@@ -209,10 +212,16 @@ def load_paths(name: str, weights: str | None):
         # Its own baseline: the same network in plain fp32 at batch 1 (it has no slower "seed" graph).
         paths = {"baseline": fp32, "default": module.load(weights=weights, precision="auto"), "fp32": fp32}
     if runtime.openvino_installed():
-        for precision in ("bf16", runtime.INT8):
-            paths[f"openvino {precision}"] = runtime.load_backbone(
-                name, weights, runtime.OPENVINO, precision, size=WORKING_SIZE, on_build=print, progress=True
-            )
+        def openvino(precision: str):
+            return runtime.load_backbone(name, weights, runtime.OPENVINO, precision, size=WORKING_SIZE,
+                                         on_build=print, progress=True)
+
+        paths["openvino bf16"] = openvino("bf16")
+        if not int8_recipes:
+            paths[f"openvino {runtime.INT8}"] = openvino(runtime.INT8)
+        for index in int8_recipes:
+            int8_accuracy.use_recipe(name, index)
+            paths[f"openvino {runtime.INT8} #{index}"] = openvino(runtime.INT8)
     return paths, note
 
 
@@ -332,7 +341,10 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="VGG-16 weights (default: as the CLI resolves them)")
     parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated backbones")
     parser.add_argument("--shapes", action="store_true", help="only the OpenVINO shape study")
+    parser.add_argument("--int8-recipes", default="", help="comma-separated indexes into bench/int8_accuracy.py's "
+                                                           "RECIPES: one int8 row each, in the same rounds")
     args = parser.parse_args()
+    int8_recipes = [int(i) for i in args.int8_recipes.split(",") if i]
     plan = QUICK if args.quick else FULL
 
     import tensorflow as tf
@@ -357,15 +369,17 @@ def main() -> None:
     crops = np.stack([seed_crop(image) for image in images.values()])
     for name in names:
         try:
-            paths, note = load_paths(name, args.weights if name == "vgg16" else None)
+            paths, note = load_paths(name, args.weights if name == "vgg16" else None, int8_recipes)
         except (ImgidxError, ImportError) as exc:
             print(f"\n== {name}: skipped ({type(exc).__name__}: {exc})")
             continue
         flops = count_flops(paths["default"], (args.size, args.size))
         print(f"\n== {name} ({note}); load {os.getloadavg()[0]:.2f}")
         print(f"   FLOPs per {args.size}x{args.size} image: {f'{flops / 1e9:.2f} G' if flops else 'n/a'}")
-        if "openvino int8" in paths:
-            print(f"   OpenVINO int8: {int8_layers(paths['openvino int8'], working[:1].shape)}")
+        int8_rows = [key for key in paths if key.startswith(f"openvino {runtime.INT8}")]
+        for key in int8_rows:
+            print(f"   {key}: {int8_layers(paths[key], working[:1].shape)}")
+        if int8_rows:
             measure_openvino_peaks(peaks, plan)
         report_speed(paths, working, flops, peaks, plan)
         report_agreement(paths, images, working, crops)

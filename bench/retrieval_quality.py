@@ -60,6 +60,7 @@ from indexer import calibration, images, inference, pipeline, regions, store  # 
 from indexer.calibration import MIN_RISE, Calibration  # noqa: E402
 from indexer.geometry import CELL_NAMES, total_stride  # noqa: E402
 from indexer import runtime as runtimes  # noqa: E402
+import int8_accuracy  # noqa: E402  (bench/, the script's folder)
 from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 from query import DEFAULT_MIN_SCORE  # noqa: E402
 from query.compile import compile_query  # noqa: E402
@@ -772,7 +773,9 @@ def main() -> None:
     parser.add_argument("--study", action="store_true", help="compare the variants (part 3)")
     parser.add_argument("--fit", action="store_true", help="fit and write the shipped calibration (part 4)")
     parser.add_argument("--no-composites", action="store_true")
+    int8_accuracy.add_recipe_option(parser)
     args = parser.parse_args()
+    int8_accuracy.use_recipe(args.model, args.int8_recipe)
 
     annotations = json.loads((args.dev / "annotations.json").read_text())["images"]
     truth = truths(annotations)
@@ -817,6 +820,9 @@ def main() -> None:
             print(f"  {threshold:<4g} {line(swept)}")
         levels, _ = evaluate_index(engine, truth, by_path, args.min_score, as_typed=False)
         print(f"hand-made mapping at {args.min_score:g}: {line(levels)}")
+        print("  counts (true / false positives, false negatives): " + ", ".join(
+            f"{level} {c.tp}/{c.fp}/{c.fn} (F1 {c.f1:.4f})"
+            for level, c in (("image", levels.total("image")), ("cell", levels.total("cell")), ("pair", levels.pair))))
         typed, refused = evaluate_index(engine, truth, by_path, args.min_score, as_typed=True)
         print(f"COCO names as typed: {line(typed)}; {len(refused)} refused")
         for reason in refused:

@@ -14,6 +14,7 @@ from PIL import Image
 from indexer import images, runtime
 from indexer.cli import cli
 from indexer.errors import QuantizedModelError
+from indexer.labels import NUM_CLASSES
 from indexer.models import load_model
 from indexer.runtime import agreement, cache, photos
 
@@ -94,6 +95,20 @@ def test_lite0_int8_is_built_once_agrees_with_fp32_and_a_damaged_cache_is_not_re
                                                   r"\(.*\); delete that folder to build it again"):
         runtime.load_backbone(LITE0, None, "openvino", "int8", size=SMALL)
     shutil.rmtree(folder)
+
+
+def test_a_recipe_names_the_first_layer_and_the_head_it_leaves_in_float_and_new_settings_keep_old_tags():
+    recipe = openvino_model.Recipe
+    assert recipe(float_last_layers=0).tag == recipe().tag != recipe(float_last_layers=2).tag
+    assert recipe(preset="mixed").tag != recipe().tag
+    digest = cache.weights_digest(openvino_model.weights_file(LITE0, None))
+    model = openvino_model.fp32_model(LITE0, None, digest, lambda note: None)
+    names = recipe(float_first_layer=True, float_last_layers=2).nncf_arguments(model)["ignored_scope"].names
+    ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    first, head, classifier = (ops[name].input(1).get_partial_shape().to_shape() for name in names)
+    assert first[1] == 3  # on the pixels
+    assert classifier[0] == NUM_CLASSES and head[0] == classifier[1]  # the head feeds the class map
+    assert recipe().nncf_arguments(model)["ignored_scope"] is None
 
 
 def test_a_user_calibration_missing_from_the_cache_is_an_error_not_a_silent_rebuild():
