@@ -25,40 +25,40 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from indexer import images  # noqa: E402
 from indexer.models import load_model  # noqa: E402
-from indexer.runtime import agreement, cache, photos  # noqa: E402
+from indexer.runtime import agreement, cache, photos, recipes  # noqa: E402
 from indexer.runtime import openvino_model as ovm  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "realscenes-dev" / "images"
 GROUP_CONV = ("GroupConvolution",)
 RECIPES = {
-    "default (performance, fast bias corr.)": ovm.Recipe(),
-    "mixed preset": ovm.Recipe(preset="mixed"),
-    "mixed + full bias correction": ovm.Recipe(preset="mixed", fast_bias_correction=False),
-    "depthwise kept in float": ovm.Recipe(ignored_types=GROUP_CONV),
-    "mixed + full bias corr. + depthwise float": ovm.Recipe(preset="mixed", fast_bias_correction=False,
+    "default (performance, fast bias corr.)": recipes.Recipe(),
+    "mixed preset": recipes.Recipe(preset="mixed"),
+    "mixed + full bias correction": recipes.Recipe(preset="mixed", fast_bias_correction=False),
+    "depthwise kept in float": recipes.Recipe(ignored_types=GROUP_CONV),
+    "mixed + full bias corr. + depthwise float": recipes.Recipe(preset="mixed", fast_bias_correction=False,
                                                             ignored_types=GROUP_CONV),
-    "channel alignment": ovm.Recipe(channel_alignment=True),
-    "global min/max ranges": ovm.Recipe(activation_ranges="MINMAX"),
-    "mean-quantile ranges": ovm.Recipe(activation_ranges="MEAN_QUANTILE"),
-    "histogram ranges": ovm.Recipe(activation_ranges="HISTOGRAM"),
-    "first layer in float": ovm.Recipe(float_first_layer=True),
-    "first layer + depthwise in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV),
-    "first + depthwise + classifier in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+    "channel alignment": recipes.Recipe(channel_alignment=True),
+    "global min/max ranges": recipes.Recipe(activation_ranges="MINMAX"),
+    "mean-quantile ranges": recipes.Recipe(activation_ranges="MEAN_QUANTILE"),
+    "histogram ranges": recipes.Recipe(activation_ranges="HISTOGRAM"),
+    "first layer in float": recipes.Recipe(float_first_layer=True),
+    "first layer + depthwise in float": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV),
+    "first + depthwise + classifier in float": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
                                                           float_last_layers=1),
-    "first + depthwise + head (last 1x1 + classifier) in float": ovm.Recipe(
+    "first + depthwise + head (last 1x1 + classifier) in float": recipes.Recipe(
         float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=2),
-    "first + depthwise in float, full bias corr.": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+    "first + depthwise in float, full bias corr.": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
                                                              fast_bias_correction=False),
-    "first + depthwise in float, mixed": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+    "first + depthwise in float, mixed": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
                                                    preset="mixed"),
-    "first + depthwise + head in float, mixed": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+    "first + depthwise + head in float, mixed": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
                                                           float_last_layers=2, preset="mixed"),
-    "first + depthwise + head in float, mixed, full bias corr.": ovm.Recipe(
+    "first + depthwise + head in float, mixed, full bias corr.": recipes.Recipe(
         float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=2, preset="mixed",
         fast_bias_correction=False),
-    "first + depthwise + last block + head in float": ovm.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
+    "first + depthwise + last block + head in float": recipes.Recipe(float_first_layer=True, ignored_types=GROUP_CONV,
                                                                 float_last_layers=4),
-    "first + depthwise + the stride-32 stage + head in float": ovm.Recipe(
+    "first + depthwise + the stride-32 stage + head in float": recipes.Recipe(
         float_first_layer=True, ignored_types=GROUP_CONV, float_last_layers=12),
 }
 
@@ -72,8 +72,8 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
 def use_recipe(name: str, index: int | None) -> None:
     """Make recipe ``index`` of `RECIPES` the one the runtime builds and reads for ``name`` in this process."""
     if index is not None:
-        label, ovm.INT8_RECIPES[name] = list(RECIPES.items())[index]
-        print(f"int8 recipe for {name}: {label} ({ovm.INT8_RECIPES[name].tag})")
+        label, recipes.INT8_RECIPES[name] = list(RECIPES.items())[index]
+        print(f"int8 recipe for {name}: {label} ({recipes.INT8_RECIPES[name].tag})")
 
 
 def main() -> None:

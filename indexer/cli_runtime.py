@@ -103,7 +103,7 @@ def check(paths, model_name, weights, size):
     loaded, failed = _load_photos(chosen, size)
     if not loaded:
         raise click.ClickException("no photo to compare on")
-    quantization = photos.active(model_name, size)
+    quantization = runtimes.current_quantization(model_name, size)
     reference = _load_resolved(model_name, weights, runtimes.TF, "fp32", size, "")
     pixels = {printable(path): photo for path, photo in loaded}
     for label, runtime, precision, calibration in (

@@ -16,7 +16,7 @@ from indexer.cli import cli
 from indexer.errors import QuantizedModelError
 from indexer.labels import NUM_CLASSES
 from indexer.models import load_model
-from indexer.runtime import agreement, cache, photos
+from indexer.runtime import agreement, cache, photos, recipes
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 pytest.importorskip("nncf", reason="the openvino extra is not installed")
@@ -71,7 +71,7 @@ def test_lite0_int8_is_built_once_agrees_with_fp32_and_a_damaged_cache_is_not_re
     notes = []
     int8 = runtime.load_backbone(LITE0, None, "openvino", "int8", size=SMALL, on_build=notes.append)
     shipped = photos.shipped().id
-    assert (int8.precision, int8.quantization) == ("int8", shipped)
+    assert (int8.precision, int8.quantization) == ("int8", f"{shipped}-{recipes.recipe_of(LITE0).tag}")
     assert any(note.startswith(f"quantizing {LITE0} to int8 for size {SMALL} on 30 calibration photos") for note in notes)
     found = agreement.compare(lite0_tf, int8, sample_photos, SMALL)
     assert found.same_top > 0.5 and found.top5_overlap >= 0.6, found
@@ -98,7 +98,7 @@ def test_lite0_int8_is_built_once_agrees_with_fp32_and_a_damaged_cache_is_not_re
 
 
 def test_a_recipe_names_the_first_layer_and_the_head_it_leaves_in_float_and_new_settings_keep_old_tags():
-    recipe = openvino_model.Recipe
+    recipe = recipes.Recipe
     assert recipe(float_last_layers=0).tag == recipe().tag != recipe(float_last_layers=2).tag
     assert recipe(preset="mixed").tag != recipe().tag
     digest = cache.weights_digest(openvino_model.weights_file(LITE0, None))
@@ -112,9 +112,21 @@ def test_a_recipe_names_the_first_layer_and_the_head_it_leaves_in_float_and_new_
 
 
 def test_a_user_calibration_missing_from_the_cache_is_an_error_not_a_silent_rebuild():
+    today = recipes.recipe_of(LITE0).tag
     with pytest.raises(QuantizedModelError, match=rf"the int8 model of {LITE0} for size {SMALL} calibrated on "
                                                   r"photos-000000000000 is not in the cache .*imgidx runtime calibrate"):
-        runtime.load_backbone(LITE0, None, "openvino", "int8", size=SMALL, quantization="photos-000000000000")
+        runtime.load_backbone(LITE0, None, "openvino", "int8", size=SMALL,
+                              quantization=f"photos-000000000000-{today}")
+
+
+def test_an_index_quantized_with_another_recipe_is_refused_not_mixed():
+    """An index records its int8 model's recipe; a later imgidx whose recipe changed asks for --reindex."""
+    shipped = photos.shipped().id
+    assert recipes.split_quantization(recipes.quantization_id(LITE0, shipped)) == (shipped, recipes.recipe_of(LITE0).tag)
+    with pytest.raises(QuantizedModelError, match=rf"the int8 model of {LITE0} for size {SMALL} \({shipped}-00000000\) "
+                                                  r"was quantized with another recipe than this imgidx's and is not in "
+                                                  r"the cache \(.*\): rebuild the index with --reindex"):
+        runtime.load_backbone(LITE0, None, "openvino", "int8", size=SMALL, quantization=f"{shipped}-00000000")
 
 
 def make_folder(folder: Path, count: int = photos.MIN_PHOTOS) -> Path:
@@ -145,12 +157,13 @@ def test_cli_calibrates_on_the_users_photos_checks_and_indexes_with_it(tmp_path)
             r"overlap \d+%, on 8 photos")
     assert re.fullmatch(rf"{LITE0} int8 vs fp32: {line}", lines[0]), lines[0]
     assert re.fullmatch(rf"{LITE0} bf16 vs fp32: {line}", lines[1]), lines[1]
-    assert lines[2] == f"int8 calibration: {calibrated}"
+    recorded = recipes.quantization_id(LITE0, calibrated)
+    assert lines[2] == f"int8 calibration: {recorded}"
 
     db = tmp_path / "index.db"
     result = imgidx("index", folder, "--db", db, "--model", LITE0, "--size", SMALL, "--precision", "int8", "-q")
     assert result.exit_code == 0, result.output
-    described = f"{LITE0} at size {SMALL} (openvino int8 calibrated on {calibrated})"
+    described = f"{LITE0} at size {SMALL} (openvino int8 calibrated on {recorded})"
     assert described in result.stdout
     assert f"settings: {described}" in imgidx("stats", "--db", db).stdout
     result = imgidx("runtime", "calibrate", "--model", LITE0, "--size", SMALL)
@@ -158,7 +171,7 @@ def test_cli_calibrates_on_the_users_photos_checks_and_indexes_with_it(tmp_path)
     assert photos.active(LITE0, SMALL) == photos.shipped().id
     assert imgidx("index", folder, "--db", db, "-q").stdout.startswith("0 indexed, 8 unchanged")
     result = imgidx("index", folder, "--db", db, "-q", "--reindex")
-    assert f"(openvino int8 calibrated on {photos.shipped().id})" in result.stdout
+    assert f"(openvino int8 calibrated on {recipes.quantization_id(LITE0, photos.shipped().id)})" in result.stdout
 
 
 @pytest.mark.slow

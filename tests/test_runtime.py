@@ -14,7 +14,7 @@ from indexer import pipeline, runtime, store
 from indexer.cli import cli
 from indexer.errors import IndexSettingsError, QuantizedModelError, RuntimeChoiceError
 from indexer.models.base import resolve_precision
-from indexer.runtime import photos
+from indexer.runtime import photos, recipes
 from indexer.store import IndexSettings
 from test_index_cli import models  # noqa: F401  (the fixture: TensorFlow loads are fakes)
 from test_pipeline import RED, paint
@@ -121,16 +121,20 @@ def settings(**kwargs) -> IndexSettings:
     return IndexSettings(**{"model": "fake", "working_size": 96, "precision": "bf16", **kwargs})
 
 
+#: What a new int8 index of "fake" records once the current calibration is "photos-current": its photos and recipe.
+CURRENT = f"photos-current-{recipes.Recipe().tag}"
+
+
 def test_an_index_keeps_its_runtime_precision_and_int8_calibration(extra, vnni, monkeypatch):
     monkeypatch.setattr(photos, "active", lambda model, size: "photos-current")
     tf_index = settings(runtime="tf", precision="bf16")
     assert runtime.choose(tf_index, "fake", 96, "auto", "auto", False) == ("tf", "bf16", "")
     int8_index = settings(runtime="openvino", precision="int8", quantization="photos-older")
     assert runtime.choose(int8_index, "fake", 96, "auto", "auto", False) == ("openvino", "int8", "photos-older")
-    assert runtime.choose(int8_index, "fake", 96, "auto", "auto", True) == ("openvino", "int8", "photos-current")
-    assert runtime.choose(int8_index, "fake", 128, "auto", "auto", False) == ("openvino", "int8", "photos-current")
-    assert runtime.choose(tf_index, "fake", 96, "auto", "int8", False) == ("openvino", "int8", "photos-current")
-    assert runtime.choose(None, "fake", 96, "auto", "auto", False) == ("openvino", "int8", "photos-current")
+    assert runtime.choose(int8_index, "fake", 96, "auto", "auto", True) == ("openvino", "int8", CURRENT)
+    assert runtime.choose(int8_index, "fake", 128, "auto", "auto", False) == ("openvino", "int8", CURRENT)
+    assert runtime.choose(tf_index, "fake", 96, "auto", "int8", False) == ("openvino", "int8", CURRENT)
+    assert runtime.choose(None, "fake", 96, "auto", "auto", False) == ("openvino", "int8", CURRENT)
 
 
 def test_an_openvino_index_without_the_extra_says_what_to_do(no_extra):
@@ -173,7 +177,7 @@ def test_an_index_never_mixes_runtimes(tmp_path, extra, vnni, monkeypatch):
         pipeline.index(engine, [folder], lambda s: FakeBackbone(), precision="int8")
     assert str(refused.value) == (
         "the index holds labels from fake at size 96 (fp32), not fake at size 96 (openvino int8 calibrated on "
-        "shipped-0123456789ab); pass --reindex to rebuild it, or leave out --model/--size/--precision/--runtime to "
+        f"shipped-0123456789ab-{recipes.Recipe().tag}); pass --reindex to rebuild it, or leave out --model/--size/--precision/--runtime to "
         "keep its settings"
     )
     with pytest.raises(IndexSettingsError, match=r"not fake at size 96 \(openvino fp32\)"):

@@ -124,9 +124,15 @@ def choose(stored: "IndexSettings | None", model: str, size: int, runtime: str, 
     keep = same_model and not reindex and stored.working_size == size and stored.quantization
     if keep:
         return runtime, precision, stored.quantization
-    from indexer.runtime import photos
+    return runtime, precision, current_quantization(model, size)
 
-    return runtime, precision, photos.active(model, size)
+
+def current_quantization(model: str, size: int) -> str:
+    """The int8 model a new index of ``model`` at ``size`` gets: the current calibration photos
+    (`photos.active`) with today's recipe (`recipes.quantization_id`)."""
+    from indexer.runtime import photos, recipes
+
+    return recipes.quantization_id(model, photos.active(model, size))
 
 
 def load_backbone(model: str, weights: str | None, runtime: str, precision: str, *, size: int,

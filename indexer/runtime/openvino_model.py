@@ -7,11 +7,12 @@ the ``extract_patches`` head TensorFlow needs), frozen with the loaded weights; 
 the ``uint8`` input and the network's own normalisation, so the `Backbone` interface is the TF one.
 
 **Built once, cached** (`indexer.runtime.cache`): the converted fp32 model per network and weights sha256,
-and each int8 model per weights, working size, calibration (`indexer.runtime.photos`) and `INT8_RECIPES`.
+and each int8 model per weights, working size, calibration (`indexer.runtime.photos`) and recipe
+(`indexer.runtime.recipes`).
 A cached model is read, never silently rebuilt: one that cannot be read is an error naming its folder.
 
 **int8**: NNCF post-training quantization on the calibration photos, seen at the views the indexer runs.
-The recipe per network (`INT8_RECIPES`) is chosen on held-out agreement with fp32
+The recipe per network (`recipes.INT8_RECIPES`) is chosen on held-out agreement with fp32
 (`bench/int8_accuracy.py`), retrieval F1 and speed, figures in bench/RESULTS.md.
 
 **Shapes**: working shapes vary with the aspect ratio; one dynamic-shape compilation serves them all
@@ -21,7 +22,6 @@ The recipe per network (`INT8_RECIPES`) is chosen on held-out agreement with fp3
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -43,6 +43,7 @@ from indexer.labels import NUM_CLASSES
 from indexer.models import native_stderr_silenced, network_module
 from indexer.models.base import cpu_has_bf16
 from indexer.runtime import INT8, OPENVINO, cache, photos
+from indexer.runtime.recipes import Recipe, quantization_id, recipe_of, split_quantization
 
 MODEL_XML = "model.xml"
 BUILT_FILE = "built.json"
@@ -59,76 +60,6 @@ SHAPES = "dynamic"
 SHAPE_MODES = ("static", "spatial", "dynamic")
 #: The thread budget the Ray engine gives each model actor (`indexer.ray_engine`); TensorFlow reads it too.
 THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """NNCF post-training settings. ``ignored_types``: OpenVINO op types left in floating point;
-    ``channel_alignment``: NNCF's cross-layer equalisation of conv ranges; ``activation_ranges``: a
-    `nncf.quantization.range_estimator.RangeEstimatorParametersSet` name (empty: NNCF's default);
-    ``float_first_layer``: the first convolution (on the pixels) left in floating point;
-    ``float_last_layers``: the last N convolutions / matrix products (the head, whose logits the scores are
-    built from) left in floating point."""
-
-    preset: str = "performance"
-    fast_bias_correction: bool = True
-    ignored_types: tuple[str, ...] = ()
-    channel_alignment: bool = False
-    activation_ranges: str = ""
-    float_first_layer: bool = False
-    float_last_layers: int = 0
-
-    @property
-    def tag(self) -> str:
-        """Short and stable, in the cache key: a changed recipe builds a new model. Only the settings that
-        differ from the defaults count, so a new setting leaves the existing tags as they were."""
-        changed = {k: v for k, v in asdict(self).items() if v != getattr(Recipe, k)}
-        return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
-
-    def nncf_arguments(self, model: ov.Model) -> dict:
-        import nncf
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-        advanced = {"disable_channel_alignment": not self.channel_alignment}
-        if self.activation_ranges:
-            advanced["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet,
-                                                                     self.activation_ranges)
-        names = [_first_convolution(model)] if self.float_first_layer else []
-        names += _last_products(model, self.float_last_layers)
-        ignored = nncf.IgnoredScope(names=names, types=list(self.ignored_types)) if names or self.ignored_types else None
-        return {
-            "preset": nncf.QuantizationPreset(self.preset),
-            "fast_bias_correction": self.fast_bias_correction,
-            "ignored_scope": ignored,
-            "advanced_parameters": AdvancedQuantizationParameters(**advanced),
-        }
-
-
-def _first_convolution(model: ov.Model) -> str:
-    return next(op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
-
-
-#: The dense products a network's head is made of: 1x1 convolutions, or matrix products.
-HEAD_PRODUCTS = ("Convolution", "MatMul")
-
-
-def _last_products(model: ov.Model, count: int) -> list[str]:
-    """The names of the last ``count`` convolutions / matrix products, in execution order."""
-    products = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in HEAD_PRODUCTS]
-    return products[len(products) - count:] if count else []
-
-
-#: Per network, the recipe chosen on held-out agreement with fp32 (bench/int8_accuracy.py), retrieval F1
-#: (bench/retrieval_quality.py) and speed (bench/model_throughput.py). Lite0: its depthwise convolutions
-#: and its first layer lose most in int8 (on held-out dev photos NNCF's default keeps the top class at 67%
-#: of map positions, this 85.6%, bf16 89%). The MIXED preset (asymmetric activation ranges) costs no
-#: speed and gained a little (85.2% -> 85.6%; retrieval image F1 0.542 -> 0.550, bf16 0.560: two photo
-#: decisions). The head left in float too bought no more and ran ~7% slower.
-INT8_RECIPES: dict[str, Recipe] = {
-    "vgg16": Recipe(),
-    "efficientnet-lite0": Recipe(preset="mixed", float_first_layer=True, ignored_types=("GroupConvolution",)),
-}
 
 
 # --- The network as TensorFlow builds it -----------------------------------------------------------------
@@ -250,7 +181,7 @@ def quantize(model: ov.Model, samples: Iterable[np.ndarray], recipe: Recipe, pro
 def int8_model(name: str, weights: str | None, digest: str, size: int, photo_set: photos.PhotoSet,
                on_build: Callable[[str], None], progress: bool, recipe: Recipe | None = None) -> ov.Model:
     """The int8 network for ``size`` calibrated on ``photo_set``, from the cache or built now (and cached)."""
-    recipe = recipe or INT8_RECIPES[name]
+    recipe = recipe or recipe_of(name)
     folder = cached_int8(name, digest, size, photo_set.id, recipe)
     with cache.build_lock(folder):
         if folder.is_dir():
@@ -265,19 +196,27 @@ def int8_model(name: str, weights: str | None, digest: str, size: int, photo_set
 
 
 def cached_int8(name: str, digest: str, size: int, calibration: str, recipe: Recipe | None = None) -> Path:
-    return cache.int8_dir(name, digest, size, f"{calibration}-{(recipe or INT8_RECIPES[name]).tag}")
+    return cache.int8_dir(name, digest, size, f"{calibration}-{(recipe or recipe_of(name)).tag}")
 
 
-def _photo_set(name: str, digest: str, size: int, calibration: str) -> photos.PhotoSet:
-    """The photos behind ``calibration``, for a model not built yet: the shipped ones only (a user's
-    calibration is built by ``imgidx runtime calibrate``, which has their folder)."""
+def _photo_set(name: str, digest: str, size: int, quantization: str) -> photos.PhotoSet:
+    """The photos behind ``quantization`` (`recipes.quantization_id`), for a model not built yet: the
+    shipped ones with today's recipe only (a user's calibration is built by ``imgidx runtime calibrate``,
+    which has their folder; another recipe's model is gone with the imgidx that made it)."""
+    calibration, tag = split_quantization(quantization)
+    where = cache.int8_dir(name, digest, size, quantization).parent
+    if tag != recipe_of(name).tag:
+        raise QuantizedModelError(
+            f"the int8 model of {name} for size {size} ({quantization}) was quantized with another recipe "
+            f"than this imgidx's and is not in the cache ({where}): rebuild the index with --reindex"
+        )
     shipped = photos.shipped()
     if calibration == shipped.id:
         return shipped
     raise QuantizedModelError(
         f"the int8 model of {name} for size {size} calibrated on {calibration} is not in the cache "
-        f"({cached_int8(name, digest, size, calibration).parent}): run imgidx runtime calibrate FOLDER "
-        f"--model {name} --size {size} on those photos again, or rebuild the index with --reindex"
+        f"({where}): run imgidx runtime calibrate FOLDER --model {name} --size {size} on those photos again, "
+        f"or rebuild the index with --reindex"
     )
 
 
@@ -342,14 +281,15 @@ class OpenVINOBackbone:
 
 def load(name: str, weights: str | None, precision: str, *, size: int, quantization: str = "",
          on_build: Callable[[str], None] | None = None, progress: bool = False) -> OpenVINOBackbone:
-    """``name`` on OpenVINO at ``precision``; int8 for working ``size`` calibrated on ``quantization``."""
+    """``name`` on OpenVINO at ``precision``; int8 for working ``size`` as ``quantization`` names it
+    (`recipes.quantization_id`; default: the current calibration with today's recipe)."""
     on_build = on_build or (lambda message: None)
     layers = layers_of(name)
     check_working_size(name, layers, size)
     digest = cache.weights_digest(weights_file(name, weights))
     if precision == INT8:
-        quantization = quantization or photos.active(name, size)
-        folder = cached_int8(name, digest, size, quantization)
+        quantization = quantization or quantization_id(name, photos.active(name, size))
+        folder = cache.int8_dir(name, digest, size, quantization)
         if folder.is_dir():
             model = _read(folder)
         else:
