@@ -14,7 +14,8 @@ every face small enough for that level lies whole in one of its tiles. A detecti
 is left to the tile that holds it whole. Detections of all tiles are merged by the same weighted
 suppression. Boxes are in pixels of the photo as a person sees it (after EXIF orientation).
 
-TensorFlow is imported only when a detector is built (`load_detector`).
+The model runs in OpenVINO (fp32) where the ``[openvino]`` extra is installed, else in TF Lite's interpreter
+(`ENGINES`); both give the same faces. Neither is imported before a detector is built (`load_detector`).
 """
 
 from __future__ import annotations
@@ -131,17 +132,32 @@ def ssd_anchors(input_size: int = INPUT_SIZE, strides: Sequence[int] = ANCHOR_ST
     return np.concatenate(anchors).astype(np.float32)
 
 
+def scores_of(raw_scores: np.ndarray) -> np.ndarray:
+    """The sigmoid of the model's clipped logits, one per anchor."""
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float32), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int = INPUT_SIZE
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One input's raw outputs -> boxes ``(N, 4)`` as (xmin, ymin, xmax, ymax), keypoints ``(N, K, 2)``, both
-    relative to the input, and scores ``(N,)`` (the sigmoid of the clipped logits)."""
-    points = raw_boxes.reshape(len(anchors), -1, 2).astype(np.float32) / input_size
+    relative to the input, and scores ``(N,)`` (`scores_of`)."""
+    points = raw_boxes.reshape(len(anchors), BOX_VALUES // 2 + KEYPOINTS, 2).astype(np.float32) / input_size
     centre = points[:, 0] + anchors
     half = points[:, 1] / 2
     boxes = np.concatenate([centre - half, centre + half], axis=1)
     keypoints = points[:, 2:] + anchors[:, None, :]
-    logits = np.clip(raw_scores.reshape(-1).astype(np.float32), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
-    return boxes, keypoints, 1.0 / (1.0 + np.exp(-logits))
+    return boxes, keypoints, scores_of(raw_scores)
+
+
+def candidates(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, min_score: float = MIN_SCORE
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes and scores `decode` gives for the anchors scoring at least ``min_score`` and having a box,
+    decoding those alone (a few of the 2304 anchors: decoding them all cost a tenth of the face pass)."""
+    picked = np.flatnonzero(scores_of(raw_scores) >= min_score)
+    boxes, _, scores = decode(raw_boxes[picked], raw_scores.reshape(-1)[picked], anchors[picked])
+    has_box = np.all(boxes[:, 2:] > boxes[:, :2], axis=1)
+    return boxes[has_box], scores[has_box]
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -271,6 +287,24 @@ def model_path() -> Path:
     return path
 
 
+#: The engines that run the model: TF Lite's interpreter (always there: TensorFlow), or OpenVINO reading the
+#: same ``.tflite`` (the ``[openvino]`` extra), which ran a window in ~20% less CPU here (bench/RESULTS.md).
+TFLITE, OPENVINO = "tflite", "openvino"
+ENGINES = (TFLITE, OPENVINO)
+#: OpenVINO in fp32, so that its outputs equal TF Lite's within float rounding (bf16 would move scores near
+#: the thresholds); one thread like TF Lite's, as the face pass runs beside the backbone; not pinned to a core,
+#: which the backbone's own OpenVINO threads may hold.
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
+                   "ENABLE_CPU_PINNING": False}
+
+
+def default_engine() -> str:
+    """OpenVINO where the extra is installed, else TF Lite."""
+    from indexer import runtime
+
+    return OPENVINO if runtime.openvino_installed() else TFLITE
+
+
 def _interpreter_class():
     """LiteRT's interpreter where ``ai-edge-litert`` is installed, else TensorFlow's ``tf.lite.Interpreter``
     (TensorFlow 2.21 still has it but warns that it is deprecated in favour of LiteRT)."""
@@ -288,13 +322,12 @@ def _interpreter_class():
     return tf.lite.Interpreter
 
 
-class FaceDetector:
-    """One interpreter; `detect` is safe to call from several threads (one call runs at a time)."""
+class _TFLiteWindows:
+    """The model in TF Lite's interpreter: one window per call (its output reshape fixes the batch at 1)."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path):
         from indexer.models import native_stderr_silenced
 
-        path = path or model_path()
         with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, once per detector
             try:
@@ -302,29 +335,62 @@ class FaceDetector:
                 self.interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
                 raise FaceDetectorError(f"cannot load the face model {path}: {exc}") from None
-        self.input = self.interpreter.get_input_details()[0]
+        self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda o: -o["shape"][-1])
-        self.boxes_out, self.scores_out = outputs[0]["index"], outputs[1]["index"]
+        self.outputs = [output["index"] for output in outputs]
+
+    def __call__(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.interpreter.set_tensor(self.input, window)
+        self.interpreter.invoke()
+        return tuple(self.interpreter.get_tensor(index)[0].copy() for index in self.outputs)
+
+
+class _OpenVINOWindows:
+    """The same ``.tflite`` read and run by OpenVINO (`OPENVINO_CONFIG`), one window per call: batching the
+    windows measured no cheaper on one thread."""
+
+    def __init__(self, path: Path):
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", OPENVINO_CONFIG)
+        except RuntimeError as exc:
+            raise FaceDetectorError(f"cannot load the face model {path} in OpenVINO: {exc}") from None
+        outputs = sorted(range(len(compiled.outputs)), key=lambda i: -compiled.outputs[i].get_shape()[-1])
+        self.request = compiled.create_infer_request()
+        self.outputs = outputs
+
+    def __call__(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.request.infer({0: window})
+        return tuple(self.request.get_output_tensor(index).data[0].copy() for index in self.outputs)
+
+
+class FaceDetector:
+    """The model on one ``engine`` (`ENGINES`; default `default_engine`); `detect` is safe to call from
+    several threads (one window runs at a time)."""
+
+    def __init__(self, path: Path | None = None, engine: str | None = None):
+        engine = engine or default_engine()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        path = path or model_path()
+        self.engine = engine
+        self.windows = (_OpenVINOWindows if engine == OPENVINO else _TFLiteWindows)(path)
         self.anchors = ssd_anchors()
         self.lock = threading.Lock()
 
     def raw(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's raw outputs for one ``(192, 192, 3)`` uint8 tile: boxes ``(A, 16)``, logits ``(A, 1)``.
-
-        One tile per call: the model's output reshape fixes its batch at 1, and batching measured no faster."""
+        """The model's raw outputs for one ``(192, 192, 3)`` uint8 tile: boxes ``(A, 16)``, logits ``(A, 1)``."""
         low, high = INPUT_RANGE
         data = tile[None].astype(np.float32) * ((high - low) / 255.0) + low
         with self.lock:
-            self.interpreter.set_tensor(self.input["index"], data)
-            self.interpreter.invoke()
-            return (self.interpreter.get_tensor(self.boxes_out)[0].copy(),
-                    self.interpreter.get_tensor(self.scores_out)[0].copy())
+            return self.windows(data)
 
     def tile_faces(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One input's detections after the model's own suppression: boxes relative to it, and scores."""
-        found, _, score = decode(*self.raw(tile), self.anchors)
-        good = (score >= MIN_SCORE) & np.all(found[:, 2:] > found[:, :2], axis=1)
-        merged = weighted_nms(found[good], score[good])
+        found, score = candidates(*self.raw(tile), self.anchors)
+        merged = weighted_nms(found, score)
         boxes = np.array([box for box, _, _ in merged], np.float32).reshape(-1, 4)
         return boxes, np.array([s for _, s, _ in merged], np.float32)
 
@@ -362,7 +428,7 @@ _shared_lock = threading.Lock()
 
 
 def load_detector() -> FaceDetector:
-    """The process's face detector, built on first use (this imports TensorFlow, or LiteRT)."""
+    """The process's face detector, built on first use (this imports OpenVINO, or TensorFlow or LiteRT)."""
     with _shared_lock:
         if "detector" not in _shared:
             _shared["detector"] = FaceDetector()
