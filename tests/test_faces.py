@@ -194,3 +194,22 @@ def test_with_the_extra_faces_run_in_openvino():
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine must be one of tflite, openvino"):
         faces.FaceDetector(engine="onnx")
+
+
+def test_detect_is_safe_from_several_threads(detector):
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = face_test_photos()[-2:]
+    alone = [detector.detect(pixels) for pixels in photos]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(detector.detect, photos * 4))
+    assert together == alone * 4
+
+
+def test_windows_left_unread_do_not_block_the_next_search(detector):
+    tile = faces.model_input(images.resize(astronaut(), (faces.INPUT_SIZE, faces.INPUT_SIZE)))
+    outputs = detector.windows.each([tile] * 3)
+    first = next(outputs)  # the next window is running (OpenVINO) when the search is given up
+    outputs.close()
+    again = list(detector.windows.each([tile] * 3))
+    assert len(again) == 3 and all(np.array_equal(first[1], scores) for _, scores in again)
