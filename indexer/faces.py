@@ -294,7 +294,8 @@ def model_path() -> Path:
 
 
 #: The engines that run the model: TF Lite's interpreter (always there: TensorFlow), or OpenVINO reading the
-#: same ``.tflite`` (the ``[openvino]`` extra), which ran a window in ~20% less CPU here (bench/RESULTS.md).
+#: same ``.tflite`` (the ``[openvino]`` extra): the face pass in 0.8-0.9x the CPU, and it releases the GIL
+#: (bench/RESULTS.md).
 TFLITE, OPENVINO = "tflite", "openvino"
 ENGINES = (TFLITE, OPENVINO)
 #: OpenVINO in fp32, so that its outputs equal TF Lite's within float rounding (bf16 would move scores near
