@@ -10,16 +10,21 @@ the indexer does (`indexer.images.load` at the working size) and running `indexe
 
 ``--levels`` compares tilings (comma-separated tile sides over the shorter side; ``whole`` is the whole
 photo), e.g. ``--levels whole --levels whole,0.32``; the default is the shipped `faces.LEVELS`.
+``--engine`` picks the engine that runs the model (`faces.ENGINES`; default: OpenVINO where the extra is
+installed). ``--compare N`` times the face pass on both engines over the first N photos, interleaved photo by
+photo (wall and process CPU time per photo, and the ratio), and checks that they find the same faces.
 ``--sweep`` also prints the detector's score against the face's share of the input for a scaled-down
 scikit-image astronaut (how `faces.MIN_FACE_SHARE` was read).
 
-    python bench/faces.py [--levels whole,0.32 ...] [--sweep] [--dev ../shared/realscenes-dev]
+    python bench/faces.py [--levels whole,0.32 ...] [--engine tflite|openvino] [--compare 40] [--sweep]
+                          [--dev ../shared/realscenes-dev]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,6 +84,41 @@ def measure(detector: faces.FaceDetector, dev: Path, levels) -> dict:
     }
 
 
+def same_faces(a: list[faces.Face], b: list[faces.Face], pixels: float = 1.0) -> bool:
+    return len(a) == len(b) and all(np.allclose(x[:4], y[:4], atol=pixels) for x, y in zip(a, b))
+
+
+def compare(dev: Path, count: int) -> None:
+    """Both engines on the same photos, alternating which runs first, so that the machine's load falls on
+    both alike."""
+    names = sorted(json.loads((dev / "annotations.json").read_text())["images"])[:count]
+    photos = []
+    for name in names:
+        photo = images.load(dev / "images" / name, min_side=DEFAULT_WORKING_SIZE)
+        photos.append((faces.detection_pixels(photo.pixels), (photo.width, photo.height)))
+    detectors = {engine: faces.FaceDetector(engine=engine) for engine in faces.ENGINES}
+    for detector in detectors.values():
+        detector.detect(*photos[0])
+    wall = dict.fromkeys(detectors, 0.0)
+    cpu = dict.fromkeys(detectors, 0.0)
+    differing = 0
+    for i, (pixels, size) in enumerate(photos):
+        found = {}
+        for engine in (faces.ENGINES if i % 2 else faces.ENGINES[::-1]):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            found[engine] = detectors[engine].detect(pixels, size)
+            wall[engine] += time.perf_counter() - start
+            cpu[engine] += time.process_time() - start_cpu
+        differing += not same_faces(*found.values())
+    print(f"face pass on {len(photos)} photos of {dev.name}, engines interleaved, load {os.getloadavg()[0]:.2f}:")
+    for engine in detectors:
+        print(f"  {engine:9s} {1000 * wall[engine] / len(photos):6.1f} ms per photo, "
+              f"{1000 * cpu[engine] / len(photos):6.1f} ms CPU")
+    old, new = faces.TFLITE, faces.OPENVINO
+    print(f"  {new} / {old}: {wall[new] / wall[old]:.2f}x the time, {cpu[new] / cpu[old]:.2f}x the CPU; "
+          f"photos whose faces differ (count, or a box by > 1 px): {differing}")
+
+
 def sweep(detector: faces.FaceDetector) -> None:
     """The best score on the astronaut scaled so that its face is ``share`` of a 192 px grey input."""
     from skimage import data
@@ -102,9 +142,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", action="append", type=parse_levels, help="a tiling, e.g. whole,0.32")
     parser.add_argument("--sweep", action="store_true", help="score against face size on the astronaut")
+    parser.add_argument("--engine", choices=faces.ENGINES, help="the engine running the model")
+    parser.add_argument("--compare", type=int, metavar="N", help="time both engines on the first N photos")
     parser.add_argument("--dev", type=Path, default=DEV, help="the annotated photos (default: ../shared/realscenes-dev)")
     args = parser.parse_args()
-    detector = faces.FaceDetector()
+    if args.compare:
+        compare(args.dev, args.compare)
+        return
+    detector = faces.FaceDetector(engine=args.engine)
+    print(f"engine {detector.engine}, load {os.getloadavg()[0]:.2f}")
     if args.sweep:
         sweep(detector)
     for levels in args.levels or [faces.LEVELS]:

@@ -15,6 +15,7 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
     python bench/index_throughput.py [--model efficientnet-lite0 | --model vgg16 --weights CKPT]
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
                                      [--photo-size 4000x3000] [--one-view] [--no-faces] [--runtime auto|tf|openvino]
+                                     [--face-engine tflite|openvino]
 
 For VGG-16 without the real checkpoint, ``--model vgg16-random`` writes a random one with tests/vgg_fixture.py
 into bench/out (same network, same cost).
@@ -90,9 +91,8 @@ def model_only(model, groups: dict[tuple[int, int], list[np.ndarray]], batch: in
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count
 
 
-def face_pass(folder: Path, size: int) -> tuple[float, float, float]:
+def face_pass(detector: faces.FaceDetector, folder: Path, size: int) -> tuple[float, float, float]:
     """Seconds and CPU seconds per photo of the face detector alone, and the windows it ran per photo."""
-    detector = faces.load_detector()
     photos = []
     for path in sorted(folder.glob("*.jpg")):
         decoded = images.decode(images.read_file(path), str(path), size)
@@ -105,7 +105,7 @@ def face_pass(folder: Path, size: int) -> tuple[float, float, float]:
     return (time.perf_counter() - start) / len(photos), (time.process_time() - cpu) / len(photos), windows
 
 
-def indexed(model, folder: Path, size: int, batch: int, workers: int | None, with_faces: bool = True
+def indexed(model, folder: Path, size: int, batch: int, workers: int | None, detector: faces.FaceDetector | None
             ) -> tuple[float, float, pipeline.Summary]:
     """Images per second of a whole `pipeline.index` run into a new index, and the CPUs it kept busy."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +113,8 @@ def indexed(model, folder: Path, size: int, batch: int, workers: int | None, wit
         start, cpu = time.perf_counter(), time.process_time()
         summary = pipeline.index(
             engine, [folder], lambda settings: model, model=model.name, size=size,
-            precision=model.precision, batch=batch, workers=workers, with_faces=with_faces,
+            precision=model.precision, batch=batch, workers=workers, with_faces=detector is not None,
+            load_detector=lambda: detector,
             runtime=getattr(model, "runtime", runtimes.TF),
         )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--one-view", action="store_true",
                         help="run only the working-size view, as the indexer did before calibrated scores")
     parser.add_argument("--no-faces", action="store_true", help="index without the face pass")
+    parser.add_argument("--face-engine", choices=faces.ENGINES, default=None,
+                        help="the engine running the face model (default: OpenVINO where the extra is installed)")
     args = parser.parse_args()
     if args.one_view:
         regions.SCALES = regions.SCALES[:1]
@@ -167,14 +170,16 @@ def main() -> None:
     groups, decode_cpu = prepared(model, folder, args.size)
     # Model-only before and after the indexing run, so drift on a shared machine shows instead of skewing the ratio.
     before, model_cpu = model_only(model, groups, args.batch)
-    face_seconds, face_cpu, windows = face_pass(folder, args.size)
-    index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers, not args.no_faces)
+    detector = faces.FaceDetector(engine=args.face_engine)
+    face_seconds, face_cpu, windows = face_pass(detector, folder, args.size)
+    index_rate, index_cpus, summary = indexed(model, folder, args.size, args.batch, args.workers,
+                                              None if args.no_faces else detector)
     after, _ = model_only(model, groups, args.batch)
     model_rate = (before + after) / 2
     bound = min(model_rate, cores / (model_cpu + decode_cpu))
     print(f"model only:      {model_rate:8.2f} images/s  (before {before:.2f}, after {after:.2f}); "
           f"{model_cpu * 1000:.0f} ms CPU per image, {model_cpu * before:.2f} CPUs busy")
-    print(f"face pass:       {face_seconds * 1000:8.0f} ms per image ({face_cpu * 1000:.0f} ms CPU, {windows:.0f} "
+    print(f"face pass:       {face_seconds * 1000:8.0f} ms per image on {detector.engine} ({face_cpu * 1000:.0f} ms CPU, {windows:.0f} "
           f"windows of {faces.INPUT_SIZE} px) = {face_seconds * model_rate:.2f}x the model's {1000 / model_rate:.0f} ms")
     print(f"decode etc.:     {decode_cpu * 1000:8.0f} ms CPU per image (read, sha256, reduced decode, resize); "
           f"decode ceiling {cores / decode_cpu:.1f} images/s on the {cores} CPUs with no model")

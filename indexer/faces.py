@@ -14,7 +14,8 @@ every face small enough for that level lies whole in one of its tiles. A detecti
 is left to the tile that holds it whole. Detections of all tiles are merged by the same weighted
 suppression. Boxes are in pixels of the photo as a person sees it (after EXIF orientation).
 
-TensorFlow is imported only when a detector is built (`load_detector`).
+The model runs in OpenVINO (fp32) where the ``[openvino]`` extra is installed, else in TF Lite's interpreter
+(`ENGINES`); both give the same faces. Neither is imported before a detector is built (`load_detector`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -131,17 +132,32 @@ def ssd_anchors(input_size: int = INPUT_SIZE, strides: Sequence[int] = ANCHOR_ST
     return np.concatenate(anchors).astype(np.float32)
 
 
+def scores_of(raw_scores: np.ndarray) -> np.ndarray:
+    """The sigmoid of the model's clipped logits, one per anchor."""
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float32), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, input_size: int = INPUT_SIZE
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One input's raw outputs -> boxes ``(N, 4)`` as (xmin, ymin, xmax, ymax), keypoints ``(N, K, 2)``, both
-    relative to the input, and scores ``(N,)`` (the sigmoid of the clipped logits)."""
-    points = raw_boxes.reshape(len(anchors), -1, 2).astype(np.float32) / input_size
+    relative to the input, and scores ``(N,)`` (`scores_of`)."""
+    points = raw_boxes.reshape(len(anchors), BOX_VALUES // 2 + KEYPOINTS, 2).astype(np.float32) / input_size
     centre = points[:, 0] + anchors
     half = points[:, 1] / 2
     boxes = np.concatenate([centre - half, centre + half], axis=1)
     keypoints = points[:, 2:] + anchors[:, None, :]
-    logits = np.clip(raw_scores.reshape(-1).astype(np.float32), -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
-    return boxes, keypoints, 1.0 / (1.0 + np.exp(-logits))
+    return boxes, keypoints, scores_of(raw_scores)
+
+
+def candidates(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, min_score: float = MIN_SCORE
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes and scores `decode` gives for the anchors scoring at least ``min_score`` and having a box,
+    decoding those alone (a few of the 2304 anchors: decoding them all cost a tenth of the face pass)."""
+    picked = np.flatnonzero(scores_of(raw_scores) >= min_score)
+    boxes, _, scores = decode(raw_boxes[picked], raw_scores.reshape(-1)[picked], anchors[picked])
+    has_box = np.all(boxes[:, 2:] > boxes[:, :2], axis=1)
+    return boxes[has_box], scores[has_box]
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -225,6 +241,12 @@ def window_count(height: int, width: int, levels: Sequence[float | None] = LEVEL
     return sum(len(level.corners) for level in search_levels(height, width, levels))
 
 
+def model_input(tile: np.ndarray) -> np.ndarray:
+    """A ``(192, 192, 3)`` uint8 tile as the model takes it: a batch of one, scaled to `INPUT_RANGE`."""
+    low, high = INPUT_RANGE
+    return tile[None].astype(np.float32) * ((high - low) / 255.0) + low
+
+
 def crop(scaled: np.ndarray, x: int, y: int, side: int = INPUT_SIZE) -> np.ndarray:
     """The ``side`` x ``side`` window at ``(x, y)`` of ``scaled``; parts outside it are black."""
     h, w = scaled.shape[:2]
@@ -271,6 +293,25 @@ def model_path() -> Path:
     return path
 
 
+#: The engines that run the model: TF Lite's interpreter (always there: TensorFlow), or OpenVINO reading the
+#: same ``.tflite`` (the ``[openvino]`` extra): the face pass in 0.8-0.9x the CPU, and it releases the GIL
+#: (bench/RESULTS.md).
+TFLITE, OPENVINO = "tflite", "openvino"
+ENGINES = (TFLITE, OPENVINO)
+#: OpenVINO in fp32, so that its outputs equal TF Lite's within float rounding (bf16 would move scores near
+#: the thresholds); one thread like TF Lite's, as the face pass runs beside the backbone; not pinned to a core,
+#: which the backbone's own OpenVINO threads may hold.
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY",
+                   "ENABLE_CPU_PINNING": False}
+
+
+def default_engine() -> str:
+    """OpenVINO where the extra is installed, else TF Lite."""
+    from indexer import runtime
+
+    return OPENVINO if runtime.openvino_installed() else TFLITE
+
+
 def _interpreter_class():
     """LiteRT's interpreter where ``ai-edge-litert`` is installed, else TensorFlow's ``tf.lite.Interpreter``
     (TensorFlow 2.21 still has it but warns that it is deprecated in favour of LiteRT)."""
@@ -288,13 +329,12 @@ def _interpreter_class():
     return tf.lite.Interpreter
 
 
-class FaceDetector:
-    """One interpreter; `detect` is safe to call from several threads (one call runs at a time)."""
+class _TFLiteWindows:
+    """The model in TF Lite's interpreter: one window per call (its output reshape fixes the batch at 1)."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path):
         from indexer.models import native_stderr_silenced
 
-        path = path or model_path()
         with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, once per detector
             try:
@@ -302,39 +342,111 @@ class FaceDetector:
                 self.interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
                 raise FaceDetectorError(f"cannot load the face model {path}: {exc}") from None
-        self.input = self.interpreter.get_input_details()[0]
+        self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda o: -o["shape"][-1])
-        self.boxes_out, self.scores_out = outputs[0]["index"], outputs[1]["index"]
+        self.outputs = [output["index"] for output in outputs]
+
+    def __call__(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.interpreter.set_tensor(self.input, window)
+        self.interpreter.invoke()
+        return tuple(self.interpreter.get_tensor(index)[0].copy() for index in self.outputs)
+
+    def each(self, windows: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The outputs of each window in turn."""
+        for window in windows:
+            yield self(window)
+
+
+class _OpenVINOWindows:
+    """The same ``.tflite`` read and run by OpenVINO (`OPENVINO_CONFIG`), one window per request: batching
+    the windows measured no cheaper on one thread. `each` keeps the next window queued (`QUEUED`)."""
+
+    #: Requests in flight in `each`: one running on OpenVINO's thread, one handled by the caller.
+    QUEUED = 2
+
+    def __init__(self, path: Path):
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", OPENVINO_CONFIG)
+        except RuntimeError as exc:
+            raise FaceDetectorError(f"cannot load the face model {path} in OpenVINO: {exc}") from None
+        self.outputs = sorted(range(len(compiled.outputs)), key=lambda i: -compiled.outputs[i].get_shape()[-1])
+        self.requests = [compiled.create_infer_request() for _ in range(self.QUEUED)]
+
+    def __call__(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.requests[0].infer({0: window})
+        return self.outputs_of(self.requests[0])
+
+    def outputs_of(self, request) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(request.get_output_tensor(index).data[0].copy() for index in self.outputs)
+
+    def each(self, windows: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The outputs of each window in turn. OpenVINO releases the GIL while it runs, so the model runs the
+        next window while the caller decodes this one's outputs and cuts the window after: the same work on
+        the same one inference thread, in less time."""
+        running = None
+        try:
+            for i, window in enumerate(windows):
+                request = self.requests[i % self.QUEUED]
+                request.start_async({0: window})
+                if running is not None:
+                    running.wait()
+                    yield self.outputs_of(running)
+                running = request
+            if running is not None:
+                running.wait()
+                yield self.outputs_of(running)
+        finally:
+            for request in self.requests:
+                request.wait()
+
+
+class FaceDetector:
+    """The model on one ``engine`` (`ENGINES`; default `default_engine`); `detect` is safe to call from
+    several threads (one photo is searched at a time)."""
+
+    def __init__(self, path: Path | None = None, engine: str | None = None):
+        engine = engine or default_engine()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        path = path or model_path()
+        self.engine = engine
+        self.windows = (_OpenVINOWindows if engine == OPENVINO else _TFLiteWindows)(path)
         self.anchors = ssd_anchors()
         self.lock = threading.Lock()
 
     def raw(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's raw outputs for one ``(192, 192, 3)`` uint8 tile: boxes ``(A, 16)``, logits ``(A, 1)``.
-
-        One tile per call: the model's output reshape fixes its batch at 1, and batching measured no faster."""
-        low, high = INPUT_RANGE
-        data = tile[None].astype(np.float32) * ((high - low) / 255.0) + low
+        """The model's raw outputs for one ``(192, 192, 3)`` uint8 tile: boxes ``(A, 16)``, logits ``(A, 1)``."""
         with self.lock:
-            self.interpreter.set_tensor(self.input["index"], data)
-            self.interpreter.invoke()
-            return (self.interpreter.get_tensor(self.boxes_out)[0].copy(),
-                    self.interpreter.get_tensor(self.scores_out)[0].copy())
+            return self.windows(model_input(tile))
 
-    def tile_faces(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def suppressed(self, raw_boxes: np.ndarray, raw_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One input's detections after the model's own suppression: boxes relative to it, and scores."""
-        found, _, score = decode(*self.raw(tile), self.anchors)
-        good = (score >= MIN_SCORE) & np.all(found[:, 2:] > found[:, :2], axis=1)
-        merged = weighted_nms(found[good], score[good])
+        merged = weighted_nms(*candidates(raw_boxes, raw_scores, self.anchors))
         boxes = np.array([box for box, _, _ in merged], np.float32).reshape(-1, 4)
         return boxes, np.array([s for _, s, _ in merged], np.float32)
 
+    def tile_faces(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`suppressed` detections of one ``(192, 192, 3)`` uint8 tile."""
+        return self.suppressed(*self.raw(tile))
+
     def detect_levels(self, pixels: np.ndarray, levels: Sequence[Level]) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (in ``pixels``' coordinates) and scores found in every tile of ``levels``, before merging."""
+        tiles = [(level, x, y) for level in levels for x, y in level.corners]
+
+        def windows() -> Iterator[np.ndarray]:
+            shown = None
+            for level, x, y in tiles:
+                if shown is None or shown[0] is not level:
+                    shown = level, images.resize(pixels, level.shape)
+                yield model_input(crop(shown[1], x, y))
+
         boxes, scores = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.float32)]
-        for level in levels:
-            scaled = images.resize(pixels, level.shape)
-            for x, y in level.corners:
-                found, score = self.tile_faces(crop(scaled, x, y))
+        with self.lock:
+            for (level, x, y), raw in zip(tiles, self.windows.each(windows())):
+                found, score = self.suppressed(*raw)
                 keep = kept_in_tile(found, x, y, level.shape)
                 boxes.append((found[keep] * INPUT_SIZE + np.array([x, y, x, y], np.float32)) / level.scale)
                 scores.append(score[keep])
@@ -362,7 +474,7 @@ _shared_lock = threading.Lock()
 
 
 def load_detector() -> FaceDetector:
-    """The process's face detector, built on first use (this imports TensorFlow, or LiteRT)."""
+    """The process's face detector, built on first use (this imports OpenVINO, or TensorFlow or LiteRT)."""
     with _shared_lock:
         if "detector" not in _shared:
             _shared["detector"] = FaceDetector()

@@ -692,7 +692,8 @@ class _Run:
     def detect(self, read: Read) -> list[faces.Face]:
         """Writer thread: the faces of a photo the model has labelled, beside the model's next batch on the
         main thread. TF Lite's interpreter holds the GIL for much of its run, so on two cores this measured
-        no faster than detecting after the model (bench/RESULTS.md), but it does not hold the model up."""
+        no faster than detecting after the model (bench/RESULTS.md), but it does not hold the model up;
+        OpenVINO (`faces.OPENVINO`) releases it."""
         start = time.perf_counter()
         found = self.detector.detect(read.face_pixels, (read.width, read.height))
         read.face_pixels = None

