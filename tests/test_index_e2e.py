@@ -88,7 +88,7 @@ def test_a_phone_photo_with_exif_orientation_6_gets_the_cells_of_the_upright_one
         up = class_set_by_cell(engine, folder / "portrait-upright.jpg", CLASS_SETS[photo])
         turned = class_set_by_cell(engine, folder / "portrait-phone.jpg", CLASS_SETS[photo])
         assert up.argmax() == turned.argmax() == cell
-        assert np.abs(up - turned).max() < 0.05, (up.round(3), turned.round(3))
+        assert np.abs(up - turned).max() < 0.05 * up.max(), (up.round(3), turned.round(3))  # JPEG noise, int8 too
     assert phone.cells[0][0].class_id == upright.cells[0][0].class_id
     assert phone.cells[5][0].class_id == upright.cells[5][0].class_id
 
