@@ -13,8 +13,8 @@ One run:
 3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
    on batches of images of one working shape. The model is loaded only when the first image needs it.
 4. **Faces**: each photo handed to the model is searched for faces on a pool of face threads, as many as
-   decoding threads, each with a detector of its own, beside the model (the face pass costs several times
-   the model; OpenVINO and TF Lite release the GIL while a window runs).
+   decoding threads, each with a detector of its own, beside the model: the face pass costs several times
+   the model, and on either face engine these threads keep every CPU busy (bench/RESULTS.md).
 5. **Commit** each batch in one transaction (image rows with their labels and faces, failures, moves) on a
    writer thread that also turns the batch's logits into region scores and waits for its faces, so none
    of that holds up the model. A killed run leaves every committed batch whole; the next run skips them,
