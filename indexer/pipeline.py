@@ -12,14 +12,18 @@ One run:
    touched keeps its labels.
 3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
    on batches of images of one working shape. The model is loaded only when the first image needs it.
-4. **Commit** each batch in one transaction (image rows with their labels, failures, moves) on a writer
-   thread that also turns the batch's logits into region scores, so neither holds up the model. A killed
-   run leaves every committed batch whole; the next run skips them, by the diff of step 2.
-5. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
+4. **Faces**: each photo handed to the model is searched for faces on a pool of face threads, as many as
+   decoding threads, each with a detector of its own, beside the model: the face pass costs several times
+   the model, and on either face engine these threads keep every CPU busy (bench/RESULTS.md).
+5. **Commit** each batch in one transaction (image rows with their labels and faces, failures, moves) on a
+   writer thread that also turns the batch's logits into region scores and waits for its faces, so none
+   of that holds up the model. A killed run leaves every committed batch whole; the next run skips them,
+   by the diff of step 2.
+6. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
-Faces (`indexer.faces`) are looked for in every photo the model labels, unless the index was built
-without them; the detector runs beside the model, on the decoded photo.
+Faces (`indexer.faces`) are looked for in every photo the model labels (step 4), unless the index was built
+without them; on the photo as decoded for the model, so the faces setting never changes its labels.
 
 Settings (model, working size, precision, faces) live in the index's meta table. A run with other settings is
 refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
@@ -34,7 +38,9 @@ import errno
 import fcntl
 import functools
 import hashlib
+import itertools
 import os
+import queue
 import stat
 import time
 from collections import deque
@@ -168,10 +174,13 @@ class Summary:
     #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
     planning_seconds: float = 0.0
     model_seconds: float = 0.0
-    #: The face detector's time, on the writer thread (included in ``write_seconds``).
+    #: The face threads' time searching photos, summed over them.
     face_seconds: float = 0.0
+    #: The writer thread's wait for faces still being searched (not in ``write_seconds``): while this is a
+    #: large share of the run, the face pass sets its pace.
+    face_wait_seconds: float = 0.0
     faces_found: int = 0
-    #: Scoring and committing, on the writer thread, overlapped with the model.
+    #: Scoring and committing, on the writer thread, overlapped with the model and the face threads.
     write_seconds: float = 0.0
     elapsed: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -476,6 +485,8 @@ class Read:
     shape: tuple[int, int] | None = None
     #: The decoded photo as the face detector searches it (`faces.detection_pixels`), until it has.
     face_pixels: np.ndarray | None = None
+    #: The faces found in it and the seconds that took, from a face thread (`_Run.detect`).
+    faces: Future | None = None
 
 
 @dataclass(frozen=True)
@@ -511,8 +522,10 @@ class _Run:
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
                  process=None, load_detector=None):
         self.engine = engine
-        self.load_detector = load_detector or faces.load_detector
-        self.detector: faces.FaceDetector | None = None
+        self.load_detector = load_detector or faces.Detectors()
+        #: The detectors not searching a photo just now: one per face thread, so none waits for another's.
+        self.detectors: queue.SimpleQueue[faces.FaceDetector] | None = None
+        self.face_pool: ThreadPoolExecutor | None = None
         self.process_tasks = process or _Run.process
         self.roots = roots
         self.load_backbone = load_backbone
@@ -630,6 +643,8 @@ class _Run:
                 self.load()
             if read.shape is None:
                 self.resize(read)
+            if self.detectors is not None:
+                read.faces = self.face_pool.submit(self.detect, read)
             group = self.waiting.setdefault(read.shape, [])
             group.append(read)
             if len(group) >= self.batch:
@@ -671,7 +686,8 @@ class _Run:
             )
         check_size(backbone, self.settings.working_size)
         if self.settings.faces:
-            self.detector = self.load_detector()
+            self.detectors = queue.SimpleQueue()
+            self.detectors.put(self.load_detector())
             self.summary.load_seconds = time.perf_counter() - start
         self.stride = total_stride(backbone.layers)
         self.backbone = backbone
@@ -689,15 +705,30 @@ class _Run:
         self.labelled_pending = True
         self.commit()
 
-    def detect(self, read: Read) -> list[faces.Face]:
-        """Writer thread: the faces of a photo the model has labelled, beside the model's next batch on the
-        main thread. TF Lite's interpreter holds the GIL for much of its run, so on two cores this measured
-        no faster than detecting after the model (bench/RESULTS.md), but it does not hold the model up;
-        OpenVINO (`faces.OPENVINO`) releases it."""
+    def detect(self, read: Read) -> tuple[list[faces.Face], float]:
+        """Face thread: the faces of a photo on its way to the model, and the seconds spent. The face pass
+        costs several times the model (bench/RESULTS.md), so it runs on as many threads as decoding, beside
+        the model and the writer, each thread with a detector of its own: the first is loaded with the model,
+        the others when a thread finds none free (at most one per thread), in that thread."""
+        try:
+            detector = self.detectors.get_nowait()
+        except queue.Empty:
+            detector = self.load_detector()
         start = time.perf_counter()
-        found = self.detector.detect(read.face_pixels, (read.width, read.height))
+        try:
+            found = detector.detect(read.face_pixels, (read.width, read.height))
+        finally:
+            self.detectors.put(detector)
         read.face_pixels = None
-        self.summary.face_seconds += time.perf_counter() - start
+        return found, time.perf_counter() - start
+
+    def faces_of(self, read: Read) -> list[faces.Face]:
+        """Writer thread: the faces of a photo the model has labelled, once its face thread has them."""
+        start = time.perf_counter()
+        found, seconds = read.faces.result()
+        self.summary.face_wait_seconds += time.perf_counter() - start
+        read.faces = None
+        self.summary.face_seconds += seconds
         self.summary.faces_found += len(found)
         return found
 
@@ -730,12 +761,12 @@ class _Run:
         if self.write_failed:
             raise RuntimeError("not written: an earlier transaction of this run failed")
         try:
-            start = time.perf_counter()
+            start, waited = time.perf_counter(), self.summary.face_wait_seconds
             saves = list(job.saves)
             for group, seen in job.scored:
                 for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
-                    if self.detector is not None:
-                        scores = regions.with_faces(scores, self.detect(read), read.width, read.height)
+                    if read.faces is not None:
+                        scores = regions.with_faces(scores, self.faces_of(read), read.width, read.height)
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
@@ -761,7 +792,7 @@ class _Run:
 
             with _store_errors(self.engine):
                 store.transaction(self.engine, transaction)
-            self.summary.write_seconds += time.perf_counter() - start
+            self.summary.write_seconds += time.perf_counter() - start - (self.summary.face_wait_seconds - waited)
         except BaseException:
             self.write_failed = True
             raise
@@ -779,17 +810,29 @@ class _Run:
         self.record_skipped(found.skipped, {r.path: r for r in records})
         self.summary.planning_seconds = time.perf_counter() - started
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
-        with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
-            if tasks:
-                self.process_tasks(self, tasks)
-            gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
-            if self.prune:
-                self.summary.pruned = len(gone)
-            else:
-                self.summary.missing = len(gone)
-            self.commit(gone if self.prune else (), final=True)
-            while self.writes:
-                self.collect(wait=True)
+        self.face_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-faces")
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
+                try:
+                    if tasks:
+                        self.process_tasks(self, tasks)
+                    gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
+                    if self.prune:
+                        self.summary.pruned = len(gone)
+                    else:
+                        self.summary.missing = len(gone)
+                    self.commit(gone if self.prune else (), final=True)
+                    while self.writes:
+                        self.collect(wait=True)
+                except BaseException:
+                    # The photos not handed to the writer will not be stored: their faces need no search. The
+                    # writer still stores the batches it holds, with their faces.
+                    for read in itertools.chain.from_iterable(self.waiting.values()):
+                        if read.faces is not None:
+                            read.faces.cancel()
+                    raise
+        finally:
+            self.face_pool.shutdown()
         self.summary.elapsed = time.perf_counter() - started
         self.summary.done = self.done
         return self.summary
@@ -894,7 +937,9 @@ def index(
     (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
 
     ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels; None keeps the index's
-    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` builds the detector, when first needed.
+    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` gives a detector for one face thread: called with
+the model's loading, then by each further face thread that needs one (at most ``workers`` calls in all); the
+default, `faces.Detectors`, reuses the process's detectors from run to run.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH

@@ -3,7 +3,9 @@ label (SQLite and PostgreSQL), and the indexer finding faces with the real detec
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from PIL import Image
 
 from face_photos import group_photo, rotated_jpeg, upright_jpeg
 from fake_backbone import FakeBackbone
-from indexer import calibration, merge, pipeline, regions, store
+from index_dump import dump_index
+from indexer import calibration, faces, images, merge, pipeline, regions, store
 from indexer.cli import cli
 from indexer.errors import IndexSettingsError, SchemaVersionError
 from indexer.labels import FACE_CLASS
@@ -312,6 +315,82 @@ def test_the_indexer_finds_faces_where_a_person_sees_them(tmp_path, face_folder)
         )
     finally:
         engine.dispose()
+
+
+class WatchedDetector:
+    """A real detector that records the threads searching with it, and whether two ever did at once."""
+
+    def __init__(self, detector: faces.FaceDetector):
+        self.detector = detector
+        self.threads: set[str] = set()
+        self.busy = threading.Lock()
+        self.overlapped = False
+
+    def detect(self, pixels, photo_size=None):
+        self.threads.add(threading.current_thread().name)
+        if not self.busy.acquire(blocking=False):
+            self.overlapped = True
+            self.busy.acquire()
+        try:
+            return self.detector.detect(pixels, photo_size)
+        finally:
+            self.busy.release()
+
+
+def face_rows(regions_: Regions) -> tuple[list, list, list]:
+    """The face label's share of a photo's rows, as `dump_index` sorts them: image label, cells, faces."""
+    image = sorted((label.class_id, label.score, label.share) for label in regions_.image_labels)
+    cells = sorted((c.cell, c.class_id, c.score, c.coverage) for c in regions_.cell_labels)
+    found = sorted((n, *face) for n, face in enumerate(regions_.faces))
+    return image, cells, found
+
+
+def only_faces(dumped: tuple) -> tuple[list, list, list]:
+    _, image_labels, cell_labels, found = dumped
+    return ([label for label in image_labels if label[0] == FACE_CLASS],
+            [label for label in cell_labels if label[1] == FACE_CLASS], found)
+
+
+def test_face_threads_store_what_one_detector_finds_photo_by_photo(tmp_path, face_folder):
+    """The face pass runs on face threads, each with a detector of its own, and stores, to the last bit, what
+    one detector finds searching the photos one by one as the writer thread did before (and the Ray engine does)."""
+    photos = tmp_path / "photos"
+    shutil.copytree(Path(__file__).parent / "photos", photos)
+    for name in ("astronaut.jpg", "group.jpg", "wall.png"):
+        shutil.copy(face_folder / name, photos / f"skimage-{name}")
+    reference = faces.Detectors()()
+    expected = {}
+    for path in sorted(photos.iterdir()):
+        decoded = images.decode(images.read_file(path), str(path), 448)
+        found = reference.detect(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
+        expected[path.name] = face_rows(regions.with_faces(Regions([], []), found, decoded.width, decoded.height))
+    assert sum(len(rows[2]) for rows in expected.values()) >= 1 + 4 + 1  # astronauts and the group at least
+
+    source, watched = faces.Detectors(), []
+
+    def load_detector():
+        watched.append(WatchedDetector(source()))
+        return watched[-1]
+
+    dumps = {}
+    for workers in (1, 3):
+        db = tmp_path / f"workers-{workers}.db"
+        summary = fake_index(db, photos, workers=workers, batch=2, load_detector=load_detector)
+        assert summary.indexed == len(expected) and summary.face_seconds > 0
+        assert summary.faces_found == sum(len(rows[2]) for rows in expected.values())
+        dumps[workers] = {Path(path).name: rows for path, rows in dump_index(str(db)).items() if path != "<settings>"}
+        assert {name: only_faces(rows) for name, rows in dumps[workers].items()} == expected
+        assert 1 <= len(watched) <= workers
+        assert all(thread.startswith("imgidx-faces") for w in watched for thread in w.threads)
+        assert not any(w.overlapped for w in watched)
+        watched.clear()
+    assert dumps[1] == dumps[3]
+
+    (photos / "astronaut.jpg").rename(photos / "moved.jpg")
+    shutil.copy(photos / "coffee.jpg", photos / "copied.jpg")
+    summary = fake_index(tmp_path / "workers-3.db", photos, workers=3, load_detector=load_detector)
+    assert (summary.moved, summary.copied, summary.indexed, summary.face_seconds) == (1, 1, 0, 0)
+    assert watched == []  # labels carried over: no face is searched again
 
 
 def test_the_web_photo_page_outlines_the_faces_the_indexer_found(tmp_path, face_folder, monkeypatch):
