@@ -937,9 +937,9 @@ def index(
     (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
 
     ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels; None keeps the index's
-    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` gives a detector for one face thread: called with
-the model's loading, then by each further face thread that needs one (at most ``workers`` calls in all); the
-default, `faces.Detectors`, reuses the process's detectors from run to run.
+    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` gives a detector for one face thread: called
+    with the model's loading, then by each further face thread that needs one (at most ``workers`` calls in
+    all); the default, `faces.Detectors`, reuses the process's detectors from run to run.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
