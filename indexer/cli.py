@@ -344,8 +344,8 @@ class _IndexProgress:
 @click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
 @click.option(
     "--workers", default=None, type=click.IntRange(1),
-    help="Decoding threads, and as many face threads (local engine; default: CPU count), or model actors (ray engine; default: one "
-    "per node).",
+    help="Decoding threads, and as many face threads (local engine; default: CPU count), or model actors "
+    "(ray engine; default: one per node).",
 )
 @click.option(
     "--engine", "runner", type=click.Choice(["local", "ray"]), default="local", show_default=True,

@@ -1,7 +1,7 @@
 """Which runtime runs the networks, at which precision: TensorFlow (always there) or OpenVINO (the extra).
 
 Each network is defined once, in TensorFlow (`indexer.models`). The OpenVINO runtime converts that same
-graph with the loaded weights (`indexer.runtime.openvino`) and runs it in fp32, bf16, or int8 quantized
+graph with the loaded weights (`indexer.runtime.openvino_model`) and runs it in fp32, bf16, or int8 quantized
 after training by NNCF on photos (`indexer.runtime.photos`). Nothing here imports TensorFlow or OpenVINO.
 
 ``--runtime auto`` (the default) picks **OpenVINO int8** when
@@ -13,7 +13,7 @@ after training by NNCF on photos (`indexer.runtime.photos`). Nothing here import
 otherwise TensorFlow, as before. The rule is what `bench/model_throughput.py` measures: with those
 instructions int8 runs well ahead of TensorFlow's bf16, while OpenVINO's own bf16 and fp32 run about level
 with TensorFlow's, so an explicit ``--precision bf16`` or ``fp32`` keeps TensorFlow. An index keeps the
-runtime, precision and int8 calibration it was built with (`choose`).
+runtime, precision and int8 model (calibration photos and recipe) it was built with (`choose`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def choose(stored: "IndexSettings | None", model: str, size: int, runtime: str, 
     ``auto`` keeps what the index holds for the same model, as ``--precision auto`` always did, where it
     can run on the runtime asked (``--runtime tf`` on an int8 index takes TF's own precision), and so does
     an int8 index's calibration (unless ``reindex``: then the current one, `photos.active`). A new index
-    gets what `resolve` picks. ``quantization`` names the int8 calibration, empty otherwise.
+    gets what `resolve` picks. ``quantization`` names the int8 model (`recipes.quantization_id`), empty
+    otherwise.
     """
     same_model = stored is not None and stored.model == model
     kept = False
@@ -152,7 +153,7 @@ def load_backbone(model: str, weights: str | None, runtime: str, precision: str,
     from indexer.runtime import openvino_model
 
     return openvino_model.load(model, weights, precision, size=size, quantization=quantization, on_build=on_build,
-                         progress=progress)
+                               progress=progress)
 
 
 def load(model: str, weights: str | None = None, runtime: str = AUTO, precision: str = AUTO, *, size: int,
