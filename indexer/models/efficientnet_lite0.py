@@ -260,7 +260,7 @@ class EfficientNetLite0:
 
     def concrete_function(self):
         """The traced network (``uint8`` images of any batch and size in, class map out), as other runtimes'
-        converters take it (`indexer.runtime.openvino`)."""
+        converters take it (`indexer.runtime.openvino_model`)."""
         return self._run.get_concrete_function()
 
     def flops(self, input_hw: tuple[int, int]) -> int:

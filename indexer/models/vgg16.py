@@ -145,7 +145,7 @@ class VGG16:
 
     def frozen_graph(self) -> tuple["tf1.GraphDef", str]:
         """The class-map graph with the loaded weights as constants, and the logits' tensor name: the network
-        as other runtimes' converters take it (`indexer.runtime.openvino`)."""
+        as other runtimes' converters take it (`indexer.runtime.openvino_model`)."""
         logger, level = tf.get_logger(), tf.get_logger().level
         logger.setLevel(logging.ERROR)  # convert_variables_to_constants logs a deprecation notice
         try:
