@@ -98,9 +98,7 @@ def check(paths, model_name, weights, size):
 
     runtimes.require_openvino()
     found = [f.path for f in walk([str(p) for p in paths]).files]
-    step = max(1, len(found) / CHECK_PHOTOS)
-    chosen = [found[int(i * step)] for i in range(min(CHECK_PHOTOS, len(found)))]
-    loaded, failed = _load_photos(chosen, size)
+    loaded, failed = _load_photos(photos.spread(found, CHECK_PHOTOS), size)
     if not loaded:
         raise click.ClickException("no photo to compare on")
     quantization = runtimes.current_quantization(model_name, size)

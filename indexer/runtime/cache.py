@@ -1,8 +1,9 @@
 """Where the OpenVINO runtime keeps what it builds once: converted and int8 models, and small records.
 
-Under imgidx's cache folder (`indexer.models.weights.cache_dir`, ``~/.cache/imgidx`` on Linux), in
+Under imgidx's cache folder (`indexer.cache.cache_dir`, ``~/.cache/imgidx`` on Linux), in
 ``openvino/``: one folder per network and weights (``MODEL-SHA256[:16]``), holding ``fp32/`` (the converted
-graph) and one ``int8-SIZE-CALIBRATION/`` per working size and calibration (`indexer.runtime.photos`).
+graph) and one ``int8-SIZE-QUANTIZATION/`` per working size and int8 model: calibration photos
+(`indexer.runtime.photos`) and recipe (`indexer.runtime.recipes.quantization_id`).
 Each model folder is written under a temporary name and renamed into place, so a folder that exists is
 complete. Nothing here imports OpenVINO.
 """
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from indexer.models.weights import cache_dir
+from indexer.cache import cache_dir
 
 SUBDIR = "openvino"
 #: ``sha256`` of weight files by path, size and mtime, so a 528 MB checkpoint is hashed once.
@@ -83,8 +84,8 @@ def fp32_dir(model: str, digest: str) -> Path:
     return network_dir(model, digest) / "fp32"
 
 
-def int8_dir(model: str, digest: str, size: int, calibration: str) -> Path:
-    return network_dir(model, digest) / f"int8-{size}-{calibration}"
+def int8_dir(model: str, digest: str, size: int, quantization: str) -> Path:
+    return network_dir(model, digest) / f"int8-{size}-{quantization}"
 
 
 def temporary_sibling(folder: Path) -> Path:

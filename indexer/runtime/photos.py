@@ -69,8 +69,13 @@ def from_folder(folder: str | os.PathLike[str], limit: int = MAX_PHOTOS) -> Phot
         raise QuantizedModelError(
             f"{folder}: {len(found)} photos found; calibrating int8 needs at least {MIN_PHOTOS}"
         )
-    step = len(found) / min(limit, len(found))
-    return from_paths([found[int(i * step)] for i in range(min(limit, len(found)))])
+    return from_paths(spread(found, limit))
+
+
+def spread(paths: Sequence[str], limit: int) -> list[str]:
+    """At most ``limit`` of ``paths``, evenly spaced, so a few photos still cover every folder."""
+    count = min(limit, len(paths))
+    return [paths[int(i * len(paths) / count)] for i in range(count)]
 
 
 def from_paths(paths: Sequence[str]) -> PhotoSet:
