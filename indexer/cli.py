@@ -728,27 +728,34 @@ def serve_command(db, host, port, open_browser):
 @db_option
 @click.option("--pixelate", is_flag=True, help="Pixelate the regions instead of blurring them.")
 @click.option("--force", is_flag=True, help="Replace copies that exist in --out.")
-@click.option("--strip-gps", is_flag=True, help="Leave the GPS position (EXIF GPS, XMP) out of the copies.")
+@click.option(
+    "--strip-gps/--keep-gps", "strip_location", default=True, show_default=True,
+    help="Leave out of the copies what may tell where a photo was taken: EXIF's GPS block and maker notes, "
+    "XMP and IPTC. --keep-gps keeps them.",
+)
 @click.option(
     "--min-score", default=DEFAULT_MIN_SCORE, show_default=True, type=click.FloatRange(0, 1),
     help="Confidence a term needs, as in imgidx query.",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="VGG-16 weights, for an index built with vgg16 and a query with ImageNet labels.")
-def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
+def redact(words, out, db, pixelate, force, strip_location, min_score, weights):
     """Write a copy of each photo matching QUERY into --out, with what it matched blurred.
 
     \b
       imgidx redact face --out ~/public            # every face, as Street View does
       imgidx redact "license plate" --out ~/public --pixelate
-      imgidx redact "face OR screen" --out ~/public --strip-gps
+      imgidx redact "face OR screen" --out ~/public --keep-gps
 
     Faces: each face box of the term's region, padded. An ImageNet label: the model runs on the photo
     again and the class-map positions whose top class is the label's are covered, their edges smoothed.
-    Originals are never written: --out may not lie inside an indexed folder, and existing copies are
-    only replaced with --force. Copies keep their path below the indexed folder, their format, JPEG
-    quality and EXIF. A photo changed since it was indexed has its faces found again; one deleted since
-    is skipped with a message, and the exit status is then 1.
+    Originals are never written: --out may not be, hold or lie inside an indexed folder (whatever --force
+    says), no copy replaces an indexed photo (also through a hard link, a symbolic link or a bind mount),
+    and existing copies are only replaced with --force. Copies keep their path below the indexed folder
+    (below its name when the index has several: photos, photos-2 for two folders of that name), their
+    format, JPEG quality and EXIF, without the location unless --keep-gps. A photo changed since it was
+    indexed has its faces found again; one deleted since is skipped with a message, and the exit status
+    is then 1.
     """
     from tqdm import tqdm
 
@@ -779,8 +786,8 @@ def redact(words, out, db, pixelate, force, strip_gps, min_score, weights):
 
     try:
         summary = redaction.redact(
-            engine, " ".join(words), out, pixelate=pixelate, force=force, strip_gps=strip_gps, min_score=min_score,
-            load_backbone=backbone, on_event=draw,
+            engine, " ".join(words), out, pixelate=pixelate, force=force, keep_location=not strip_location,
+            min_score=min_score, load_backbone=backbone, on_event=draw,
         )
     finally:
         if bar is not None:

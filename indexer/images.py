@@ -11,8 +11,10 @@ import io
 import math
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -160,8 +162,21 @@ UPRIGHT = {
 }
 #: The transpose that undoes each one (the quarter turns undo each other; the rest undo themselves).
 UNDONE_BY = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
-#: The EXIF tag that points to the GPS block.
+#: The EXIF tags that point to the GPS block and to the Exif block.
 EXIF_GPS_IFD = 0x8825
+EXIF_IFD = 0x8769
+#: The camera maker's notes (in the Exif block): an undocumented blob in which many phones and cameras
+#: record the position too, so an edited copy leaves it out with the GPS block (`save_copy`).
+EXIF_MAKER_NOTE = 0x927C
+#: PNG text chunks that hold XMP, which has fields for the position and the place's name.
+PNG_LOCATION_KEYS = frozenset({"XML:com.adobe.xmp"})
+#: TIFF tags Pillow copies into a saved TIFF that may hold the place: XMP, IPTC (city, sublocation) and
+#: Photoshop's resources (which carry IPTC).
+TIFF_LOCATION_TAGS = (700, 33723, 34377)
+#: Permissions of a copy before the umask, as ``open`` gives a new file.
+NEW_FILE_MODE = 0o666
+#: A copy is written under a hidden name ending so, then renamed into place.
+PARTIAL_SUFFIX = ".imgidx-partial"
 #: Modes the editing filters take as they are; others are edited as RGB(A) and saved so.
 EDITABLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})
 
@@ -214,22 +229,28 @@ def open_original(data: bytes, name: str) -> Original:
     return Original(image, fmt, orientation)
 
 
-def save_copy(original: Original, path: str | Path, strip_gps: bool = False) -> None:
+def save_copy(original: Original, path: str | Path, keep_location: bool = False,
+              before_replace: Callable[[Path], None] | None = None) -> None:
     """Write ``original`` (edited) to ``path`` in its format: a JPEG with its own quantization tables and
-    chroma subsampling (the quality it had), EXIF (without GPS with ``strip_gps``), ICC profile and XMP
-    (left out with ``strip_gps``: it may hold the position too). Written beside ``path`` first and
-    renamed, so an interrupted write leaves no half file."""
+    chroma subsampling (the quality it had), EXIF, ICC profile and orientation. What may tell where the
+    photo was taken (EXIF's GPS block and maker notes, XMP, IPTC) is left out unless ``keep_location``.
+
+    The copy is written to a new file of a fresh name in ``path``'s folder (created exclusively, so no
+    existing file, say a hard link to an original, is ever opened for writing), then ``before_replace(path)``
+    may still refuse, and only then is it renamed onto ``path``: an interrupted write leaves no half file,
+    and what ``path`` named before is replaced, never written into."""
     image = original.image
     params: dict = {}
     exif = image.getexif()
-    if strip_gps and EXIF_GPS_IFD in exif:
-        del exif[EXIF_GPS_IFD]
+    if not keep_location:
+        _strip_location(exif)
     if exif:
         params["exif"] = exif.tobytes()
     if image.info.get("icc_profile"):
         params["icc_profile"] = image.info["icc_profile"]
     if image.info.get("dpi"):
         params["dpi"] = image.info["dpi"]
+    xmp = image.info.get("xmp") if keep_location else None
     fmt = original.format
     if fmt in ("JPEG", "MPO"):
         from PIL import JpegImagePlugin
@@ -237,29 +258,54 @@ def save_copy(original: Original, path: str | Path, strip_gps: bool = False) -> 
         fmt = "JPEG"
         params.update(qtables=getattr(image, "quantization", None) or None, progressive=bool(image.info.get("progressive")))
         params["subsampling"] = JpegImagePlugin.get_sampling(image)
-        if image.info.get("xmp") and not strip_gps:
-            params["xmp"] = image.info["xmp"]
+        if xmp:
+            params["xmp"] = xmp
     elif fmt == "PNG":
         from PIL import PngImagePlugin
 
         text = PngImagePlugin.PngInfo()
         for key, value in getattr(image, "text", {}).items():
-            text.add_text(key, value)
+            if keep_location or key not in PNG_LOCATION_KEYS:
+                text.add_text(key, value)
         params["pnginfo"] = text
     elif fmt == "WEBP":
         params["lossless"] = True  # WebP's quality cannot be read back: nothing lost beyond what was
+        if xmp:
+            params["xmp"] = xmp
     elif fmt == "TIFF":
         params["compression"] = image.info.get("compression", "raw")
+        if not keep_location:  # Pillow copies these from the file's own tags too
+            for tag in TIFF_LOCATION_TAGS:
+                getattr(image, "tag_v2", {}).pop(tag, None)
     elif fmt == "GIF":
         image = image.convert("P", palette=Image.Palette.ADAPTIVE)
     target = Path(path)
-    partial = target.with_name(f".{target.name}.imgidx-partial")
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX)
     try:
-        image.save(partial, fmt, **params)
+        os.fchmod(handle, NEW_FILE_MODE & ~_umask())
+        with os.fdopen(handle, "wb") as out:
+            image.save(out, fmt, **params)
+        if before_replace is not None:
+            before_replace(target)
         os.replace(partial, target)
     finally:
-        if partial.exists():
-            partial.unlink()
+        if os.path.lexists(partial):
+            os.unlink(partial)
+
+
+def _strip_location(exif: Image.Exif) -> None:
+    """Take the GPS block, the maker notes, and XMP and IPTC (which a TIFF's EXIF holds) out of ``exif``."""
+    for tag in (EXIF_GPS_IFD, *TIFF_LOCATION_TAGS):
+        exif.pop(tag, None)
+    if EXIF_IFD in exif:
+        exif.get_ifd(EXIF_IFD).pop(EXIF_MAKER_NOTE, None)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, as POSIX offers no other way; imgidx sets it nowhere else)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def working_shape(height: int, width: int, size: int, multiple: int = 1) -> tuple[int, int]:

@@ -11,13 +11,22 @@ other content". For each photo that matches, the regions of every term the query
   position over the pixels it owns (`indexer.geometry.AxisGeometry.owned_spans`), the edges smoothed over
   half a stride.
 
-Originals are never written: the copies go under ``--out``, which may not lie inside a folder of indexed
-photos, keeping each photo's path below its indexed folder. An existing copy is replaced only with
-``force``. Each copy keeps its format, JPEG quantization (its quality), EXIF (without GPS with
-``strip_gps``) and orientation: the regions are drawn in the stored pixels. A photo that changed since it
-was indexed has its faces found again (a changed photo's stored boxes would be stale); a photo deleted
-since is skipped, with a message. Refusals that concern the whole run (no match, ``--out`` inside the
-library or not writable, copies that exist) come before anything is written.
+**Originals are never written.** The copies go under ``--out``, which may not be, hold or lie inside a
+folder of indexed photos, by path or by device and inode (a bind mount), whatever ``force`` says. Each
+copy keeps its photo's path below its indexed folder, under that folder's name when the index has several
+(`root_names` makes equal names distinct). Before each copy is written its path is checked by device and
+inode (`_Guard`): it may not be an indexed photo (a hard link), lie in a folder of the library (a symbolic
+link or a bind mount inside ``--out``), or be a copy this run wrote. A copy is written to a fresh file
+and renamed onto its path (`indexer.images.save_copy`), so no existing file is ever opened for writing. An
+existing copy is replaced only with ``force``.
+
+Each copy keeps its format, JPEG quantization (its quality), EXIF and orientation: the regions are drawn
+in the stored pixels. What may tell where a photo was taken (EXIF's GPS block and maker notes, XMP, IPTC)
+is left out unless ``keep_location``: a tool for publishing photos should not publish where they were
+taken unless asked to. A photo that changed since it was indexed has its faces found again (a changed
+photo's stored boxes would be stale); a photo deleted since is skipped, with a message. Refusals that
+concern the whole run (no match, ``--out`` in the library or not writable, copies that exist) come before
+anything is written.
 """
 
 from __future__ import annotations
@@ -123,27 +132,80 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def root_names(roots: list[str]) -> dict[str, str]:
+    """A folder name under ``--out`` for each root, all different: the root's own name, and for roots of
+    the same name (``x/photos``, ``y/photos``) that name with ``-2``, ``-3``... in the roots' path order,
+    so the same index always gives the same names. Names are compared case-folded, as a copy may go to a
+    file system that does not tell ``Photos`` from ``photos``."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for root in sorted(roots):
+        base = os.path.basename(root.rstrip(os.sep)) or "root"
+        name, number = base, 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{base}-{number}"
+        names[root] = name
+        taken.add(name.casefold())
+    return names
+
+
 def destinations(paths: list[str], roots: list[str], out: str) -> list[str]:
-    """Where each photo's copy goes: its path below its root, under ``out`` (below the root's name too
-    when the library has several roots)."""
+    """Where each photo's copy goes: its path below its root, under ``out`` (below the root's name, made
+    distinct by `root_names`, when the library has several roots)."""
+    named = root_names(roots) if len(roots) > 1 else {root: "" for root in roots}
     result = []
     for path in paths:
         root = next(r for r in roots if _inside(path, r))
-        relative = os.path.relpath(path, root)
-        result.append(os.path.join(out, os.path.basename(root) or "root", relative) if len(roots) > 1
-                      else os.path.join(out, relative))
+        result.append(os.path.normpath(os.path.join(out, named[root], os.path.relpath(path, root))))
     return result
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of what ``path`` names, following links; None when there is nothing to stat."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _identities(path: str) -> list[tuple[int, int]]:
+    """The identity of ``path`` (or of its nearest existing parent) and of every folder above it."""
+    found = []
+    while True:
+        identity = _identity(path)
+        if identity is not None:
+            found.append(identity)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        path = parent
+
+
 def check_out(out: str, roots: list[str]) -> str:
-    """``out`` as a real path, refused inside an indexed folder, made if missing, and writable."""
+    """``out`` as a real path, refused where it is, holds or lies inside an indexed folder (by path and by
+    device and inode, so a bind mount of the library is refused too), made if missing, and writable."""
     real = os.path.realpath(os.path.expanduser(out))
+    above_out = set(_identities(real))  # out itself (if it exists) and every folder above it
+    out_identity = _identity(real)
     for root in roots:
-        if _inside(real, root) or _inside(real, os.path.realpath(root)):
-            raise RedactError(
-                f"--out {printable(out)} lies inside the indexed folder {printable(root)}: the copies would be "
-                "indexed with the originals; write them elsewhere"
-            )
+        real_root = os.path.realpath(root)
+        root_identity = _identity(real_root)
+        replace = "the copies would replace the originals"
+        if real in (root, real_root) or (out_identity is not None and out_identity == root_identity):
+            where, why = "is", replace
+        elif _inside(real, root) or _inside(real, real_root) or root_identity in above_out:
+            where, why = "lies inside", "the copies would be indexed with the originals"
+        elif _inside(root, real) or _inside(real_root, real) or (
+            out_identity is not None and out_identity in _identities(real_root)
+        ):
+            where, why = "holds", replace
+        else:
+            continue
+        raise RedactError(
+            f"--out {printable(out)} {where} the indexed folder {printable(root)}: {why}; write them elsewhere"
+        )
     if os.path.lexists(real) and not os.path.isdir(real):
         raise RedactError(f"--out {printable(out)} is a file, not a folder")
     try:
@@ -153,6 +215,71 @@ def check_out(out: str, roots: list[str]) -> str:
     if not os.access(real, os.W_OK | os.X_OK):
         raise RedactError(f"cannot write to {printable(out)}: permission denied")
     return real
+
+
+class _Guard:
+    """Tells, by device and inode, whether a copy's path would replace an indexed photo, lead into a folder
+    of the library, leave ``--out``, or replace a copy this run wrote: a hard link, a symbolic link or a bind
+    mount cannot get round a check by path alone. ``photos`` are ``(path, size)`` of every indexed file; a
+    file is compared with those of its size only, so a run stats few of them."""
+
+    def __init__(self, out: str, photos: list[tuple[str, int | None]], roots: list[str]):
+        self.out = out
+        self.by_size: dict[int | None, list[str]] = {}
+        for path, size in photos:
+            self.by_size.setdefault(size, []).append(path)
+        folders: set[str] = set()
+        for folder in {os.path.dirname(path) for path, _ in photos}:
+            root = next((r for r in roots if _inside(folder, r)), folder)
+            while folder not in folders:  # every folder from the photo's up to its root
+                folders.add(folder)
+                if folder == root or os.path.dirname(folder) == folder:
+                    break
+                folder = os.path.dirname(folder)
+        self.folders = {i for i in map(_identity, folders) if i is not None}
+        self.written: set[tuple[int, int]] = set()
+        self.targets: set[str] = set()
+
+    def refusal(self, target: str) -> str | None:
+        """Why the copy must not be written at ``target``, or None."""
+        if target in self.targets:
+            return "this run wrote a copy there already"
+        folder = os.path.dirname(target)
+        existing = folder
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        if not _inside(os.path.realpath(existing), self.out):
+            return "its folder leads out of --out (a symbolic link)"
+        step = existing
+        while _inside(step, self.out):
+            if _identity(step) in self.folders:
+                return f"{printable(step)} is a folder of the indexed photos (a bind mount)"
+            step = os.path.dirname(step)
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"cannot look at it: {exc.strerror or exc}"
+        identity = (st.st_dev, st.st_ino)
+        if identity in self.written:
+            return "this run wrote a copy there already"
+        for photo in self.by_size.get(st.st_size, []):
+            if _identity(photo) == identity:
+                return f"it is the indexed photo {printable(photo)} (a hard link)"
+        return None
+
+    def check(self, target: str | os.PathLike[str]) -> None:
+        """Raise `RedactError` where `refusal` has a reason."""
+        reason = self.refusal(os.fspath(target))
+        if reason is not None:
+            raise RedactError(f"not writing {printable(os.fspath(target))}: {reason}")
+
+    def wrote(self, target: str) -> None:
+        self.targets.add(target)
+        identity = _identity(target)
+        if identity is not None:
+            self.written.add(identity)
 
 
 # --- Regions ---------------------------------------------------------------------------------------------
@@ -285,7 +412,7 @@ def redact(
     *,
     pixelate: bool = False,
     force: bool = False,
-    strip_gps: bool = False,
+    keep_location: bool = False,
     min_score: float | None = None,
     load_backbone: Callable[[store.IndexSettings], object] | None = None,
     load_detector: Callable[[], faces.FaceDetector] | None = None,
@@ -306,7 +433,8 @@ def redact(
         if not result.matches:
             raise RedactError(f"no photo matches '{text}'; nothing written")
         t = store.tables(conn)
-        all_paths = [restored(p) for p in conn.execute(sa.select(t.images.c.path).where(t.images.c.error.is_(None))).scalars()]
+        every_file = sa.select(t.images.c.path, t.images.c.size_bytes)
+        indexed = [(restored(path), size) for path, size in conn.execute(every_file)]
         ids = [m.image_id for m in result.matches]
         rows = {}
         for start in range(0, len(ids), store.IN_CHUNK):
@@ -314,10 +442,13 @@ def redact(
             select = sa.select(t.images.c.image_id, t.images.c.size_bytes, t.images.c.mtime_ns, t.images.c.content_hash)
             rows.update({row[0]: row[1:] for row in conn.execute(select.where(t.images.c.image_id.in_(chunk)))})
         stored_faces = store.faces_of(conn, ids, t)
-    roots = indexed_roots(all_paths)
+    roots = indexed_roots([path for path, _ in indexed])
     real_out = check_out(out, roots)
     paths = [m.path for m in result.matches]
     targets_out = destinations(paths, roots, real_out)
+    guard = _Guard(real_out, indexed, roots)
+    for dest in targets_out:  # before anything is written
+        guard.check(dest)
     existing = [d for d in targets_out if os.path.lexists(d)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -367,8 +498,18 @@ def redact(
                     regions.append((spec.label, region))
         for _, region in regions:
             cover(original, region, pixelate)
-        os.makedirs(os.path.dirname(target.out), exist_ok=True)
-        images.save_copy(original, target.out, strip_gps=strip_gps)
+        try:
+            guard.check(target.out)  # again: folders made meanwhile, or files that appeared
+            os.makedirs(os.path.dirname(target.out), exist_ok=True)
+            images.save_copy(original, target.out, keep_location=keep_location, before_replace=guard.check)
+        except RedactError as exc:
+            summary.skipped += 1
+            emit(PhotoNote(target.path, f"skipped {printable(target.path)}: {exc.shown()}", True))
+            continue
+        except OSError as exc:  # a full or read-only disk under --out: the next copies would fail alike
+            raise RedactError(f"cannot write {printable(target.out)}: {exc.strerror or exc}; "
+                              f"{_copies(summary.written)} written before it") from None
+        guard.wrote(target.out)
         summary.written += 1
         for label in dict.fromkeys(label for label, _ in regions):
             summary.photos[label] = summary.photos.get(label, 0) + 1
@@ -413,6 +554,10 @@ def _default_backbone(settings: store.IndexSettings):
     return load_model(settings.model, None, settings.precision)
 
 
+def _copies(n: int) -> str:
+    return f"{n} cop{'ies' if n != 1 else 'y'}"
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -424,7 +569,7 @@ def summary_text(summary: Summary) -> str:
         + f" in {_count(summary.photos[label], 'photo')}"
         for label in summary.regions
     ]
-    line = f"wrote {summary.written} cop{'ies' if summary.written != 1 else 'y'} into {printable(summary.out)}; "
+    line = f"wrote {_copies(summary.written)} into {printable(summary.out)}; "
     line += f"{'pixelated' if summary.pixelate else 'blurred'} {', '.join(covered)}" if covered else "nothing found to cover"
     if summary.skipped:
         line += f"; {_count(summary.skipped, 'photo')} skipped"

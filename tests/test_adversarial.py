@@ -20,6 +20,9 @@ Attacks:
 13. two writers at once
 14. ``kill -9`` during a run, then a resume
 15. hostile names in the HTML gallery
+16. ``redact --force`` with ``--out`` on the library, a hard link, a symbolic link or a bind mount to originals
+17. two indexed folders of the same name under ``redact``
+18. redacted copies of a photo with GPS, XMP and maker notes holding its position
 """
 
 from __future__ import annotations
@@ -519,3 +522,136 @@ def test_hostile_names_are_escaped_in_the_html_gallery(library):
     page = imgidx("query", "fire engine", "--db", library.db, "--html", "-").stdout
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;.jpg" in page
     library.check(good=[*library.good, evil])
+
+
+# 16 ----------------------------------------------------------------------------------------------------
+
+
+def two_roots(library) -> tuple[Path, list[Path], dict[Path, str]]:
+    """An index of two folders, ``lib/a`` and ``lib/b``, each with a red photo: their paths and sha256."""
+    lib = library.root / "lib"
+    photos = [paint(lib / "a" / "p.jpg", {4: RED}), paint(lib / "b" / "q.png", {0: RED})]
+    assert imgidx("index", lib / "a", lib / "b", "--db", library.db, *MODEL).exit_code == 0
+    return lib, photos, {p: sha256(p) for p in photos}
+
+
+def test_redact_never_writes_an_original_whatever_force_says(library):
+    lib, photos, before = two_roots(library)
+    a = lib / "a"
+    cases = [
+        (lib, f"--out {lib} holds the indexed folder {a}: the copies would replace the originals; write them "
+         "elsewhere"),
+        (a, f"--out {a} is the indexed folder {a}: the copies would replace the originals; write them elsewhere"),
+        (a / "x", f"--out {a / 'x'} lies inside the indexed folder {a}: the copies would be indexed with the "
+         "originals; write them elsewhere"),
+    ]
+    for out, message in cases:
+        one_line(imgidx("redact", "fire engine", "--out", out, "--db", library.db, "--force"), 1, f"Error: {message}")
+    out = library.root / "public"
+    (out / "a").mkdir(parents=True)
+    os.link(photos[0], out / "a" / "p.jpg")  # a copy's path that is an original, through a hard link
+    os.link(photos[1], out / "a" / ".q.png.imgidx-partial")  # where a copy used to be written first
+    one_line(imgidx("redact", "fire engine", "--out", out, "--db", library.db, "--force"), 1,
+             f"Error: not writing {out / 'a' / 'p.jpg'}: it is the indexed photo {photos[0]} (a hard link)")
+    (out / "a" / "p.jpg").unlink()
+    (out / "b").symlink_to(lib / "b")  # a copy's folder that is a folder of originals
+    one_line(imgidx("redact", "fire engine", "--out", out, "--db", library.db, "--force"), 1,
+             f"Error: not writing {out / 'b' / 'q.png'}: its folder leads out of --out (a symbolic link)")
+    (out / "b").unlink()
+    assert {p: sha256(p) for p in photos} == before and sorted(lib.rglob("*")) == sorted([a, lib / "b", *photos])
+    result = imgidx("redact", "fire engine", "--out", out, "--db", library.db, "--force")
+    assert (result.exit_code, result.stdout) == (0, f"wrote 2 copies into {out}; blurred fire engine in 2 photos\n")
+    assert {p: sha256(p) for p in photos} == before and (out / "a" / "p.jpg").exists()
+    assert (out / "b" / "q.png").exists() and sha256(out / "a" / ".q.png.imgidx-partial") == before[photos[1]]
+    library.check(good=[])
+
+
+@pytest.fixture
+def bind_mount(tmp_path):
+    """``mount(source, target)`` binds a folder elsewhere, undone after the test; skips where not allowed."""
+    mounted = []
+
+    def mount(source: Path, target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True).returncode:
+            pytest.skip("cannot bind-mount here")
+        mounted.append(target)
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_redact_refuses_the_library_through_a_bind_mount(library, bind_mount):
+    lib, photos, before = two_roots(library)
+    view = library.root / "view"
+    bind_mount(lib, view)  # the library under another path: same devices and inodes
+    one_line(imgidx("redact", "fire engine", "--out", view, "--db", library.db, "--force"), 1,
+             f"Error: --out {view} holds the indexed folder {lib / 'a'}: the copies would replace the originals; "
+             "write them elsewhere")
+    out = library.root / "public"
+    bind_mount(lib / "b", out / "b")  # one folder of originals inside --out
+    one_line(imgidx("redact", "fire engine", "--out", out, "--db", library.db, "--force"), 1,
+             f"Error: not writing {out / 'b' / 'q.png'}: {out / 'b'} is a folder of the indexed photos (a bind mount)")
+    assert {p: sha256(p) for p in photos} == before and not (out / "a").exists()
+
+
+# 17 ----------------------------------------------------------------------------------------------------
+
+
+def test_two_indexed_folders_of_the_same_name_keep_their_copies_apart(library):
+    roots = [library.root / "x" / "photos", library.root / "y" / "photos", library.root / "z" / "Photos"]
+    photos = [paint(root / "p.png", {cell: RED}) for cell, root in enumerate(roots)]
+    assert imgidx("index", *roots, "--db", library.db, *MODEL).exit_code == 0
+    out = library.root / "public"
+    result = imgidx("redact", "fire engine", "--out", out, "--db", library.db)
+    assert (result.exit_code, result.stdout) == (0, f"wrote 3 copies into {out}; blurred fire engine in 3 photos\n")
+    copies = [out / "photos" / "p.png", out / "photos-2" / "p.png", out / "Photos-3" / "p.png"]
+    assert sorted(out.rglob("*.png")) == sorted(copies)
+    originals = [np.asarray(Image.open(photo), int) for photo in photos]
+    for number, copy in enumerate(copies):  # each copy is nearest its own photo (the red cell blurred)
+        written = np.asarray(Image.open(copy), int)
+        assert np.argmin([np.abs(written - original).mean() for original in originals]) == number
+
+
+# 18 ----------------------------------------------------------------------------------------------------
+
+
+XMP_WITH_GPS = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.4N" '
+    b'exif:GPSLongitude="2,21.1E"/></rdf:RDF></x:xmpmeta>'
+)
+MAKER_NOTE = b"Apple iOS\x00location 48.8567N 2.3508E"
+GPS_IFD, EXIF_IFD, MAKER_NOTE_TAG, MAKE_TAG = 0x8825, 0x8769, 0x927C, 0x010F
+
+
+def photo_with_location(path: Path) -> Path:
+    """A red JPEG with a GPS block, XMP holding the position, and maker notes holding it too."""
+    exif = Image.Exif()
+    exif[MAKE_TAG] = "imgidx test camera"
+    gps = exif.get_ifd(GPS_IFD)
+    gps[1], gps[2], gps[3], gps[4] = "N", (48.0, 51.0, 24.0), "E", (2.0, 21.0, 3.0)
+    exif.get_ifd(EXIF_IFD)[MAKER_NOTE_TAG] = MAKER_NOTE
+    pixels = np.full((120, 160, 3), 128, np.uint8)
+    pixels[40:80, 53:106] = RED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, "JPEG", quality=95, exif=exif, xmp=XMP_WITH_GPS)
+    return path
+
+
+def test_redacted_copies_leave_the_location_out_unless_keep_gps(library):
+    photo = photo_with_location(library.photos / "trip.jpg")
+    assert library.index().exit_code == 0
+    for flags, kept in (((), False), (("--strip-gps",), False), (("--keep-gps",), True)):
+        out = library.root / f"public{'-'.join(flags)}"
+        result = imgidx("redact", "fire engine", "--out", out, "--db", library.db, *flags)
+        assert result.exit_code == 0, result.output
+        data = (out / "trip.jpg").read_bytes()
+        with Image.open(out / "trip.jpg") as copy:
+            exif = copy.getexif()
+            assert exif[MAKE_TAG] == "imgidx test camera"  # the rest of EXIF is kept
+            assert (GPS_IFD in exif, MAKER_NOTE_TAG in exif.get_ifd(EXIF_IFD), "xmp" in copy.info) == (kept,) * 3
+        assert (b"GPSLatitude" in data, MAKER_NOTE in data) == (kept, kept), flags
+    assert b"GPSLatitude" in photo.read_bytes()  # the original keeps everything
+    library.check(good=[*library.good, photo])

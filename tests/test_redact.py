@@ -118,7 +118,8 @@ def test_a_jpeg_copy_keeps_its_quality_exif_and_orientation(library, tmp_path):
     assert np.abs(upright[y0:y1, x0:x1] - source[y0:y1, x0:x1]).mean() > 3
     untouched = outside(source.shape, [padded(face, redact.FACE_PADDING)])
     assert np.abs(upright[untouched] - source[untouched]).mean() < 1.5  # re-encoded with the same tables
-    kept = run("redact", "face", "--out", str(tmp_path / "kept"), "--db", str(db))
+    kept = run("redact", "face", "--out", str(tmp_path / "kept"), "--db", str(db), "--keep-gps")
+    assert kept.exit_code == 0, kept.output
     with Image.open(tmp_path / "kept" / "trip" / "astronaut.jpg") as copy:
         assert GPS_IFD in copy.getexif()
 
@@ -231,6 +232,73 @@ def test_several_indexed_roots_keep_their_names():
         "/out/a/x.jpg", "/out/a/sub/y.jpg", "/out/b/z.png"
     ]
     assert redact.destinations(paths[:2], redact.indexed_roots(paths[:2]), "/out") == ["/out/x.jpg", "/out/sub/y.jpg"]
+
+
+def test_roots_of_the_same_name_get_distinct_names_in_path_order():
+    roots = ["/y/photos", "/x/photos", "/w/Photos", "/v/photos-2", "/"]
+    assert redact.root_names(roots) == {
+        "/": "root", "/v/photos-2": "photos-2", "/w/Photos": "Photos", "/x/photos": "photos-3", "/y/photos": "photos-4"
+    }
+    paths = ["/x/photos/a.jpg", "/y/photos/a.jpg"]
+    assert redact.destinations(paths, redact.indexed_roots(paths), "/out") == [
+        "/out/photos/a.jpg", "/out/photos-2/a.jpg"
+    ]
+
+
+def test_the_guard_refuses_what_this_run_wrote_also_through_a_hard_link(tmp_path):
+    out, photo = tmp_path / "out", tmp_path / "lib" / "p.jpg"
+    out.mkdir()
+    photo.parent.mkdir()
+    photo.write_bytes(b"original")
+    guard = redact._Guard(str(out), [(str(photo), len(b"original"))], [str(photo.parent)])
+    first, second = out / "a.jpg", out / "b.jpg"
+    assert guard.refusal(str(first)) is None
+    first.write_bytes(b"copy")
+    guard.wrote(str(first))
+    assert guard.refusal(str(first)) == "this run wrote a copy there already"
+    second.hardlink_to(first)  # on a file system that folds case, say, two names reach one file
+    assert guard.refusal(str(second)) == "this run wrote a copy there already"
+    (out / "c.jpg").hardlink_to(photo)
+    assert guard.refusal(str(out / "c.jpg")) == f"it is the indexed photo {photo} (a hard link)"
+
+
+XMP = b'<x:xmpmeta><rdf:RDF><rdf:Description exif:GPSLatitude="48,51.4N"/></rdf:RDF></x:xmpmeta>'
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_other_formats_leave_the_location_out_unless_kept(tmp_path, fmt):
+    """PNG keeps XMP in a text chunk, WebP in its own chunk, TIFF in tag 700 beside IPTC (33723)."""
+    from PIL import PngImagePlugin, TiffImagePlugin, TiffTags
+
+    exif = exif_with_gps()
+    exif.get_ifd(0x8769)[0x927C] = b"maker notes with a position"
+    source = tmp_path / f"source.{fmt.lower()}"
+    extra: dict = {"exif": exif}
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        info.add_text("Comment", "kept")
+        extra["pnginfo"] = info
+    elif fmt == "WEBP":
+        extra.update(xmp=XMP, lossless=True)
+    else:
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700], tags[33723], tags[0x010F] = XMP, b"\x1c\x02\x5a\x00\x05Paris", "imgidx test camera"
+        tags.tagtype[33723] = TiffTags.UNDEFINED
+        extra = {"tiffinfo": tags}
+        exif = None
+    Image.new("RGB", (40, 30), "red").save(source, fmt, **extra)
+    for keep in (False, True):
+        copy = tmp_path / f"copy-{keep}.{fmt.lower()}"
+        images.save_copy(images.open_original(source.read_bytes(), str(source)), copy, keep_location=keep)
+        data = copy.read_bytes()
+        assert (b"GPSLatitude" in data, b"Paris" in data or b"maker notes" in data) == (keep, keep), (fmt, keep)
+        with Image.open(copy) as written:
+            assert written.getexif()[0x010F] == "imgidx test camera"
+            assert (GPS_IFD in written.getexif()) == (keep and exif is not None)
+            if fmt == "PNG":
+                assert written.text["Comment"] == "kept"
+    assert not list(tmp_path.glob(".*"))  # no partial file left behind
 
 
 def test_boxes_reach_the_stored_pixels_for_every_orientation():
