@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from indexer import __version__
+from indexer import __version__, standard_output
 from indexer.errors import ImgidxError
 from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
 from indexer.runtime import PRECISIONS, RUNTIMES
@@ -24,7 +24,24 @@ CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
 
 
 class ImgidxGroup(click.Group):
-    """Turns library errors into one-line messages; unexpected ones too, unless IMGIDX_DEBUG is set."""
+    """Turns library errors into one-line messages; unexpected ones too, unless IMGIDX_DEBUG is set.
+
+    Standard output goes through `indexer.standard_output` for the whole run, ``--help`` included: a full
+    device, an I/O error or a closed descriptor is one line and exit status 1, whichever command printed.
+    """
+
+    def main(self, *args, **kwargs):
+        with standard_output.guarded() as guard:
+            try:
+                try:
+                    return super().main(*args, **kwargs)
+                finally:  # what is still buffered is written now, so its failure is reported like any other
+                    failure = guard.flush()
+                    if failure is not None:
+                        raise failure
+            except standard_output.OutputError as exc:  # also from --help and --version, before any command
+                click.echo(f"Error: {exc.shown()}", err=True)
+                sys.exit(1)
 
     def invoke(self, ctx: click.Context):
         try:

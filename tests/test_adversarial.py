@@ -23,6 +23,7 @@ Attacks:
 16. ``redact --force`` with ``--out`` on the library, a hard link, a symbolic link or a bind mount to originals
 17. two indexed folders of the same name under ``redact``
 18. redacted copies of a photo with GPS, XMP and maker notes holding its position
+19. output to a full device (``/dev/full``) and to a closed standard output
 """
 
 from __future__ import annotations
@@ -655,3 +656,37 @@ def test_redacted_copies_leave_the_location_out_unless_keep_gps(library):
         assert (b"GPSLatitude" in data, MAKER_NOTE in data) == (kept, kept), flags
     assert b"GPSLatitude" in photo.read_bytes()  # the original keeps everything
     library.check(good=[*library.good, photo])
+
+
+# 19 ----------------------------------------------------------------------------------------------------
+
+
+def run_module(*argv, stdout=None, closed_stdout: bool = False) -> subprocess.CompletedProcess:
+    """``python -m indexer ARGV`` in a process of its own, its output to ``stdout`` or closed."""
+    command = [sys.executable, "-m", "indexer", *map(str, argv)]
+    if closed_stdout:
+        command = ["sh", "-c", 'exec "$@" >&-', "sh", *command]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_output_to_a_full_device_or_a_closed_stdout_is_one_line_and_exit_1(library):
+    assert library.index().exit_code == 0
+    full = "Error: cannot write the output: No space left on device\n"
+    closed = "Error: cannot write the output: standard output is closed\n"
+    commands = [
+        ("stats", "--db", library.db), ("query", "fire engine", "--db", library.db),
+        ("query", "fire engine", "--db", library.db, "--paths", "-0"), ("show", library.good[0], "--db", library.db),
+        ("labels", "cat"), ("--help",), ("query", "--help"), ("--version",),
+        ("merge", library.db, "--into", library.root / "merged.db"),
+    ]
+    with open("/dev/full", "w") as device:
+        for argv in commands:
+            run = run_module(*argv, stdout=device)
+            assert (run.returncode, run.stderr) == (1, full), argv
+            run = run_module(*argv, closed_stdout=True)
+            assert (run.returncode, run.stderr) == (1, closed), argv
+    with sqlite3.connect(library.root / "merged.db") as conn:  # its work was done; only the summary was lost
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    library.check()
