@@ -69,3 +69,7 @@ class RuntimeChoiceError(ImgidxError):
 
 class QuantizedModelError(ImgidxError):
     """An int8 model cannot be built or read: no calibration photos, or a damaged cache entry."""
+
+
+class CacheError(ImgidxError):
+    """imgidx's cache folder cannot be written where a model must be built or a choice recorded."""

@@ -24,6 +24,8 @@ Attacks:
 17. two indexed folders of the same name under ``redact``
 18. redacted copies of a photo with GPS, XMP and maker notes holding its position
 19. output to a full device (``/dev/full``) and to a closed standard output
+20. a cached OpenVINO model with one byte flipped (same size and mtime)
+21. a cache folder that cannot be written
 """
 
 from __future__ import annotations
@@ -690,3 +692,79 @@ def test_output_to_a_full_device_or_a_closed_stdout_is_one_line_and_exit_1(libra
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()
     library.check()
+
+
+# 20 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_openvino_model_stops_the_run_before_anything_is_stored(library, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from indexer.models.weights import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # a model of its own to damage
+    lite0 = ["--model", "efficientnet-lite0", "--runtime", "openvino", "--precision", "fp32", "--size", "128"]
+    chelsea = TESTS / "photos" / "chelsea.jpg"
+    first = imgidx("classify", chelsea, *lite0)
+    assert first.exit_code == 0 and "Egyptian cat (285)" in first.stdout, first.output
+    (folder,) = (tmp_path / "cache" / "openvino").glob("efficientnet-lite0-*/fp32")
+    weights = folder / "model.bin"
+    stat = weights.stat()
+    with open(weights, "r+b") as file:  # one byte flipped in the middle, the size and mtime as they were
+        file.seek(stat.st_size // 2)
+        byte = file.read(1)
+        file.seek(stat.st_size // 2)
+        file.write(bytes([byte[0] ^ 0x10]))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    damaged = (f"Error: cannot read the cached OpenVINO model {folder} (model.bin changed since it was built: its "
+               "sha256 is not the one recorded); delete that folder to build it again")
+    one_line(imgidx("classify", chelsea, *lite0), 1, damaged)
+    one_line(imgidx("index", library.photos, "--db", library.db, *lite0), 1, damaged)
+    with sqlite3.connect(library.db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM image_labels").fetchone() == (0,)  # nothing stored
+    conn.close()
+    with open(weights, "r+b") as file:
+        file.seek(stat.st_size // 2)
+        file.write(byte)
+    built = json.loads((folder / "built.json").read_text())
+    (folder / "built.json").write_text(json.dumps({k: v for k, v in built.items() if k != "sha256"}))
+    older = imgidx("classify", chelsea, *lite0)  # built by an imgidx that recorded no digests: recorded now
+    assert older.exit_code == 0 and older.stderr == (
+        f"note: recorded the sha256 of the cached OpenVINO model {folder}, built by an earlier imgidx\n"
+    )
+    assert json.loads((folder / "built.json").read_text())["sha256"] == built["sha256"]
+
+
+# 21 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root without setpriv")
+def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_still_read(library, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from indexer.models.weights import CACHE_ENV
+
+    assert library.index().exit_code == 0
+    lite0 = ["--model", "efficientnet-lite0", "--runtime", "openvino", "--precision", "fp32", "--size", "128"]
+    chelsea = TESTS / "photos" / "chelsea.jpg"
+    prefix = DROP_ROOT_READ if os.geteuid() == 0 else []
+
+    def run(cache: Path, *argv) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), CACHE_ENV: str(cache)}
+        command = [*prefix, sys.executable, "-m", "indexer", *map(str, argv)]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    message = (f"Error: cannot write imgidx's cache folder {locked}: Permission denied ({locked / 'openvino'}); make "
+               f"it writable or set {CACHE_ENV} to a folder that is\n")
+    for argv in (("classify", chelsea), ("index", library.photos, "--db", library.root / "new.db"),
+                 ("runtime", "check", library.photos)):
+        done = run(locked, *argv, *(lite0 if argv[0] != "runtime" else lite0[:2] + lite0[-2:]))
+        assert (done.returncode, done.stderr) == (1, message), argv
+    built = tmp_path / "built"
+    assert run(built, "classify", chelsea, *lite0).returncode == 0  # converted once, then the cache made read-only
+    for path in (built, *built.rglob("*")):
+        path.chmod(path.stat().st_mode & ~0o222)
+    done = run(built, "classify", chelsea, *lite0)
+    assert (done.returncode, done.stderr) == (0, "") and "Egyptian cat (285)" in done.stdout

@@ -6,11 +6,19 @@ graph) and one ``int8-SIZE-QUANTIZATION/`` per working size and int8 model: cali
 (`indexer.runtime.photos`) and recipe (`indexer.runtime.recipes.quantization_id`).
 Each model folder is written under a temporary name and renamed into place, so a folder that exists is
 complete. Nothing here imports OpenVINO.
+
+**A cache folder that cannot be written** (read-only, full, another user's) is an error only where something
+must be written: building a model, or recording the current calibration (`writing`: one line naming the
+folder and ``IMGIDX_CACHE_DIR``). Models already built are read without writing anything (no lock is
+needed to read a complete folder), and small records such as weight digests are simply not kept. imgidx
+does not fall back to a temporary folder: it would convert and quantize the network again on every run
+(minutes and hundreds of MB for VGG-16) without the user ever choosing that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -19,7 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from indexer.cache import cache_dir
+from indexer.cache import CACHE_ENV, cache_dir
+from indexer.errors import CacheError
 
 SUBDIR = "openvino"
 #: ``sha256`` of weight files by path, size and mtime, so a 528 MB checkpoint is hashed once.
@@ -28,8 +37,27 @@ DIGEST_KEY_CHARS = 16
 CHUNK_BYTES = 1 << 20
 
 
+#: Failures of a write that say the folder cannot take it (as opposed to a bug): reported as `CacheError`.
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
 def root() -> Path:
     return cache_dir() / SUBDIR
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Turn a write the cache folder refuses into one line naming it and the variable that moves it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CacheError(
+            f"cannot write imgidx's cache folder {cache_dir()}: {exc.strerror}{where}; make it writable or set "
+            f"{CACHE_ENV} to a folder that is"
+        ) from None
 
 
 def read_json(path: Path) -> dict:
@@ -42,12 +70,17 @@ def read_json(path: Path) -> dict:
 
 
 def write_json(path: Path, value: dict) -> None:
-    """Replace ``path`` atomically, so a reader never sees half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(value, out, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+    """Replace ``path`` atomically, so a reader never sees half a record (`CacheError` where it cannot)."""
+    with writing():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(value, out, indent=1, sort_keys=True)
+            os.replace(temporary, path)
+        finally:
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
 
 
 def _files_of(weights: Path) -> list[Path]:
@@ -66,14 +99,20 @@ def weights_digest(weights: Path) -> str:
     key = json.dumps(stamp)
     if key in record:
         return record[key]
+    record[key] = file_sha256(*files)
+    with contextlib.suppress(CacheError):  # a cache that cannot be written hashes the weights each time
+        write_json(record_path, record)
+    return record[key]
+
+
+def file_sha256(*paths: Path) -> str:
+    """sha256 over the contents of ``paths``, read in chunks."""
     digest = hashlib.sha256()
-    for path in files:
+    for path in paths:
         with open(path, "rb") as handle:
             while chunk := handle.read(CHUNK_BYTES):
                 digest.update(chunk)
-    record[key] = digest.hexdigest()
-    write_json(record_path, record)
-    return record[key]
+    return digest.hexdigest()
 
 
 def network_dir(model: str, digest: str) -> Path:
@@ -90,15 +129,18 @@ def int8_dir(model: str, digest: str, size: int, quantization: str) -> Path:
 
 def temporary_sibling(folder: Path) -> Path:
     """A fresh folder next to ``folder``, to be renamed onto it when complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    with writing():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
 
 
 @contextlib.contextmanager
 def build_lock(folder: Path) -> Iterator[None]:
     """Held while ``folder`` is built, so two processes (Ray's model actors, say) build it once."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+    with writing():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(folder.parent / f".{folder.name}.lock", "a")
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
