@@ -14,7 +14,7 @@ import click
 
 from indexer import __version__, standard_output
 from indexer.errors import ImgidxError
-from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
+from indexer.models import DEBUG_ENV, DEFAULT_MODEL, DEFAULT_WORKING_SIZE, MAX_WORKING_SIZE, model_names
 from indexer.runtime import PRECISIONS, RUNTIMES
 from indexer.names import printable, stored
 
@@ -71,6 +71,24 @@ def _discard_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no file descriptor behind it (a test runner's buffer)
         pass
+
+
+class WorkingSize(click.IntRange):
+    """A ``--size``: from 1 (each network refuses what is too small for it when loaded) to
+    `MAX_WORKING_SIZE`, refused as a usage error before anything is loaded, with the reason."""
+
+    def __init__(self):
+        super().__init__(1, MAX_WORKING_SIZE)
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if number > MAX_WORKING_SIZE:
+            self.fail(f"{number} is above {MAX_WORKING_SIZE}, the largest working size (a batch at a larger one needs "
+                      "more memory than a workstation has)", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+WORKING_SIZE = WorkingSize()
 
 
 def model_option(func):
@@ -139,7 +157,7 @@ def _load_photos(paths, min_side: int) -> tuple[list[tuple[str, "object"]], int]
 @model_option
 @click.option("--top", "-k", default=5, show_default=True, type=click.IntRange(1, 1000), help="Classes per image.")
 @click.option(
-    "--size", default=None, type=click.IntRange(1),
+    "--size", default=None, type=WORKING_SIZE,
     help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}, as the index].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines, one object per image.")
@@ -181,7 +199,7 @@ def classify(image_paths, model_name, weights, precision, runtime, top, size, as
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the figure here (PNG).")
 @click.option("--text", is_flag=True, help="Print the class map as a grid of short keys and their legend.")
 @click.option(
-    "--size", default=None, type=click.IntRange(1), help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
+    "--size", default=None, type=WORKING_SIZE, help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
 )
 @click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
               help="Find faces too: outlined on the figure, listed under the text grid.")
@@ -355,7 +373,7 @@ class _IndexProgress:
 @db_option
 @model_option
 @click.option(
-    "--size", default=None, type=click.IntRange(1),
+    "--size", default=None, type=WORKING_SIZE,
     help=f"Working size: the shorter side in px the network sees  [default: the index's, else {DEFAULT_WORKING_SIZE}].",
 )
 @click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from indexer.cli import _build_note, _load_photos, _load_resolved
+from indexer.cli import WORKING_SIZE, _build_note, _load_photos, _load_resolved
 from indexer.models import DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
 from indexer.names import printable
 
@@ -19,7 +19,7 @@ CHECK_PHOTOS = 64
 
 def _network_options(func):
     func = click.option(
-        "--size", default=DEFAULT_WORKING_SIZE, show_default=True, type=click.IntRange(1),
+        "--size", default=DEFAULT_WORKING_SIZE, show_default=True, type=WORKING_SIZE,
         help="Working size the int8 model is calibrated for (as `imgidx index --size`).",
     )(func)
     func = click.option(

@@ -10,6 +10,7 @@ import numpy as np
 from indexer import calibration, images, labels, regions
 from indexer.errors import WorkingSizeError
 from indexer.geometry import Geometry, minimum_input, total_stride
+from indexer.models import MAX_WORKING_SIZE
 from indexer.models.base import Backbone
 
 
@@ -90,10 +91,12 @@ def check_size(model: Backbone, size: int) -> None:
 
 
 def check_working_size(name: str, layers, size: int) -> None:
-    """`check_size` before the network is loaded, from its layers."""
+    """`check_size` before the network is loaded, from its layers; above `MAX_WORKING_SIZE` too."""
     smallest = minimum_input(layers)
     if size < smallest:
         raise WorkingSizeError(f"--size must be at least {smallest} for {name}, got {size}")
+    if size > MAX_WORKING_SIZE:
+        raise WorkingSizeError(f"--size must be at most {MAX_WORKING_SIZE}, the largest working size, got {size}")
 
 
 def leading_labels(cell_labels: Iterable[regions.CellLabel], cal: calibration.Calibration) -> tuple[Prediction, ...]:

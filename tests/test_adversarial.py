@@ -768,3 +768,26 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_
         path.chmod(path.stat().st_mode & ~0o222)
     done = run(built, "classify", chelsea, *lite0)
     assert (done.returncode, done.stderr) == (0, "") and "Egyptian cat (285)" in done.stdout
+
+
+# 22 ----------------------------------------------------------------------------------------------------
+
+
+def test_a_working_size_above_the_largest_is_a_usage_error_before_anything_is_loaded(library, models):  # noqa: F811
+    from indexer.models import MAX_WORKING_SIZE
+
+    photo = library.good[0]
+    too_big = [
+        ("index", library.photos, "--db", library.db), ("classify", photo), ("segment", photo, "--text"),
+        ("runtime", "calibrate", library.photos), ("runtime", "check", library.photos),
+    ]
+    for argv in too_big:
+        for size in (MAX_WORKING_SIZE + 1, 99999):
+            result = imgidx(*argv, "--size", size)
+            assert result.exit_code == 2 and result.stderr.endswith(
+                f"Error: Invalid value for '--size': {size} is above {MAX_WORKING_SIZE}, the largest working size (a "
+                "batch at a larger one needs more memory than a workstation has)\n"
+            ), result.output
+    assert models == [] and not library.db.exists()
+    assert imgidx("index", library.photos, "--db", library.db, *MODEL[:-1], MAX_WORKING_SIZE).exit_code == 0
+    library.check()
