@@ -556,7 +556,8 @@ def _path_candidates(path: str) -> list[str]:
 def stats(db, top, as_json):
     """Print counts, the model and working size used, the most frequent labels and the failed files.
 
-    A label's count is the number of images whose top label it is.
+    A label's count is the number of images whose top label it is: the label of highest confidence, as
+    show ranks them.
     """
     import json
 

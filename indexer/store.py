@@ -888,8 +888,42 @@ class IndexStats:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _calibration_for_stats(conn: sa.Connection, settings: IndexSettings | None) -> calibration.Calibration:
+    """The index's calibration; for an index of another calibration (which `query` refuses, asking for a
+    rebuild) the evidence as it is, so `stats` still describes it."""
+    try:
+        return read_calibration(conn)
+    except calibration.CalibrationError:
+        return calibration.uncalibrated(settings.model if settings else "none")
+
+
+def _class_scales(cal: calibration.Calibration) -> sa.CTE:
+    """``(class_id, scale)`` for every class: the factor `Calibration.scale` puts on its evidence (a CTE of
+    VALUES: SQLite takes no column names on VALUES in FROM)."""
+    rows = [(k, cal.scale((k,)) if cal.prior((k,)) else 0.0) for k in range(labels.NUM_CLASSES)]
+    rows += [(k, 1.0) for k in sorted(calibration.AS_STORED)]
+    columns = (sa.column("class_id", sa.Integer), sa.column("scale", sa.Float))
+    return sa.values(*columns, name="class_scales").data(rows).cte()
+
+
+def _confidence(cal: calibration.Calibration, class_id: sa.ColumnElement, evidence: sa.ColumnElement,
+                scale: sa.ColumnElement) -> sa.ColumnElement:
+    """`Calibration.probability` of one class in SQL: the curve's pieces over ``evidence * scale``, and the
+    stored value itself (capped at 1) for the classes read as stored (faces)."""
+    knots = cal.knots
+    u = evidence * scale
+    pieces = [
+        (class_id.in_(sorted(calibration.AS_STORED)), sa.case((evidence > 1.0, 1.0), else_=evidence)),
+        (u <= knots[0][0], sa.literal(knots[0][1])),
+    ]
+    for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
+        pieces.append((u <= u1, p0 + (u - u0) * ((p1 - p0) / (u1 - u0))))
+    return sa.case(*pieces, else_=sa.literal(knots[-1][1]))
+
+
 def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> IndexStats:
-    """``top`` labels by the number of images they lead; up to ``failures`` failed files."""
+    """``top`` labels by the number of images they lead (by calibrated confidence, as `image_report` and
+    every other output rank them; then evidence, then class number); up to ``failures`` failed files."""
     t = tables(conn)
     images, il = t.images, t.image_labels
     count = sa.func.count()
@@ -915,8 +949,13 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .group_by(images.c.model, images.c.working_size)
         .order_by(count.desc(), bytewise(images.c.model, dialect), images.c.working_size)
     ).all()
-    rank = sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id))
-    ranked = sa.select(il.c.class_id, rank.label("rank")).subquery()
+    cal = _calibration_for_stats(conn, settings)
+    scales = _class_scales(cal)
+    confidence = _confidence(cal, il.c.class_id, il.c.score, scales.c.scale)
+    rank = sa.func.row_number().over(
+        partition_by=il.c.image_id, order_by=(confidence.desc(), il.c.score.desc(), il.c.class_id)
+    )
+    ranked = sa.select(il.c.class_id, rank.label("rank")).join(scales, scales.c.class_id == il.c.class_id).subquery()
     leads = sa.func.count().label("leads")
     top_labels = conn.execute(
         sa.select(ranked.c.class_id, t.classes.c.name, leads)

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from indexer import store
+from indexer import calibration, store
 from indexer.regions import CellLabel, ImageLabel, Regions
 from indexer.store import FileRow, IndexSettings
 
@@ -350,3 +350,29 @@ def test_label_ties_and_failures_list_in_the_same_order_on_both_backends(engine)
     assert [label.class_id for label in report.labels] == [3, 7]
     assert [label.class_id for label in report.cells[0]] == [3, 7]
     assert [path for path, _ in stats.failures] == sorted(failed)  # by bytes, as SQLite orders text
+
+
+def test_stats_ranks_each_images_labels_by_calibrated_confidence_as_show_does(engine):
+    """Pizza (963) is a class the network names often, a cougar (286) one it names rarely: with less evidence,
+    the cougar is the likelier label. Faces (1000) are read as stored."""
+    t = store.tables(engine)
+    settings = IndexSettings("efficientnet-lite0", 448, "fp32")
+    cal = calibration.for_model(settings.model)
+    assert cal.probability(0.1, (286,)) > cal.probability(0.2, (963,))
+    assert cal.probability(0.3, (963,)) < 0.99
+
+    def labelled(scores: dict[int, float]) -> Regions:
+        return Regions([ImageLabel(k, e, 1.0) for k, e in scores.items()],
+                       [CellLabel(4, k, e, 1.0) for k, e in scores.items()])
+
+    photos = {"/p/a.jpg": {963: 0.2, 286: 0.1}, "/p/b.jpg": {963: 0.2, 286: 0.1}, "/p/c.jpg": {963: 0.9},
+              "/p/d.jpg": {963: 0.3, 1000: 0.99}}
+    with engine.begin() as conn:
+        store.write_settings(conn, t, settings)
+        store.save_images(conn, t, [(FileRow(p, 10, 1, p, 40, 30, settings.model, 448), labelled(scores))
+                                    for p, scores in photos.items()])
+    with engine.connect() as conn:
+        stats = store.index_stats(conn)
+        leaders = [store.image_report(conn, path=p).labels[0].class_id for p in photos]
+    assert leaders == [286, 286, 963, 1000]
+    assert stats.top_labels == [(286, "cougar", 2), (963, "pizza", 1), (1000, "face", 1)]
