@@ -199,7 +199,8 @@ def classify(image_paths, model_name, weights, precision, runtime, top, size, as
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the figure here (PNG).")
 @click.option("--text", is_flag=True, help="Print the class map as a grid of short keys and their legend.")
 @click.option(
-    "--size", default=None, type=WORKING_SIZE, help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}]."
+    "--size", default=None, type=WORKING_SIZE,
+    help=f"Working size: the shorter side in px  [default: {DEFAULT_WORKING_SIZE}].",
 )
 @click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
               help="Find faces too: outlined on the figure, listed under the text grid.")

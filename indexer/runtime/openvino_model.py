@@ -14,13 +14,15 @@ A cached model is read, never silently rebuilt: one that cannot be read is an er
 **Checked on every load** (`_verify`): ``built.json`` records the sha256 of the model's files when it is
 built, and each load hashes them again before OpenVINO reads them, so a damaged file (a flipped byte in
 ``model.bin`` gives wrong labels without any error from OpenVINO) stops the run before anything is stored,
-with the folder to delete. Hashing runs at 1.7 GB/s on this project's CPUs (SHA-NI): 3 ms for Lite0's int8
-model (5 MB), 11 ms for its fp32 one (18 MB), about 0.3 s for VGG-16's fp32 one (530 MB), against seconds to
-read and compile a model (figures in bench/RESULTS.md). Cheaper schemes were not worth their gaps:
-remembering a verdict per (file, size, mtime) misses a byte changed with its mtime put back, and hashing in
-a thread while the model compiles (compiling waits for the first batch) would report the damage from the
-middle of a run, as the failure of a photo. The model is not rebuilt on a mismatch: an index's labels come
-from that exact model, and a rebuild (another NNCF, another photo folder) could differ from it.
+with the folder to delete. Hashing runs at 0.7-1.7 GB/s on this project's CPUs (SHA-NI; the lower figure
+on a busy machine): 12 ms for Lite0's int8 model (5.6 MB) and 37 ms for its fp32 one (19 MB), against about
+0.5 s to compile either and run a first batch; 0.3-0.8 s for VGG-16's fp32 one (553 MB), whose weights
+alone take seconds to load (bench/RESULTS.md, "Checking cached models"). Cheaper schemes were not worth
+their gaps: remembering a verdict per (file, size, mtime) misses a byte changed with its mtime put back,
+and hashing in a thread while the model compiles (compiling waits for the first batch) would report the
+damage from the middle of a run, as the failure of a photo. The model is not rebuilt on a mismatch: an
+index's labels come from that exact model, and a rebuild (another NNCF, another photo folder) could
+differ from it.
 
 **int8**: NNCF post-training quantization on the calibration photos, seen at the views the indexer runs.
 The recipe per network (`recipes.INT8_RECIPES`) is chosen on held-out agreement with fp32
