@@ -376,3 +376,31 @@ def test_stats_ranks_each_images_labels_by_calibrated_confidence_as_show_does(en
         leaders = [store.image_report(conn, path=p).labels[0].class_id for p in photos]
     assert leaders == [286, 286, 963, 1000]
     assert stats.top_labels == [(286, "cougar", 2), (963, "pizza", 1), (1000, "face", 1)]
+
+
+def test_stats_leaders_are_shows_leaders_for_random_labels(engine):
+    """Random evidence over classes of every prior, faces among them, ties at the curve's flat ends: each
+    image's top label in `stats` is the first label `show` lists."""
+    import collections
+    import random
+
+    t = store.tables(engine)
+    settings = IndexSettings("efficientnet-lite0", 448, "fp32")
+    rng = random.Random(21)
+    photos = {}
+    for i in range(60):
+        classes = rng.sample(range(1000), 6) + ([1000] if i % 3 == 0 else [])
+        photos[f"/p/{i:02}.jpg"] = {  # mostly where priors decide, some at the flat ends
+            k: rng.choice([rng.uniform(0, 0.3)] * 5 + [rng.uniform(0, 1e-4), rng.choice([1.0, 1.5])]) for k in classes
+        }
+    with engine.begin() as conn:
+        store.write_settings(conn, t, settings)
+        store.save_images(conn, t, [
+            (FileRow(p, 10, 1, p, 40, 30, settings.model, 448),
+             Regions([ImageLabel(k, e, 1.0) for k, e in scores.items()], [CellLabel(4, k, e, 1.0) for k, e in scores.items()]))
+            for p, scores in photos.items()
+        ])
+    with engine.connect() as conn:
+        leaders = collections.Counter(store.image_report(conn, path=p).labels[0].class_id for p in photos)
+        stats = store.index_stats(conn, top=len(photos))
+    assert {class_id: count for class_id, _, count in stats.top_labels} == dict(leaders)
