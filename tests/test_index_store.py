@@ -397,7 +397,8 @@ def test_stats_leaders_are_shows_leaders_for_random_labels(engine):
         store.write_settings(conn, t, settings)
         store.save_images(conn, t, [
             (FileRow(p, 10, 1, p, 40, 30, settings.model, 448),
-             Regions([ImageLabel(k, e, 1.0) for k, e in scores.items()], [CellLabel(4, k, e, 1.0) for k, e in scores.items()]))
+             Regions([ImageLabel(k, e, 1.0) for k, e in scores.items()],
+                     [CellLabel(4, k, e, 1.0) for k, e in scores.items()]))
             for p, scores in photos.items()
         ])
     with engine.connect() as conn:
