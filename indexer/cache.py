@@ -2,18 +2,25 @@
 
 A key names everything the value was computed from (e.g. a digest of data files), so a file written from
 other inputs is never read: the caller computes the value again and writes it back. The cache is an
-optimisation only: where the folder cannot be read or written, nothing fails.
+optimisation only: where the folder cannot be read or written, nothing fails. What must be written there
+(models built, weights downloaded) goes through `writing`, which turns a refusal into one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from indexer.errors import CacheError
 
 APP_NAME = "imgidx"
 CACHE_ENV = "IMGIDX_CACHE_DIR"
+#: Failures of a write that say the folder cannot take it (as opposed to a bug): reported as `CacheError`.
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
 def cache_dir() -> Path:
@@ -24,6 +31,22 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Where something must be written into the cache (a model, a download): a write the folder refuses
+    becomes a `CacheError`, one line naming the folder and the variable that moves it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CacheError(
+            f"cannot write imgidx's cache folder {cache_dir()}: {exc.strerror}{where}; make it writable or set "
+            f"{CACHE_ENV} to a folder that is"
+        ) from None
 
 
 def read_json(name: str, key: str) -> Any | None:

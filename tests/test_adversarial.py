@@ -762,6 +762,8 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_
                  ("runtime", "check", library.photos)):
         done = run(locked, *argv, *(lite0 if argv[0] != "runtime" else lite0[:2] + lite0[-2:]))
         assert (done.returncode, done.stderr) == (1, message), argv
+    done = run(locked, "weights", "fetch", "vgg16")  # refused before any download
+    assert (done.returncode, done.stderr) == (1, message.replace(str(locked / "openvino"), str(locked / "vgg16")))
     built = tmp_path / "built"
     assert run(built, "classify", chelsea, *lite0).returncode == 0  # converted once, then the cache made read-only
     for path in (built, *built.rglob("*")):

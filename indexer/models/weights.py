@@ -32,7 +32,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from indexer.cache import APP_NAME, CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV: read here by callers)
+from indexer.cache import APP_NAME, CACHE_ENV, cache_dir, writing  # noqa: F401  (CACHE_ENV: read here by callers)
 from indexer.errors import DownloadError, WeightsError
 from indexer.labels import NUM_CLASSES
 
@@ -352,9 +352,12 @@ def fetch_vgg16(progress: Progress | None = None, *, url: str = VGG16_URL,
                 return checkpoint
         except WeightsError:
             pass
+    with writing():
+        directory.mkdir(parents=True, exist_ok=True)
     archive = download(url, directory / VGG16_ARCHIVE_NAME, expected_size, progress)
     try:
-        checkpoint = install_archive(archive, directory, source=url)
+        with writing():
+            checkpoint = install_archive(archive, directory, source=url)
     except WeightsError:
         archive.unlink(missing_ok=True)
         raise

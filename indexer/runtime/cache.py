@@ -7,18 +7,18 @@ graph) and one ``int8-SIZE-QUANTIZATION/`` per working size and int8 model: cali
 Each model folder is written under a temporary name and renamed into place, so a folder that exists is
 complete. Nothing here imports OpenVINO.
 
-**A cache folder that cannot be written** (read-only, full, another user's) is an error only where something
-must be written: building a model, or recording the current calibration (`writing`: one line naming the
-folder and ``IMGIDX_CACHE_DIR``). Models already built are read without writing anything (no lock is
-needed to read a complete folder), and small records such as weight digests are simply not kept. imgidx
-does not fall back to a temporary folder: it would convert and quantize the network again on every run
-(minutes and hundreds of MB for VGG-16) without the user ever choosing that.
+**A cache folder that cannot be written** (read-only, full, another user's) is an error only where
+something must be written: building a model, or recording the current calibration
+(`indexer.cache.writing`: one line naming the folder and ``IMGIDX_CACHE_DIR``). Models already built are
+read without writing anything (no lock is needed to read a complete folder), and small records such as
+weight digests are simply not kept. imgidx does not fall back to a temporary folder: it would convert and
+quantize the network again on every run (minutes and hundreds of MB for VGG-16) without the user ever
+choosing that.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from indexer.cache import CACHE_ENV, cache_dir
+from indexer.cache import cache_dir, writing
 from indexer.errors import CacheError
 
 SUBDIR = "openvino"
@@ -37,27 +37,8 @@ DIGEST_KEY_CHARS = 16
 CHUNK_BYTES = 1 << 20
 
 
-#: Failures of a write that say the folder cannot take it (as opposed to a bug): reported as `CacheError`.
-UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
-
-
 def root() -> Path:
     return cache_dir() / SUBDIR
-
-
-@contextlib.contextmanager
-def writing() -> Iterator[None]:
-    """Turn a write the cache folder refuses into one line naming it and the variable that moves it."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in UNWRITABLE:
-            raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise CacheError(
-            f"cannot write imgidx's cache folder {cache_dir()}: {exc.strerror}{where}; make it writable or set "
-            f"{CACHE_ENV} to a folder that is"
-        ) from None
 
 
 def read_json(path: Path) -> dict:

@@ -49,6 +49,7 @@ from typing import Callable, Iterable
 import numpy as np
 import openvino as ov
 
+from indexer.cache import writing
 from indexer.errors import CacheError, QuantizedModelError
 from indexer.geometry import Geometry, Layer, derive_geometry, minimum_input
 from indexer.inference import check_working_size
@@ -183,7 +184,7 @@ def _store(model: ov.Model, folder: Path, built: dict) -> ov.Model:
     files as written."""
     temporary = cache.temporary_sibling(folder)
     try:
-        with cache.writing():
+        with writing():
             ov.save_model(model, temporary / MODEL_XML, compress_to_fp16=False)
             built = {**built, "openvino": ov.get_version(), "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      DIGESTS_KEY: _digests(temporary)}
