@@ -207,8 +207,8 @@ def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bo
 
     An existing SQLite file is looked at read-only first, so one that is not an index is left as it was;
     with ``readonly`` it stays read-only (no WAL switch, nothing written; works in a read-only folder).
-    A new file's folder must exist, except the default index's own. Raises `StoreError` when ``db`` is not
-    a database URL, an in-memory one, or not an imgidx index (or not a database at all), and
+    A new file's folder must exist, except the default index's own (`_check_folder`). Raises `StoreError`
+    when ``db`` is not a database URL, an in-memory one, or not an imgidx index (or not a database at all), and
     `SchemaVersionError` when it was written by another version of the schema, unless ``upgrade`` (an
     ``index --reindex`` run, which relabels everything) may bring an older one up to date (`_upgrade`).
     """
@@ -240,21 +240,19 @@ def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bo
 
 
 def _check_folder(path: Path) -> None:
-    """Make a new index's folder if its parent exists (a mistyped path makes no tree of folders); the
-    default index's folder is made whole."""
+    """Refuse a new index whose folder does not exist, naming it: a mistyped ``--db newdir/x.db`` would
+    otherwise put the index where nobody looks for it. The default index's folder (the user data folder,
+    which nobody types) is made, whole."""
     folder = path.parent
     if folder.is_dir():
         return
-    if folder == default_folder() or folder.parent.is_dir():
+    if folder == default_folder():
         try:
-            folder.mkdir(parents=folder == default_folder(), exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder {folder} for the index: {exc.strerror or exc}") from None
         return
-    raise StoreError(
-        f"cannot create the index {path}: neither its folder nor {folder.parent} exists "
-        "(imgidx makes only the last folder of the path)"
-    )
+    raise StoreError(f"cannot create the index {path}: its folder {folder} does not exist (imgidx makes none)")
 
 
 def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool, readonly: bool = False) -> Engine:

@@ -344,18 +344,31 @@ def test_entries_that_are_no_file_to_read_are_reported_as_skipped(library):
 
 
 def test_an_index_in_a_folder_that_does_not_exist(library):
-    missing = library.root / "no" / "such"
+    """Issue 21 item 10: not even the last folder of a mistyped path is made."""
     assert imgidx("index", library.good[0], "--db", library.root / "one.db", *MODEL).exit_code == 0
-    for argv in (("index", library.photos, "--db", missing / "x.db", *MODEL), ("merge", library.root / "one.db", "--into", missing / "x.db")):
-        one_line(
-            imgidx(*argv), 1,
-            f"Error: cannot create the index {missing / 'x.db'}: neither its folder nor {missing.parent} exists "
-            "(imgidx makes only the last folder of the path)",
-        )
-    assert not missing.parent.exists()
-    db = library.root / "new" / "index.db"  # the last folder is made
-    assert imgidx("index", library.photos, "--db", db, *MODEL).exit_code == 0
-    library.check(db)
+    for missing in (library.root / "newdir", library.root / "no" / "such"):
+        for argv in (("index", library.photos, "--db", missing / "x.db", *MODEL),
+                     ("merge", library.root / "one.db", "--into", missing / "x.db")):
+            one_line(
+                imgidx(*argv), 1,
+                f"Error: cannot create the index {missing / 'x.db'}: its folder {missing} does not exist "
+                "(imgidx makes none)",
+            )
+    assert not (library.root / "newdir").exists() and not (library.root / "no").exists()
+    (library.root / "newdir").mkdir()
+    assert imgidx("index", library.photos, "--db", library.root / "newdir" / "x.db", *MODEL).exit_code == 0
+    library.check(library.root / "newdir" / "x.db")
+
+
+def test_the_default_index_makes_its_folder(library, monkeypatch):
+    """The user data folder is nobody's typing mistake: the default index makes it, parents and all."""
+    monkeypatch.delenv("IMGIDX_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(library.root / "data" / "home"))
+    assert library.index().exit_code == 0  # --db given: the data folder stays unmade
+    assert not (library.root / "data").exists()
+    result = imgidx("index", library.photos, *MODEL)
+    assert (result.exit_code, result.stderr) == (0, "")
+    library.check(library.root / "data" / "home" / "imgidx" / "index.db")
 
 
 # 10 ----------------------------------------------------------------------------------------------------
