@@ -323,6 +323,9 @@ def test_concurrent_upserts_of_the_same_paths_neither_duplicate_nor_deadlock(pg_
 
 
 def test_a_transaction_aborted_to_break_a_deadlock_is_run_again(pg_url):
+    """What PostgreSQL guarantees, not which victim it picks: a deadlock happens, so some transaction runs
+    again; each ends committed, within `store.TRANSACTION_ATTEMPTS`; and both rows hold what one of them
+    wrote, never a mix. (On a busy machine PostgreSQL may abort either, or each once.)"""
     engine = store.open_index(pg_url)
     t = store.tables(engine)
     with engine.begin() as conn:
@@ -335,7 +338,7 @@ def test_a_transaction_aborted_to_break_a_deadlock_is_run_again(pg_url):
             attempts.append(size)
             touch = t.images.update().values(size_bytes=size)
             conn.execute(touch.where(t.images.c.image_id == first))
-            if len(attempts) <= 2:
+            if attempts.count(size) == 1:
                 both_hold_one.wait()  # each holds one row and wants the other's: PostgreSQL aborts one
             conn.execute(touch.where(t.images.c.image_id == second))
 
@@ -349,8 +352,10 @@ def test_a_transaction_aborted_to_break_a_deadlock_is_run_again(pg_url):
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == [] and len(attempts) == 3  # the aborted one ran again, once
-    assert {size for (size,) in rows(engine, "SELECT size_bytes FROM images")} == {attempts[-1]}
+    assert errors == []
+    tries = {size: attempts.count(size) for size in (1, 2)}
+    assert max(tries.values()) >= 2 and max(tries.values()) <= store.TRANSACTION_ATTEMPTS, attempts
+    assert rows(engine, "SELECT DISTINCT size_bytes FROM images") in ([(1,)], [(2,)])  # one whole transaction
     engine.dispose()
 
 
