@@ -175,11 +175,19 @@ def _read_only_engine(path: Path) -> Engine:
     return sa.create_engine(sa.engine.URL.create("sqlite", database=str(path)), creator=connect)
 
 
-def create_engine(db: str) -> Engine:
+#: What a read-only command's PostgreSQL sessions start with (libpq's ``options``): every transaction is
+#: read-only, as SQLite's ``mode=ro`` makes the file, so no statement of `query`, `show`, `stats` or `serve`
+#: can write whatever it is.
+PG_READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+
+
+def create_engine(db: str, readonly: bool = False) -> Engine:
     """An engine for ``db`` (URL or file path); SQLite gets WAL, foreign keys and a busy timeout.
 
     A bare ``postgresql://`` URL uses psycopg 3 (SQLAlchemy's default there is psycopg2, which imgidx does
-    not install).
+    not install). With ``readonly``, PostgreSQL sessions are read-only from their start (`PG_READ_ONLY_OPTION`,
+    added to the URL's own ``options``): set by the server at login, so no statement, pool reset or
+    forgotten execution option can undo it.
     """
     parsed = parse_url(db)
     backend = parsed.get_backend_name()
@@ -193,7 +201,11 @@ def create_engine(db: str) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         defaults = {"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "imgidx"}
-        return sa.create_engine(parsed, connect_args={k: v for k, v in defaults.items() if k not in parsed.query})
+        connect_args = {k: v for k, v in defaults.items() if k not in parsed.query}
+        if readonly:
+            own = parsed.query.get("options") or ()
+            connect_args["options"] = " ".join([*([own] if isinstance(own, str) else own), PG_READ_ONLY_OPTION])
+        return sa.create_engine(parsed, connect_args=connect_args)
     except ImportError as exc:
         if parsed.get_driver_name() == "psycopg":
             raise StoreError("a PostgreSQL index needs the psycopg driver: pip install 'imgidx[postgres]'") from None
@@ -235,8 +247,8 @@ def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bo
             if readonly:
                 return probe
             probe.dispose()
-    engine = create_engine(db)
-    return _checked(engine, db, create=create, make=create, upgrade=upgrade)
+    engine = create_engine(db, readonly=readonly)
+    return _checked(engine, db, create=create, make=create, upgrade=upgrade, readonly=readonly)
 
 
 def _check_folder(path: Path) -> None:

@@ -85,9 +85,7 @@ class Index:
 
     def __init__(self, db: str, thumbnail_folder: str | os.PathLike | None = None):
         self.db = db
-        engine = store.open_index(db, create=False, readonly=True)
-        if engine.dialect.name == "postgresql":  # SQLite's is opened read-only already (mode=ro)
-            engine = engine.execution_options(postgresql_readonly=True)
+        engine = store.open_index(db, create=False, readonly=True)  # SQLite mode=ro, PostgreSQL read-only sessions
         self.engine = engine
         self.stopping = False
         self._running: set = set()  # DBAPI connections checked out now, to interrupt when stopping

@@ -532,3 +532,45 @@ def test_hostile_names_are_escaped_in_the_html_gallery(library):
     page = imgidx("query", "fire engine", "--db", library.db, "--html", "-").stdout
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;.jpg" in page
     library.check(good=[*library.good, evil])
+
+
+# Issue 21 (third round) ----------------------------------------------------------------------------------
+
+
+def test_postgresql_read_only_commands_cannot_write(library, pg_url, monkeypatch):
+    """Item 13: query, show, stats and serve open PostgreSQL sessions that are read-only from their start,
+    as SQLite's are (mode=ro): a write through the very engine each command used fails."""
+    import sqlalchemy as sa
+
+    from indexer import store
+    from serve.app import Index
+
+    assert imgidx("index", library.photos, "--db", pg_url, *MODEL).exit_code == 0
+    made = []
+    real_create_engine = store.create_engine
+
+    def recorded(db, readonly=False):
+        made.append(real_create_engine(db, readonly=readonly))
+        return made[-1]
+
+    monkeypatch.setattr(store, "create_engine", recorded)
+    for argv in (("query", "fire engine"), ("show", library.good[0]), ("stats",)):
+        made.clear()
+        result = imgidx(*argv, "--db", pg_url)
+        assert (result.exit_code, result.stderr) == (0, ""), result.output
+        assert len(made) == 1
+        with pytest.raises(sa.exc.DBAPIError, match="cannot execute DELETE in a read-only transaction"):
+            with made[0].begin() as conn:
+                conn.execute(sa.text("DELETE FROM images"))
+        made[0].dispose()
+    index = Index(pg_url, thumbnail_folder=library.root / "thumbs")
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="cannot execute UPDATE in a read-only transaction"):
+            with index.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE meta SET value = 'x'"))
+        with index.engine.connect() as conn:  # the session's own default, whatever transaction comes next
+            assert conn.execute(sa.text("SHOW default_transaction_read_only")).scalar_one() == "on"
+    finally:
+        index.close()
+    monkeypatch.undo()
+    assert imgidx("index", library.photos, "--db", pg_url, *MODEL).stdout.startswith("0 indexed, 2 unchanged")
