@@ -417,47 +417,47 @@ def _store_errors(engine: sa.Engine) -> Iterator[None]:
 
 @contextmanager
 def writer_lock(engine: sa.Engine) -> Iterator[None]:
-    """Hold an exclusive lock next to an SQLite index so two runs never write it at once.
+    """Hold an exclusive lock on an SQLite index's file itself, so two runs never write it at once.
+
+    The lock is the file's, not its name's: an ``flock`` on the database file, which the kernel keeps
+    per inode, so a run through a hard link or a symlink (whose SQLite keeps a WAL of its own, by name)
+    meets the other run's lock. ``flock`` and SQLite's own locks (POSIX ``fcntl`` byte ranges) are
+    independent on Linux, so neither blocks the other, and nothing is left beside the index. But closing
+    *any* descriptor of a file drops the process's POSIX locks on it, SQLite's included (the shared lock
+    each WAL connection holds, which tells another process's closing connection that the WAL is still in
+    use): so the engine's connections are closed before the lock's descriptor is (`_release`). A killed
+    run's lock goes with its process.
 
     PostgreSQL takes concurrent runs: its transactions lock the rows they write (`store.upsert_images`,
     `store.read_settings_locked`), so they need no lock here.
-
-    The lock file is removed when the run ends, so none is left beside the index. Its holder removes it
-    while still holding it, and a lock taken on a file that is no longer the one at its path (removed
-    meanwhile) is dropped and taken again on the current file: two runs never hold the lock on two
-    different files. A killed run leaves the file, and the next run takes it over.
     """
     path = store.sqlite_path(str(engine.url))
     if path is None:
         yield
         return
-    lock_path = str(path) + ".lock"
-    while True:
-        lock = open(lock_path, "a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
-        if _same_file(lock, lock_path):
-            break
-        lock.close()
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StoreError(f"cannot lock the index {path}: {_reason(exc)}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _release(engine, handle)
+        raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
+    except OSError as exc:  # a file system without locks
+        _release(engine, handle)
+        raise StoreError(f"cannot lock the index {path}: {_reason(exc)}") from None
     try:
         yield
     finally:
-        if _same_file(lock, lock_path):
-            os.unlink(lock_path)
-        lock.close()
+        _release(engine, handle)
 
 
-def _same_file(handle, path: str) -> bool:
-    """``handle`` is open on the file that ``path`` names now."""
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(handle.fileno())
-    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+def _release(engine: sa.Engine, handle: int) -> None:
+    """Close ``handle`` on the index's file, once the engine's connections are closed (see `writer_lock`);
+    the engine opens new ones if it is used again."""
+    engine.dispose()
+    os.close(handle)
 
 
 # --- Work items ---------------------------------------------------------------------------------------

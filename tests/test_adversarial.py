@@ -476,11 +476,12 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_what_was_committed(libr
 def test_a_second_writer_is_refused_while_the_first_runs(library):
     import fcntl
 
-    with open(f"{library.db}.lock", "a") as lock:  # what a running `imgidx index` holds
+    assert library.index().exit_code == 0
+    with open(library.db, "rb") as lock:  # what a running `imgidx index` holds: the database file's flock
         fcntl.flock(lock, fcntl.LOCK_EX)
         one_line(library.index(), 1, f"Error: another imgidx index is writing to {library.db}; wait for it to finish")
     assert library.index().exit_code == 0
-    assert not Path(f"{library.db}.lock").exists()  # the run that took the lock over removed it
+    assert not Path(f"{library.db}.lock").exists()  # nothing is left beside the index
     library.check()
 
 
@@ -574,3 +575,34 @@ def test_postgresql_read_only_commands_cannot_write(library, pg_url, monkeypatch
         index.close()
     monkeypatch.undo()
     assert imgidx("index", library.photos, "--db", pg_url, *MODEL).stdout.startswith("0 indexed, 2 unchanged")
+
+
+def test_a_second_writer_through_a_hard_link_or_a_symlink_is_refused(library):
+    """Item 11: the lock is the database file's own (its inode), not its name's. Through another name SQLite
+    keeps another WAL, so two writers would each commit into their own: one is refused instead."""
+    from indexer import pipeline, store
+
+    assert library.index().exit_code == 0
+    assert imgidx("index", library.good[0], "--db", library.root / "one.db", *MODEL).exit_code == 0
+    hard = library.root / "other" / "hard.db"
+    hard.parent.mkdir()
+    os.link(library.db, hard)
+    soft = library.root / "soft.db"
+    soft.symlink_to(library.db)
+    engine = store.open_index(str(library.db))
+    with pipeline.writer_lock(engine):  # a run writing through the first name
+        for db, shown in ((hard, hard), (soft, library.db), (f"sqlite:///{soft}", soft)):
+            one_line(
+                imgidx("index", library.photos, "--db", db, *MODEL), 1,
+                f"Error: another imgidx index is writing to {shown}; wait for it to finish",
+            )
+            one_line(
+                imgidx("merge", library.root / "one.db", "--into", db), 1,
+                f"Error: another imgidx index is writing to {shown}; wait for it to finish",
+            )
+    engine.dispose()
+    paint(library.photos / "new.jpg", {4: BLUE})
+    result = imgidx("index", library.photos, "--db", hard, *MODEL)
+    assert result.stdout.startswith("1 indexed, 2 unchanged")
+    assert not Path(f"{hard}-wal").exists() and os.path.samefile(hard, library.db)
+    library.check(good=[*library.good, library.photos / "new.jpg"])

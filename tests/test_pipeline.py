@@ -380,27 +380,26 @@ def test_no_lock_file_is_left_beside_the_index_after_a_run_or_a_refusal(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.db", "photos"]
 
 
-def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch):
-    """The run that held the lock removed the file after this one opened it: this run locks the file that
-    the path names now, which a third run would also open, rather than the removed one."""
-    import fcntl
+def sqlite_locks_held(path: Path) -> list[str]:
+    """The POSIX locks this process holds on ``path`` (``/proc/locks``), as SQLite takes them."""
+    inode = os.stat(path).st_ino
+    return [line for line in Path("/proc/locks").read_text().splitlines()
+            if " POSIX " in line and f" {os.getpid()} " in line and line.split()[5].endswith(f":{inode}")]
 
+
+def test_releasing_the_writer_lock_leaves_no_connection_without_its_sqlite_lock(tmp_path):
+    """Closing the lock's descriptor on the database file drops every POSIX lock of the process on it, the
+    shared one each open WAL connection holds included: the engine's connections are closed first, and the
+    next one takes its lock again."""
     engine = store.open_index(str(tmp_path / "index.db"))
-    lock_path = f"{tmp_path / 'index.db'}.lock"
-    real_flock, removals = fcntl.flock, []
-
-    def flock_after_the_holder_removed_the_file(handle, operation):
-        if not removals:
-            removals.append(lock_path)
-            os.unlink(lock_path)
-        return real_flock(handle, operation)
-
-    monkeypatch.setattr(pipeline.fcntl, "flock", flock_after_the_holder_removed_the_file)
     with pipeline.writer_lock(engine):
-        monkeypatch.setattr(pipeline.fcntl, "flock", real_flock)
-        with open(lock_path, "a") as third, pytest.raises(BlockingIOError):
-            real_flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    assert removals and not os.path.exists(lock_path)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT COUNT(*) FROM images")).all()
+        assert sqlite_locks_held(tmp_path / "index.db")  # the pooled connection's
+    assert engine.pool.checkedin() == 0
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT COUNT(*) FROM images")).all()
+        assert sqlite_locks_held(tmp_path / "index.db")
     engine.dispose()
 
 
