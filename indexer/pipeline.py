@@ -35,7 +35,6 @@ No printing here: progress goes out as events to ``on_event``.
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import hashlib
 import itertools
@@ -55,8 +54,9 @@ import sqlalchemy as sa
 
 from indexer import calibration, faces, ignore, images, regions, store
 from indexer import runtime as runtimes
+from indexer.locking import writer_lock  # noqa: F401  (merge and the tests take it from here)
 from indexer.names import printable
-from indexer.errors import FolderError, ImageReadError, IndexBusyError, IndexSettingsError, StoreError
+from indexer.errors import FolderError, ImageReadError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import DEFAULT_MODEL
@@ -413,51 +413,6 @@ def _store_errors(engine: sa.Engine) -> Iterator[None]:
     except sa.exc.DBAPIError as exc:
         where = store.shown_engine(engine)
         raise StoreError(f"cannot write to the index {where}: {store.error_reason(exc)}") from None
-
-
-@contextmanager
-def writer_lock(engine: sa.Engine) -> Iterator[None]:
-    """Hold an exclusive lock on an SQLite index's file itself, so two runs never write it at once.
-
-    The lock is the file's, not its name's: an ``flock`` on the database file, which the kernel keeps
-    per inode, so a run through a hard link or a symlink (whose SQLite keeps a WAL of its own, by name)
-    meets the other run's lock. ``flock`` and SQLite's own locks (POSIX ``fcntl`` byte ranges) are
-    independent on Linux, so neither blocks the other, and nothing is left beside the index. But closing
-    *any* descriptor of a file drops the process's POSIX locks on it, SQLite's included (the shared lock
-    each WAL connection holds, which tells another process's closing connection that the WAL is still in
-    use): so the engine's connections are closed before the lock's descriptor is (`_release`). A killed
-    run's lock goes with its process.
-
-    PostgreSQL takes concurrent runs: its transactions lock the rows they write (`store.upsert_images`,
-    `store.read_settings_locked`), so they need no lock here.
-    """
-    path = store.sqlite_path(str(engine.url))
-    if path is None:
-        yield
-        return
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise StoreError(f"cannot lock the index {path}: {_reason(exc)}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _release(engine, handle)
-        raise IndexBusyError(f"another imgidx index is writing to {path}; wait for it to finish") from None
-    except OSError as exc:  # a file system without locks
-        _release(engine, handle)
-        raise StoreError(f"cannot lock the index {path}: {_reason(exc)}") from None
-    try:
-        yield
-    finally:
-        _release(engine, handle)
-
-
-def _release(engine: sa.Engine, handle: int) -> None:
-    """Close ``handle`` on the index's file, once the engine's connections are closed (see `writer_lock`);
-    the engine opens new ones if it is used again."""
-    engine.dispose()
-    os.close(handle)
 
 
 # --- Work items ---------------------------------------------------------------------------------------

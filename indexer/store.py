@@ -2,7 +2,7 @@
 
 An index lives in SQLite or PostgreSQL. SQLite files are opened in WAL mode with foreign keys on, so a
 reader (a query) never blocks the indexer and a killed writer leaves the last committed batch intact; one
-writer at a time (`indexer.pipeline.writer_lock`). An existing file is first looked at read-only, so a file
+writer at a time (`indexer.locking.writer_lock`). An existing file is first looked at read-only, so a file
 that is not an index is refused unchanged; commands that only read keep it read-only (`open_index`). PostgreSQL takes several writers at once: the write
 path upserts by path and locks the settings row, so concurrent runs neither duplicate nor mix rows.
 """

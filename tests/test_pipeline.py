@@ -403,6 +403,65 @@ def test_releasing_the_writer_lock_leaves_no_connection_without_its_sqlite_lock(
     engine.dispose()
 
 
+@pytest.fixture
+def own_flock(monkeypatch):
+    """The index lies on a file system with its own flock (NFS, SMB): the lock is a file beside it."""
+    from indexer import locking
+
+    monkeypatch.setattr(locking, "file_system", lambda path: "nfs4")
+
+
+def test_where_flock_is_the_file_systems_own_the_lock_is_a_file_beside_the_real_path(tmp_path, own_flock):
+    """Through a symlink too: the lock file is named after the path it resolves to. It is removed at the end."""
+    import fcntl
+
+    engine = store.open_index(str(tmp_path / "index.db"))
+    (tmp_path / "link.db").symlink_to(tmp_path / "index.db")
+    through_link = store.create_engine(f"sqlite:///{tmp_path / 'link.db'}")
+    with pipeline.writer_lock(through_link):
+        with open(tmp_path / "index.db.lock", "a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(IndexBusyError, match="another imgidx index is writing to .*index.db; wait for it"):
+            run(engine, [tmp_path])
+    assert not list(tmp_path.glob("*.lock"))
+    through_link.dispose()
+    engine.dispose()
+
+
+def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch, own_flock):
+    """The run that held the lock removed the file after this one opened it: this run locks the file that
+    the path names now, which a third run would also open, rather than the removed one."""
+    import fcntl
+
+    from indexer import locking
+
+    engine = store.open_index(str(tmp_path / "index.db"))
+    lock_path = f"{tmp_path / 'index.db'}.lock"
+    real_flock, removals = fcntl.flock, []
+
+    def flock_after_the_holder_removed_the_file(handle, operation):
+        if not removals:
+            removals.append(lock_path)
+            os.unlink(lock_path)
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(locking.fcntl, "flock", flock_after_the_holder_removed_the_file)
+    with pipeline.writer_lock(engine):
+        monkeypatch.setattr(locking.fcntl, "flock", real_flock)
+        with open(lock_path, "a") as third, pytest.raises(BlockingIOError):
+            real_flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert removals and not os.path.exists(lock_path)
+    engine.dispose()
+
+
+def test_the_file_system_is_read_from_the_mount_table(tmp_path):
+    from indexer import locking
+
+    kind = locking.file_system(tmp_path)
+    assert kind and kind == locking.file_system(tmp_path / "..")  # tmp_path's folder is on the same mount
+    assert locking.file_system(tmp_path / "missing") is None
+
+
 def test_an_index_that_cannot_be_written_is_a_one_line_error_and_stays_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     engine = store.open_index(str(tmp_path / "index.db"))
