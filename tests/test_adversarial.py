@@ -606,3 +606,65 @@ def test_a_second_writer_through_a_hard_link_or_a_symlink_is_refused(library):
     assert result.stdout.startswith("1 indexed, 2 unchanged")
     assert not Path(f"{hard}-wal").exists() and os.path.samefile(hard, library.db)
     library.check(good=[*library.good, library.photos / "new.jpg"])
+
+
+def leave_a_wal(db: Path, statements: list[str]) -> None:
+    """Commit ``statements`` into ``db``'s WAL and die before folding it into the file, as a killed writer
+    does; then drop the shared-memory file, as a copy or a reboot does."""
+    code = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "conn.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "for statement in sys.argv[2:]:\n"
+        "    conn.execute(statement)\n"
+        "conn.commit()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db), *statements], check=True)
+    Path(f"{db}-shm").unlink()
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+
+def read_only_folder_run(folder: Path, *argv) -> subprocess.CompletedProcess:
+    """``imgidx ARGV`` in a child that cannot write ``folder`` (root drops its capabilities)."""
+    prefix = DROP_ROOT_READ if os.geteuid() == 0 else []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    folder.chmod(0o555)
+    try:
+        return subprocess.run([*prefix, sys.executable, "-m", "indexer", *map(str, argv)],
+                              capture_output=True, text=True, env=env)
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root without setpriv")
+def test_a_wal_left_in_a_read_only_folder_is_read_not_ignored(library):
+    """Item 6: a photo deleted in the WAL no longer matches, is no longer counted, and is not shown; the
+    folder is left as it was. A WAL that cannot be read is one line saying what to do."""
+    assert library.index().exit_code == 0
+    gone = names.stored(str(library.good[0]))
+    leave_a_wal(library.db, [
+        f"DELETE FROM {table} WHERE image_id = (SELECT image_id FROM images WHERE path = '{gone}')"
+        for table in ("cell_labels", "image_labels", "faces", "images")
+    ])
+    before = {p.name: sha256(p) for p in library.root.iterdir() if p.is_file()}
+    stats = read_only_folder_run(library.root, "stats", "--db", library.db)
+    assert (stats.returncode, stats.stderr) == (0, "") and "images: 1 (1 labelled" in stats.stdout
+    query = read_only_folder_run(library.root, "query", "fire engine", "--paths", "--db", library.db)
+    assert (query.returncode, query.stdout) == (0, "")
+    show = read_only_folder_run(library.root, "show", library.good[0], "--db", library.db)
+    assert (show.returncode, show.stderr) == (1, f"Error: {library.good[0]} is not in the index; add it with: imgidx index FOLDER\n")
+    kept = read_only_folder_run(library.root, "query", "swimming trunks", "--paths", "--db", library.db)
+    assert (kept.returncode, kept.stdout) == (0, f"{library.good[1]}\n"), kept.stderr
+    assert {p.name: sha256(p) for p in library.root.iterdir() if p.is_file()} == before
+
+    Path(f"{library.db}-wal").chmod(0)
+    refused = read_only_folder_run(library.root, "stats", "--db", library.db)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"Error: cannot read {library.db}-wal, which holds changes to the index not yet in index.db: Permission "
+        f"denied; let imgidx fold them in where the folder is writable: imgidx index FOLDER --db {library.db}\n"
+    )
+    Path(f"{library.db}-wal").chmod(0o644)
+    assert library.index().stdout.startswith("1 indexed, 1 unchanged")  # writable again: the WAL folded in
+    library.check()
