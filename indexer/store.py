@@ -9,6 +9,7 @@ path upserts by path and locks the settings row, so concurrent runs neither dupl
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from indexer import calibration, labels
+from indexer.geometry import CELL_NAMES
 from indexer.names import restored, stored
 from indexer.errors import SchemaVersionError, StoreError
 
@@ -315,13 +317,16 @@ def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool, r
             elif "meta" not in existing:
                 raise StoreError(f"{shown(db)} is not an imgidx index (it has other tables)")
             else:
-                _check_version(conn, db, upgrade, write=make, readonly=readonly)
+                found = _check_version(conn, db, upgrade, write=make, readonly=readonly)
+                if found == SCHEMA_VERSION or make:  # an older one: the writing open after this upgrades it
+                    _check_tables(conn, db, existing, upgrade, repair=make and upgrade)
     except DBAPIError as exc:
         engine.dispose()
         raise StoreError(f"cannot open index {shown(db)}: {error_reason(exc)}") from None
     except StoreError:
         engine.dispose()
         raise
+    _report_damage(engine, db)
     return engine
 
 
@@ -330,25 +335,17 @@ def _create(conn: sa.Connection) -> None:
         conn.exec_driver_sql(statement)
     t = tables(conn)
     conn.execute(t.meta.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-    conn.execute(t.classes.insert(), [_class_row(c) for c in labels.all_classes()])
-    conn.execute(
-        t.class_ancestors.insert(),
-        [
-            {"class_id": index, "ancestor_wnid": a.wnid, "ancestor_name": a.lemma}
-            for index, chain in enumerate(labels.ancestors())
-            for a in chain
-        ],
-    )
+    _fill_classes(conn, t)
 
 
 def _class_row(cls: labels.ImageNetClass) -> dict:
     return {"class_id": cls.index, "wnid": cls.wnid, "name": cls.name, "names": ", ".join(cls.names)}
 
 
-def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, readonly: bool = False) -> None:
+def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, readonly: bool = False) -> int:
     """Refuse an index this version cannot read; bring an older one up to date when opened for writing
     (``write``; version 1 only with ``upgrade``). A read-only opening of an older index is refused, since
-    nothing may be written then."""
+    nothing may be written then. The version found (before any upgrade)."""
     row = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     if row is None:
         raise StoreError(f"{shown(db)} is not an imgidx index (no schema version)")
@@ -370,6 +367,7 @@ def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, rea
             )
         if write:
             _upgrade(conn, found)
+    return found
 
 
 def _upgrade(conn: sa.Connection, found: int) -> None:
@@ -789,8 +787,14 @@ def read_faces(conn: sa.Connection, image_id: int, t: Tables | None = None) -> l
         sa.select(faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
         .where(faces.c.image_id == image_id)
         .order_by(faces.c.face)
-    )
-    return [StoredFace(*row) for row in rows]
+    ).all()  # read whole before a check may raise (`stored_number`)
+    return [_stored_face(conn, image_id, row) for row in rows]
+
+
+def _stored_face(conn: sa.Connection, image_id: int, box) -> StoredFace:
+    """A ``faces`` row's box and confidence, each checked to be a number (`stored_number`)."""
+    return StoredFace(*(stored_number(value, f"faces.{name} of image {image_id}", conn)
+                        for name, value in zip(FACE_COLUMNS[1:], box)))
 
 
 def face_boxes(conn: sa.Connection, image_id: int) -> list[dict]:
@@ -817,9 +821,9 @@ def faces_of(conn: sa.Connection, image_ids: list[int], t: Tables | None = None)
             sa.select(faces.c.image_id, faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
             .where(faces.c.image_id.in_(chunk))
             .order_by(faces.c.image_id, faces.c.face)
-        )
+        ).all()
         for image_id, *box in rows:
-            found.setdefault(image_id, []).append(StoredFace(*box))
+            found.setdefault(image_id, []).append(_stored_face(conn, image_id, box))
     return found
 
 
@@ -879,7 +883,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
         .join(names, names.c.class_id == t.image_labels.c.class_id)
         .where(t.image_labels.c.image_id == row["image_id"])
         .order_by(t.image_labels.c.score.desc(), t.image_labels.c.class_id)
-    )
+    ).all()
     cells: list[list[StoredLabel]] = [[] for _ in range(9)]
     cell_rows = conn.execute(
         sa.select(t.cell_labels.c.cell, t.cell_labels.c.class_id, names.c.name, t.cell_labels.c.score,
@@ -887,23 +891,29 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
         .join(names, names.c.class_id == t.cell_labels.c.class_id)
         .where(t.cell_labels.c.image_id == row["image_id"])
         .order_by(t.cell_labels.c.cell, t.cell_labels.c.score.desc(), t.cell_labels.c.class_id)
-    )
+    ).all()  # read whole: a statement left open by a check that raises would keep its snapshot (SQLite)
     cal = read_calibration(conn)
 
-    def labelled(class_id: int, name: str, evidence: float, extent: float) -> StoredLabel:
+    whose = restored(row["path"])
+
+    def labelled(table: str, extent_column: str, class_id: int, name: str, evidence, extent) -> StoredLabel:
+        evidence = stored_number(evidence, f"{table}.score of {whose}", conn)
+        extent = stored_number(extent, f"{table}.{extent_column} of {whose}", conn)
         return StoredLabel(class_id, name, cal.probability(evidence, (class_id,)), extent, evidence)
 
     def best_first(found: list[StoredLabel]) -> list[StoredLabel]:
         return sorted(found, key=lambda label: (-label.score, -label.evidence, label.class_id))
 
     for cell, *label in cell_rows:
-        cells[cell].append(labelled(*label))
+        cell = stored_cell(cell, f"cell_labels.cell of {whose}", conn)
+        cells[cell].append(labelled("cell_labels", "coverage", *label))
     fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces")}
     fields["path"] = restored(fields["path"])
     settings = read_settings(conn)
     found_faces = read_faces(conn, row["image_id"], t) if settings is not None and settings.faces else None
     return ImageReport(
-        **fields, labels=best_first([labelled(*r) for r in image_labels]), cells=[best_first(c) for c in cells],
+        **fields, labels=best_first([labelled("image_labels", "share", *r) for r in image_labels]),
+        cells=[best_first(c) for c in cells],
         faces=found_faces,
     )
 
@@ -985,3 +995,135 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         skipped=skipped,
         skipped_files=[(path, error.removeprefix(SKIPPED_PREFIX)) for path, error in listed(skip)],
     )
+
+
+# --- A damaged index: a table or column gone, values the schema rules out, a corrupt file ---
+
+#: What the drivers say when a statement meets a damaged index, and what the user reads: SQLite's messages
+#: (by their start, or its error name) and PostgreSQL's SQLSTATEs.
+SQLITE_DAMAGE = {"no such table: ": "a table is missing", "no such column: ": "a column is missing"}
+SQLITE_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+PG_DAMAGE = {"42P01": "a table is missing", "42703": "a column is missing"}
+PG_CORRUPT = ("XX001", "XX002")
+
+
+def damaged(db: str, what: str, rebuild: bool = True) -> "DamagedIndexError":
+    """The one line a damaged index gives: what is wrong, and the command that makes a whole index again:
+    ``--reindex``, which repairs the tables in place (`_repair`), or for a corrupt file a new build."""
+    from indexer.errors import DamagedIndexError
+
+    name = shown(db)
+    if rebuild:
+        return DamagedIndexError(f"{name} is damaged: {what}; rebuild it: imgidx index FOLDER --db {name} --reindex")
+    return DamagedIndexError(
+        f"{name} is damaged: {what}; move it aside and build it again: imgidx index FOLDER --db {name}"
+    )
+
+
+def _damage(exc: BaseException) -> tuple[str, bool] | None:
+    """What a driver's error says is damaged in the index (and whether ``--reindex`` mends it), or None
+    for any other error."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, sqlite3.Error):
+        if getattr(exc, "sqlite_errorname", None) in SQLITE_CORRUPT:
+            return f"its file is corrupt ({text})", False
+        for start, what in SQLITE_DAMAGE.items():
+            if text.startswith(start):
+                return f"{what} ({text})", True
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in PG_DAMAGE:
+        return f"{PG_DAMAGE[sqlstate]} ({text.split(' LINE ')[0]})", True
+    if sqlstate in PG_CORRUPT:
+        return f"its data is corrupt ({text})", False
+    return None
+
+
+def _report_damage(engine: Engine, db: str) -> None:
+    """Make a statement that meets a damaged index (a table dropped since it was opened, say) raise
+    `damaged` instead of the driver's error with its SQL: for every command at once, reading or writing."""
+
+    def on_error(context: sa.engine.ExceptionContext):
+        found = _damage(context.original_exception)
+        if found is not None:
+            return damaged(db, *found)
+        return None
+
+    sa.event.listen(engine, "handle_error", on_error)
+
+
+def _check_tables(conn: sa.Connection, db: str, existing: set[str], upgrade: bool, repair: bool) -> None:
+    """Refuse an index that lacks one of `TABLE_NAMES`, unless ``upgrade`` (an ``index --reindex`` run, whose
+    writing open will ``repair`` it: `_repair`). Only names are compared, those the opening found
+    (``existing``): no query more for a whole index."""
+    missing = [name for name in TABLE_NAMES if name not in existing]
+    if missing:  # or did the version's upgrade just make them?
+        now = set(sa.inspect(conn).get_table_names())
+        missing = [name for name in missing if name not in now]
+    if repair:
+        _repair(conn, missing)
+    elif missing and not upgrade:
+        count = f"its table {missing[0]} is" if len(missing) == 1 else f"its tables {', '.join(missing)} are"
+        raise damaged(db, f"{count} missing")
+
+
+def _repair(conn: sa.Connection, missing: list[str]) -> None:
+    """Make a damaged index whole for the ``--reindex`` run that asked: tables that are missing, or lack a
+    declared column, are made again (empty); if any was, every label is dropped and every image made due,
+    as the run relabels them all anyway. Stored values the schema rules out go with the labels."""
+    inspector = sa.inspect(conn)
+    declared = declared_tables()
+    broken = list(missing)
+    for name in TABLE_NAMES:
+        if name not in missing and name != "meta":
+            found = {column["name"] for column in inspector.get_columns(name)}
+            if set(getattr(declared, name).columns.keys()) - found:
+                broken.append(name)
+    if not broken:
+        return
+    for name in broken:
+        if name not in missing:
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+    for statement in schema_statements(conn.dialect.name):
+        conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables (and indexes) broken
+    t = tables(conn)
+    if "classes" in broken or "class_ancestors" in broken:
+        conn.execute(t.class_ancestors.delete())
+        conn.execute(t.classes.delete())
+        _fill_classes(conn, t)
+    mark_all_stale(conn, t, drop_labels=True)
+
+
+def _fill_classes(conn: sa.Connection, t: "Tables") -> None:
+    conn.execute(t.classes.insert(), [_class_row(c) for c in labels.all_classes()])
+    conn.execute(
+        t.class_ancestors.insert(),
+        [
+            {"class_id": index, "ancestor_wnid": a.wnid, "ancestor_name": a.lemma}
+            for index, chain in enumerate(labels.ancestors())
+            for a in chain
+        ],
+    )
+
+
+def stored_number(value, what: str, conn: sa.Connection) -> float:
+    """``value`` read from the index as a number, or `damaged` naming ``what`` held it: SQLite stores any
+    value in any column, so a score of 'abc' reaches Python unless something checks it."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    raise damaged(shown_engine(conn.engine), f"{what} is {_shown_value(value)}, not a number")
+
+
+def stored_cell(value, what: str, conn: sa.Connection) -> int:
+    """``value`` read from the index as a cell (0-8), or `damaged`: the schema's CHECK holds only where the
+    database enforced it."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CELL_NAMES):
+        return value
+    raise damaged(shown_engine(conn.engine), f"{what} is {_shown_value(value)}, not a cell (0 to 8)")
+
+
+def _shown_value(value) -> str:
+    """A stored value as a message shows it: a number as it is, anything else quoted and cut short."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return repr(str(value)[:40])

@@ -668,3 +668,110 @@ def test_a_wal_left_in_a_read_only_folder_is_read_not_ignored(library):
     Path(f"{library.db}-wal").chmod(0o644)
     assert library.index().stdout.startswith("1 indexed, 1 unchanged")  # writable again: the WAL folded in
     library.check()
+
+
+def damaged_line(db, what: str) -> str:
+    return f"Error: {db} is damaged: {what}; rebuild it: imgidx index FOLDER --db {db} --reindex"
+
+
+def sql(db: Path, *statements: str) -> None:
+    """Change ``db`` behind imgidx's back, as another program (or a bad disk) might; the schema's checks off."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+
+
+@pytest.mark.parametrize("table", ["images", "cell_labels", "faces"])
+def test_a_dropped_table_is_one_line_naming_it_and_reindex_rebuilds_it(library, table):
+    """Item 7: every command says the index is damaged, what is missing and the command that rebuilds it;
+    that command does, in place."""
+    assert library.index().exit_code == 0
+    sql(library.db, f"DROP TABLE {table}")
+    for argv in (("stats",), ("query", "fire engine"), ("show", library.good[0]), ("index", library.photos, *MODEL),
+                 ("redact", "face", "--out", library.root / "out"), ("serve", "--port", "0")):
+        one_line(imgidx(*argv, "--db", library.db), 1, damaged_line(library.db, f"its table {table} is missing"))
+    result = library.index("--reindex")
+    assert (result.exit_code, result.stderr) == (0, "") and result.stdout.startswith("2 indexed, 0 unchanged")
+    assert imgidx("query", "fire engine", "--paths", "--db", library.db).stdout == f"{library.good[0]}\n"
+    library.check()
+
+
+@pytest.mark.parametrize("change, what", [
+    ("UPDATE cell_labels SET cell = 80 WHERE rowid = (SELECT MIN(rowid) FROM cell_labels WHERE class_id = 555)",
+     "cell_labels.cell of {photo} is 80, not a cell (0 to 8)"),
+    ("UPDATE cell_labels SET score = 'abc' WHERE class_id = 555", "cell_labels.score of {photo} is 'abc', not a number"),
+    ("UPDATE image_labels SET share = 'x' WHERE class_id = 555", "image_labels.share of {photo} is 'x', not a number"),
+])
+def test_values_outside_the_schema_are_one_line_and_reindex_replaces_them(library, change, what):
+    assert library.index().exit_code == 0
+    sql(library.db, change)
+    message = damaged_line(library.db, what.format(photo=library.good[0]))
+    one_line(imgidx("show", library.good[0], "--db", library.db), 1, message)
+    one_line(imgidx("show", library.good[0], "--db", library.db, "--json"), 1, message)
+    assert library.index("--reindex").exit_code == 0
+    assert imgidx("show", library.good[0], "--db", library.db).exit_code == 0
+    library.check()
+
+
+def test_a_face_that_is_not_a_number_is_one_line_in_the_gallery(library):
+    assert library.index().exit_code == 0
+    sql(library.db, "INSERT INTO faces VALUES (1, 0, 'abc', 0, 10, 10, 0.9)")
+    image_id = sqlite3.connect(library.db).execute("SELECT MIN(image_id) FROM images").fetchone()[0]
+    assert image_id == 1
+    one_line(imgidx("query", "fire engine OR face", "--html", "-", "--db", library.db), 1,
+             damaged_line(library.db, "faces.x0 of image 1 is 'abc', not a number"))
+
+
+def test_a_table_dropped_while_serving_is_a_503_page(library, tmp_path):
+    """The server opened a whole index; a table dropped (or a value spoilt) under it afterwards makes each
+    page say so with status 503, never 500 with the driver's SQL."""
+    import warnings
+
+    with warnings.catch_warnings():  # as in test_serve: Starlette would rather have httpx2, which does the same
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from starlette.testclient import TestClient
+
+    from serve.app import Index, create_app
+
+    assert library.index().exit_code == 0
+    index = Index(str(library.db), thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index)) as client:
+        assert client.get("/", params={"q": "fire engine"}).status_code == 200
+        sql(library.db, "UPDATE cell_labels SET cell = 80 WHERE rowid = (SELECT MIN(rowid) FROM cell_labels)")
+        page = client.get("/photo/1")
+        line = damaged_line(library.db, f"cell_labels.cell of {library.good[0]} is 80, not a cell (0 to 8)")
+        assert page.status_code == 503 and f'<p class="message">{line.removeprefix("Error: ")}</p>' in page.text
+        sql(library.db, "DROP TABLE cell_labels")
+        line = damaged_line(library.db, "a table is missing (no such table: cell_labels)").removeprefix("Error: ")
+        for url, params in (("/", {"q": "fire engine"}), ("/results", {"q": "fire engine"}), ("/photo/1", {}),
+                            ("/overview", {})):
+            page = client.get(url, params=params)
+            assert page.status_code == 503, url
+            assert line in page.text and "SELECT" not in page.text and "internal error" not in page.text, url
+    index.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_table_dropped_after_opening_is_damage_not_an_internal_error(library, backend, request):
+    """The check at opening cannot see what happens after it: every statement that meets a missing table
+    says so, through the engine every command gets (`store._report_damage`), on either database."""
+    import sqlalchemy as sa
+
+    from indexer import store
+    from indexer.errors import DamagedIndexError
+
+    db = str(library.db) if backend == "sqlite" else request.getfixturevalue("pg_url")
+    assert imgidx("index", library.photos, "--db", db, *MODEL).exit_code == 0
+    engine = store.open_index(db, create=False, readonly=True)
+    writer = store.open_index(db)
+    with writer.begin() as conn:
+        conn.execute(sa.text("DROP TABLE image_labels"))
+    writer.dispose()
+    missing = "(no such table: image_labels)" if backend == "sqlite" else '(relation "image_labels" does not exist)'
+    with pytest.raises(DamagedIndexError) as raised, engine.connect() as conn:
+        store.index_stats(conn)
+    assert raised.value.shown() == damaged_line(store.shown(db), f"a table is missing {missing}").removeprefix("Error: ")
+    engine.dispose()
+    one_line(imgidx("stats", "--db", db), 1, damaged_line(store.shown(db), "its table image_labels is missing"))
