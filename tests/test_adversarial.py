@@ -20,6 +20,13 @@ Attacks:
 13. two writers at once
 14. ``kill -9`` during a run, then a resume
 15. hostile names in the HTML gallery
+
+Issue 21 (third round), numbered as there:
+ 6. a WAL left beside an index in a read-only folder, and one that cannot be read
+ 7. a dropped table (before and after opening, also while serving), values outside the schema, a corrupt page
+10. ``--db newdir/x.db`` (in 9), and the default index's folder, which is made
+11. a second writer through a hard link or a symlink (in 13)
+13. PostgreSQL's read-only commands, whose sessions must not write
 """
 
 from __future__ import annotations
@@ -775,3 +782,20 @@ def test_a_table_dropped_after_opening_is_damage_not_an_internal_error(library, 
     assert raised.value.shown() == damaged_line(store.shown(db), f"a table is missing {missing}").removeprefix("Error: ")
     engine.dispose()
     one_line(imgidx("stats", "--db", db), 1, damaged_line(store.shown(db), "its table image_labels is missing"))
+
+
+def test_a_corrupt_page_is_one_line_saying_to_build_the_index_again(library):
+    """A page of the file itself spoilt (a bad disk): --reindex cannot mend that, a new build can."""
+    assert library.index().exit_code == 0
+    with sqlite3.connect(library.db) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'cell_labels'").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(library.db, "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    one_line(
+        imgidx("show", library.good[0], "--db", library.db), 1,
+        f"Error: {library.db} is damaged: its file is corrupt (database disk image is malformed); move it aside "
+        f"and build it again: imgidx index FOLDER --db {library.db}",
+    )
