@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from indexer import calibration, labels
 from indexer.geometry import CELL_NAMES
 from indexer.names import restored, stored
-from indexer.errors import SchemaVersionError, StoreError
+from indexer.errors import DamagedIndexError, SchemaVersionError, StoreError
 
 T = TypeVar("T")
 
@@ -1007,11 +1007,9 @@ PG_DAMAGE = {"42P01": "a table is missing", "42703": "a column is missing"}
 PG_CORRUPT = ("XX001", "XX002")
 
 
-def damaged(db: str, what: str, rebuild: bool = True) -> "DamagedIndexError":
+def damaged(db: str, what: str, rebuild: bool = True) -> DamagedIndexError:
     """The one line a damaged index gives: what is wrong, and the command that makes a whole index again:
     ``--reindex``, which repairs the tables in place (`_repair`), or for a corrupt file a new build."""
-    from indexer.errors import DamagedIndexError
-
     name = shown(db)
     if rebuild:
         return DamagedIndexError(f"{name} is damaged: {what}; rebuild it: imgidx index FOLDER --db {name} --reindex")
@@ -1068,33 +1066,42 @@ def _check_tables(conn: sa.Connection, db: str, existing: set[str], upgrade: boo
 
 
 def _repair(conn: sa.Connection, missing: list[str]) -> None:
-    """Make a damaged index whole for the ``--reindex`` run that asked: tables that are missing, or lack a
-    declared column, are made again (empty); if any was, every label is dropped and every image made due,
-    as the run relabels them all anyway. Stored values the schema rules out go with the labels."""
+    """Make a damaged index whole for the ``--reindex`` run that asked, which relabels every image anyway.
+
+    Tables that are missing or lack a declared column are made again, empty, and with them the tables of
+    labels (those referring to ``images``: their rows are dropped either way) and every table referring to
+    one remade (so that no row points into an empty table); the classes are filled again if theirs were
+    remade, and every image is made due. Values the schema rules out, which only labels hold, go with them.
+    """
     inspector = sa.inspect(conn)
     declared = declared_tables()
-    broken = list(missing)
+    broken = set(missing)
     for name in TABLE_NAMES:
-        if name not in missing and name != "meta":
+        if name not in broken and name != "meta":
             found = {column["name"] for column in inspector.get_columns(name)}
             if set(getattr(declared, name).columns.keys()) - found:
-                broken.append(name)
+                broken.add(name)
     if not broken:
         return
-    for name in broken:
-        if name not in missing:
+    refers = {name: {key.column.table.name for key in getattr(declared, name).foreign_keys} for name in TABLE_NAMES}
+    remade = broken | {name for name in TABLE_NAMES if "images" in refers[name]}
+    while more := {name for name in TABLE_NAMES if refers[name] & remade} - remade:
+        remade |= more
+    for name in reversed(TABLE_NAMES):  # schema.sql's order: a table after those it refers to
+        if name in remade and name not in missing:
             conn.exec_driver_sql(f"DROP TABLE {name}")
     for statement in schema_statements(conn.dialect.name):
-        conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables (and indexes) broken
+        conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables (and indexes) remade
     t = tables(conn)
-    if "classes" in broken or "class_ancestors" in broken:
+    if remade & {"classes", "class_ancestors"}:
         conn.execute(t.class_ancestors.delete())
         conn.execute(t.classes.delete())
         _fill_classes(conn, t)
     mark_all_stale(conn, t, drop_labels=True)
 
 
-def _fill_classes(conn: sa.Connection, t: "Tables") -> None:
+def _fill_classes(conn: sa.Connection, t: Tables) -> None:
+    """The 1000 ImageNet classes and the face class, with every WordNet ancestor of each."""
     conn.execute(t.classes.insert(), [_class_row(c) for c in labels.all_classes()])
     conn.execute(
         t.class_ancestors.insert(),

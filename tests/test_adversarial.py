@@ -705,6 +705,22 @@ def test_a_dropped_table_is_one_line_naming_it_and_reindex_rebuilds_it(library, 
     library.check()
 
 
+@pytest.mark.parametrize("change", ["ALTER TABLE images DROP COLUMN width", "DROP TABLE classes"])
+def test_a_lost_column_or_class_table_is_mended_by_reindex_too(library, change):
+    """Tables referring to one made again are made again with it (no row may point into an empty table)."""
+    assert library.index().exit_code == 0
+    sql(library.db, change)
+    assert imgidx("query", "fire engine", "--db", library.db).exit_code == 1
+    result = library.index("--reindex")
+    assert (result.exit_code, result.stderr) == (0, "") and result.stdout.startswith("2 indexed, 0 unchanged")
+    with sqlite3.connect(library.db) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("SELECT COUNT(*) FROM classes").fetchone() == (1001,)
+    conn.close()
+    assert imgidx("query", "fire engine", "--paths", "--db", library.db).stdout == f"{library.good[0]}\n"
+    library.check()
+
+
 @pytest.mark.parametrize("change, what", [
     ("UPDATE cell_labels SET cell = 80 WHERE rowid = (SELECT MIN(rowid) FROM cell_labels WHERE class_id = 555)",
      "cell_labels.cell of {photo} is 80, not a cell (0 to 8)"),
