@@ -220,16 +220,16 @@ def test_huge_queries_are_refused_at_once_and_echo_little(library):
     from query.parser import _Parser
 
     assert library.index().exit_code == 0
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the work costs, however busy the machine is
     result = imgidx("query", "dog " * 25_000, "--db", library.db)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "Error: column 2001: query too long: 100,000 characters, the most is 2,000"
     assert max(map(len, result.stderr.splitlines())) < 120
 
-    started = time.perf_counter()
+    started = time.process_time()
     _Parser("dog " * 20_000).parse()  # the parser itself, without the length limit: linear
-    assert time.perf_counter() - started < 5  # 20,000 words took minutes when parsing was quadratic
+    assert time.process_time() - started < 5  # 20,000 words took minutes of CPU when parsing was quadratic
 
     result = imgidx("query", "x" * 1999, "--db", library.db)
     first = result.stderr.splitlines()[0]
@@ -494,8 +494,9 @@ def test_a_second_writer_is_refused_while_the_first_runs(library):
 
 # 14 ----------------------------------------------------------------------------------------------------
 
-#: `imgidx index` with the fake backbone in a child process, as the Ctrl-C tests run it.
-KILL_CHILD = INTERRUPTED_CLI
+#: `imgidx index` with the fake backbone in a child process, as the Ctrl-C tests run it, but never held
+#: (the run after the kills must finish; `kill_and_resume` takes a child that finished first as it is).
+KILL_CHILD = INTERRUPTED_CLI.replace("{hold}", "None")
 
 
 def kill_and_resume(root: Path, photos: Path, db: Path, delays: list[float], model_delay: float = 0.03) -> list[str]:
