@@ -35,6 +35,10 @@ class SchemaVersionError(StoreError):
     """The index was written by another schema version and cannot be used as it is."""
 
 
+class DamagedIndexError(StoreError):
+    """The index lacks a table or column, holds values its schema rules out, or its file is corrupt."""
+
+
 class IndexSettingsError(StoreError):
     """The index was built with another model or working size than requested."""
 

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from indexer import store, thumbnails
 from indexer.calibration import percent
-from indexer.errors import ImageReadError, ImgidxError
+from indexer.errors import DamagedIndexError, ImageReadError, ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
@@ -85,9 +85,7 @@ class Index:
 
     def __init__(self, db: str, thumbnail_folder: str | os.PathLike | None = None):
         self.db = db
-        engine = store.open_index(db, create=False, readonly=True)
-        if engine.dialect.name == "postgresql":  # SQLite's is opened read-only already (mode=ro)
-            engine = engine.execution_options(postgresql_readonly=True)
+        engine = store.open_index(db, create=False, readonly=True)  # SQLite mode=ro, PostgreSQL read-only sessions
         self.engine = engine
         self.stopping = False
         self._running: set = set()  # DBAPI connections checked out now, to interrupt when stopping
@@ -104,6 +102,7 @@ class Index:
         self._lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._counting: threading.Thread | None = None
+        self._count_error: DamagedIndexError | None = None
 
     def prepare(self, ask: "SearchRequest") -> search.Prepared:
         """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
@@ -139,15 +138,20 @@ class Index:
             counting = self._counting
         if self._stats is None and counting is not None:
             counting.join(STATS_WAIT_S)
+        if self._count_error is not None:
+            raise self._count_error
         return self._stats[1] if self._stats is not None else None
 
     def _count(self) -> None:
         try:
             with self.engine.connect() as conn:
                 self._stats = (time.monotonic(), store.index_stats(conn))
+            self._count_error = None
         except sa.exc.DBAPIError as exc:
             if not self.stopping:
                 log.error("cannot count the index: %s", store.error_reason(exc))
+        except DamagedIndexError as exc:  # shown by the overview (503), not as a thread's traceback
+            self._count_error = exc
 
     def image_row(self, conn: sa.Connection, image_id: int) -> sa.RowMapping | None:
         images = self.tables.images
@@ -321,7 +325,8 @@ def label_query(name: str) -> str:
 
 class Guard:
     """Adds the security headers to every response, and turns an unexpected error into a one-line page
-    (and one line on standard error; the traceback only with IMGIDX_DEBUG set)."""
+    (and one line on standard error; the traceback only with IMGIDX_DEBUG set). A damaged index is no
+    bug of the server's: its page says what is wrong and how to rebuild it, with status 503."""
 
     def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool]):
         self.app = app
@@ -343,6 +348,10 @@ class Guard:
 
         try:
             await self.app(scope, receive, secured)
+        except DamagedIndexError as exc:  # no request can be served right: unavailable, not a bug
+            log.error("%s %s: %s", scope.get("method"), scope.get("path"), exc.shown())
+            if not started:
+                await self.error_page(exc.shown(), 503)(scope, receive, secured)
         except Exception as exc:
             if self.stopping():  # a statement interrupted by Ctrl-C: no error of the request's
                 if not started:
@@ -415,7 +424,7 @@ def create_app(index: Index) -> Starlette:
             return page("search.html", 400, **{**context, "error": head, "caret": caret or None,
                                                "position": exc.position})
         except ImgidxError as exc:
-            return page("search.html", 400, **{**context, "error": exc.shown()})
+            return page("search.html", _status(exc), **{**context, "error": exc.shown()})
         return page("search.html", **context)
 
     def results(request: Request) -> Response:
@@ -424,7 +433,7 @@ def create_app(index: Index) -> Starlette:
             ask = SearchRequest.of(request)
             found = run_search(index, ask)
         except ImgidxError as exc:
-            return page("fragment_error.html", 400, message=exc.shown())
+            return page("fragment_error.html", _status(exc), message=exc.shown())
         return page("cards.html", page=found)
 
     def complete(request: Request) -> Response:
@@ -534,6 +543,11 @@ def create_app(index: Index) -> Starlette:
         middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping)],
         exception_handlers={HTTPException: http_error},
     )
+
+
+def _status(exc: ImgidxError) -> int:
+    """A damaged index is the server's trouble (503, as `Guard` answers it), anything else the request's."""
+    return 503 if isinstance(exc, DamagedIndexError) else 400
 
 
 def _note(exc: ImageReadError, path: str) -> str:

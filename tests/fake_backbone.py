@@ -7,6 +7,7 @@ is nearest the block's mean colour, so a test can paint a colour into a cell and
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -27,6 +28,8 @@ SHARPNESS = 0.0003
 #: Grey is the pictures' background: like a real network's on a plain wall, its class is weakly held, so
 #: a painted cell still leads the logits pooled over its window (`indexer.regions`).
 BACKGROUND_CLASS, BACKGROUND_OFFSET = 825, -3.0
+#: Seconds between looks at a held model's gate file.
+HOLD_POLL_S = 0.01
 #: Every class outside the palette, far below any palette class.
 FLOOR_LOGIT = -1e4
 
@@ -38,9 +41,17 @@ class FakeBackbone:
     precision = "fp32"
     layers = (Layer(BLOCK, BLOCK, "VALID"),)
 
-    def __init__(self, delay: float = 0.0, fail_after: int | None = None):
+    def __init__(self, delay: float = 0.0, fail_after: int | None = None, hold_after: int | None = None,
+                 gate: str | None = None, held: str | None = None):
+        """``hold_after`` images (views) in, the model waits until the file ``gate`` exists, forever without
+        one, having made the file ``held`` if given: a run a test stops (kill -9, Ctrl-C, another writer) is
+        still running then, and runs meant to overlap do, however slowly the machine lets the test get
+        there, so the test asserts what happens and not a race against the clock."""
         self.delay = delay
         self.fail_after = fail_after
+        self.hold_after = hold_after
+        self.gate = gate
+        self.held = held
         self.calls = 0
         self.images = 0
 
@@ -48,6 +59,12 @@ class FakeBackbone:
         assert batch.dtype == np.uint8 and batch.ndim == 4 and batch.shape[-1] == 3
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("fake model failure")
+        if self.hold_after is not None and self.images + len(batch) > self.hold_after:
+            if self.held is not None:
+                open(self.held, "a").close()
+            while self.gate is None or not os.path.exists(self.gate):
+                time.sleep(HOLD_POLL_S)
+            self.hold_after = None
         self.calls += 1
         self.images += len(batch)
         if self.delay:

@@ -23,15 +23,24 @@ MODEL_DELAY = 0.04
 #: Kill the child once this many images are committed (then once more, later).
 KILL_AT = (1, 45)
 POLL_S = 0.005
+#: Seconds a test waits for a child to commit what it waits for: only against a hang, never reached on a
+#: machine however busy (the children hold before the end: `FakeBackbone`'s ``hold_after``).
+PATIENCE_S = 600
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
 from indexer import pipeline, store
 engine = store.open_index({db!r})
-pipeline.index(engine, [{root!r}], lambda s: FakeBackbone(delay={delay}), model="fake", size=96,
-               precision="fp32", batch={batch}, workers=2)
+pipeline.index(engine, [{root!r}], lambda s: FakeBackbone(delay={delay}, hold_after={hold}), model="fake",
+               size=96, precision="fp32", batch={batch}, workers=2)
 """
+
+
+def held_after(count: int) -> int:
+    """The model views a child runs before it holds: all but the last batch's images, so a kill or a
+    Ctrl-C always finds it running."""
+    return (count - BATCH) * len(regions.SCALES)
 
 
 class Watcher:
@@ -91,11 +100,12 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, index
         paint(photos / f"{i:03}.png", {i % 9: RED, (i * 7 + 3) % 9: BLUE})
     db = Watcher(index_url)
     tests = str(Path(__file__).parent)
-    script = CHILD.format(tests=tests, db=index_url, root=str(photos), delay=MODEL_DELAY, batch=BATCH)
+    script = CHILD.format(tests=tests, db=index_url, root=str(photos), delay=MODEL_DELAY, batch=BATCH,
+                          hold=held_after(COUNT))
     rng = random.Random(0)
     for threshold in KILL_AT:
         child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE_S
         while db.committed() < threshold and child.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
         time.sleep(rng.uniform(0, MODEL_DELAY))
@@ -126,7 +136,7 @@ sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
 import indexer.models
 def load_model(name, weights=None, precision="auto"):
-    model = FakeBackbone(delay={delay})
+    model = FakeBackbone(delay={delay}, hold_after={hold})
     model.name, model.precision = name, precision
     return model
 indexer.models.load_model = load_model
@@ -142,13 +152,14 @@ def test_ctrl_c_stops_the_cli_cleanly_and_the_next_run_continues(tmp_path, index
     for i in range(60):
         paint(photos / f"{i:03}.png", {i % 9: RED, (i * 7 + 3) % 9: BLUE})
     db = Watcher(index_url)
-    script = INTERRUPTED_CLI.format(tests=str(Path(__file__).parent), db=index_url, root=str(photos), delay=MODEL_DELAY)
+    script = INTERRUPTED_CLI.format(tests=str(Path(__file__).parent), db=index_url, root=str(photos), delay=MODEL_DELAY,
+                                    hold=held_after(60))
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE_S
     while db.committed() < 8 and child.poll() is None and time.monotonic() < deadline:
         time.sleep(POLL_S)
     child.send_signal(signal.SIGINT)
-    stdout, stderr = child.communicate(timeout=60)
+    stdout, stderr = child.communicate(timeout=PATIENCE_S)
     assert child.returncode == 130, stderr
     assert stderr.endswith("interrupted: what was committed is kept; run the same command to continue\n")
     assert stdout == ""

@@ -324,10 +324,13 @@ def test_the_bar_and_the_summary_count_the_same_files_over_the_same_span_without
     screen = result.stderr.replace("\r", "\n")
     loaded = float(re.search(r"^model loaded in (\d+\.\d) s$", screen, re.MULTILINE).group(1))
     bar_rate = float(re.findall(r"indexing: 100%\|.*\| 25/25 \[[\d:]+<00:00, +([\d.]+)img/s\]", screen)[-1])
-    match = re.search(r", model loaded in (\d+\.\d) s, ([\d.]+) images/s\)$", result.stdout.strip())
+    match = re.search(r" in (\d+\.\d) s \(.*, model loaded in (\d+\.\d) s, ([\d.]+) images/s\)$", result.stdout.strip())
     assert match, result.stdout
-    assert float(match.group(1)) == loaded >= load_seconds
-    summary_rate = float(match.group(2))
+    total, summary_rate = float(match.group(1)), float(match.group(3))
+    assert float(match.group(2)) == loaded >= load_seconds
     assert abs(bar_rate - summary_rate) <= 0.15 * summary_rate, (bar_rate, summary_rate)
-    with_loading = 25 / (25 / summary_rate + load_seconds)
-    assert bar_rate > 1.5 * with_loading, (bar_rate, with_loading)  # the loading is not in it
+    # The loading is not in the rate: the files' span and the loading fit in the run's time together, which
+    # they would not if the span held the loading too. (Comparing with a rate that includes the loading
+    # needs the loading to be a good part of the run, which a busy machine's slow files make it not.)
+    rounding = 0.1 + 0.01 * total  # the times' one decimal, the rate's
+    assert 25 / summary_rate + loaded <= total + rounding, (25 / summary_rate, loaded, total)

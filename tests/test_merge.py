@@ -82,7 +82,8 @@ def three(tmp_path):
 
 def test_the_merged_index_holds_what_one_run_over_all_folders_holds(tmp_path, three):
     sources, whole = three
-    into = tmp_path / "merged/index.db"  # the folder is made too
+    into = tmp_path / "merged/index.db"
+    into.parent.mkdir()  # a new index's folder must exist (issue 21)
     events = []
     summary = merge.merge(sources, str(into), events.append, chunk=2)
     settings, merged = dump(into)

@@ -380,10 +380,60 @@ def test_no_lock_file_is_left_beside_the_index_after_a_run_or_a_refusal(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.db", "photos"]
 
 
-def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch):
+def sqlite_locks_held(path: Path) -> list[str]:
+    """The POSIX locks this process holds on ``path`` (``/proc/locks``), as SQLite takes them."""
+    inode = os.stat(path).st_ino
+    return [line for line in Path("/proc/locks").read_text().splitlines()
+            if " POSIX " in line and f" {os.getpid()} " in line and line.split()[5].endswith(f":{inode}")]
+
+
+def test_releasing_the_writer_lock_leaves_no_connection_without_its_sqlite_lock(tmp_path):
+    """Closing the lock's descriptor on the database file drops every POSIX lock of the process on it, the
+    shared one each open WAL connection holds included: the engine's connections are closed first, and the
+    next one takes its lock again."""
+    engine = store.open_index(str(tmp_path / "index.db"))
+    with pipeline.writer_lock(engine):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT COUNT(*) FROM images")).all()
+        assert sqlite_locks_held(tmp_path / "index.db")  # the pooled connection's
+    assert engine.pool.checkedin() == 0
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT COUNT(*) FROM images")).all()
+        assert sqlite_locks_held(tmp_path / "index.db")
+    engine.dispose()
+
+
+@pytest.fixture
+def own_flock(monkeypatch):
+    """The index lies on a file system with its own flock (NFS, SMB): the lock is a file beside it."""
+    from indexer import locking
+
+    monkeypatch.setattr(locking, "file_system", lambda path: "nfs4")
+
+
+def test_where_flock_is_the_file_systems_own_the_lock_is_a_file_beside_the_real_path(tmp_path, own_flock):
+    """Through a symlink too: the lock file is named after the path it resolves to. It is removed at the end."""
+    import fcntl
+
+    engine = store.open_index(str(tmp_path / "index.db"))
+    (tmp_path / "link.db").symlink_to(tmp_path / "index.db")
+    through_link = store.create_engine(f"sqlite:///{tmp_path / 'link.db'}")
+    with pipeline.writer_lock(through_link):
+        with open(tmp_path / "index.db.lock", "a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(IndexBusyError, match="another imgidx index is writing to .*index.db; wait for it"):
+            run(engine, [tmp_path])
+    assert not list(tmp_path.glob("*.lock"))
+    through_link.dispose()
+    engine.dispose()
+
+
+def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_path, monkeypatch, own_flock):
     """The run that held the lock removed the file after this one opened it: this run locks the file that
     the path names now, which a third run would also open, rather than the removed one."""
     import fcntl
+
+    from indexer import locking
 
     engine = store.open_index(str(tmp_path / "index.db"))
     lock_path = f"{tmp_path / 'index.db'}.lock"
@@ -395,13 +445,21 @@ def test_a_lock_file_removed_between_opening_and_locking_it_is_not_the_lock(tmp_
             os.unlink(lock_path)
         return real_flock(handle, operation)
 
-    monkeypatch.setattr(pipeline.fcntl, "flock", flock_after_the_holder_removed_the_file)
+    monkeypatch.setattr(locking.fcntl, "flock", flock_after_the_holder_removed_the_file)
     with pipeline.writer_lock(engine):
-        monkeypatch.setattr(pipeline.fcntl, "flock", real_flock)
+        monkeypatch.setattr(locking.fcntl, "flock", real_flock)
         with open(lock_path, "a") as third, pytest.raises(BlockingIOError):
             real_flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert removals and not os.path.exists(lock_path)
     engine.dispose()
+
+
+def test_the_file_system_is_read_from_the_mount_table(tmp_path):
+    from indexer import locking
+
+    kind = locking.file_system(tmp_path)
+    assert kind and kind == locking.file_system(tmp_path / "..")  # tmp_path's folder is on the same mount
+    assert locking.file_system(tmp_path / "missing") is None
 
 
 def test_an_index_that_cannot_be_written_is_a_one_line_error_and_stays_intact(tmp_path, monkeypatch):

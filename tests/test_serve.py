@@ -40,6 +40,9 @@ from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_inde
 from serve.app import CONTENT_SECURITY_POLICY, Index, create_app  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "photos"
+#: Seconds a test waits for a server process or a background thread: only against a hang (a busy machine
+#: makes everything slow), never an assertion about speed.
+PATIENCE_S = 300
 EVIL = "<script>alert(1)</script>.jpg"
 SECRET = "root:x:0:0:secret-marker"
 
@@ -252,9 +255,9 @@ def asgi_get(app, path: str, query: str) -> tuple[int, bytes]:
 def test_a_100_kb_query_is_refused_at_once_without_echoing_it(client):
     query = "q=" + "cat+AND+" * 12_800  # 102,400 characters
     for path in ("/", "/results", "/photo/1"):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: what the request costs, however busy the machine is
         status, body = asgi_get(client.app, path, query)
-        assert time.perf_counter() - start < 1.0
+        assert time.process_time() - start < 1.0
         assert status == 400
         assert b"query too long: 102,400 characters, the most is 2,000" in body
         assert len(body) < 5_000
@@ -367,11 +370,10 @@ def test_the_overview_says_it_is_counting_until_the_counts_are_there(client, mon
     page = client.get("/overview").text
     assert 'id="counting"' in page and '<meta http-equiv="refresh" content="5">' in page
     release.set()
-    for _ in range(100):
-        page = client.get("/overview").text
-        if 'id="counting"' not in page:
-            break
+    deadline = time.monotonic() + PATIENCE_S
+    while 'id="counting"' in page and time.monotonic() < deadline:
         time.sleep(0.05)
+        page = client.get("/overview").text
     assert '<td id="images">8</td>' in page
 
 
@@ -514,10 +516,10 @@ def test_stopping_interrupts_a_running_statement_and_answers_503(client, monkeyp
     monkeypatch.setattr("query.browse.fold_copies", lambda conn, t, matches: conn.exec_driver_sql(endless).all())
     stop = threading.Timer(0.5, client.index.interrupt)
     stop.start()
-    start = time.perf_counter()
     page = client.get("/", params={"q": "school bus"})
     stop.join()
-    assert time.perf_counter() - start < 5
+    # The statement counts for minutes unless interrupted, and only an interrupted one answers 503: that is
+    # the proof, where a bound on the time would fail on a busy machine.
     assert page.status_code == 503 and '<p class="message">the server is stopping</p>' in page.text
 
 
@@ -579,7 +581,7 @@ def wait_for(process: subprocess.Popen, prefix: str) -> str:
 
 def raw_get(port: int, target: str) -> str:
     """The status line of a GET of ``target`` sent as it is (a client library would normalize it)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE_S) as conn:
         conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := conn.recv(65536):
@@ -596,9 +598,8 @@ def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanl
     process = start_server(db, tmp_path / "cache", "--port", str(port), "--open", browser=browser)
     try:
         assert wait_for(process, "serving") == f"serving {db} at http://127.0.0.1:{port}/ (Ctrl-C stops)\n"
-        for _ in range(100):
-            if opened.exists() and opened.read_text():
-                break
+        deadline = time.monotonic() + PATIENCE_S
+        while not (opened.exists() and opened.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert opened.read_text() == f"http://127.0.0.1:{port}/"  # --open: the browser got the search page
         assert raw_get(port, "/?q=school+bus").startswith("HTTP/1.1 200 ")
@@ -610,7 +611,7 @@ def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanl
         long = raw_get(port, "/?q=" + "cat+AND+" * 12_800)
         assert long.startswith(("HTTP/1.1 400 ", "HTTP/1.1 414 ", "HTTP/1.1 431 ")), long[:80]
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=PATIENCE_S)
     finally:
         if process.poll() is None:
             process.kill()
@@ -626,7 +627,7 @@ def test_a_server_on_all_interfaces_warns_then_serves(library, tmp_path):
         port = int(re.search(r"at http://0\.0\.0\.0:(\d+)/", wait_for(process, "serving")).group(1))
         assert raw_get(port, "/overview").startswith("HTTP/1.1 200 ")
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=PATIENCE_S) == 0
     finally:
         if process.poll() is None:
             process.kill()
