@@ -5,14 +5,16 @@
 
 -- Key/value settings the index was built with: schema_version, model, working_size, precision, calibration
 -- (the version of indexer/calibration.py's curve its scores are read with; version 2 of the schema), faces
--- ('on' or 'off': whether every labelled image went through the face detector; version 3).
+-- ('on' or 'off': whether every labelled image went through the face detector; version 3), objects ('on' or
+-- 'off': whether it went through the object detector; version 4).
 CREATE TABLE IF NOT EXISTS meta (
     key   VARCHAR(64) PRIMARY KEY,
     value TEXT NOT NULL
 );
 
--- The 1000 ImageNet classes, class_id = model output index (no background class), and imgidx's own label
--- face (class_id 1000, indexer.labels.FACE_CLASS; version 3 of the schema).
+-- The 1000 ImageNet classes, class_id = model output index (no background class), and imgidx's own labels:
+-- face (class_id 1000, indexer.labels.FACE_CLASS; version 3 of the schema) and COCO's 80 object classes
+-- (class_id 1001-1080, indexer.labels.object_class, wnid 'coco:K'; version 4).
 CREATE TABLE IF NOT EXISTS classes (
     class_id INTEGER PRIMARY KEY,
     wnid     VARCHAR(16) NOT NULL UNIQUE,
@@ -63,10 +65,10 @@ CREATE INDEX IF NOT EXISTS image_labels_class ON image_labels (class_id, score);
 -- Cell-level labels: cell 0..8 row-major (0 top-left, 4 center, 8 bottom-right);
 -- score = the class's evidence in the cell, a probability mass (indexer/regions.py: two views of the photo),
 -- coverage = area-weighted share of the cell whose top class this is. Top classes above a floor only.
--- The face class's rows come from the faces table (indexer/faces.py): score = the chance that some face
--- lies in the cell (each face's confidence times the share of its box inside the cell), coverage = the
--- share of the cell that face boxes cover; its image_labels row: the best cell's score, and the share of
--- the photo the boxes cover.
+-- The rows of a box class (the face and COCO's objects) come from the boxes table (indexer/boxes.py): score
+-- = the chance that some box of the class lies in the cell (indexer.boxes.cell_scores), coverage = the
+-- share of the cell that the class's boxes cover; its image_labels row: the best cell's score, and the share
+-- of the photo the boxes cover. These scores are probabilities, read as stored (indexer.calibration.AS_STORED).
 CREATE TABLE IF NOT EXISTS cell_labels (
     image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
     cell     SMALLINT NOT NULL CHECK (cell BETWEEN 0 AND 8),
@@ -80,16 +82,19 @@ CREATE TABLE IF NOT EXISTS cell_labels (
 -- 111 ms without image_id here, 20 ms with it; bench/RESULTS.md).
 CREATE INDEX IF NOT EXISTS cell_labels_class_cell_image ON cell_labels (class_id, cell, score, image_id);
 
--- Faces found by indexer/faces.py (version 3 of the schema), when meta 'faces' is 'on': a labelled image
--- without rows here has none found. Boxes in pixels of the photo as a person sees it (after EXIF
--- orientation; the images row's width x height), x0 <= x1 and y0 <= y1; confidence is the detector's.
-CREATE TABLE IF NOT EXISTS faces (
+-- Boxes found by a detector (version 4 of the schema; version 3's faces table): faces (indexer/faces.py,
+-- class_id 1000) when meta 'faces' is 'on', COCO objects (indexer/objects.py, class_id 1001-1080) when meta
+-- 'objects' is 'on'; a labelled image without rows of a kind has none found. Boxes in pixels of the photo as
+-- a person sees it (after EXIF orientation; the images row's width x height), x0 <= x1 and y0 <= y1;
+-- confidence is the detector's.
+CREATE TABLE IF NOT EXISTS boxes (
     image_id   INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
-    face       SMALLINT NOT NULL,   -- 0, 1, ... best confidence first
+    box        SMALLINT NOT NULL,   -- 0, 1, ... best confidence first, over all classes of the image
+    class_id   INTEGER NOT NULL REFERENCES classes (class_id),
     x0         REAL NOT NULL,
     y0         REAL NOT NULL,
     x1         REAL NOT NULL,
     y1         REAL NOT NULL,
     confidence REAL NOT NULL,
-    PRIMARY KEY (image_id, face)
+    PRIMARY KEY (image_id, box)
 );

@@ -46,7 +46,7 @@ from synthetic_index import build  # noqa: E402
 
 from indexer import labels  # noqa: E402
 from indexer.store import open_index, schema_statements, tables  # noqa: E402
-from indexer.calibration import uncalibrated  # noqa: E402
+from indexer.calibration import FUSION, FUSIONS, uncalibrated  # noqa: E402
 from query.search import search as search_index  # noqa: E402
 
 #: The CLI queries: issue 14's example, the README's, and a query of NOT terms only.
@@ -140,16 +140,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    db: Path, kinds: dict[str, list[str]], repeat: int, raw: bool
+    db: Path, kinds: dict[str, list[str]], repeat: int, raw: bool, fusion: str = FUSION
 ) -> dict[str, tuple[float, float, float, str]]:
-    """``raw``: read the scores as they are, not through the index's calibration. Matches: the median
-    total, with "+" when some query's count stopped (a query of NOT terms only)."""
+    """``raw``: read the scores as they are, not through the index's calibration; ``fusion``: the rule of
+    terms of both sources (`indexer.calibration.fuse`). Matches: the median total, with "+" when some
+    query's count stopped (a query of NOT terms only)."""
     engine = open_index(str(db), create=False, readonly=True)
     t = tables(engine)
+    search = functools.partial(search_index, fusion=fusion)
     if raw:
-        search = functools.partial(search_index, calibration=uncalibrated("synthetic"))
-    else:
-        search = search_index
+        search = functools.partial(search, calibration=uncalibrated("synthetic"))
     for queries in kinds.values():  # warm the page cache and SQLAlchemy's statement cache
         for text in queries:
             search(engine, text, tables=t)
@@ -279,6 +279,8 @@ def main() -> None:
                         help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
     parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--fusion", choices=FUSIONS, default=FUSION,
+                        help="the rule of terms answered by several sources (indexer.calibration.fuse)")
     parser.add_argument("--not-only", action="store_true",
                         help="also NOT-only queries in process on both indexes (with the baseline's code too)")
     parser.add_argument("--in-process-of", nargs="+", help=argparse.SUPPRESS)  # `baseline_in_process_p50`
@@ -301,8 +303,8 @@ def main() -> None:
         print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; "
               f"{args.queries} queries per kind x {args.repeat} runs")
         print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))
-        title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration")
-        print_table(title, measure(db, kinds, args.repeat, args.raw))
+        title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration") + f", fusion {args.fusion}"
+        print_table(title, measure(db, kinds, args.repeat, args.raw, args.fusion))
     print_cli(cached_index(args.cli_images), args.cli_runs, args.baseline_src)
     if args.not_only:
         print_not_only([cached_index(args.cli_images), cached_index(args.images)], args.baseline_src)

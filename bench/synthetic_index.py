@@ -54,22 +54,21 @@ class _Generator:
         self.classes = list(range(n))
         self.cum_weights = list(accumulate(weights))
         animal = "n00015388"
-        self.scenery = [c for c, chain in enumerate(labels.ancestors()) if all(a.wnid != animal for a in chain)]
+        chains = labels.ancestors()[:n]  # the classifier's classes: the detectors' store no evidence
+        self.scenery = [c for c, chain in enumerate(chains) if all(a.wnid != animal for a in chain)]
         self.scenery_weights = list(accumulate(weights[c] for c in self.scenery))
         parents: dict[str, list[int]] = {}
-        for cls, chain in enumerate(labels.ancestors()):
+        for cls, chain in enumerate(chains):
             if chain:
                 parents.setdefault(chain[0].wnid, []).append(cls)
         self.siblings: list[list[int]] = []
-        for cls, chain in enumerate(labels.ancestors()):
+        for cls, chain in enumerate(chains):
             group = parents.get(chain[0].wnid, []) if chain else []
             self.siblings.append([c for c in group if c != cls])
         grandparents: dict[str, list[int]] = {}
-        for cls, chain in enumerate(labels.ancestors()):
+        for cls, chain in enumerate(chains):
             grandparents.setdefault(chain[min(1, len(chain) - 1)].wnid if chain else "", []).append(cls)
-        self.cousins = [
-            grandparents[chain[min(1, len(chain) - 1)].wnid if chain else ""] for chain in labels.ancestors()
-        ]
+        self.cousins = [grandparents[chain[min(1, len(chain) - 1)].wnid if chain else ""] for chain in chains]
 
     def pick(self, k: int = 1) -> list[int]:
         return self.rng.choices(self.classes, cum_weights=self.cum_weights, k=k)

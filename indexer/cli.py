@@ -204,41 +204,52 @@ def classify(image_paths, model_name, weights, precision, runtime, top, size, as
 )
 @click.option("--faces/--no-faces", "with_faces", default=True, show_default=True,
               help="Find faces too: outlined on the figure, listed under the text grid.")
+@click.option("--objects/--no-objects", "with_objects", default=True, show_default=True,
+              help="Find COCO objects too: outlined with their class on the figure, listed under the text grid.")
 @model_option
-def segment(image_path, out, text, size, with_faces, model_name, weights, precision, runtime):
+def segment(image_path, out, text, size, with_faces, with_objects, model_name, weights, precision, runtime):
     """Run the network fully convolutionally over IMAGE and show its coarse class map.
 
     The figure puts the photo beside the map of arg-max classes, relabelled to the classes present
     and drawn with a discrete colormap whose colour bar names each class (the seed's figure), and
     the map again over the photo with the 3x3 cells the index stores, each with its leading label and
-    confidence (what `show` prints); faces the face detector finds are outlined on the photo. --text prints
-    the map as short keys with a legend, fitted to the terminal's width.
+    confidence (what `show` prints); the faces and objects the detectors find (as the indexer finds them)
+    are outlined on the photo with their class and confidence. --text prints the map as short keys with a
+    legend, fitted to the terminal's width, and lists the boxes.
     """
     from pathlib import Path
 
-    from indexer import faces, images, inference
+    from indexer import boxes as box_rules, detect, faces, images, inference
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for the map as text")
     size = size or images.DEFAULT_WORKING_SIZE
-    decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for both
+    decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for all
     model = _load_network(model_name, weights, runtime, precision, size)
     segmentation = inference.segment(model, decoded.pixels, size)
     found = []
-    if with_faces:
-        found = faces.load_detector().detect(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
+    if with_faces or with_objects:
+        object_detector = None
+        if with_objects:
+            from indexer import objects
+
+            object_detector = objects.load_detector()
+        found = detect.find([faces.detection_pixels(decoded.pixels)], [(decoded.width, decoded.height)],
+                            faces.load_detector() if with_faces else None, object_detector).boxes[0]
+        found = list(box_rules.best_first(found))
     if text:
         from indexer.figure import text_map
-        from indexer.report import faces_text
-        from indexer.store import StoredFace
+        from indexer.report import boxes_text
 
         click.echo(text_map(segmentation))
-        if with_faces:
-            click.echo("\n".join(faces_text([StoredFace(*face) for face in found])))
+        lines = boxes_text(found, with_faces, with_objects)
+        if lines:
+            click.echo("\n".join(lines))
     if out:
         from indexer.figure import save_figure
 
-        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}", found,
+        shown = [box for box in found if box_rules.worth_showing(box)]
+        save_figure(segmentation, Path(out), f"{Path(image_path).name}: {model.name}", shown,
                     (decoded.width, decoded.height))
         click.echo(f"wrote {out}")
 
@@ -380,7 +391,7 @@ class _IndexProgress:
 @click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
 @click.option(
     "--workers", default=None, type=click.IntRange(1),
-    help="Decoding threads, and as many face threads (local engine; default: CPU count), or model actors "
+    help="Decoding threads, and as many detector threads (local engine; default: CPU count), or model actors "
     "(ray engine; default: one per node).",
 )
 @click.option(
@@ -407,11 +418,15 @@ class _IndexProgress:
     "--faces/--no-faces", "with_faces", default=None,
     help="Look for faces (the label face, for queries and imgidx redact)  [default: the index's, else on].",
 )
+@click.option(
+    "--objects/--no-objects", "with_objects", default=None,
+    help="Look for COCO's 80 objects (person, chair, car...) with NanoDet-m  [default: the index's, else on].",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
     folders, db, model_name, weights, precision, runtime, size, batch, workers, runner, address, prune, reindex,
-    excludes, strict, with_faces, progress, quiet,
+    excludes, strict, with_faces, with_objects, progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -419,11 +434,14 @@ def index_command(
     bad files are recorded and reported without stopping the run. Results are committed in batches, so an
     interrupted run loses nothing committed: run the same command again to continue.
 
-    Faces are looked for in every photo (MediaPipe's BlazeFace, offline) and stored with their boxes:
-    query them as face (or person, people), blur them with imgidx redact. --no-faces skips them.
+    Objects (COCO's 80 classes: person, chair, car..., NanoDet-m) and faces (MediaPipe's BlazeFace) are
+    looked for in every photo, offline, and stored with their boxes: query them by name, blur them with
+    imgidx redact. --no-objects and --no-faces skip them.
 
-    An existing index keeps its model, working size, precision and faces setting; asking for others is
-    refused unless --reindex is given, which redoes every image (the old labels are dropped). Exits 1 if
+    An existing index keeps its model, working size, precision, faces and objects settings; asking for
+    others is refused unless --reindex is given, which redoes every image (the old labels are dropped). An
+    index from before objects is upgraded in place, keeping its labels and faces; --objects --reindex then
+    finds its objects. Exits 1 if
     some file or folder could not be read, except files still failing: those that failed before and have
     not changed since are counted apart and do not fail the run, so a nightly job stays green (--strict:
     they do). Excluded files already in the index are pruned like deleted ones.
@@ -481,6 +499,7 @@ def index_command(
             exclude=excludes,
             with_faces=with_faces,
             runtime=runtime,
+            with_objects=with_objects,
         )
     except KeyboardInterrupt:
         drawer.close()
@@ -703,18 +722,21 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
 @cli.command("labels")
 @click.argument("words", metavar="TEXT...", nargs=-1, required=True)
 def labels_command(words):
-    """Show what a label means in queries: its classes, vocabulary words, WordNet groups and their classes.
+    """Show what a label means in queries: its classes, vocabulary words, WordNet groups and their classes,
+    and which models answer for it: the ImageNet classifier, the COCO object detector, the face detector.
 
     \b
       imgidx labels crane          # ambiguous: the bird (134) and the machine (517)
-      imgidx labels train          # vocabulary: locomotives, carriages, trams, bullet train
-      imgidx labels mammals        # the WordNet group mammal: 218 classes
+      imgidx labels train          # vocabulary: locomotives, carriages, trams, bullet train, and the detector's train
+      imgidx labels sofa           # both models: ImageNet's studio couch and the detector's couch
+      imgidx labels giraffe        # the object detector alone
+      imgidx labels mammals        # the WordNet group mammal: 218 classes and 9 of the detector's
       imgidx labels '"pot"'        # quoted: the exact name only
       imgidx labels n02084071      # by WordNet id
 
-    An unknown word gets the closest names instead; a word for a thing none of the 1000 classes shows
-    (tree, baby) gets one line naming the nearest classes. Both exit with status 1. person and people mean
-    the faces the face detector found and ImageNet's three classes of people.
+    An unknown word gets the closest names instead; a word for a thing no model shows (tree, baby) gets one
+    line naming the nearest classes. Both exit with status 1. person and people mean the people the object
+    detector found, the faces the face detector found and ImageNet's three classes of people.
     """
     from query import resolve
 
@@ -781,18 +803,19 @@ def redact(words, out, db, pixelate, force, strip_location, min_score, weights):
 
     \b
       imgidx redact face --out ~/public            # every face, as Street View does
+      imgidx redact person --out ~/public          # every person found, whole
       imgidx redact "license plate" --out ~/public --pixelate
       imgidx redact "face OR screen" --out ~/public --keep-gps
 
-    Faces: each face box of the term's region, padded. An ImageNet label: the model runs on the photo
-    again and the class-map positions whose top class is the label's are covered, their edges smoothed.
-    Originals are never written: --out may not be, hold or lie inside an indexed folder (whatever --force
-    says), no copy replaces an indexed photo (also through a hard link, a symbolic link or a bind mount),
-    and existing copies are only replaced with --force. Copies keep their path below the indexed folder
-    (below its name when the index has several: photos, photos-2 for two folders of that name), their
-    format, JPEG quality and EXIF, without the location unless --keep-gps. A photo changed since it was
-    indexed has its faces found again; one deleted since is skipped with a message, and the exit status
-    is then 1.
+    Faces and objects (face, person, car, any COCO class): each box of the term's region, padded. A label
+    of ImageNet classes only: the model runs on the photo again and the class-map positions whose top class
+    is the label's are covered, their edges smoothed. Originals are never written: --out may not be, hold or
+    lie inside an indexed folder (whatever --force says), no copy replaces an indexed photo (also through a
+    hard link, a symbolic link or a bind mount), and existing copies are only replaced with --force. Copies
+    keep their path below the indexed folder (below its name when the index has several: photos, photos-2
+    for two folders of that name), their format, JPEG quality and EXIF, without the location unless
+    --keep-gps. A photo changed since it was indexed has its boxes found again; one deleted since is skipped
+    with a message, and the exit status is then 1.
     """
     from tqdm import tqdm
 

@@ -55,6 +55,10 @@ def status() -> None:
     click.echo(f"CPU int8 dot products: {', '.join(flags) if flags else 'none'}")
     runtime, precision = runtimes.resolve("auto", "auto")
     click.echo(f"auto picks: {runtime} {precision}")
+    from indexer import faces, objects
+
+    click.echo(f"object detector ({objects.MODEL_NAME}): {' '.join(objects.resolve(runtime))}")
+    click.echo(f"face detector: {faces.default_engine()}{' fp32' * (faces.default_engine() == faces.OPENVINO)}")
 
 
 @runtime_group.command("calibrate")

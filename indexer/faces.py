@@ -223,22 +223,54 @@ def axis_starts(length: int, side: int = INPUT_SIZE, overlap: float = TILE_OVERL
 MAX_TILE_UPSCALE = 1.5
 
 
-def search_levels(height: int, width: int, levels: Sequence[float | None] = LEVELS) -> list[Level]:
-    """The scales and tiles searched on a photo of ``height`` x ``width`` pixels, the whole photo first."""
+#: The smallest face a person box holds, as a share of the box's height: a standing adult's face (the
+#: detector's box, brow to chin) is about a tenth of their height, a child's or a seated person's more. A
+#: person is searched at a finer scale only if such a face could be too small for the coarser ones, and a
+#: smaller face is not that person's (`indexer.detect.guided_faces`). On realscenes-dev (bench/faces.py
+#: --guided) 0.06 kept every person with a face but one (whose face is 6 px) and no face on a star field,
+#: whose false faces are 0.048-0.054 of the "person" the detector sees in it; 0.1 lost 4 people of 47.
+FACE_IN_PERSON = 0.06
+
+
+def search_levels(height: int, width: int, levels: Sequence[float | None] = LEVELS,
+                  people: Sequence[Sequence[float]] | None = None) -> list[Level]:
+    """The scales and tiles searched on a photo of ``height`` x ``width`` pixels, the whole photo first.
+
+    With ``people`` (boxes ``(x0, y0, x1, y1)`` in the same pixels), a finer scale is searched only over the
+    people whose face may be too small for the coarser scales (`FACE_IN_PERSON` of the box's height, under
+    the smallest face those find: `MIN_FACE_SHARE` of their input), and only in its tiles over them
+    (`over_people`); the whole photo is still searched whole."""
     result = []
+    reach = math.inf  # the smallest face, in pixels, that the scales so far find
     for level in levels:
         scale = INPUT_SIZE / (max(height, width) if level is None else level * min(height, width))
         if level is not None and scale > MAX_TILE_UPSCALE:
             continue
         shape = (max(1, round(height * scale)), max(1, round(width * scale)))
         corners = tuple((x, y) for y in axis_starts(shape[0]) for x in axis_starts(shape[1]))
-        result.append(Level(scale, shape, corners))
+        if level is not None and people is not None:
+            small = [box for box in people if (box[3] - box[1]) * FACE_IN_PERSON < reach]
+            corners = over_people(corners, scale, small)
+        reach = min(reach, MIN_FACE_SHARE * INPUT_SIZE / scale)
+        if corners:
+            result.append(Level(scale, shape, corners))
     return result
 
 
-def window_count(height: int, width: int, levels: Sequence[float | None] = LEVELS) -> int:
+def over_people(corners: Sequence[tuple[int, int]], scale: float, people: Sequence[Sequence[float]],
+                side: int = INPUT_SIZE) -> tuple[tuple[int, int], ...]:
+    """The tiles (top-left ``corners`` in a photo resized by ``scale``) that overlap one of ``people`` (boxes in
+    the photo's own pixels): a face lies on a person, and a face cut by the edge of such a tile lies whole in
+    a neighbour that overlaps the same person (`kept_in_tile`)."""
+    boxes = [[v * scale for v in box[:4]] for box in people]
+    return tuple((x, y) for x, y in corners
+                 if any(x < x1 and x0 < x + side and y < y1 and y0 < y + side for x0, y0, x1, y1 in boxes))
+
+
+def window_count(height: int, width: int, levels: Sequence[float | None] = LEVELS,
+                 people: Sequence[Sequence[float]] | None = None) -> int:
     """How many model inputs one photo costs."""
-    return sum(len(level.corners) for level in search_levels(height, width, levels))
+    return sum(len(level.corners) for level in search_levels(height, width, levels, people))
 
 
 def model_input(tile: np.ndarray) -> np.ndarray:
@@ -453,13 +485,20 @@ class FaceDetector:
         return np.concatenate(boxes), np.concatenate(scores)
 
     def detect(self, pixels: np.ndarray, photo_size: tuple[int, int] | None = None,
-               levels: Sequence[float | None] = LEVELS) -> list[Face]:
+               levels: Sequence[float | None] = LEVELS, people: Sequence[Sequence[float]] | None = None
+               ) -> list[Face]:
         """Faces in an oriented RGB photo, best first; boxes in pixels of a photo of
-        ``photo_size = (width, height)`` (default: ``pixels``' own size, e.g. when they were decoded reduced)."""
+        ``photo_size = (width, height)`` (default: ``pixels``' own size, e.g. when they were decoded reduced).
+
+        ``people``, boxes ``(x0, y0, x1, y1)`` in that photo's pixels (an object detector's), restrict the tiles
+        to those over a person (`search_levels`): the whole photo, plus the finer scales only where faces can be."""
         height, width = pixels.shape[:2]
-        boxes, scores = self.detect_levels(pixels, search_levels(height, width, levels))
-        merged = weighted_nms(boxes, scores, min_score=KEEP_SCORE)
         out_w, out_h = photo_size or (width, height)
+        if people is not None:
+            people = [(x0 * width / out_w, y0 * height / out_h, x1 * width / out_w, y1 * height / out_h)
+                      for x0, y0, x1, y1 in people]
+        boxes, scores = self.detect_levels(pixels, search_levels(height, width, levels, people))
+        merged = weighted_nms(boxes, scores, min_score=KEEP_SCORE)
         scale = np.array([out_w / width, out_h / height] * 2)
         faces = []
         for box, score, _ in merged:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer import labels
+from indexer.boxes import is_face, label as box_label
 from indexer.calibration import percent
 from indexer.geometry import GRID
 from indexer.inference import Segmentation
@@ -69,15 +70,17 @@ def class_colors(count: int, with_other: bool) -> list[tuple[float, float, float
     return [to_rgba(c) for c in palette[:named]] + ([to_rgba(OTHER_COLOR)] if with_other else [])
 
 
+#: Edge colours of the detectors' boxes on the photo: faces, and objects.
 FACE_EDGE = "#ffeb3b"
+OBJECT_EDGE = "#00e5ff"
 
 
-def build_figure(segmentation: Segmentation, title: str, faces=(), photo_size=None) -> "Figure":
+def build_figure(segmentation: Segmentation, title: str, boxes=(), photo_size=None) -> "Figure":
     """Three panels: the photo; its class map drawn with a discrete colormap and a colour bar naming each
     class (the seed's figure); the map over the photo, each position over the pixels it owns ("other" left
-    clear), with the 3x3 cells the index stores and each cell's leading label and confidence. ``faces``
-    (boxes ``(x0, y0, x1, y1, confidence)`` in pixels of a photo of ``photo_size = (width, height)``) are
-    outlined on the photo with their confidence."""
+    clear), with the 3x3 cells the index stores and each cell's leading label and confidence. ``boxes``
+    (`indexer.boxes.Box`: faces and objects, in pixels of a photo of ``photo_size = (width, height)``) are
+    outlined on the photo with their label (`indexer.boxes.label`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,18 +102,21 @@ def build_figure(segmentation: Segmentation, title: str, faces=(), photo_size=No
         axes.set_label(name)
 
     photo_axes.imshow(segmentation.pixels)
-    if faces:
+    if boxes:
         from matplotlib.patches import Rectangle
 
         height, width = segmentation.pixels.shape[:2]
         sx, sy = width / photo_size[0], height / photo_size[1]
-        for x0, y0, x1, y1, confidence in faces:
-            photo_axes.add_patch(Rectangle((x0 * sx - 0.5, y0 * sy - 0.5), (x1 - x0) * sx, (y1 - y0) * sy,
-                                           fill=False, edgecolor=FACE_EDGE, linewidth=2))
-            photo_axes.text(x0 * sx, y0 * sy - 4, f"face {confidence:.0%}", color=FACE_EDGE, fontsize=9,
+        for box in boxes:
+            edge = FACE_EDGE if is_face(box) else OBJECT_EDGE
+            photo_axes.add_patch(Rectangle((box.left * sx - 0.5, box.top * sy - 0.5), box.width * sx,
+                                           box.height * sy, fill=False, edgecolor=edge, linewidth=2))
+            photo_axes.text(box.left * sx, box.top * sy - 4, box_label(box), color=edge, fontsize=9,
                             fontweight="bold")
-    faces_note = f", {len(faces)} face{'s' * (len(faces) != 1)}" if faces else ""
-    photo_axes.set_title(f"Photo (working size){faces_note}")
+    faces_found = sum(is_face(box) for box in boxes)
+    counts = [f"{n} {word}{'s' * (n != 1)}" for n, word in ((faces_found, "face"), (len(boxes) - faces_found, "object"))
+              if n]
+    photo_axes.set_title(f"Photo (working size){''.join(', ' + c for c in counts)}")
     photo_axes.axis("off")
 
     drawn = map_axes.matshow(relabeled, cmap=cmap, norm=norm)
@@ -145,11 +151,11 @@ def build_figure(segmentation: Segmentation, title: str, faces=(), photo_size=No
     return figure
 
 
-def save_figure(segmentation: Segmentation, out: Path, title: str, faces=(), photo_size=None) -> None:
+def save_figure(segmentation: Segmentation, out: Path, title: str, boxes=(), photo_size=None) -> None:
     """Write `build_figure` as a PNG."""
     from matplotlib import pyplot as plt
 
-    figure = build_figure(segmentation, title, faces, photo_size)
+    figure = build_figure(segmentation, title, boxes, photo_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(figure)

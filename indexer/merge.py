@@ -39,7 +39,7 @@ IN_CHUNK = store.IN_CHUNK
 LABEL_COLUMNS = {
     "image_labels": ("class_id", "score", "share"),
     "cell_labels": ("cell", "class_id", "score", "coverage"),
-    "faces": store.FACE_COLUMNS,
+    "boxes": store.BOX_COLUMNS,
 }
 
 
@@ -168,10 +168,10 @@ def _check_settings(
 
 def _mismatch(source: str, found: IndexSettings, other: str, expected: IndexSettings) -> MergeError:
     calibrated = found.describe() == expected.describe() and found.calibration != expected.calibration
-    faces = found.faces != expected.faces
+    faces, objects = found.faces != expected.faces, found.objects != expected.objects
     return MergeError(
-        f"cannot merge {source}: it holds labels from {found.describe(calibrated, faces)}, but {other} from "
-        f"{expected.describe(calibrated, faces)}; indexes built with other settings cannot be merged"
+        f"cannot merge {source}: it holds labels from {found.describe(calibrated, faces, objects)}, but {other} "
+        f"from {expected.describe(calibrated, faces, objects)}; indexes built with other settings cannot be merged"
     )
 
 

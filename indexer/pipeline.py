@@ -12,20 +12,21 @@ One run:
    touched keeps its labels.
 3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
    on batches of images of one working shape. The model is loaded only when the first image needs it.
-4. **Faces**: each photo handed to the model is searched for faces on a pool of face threads, as many as
-   decoding threads, each with a detector of its own, beside the model: the face pass costs several times
-   the model, and on either face engine these threads keep every CPU busy (bench/RESULTS.md).
-5. **Commit** each batch in one transaction (image rows with their labels and faces, failures, moves) on a
-   writer thread that also turns the batch's logits into region scores and waits for its faces, so none
+4. **Boxes**: the photos handed to the model go through the detectors (`indexer.detect`: COCO objects,
+   batched, then faces guided by the person boxes) on a pool of detector threads, as many as decoding
+   threads, each with detectors of its own, beside the model, so every CPU stays busy (bench/RESULTS.md).
+5. **Commit** each batch in one transaction (image rows with their labels and boxes, failures, moves) on a
+   writer thread that also turns the batch's logits into region scores and waits for its boxes, so none
    of that holds up the model. A killed run leaves every committed batch whole; the next run skips them,
    by the diff of step 2.
 6. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
-Faces (`indexer.faces`) are looked for in every photo the model labels (step 4), unless the index was built
-without them; on the photo as decoded for the model, so the faces setting never changes its labels.
+Faces (`indexer.faces`) and objects (`indexer.objects`) are looked for in every photo the model labels
+(step 4), unless the index was built without them; on the photo as decoded for the model, so these settings
+never change its labels.
 
-Settings (model, working size, precision, faces) live in the index's meta table. A run with other settings is
+Settings (model, working size, precision, faces, objects) live in the index's meta table. A run with other settings is
 refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
 first committed transaction, so the index never mixes two settings.
 
@@ -52,13 +53,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, faces, ignore, images, regions, store
+from indexer import calibration, detect, faces, ignore, images, regions, store
 from indexer import runtime as runtimes
 from indexer.locking import writer_lock  # noqa: F401  (merge and the tests take it from here)
 from indexer.names import printable
 from indexer.errors import FolderError, ImageReadError, IndexSettingsError, StoreError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
+from indexer.labels import FACE_CLASS
 from indexer.models import DEFAULT_MODEL
 from indexer.models.base import Backbone
 from indexer.store import FileRecord, FileRow, IndexSettings
@@ -77,6 +79,16 @@ DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 RUNNERS = ("local", "ray")
 #: A new index looks for faces unless told not to (``imgidx index --no-faces``).
 DEFAULT_FACES = True
+#: A new index looks for objects unless told not to (``imgidx index --no-objects``).
+DEFAULT_OBJECTS = True
+#: Photos per call of the object detector, when it does not say (``batch``): what it measured fastest at on
+#: TensorFlow (issue 20). The model's batches are cut into such chunks, each searched on a detector thread.
+DEFAULT_DETECT_BATCH = 4
+#: OpenVINO threads of each detector thread's object detector: one, like the face detector's, so the
+#: detector threads (as many as CPUs) and the backbone share the CPUs without waiting on each other. Against
+#: OpenVINO's own choice (all cores each) and against the detector on the model thread after each batch, this
+#: indexed fastest (bench/index_throughput.py, bench/RESULTS.md).
+OBJECT_DETECTOR_THREADS = 1
 
 
 # --- Events -------------------------------------------------------------------------------------------
@@ -174,13 +186,17 @@ class Summary:
     #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
     planning_seconds: float = 0.0
     model_seconds: float = 0.0
-    #: The face threads' time searching photos, summed over them.
+    #: The detector threads' time in the face detector, summed over them.
     face_seconds: float = 0.0
-    #: The writer thread's wait for faces still being searched (not in ``write_seconds``): while this is a
-    #: large share of the run, the face pass sets its pace.
-    face_wait_seconds: float = 0.0
+    #: The detector threads' time in the object detector, summed over them.
+    object_seconds: float = 0.0
+    #: The writer thread's wait for boxes still being searched (not in ``write_seconds``): while this is a
+    #: large share of the run, the box pass sets its pace.
+    box_wait_seconds: float = 0.0
+    #: The faces and the objects stored (`indexer.boxes.STORED_FROM`).
     faces_found: int = 0
-    #: Scoring and committing, on the writer thread, overlapped with the model and the face threads.
+    objects_found: int = 0
+    #: Scoring and committing, on the writer thread, overlapped with the model and the detector threads.
     write_seconds: float = 0.0
     elapsed: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -374,33 +390,45 @@ def _under(path: str, roots: Iterable[str]) -> bool:
 # --- Settings -----------------------------------------------------------------------------------------
 
 
+def default_object_detectors() -> Callable[[], detect.ObjectDetector]:
+    """The loader of the process's object detectors, `objects.Detectors` with `OBJECT_DETECTOR_THREADS`
+    (imported when a run needs it)."""
+    from indexer import objects
+
+    return objects.Detectors(threads=OBJECT_DETECTOR_THREADS)
+
+
 def choose_settings(
     stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool,
-    with_faces: bool | None = None, runtime: str = "auto",
+    with_faces: bool | None = None, runtime: str = "auto", with_objects: bool | None = None,
 ) -> tuple[IndexSettings, bool]:
     """The settings of this run and whether every stored image must be redone.
 
-    Unset ``model``/``size``/``with_faces`` and ``precision``/``runtime`` ``"auto"`` mean: keep the index's
-    own (or the defaults for a new index, `indexer.runtime.choose`). Asking for other settings than the
-    index holds raises `IndexSettingsError` unless ``reindex``.
+    Unset ``model``/``size``/``with_faces``/``with_objects`` and ``precision``/``runtime`` ``"auto"`` mean:
+    keep the index's own (or the defaults for a new index, `indexer.runtime.choose`). Asking for other
+    settings than the index holds raises `IndexSettingsError` unless ``reindex``.
     """
     model = model or (stored.model if stored else DEFAULT_MODEL)
     size = size or (stored.working_size if stored else images.DEFAULT_WORKING_SIZE)
     runtime, precision, quantization = runtimes.choose(stored, model, size, runtime, precision, reindex)
     if with_faces is None:
         with_faces = stored.faces if stored else DEFAULT_FACES
-    chosen = IndexSettings(model, size, precision, faces=with_faces, runtime=runtime, quantization=quantization)
+    if with_objects is None:
+        with_objects = stored.objects if stored else DEFAULT_OBJECTS
+    chosen = IndexSettings(model, size, precision, faces=with_faces, runtime=runtime, quantization=quantization,
+                           objects=with_objects)
     if stored is None:
         return chosen, reindex
     if chosen != stored and not reindex:
         calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
         faces_differ = stored.faces != chosen.faces
+        objects_differ = stored.objects != chosen.objects
         runtime_differs = stored.runtime != chosen.runtime
         raise IndexSettingsError(
-            f"the index holds labels from {stored.describe(calibrated, faces_differ)}, not "
-            f"{chosen.describe(calibrated, faces_differ)}; pass --reindex to rebuild it, or leave out "
-            f"--model/--size/--precision{'/--runtime' * runtime_differs}{'/--faces/--no-faces' * faces_differ} "
-            "to keep its settings"
+            f"the index holds labels from {stored.describe(calibrated, faces_differ, objects_differ)}, not "
+            f"{chosen.describe(calibrated, faces_differ, objects_differ)}; pass --reindex to rebuild it, or leave "
+            f"out --model/--size/--precision{'/--runtime' * runtime_differs}{'/--faces/--no-faces' * faces_differ}"
+            f"{'/--objects/--no-objects' * objects_differ} to keep its settings"
         )
     return chosen, reindex
 
@@ -438,10 +466,12 @@ class Read:
     width: int = 0
     height: int = 0
     shape: tuple[int, int] | None = None
-    #: The decoded photo as the face detector searches it (`faces.detection_pixels`), until it has.
-    face_pixels: np.ndarray | None = None
-    #: The faces found in it and the seconds that took, from a face thread (`_Run.detect`).
-    faces: Future | None = None
+    #: The decoded photo as the detectors search it (`faces.detection_pixels`), until they have.
+    detect_pixels: np.ndarray | None = None
+    #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`_Run.detect`), and
+    #: its place among them.
+    boxes: Future | None = None
+    box_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -475,12 +505,17 @@ class _Run:
     """The state of one indexing run (see the module docstring)."""
 
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
-                 process=None, load_detector=None):
+                 process=None, load_detector=None, load_object_detector=None):
         self.engine = engine
-        self.load_detector = load_detector or faces.Detectors()
-        #: The detectors not searching a photo just now: one per face thread, so none waits for another's.
-        self.detectors: queue.SimpleQueue[faces.FaceDetector] | None = None
-        self.face_pool: ThreadPoolExecutor | None = None
+        self.load_detector = (load_detector or faces.Detectors()) if settings.faces else None
+        self.load_object_detector = (load_object_detector or default_object_detectors()) if settings.objects else None
+        #: The detectors not searching photos just now: a pair (faces, objects) per detector thread, so none
+        #: waits for another's.
+        self.detectors: queue.SimpleQueue[tuple] | None = None
+        self.detect_pool: ThreadPoolExecutor | None = None
+        #: Photos waiting for the object detector: searched in chunks of its batch (`DEFAULT_DETECT_BATCH`).
+        self.undetected: list[Read] = []
+        self.detect_batch = DEFAULT_DETECT_BATCH
         self.process_tasks = process or _Run.process
         self.roots = roots
         self.load_backbone = load_backbone
@@ -553,8 +588,8 @@ class _Run:
             return Read(task, content.digest, source=self.known_source(task, content.digest))
         decoded = content.decoded
         read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
-        if self.settings.faces:
-            read.face_pixels = faces.detection_pixels(decoded.pixels)
+        if self.settings.faces or self.settings.objects:
+            read.detect_pixels = faces.detection_pixels(decoded.pixels)
         if self.stride is not None:
             self.resize(read)
         return read
@@ -599,7 +634,9 @@ class _Run:
             if read.shape is None:
                 self.resize(read)
             if self.detectors is not None:
-                read.faces = self.face_pool.submit(self.detect, read)
+                self.undetected.append(read)
+                if len(self.undetected) >= self.detect_batch:
+                    self.start_detecting()
             group = self.waiting.setdefault(read.shape, [])
             group.append(read)
             if len(group) >= self.batch:
@@ -640,9 +677,12 @@ class _Run:
                 f"but the index is built with {self.settings.describe()}"
             )
         check_size(backbone, self.settings.working_size)
-        if self.settings.faces:
+        if self.settings.faces or self.settings.objects:
             self.detectors = queue.SimpleQueue()
-            self.detectors.put(self.load_detector())
+            first = self.new_detectors()
+            self.detectors.put(first)
+            # Faces alone search each photo as soon as it is decoded; objects go in the detector's batches.
+            self.detect_batch = (getattr(first[1], "batch", None) or DEFAULT_DETECT_BATCH) if first[1] else 1
         self.summary.load_seconds = time.perf_counter() - start
         self.emit(ModelLoaded(self.settings.model, self.summary.load_seconds))
         self.stride = total_stride(backbone.layers)
@@ -653,6 +693,8 @@ class _Run:
     def infer(self, shape: tuple[int, int]) -> None:
         """Run the model on the waiting images of ``shape``; scoring and storing go to the writer thread."""
         group = self.waiting.pop(shape)
+        if any(read.boxes is None for read in group if read.detect_pixels is not None):
+            self.start_detecting()  # the writer will wait for their boxes
         start = time.perf_counter()
         seen = views(self.backbone, np.stack([r.pixels for r in group]), self.poolings)
         self.summary.model_seconds += time.perf_counter() - start
@@ -661,32 +703,54 @@ class _Run:
         self.labelled_pending = True
         self.commit()
 
-    def detect(self, read: Read) -> tuple[list[faces.Face], float]:
-        """Face thread: the faces of a photo on its way to the model, and the seconds spent. The face pass
-        costs several times the model (bench/RESULTS.md), so it runs on as many threads as decoding, beside
-        the model and the writer, each thread with a detector of its own: the first is loaded with the model,
-        the others when a thread finds none free (at most one per thread), in that thread."""
-        try:
-            detector = self.detectors.get_nowait()
-        except queue.Empty:
-            detector = self.load_detector()
-        start = time.perf_counter()
-        try:
-            found = detector.detect(read.face_pixels, (read.width, read.height))
-        finally:
-            self.detectors.put(detector)
-        read.face_pixels = None
-        return found, time.perf_counter() - start
+    def new_detectors(self) -> tuple:
+        """A detector thread's own detectors: (faces, objects), None where the index has that one off."""
+        return (self.load_detector() if self.load_detector else None,
+                self.load_object_detector() if self.load_object_detector else None)
 
-    def faces_of(self, read: Read) -> list[faces.Face]:
-        """Writer thread: the faces of a photo the model has labelled, once its face thread has them."""
+    def start_detecting(self) -> None:
+        """Hand the photos waiting for their boxes to a detector thread, as one batch."""
+        if self.undetected:
+            reads, self.undetected = self.undetected, []
+            job = self.detect_pool.submit(self.detect, reads)
+            job.reads = reads
+            for i, read in enumerate(reads):
+                read.boxes, read.box_index = job, i
+
+    def detect(self, reads: list[Read]) -> detect.Found:
+        """Detector thread: the boxes of photos on their way to the model (`indexer.detect`). The box pass
+        costs as much as the model or more (bench/RESULTS.md), so it runs on as many threads as decoding,
+        beside the model and the writer, each thread with detectors of its own: the first are loaded with the
+        model, the others when a thread finds none free (at most one pair per thread), in that thread."""
+        try:
+            face_detector, object_detector = self.detectors.get_nowait()
+        except queue.Empty:
+            face_detector, object_detector = self.new_detectors()
+        try:
+            return detect.find([r.detect_pixels for r in reads], [(r.width, r.height) for r in reads],
+                               face_detector, object_detector)
+        finally:
+            self.detectors.put((face_detector, object_detector))
+            for read in reads:
+                read.detect_pixels = None
+
+    def boxes_of(self, read: Read) -> list:
+        """Writer thread: the boxes of a photo the model has labelled, once its detector thread has them."""
         start = time.perf_counter()
-        found, seconds = read.faces.result()
-        self.summary.face_wait_seconds += time.perf_counter() - start
-        read.faces = None
-        self.summary.face_seconds += seconds
-        self.summary.faces_found += len(found)
-        return found
+        found = read.boxes.result()
+        self.summary.box_wait_seconds += time.perf_counter() - start
+        if read.box_index == 0:  # the batch's time, counted once
+            self.summary.face_seconds += found.face_seconds
+            self.summary.object_seconds += found.object_seconds
+        boxes = found.boxes[read.box_index]
+        read.boxes = None
+        return boxes
+
+    def count_boxes(self, scores: regions.Regions) -> None:
+        """Count the faces and objects a photo stores (`Summary.faces_found`, `Summary.objects_found`)."""
+        faces_found = sum(box.class_id == FACE_CLASS for box in scores.boxes)
+        self.summary.faces_found += faces_found
+        self.summary.objects_found += len(scores.boxes) - faces_found
 
     def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
         """Hand everything pending to the writer thread as one transaction.
@@ -717,12 +781,13 @@ class _Run:
         if self.write_failed:
             raise RuntimeError("not written: an earlier transaction of this run failed")
         try:
-            start, waited = time.perf_counter(), self.summary.face_wait_seconds
+            start, waited = time.perf_counter(), self.summary.box_wait_seconds
             saves = list(job.saves)
             for group, seen in job.scored:
                 for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
-                    if read.faces is not None:
-                        scores = regions.with_faces(scores, self.faces_of(read), read.width, read.height)
+                    if read.boxes is not None:
+                        scores = regions.with_boxes(scores, self.boxes_of(read), read.width, read.height)
+                        self.count_boxes(scores)
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
@@ -748,7 +813,7 @@ class _Run:
 
             with _store_errors(self.engine):
                 store.transaction(self.engine, transaction)
-            self.summary.write_seconds += time.perf_counter() - start - (self.summary.face_wait_seconds - waited)
+            self.summary.write_seconds += time.perf_counter() - start - (self.summary.box_wait_seconds - waited)
         except BaseException:
             self.write_failed = True
             raise
@@ -766,7 +831,7 @@ class _Run:
         self.record_skipped(found.skipped, {r.path: r for r in records})
         self.summary.planning_seconds = time.perf_counter() - started
         self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
-        self.face_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-faces")
+        self.detect_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-detect")
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
                 try:
@@ -781,14 +846,15 @@ class _Run:
                     while self.writes:
                         self.collect(wait=True)
                 except BaseException:
-                    # The photos not handed to the writer will not be stored: their faces need no search. The
-                    # writer still stores the batches it holds, with their faces.
+                    # The photos not handed to the writer will not be stored: their boxes need no search. The
+                    # writer still stores the batches it holds, with their boxes.
+                    unstored = {id(read) for read in itertools.chain.from_iterable(self.waiting.values())}
                     for read in itertools.chain.from_iterable(self.waiting.values()):
-                        if read.faces is not None:
-                            read.faces.cancel()
+                        if read.boxes is not None and all(id(r) in unstored for r in read.boxes.reads):
+                            read.boxes.cancel()
                     raise
         finally:
-            self.face_pool.shutdown()
+            self.detect_pool.shutdown()
         self.summary.elapsed = time.perf_counter() - started
         self.summary.done = self.done
         return self.summary
@@ -871,6 +937,8 @@ def index(
     with_faces: bool | None = None,
     load_detector: Callable[[], faces.FaceDetector] | None = None,
     runtime: str = "auto",
+    with_objects: bool | None = None,
+    load_object_detector: Callable[[], detect.ObjectDetector] | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -892,10 +960,13 @@ def index(
     ``exclude`` globs, and each root folder's ``.imgidxignore``, leave files and folders out of the walk
     (`indexer.ignore`); excluded files already in the index are pruned like deleted ones.
 
-    ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels; None keeps the index's
-    setting (a new index: `DEFAULT_FACES`). ``load_detector()`` gives a detector for one face thread: called
-    with the model's loading, then by each further face thread that needs one (at most ``workers`` calls in
-    all); the default, `faces.Detectors`, reuses the process's detectors from run to run.
+    ``with_faces`` looks for faces (`indexer.faces`) in every photo the model labels, ``with_objects`` for
+    COCO objects (`indexer.objects`); None keeps the index's setting (a new index: `DEFAULT_FACES`,
+    `DEFAULT_OBJECTS`). ``load_detector()`` gives a face detector for one detector thread, and
+    ``load_object_detector()`` an object detector: each called with the model's loading, then by each further
+    detector thread that needs one (at most ``workers`` calls in all); the defaults, `faces.Detectors` and
+    `objects.Detectors`, reuse the process's detectors from run to run. Neither is called for a detector the
+    index has off.
     """
     started = time.perf_counter()
     batch = batch or DEFAULT_BATCH
@@ -922,7 +993,7 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(
-                store.read_settings(conn), model, size, precision, reindex, with_faces, runtime
+                store.read_settings(conn), model, size, precision, reindex, with_faces, runtime, with_objects
             )
         if check_model is not None:
             check_model(settings)
@@ -930,7 +1001,7 @@ def index(
             found = list_files(real_roots, database_files(engine), rules)
             run = _Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
-                on_event, process, load_detector,
+                on_event, process, load_detector, load_object_detector,
             )
             return run.run(found, started)
         finally:

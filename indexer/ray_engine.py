@@ -9,9 +9,10 @@ files and resume after a kill behave the same. What moves onto the cluster:
 - **read** (`read_batch`, stateless tasks): read each file, hash it, and decode it at reduced size unless
   the index already holds its content (the driver's known content hashes travel once through the object
   store, as a sorted array of digests);
-- **model** (`ModelActor`, one per worker): load the backbone once, resize to the working shape, run it on
-  the batch grouped by shape, and turn the class maps into region scores, so only the small `Regions`
-  come back to the driver. Failures inside an actor come back as a row carrying the pickled exception,
+- **model** (`ModelActor`, one per worker): load the backbone (and the detectors) once, resize to the
+  working shape, run it on the batch grouped by shape, find the boxes (`indexer.detect`, on the decoded
+  photos, as the local engine), and turn the class maps and boxes into region scores, so only the small
+  `Regions` come back to the driver. Failures inside an actor come back as a row carrying the pickled exception,
   so the user sees the same one-line error as with the local engine, not a Ray traceback.
 
 The driver alone writes the index, one transaction per batch of results: with SQLite that is the only
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from indexer import calibration, faces, ignore, images, regions
+from indexer import calibration, detect, faces, ignore, images, regions
 from indexer.errors import EngineError, IndexSettingsError, ImgidxError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
@@ -115,9 +116,11 @@ class ModelActor:
     """Ray actor: one loaded backbone; class maps in, region scores out (see the module docstring)."""
 
     def __init__(self, load_backbone: Callable[[IndexSettings], "Backbone"], settings: IndexSettings,
-                 threads: int | None, load_detector: Callable[[], "faces.FaceDetector"] | None = None):
+                 threads: int | None, load_detector: Callable[[], "faces.FaceDetector"] | None = None,
+                 load_object_detector: Callable[[], "detect.ObjectDetector"] | None = None):
         self.settings = settings
         self.detector = None
+        self.object_detector = None
         self.fatal: BaseException | None = None
         self.calibration = calibration.for_model(settings.model)
         if threads:
@@ -132,6 +135,8 @@ class ModelActor:
             check_size(self.backbone, settings.working_size)
             if settings.faces:
                 self.detector = (load_detector or faces.load_detector)()
+            if settings.objects:
+                self.object_detector = (load_object_detector or _load_object_detector)()
             self.stride = total_stride(self.backbone.layers)
             self.poolings = Poolings(self.backbone)
         except Exception as exc:
@@ -157,17 +162,28 @@ class ModelActor:
                 start = time.perf_counter()
                 seen = views(self.backbone, np.stack([pixels[i] for i in members]), self.poolings)
                 share = (time.perf_counter() - start) / len(members)
-                for i, scores in zip(members, regions.score_batch(seen, self.calibration)):
-                    if self.detector is not None:  # as the local engine: on the decoded photo
-                        found = self.detector.detect(faces.detection_pixels(batch["pixels"][i]),
-                                                     (out["width"][i], out["height"][i]))
-                        scores = regions.with_faces(scores, found, out["width"][i], out["height"][i])
+                sizes = [(out["width"][i], out["height"][i]) for i in members]
+                found = [[] for _ in members]
+                if self.detector is not None or self.object_detector is not None:  # as the local engine
+                    found = detect.find([faces.detection_pixels(batch["pixels"][i]) for i in members], sizes,
+                                        self.detector, self.object_detector).boxes
+                for i, scores, boxes, (width, height) in zip(
+                    members, regions.score_batch(seen, self.calibration), found, sizes
+                ):
+                    if self.detector is not None or self.object_detector is not None:
+                        scores = regions.with_boxes(scores, boxes, width, height)
                     out["regions"][i] = pickle.dumps(scores, protocol=pickle.HIGHEST_PROTOCOL)
                     out["model_seconds"][i] = share
         except Exception as exc:
             out["kind"] = [FATAL] * rows
             out["regions"] = [_pickled_error(exc)] * rows
         return out
+
+
+def _load_object_detector() -> "detect.ObjectDetector":
+    from indexer import objects
+
+    return objects.load_detector()
 
 
 def _pickled_error(exc: BaseException) -> bytes:
@@ -321,7 +337,8 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
             )
             .map_batches(
                 ModelActor,
-                fn_constructor_args=(run.load_backbone, run.settings, threads, run.load_detector),
+                fn_constructor_args=(run.load_backbone, run.settings, threads, run.load_detector,
+                                     run.load_object_detector),
                 batch_size=run.batch,
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=MODEL_ACTOR_CPUS,
@@ -347,7 +364,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
                     read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]))
                     scores = pickle.loads(batch["regions"][i])
                     run.saves.append((run.labelled_row(read), scores))
-                    run.summary.faces_found += len(scores.faces)
+                    run.count_boxes(scores)
                     run.summary.indexed += 1
                     run.summary.model_seconds += float(batch["model_seconds"][i])
                     run.summary.model_loaded = True

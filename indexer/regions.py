@@ -35,9 +35,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from indexer import boxes as box_rules
+from indexer.boxes import Box
 from indexer.calibration import Calibration
-from indexer.geometry import GRID, Geometry, cell_bounds
-from indexer.labels import FACE_CLASS
+from indexer.geometry import GRID, Geometry
 
 CELLS = GRID * GRID
 CELL_TOP_K = 12
@@ -89,12 +90,12 @@ class View(NamedTuple):
 
 
 class Regions(NamedTuple):
-    """What the index stores for one image; ``faces`` are boxes ``(x0, y0, x1, y1, confidence)`` in photo
-    pixels (`indexer.faces.Face`), when the index looks for faces."""
+    """What the index stores for one image; ``boxes`` are the detectors' (`indexer.boxes.Box`: faces and
+    objects, in photo pixels), best first, when the index looks for them."""
 
     image_labels: list[ImageLabel]
     cell_labels: list[CellLabel]
-    faces: tuple = ()
+    boxes: tuple[Box, ...] = ()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -173,36 +174,17 @@ def score_batch(views: list[View], calibration: Calibration) -> list[Regions]:
     return results
 
 
-def face_scores(faces, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: the chance that some face lies there, and the share of the cell that face boxes cover.
-
-    A face counts in a cell with its confidence times the share of its box inside the cell, so a face
-    wholly inside a cell counts fully however small it is, and one across two cells counts in both by
-    halves; several faces combine as independent chances (``1 - prod(1 - p)``). Faces are already
-    probabilities: the face label is read as stored (`indexer.calibration`).
-    """
-    cells = cell_bounds(width, height)
-    miss = np.ones(CELLS)
-    covered = np.zeros(CELLS)
-    for x0, y0, x1, y1, confidence in faces:
-        overlap = (np.clip(np.minimum(x1, cells[:, 2]) - np.maximum(x0, cells[:, 0]), 0, None)
-                   * np.clip(np.minimum(y1, cells[:, 3]) - np.maximum(y0, cells[:, 1]), 0, None))
-        area = max((x1 - x0) * (y1 - y0), np.finfo(float).tiny)
-        miss *= 1.0 - confidence * overlap / area
-        covered += overlap
-    cell_area = (cells[:, 2] - cells[:, 0]) * (cells[:, 3] - cells[:, 1])
-    return 1.0 - miss, np.minimum(1.0, covered / cell_area)
-
-
-def with_faces(regions: Regions, faces, width: int, height: int) -> Regions:
-    """``regions`` with ``faces`` and the face label's rows (`face_scores`): every cell a face reaches
-    from `SCORE_FLOOR` up, and for the photo its best cell's score and the share the boxes cover."""
-    faces = tuple(tuple(float(v) for v in face) for face in faces)
-    if not faces:
-        return regions._replace(faces=())
-    scores, coverage = face_scores(faces, width, height)
-    cell_labels = [CellLabel(c, FACE_CLASS, float(scores[c]), float(coverage[c]))
-                   for c in range(CELLS) if scores[c] >= SCORE_FLOOR]
-    share = min(1.0, sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1, _ in faces) / (width * height))
-    image_label = ImageLabel(FACE_CLASS, float(scores.max()), float(share))
-    return Regions(regions.image_labels + [image_label], regions.cell_labels + cell_labels, faces)
+def with_boxes(regions: Regions, boxes, width: int, height: int) -> Regions:
+    """``regions`` with the detectors' ``boxes`` (best first, `indexer.boxes.best_first`) and, for each class
+    they hold, its rows (`indexer.boxes.cell_scores`): every cell a class reaches from `SCORE_FLOOR` up, and
+    for the photo its best cell's score and the share its boxes cover."""
+    boxes = box_rules.best_first(boxes)
+    if not boxes:
+        return regions._replace(boxes=())
+    image_labels, cell_labels = list(regions.image_labels), list(regions.cell_labels)
+    for class_id, found in box_rules.by_class(boxes).items():
+        scores, coverage = box_rules.cell_scores(found, width, height)
+        cell_labels += [CellLabel(c, class_id, float(scores[c]), float(coverage[c]))
+                        for c in range(CELLS) if scores[c] >= SCORE_FLOOR]
+        image_labels.append(ImageLabel(class_id, float(scores.max()), float(box_rules.photo_share(found, width, height))))
+    return Regions(image_labels, cell_labels, boxes)

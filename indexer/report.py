@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from indexer import boxes as box_rules
+from indexer.boxes import Box
 from indexer.calibration import JSON_DECIMALS, percent
 from indexer.geometry import CELL_NAMES, GRID
+from indexer.labels import class_name
 from indexer.names import printable, stored
-from indexer.store import ImageReport, IndexStats, StoredFace, StoredLabel
+from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
 
 if TYPE_CHECKING:
@@ -39,7 +42,9 @@ def summary_text(summary: "Summary") -> str:
     if not summary.model_loaded:
         return f"{', '.join(parts)} in {summary.elapsed:.1f} s (no model run)"
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
-    found = f"; {summary.faces_found} face{'s' * (summary.faces_found != 1)} found" if summary.faces_found else ""
+    found = [_plural(summary.objects_found, "object")] if summary.objects_found else []
+    found += [_plural(summary.faces_found, "face")] if summary.faces_found else []
+    found = f"; {' and '.join(found)} found" if found else ""
     return (
         f"{', '.join(parts)} in {summary.elapsed:.1f} s ({summary.settings.describe()}, model loaded in "
         f"{summary.load_seconds:.1f} s{rate}){found}"
@@ -74,23 +79,65 @@ def image_json(report: ImageReport) -> dict:
             for cell, labels in enumerate(report.cells)
         ],
         "faces": None if report.faces is None else [
-            {"box": [face.x0, face.y0, face.x1, face.y1], "confidence": round(face.confidence, JSON_DECIMALS)}
+            {"box": _pixels(face), "confidence": round(box_rules.confidence(face), JSON_DECIMALS)}
             for face in report.faces
+        ],
+        "objects": None if report.objects is None else [
+            {"class": box.class_id, "name": class_name(box.class_id), "box": _pixels(box),
+             "confidence": round(box_rules.confidence(box), JSON_DECIMALS)}
+            for box in report.objects
         ],
     }
 
 
-def faces_text(faces: list[StoredFace] | None) -> list[str]:
-    """The faces of one photo, best first: confidence and box in pixels of the photo as seen."""
+def _pixels(box: Box) -> list[float]:
+    return [box.left, box.top, box.right, box.bottom]
+
+
+def _where(box: Box) -> str:
+    """A box's place in pixels of the photo as seen."""
+    return (f"x {box.left:.0f}-{box.right:.0f}, y {box.top:.0f}-{box.bottom:.0f} "
+            f"({box.right - box.left:.0f}x{box.bottom - box.top:.0f} px)")
+
+
+def _weaker(found: list[Box], shown: list[Box]) -> str:
+    left_out = len(found) - len(shown)
+    return f" (and {left_out} under {percent(box_rules.SHOWN_FROM)})" if left_out else ""
+
+
+def faces_text(faces: list[Box] | None) -> list[str]:
+    """The faces of one photo a query finds (`indexer.boxes.SHOWN_FROM`), best first: confidence and box in
+    pixels of the photo as seen."""
     if faces is None:
         return ["faces: not looked for (indexed with --no-faces)"]
-    lines = [f"faces: {len(faces)}"]
-    for number, face in enumerate(faces, start=1):
-        lines.append(
-            f"  {number}. {percent(face.confidence):>4}  x {face.x0:.0f}-{face.x1:.0f}, y {face.y0:.0f}-{face.y1:.0f} "
-            f"({face.x1 - face.x0:.0f}x{face.y1 - face.y0:.0f} px)"
-        )
+    shown = [face for face in faces if box_rules.worth_showing(face)]
+    lines = [f"faces: {len(shown)}{_weaker(faces, shown)}"]
+    for number, face in enumerate(shown, start=1):
+        lines.append(f"  {number}. {percent(box_rules.confidence(face)):>4}  {_where(face)}")
     return lines
+
+
+def objects_text(objects: list[Box] | None) -> list[str]:
+    """The objects of one photo a query finds (`indexer.boxes.SHOWN_FROM`), per class (the class with the
+    best box first), each best first: its drawn label (`indexer.boxes.label`: class and confidence) and box
+    in pixels of the photo as seen."""
+    if objects is None:
+        return ["objects: not looked for (indexed with --no-objects)"]
+    shown = [box for box in objects if box_rules.worth_showing(box)]
+    classes = list(dict.fromkeys(box.class_id for box in shown))
+    counts = ", ".join(f"{sum(b.class_id == c for b in shown)} {class_name(c)}" for c in classes)
+    lines = [f"objects: {len(shown)}" + (f" ({counts})" if shown else "") + _weaker(objects, shown)]
+    ordered = [box for c in classes for box in shown if box.class_id == c]
+    width = max((len(box_rules.label(box)) for box in ordered), default=0)
+    for number, box in enumerate(ordered, start=1):
+        lines.append(f"  {number}. {box_rules.label(box):<{width}}  {_where(box)}")
+    return lines
+
+
+def boxes_text(found: list[Box], faces: bool, objects: bool) -> list[str]:
+    """`faces_text` and `objects_text` of one photo's boxes, for the detectors that were run."""
+    lines = faces_text([b for b in found if box_rules.is_face(b)]) if faces else []
+    return lines + (objects_text([b for b in found if not box_rules.is_face(b)]) if objects else [])
 
 
 def _grid(cells: list[list[StoredLabel]]) -> list[str]:
@@ -124,6 +171,7 @@ def image_text(report: ImageReport, top: int) -> str:
     lines.append("grid (leading class and confidence per cell):")
     lines += _grid(report.cells)
     lines += faces_text(report.faces)
+    lines += objects_text(report.objects)
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from indexer import calibration, labels
+from indexer import boxes as box_rules, calibration, labels
+from indexer.boxes import Box
 from indexer.geometry import CELL_NAMES
 from indexer.names import restored, stored
 from indexer.errors import DamagedIndexError, SchemaVersionError, StoreError
@@ -32,12 +33,16 @@ T = TypeVar("T")
 
 #: 2: scores are evidence read through a calibration (`indexer.calibration`), recorded in meta.
 #: 3: the faces table and the face class (`indexer.labels.FACE_CLASS`), meta 'faces'.
-SCHEMA_VERSION = 3
-#: The oldest version whose labels this one keeps: its upgrade only adds what faces need (`_upgrade`).
+#: 4: the boxes table of every detector (faces and COCO objects) instead of faces, the object classes
+#: (`indexer.labels.object_class`), meta 'objects'.
+SCHEMA_VERSION = 4
+#: The oldest version whose labels this one keeps: its upgrade only adds what the detectors need (`_upgrade`).
 LABELS_KEPT_FROM = 2
+#: The version that stored faces in a table of their own, which version 4 turned into the boxes table.
+FACES_TABLE_VERSION = 3
 DB_ENV = "IMGIDX_DB"
 DEFAULT_DB_NAME = "index.db"
-TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "faces")
+TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes")
 SQLITE_BUSY_TIMEOUT_S = 30
 #: The backends an index can live in: the write path needs their INSERT ... ON CONFLICT.
 BACKENDS = ("sqlite", "postgresql")
@@ -280,7 +285,7 @@ def open_index(db: str, create: bool = True, readonly: bool = False, upgrade: bo
                 return probe
             probe.dispose()
     engine = create_engine(db, readonly=readonly)
-    return _checked(engine, db, create=create, make=create, upgrade=upgrade, readonly=readonly)
+    return _checked(engine, db, create=create, make=create and not readonly, upgrade=upgrade, readonly=readonly)
 
 
 def _check_folder(path: Path) -> None:
@@ -319,6 +324,8 @@ def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool, r
             else:
                 found = _check_version(conn, db, upgrade, write=make, readonly=readonly)
                 if found == SCHEMA_VERSION or make:  # an older one: the writing open after this upgrades it
+                    if found != SCHEMA_VERSION:  # upgraded just now: its tables are this version's
+                        existing = set(sa.inspect(conn).get_table_names())
                     _check_tables(conn, db, existing, upgrade, repair=make and upgrade)
     except DBAPIError as exc:
         engine.dispose()
@@ -342,6 +349,15 @@ def _class_row(cls: labels.ImageNetClass) -> dict:
     return {"class_id": cls.index, "wnid": cls.wnid, "name": cls.name, "names": ", ".join(cls.names)}
 
 
+def _ancestor_rows() -> list[dict]:
+    """Every class's WordNet ancestors (`labels.ancestors`, one list per class id of `labels.all_classes`)."""
+    return [
+        {"class_id": index, "ancestor_wnid": a.wnid, "ancestor_name": a.lemma}
+        for index, chain in enumerate(labels.ancestors())
+        for a in chain
+    ]
+
+
 def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, readonly: bool = False) -> int:
     """Refuse an index this version cannot read; bring an older one up to date when opened for writing
     (``write``; version 1 only with ``upgrade``). A read-only opening of an older index is refused, since
@@ -361,23 +377,40 @@ def _check_version(conn: sa.Connection, db: str, upgrade: bool, write: bool, rea
         )
     if found < SCHEMA_VERSION:
         if readonly:
-            raise SchemaVersionError(
-                f"{shown(db)} has schema version {found}, from before faces; bring it up to date (its labels are "
-                f"kept): imgidx index FOLDER --db {shown(db)}, with --reindex to find faces too"
-            )
+            raise SchemaVersionError(_upgrade_message(shown(db), found))
         if write:
             _upgrade(conn, found)
     return found
 
 
+def _upgrade_message(db: str, found: int) -> str:
+    """What to run on an index of schema version ``found`` (>= `LABELS_KEPT_FROM`) that a read-only command
+    cannot read: any writing run upgrades it in place, and what it lacks needs the photos read again."""
+    if found < FACES_TABLE_VERSION:
+        return (f"{db} has schema version {found}, from before faces; bring it up to date (its labels are kept): "
+                f"imgidx index FOLDER --db {db}, with --reindex to find faces too")
+    return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces are "
+            f"kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
+
+
+#: The settings an upgrade records 'off' where the index has none: what its images were never searched for.
+DETECTOR_KEYS = ("faces", "objects")
+
+
 def _upgrade(conn: sa.Connection, found: int) -> None:
     """Bring an index of schema version ``found`` up to this one, in the caller's transaction.
 
-    Version 2 -> 3 adds the faces table and the face class and keeps every label: its images were labelled
-    without faces, so its settings say faces 'off' (a run that wants faces needs ``--reindex``, as for any
-    other setting). Version 1 -> 2: version 1's scores were mean probabilities with no calibration, which
-    cannot be turned into evidence. Files stay (paths, hashes, failures); every label goes and every
-    image is due, so the ``--reindex`` run that asked for this relabels them.
+    Version 3 -> 4 turns the faces table into the boxes table (each face a box of `labels.FACE_CLASS`, its
+    number and numbers kept) and adds the object classes; its face labels stay as they are, and its images
+    were never searched for objects, so its settings say objects 'off' (finding them means reading every
+    photo again: ``--objects --reindex``). Version 2 -> 4 adds the boxes table and the face and object
+    classes and keeps every label: its images were labelled without faces or objects, so both are 'off'.
+    A run that wants a detector an index was built without needs ``--reindex``, as for any other setting.
+    Version 1: its scores were mean probabilities with no calibration, which cannot be turned into evidence.
+    Files stay (paths, hashes, failures); every label goes and every image is due, so the ``--reindex`` run
+    that asked for this relabels them.
+    Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
+    (`labels.all_classes`, `labels.ancestors`).
     """
     for statement in schema_statements(conn.dialect.name):
         conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables and indexes missing
@@ -386,12 +419,68 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     missing = [_class_row(c) for c in labels.all_classes() if c.index not in known]
     if missing:
         conn.execute(t.classes.insert(), missing)
+    pairs = sa.select(t.class_ancestors.c.class_id, t.class_ancestors.c.ancestor_wnid)
+    known_pairs = {tuple(row) for row in conn.execute(pairs)}
+    missing = [row for row in _ancestor_rows() if (row["class_id"], row["ancestor_wnid"]) not in known_pairs]
+    if missing:
+        conn.execute(t.class_ancestors.insert(), missing)
+    if "faces" in sa.inspect(conn).get_table_names():  # version 3: its faces become boxes
+        columns = ", ".join(c for c in BOX_COLUMNS if c not in ("box", "class_id"))
+        conn.execute(sa.text(
+            f"INSERT INTO boxes (image_id, box, class_id, {columns}) "
+            f"SELECT image_id, face, :face, {columns} FROM faces"
+        ), {"face": labels.FACE_CLASS})
+        conn.exec_driver_sql("DROP TABLE faces")
+        _rescore_faces(conn, t)
     if found < LABELS_KEPT_FROM:
         mark_all_stale(conn, t, drop_labels=True)
         conn.execute(t.meta.delete().where(t.meta.c.key.in_(SETTING_KEYS)))
-    elif all(key in read_meta(conn) for key in SETTING_KEYS if key != "faces"):
-        conn.execute(t.meta.insert(), [{"key": "faces", "value": FACES_OFF}])
+    else:
+        meta = read_meta(conn)
+        if all(key in meta for key in SETTING_KEYS if key not in DETECTOR_KEYS):
+            off = [{"key": key, "value": DETECTOR_OFF} for key in DETECTOR_KEYS if key not in meta]
+            if off:
+                conn.execute(t.meta.insert(), off)
+        _record_box_calibration(conn, t, meta)
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+
+def _rescore_faces(conn: sa.Connection, t: Tables) -> None:
+    """The face label's rows made again from the kept face boxes by today's rule (`boxes.cell_scores`), so an
+    upgraded index reads its faces as a new one would (version 3 spread a face over cells by its share)."""
+    from indexer import regions  # numpy: a writing open only
+
+    faces = conn.execute(
+        sa.select(t.boxes.c.image_id, t.images.c.width, t.images.c.height, *(t.boxes.c[c] for c in BOX_COLUMNS[1:]))
+        .join(t.images, t.images.c.image_id == t.boxes.c.image_id)
+        .where(t.boxes.c.class_id == labels.FACE_CLASS)
+        .order_by(t.boxes.c.image_id, t.boxes.c.box)
+    ).all()
+    by_image: dict[int, tuple[int, int, list[Box]]] = {}
+    for image_id, width, height, *box in faces:
+        by_image.setdefault(image_id, (width, height, []))[2].append(Box(*box))
+    for column in (t.cell_labels.c, t.image_labels.c):
+        table = column.image_id.table
+        conn.execute(table.delete().where(column.class_id == labels.FACE_CLASS))
+    cell_rows, image_rows = [], []
+    for image_id, (width, height, found) in by_image.items():
+        scored = regions.with_boxes(regions.Regions([], []), found, width, height)
+        cell_rows += [{"image_id": image_id, **label._asdict()} for label in scored.cell_labels]
+        image_rows += [{"image_id": image_id, **label._asdict()} for label in scored.image_labels]
+    if cell_rows:
+        conn.execute(t.cell_labels.insert(), cell_rows)
+    if image_rows:
+        conn.execute(t.image_labels.insert(), image_rows)
+
+
+def _record_box_calibration(conn: sa.Connection, t: Tables, meta: dict[str, str]) -> None:
+    """An upgraded index whose classifier calibration is this imgidx's records the boxes' too
+    (`calibration.index_version`): its face rows are scored by today's rule (`_rescore_faces`), and it has no
+    object rows."""
+    model, version = meta.get("model"), meta.get("calibration")
+    if model and version == calibration.for_model(model).version:
+        conn.execute(t.meta.update().where(t.meta.c.key == "calibration")
+                     .values(value=calibration.index_version(version)))
 
 
 @dataclass(frozen=True)
@@ -404,7 +493,7 @@ class Tables:
     images: sa.Table
     image_labels: sa.Table
     cell_labels: sa.Table
-    faces: sa.Table
+    boxes: sa.Table
 
 
 def tables(bind: Engine | sa.Connection) -> Tables:
@@ -482,9 +571,10 @@ def read_meta(conn: sa.Connection) -> dict[str, str]:
 
 # --- Settings: the model, working size and precision every label row of the index was computed with ---
 
-SETTING_KEYS = ("model", "working_size", "precision", "calibration", "faces")
-#: How meta stores the faces setting.
-FACES_ON, FACES_OFF = "on", "off"
+SETTING_KEYS = ("model", "working_size", "precision", "calibration", "faces", "objects")
+#: How meta stores the faces and objects settings (`DETECTOR_KEYS`).
+DETECTOR_ON, DETECTOR_OFF = "on", "off"
+FACES_ON, FACES_OFF = DETECTOR_ON, DETECTOR_OFF
 #: The runtime of an index whose meta names none (written before `indexer.runtime`).
 DEFAULT_RUNTIME = "tf"
 #: The ``error`` of a file the walk skipped starts with this; the reason follows (see schema.sql).
@@ -497,7 +587,8 @@ IN_CHUNK = 500
 class IndexSettings:
     """How an index's labels were computed; one index never mixes two settings. ``calibration`` is the
     version of `indexer.calibration` its scores are read with (left out: the model's current one);
-    ``faces``, whether every labelled image went through the face detector (`indexer.faces`).
+    ``faces``, whether every labelled image went through the face detector (`indexer.faces`), ``objects``
+    through the object detector (`indexer.objects`).
     ``runtime`` runs the network (`indexer.runtime`; indexes from before it were all ``tf``), and an int8
     model's ``quantization`` names the photos it was calibrated on (`indexer.runtime.photos`)."""
 
@@ -508,16 +599,18 @@ class IndexSettings:
     faces: bool = True
     runtime: str = DEFAULT_RUNTIME
     quantization: str = ""
+    objects: bool = True
 
     def __post_init__(self) -> None:
         if not self.calibration:
-            object.__setattr__(self, "calibration", calibration.for_model(self.model).version)
+            object.__setattr__(self, "calibration", calibration.index_version(calibration.for_model(self.model).version))
 
-    def describe(self, calibrated: bool = False, faces: bool = False) -> str:
-        """``calibrated`` names the calibration too, ``faces`` the face setting: for telling apart settings
-        that differ only there."""
+    def describe(self, calibrated: bool = False, faces: bool = False, objects: bool = False) -> str:
+        """``calibrated`` names the calibration too, ``faces`` the face setting, ``objects`` the object
+        setting: for telling apart settings that differ only there."""
         extra = f", calibration {self.calibration}" if calibrated else ""
         extra += (", with faces" if self.faces else ", without faces") if faces else ""
+        extra += (", with objects" if self.objects else ", without objects") if objects else ""
         runtime = "" if self.runtime == DEFAULT_RUNTIME else f"{self.runtime} "
         quantization = f" calibrated on {self.quantization}" if self.quantization else ""
         return f"{self.model} at size {self.working_size} ({runtime}{self.precision}{quantization}{extra})"
@@ -530,8 +623,8 @@ def read_settings(conn: sa.Connection) -> IndexSettings | None:
         return None
     size = _number(meta["working_size"], "the index's working size")
     return IndexSettings(
-        meta["model"], size, meta["precision"], meta["calibration"], meta["faces"] == FACES_ON,
-        meta.get("runtime", DEFAULT_RUNTIME), meta.get("quantization", ""),
+        meta["model"], size, meta["precision"], meta["calibration"], meta["faces"] == DETECTOR_ON,
+        meta.get("runtime", DEFAULT_RUNTIME), meta.get("quantization", ""), meta["objects"] == DETECTOR_ON,
     )
 
 
@@ -570,7 +663,8 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
     """Store ``settings``; an upsert per key, so two writers storing them at once never collide on a key."""
     values = {
         "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
-        "calibration": settings.calibration, "faces": FACES_ON if settings.faces else FACES_OFF,
+        "calibration": settings.calibration, "faces": DETECTOR_ON if settings.faces else DETECTOR_OFF,
+        "objects": DETECTOR_ON if settings.objects else DETECTOR_OFF,
         "runtime": settings.runtime, "quantization": settings.quantization,
     }
     insert = _insert(conn, t.meta)
@@ -585,7 +679,7 @@ def mark_all_stale(conn: sa.Connection, t: Tables, drop_labels: bool) -> None:
     if drop_labels:
         conn.execute(t.cell_labels.delete())
         conn.execute(t.image_labels.delete())
-        conn.execute(t.faces.delete())
+        conn.execute(t.boxes.delete())
     conn.execute(t.images.update().values(model=None, working_size=None))
 
 
@@ -671,7 +765,7 @@ def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None
     for chunk in _chunks(image_ids):
         conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
         conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
-        conn.execute(t.faces.delete().where(t.faces.c.image_id.in_(chunk)))
+        conn.execute(t.boxes.delete().where(t.boxes.c.image_id.in_(chunk)))
 
 
 def upsert_images(
@@ -711,24 +805,25 @@ def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "obje
     if not items:
         return
     ids = upsert_images(conn, t, [row for row, _ in items])
-    image_rows, cell_rows, face_rows = [], [], []
+    image_rows, cell_rows, box_rows = [], [], []
     for image_id, (_, regions) in zip(ids, items):
         if regions is not None:
             image_rows += [{"image_id": image_id, **label._asdict()} for label in regions.image_labels]
             cell_rows += [{"image_id": image_id, **label._asdict()} for label in regions.cell_labels]
-            face_rows += [face_row(image_id, number, face) for number, face in enumerate(regions.faces)]
+            box_rows += [box_row(image_id, number, box) for number, box in enumerate(regions.boxes)]
     if image_rows:
         conn.execute(t.image_labels.insert(), image_rows)
     if cell_rows:
         conn.execute(t.cell_labels.insert(), cell_rows)
-    if face_rows:
-        conn.execute(t.faces.insert(), face_rows)
+    if box_rows:
+        conn.execute(t.boxes.insert(), box_rows)
 
 
-def face_row(image_id: int, number: int, face) -> dict:
-    """A ``faces`` row from a box ``(x0, y0, x1, y1, confidence)`` (an `indexer.faces.Face`)."""
-    x0, y0, x1, y1, confidence = (float(v) for v in face)
-    return {"image_id": image_id, "face": number, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "confidence": confidence}
+def box_row(image_id: int, number: int, box: Box) -> dict:
+    """A ``boxes`` row: box ``number`` (0 the best) of an image, from an `indexer.boxes.Box`."""
+    class_id, x0, y0, x1, y1, confidence = box
+    return {"image_id": image_id, "box": number, "class_id": int(class_id), "x0": float(x0), "y0": float(y0),
+            "x1": float(x1), "y1": float(y1), "confidence": float(confidence)}
 
 
 def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]) -> None:
@@ -739,7 +834,7 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
     for image_id, (_, source_id) in zip(ids, items):
         for table, columns in ((t.image_labels, ("class_id", "score", "share")),
                                (t.cell_labels, ("cell", "class_id", "score", "coverage")),
-                               (t.faces, FACE_COLUMNS)):
+                               (t.boxes, BOX_COLUMNS)):
             source = sa.select(sa.literal(image_id), *(table.c[c] for c in columns)).where(
                 table.c.image_id == source_id
             )
@@ -763,68 +858,57 @@ def delete_images(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
 
 # --- Read-back for `imgidx show` and `imgidx stats` ---
 
-#: The columns of a ``faces`` row besides its image.
-FACE_COLUMNS = ("face", "x0", "y0", "x1", "y1", "confidence")
+#: The columns of a ``boxes`` row besides its image.
+BOX_COLUMNS = ("box", "class_id", "x0", "y0", "x1", "y1", "confidence")
 
 
-@dataclass(frozen=True)
-class StoredFace:
-    """One face of a photo: its box in pixels of the photo as seen (after EXIF orientation) and the
-    detector's confidence."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    confidence: float
+def _box_select(t: Tables, classes: frozenset[int] | None) -> sa.Select:
+    b = t.boxes
+    select = sa.select(b.c.image_id, b.c.class_id, b.c.x0, b.c.y0, b.c.x1, b.c.y1, b.c.confidence)
+    return select if classes is None else select.where(b.c.class_id.in_(sorted(classes)))
 
 
-def read_faces(conn: sa.Connection, image_id: int, t: Tables | None = None) -> list[StoredFace]:
-    """The faces stored for one image, best first (none where the index has no faces: see
-    `IndexSettings.faces`)."""
-    faces = (t or tables(conn)).faces
-    rows = conn.execute(
-        sa.select(faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
-        .where(faces.c.image_id == image_id)
-        .order_by(faces.c.face)
-    ).all()  # read whole before a check may raise (`stored_number`)
-    return [_stored_face(conn, image_id, row) for row in rows]
+def read_boxes(conn: sa.Connection, image_id: int, t: Tables | None = None,
+               classes: frozenset[int] | None = None) -> list[Box]:
+    """The boxes stored for one image (of ``classes`` only, if given), best first (none of a detector the
+    index was built without: see `IndexSettings.faces` and `IndexSettings.objects`)."""
+    t = t or tables(conn)
+    rows = conn.execute(_box_select(t, classes).where(t.boxes.c.image_id == image_id).order_by(t.boxes.c.box)).all()
+    return [_stored_box(conn, image_id, row) for _, *row in rows]  # read whole before a check may raise
 
 
-def _stored_face(conn: sa.Connection, image_id: int, box) -> StoredFace:
-    """A ``faces`` row's box and confidence, each checked to be a number (`stored_number`)."""
-    return StoredFace(*(stored_number(value, f"faces.{name} of image {image_id}", conn)
-                        for name, value in zip(FACE_COLUMNS[1:], box)))
+def _stored_box(conn: sa.Connection, image_id: int, row) -> Box:
+    """A ``boxes`` row's class, corners and confidence, each checked to be a number (`stored_number`)."""
+    class_id, *numbers = row
+    checked = (stored_number(value, f"boxes.{name} of image {image_id}", conn)
+               for name, value in zip(BOX_COLUMNS[2:], numbers))
+    return Box(int(stored_number(class_id, f"boxes.class_id of image {image_id}", conn)), *checked)
 
 
-def face_boxes(conn: sa.Connection, image_id: int) -> list[dict]:
-    """The faces of one photo as a page places them: ``left``, ``top``, ``width``, ``height`` as fractions
-    of the photo (as seen, after EXIF orientation) and a ``label`` ("face 93%"), best first."""
+def boxes_of(conn: sa.Connection, image_ids: list[int], t: Tables | None = None,
+             classes: frozenset[int] | None = None) -> dict[int, list[Box]]:
+    """`read_boxes` for many images at once (images without boxes left out)."""
+    t = t or tables(conn)
+    found: dict[int, list[Box]] = {}
+    for chunk in _chunks(sorted(set(image_ids))):
+        rows = conn.execute(
+            _box_select(t, classes).where(t.boxes.c.image_id.in_(chunk)).order_by(t.boxes.c.image_id, t.boxes.c.box)
+        ).all()
+        for image_id, *box in rows:
+            found.setdefault(image_id, []).append(_stored_box(conn, image_id, box))
+    return found
+
+
+def box_overlays(conn: sa.Connection, image_id: int, min_confidence: float = box_rules.SHOWN_FROM) -> list[dict]:
+    """The boxes of one photo from ``min_confidence`` up, as a page places them (`indexer.boxes.overlay`:
+    fractions of the photo as seen, after EXIF orientation, its label "person 87%" and whether it is a face),
+    best first."""
     t = tables(conn)
     size = conn.execute(sa.select(t.images.c.width, t.images.c.height).where(t.images.c.image_id == image_id)).first()
     if size is None or not size[0] or not size[1]:
         return []
-    width, height = size
-    return [
-        {"left": f.x0 / width, "top": f.y0 / height, "width": (f.x1 - f.x0) / width, "height": (f.y1 - f.y0) / height,
-         "label": f"face {calibration.percent(f.confidence)}"}
-        for f in read_faces(conn, image_id, t)
-    ]
-
-
-def faces_of(conn: sa.Connection, image_ids: list[int], t: Tables | None = None) -> dict[int, list[StoredFace]]:
-    """`read_faces` for many images at once (images without faces left out)."""
-    faces = (t or tables(conn)).faces
-    found: dict[int, list[StoredFace]] = {}
-    for chunk in _chunks(sorted(set(image_ids))):
-        rows = conn.execute(
-            sa.select(faces.c.image_id, faces.c.x0, faces.c.y0, faces.c.x1, faces.c.y1, faces.c.confidence)
-            .where(faces.c.image_id.in_(chunk))
-            .order_by(faces.c.image_id, faces.c.face)
-        ).all()
-        for image_id, *box in rows:
-            found.setdefault(image_id, []).append(_stored_face(conn, image_id, box))
-    return found
+    return [box_rules.overlay(box, *size) for box in read_boxes(conn, image_id, t)
+            if box_rules.worth_showing(box, min_confidence)]
 
 
 @dataclass(frozen=True)
@@ -855,7 +939,9 @@ class ImageReport:
     labels: list[StoredLabel]
     cells: list[list[StoredLabel]]
     #: The faces found, best first; None when the index does not look for faces.
-    faces: list[StoredFace] | None = None
+    faces: list[Box] | None = None
+    #: The objects found, best first; None when the index does not look for objects.
+    objects: list[Box] | None = None
 
 
 def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
@@ -907,14 +993,17 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     for cell, *label in cell_rows:
         cell = stored_cell(cell, f"cell_labels.cell of {whose}", conn)
         cells[cell].append(labelled("cell_labels", "coverage", *label))
-    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces")}
+    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces", "objects")}
     fields["path"] = restored(fields["path"])
     settings = read_settings(conn)
-    found_faces = read_faces(conn, row["image_id"], t) if settings is not None and settings.faces else None
+    found = read_boxes(conn, row["image_id"], t)
+    faces = [box for box in found if box.class_id == labels.FACE_CLASS]
+    objects = [box for box in found if box.class_id != labels.FACE_CLASS]
     return ImageReport(
         **fields, labels=best_first([labelled("image_labels", "share", *r) for r in image_labels]),
         cells=[best_first(c) for c in cells],
-        faces=found_faces,
+        faces=faces if settings is not None and settings.faces else None,
+        objects=objects if settings is not None and settings.objects else None,
     )
 
 
@@ -1149,16 +1238,9 @@ def _repair(conn: sa.Connection, missing: list[str]) -> None:
 
 
 def _fill_classes(conn: sa.Connection, t: Tables) -> None:
-    """The 1000 ImageNet classes and the face class, with every WordNet ancestor of each."""
+    """Every class (`labels.all_classes`: ImageNet's, the face, the detector's), with its WordNet ancestors."""
     conn.execute(t.classes.insert(), [_class_row(c) for c in labels.all_classes()])
-    conn.execute(
-        t.class_ancestors.insert(),
-        [
-            {"class_id": index, "ancestor_wnid": a.wnid, "ancestor_name": a.lemma}
-            for index, chain in enumerate(labels.ancestors())
-            for a in chain
-        ],
-    )
+    conn.execute(t.class_ancestors.insert(), _ancestor_rows())
 
 
 def stored_number(value, what: str, conn: sa.Connection) -> float:

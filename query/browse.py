@@ -16,7 +16,7 @@ from urllib.parse import quote_from_bytes
 
 import sqlalchemy as sa
 
-from indexer.calibration import Calibration
+from indexer.calibration import Calibration, fusion_for
 from indexer.errors import ImgidxError
 from indexer.names import URI_PREFIX, stored
 from indexer.store import ImageReport, Tables
@@ -182,12 +182,12 @@ def _starting_with(prefix: str) -> list[str]:
 # ------------------------------------------------------------------------------------------- scores
 
 
-def cell_confidences(report: ImageReport, classes: Iterable[int], calibration: Calibration) -> list[float | None]:
-    """Per cell, the confidence of a label over ``classes`` from the evidence stored for the photo (the
-    number a query reads there); None where none of the classes is stored for the cell."""
+def cell_confidences(report: ImageReport, classes: Iterable[int], calibration: Calibration,
+                     fusion: str | None = None) -> list[float | None]:
+    """Per cell, the confidence of a label over ``classes`` from the scores stored for the photo, the number
+    a query reads there (`Calibration.label_confidence`, by the index's rule unless ``fusion``); None where
+    none of the classes is stored for the cell."""
     wanted = frozenset(classes)
-    result: list[float | None] = []
-    for cell in report.cells:
-        found = [label.evidence for label in cell if label.class_id in wanted]
-        result.append(calibration.probability(sum(found), wanted) if found else None)
-    return result
+    fusion = fusion or fusion_for(report.objects is not None)
+    return [calibration.label_confidence({label.class_id: label.evidence for label in cell}, wanted, fusion)
+            for cell in report.cells]

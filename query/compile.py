@@ -3,11 +3,17 @@
 Semantics
 ---------
 A term ``LABEL in REGION`` with classes C and minimum score t holds in a cell when its confidence there
-reaches t (``>=``; ``>`` when the query says ``> t``). The confidence is the index's calibration
-(`indexer.calibration`) of the summed evidence of C's classes in the cell; it rises with the evidence, so
-the condition runs on the stored evidence against the evidence that confidence t takes for C. A term
-matches an image when it holds in at least one cell of its region; its *cells* are those cells and its
-*score* is the best confidence among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
+reaches t (``>=``; ``>`` when the query says ``> t``). The confidence of C's ImageNet classes is the
+index's calibration (`indexer.calibration`) of their summed evidence in the cell; it rises with the
+evidence, so the condition runs on the stored evidence against the evidence that confidence t takes for
+C. The detectors' classes (faces, COCO objects: `AS_STORED`) store probabilities: the best of them is the
+cell's detector confidence. A term with classes of both kinds (``dog``, ``person``) reads
+`indexer.calibration.fuse` of the two (`Calibration.label_confidence` computes the same value in Python);
+under a rule of `MONOTONE_FUSIONS` (``max``) it is read in the evidence space of its ImageNet classes,
+a detector probability p counting as the evidence that confidence p takes, so its threshold too runs on
+evidence and the curve applies once per image, as for ImageNet's classes alone.
+A term matches an image when it holds in at least one cell of its region; its *cells* are those cells and
+its *score* is the best confidence among them. ``NOT x`` holds when x does not. Relations between two terms are decided from
 their cells, (row, column) = divmod(cell, 3):
 
 =============  ==============================================================================
@@ -33,8 +39,11 @@ boolean condition, ranked, paged. It has no other joins, so its plan does not hi
 The rows come from two sources:
 
 - *read from the class index*: a term's cells where it reaches its threshold, straight from the
-  ``(class_id, cell, score)`` index (for one class the threshold runs inside the index; for several the
-  rows are summed per image and cell);
+  ``(class_id, cell, score)`` index (for one class, or for detector classes alone, the threshold runs
+  inside the index; for several ImageNet classes the rows are summed per image and cell; a term of both
+  kinds under ``max`` holds where either part does, each read so; under another rule, the cells where
+  either part reaches what `fuse_floor` asks of it are read from the index and their value computed from
+  their own rows);
 - *computed per candidate*: for each candidate image, its own rows (primary key ``(image_id, cell,
   class_id)``, filtered to the classes asked for) summed per cell for every such term at once.
 
@@ -64,9 +73,11 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from indexer.calibration import AS_STORED, Calibration
+from indexer.calibration import (
+    AS_STORED, FUSION, FUSIONS, MONOTONE_FUSIONS, Calibration, UnknownFusionError, fuse, fuse_floor,
+)
 from indexer.geometry import CELL_NAMES
-from indexer.labels import class_ids
+from indexer.labels import NUM_CLASSES, class_ids
 from indexer.store import Tables, bytewise
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
 from query.parser import And, Node, Not, Or, Region, Relation, Term
@@ -124,6 +135,12 @@ class Spec:
     strict: bool
     evidence: float  # the summed evidence that confidence ``threshold`` takes for these classes
     positive: bool = False  # appears outside NOT, so it is reported
+    #: Its values are confidences, compared with ``threshold`` as they are (detector classes alone, or both
+    #: kinds under a rule outside `MONOTONE_FUSIONS`); else evidence, compared with ``evidence``.
+    confidences: bool = False
+    #: For a `fused` term: what each part must reach for the term to be able to hold: the detector classes'
+    #: probability and the model classes' summed evidence (`fuse_floor`; the threshold itself under ``max``).
+    floors: tuple[float, float] = (float("inf"), float("inf"))
 
     @property
     def region(self) -> Region:
@@ -142,7 +159,7 @@ class Spec:
 
     @property
     def stored_classes(self) -> tuple[int, ...]:
-        """Classes whose scores are probabilities already (faces), read as stored."""
+        """Classes whose scores are probabilities already (faces, COCO objects), read as stored."""
         return tuple(c for c in self.classes if c in AS_STORED)
 
     @property
@@ -151,15 +168,12 @@ class Spec:
         return tuple(c for c in self.classes if c not in AS_STORED)
 
     @property
-    def mixed(self) -> bool:
-        """Both kinds (``person``: faces and ImageNet's groom, scuba diver, ballplayer): the term's value in
-        a cell is then the better of the faces' score and the model classes' confidence."""
+    def fused(self) -> bool:
+        """Both kinds (``dog``: 118 breeds and the detector's dog; ``person``: faces, the detector's person and
+        ImageNet's groom, scuba diver, ballplayer): the term's value in a cell is then `fuse` of the detector
+        classes' best probability and the model classes' confidence."""
         return bool(self.stored_classes) and bool(self.model_classes)
 
-    @property
-    def reads_confidence(self) -> bool:
-        """The term's values are confidences already, compared with its threshold as they are."""
-        return bool(self.stored_classes)
 
 
 @dataclass
@@ -171,6 +185,7 @@ class CompiledQuery:
     plan: str  # one line: which shape was chosen and the driving terms
     calibration: Calibration
     count_limit: int | None = None  # the count of matches stops past this many (None: it counts them all)
+    fusion: str = FUSION  # the `fuse` rule of the terms of both kinds
 
     @property
     def reported(self) -> list[Spec]:
@@ -236,12 +251,17 @@ Within = Callable[[sa.FromClause], sa.ColumnElement]
 
 class _Compiler:
     def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
-                 calibration: Calibration, within: Within | None = None):
+                 calibration: Calibration, within: Within | None = None, fusion: str = FUSION):
         self.t = t
         self.calibration = calibration
         self.within = within
         self.tree = tree
         self.dialect = dialect
+        if fusion not in FUSIONS:
+            raise UnknownFusionError(f"unknown fusion rule {fusion!r}; the rules are {', '.join(FUSIONS)}")
+        self.fusion = fusion
+        self.greatest = sa.func.max if dialect == "sqlite" else sa.func.greatest
+        self.least = sa.func.min if dialect == "sqlite" else sa.func.least
         self.specs: list[Spec] = []
         self.by_term: dict[Term, Spec] = {}
         self._hits: dict[int, sa.CTE] = {}
@@ -259,9 +279,14 @@ class _Compiler:
                 spec = by_key.get(key)
                 if spec is None:
                     evidence = self.calibration.evidence_for(threshold, classes)
-                    if set(classes) & AS_STORED:  # values are confidences (`Spec.reads_confidence`)
-                        evidence = threshold if threshold <= 1.0 else float("inf")
                     spec = Spec(len(self.specs) + 1, term, resolutions[term], *key, evidence)
+                    spec.confidences = bool(spec.stored_classes) and not (spec.fused and self.fusion in MONOTONE_FUSIONS)
+                    if spec.confidences:
+                        spec.evidence = threshold if threshold <= 1.0 else float("inf")
+                    if spec.fused:
+                        floor = threshold if self.fusion in MONOTONE_FUSIONS else fuse_floor(threshold, self.fusion)
+                        spec.floors = (floor if floor <= 1.0 else float("inf"),
+                                       self.calibration.evidence_for(floor, spec.model_classes))
                     by_key[key] = spec
                     self.specs.append(spec)
                 spec.positive |= positive
@@ -295,12 +320,24 @@ class _Compiler:
             return sa.false()
         return value > spec.evidence if spec.strict else value >= spec.evidence
 
+    @staticmethod
+    def stored_reaches(probability: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
+        """A detector probability holds a term of both kinds read in evidence space (`either_hits`)."""
+        threshold = spec.floors[0]
+        if threshold == float("inf"):
+            return sa.false()
+        return probability > threshold if spec.strict else probability >= threshold
+
+    @staticmethod
+    def at_least(value: sa.ColumnElement, floor: float) -> sa.ColumnElement:
+        return sa.false() if floor == float("inf") else value >= floor
+
     def confidence(self, evidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
         """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence; a term
-        whose values are confidences already (`Spec.reads_confidence`) as it is."""
-        if spec.reads_confidence:
+        whose values are confidences already (`Spec.confidences`) as it is."""
+        if spec.confidences:
             return evidence
-        return self.curve(evidence, spec.classes)
+        return self.curve(evidence, spec.model_classes)
 
     def curve(self, evidence: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
         knots = self.calibration.knots
@@ -309,6 +346,16 @@ class _Compiler:
         for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
             pieces.append((u <= u1, p0 + (u - u0) * ((p1 - p0) / (u1 - u0))))
         return sa.case(*pieces, else_=sa.literal(knots[-1][1]))
+
+    def inverse(self, probability: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
+        """`Calibration.evidence_for` in SQL (the same arithmetic in the same order, so a detector probability
+        equal to a threshold gives exactly that threshold's evidence): the evidence of ``classes`` whose
+        confidence is ``probability``; the last knot's evidence above it, where a probability never is."""
+        knots, per_u = self.calibration.knots, 1.0 / self.calibration.scale(classes)
+        pieces = [(probability.is_(None), sa.null()), (probability <= knots[0][1], sa.literal(0.0))]
+        for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
+            pieces.append((probability <= p1, (u0 + (probability - p0) * ((u1 - u0) / (p1 - p0))) * per_u))
+        return sa.case(*pieces, else_=sa.literal(knots[-1][0] * per_u))
 
     def hits(self, spec: Spec) -> sa.CTE:
         """(image_id, cell, s): the cells where ``spec`` holds, straight from the class index; one CTE
@@ -319,6 +366,16 @@ class _Compiler:
         where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
         if len(spec.classes) == 1:  # one row per (image, cell): the threshold runs inside the index
             query = sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s")).where(*where, self.reaches(cl.c.score, spec))
+        elif not spec.model_classes:  # the best of several probabilities: the threshold still runs in the index
+            query = (
+                sa.select(cl.c.image_id, cl.c.cell, sa.func.max(cl.c.score).label("s"))
+                .where(*where, self.reaches(cl.c.score, spec))
+                .group_by(cl.c.image_id, cl.c.cell)
+            )
+        elif spec.fused and not spec.confidences:
+            query = self.either_hits(spec)
+        elif spec.fused:
+            query = self.fused_hits(spec)
         else:
             total = self.cell_value(spec, sa.true())
             query = (
@@ -329,6 +386,53 @@ class _Compiler:
             )
         self._hits[spec.number] = query.cte(f"hits_{spec.number}")
         return self._hits[spec.number]
+
+    def either_hits(self, spec: Spec) -> sa.Select:
+        """`hits` of a term of both kinds under a rule of `MONOTONE_FUSIONS`, in evidence space: it holds
+        where either part does, so each part is read from the class index with its own threshold (the
+        detector classes' probability as its evidence), and each cell keeps its better value."""
+        cl = self.t.cell_labels
+        in_cells = self.cell_filter(cl.c.cell, spec.cells)
+        stored_holds = self.stored_reaches(cl.c.score, spec)
+        stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
+        parts = [sa.select(cl.c.image_id, cl.c.cell, self.inverse(cl.c.score, spec.model_classes).label("s"))
+                 .where(stored, in_cells, stored_holds)]
+        if len(spec.model_classes) == 1:
+            parts.append(sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s"))
+                         .where(model, in_cells, self.reaches(cl.c.score, spec)))
+        else:
+            summed = sa.func.sum(cl.c.score)
+            parts.append(sa.select(cl.c.image_id, cl.c.cell, summed.label("s")).where(model, in_cells)
+                         .group_by(cl.c.image_id, cl.c.cell).having(self.reaches(summed, spec)))
+        either = sa.union_all(*parts).subquery(f"either_{spec.number}")
+        return (sa.select(either.c.image_id, either.c.cell, sa.func.max(either.c.s).label("s"))
+                .group_by(either.c.image_id, either.c.cell))
+
+    def fused_hits(self, spec: Spec) -> sa.Select:
+        """`hits` of a term of both kinds: the cells where either part reaches its floor (`Spec.floors`),
+        read from the class index, then each such cell's value from its own rows (primary key)."""
+        cl = self.t.cell_labels
+        cells = sa.select(cl.c.image_id, cl.c.cell).where(self.cell_filter(cl.c.cell, spec.cells))
+        stored_floor, model_floor = spec.floors
+        stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
+        reached = [cells.where(stored, self.at_least(cl.c.score, stored_floor))]
+        if len(spec.model_classes) == 1:
+            reached.append(cells.where(model, self.at_least(cl.c.score, model_floor)))
+        else:
+            summed = sa.func.sum(cl.c.score)
+            reached.append(cells.where(model).group_by(cl.c.image_id, cl.c.cell).having(self.at_least(summed, model_floor)))
+        cand = sa.union(*reached).subquery(f"reached_{spec.number}")
+        own = self.t.cell_labels.alias(f"own_{spec.number}")
+        value = self.cell_value(spec, sa.true(), own, among=True)
+        # "class_id + 0", as in probe_rows: each candidate cell's rows by the primary key.
+        joined = cand.join(own, sa.and_(own.c.image_id == cand.c.image_id, own.c.cell == cand.c.cell,
+                                        self.class_filter(own.c.class_id + 0, spec.classes)))
+        return (
+            sa.select(cand.c.image_id, cand.c.cell, value.label("s"))
+            .select_from(joined)
+            .group_by(cand.c.image_id, cand.c.cell)
+            .having(self.reaches(value, spec))
+        )
 
     def driver_ids(self, drive: _Drive, distinct: bool = True) -> sa.Select:
         """The image ids a driver admits (a superset of the matches), each once: a candidate listed twice
@@ -365,21 +469,43 @@ class _Compiler:
             .group_by(cand.c.image_id, cl.c.cell)
         )
 
-    def cell_value(self, spec: Spec, where: sa.ColumnElement) -> sa.ColumnElement:
-        """A term's value in one (image, cell) group of ``cell_labels`` rows (those meeting ``where``): its
-        classes' summed evidence; for a `Spec.mixed` term, the better of the faces' score and the model
-        classes' confidence (NULL where neither has a row)."""
-        cl = self.t.cell_labels
+    def cell_value(self, spec: Spec, where: sa.ColumnElement, cl: sa.FromClause | None = None,
+                   among: bool = False) -> sa.ColumnElement:
+        """A term's value in one (image, cell) group of ``cl``'s rows (``cell_labels`` or an alias; those
+        meeting ``where``): its classes' summed evidence; the best probability of detector classes alone;
+        for a `Spec.fused` term, `fuse` of the detector classes' best probability and the model classes'
+        confidence, a part without a row counting 0 (NULL where neither has a row); under a rule of
+        `MONOTONE_FUSIONS` the same in evidence space (`Spec.confidences`). ``among``: the rows are of the
+        term's classes only, so a part is told by the class id's range, not by the list of its classes."""
+        cl = self.t.cell_labels if cl is None else cl
+        stored, model = (self.part(spec, kind, cl, where, among) for kind in ("stored", "model"))
+        if not spec.stored_classes:
+            return model
+        if not spec.model_classes:
+            return stored
+        if spec.confidences:
+            value = self.fuse(sa.func.coalesce(stored, 0.0), sa.func.coalesce(self.curve(model, spec.model_classes), 0.0))
+        else:
+            value = self.fuse(sa.func.coalesce(self.inverse(stored, spec.model_classes), 0.0), sa.func.coalesce(model, 0.0))
+        return sa.case((sa.and_(stored.is_(None), model.is_(None)), sa.null()), else_=value)
 
-        def total(classes: tuple[int, ...]) -> sa.ColumnElement:
-            return sa.func.sum(sa.case((sa.and_(self.class_filter(cl.c.class_id, classes), where), cl.c.score)))
+    def part(self, spec: Spec, kind: str, cl: sa.FromClause, where: sa.ColumnElement, among: bool) -> sa.ColumnElement:
+        """One part of a term's value in a group of rows: the best probability of its detector classes
+        (``kind="stored"``) or the summed evidence of its model classes (``"model"``); see `cell_value`."""
+        classes = spec.stored_classes if kind == "stored" else spec.model_classes
+        aggregate = sa.func.max if kind == "stored" else sa.func.sum
+        if not among:
+            mine = self.class_filter(cl.c.class_id, classes)
+        elif len(classes) == len(spec.classes):  # every row is of this part
+            mine = sa.true()
+        else:  # the detectors' classes come after the classifier's (`indexer.labels`)
+            mine = cl.c.class_id >= NUM_CLASSES if kind == "stored" else cl.c.class_id < NUM_CLASSES
+        tests = [test for test in (mine, where) if not isinstance(test, sa.sql.elements.True_)]
+        return aggregate(sa.case((sa.and_(*tests), cl.c.score)) if tests else cl.c.score)
 
-        if not spec.mixed:
-            return total(spec.classes)
-        stored, model = total(spec.stored_classes), total(spec.model_classes)
-        greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
-        better = greatest(sa.func.coalesce(stored, 0.0), self.curve(sa.func.coalesce(model, 0.0), spec.model_classes))
-        return sa.case((sa.and_(stored.is_(None), model.is_(None)), sa.null()), else_=better)
+    def fuse(self, detector: sa.ColumnElement, classifier: sa.ColumnElement) -> sa.ColumnElement:
+        """`indexer.calibration.fuse` in this dialect's SQL, with this query's rule."""
+        return fuse(detector, classifier, self.fusion, greatest=self.greatest, least=self.least)
 
     # -- boolean condition and score over the per-spec columns
     def score(self, spec: Spec) -> sa.ColumnElement:
@@ -420,11 +546,15 @@ class _Compiler:
         # "class_id + 0", as in probe_rows: the primary key (image_id, cell, class_id), not the class index.
         where = [cl.c.image_id == image.c.image_id, self.class_filter(cl.c.class_id + 0, spec.classes),
                  self.cell_filter(cl.c.cell, spec.cells)]
-        if len(spec.classes) == 1:
+        if len(spec.classes) == 1 or not spec.model_classes:  # some row reaches it
             held = sa.select(cl.c.cell).where(*where, self.reaches(cl.c.score, spec))
+        elif spec.fused and not spec.confidences:  # either part reaches it, each as it is stored
+            stored, model = (self.part(spec, kind, cl, sa.true(), among=True) for kind in ("stored", "model"))
+            held = (sa.select(cl.c.cell).where(*where).group_by(cl.c.cell)
+                    .having(sa.or_(self.stored_reaches(stored, spec), self.reaches(model, spec))))
         else:
-            total = sa.func.sum(cl.c.score)
-            held = sa.select(cl.c.cell).where(*where).group_by(cl.c.cell).having(self.reaches(total, spec))
+            value = self.cell_value(spec, sa.true(), cl, among=True)
+            held = sa.select(cl.c.cell).where(*where).group_by(cl.c.cell).having(self.reaches(value, spec))
         return held.correlate(image)
 
     def related_cells(self, kind: str, cells_a: sa.Select, cells_b: sa.Select) -> sa.ColumnElement:
@@ -459,8 +589,7 @@ class _Compiler:
                 product = product * part
             return product
         branches = [sa.case((self.condition(child), self.ranking(child)), else_=0.0) for child in node.children]
-        greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
-        return greatest(*branches)
+        return self.greatest(*branches)
 
     # -- the statement
     def compile(self, limit: int | None, offset: int) -> CompiledQuery:
@@ -525,7 +654,7 @@ class _Compiler:
             .limit(limit)
             .offset(offset or None)
         )
-        return CompiledQuery(statement, self.specs, plan, self.calibration)
+        return CompiledQuery(statement, self.specs, plan, self.calibration, fusion=self.fusion)
 
     def filter_by_path(self, limit: int | None, offset: int) -> CompiledQuery:
         """Shape 5 of the module docstring: NOT terms only, so every match scores 1 and they list by path."""
@@ -553,7 +682,7 @@ class _Compiler:
             .limit(limit)
             .offset(offset or None)
         )
-        return CompiledQuery(statement, self.specs, plan, self.calibration, count_limit)
+        return CompiledQuery(statement, self.specs, plan, self.calibration, count_limit, self.fusion)
 
     def in_path_order(self, images: sa.Table) -> sa.FromClause:
         """``images`` to be read in path order and tested one by one until a page is full. SQLite reads them
@@ -577,7 +706,9 @@ def compile_query(
     dialect: str = "sqlite",
     calibration: Calibration,
     within: Within | None = None,
+    fusion: str = FUSION,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
-    every match; ``within`` restricts the images that may match (the page and the count alike)."""
-    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within).compile(limit, offset)
+    every match; ``within`` restricts the images that may match (the page and the count alike); ``fusion``
+    is the `fuse` rule of terms of both kinds."""
+    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion).compile(limit, offset)

@@ -37,6 +37,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Union
 
+from indexer.calibration import FUSION, FUSION_WORDS
 from indexer.errors import ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.names import printable
@@ -201,26 +202,30 @@ QUERY_HELP = f"""Find images by what the index saw where: labels in 3x3 regions,
 Term: LABEL [in|at|on] [the] REGION [> SCORE]
   LABEL   an ImageNet class by any synonym, in any case, with or without
           hyphens and spaces, singular or plural (flowerpot, pot, flower pot,
-          Flower-Pot, dogs); else an everyday word of the vocabulary (train,
-          tv, couch, beach, food: the COCO object names and photo words); else
-          a WordNet ancestor of classes (dog = 118 breeds, bird, vehicle,
-          coffee); or a WordNet id (n02084071). face (also person, people)
-          is the face detector's label: a face's score in a cell is its
-          confidence, weighted by the share of its box in the cell. A word for
-          a thing none of the 1000 classes shows (tree, giraffe, book) is
-          refused with one line naming the nearest classes.
+          Flower-Pot, dogs), or one of the object detector's 80 COCO classes
+          by its name or a synonym (person, couch, sofa, tv, giraffe, book);
+          else an everyday word of the vocabulary (train, beach, food); else
+          a WordNet ancestor of classes (dog = 118 breeds and the detector's
+          dog; bird, vehicle, coffee); or a WordNet id (n02084071). face is
+          the face detector's label. A word both models know (dog, car, tv,
+          person: also the faces) is answered by both; a name only ImageNet
+          has (beagle, school bus) by the classifier alone. A word for a thing
+          no model shows (tree, baby) is refused with one line naming the
+          nearest classes. imgidx labels WORD shows the classes and sources.
           A term's score in a cell is a confidence: the chance that the label
-          really is there, from its classes' summed evidence and the model's
-          calibration (imgidx labels WORD shows the classes).
+          really is there. The classifier's comes from its classes' summed
+          evidence and the model's calibration; a box counts in the cells it
+          occupies with its calibrated confidence, the label's best class
+          counting; a label of both takes {FUSION_WORDS[FUSION]}.
           A name with several senses (crane: bird and machine) matches all;
           see imgidx labels WORD. A "quoted" label matches a name exactly and
           may hold keywords or region words: "black and gold garden spider".
   SCORE   the term's own minimum confidence: > 0.5, >= 0.5, > 50%. Without
           it the term needs --min-score (default {DEFAULT_MIN_SCORE:g}) in some cell
-          of its region. At {DEFAULT_MIN_SCORE:g}, on annotated everyday photos
-          (bench/retrieval_quality.py), 58% of the photos a label returns show
-          it and 57% of the cells it reports hold it; raise it for fewer, surer
-          matches, lower it to find more.
+          of its region. At {DEFAULT_MIN_SCORE:g}, over COCO's 80 classes on
+          annotated everyday photos (bench/retrieval_quality.py), 74% of the
+          photos a label returns show it and 76% of the cells it reports hold
+          it; raise it for fewer, surer matches, lower it to find more.
   A term without a region matches anywhere.
 
 {REGION_HELP}

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from indexer import boxes as box_rules
 from indexer.calibration import JSON_DECIMALS, percent
 from indexer.errors import ImageReadError
 from indexer.geometry import CELL_NAMES
@@ -201,7 +202,10 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
 .path .part { display: inline-block; max-width: 100%%; text-decoration: inherit; }
 .paths, .terms { margin: .3em 0 0; padding: 0; list-style: none; } .terms { font-size: 13px; }
 .copies { background: #e3e8f4; border-radius: 3px; padding: 0 .4em; font-size: 12px; }
-.face { position: absolute; border: 2px solid #ffeb3b; box-sizing: border-box; pointer-events: none; }
+.bbox { position: absolute; border: 2px solid #00e5ff; box-sizing: border-box; pointer-events: none; line-height: 1; }
+.bbox.face { border-color: #ffeb3b; }
+.bbox span { position: absolute; left: -2px; bottom: 100%%; background: rgba(0, 0, 0, .65); color: #fff;
+  font-size: 10px; padding: 1px 3px; white-space: nowrap; }
 """
 
 
@@ -262,7 +266,7 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
         for name, marks in zip(CELL_NAMES, cell_marks(m))
     )
     picture, shown = _picture(photo, size)
-    picture += _faces_html(m)
+    picture += _boxes_html(m)
     copies = f' <span class="copies">{photo.copies} copies</span>' if photo.copies > 1 else ""
     paths = "".join(f"<li>{_path_link(path)}</li>" for path in photo.paths)
     terms = "".join(
@@ -276,16 +280,21 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
     )
 
 
-def _faces_html(m: Match) -> str:
-    """The match's faces outlined over its thumbnail, placed in percent of the photo's size."""
-    if not m.faces or not m.width or not m.height:
+def _boxes_html(m: Match) -> str:
+    """The boxes of the match's terms (`Match.boxes`) outlined over its thumbnail, each with its label
+    (`indexer.boxes.label`), placed in percent of the photo's size."""
+    if not m.boxes or not m.width or not m.height:
         return ""
-    return "".join(
-        f'<div class="face" title="face {percent(f.confidence)}" style="left:{100 * f.x0 / m.width:.2f}%;'
-        f"top:{100 * f.y0 / m.height:.2f}%;width:{100 * (f.x1 - f.x0) / m.width:.2f}%;"
-        f'height:{100 * (f.y1 - f.y0) / m.height:.2f}%"></div>'
-        for f in m.faces
-    )
+    cards = []
+    for box in m.boxes:
+        place = box_rules.overlay(box, m.width, m.height)
+        text = html.escape(place["label"])
+        cards.append(
+            f'<div class="bbox{" face" if place["face"] else ""}" title="{text}" style="left:{100 * place["left"]:.2f}%;'
+            f'top:{100 * place["top"]:.2f}%;width:{100 * place["width"]:.2f}%;height:{100 * place["height"]:.2f}%">'
+            f"<span>{text}</span></div>"
+        )
+    return "".join(cards)
 
 
 def html_page(result: Result, size: int = THUMBNAIL_SIZE) -> str:

@@ -1,22 +1,31 @@
-"""Label text -> the set of ImageNet classes it covers.
+"""Label text -> the set of classes it covers, from every source: the ImageNet classifier's 1000 classes,
+the COCO object detector's 80 (`indexer.labels.object_classes`) and the face detector's face.
 
 A label may name (case, spaces and hyphens do not matter: ``flowerpot``, ``flower pot``, ``Flower-Pot``),
 in this order of precedence:
 
-- a class, by any of its synonyms (``pot`` and ``flowerpot`` are class 738);
+- a class, by any of its synonyms (``pot`` and ``flowerpot`` are class 738; ``sofa`` and ``couch`` the
+  detector's couch, words of ``indexer/data/coco_classes.tsv``);
 - an everyday word of the curated vocabulary (``indexer/data/vocabulary.tsv``: ``train`` covers the
   locomotives, cars and trams, ``tv`` the television, monitor and screen);
-- a WordNet ancestor of classes (``dog`` covers the 118 breeds, ``cat`` 7 classes, ``vehicle`` 67);
+- a WordNet ancestor of classes (``dog`` covers the 118 breeds and the detector's dog, ``vehicle`` 67
+  ImageNet classes and 7 of the detector's);
 - any of those in the plural (``dogs``, ``flower pots``, ``buses``, ``butterflies``, ``wolves``);
 - a WordNet id (``n02084071``), to pick one sense of an ambiguous name.
 
 A vocabulary word hides a WordNet group of the same name; a vocabulary word that is also a class name
 means both, unless its row already holds the class (``cup``: the coffee mug and the cup; ``plane``: the
-aircraft and the carpenter's plane). A name with several senses (``crane``: the bird and the machine;
-``pot``: the flowerpot and the cooking pots) covers all of them; `Resolution.ambiguous` says so.
-A quoted label matches a name exactly (case-insensitive, nothing else folded): no plurals, no hyphen or
-space folding. An unknown label raises `UnknownLabelError` with the closest names; a word for a thing
-none of the classes shows (``person``, ``tree``) raises `CannotSeeError` naming the nearest classes.
+aircraft and the carpenter's plane). A vocabulary row that holds a name of a detector class (any word of
+coco_classes.tsv) means that class too, so every word of the row answers from both sources (``tv``,
+``television``, ``telly``: ImageNet's television, monitor and screen and the detector's tv); a detector class
+that another sense of the same name already holds is not listed again. So a word of both sources (``dog``,
+``car``, ``person``, ``zebra``) covers both, and a name only ImageNet has (``beagle``, ``school bus``) stays
+ImageNet's. A name with several senses (``crane``: the bird and the machine; ``pot``: the flowerpot and the
+cooking pots) covers all of them; `Resolution.ambiguous` says so (a detector class beside them is another
+source for the same thing, not another sense). A quoted label matches a name exactly (case-insensitive,
+nothing else folded): no plurals, no hyphen or space folding. An unknown label raises `UnknownLabelError`
+with the closest names; a word for a thing no source shows (``tree``, ``baby``) raises `CannotSeeError`
+naming the nearest classes.
 
 `find` is the database-free entry point: a word as typed -> its classes, or None.
 """
@@ -64,11 +73,12 @@ def _or_list(items: list[str], conjunction: str = "or") -> str:
 
 
 class CannotSeeError(QueryError):
-    """A word for a thing none of the 1000 classes shows: one plain line naming the nearest classes."""
+    """A word for a thing no class of any source shows: one plain line naming the nearest classes."""
 
     def __init__(self, text: str, word: labels.Word, query: str | None = None, position: int = 0) -> None:
         nearest = [f"{labels.class_name(int(ref))} ({ref})" for ref, _ in word.nearest]
-        reason = f"'{text}': the model's {labels.NUM_CLASSES} ImageNet classes have no such thing"
+        reason = (f"'{text}': the {labels.NUM_CLASSES} ImageNet classes and the {len(labels.COCO_CLASSES)} COCO "
+                  f"objects have no such thing")
         if nearest:
             closest = "the nearest is" if len(nearest) == 1 else "the nearest are"
             reason += f"; {closest} {_or_list(nearest, 'and')}, which you can query by name"
@@ -97,7 +107,10 @@ class Sense:
         count = f"{n} class{'es' if n != 1 else ''}"
         if self.kind == "class":
             (index,) = self.classes
-            return f"class {index} {', '.join(labels.all_classes()[index].names)} ({self.wnid})"
+            wnid = self.wnid
+            if labels.is_object_class(index):
+                wnid += f", WordNet {labels.object_classes()[index - labels.OBJECT_CLASS_BASE].wnid}"
+            return f"class {index} {', '.join(labels.all_classes()[index].names)} ({wnid})"
         if self.kind == "group":
             return f"WordNet group {self.name} ({self.wnid}): {count}"
         note = f" ({self.word.note})" if self.word.note else ""
@@ -106,6 +119,12 @@ class Sense:
     @property
     def lists_classes(self) -> bool:
         return self.kind in ("group", "vocabulary")
+
+    @property
+    def detector(self) -> bool:
+        """One class of a detector (an object or the face): another source for what a word means, not
+        another sense of it."""
+        return self.kind == "class" and labels.source(self.classes[0]) != labels.CLASSIFIER
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,8 @@ class Resolution:
 
     @property
     def ambiguous(self) -> bool:
-        return len(self.senses) > 1
+        """Several senses (``crane``: the bird and the machine), not counting a detector's class beside them."""
+        return len([s for s in self.senses if not s.detector]) > 1
 
     @property
     def unseen(self) -> labels.Word | None:
@@ -140,15 +160,31 @@ class Resolution:
             lines.append(f"  {sense.describe()}")
             if sense.lists_classes:
                 shown = sense.classes if max_classes is None else sense.classes[:max_classes]
-                lines.extend(f"    {c:>3}  {labels.all_classes()[c].wnid}  {labels.all_classes()[c].name}" for c in shown)
+                width = max([3, *(len(str(c)) for c in shown)])
+                every = labels.all_classes()
+                lines.extend(f"    {c:>{width}}  {every[c].wnid:<9}  {every[c].name}" for c in shown)
                 if len(shown) < len(sense.classes):
                     more = sense.wnid or sense.name
                     lines.append(f"    ... and {len(sense.classes) - len(shown)} more (imgidx labels {more})")
             elif with_groups:
-                chain = labels.ancestors()[sense.classes[0]] if sense.classes[0] < labels.NUM_CLASSES else ()
-                groups = list(dict.fromkeys(a.lemma for a in chain))
+                groups = list(dict.fromkeys(a.lemma for a in labels.ancestors()[sense.classes[0]]))
                 lines.append(f"    in groups: {', '.join(groups) or 'none (a label of imgidx: the face detector)'}")
+        lines.append(f"  answered by {self.sources()}")
         return "\n".join(lines)
+
+    def sources(self) -> str:
+        """Which models answer for the label, in words: the classifier's number of classes, the detectors'
+        class names (``the ImageNet classifier (118 classes) and the COCO object detector (dog)``)."""
+        parts = []
+        for source in labels.SOURCES:
+            mine = sorted(c for c in self.classes if labels.source(c) == source)
+            if not mine:
+                continue
+            if source == labels.CLASSIFIER:
+                parts.append(f"{source} ({len(mine)} class{'es' if len(mine) != 1 else ''})")
+            else:
+                parts.append(f"{source} ({', '.join(labels.class_name(c) for c in mine)})")
+        return _or_list(parts, "and")
 
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -268,7 +304,13 @@ def _lexicon_data() -> dict:
         sense = Sense("group", wnid, lemmas[wnid], tuple(classes))
         wnids[wnid] = sense
         add(lemmas[wnid], sense)
-    words = [_vocabulary_sense(word, wnids) for word in labels.vocabulary()]
+    for obj in labels.object_classes():  # a synset only the detector has (giraffe) names its class
+        wnids.setdefault(obj.wnid, wnids[f"{labels.OBJECT_WNID_PREFIX}{obj.output}"])
+    detector_names: dict[str, set[int]] = {}
+    for obj in labels.object_classes():
+        for name in obj.names:
+            detector_names.setdefault(fold(name), set()).add(obj.index)
+    words = [_vocabulary_sense(word, wnids, detector_names) for word in labels.vocabulary()]
     folded_senses = _with_vocabulary(folded, words, fold)
     exact_senses = _with_vocabulary(exact, words, _exact)
     names = sorted(k for k, senses in exact_senses.items() if any(s.classes for s in senses))
@@ -301,7 +343,9 @@ class VocabularyError(ValueError):
     """A vocabulary.tsv row that names a class index or WordNet id that does not exist."""
 
 
-def _vocabulary_sense(word: labels.Word, wnids: dict[str, Sense]) -> Sense:
+def _vocabulary_sense(word: labels.Word, wnids: dict[str, Sense], detector_names: dict[str, set[int]]) -> Sense:
+    """A vocabulary row's sense: the classes it means, and every detector class one of its words names
+    (``detector_names``: folded name -> classes)."""
     classes: set[int] = set()
     for ref, _ in word.means + word.nearest:
         known = wnids.get(ref) if _WNID.fullmatch(ref) else (ref.isdigit() and int(ref) < len(labels.all_classes()))
@@ -309,12 +353,16 @@ def _vocabulary_sense(word: labels.Word, wnids: dict[str, Sense]) -> Sense:
             raise VocabularyError(f"vocabulary.tsv, row {word.name!r}: no class or WordNet group {ref!r}")
     for ref, _ in word.means:
         classes.update(wnids[ref].classes if _WNID.fullmatch(ref) else (int(ref),))
+    if word.means:
+        for text in word.words:
+            classes.update(detector_names.get(fold(text), ()))
     return Sense("vocabulary" if word.means else "unseen", "", word.name, tuple(sorted(classes)), word)
 
 
 def _with_vocabulary(names: dict[str, dict[str, Sense]], words: list[Sense], key) -> dict[str, tuple[Sense, ...]]:
     """Each name's senses, with the vocabulary's word in place of its WordNet groups; a class of the same
-    name stays unless the word's row holds it, and a class name is never "cannot see"."""
+    name stays unless the word's row holds it, and a class name is never "cannot see". A detector's class
+    that another sense of the name holds (a group: ``bird``) is left out, as that sense answers for it."""
     result = {k: tuple(v.values()) for k, v in names.items()}
     for sense in words:
         for text in sense.word.words:
@@ -323,6 +371,9 @@ def _with_vocabulary(names: dict[str, dict[str, Sense]], words: list[Sense], key
                 continue
             kept = [s for s in own if not set(s.classes) <= set(sense.classes)]
             result[key(text)] = (*kept, sense)
+    for name, senses in result.items():
+        held = {c for s in senses if not s.detector for c in s.classes}
+        result[name] = tuple(s for s in senses if not (s.detector and set(s.classes) <= held))
     return result
 
 

@@ -9,9 +9,13 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from indexer.calibration import Calibration
+from indexer import boxes as box_rules
+from indexer import labels
+from indexer.boxes import Box
+from indexer.calibration import AS_STORED, Calibration, fusion_for
+from indexer.labels import FACE_CLASS
 from indexer.names import restored
-from indexer.store import StoredFace, Tables, faces_of, read_calibration, read_settings, tables as reflect_tables
+from indexer.store import Tables, boxes_of, read_calibration, read_settings, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
@@ -39,8 +43,9 @@ class Match:
     score: float
     terms: tuple[TermMatch, ...]
     content_hash: str | None = None
-    #: The photo's faces (photo pixels), when a reported term is about faces: what `--html` outlines.
-    faces: tuple[StoredFace, ...] = ()
+    #: The boxes (photo pixels) of the box classes of the terms that matched, in those terms' regions
+    #: (`indexer.boxes.of_terms`), best first: what `--html` outlines.
+    boxes: tuple[Box, ...] = ()
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Prepared:
     offset: int
     #: The query asks for faces of an index built without them (``imgidx index --no-faces``).
     faces_missing: bool = False
+    #: The query asks for objects of an index built without them (``imgidx index --no-objects``).
+    objects_missing: bool = False
 
     @property
     def statement(self) -> sa.Select:
@@ -73,6 +80,9 @@ class Prepared:
         if self.faces_missing:
             lines.append("this index was built without faces (--no-faces), so face terms find none; "
                          "imgidx index FOLDER --faces --reindex finds them")
+        if self.objects_missing:
+            lines.append("this index was built without objects (--no-objects), so the object detector's classes "
+                         "find none; imgidx index FOLDER --objects --reindex finds them")
         return lines
 
 
@@ -87,7 +97,7 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
             seen.add(spec.term.label)
             lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
     lines.append(f"thresholds (calibration {prepared.compiled.calibration.version}):")
-    lines += [_threshold_line(spec) for spec in prepared.compiled.specs]
+    lines += [_threshold_line(spec, prepared.compiled.fusion) for spec in prepared.compiled.specs]
     lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
     lines += ["  " + line for line in str(sql).splitlines()]
     if dialect.name == "sqlite":
@@ -107,14 +117,20 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
     return "\n".join(lines)
 
 
-def _threshold_line(spec: Spec) -> str:
+def _threshold_line(spec: Spec, fusion: str) -> str:
     sign = ">" if spec.strict else ">="
-    if not spec.reads_confidence:
-        return f"  term {spec.number}: confidence {sign} {spec.threshold:g} means evidence {sign} {spec.evidence:.4g}"
-    line = f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the face detector gave it"
-    if spec.mixed:
-        line += " or as the calibration reads the other classes' evidence"
-    return line
+    sources = sorted({labels.source(c) for c in spec.stored_classes}, key=labels.SOURCES.index)
+    detectors = sources[0].removeprefix("the ") if len(sources) == 1 else "detectors"
+    whose = f"{detectors}'" if detectors.endswith("s") else f"{detectors}'s"
+    if not spec.confidences:
+        line = f"  term {spec.number}: confidence {sign} {spec.threshold:g} means evidence {sign} {spec.evidence:.4g}"
+        if spec.fused:
+            line += f", or the {whose} confidence {sign} {spec.threshold:g} (fused by the rule {fusion})"
+        return line
+    if not spec.fused:
+        return f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the {detectors} gave it"
+    return (f"  term {spec.number}: confidence {sign} {spec.threshold:g}, the {whose} and the calibration's "
+            f"reading of the other classes' evidence, fused by the rule {fusion}")
 
 
 @dataclass
@@ -139,11 +155,13 @@ def prepare(
     tables: Tables | None = None,
     calibration: Calibration | None = None,
     within: Within | None = None,
+    fusion: str | None = None,
 ) -> Prepared:
     """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
 
     ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries);
-    ``within`` restricts the images that may match (`query.browse.in_folder`)."""
+    ``within`` restricts the images that may match (`query.browse.in_folder`); ``fusion`` names the
+    `indexer.calibration.fuse` rule (the bench compares them); by default the index's (`fusion_for`)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
@@ -151,16 +169,20 @@ def prepare(
     if calibration is None:
         with _connected(bind) as conn:
             calibration = read_calibration(conn)
-    compiled = compile_query(
-        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
-        calibration=calibration, within=within,
-    )
-    faces_missing = False
-    if any(spec.stored_classes for spec in compiled.specs):
+    stored = {c for resolution in resolutions.values() for c in resolution.classes if c in AS_STORED}
+    settings = None
+    if stored:
         with _connected(bind) as conn:
             settings = read_settings(conn)
-        faces_missing = settings is not None and not settings.faces
-    return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing)
+    if fusion is None:
+        fusion = fusion_for(settings is None or settings.objects)
+    compiled = compile_query(
+        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
+        calibration=calibration, within=within, fusion=fusion,
+    )
+    faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
+    objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
+    return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing, objects_missing)
 
 
 @contextmanager
@@ -175,12 +197,19 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     reported = prepared.compiled.reported
     with _connected(bind) as conn:
         rows = conn.execute(prepared.statement).all()
-        found_faces = {}
-        if rows and any(spec.stored_classes for spec in reported):
-            found_faces = faces_of(conn, [row._mapping["image_id"] for row in rows])
+        found_boxes = {}
+        box_classes = frozenset(c for spec in reported for c in spec.stored_classes)
+        if rows and box_classes:
+            found_boxes = boxes_of(conn, [row._mapping["image_id"] for row in rows], classes=box_classes)
     matches = []
     for rank, row in enumerate(rows, start=prepared.offset + 1):
         mapping = row._mapping
+        photo_boxes: tuple[Box, ...] = ()
+        if found_boxes.get(mapping["image_id"]) and mapping["width"] and mapping["height"]:
+            matched = [(spec.stored_classes, spec.cells, spec.threshold) for spec in reported
+                       if mapping[f"score_{spec.number}"] is not None]
+            photo_boxes = tuple(box_rules.of_terms(found_boxes[mapping["image_id"]], matched, mapping["width"],
+                                                   mapping["height"]))
         matches.append(
             Match(
                 rank,
@@ -198,7 +227,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                     for spec in reported
                 ),
                 mapping["content_hash"],
-                tuple(found_faces.get(mapping["image_id"], ())),
+                photo_boxes,
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
@@ -218,10 +247,11 @@ def search(
     tables: Tables | None = None,
     calibration: Calibration | None = None,
     within: Within | None = None,
+    fusion: str | None = None,
 ) -> Result:
     """Matches of ``text``, best first: ``limit`` of them (None or 0: all) after skipping ``offset``."""
     prepared = prepare(
         bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables, calibration=calibration,
-        within=within,
+        within=within, fusion=fusion,
     )
     return execute(bind, prepared)

@@ -379,13 +379,14 @@ def _static_files() -> dict[str, tuple[bytes, str, str]]:
     return files
 
 
-# ------------------------------------------------------------------------------------------- faces
+# ------------------------------------------------------------------------------------------- boxes
 
 
-def faces_of(conn: sa.Connection, image_id: int) -> list[dict]:
-    """Face boxes to draw on the photo page (`store.face_boxes`): ``left``, ``top``, ``width``, ``height``
-    as fractions of the photo, and a ``label``; none for an index built without faces."""
-    return store.face_boxes(conn, image_id)
+def boxes_of(conn: sa.Connection, image_id: int) -> list[dict]:
+    """The detectors' boxes to draw on the photo page (`store.box_overlays`: faces and objects a query
+    would find): ``left``, ``top``, ``width``, ``height`` as fractions of the photo, a ``label`` ("person
+    87%") and ``face``; none for an index built without the detectors."""
+    return store.box_overlays(conn, image_id)
 
 
 # ------------------------------------------------------------------------------------------- app
@@ -610,7 +611,7 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
             raise HTTPException(404, f"no photo {image_id} in the index")
         report = store.image_report(conn, path=restored(row["path"]))
         copies = browse.copies_of(conn, index.tables, row["content_hash"]) if row["content_hash"] else []
-        faces = faces_of(conn, image_id)
+        boxes = boxes_of(conn, image_id)
     neighbours = _neighbours(index, image_id, ask, rank) if ask.text else None
     path = restored(row["path"])
     note = None
@@ -657,7 +658,7 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
         "labels": [{"name": label.name, "score": percent(label.score), "url": "/?" + urlencode({"q": label_query(label.name)})}
                    for label in report.labels[:PHOTO_LABELS]],
         "copies": [(other, printable(restored(p))) for other, p in copies if other != image_id],
-        "faces": faces,
+        "boxes": boxes,
         "neighbours": neighbours,
         "mode": "matches" if neighbours and neighbours["match"] else "labels",
         "search_url": ask.url(offset=0) if ask.text else None,

@@ -42,6 +42,27 @@ def imgidx_cache(tmp_path_factory):
         os.environ[CACHE_ENV] = saved
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fake_object_detector():
+    """The object detector is the fake one (tests/fake_detector.py: boxes where a photo holds its colours)
+    wherever a test does not pass its own: indexing runs in this process find objects without a model. The
+    real detector's own tests load it themselves. Ray actors unpickle the fake by value."""
+    from indexer import pipeline
+
+    import fake_detector
+
+    try:
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(fake_detector)
+    except ImportError:
+        pass
+    saved = pipeline.default_object_detectors
+    pipeline.default_object_detectors = fake_detector.FakeObjectDetectors
+    yield fake_detector
+    pipeline.default_object_detectors = saved
+
+
 @pytest.fixture(scope="session")
 def vgg_files(tmp_path_factory):
     """Random VGG-16 weights as a real-layout vgg_16.ckpt and Keras .h5, generated once per run."""

@@ -12,8 +12,8 @@ IMAGE_COLUMNS = ("path", "size_bytes", "mtime_ns", "content_hash", "width", "hei
 
 
 def dump_index(url: str) -> dict[str, tuple]:
-    """``path -> (images row, sorted image_labels rows, sorted cell_labels rows, faces rows)``, plus the
-    settings."""
+    """``path -> (images row, sorted image_labels rows, sorted cell_labels rows, sorted boxes rows)``, plus
+    the settings."""
     engine = store.open_index(url, create=False)
     try:
         with engine.connect() as conn:
@@ -31,9 +31,9 @@ def dump_index(url: str) -> dict[str, tuple]:
                 sa.select(cl.c.image_id, cl.c.cell, cl.c.class_id, cl.c.score, cl.c.coverage)
             ):
                 content[ids[image_id]][2].append(tuple(label))
-            fc = t.faces
-            for image_id, *face in conn.execute(sa.select(fc.c.image_id, *(fc.c[c] for c in store.FACE_COLUMNS))):
-                content[ids[image_id]][3].append(tuple(face))
+            bx = t.boxes
+            for image_id, *box in conn.execute(sa.select(bx.c.image_id, *(bx.c[c] for c in store.BOX_COLUMNS))):
+                content[ids[image_id]][3].append(tuple(box))
             settings = store.read_settings(conn)
     finally:
         engine.dispose()

@@ -436,6 +436,7 @@ def test_an_unreadable_file_and_folder(library):
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}"}
     code = (
         "import sys; from fake_backbone import FakeBackbone; import indexer.models as m\n"
+        "import fake_detector; fake_detector.install()\n"
         "def load(name, weights=None, precision='auto'):\n"
         "    b = FakeBackbone(); b.name, b.precision = name, precision; return b\n"
         "m.load_model = load\nfrom indexer.cli import main\nsys.argv = ['imgidx', *sys.argv[1:]]\nmain()"
@@ -926,7 +927,7 @@ def test_a_wal_left_in_a_read_only_folder_is_read_not_ignored(library):
     gone = names.stored(str(library.good[0]))
     leave_a_wal(library.db, [
         f"DELETE FROM {table} WHERE image_id = (SELECT image_id FROM images WHERE path = '{gone}')"
-        for table in ("cell_labels", "image_labels", "faces", "images")
+        for table in ("cell_labels", "image_labels", "boxes", "images")
     ])
     before = {p.name: sha256(p) for p in library.root.iterdir() if p.is_file()}
     stats = read_only_folder_run(library.root, "stats", "--db", library.db)
@@ -964,7 +965,7 @@ def sql(db: Path, *statements: str) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("table", ["images", "cell_labels", "faces"])
+@pytest.mark.parametrize("table", ["images", "cell_labels", "boxes"])
 def test_a_dropped_table_is_one_line_naming_it_and_reindex_rebuilds_it(library, table):
     """Item 7: every command says the index is damaged, what is missing and the command that rebuilds it;
     that command does, in place."""
@@ -989,7 +990,7 @@ def test_a_lost_column_or_class_table_is_mended_by_reindex_too(library, change):
     assert (result.exit_code, result.stderr) == (0, "") and result.stdout.startswith("2 indexed, 0 unchanged")
     with sqlite3.connect(library.db) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert conn.execute("SELECT COUNT(*) FROM classes").fetchone() == (1001,)
+        assert conn.execute("SELECT COUNT(*) FROM classes").fetchone() == (1081,)
     conn.close()
     assert imgidx("query", "fire engine", "--paths", "--db", library.db).stdout == f"{library.good[0]}\n"
     library.check()
@@ -1012,13 +1013,13 @@ def test_values_outside_the_schema_are_one_line_and_reindex_replaces_them(librar
     library.check()
 
 
-def test_a_face_that_is_not_a_number_is_one_line_in_the_gallery(library):
+def test_a_box_that_is_not_a_number_is_one_line_in_the_gallery(library):
     assert library.index().exit_code == 0
-    sql(library.db, "INSERT INTO faces VALUES (1, 0, 'abc', 0, 10, 10, 0.9)")
+    sql(library.db, "DELETE FROM boxes WHERE image_id = 1", "INSERT INTO boxes VALUES (1, 0, 1000, 'abc', 0, 10, 10, 0.9)")
     image_id = sqlite3.connect(library.db).execute("SELECT MIN(image_id) FROM images").fetchone()[0]
     assert image_id == 1
     one_line(imgidx("query", "fire engine OR face", "--html", "-", "--db", library.db), 1,
-             damaged_line(library.db, "faces.x0 of image 1 is 'abc', not a number"))
+             damaged_line(library.db, "boxes.x0 of image 1 is 'abc', not a number"))
 
 
 def test_a_table_dropped_while_serving_is_a_503_page(library, tmp_path):

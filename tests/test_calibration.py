@@ -23,6 +23,31 @@ LITE0 = calibration.for_model("efficientnet-lite0")
 RETRIEVERS = tuple(range(205, 210))  # the WordNet group "retriever": golden and Labrador among them
 
 
+def test_the_detectors_classes_are_read_as_stored():
+    from indexer import labels
+
+    assert calibration.AS_STORED == {labels.FACE_CLASS, *(labels.object_class(k) for k in range(80))}
+    coco_dog = labels.object_class(16)
+    assert LITE0.probability(0.42, (coco_dog,)) == 0.42 and LITE0.evidence_for(0.3, (coco_dog,)) == 0.3
+    assert LITE0.prior((GOLDEN_RETRIEVER, coco_dog)) == LITE0.prior((GOLDEN_RETRIEVER,))
+
+
+def test_label_confidence_is_the_calibrated_sum_the_best_detector_class_or_both_fused():
+    from indexer import labels
+
+    face, person, groom = labels.FACE_CLASS, labels.object_class(0), 982
+    cell = {GOLDEN_RETRIEVER: 0.2, LABRADOR: 0.1, face: 0.4, person: 0.7, groom: 0.05}
+    assert LITE0.label_confidence(cell, RETRIEVERS) == LITE0.probability(0.2 + 0.1, RETRIEVERS)
+    assert LITE0.label_confidence(cell, (face, person)) == 0.7  # the best, not the sum
+    people = (face, person, groom)
+    classifier = LITE0.probability(0.05, (groom,))
+    for rule in calibration.FUSIONS:
+        assert LITE0.label_confidence(cell, people, rule) == calibration.fuse(0.7, classifier, rule)
+    assert LITE0.label_confidence({face: 0.4}, people, "weighted") == 0.4  # no classifier row: it counts 0
+    assert LITE0.label_confidence({groom: 0.05}, people, "max") == classifier
+    assert LITE0.label_confidence({SCHOOL_BUS: 0.9}, people) is None
+
+
 def test_the_shipped_curve_rises_and_evidence_for_inverts_it():
     assert LITE0.fitted and LITE0.version.startswith("efficientnet-lite0/")
     knots = LITE0.knots

@@ -30,6 +30,7 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
+import fake_detector; fake_detector.install()
 from indexer import pipeline, store
 engine = store.open_index({db!r})
 pipeline.index(engine, [{root!r}], lambda s: FakeBackbone(delay={delay}, hold_after={hold}), model="fake",
@@ -134,6 +135,7 @@ INTERRUPTED_CLI = """
 import sys
 sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
+import fake_detector; fake_detector.install()
 import indexer.models
 def load_model(name, weights=None, precision="auto"):
     model = FakeBackbone(delay={delay}, hold_after={hold})

@@ -64,9 +64,9 @@ def test_vgg16_segments_through_the_real_loader(vgg_files):
     """Random weights make the names meaningless, but the command, loader and map shape are the real ones."""
     result = run("segment", str(PHOTOS / "chelsea.jpg"), "--weights", str(vgg_files.checkpoint), "--text")
     assert result.exit_code == 0, result.output
-    # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns; then faces.
-    body, faces_line = result.stdout.rstrip("\n").rsplit("\n", 1)
-    assert faces_line == "faces: 0"
+    # 300x451 at shorter side 448 -> 448x672 input -> (448 - 224) / 32 + 1 = 8 rows, 15 columns; then the boxes.
+    body, boxes = result.stdout.rstrip("\n").split("\nfaces: ", 1)
+    assert boxes.splitlines()[0] == "0" and boxes.splitlines()[1].startswith("objects: ")
     grid, legend = body.split("\n\n")
     assert [len(row.split(" ")) for row in grid.splitlines()] == [15] * 8
     assert {key for row in grid.splitlines() for key in row.split(" ")} == {
@@ -79,8 +79,8 @@ def test_segment_writes_the_figure_and_prints_the_map(tmp_path):
     result = run("segment", str(PHOTOS / "coffee.jpg"), "--model", "efficientnet-lite0", "--out", str(out), "--text")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(f"wrote {out}\n")
-    body, faces_line = result.stdout.removesuffix(f"wrote {out}\n").rstrip("\n").rsplit("\n", 1)
-    assert faces_line == "faces: 0"
+    body, boxes = result.stdout.removesuffix(f"wrote {out}\n").rstrip("\n").split("\nfaces: ", 1)
+    assert boxes.splitlines()[0] == "0" and boxes.splitlines()[1].startswith("objects: ")
     grid, legend = body.split("\n\n")
     assert len(grid.splitlines()) == 14  # 448 px / stride 32 rows for the 400x600 photo at working size 448
     assert legend.startswith("A=espresso") or legend.startswith("A=cup")  # keys go to the largest class first

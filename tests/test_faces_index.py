@@ -1,4 +1,4 @@
-"""Faces in the index: cell scores, the faces table, schema 2 upgraded in place, every query form on the face
+"""Faces in the index: cell scores, the boxes table, schema 2 upgraded in place, every query form on the face
 label (SQLite and PostgreSQL), and the indexer finding faces with the real detector."""
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from PIL import Image
 
 from face_photos import group_photo, rotated_jpeg, upright_jpeg
 from fake_backbone import FakeBackbone
+from fake_detector import FakeObjectDetector
 from index_dump import dump_index
-from indexer import calibration, faces, images, merge, pipeline, regions, store
+from indexer import boxes, calibration, detect, faces, images, merge, pipeline, regions, store
+from indexer.boxes import Box
 from indexer.cli import cli
 from indexer.errors import IndexSettingsError, SchemaVersionError
-from indexer.labels import FACE_CLASS
+from indexer.labels import FACE_CLASS, OBJECT_CLASS_BASE
 from indexer.regions import CellLabel, ImageLabel, Regions
 from indexer.store import FileRow, IndexSettings
 from query import render
@@ -35,26 +37,30 @@ TOP_CENTER, CENTER_LEFT, CENTER, CENTER_RIGHT = 1, 3, 4, 5
 # --- cell scores ------------------------------------------------------------------------------------------
 
 
+def face(x0, y0, x1, y1, confidence) -> Box:
+    return Box(FACE_CLASS, x0, y0, x1, y1, confidence)
+
+
 def test_a_face_counts_in_a_cell_by_its_confidence_times_the_share_of_its_box_there():
-    scores, coverage = regions.face_scores([(10, 10, 40, 40, 0.9)], 300, 300)
+    scores, coverage = boxes.cell_scores([face(10, 10, 40, 40, 0.9)], 300, 300)
     assert scores[0] == pytest.approx(0.9) and scores[1:].max() == 0
     assert coverage[0] == pytest.approx(30 * 30 / 100 / 100)
-    scores, _ = regions.face_scores([(80, 10, 120, 50, 0.8)], 300, 300)  # half in cell 0, half in cell 1
+    scores, _ = boxes.cell_scores([face(80, 10, 120, 50, 0.8)], 300, 300)  # half in cell 0, half in cell 1
     assert scores[:2] == pytest.approx([0.4, 0.4])
-    scores, _ = regions.face_scores([(10, 10, 40, 40, 0.9), (50, 50, 60, 60, 0.4)], 300, 300)
+    scores, _ = boxes.cell_scores([face(10, 10, 40, 40, 0.9), face(50, 50, 60, 60, 0.4)], 300, 300)
     assert scores[0] == pytest.approx(1 - 0.1 * 0.6)  # either face: independent chances
 
 
-def test_with_faces_adds_the_face_label_and_keeps_the_model_rows():
+def test_with_boxes_adds_the_face_label_and_keeps_the_model_rows():
     base = Regions([ImageLabel(GOLDEN_RETRIEVER, 0.5, 0.2)], [CellLabel(CENTER, GOLDEN_RETRIEVER, 0.5, 0.4)])
-    found = regions.with_faces(base, [(110, 10, 190, 90, 0.95)], 300, 300)
-    assert found.faces == ((110.0, 10.0, 190.0, 90.0, 0.95),)
+    found = regions.with_boxes(base, [face(110, 10, 190, 90, 0.95)], 300, 300)
+    assert found.boxes == (Box(FACE_CLASS, 110.0, 10.0, 190.0, 90.0, 0.95),)
     assert found.image_labels[0] == base.image_labels[0]
     assert found.image_labels[1] == ImageLabel(FACE_CLASS, pytest.approx(0.95), pytest.approx(80 * 80 / 300 / 300))
     assert [c for c in found.cell_labels if c.class_id == FACE_CLASS] == [
         CellLabel(TOP_CENTER, FACE_CLASS, pytest.approx(0.95), pytest.approx(0.64))
     ]
-    assert regions.with_faces(base, [], 300, 300) == base
+    assert regions.with_boxes(base, [], 300, 300) == base
 
 
 def test_calibration_reads_faces_as_stored():
@@ -72,10 +78,10 @@ def labelled(path, width=300, height=300) -> FileRow:
     return FileRow(path, 1000, 1, path.encode().hex()[:64].ljust(64, "0"), width, height, MODEL, 448)
 
 
-def with_face(*boxes, model_rows=()) -> Regions:
+def with_face(*found, model_rows=()) -> Regions:
     cells = [CellLabel(cell, cls, score, 0.5) for cell, cls, score in model_rows]
     images = [ImageLabel(cls, score, 0.1) for _, cls, score in model_rows]
-    return regions.with_faces(Regions(images, cells), boxes, 300, 300)
+    return regions.with_boxes(Regions(images, cells), [face(*box) for box in found], 300, 300)
 
 
 def test_faces_are_stored_copied_and_dropped_with_their_image(index_url):
@@ -89,26 +95,32 @@ def test_faces_are_stored_copied_and_dropped_with_their_image(index_url):
             store.copy_images(conn, t, [(labelled("/p/copy.jpg"), a)])
         with engine.connect() as conn:
             ids = dict(conn.execute(sa.select(t.images.c.path, t.images.c.image_id)).all())
-            expected = [store.StoredFace(1, 2, 30, 40, 0.9), store.StoredFace(200, 5, 250, 60, 0.7)]
-            assert store.read_faces(conn, ids["/p/a.jpg"]) == expected
-            assert store.read_faces(conn, ids["/p/copy.jpg"]) == expected
-            assert store.faces_of(conn, list(ids.values())) == {i: expected for i in ids.values()}
+            expected = [face(1, 2, 30, 40, 0.9), face(200, 5, 250, 60, 0.7)]
+            assert store.read_boxes(conn, ids["/p/a.jpg"]) == expected
+            assert store.read_boxes(conn, ids["/p/copy.jpg"]) == expected
+            assert store.boxes_of(conn, list(ids.values())) == {i: expected for i in ids.values()}
             assert store.image_report(conn, path="/p/copy.jpg").faces == expected
-            assert store.face_boxes(conn, ids["/p/a.jpg"])[0] == {
-                "left": 1 / 300, "top": 2 / 300, "width": 29 / 300, "height": 38 / 300, "label": "face 90%"
+            assert store.box_overlays(conn, ids["/p/a.jpg"])[0] == {
+                "left": 1 / 300, "top": 2 / 300, "width": 29 / 300, "height": 38 / 300, "label": "face 90%",
+                "face": True,
             }
         with engine.begin() as conn:
             store.delete_images(conn, t, [ids["/p/a.jpg"]])
             store.save_images(conn, t, [(labelled("/p/copy.jpg"), with_face())])  # re-labelled: no face now
         with engine.connect() as conn:
-            assert conn.execute(sa.select(sa.func.count()).select_from(t.faces)).scalar_one() == 0
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.boxes)).scalar_one() == 0
             assert store.image_report(conn, path="/p/copy.jpg").faces == []
     finally:
         engine.dispose()
 
 
 def fake_index(db, folder, **kwargs):
+    """The fake backbone over ``folder``; a new index without objects unless asked (the face pass then
+    searches the whole tiling, as these tests expect: the fake object detector finds no people here)."""
     engine = store.open_index(str(db), upgrade=kwargs.get("reindex", False))
+    with engine.connect() as conn:
+        new = store.read_settings(conn) is None
+    kwargs.setdefault("with_objects", False if new or kwargs.get("reindex") else None)
     try:
         return pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=448,
                               precision="fp32", **kwargs)
@@ -117,11 +129,12 @@ def fake_index(db, folder, **kwargs):
 
 
 def as_schema_2(db: Path) -> None:
-    """What an index of schema version 2 looked like: no faces table, no face class, no faces setting."""
+    """What an index of schema version 2 looked like: no faces (nor boxes) table, no face or object class, no
+    faces or objects setting."""
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE faces")
-        conn.execute(f"DELETE FROM classes WHERE class_id = {FACE_CLASS}")
-        conn.execute("DELETE FROM meta WHERE key = 'faces'")
+        conn.execute("DROP TABLE boxes")
+        conn.execute(f"DELETE FROM classes WHERE class_id >= {FACE_CLASS}")
+        conn.execute("DELETE FROM meta WHERE key IN ('faces', 'objects')")
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
@@ -131,7 +144,7 @@ def schema_2_index(tmp_path) -> tuple[Path, Path]:
     photos.mkdir()
     upright_jpeg(photos / "astronaut.jpg")
     db = tmp_path / "index.db"
-    fake_index(db, photos, with_faces=False)
+    fake_index(db, photos, with_faces=False, with_objects=False)
     as_schema_2(db)
     return photos, db
 
@@ -153,9 +166,10 @@ def test_a_schema_2_index_is_upgraded_in_place_keeping_its_labels(tmp_path):
     assert (summary.indexed, summary.unchanged) == (0, 1)
     with sqlite3.connect(db) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        assert (meta["schema_version"], meta["faces"]) == (str(store.SCHEMA_VERSION), "off")
+        assert (meta["schema_version"], meta["faces"], meta["objects"]) == (str(store.SCHEMA_VERSION), "off", "off")
         assert conn.execute("SELECT * FROM cell_labels ORDER BY image_id, cell, class_id").fetchall() == labels_before
         assert conn.execute(f"SELECT name FROM classes WHERE class_id = {FACE_CLASS}").fetchall() == [("face",)]
+        assert conn.execute(f"SELECT COUNT(*) FROM classes WHERE class_id > {FACE_CLASS}").fetchall() == [(80,)]
     with pytest.raises(IndexSettingsError) as refused:
         fake_index(db, photos, with_faces=True)
     assert str(refused.value) == (
@@ -252,8 +266,9 @@ def test_show_lists_the_faces(query_index):
         report = store.image_report(conn, path="/p/a_face_top_dog_right.jpg")
     from indexer.report import image_json, image_text
 
-    assert image_text(report, 5).endswith("\nfaces: 1\n  1.  90%  x 120-180, y 10-80 (60x70 px)")
+    assert image_text(report, 5).endswith("\nfaces: 1\n  1.  90%  x 120-180, y 10-80 (60x70 px)\nobjects: 0")
     assert image_json(report)["faces"] == [{"box": [120.0, 10.0, 180.0, 80.0], "confidence": 0.9}]
+    assert image_json(report)["objects"] == []
 
 
 # --- indexing with the real detector ------------------------------------------------------------------------
@@ -275,7 +290,8 @@ def stored_faces(db) -> dict[str, tuple[list, list]]:
     with sqlite3.connect(db) as conn:
         found = {name.rsplit("/", 1)[1]: ([], []) for (name,) in conn.execute("SELECT path FROM images")}
         for name, *box in conn.execute(
-            "SELECT path, x0, y0, x1, y1, confidence FROM faces JOIN images USING (image_id) ORDER BY path, face"
+            f"SELECT path, x0, y0, x1, y1, confidence FROM boxes JOIN images USING (image_id) "
+            f"WHERE class_id = {FACE_CLASS} ORDER BY path, box"
         ):
             found[name.rsplit("/", 1)[1]][0].append(box)
         for name, cell, score in conn.execute(
@@ -307,11 +323,11 @@ def test_the_indexer_finds_faces_where_a_person_sees_them(tmp_path, face_folder)
         assert sorted(hits) == ["astronaut-turned.jpg", "astronaut.jpg"]
         with engine.connect() as conn:
             (astronaut,) = [m.image_id for m in search(conn, "face", limit=None).matches if m.path.endswith("/astronaut.jpg")]
-            (box,) = store.face_boxes(conn, astronaut)
+            (box,) = store.box_overlays(conn, astronaut)
         (x0, y0, x1, y1, confidence), width = face, 512  # the astronaut is 512 px square
         assert box == pytest.approx(
             {"left": x0 / width, "top": y0 / width, "width": (x1 - x0) / width, "height": (y1 - y0) / width,
-             "label": f"face {calibration.percent(confidence)}"}
+             "label": f"face {calibration.percent(confidence)}", "face": True}
         )
     finally:
         engine.dispose()
@@ -326,13 +342,13 @@ class WatchedDetector:
         self.busy = threading.Lock()
         self.overlapped = False
 
-    def detect(self, pixels, photo_size=None):
+    def detect(self, pixels, photo_size=None, people=None):
         self.threads.add(threading.current_thread().name)
         if not self.busy.acquire(blocking=False):
             self.overlapped = True
             self.busy.acquire()
         try:
-            return self.detector.detect(pixels, photo_size)
+            return self.detector.detect(pixels, photo_size, people=people)
         finally:
             self.busy.release()
 
@@ -341,30 +357,36 @@ def face_rows(regions_: Regions) -> tuple[list, list, list]:
     """The face label's share of a photo's rows, as `dump_index` sorts them: image label, cells, faces."""
     image = sorted((label.class_id, label.score, label.share) for label in regions_.image_labels)
     cells = sorted((c.cell, c.class_id, c.score, c.coverage) for c in regions_.cell_labels)
-    found = sorted((n, *face) for n, face in enumerate(regions_.faces))
+    found = sorted((n, *box) for n, box in enumerate(regions_.boxes))
     return image, cells, found
 
 
 def only_faces(dumped: tuple) -> tuple[list, list, list]:
     _, image_labels, cell_labels, found = dumped
-    return ([label for label in image_labels if label[0] == FACE_CLASS],
-            [label for label in cell_labels if label[1] == FACE_CLASS], found)
+    return ([label for label in image_labels if label[0] >= FACE_CLASS],
+            [label for label in cell_labels if label[1] >= FACE_CLASS], found)
 
 
-def test_face_threads_store_what_one_detector_finds_photo_by_photo(tmp_path, face_folder):
-    """The face pass runs on face threads, each with a detector of its own, and stores, to the last bit, what
-    one detector finds searching the photos one by one as the writer thread did before (and the Ray engine does)."""
+@pytest.mark.parametrize("with_objects", [False, True])
+def test_face_threads_store_what_one_detector_finds_photo_by_photo(tmp_path, face_folder, with_objects):
+    """The box pass runs on detector threads, each with detectors of its own, and stores, to the last bit,
+    what one face detector finds searching the photos one by one as the writer thread did before (and the
+    Ray engine does): over the whole tiling without objects, guided by the (fake) object detector's people
+    with them."""
     photos = tmp_path / "photos"
     shutil.copytree(Path(__file__).parent / "photos", photos)
     for name in ("astronaut.jpg", "group.jpg", "wall.png"):
         shutil.copy(face_folder / name, photos / f"skimage-{name}")
     reference = faces.Detectors()()
+    objects = FakeObjectDetector() if with_objects else None
     expected = {}
     for path in sorted(photos.iterdir()):
         decoded = images.decode(images.read_file(path), str(path), 448)
-        found = reference.detect(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
-        expected[path.name] = face_rows(regions.with_faces(Regions([], []), found, decoded.width, decoded.height))
-    assert sum(len(rows[2]) for rows in expected.values()) >= 1 + 4 + 1  # astronauts and the group at least
+        size = (decoded.width, decoded.height)
+        found = detect.find([faces.detection_pixels(decoded.pixels)], [size], reference, objects).boxes[0]
+        expected[path.name] = face_rows(regions.with_boxes(Regions([], []), found, *size))
+    # The astronauts and the group at least; guided by no people, the group's small faces go unsearched.
+    assert sum(len(rows[2]) for rows in expected.values()) >= (1 + 1 + 1 if with_objects else 1 + 4 + 1)
 
     source, watched = faces.Detectors(), []
 
@@ -375,13 +397,14 @@ def test_face_threads_store_what_one_detector_finds_photo_by_photo(tmp_path, fac
     dumps = {}
     for workers in (1, 3):
         db = tmp_path / f"workers-{workers}.db"
-        summary = fake_index(db, photos, workers=workers, batch=2, load_detector=load_detector)
+        summary = fake_index(db, photos, workers=workers, batch=2, load_detector=load_detector,
+                             with_objects=with_objects)
         assert summary.indexed == len(expected) and summary.face_seconds > 0
         assert summary.faces_found == sum(len(rows[2]) for rows in expected.values())
         dumps[workers] = {Path(path).name: rows for path, rows in dump_index(str(db)).items() if path != "<settings>"}
         assert {name: only_faces(rows) for name, rows in dumps[workers].items()} == expected
         assert 1 <= len(watched) <= workers
-        assert all(thread.startswith("imgidx-faces") for w in watched for thread in w.threads)
+        assert all(thread.startswith("imgidx-detect") for w in watched for thread in w.threads)
         assert not any(w.overlapped for w in watched)
         watched.clear()
     assert dumps[1] == dumps[3]
@@ -406,7 +429,7 @@ def test_the_web_photo_page_outlines_the_faces_the_indexer_found(tmp_path, face_
     index = Index(str(db), thumbnail_folder=tmp_path / "thumbnails")
     try:
         with TestClient(create_app(index)) as client:
-            faces_drawn = {name: client.get(f"/photo/{ids[name]}").text.count('<span class="face" ') for name in ids}
+            faces_drawn = {name: client.get(f"/photo/{ids[name]}").text.count('<span class="bbox face" ') for name in ids}
     finally:
         index.close()
     assert faces_drawn == {"astronaut.jpg": 1, "astronaut-turned.jpg": 1, "group.jpg": 4, "wall.png": 0}
@@ -418,7 +441,7 @@ def test_no_faces_skips_the_detector_and_says_so_in_the_settings(tmp_path, face_
     def no_detector():
         raise AssertionError("the detector must not be loaded with --no-faces")
 
-    summary = fake_index(db, face_folder, with_faces=False, load_detector=no_detector)
+    summary = fake_index(db, face_folder, with_faces=False, with_objects=True, load_detector=no_detector)
     assert summary.faces_found == 0
     assert stored_faces(db)["astronaut.jpg"] == ([], [])
     with sqlite3.connect(db) as conn:
@@ -446,9 +469,10 @@ def test_merge_carries_faces_and_refuses_to_mix_with_an_index_without(tmp_path, 
 
 def test_the_html_gallery_outlines_the_faces(query_index):
     page = render.html_page(search(query_index, "face"))
-    assert page.count('<div class="face"') == 3
-    assert '<div class="face" title="face 90%" style="left:40.00%;top:3.33%;width:20.00%;height:23.33%"></div>' in page
-    assert '<div class="face"' not in render.html_page(search(query_index, "golden retriever"))
+    assert page.count('<div class="bbox face"') == 3
+    assert ('<div class="bbox face" title="face 90%" style="left:40.00%;top:3.33%;width:20.00%;height:23.33%">'
+            '<span>face 90%</span></div>') in page
+    assert '<div class="bbox' not in render.html_page(search(query_index, "golden retriever"))
 
 
 def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monkeypatch):
@@ -459,7 +483,8 @@ def test_index_cli_takes_no_faces_and_refuses_to_mix(tmp_path, face_folder, monk
 
     monkeypatch.setattr("indexer.models.load_model", load_model)
     db = str(tmp_path / "index.db")
-    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--precision", "fp32"]
+    args = ["index", str(face_folder), "--db", db, "--model", "efficientnet-lite0", "--precision", "fp32",
+            "--no-objects"]
     first = CliRunner().invoke(cli, [*args, "--no-faces"])
     assert first.exit_code == 0 and "faces found" not in first.stdout
     refused = CliRunner().invoke(cli, [*args, "--faces"])

@@ -151,7 +151,7 @@ def test_show_prints_labels_and_the_grid(tmp_path, models, index_url):
     assert re.fullmatch(r"  320x240 px, efficientnet-lite0 at size 96, indexed \d{4}-\d\d-\d\dT[\d:]+\+00:00", lines[1])
     assert lines[2] == "labels (confidence in the best cell, share of the photo):"
     grid = lines[lines.index("grid (leading class and confidence per cell):") + 1 :]
-    assert grid[10:] == ["faces: 0"]  # painted cells have none
+    assert grid[10:] == ["faces: 0", "objects: 0"]  # painted cells have none
     grid = grid[:10]
     assert grid[0] == grid[3] == grid[9] == "+" + "+".join(["-" * 24] * 3) + "+"
     assert re.fullmatch(r"\| fire engine +\| stone wall +\| stone wall +\|", grid[1])

@@ -11,12 +11,15 @@ from indexer import cache, labels
 from query import resolve
 
 SCHOOL_BUS = 779
+#: The dog breeds and the detector's dog: what "dogs" means.
+DOGS = set(range(151, 269)) | {labels.object_class(16)}
 #: A name only a planted cache file knows: found only when the file is read.
 PLANTED = "zzplanted"
 
 
 def _forget() -> None:
-    for cached in (labels.classes, labels.ancestors, labels.vocabulary, resolve.lexicon):
+    for cached in (labels.classes, labels.ancestors, labels.vocabulary, labels.object_classes, labels.all_classes,
+                   labels._hierarchy, resolve.lexicon):
         cached.cache_clear()
 
 
@@ -73,6 +76,22 @@ def test_a_changed_vocabulary_makes_the_cache_stale(folder, monkeypatch):
     assert stored["key"] == resolve._lexicon_key() != old_key
 
 
+def test_a_changed_coco_classes_file_makes_the_cache_stale(folder, monkeypatch):
+    resolve.lexicon()
+    old_key = _plant(folder)
+    real = labels.data_bytes
+
+    def edited(name: str) -> bytes:  # one more word for the detector's bus
+        data = real(name)
+        return data.replace(b"\tbus\tautobus, ", b"\tbus\tgizmobus, autobus, ") if name == "coco_classes.tsv" else data
+
+    monkeypatch.setattr(labels, "data_bytes", edited)
+    _forget()
+    assert resolve.find(PLANTED) is None
+    assert labels.object_class(5) in resolve.find("gizmobus").classes
+    assert json.loads((folder / resolve.LEXICON_CACHE).read_text(encoding="utf-8"))["key"] != old_key
+
+
 def test_changed_lexicon_code_makes_the_cache_stale(folder, monkeypatch, tmp_path):
     resolve.lexicon()
     _plant(folder)
@@ -86,17 +105,17 @@ def test_changed_lexicon_code_makes_the_cache_stale(folder, monkeypatch, tmp_pat
 def test_a_broken_or_unwritable_cache_is_only_slower(folder, monkeypatch, tmp_path):
     folder.mkdir()
     (folder / resolve.LEXICON_CACHE).write_text('{"key": "', encoding="utf-8")
-    assert resolve.find("dogs").classes == set(range(151, 269))
+    assert resolve.find("dogs").classes == DOGS
     assert json.loads((folder / resolve.LEXICON_CACHE).read_text(encoding="utf-8"))["key"] == resolve._lexicon_key()
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("", encoding="utf-8")
     monkeypatch.setenv(cache.CACHE_ENV, str(not_a_folder))
     resolve.lexicon.cache_clear()
-    assert resolve.find("dogs").classes == set(range(151, 269))
+    assert resolve.find("dogs").classes == DOGS
     assert list(tmp_path.glob(f"**/.{resolve.LEXICON_CACHE}.*")) == []  # no temporary file left behind
 
 
 def test_without_the_code_at_hand_the_lexicon_is_made_and_not_cached(folder, monkeypatch):
     monkeypatch.setattr(resolve, "__file__", str(folder / "no-such-source.py"))
-    assert resolve.find("dogs").classes == set(range(151, 269))
+    assert resolve.find("dogs").classes == DOGS
     assert not (folder / resolve.LEXICON_CACHE).exists()

@@ -8,6 +8,8 @@ Building needs setuptools from the registry, which a test may not fetch; the bui
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,26 @@ def test_what_the_readme_commands_write_into_the_clone_is_ignored_by_git():
     )
     not_ignored = [line.split("\t")[1] for line in checked.stdout.splitlines() if line.startswith("::")]
     assert not_ignored == []
+
+
+#: The object detector's model and its notices (package data of ``indexer.data.nanodet``).
+DETECTOR_FILES = ("nanodet.json", "nanodet.bin", "NOTICE.txt", "LICENSE-human-models.txt", "LICENSE-nanodet.txt")
+
+
+def test_the_wheel_carries_the_object_detector_model(tmp_path):
+    """Built offline with the installed setuptools (the test extra brings one that reads this pyproject), the
+    wheel holds the detector's files byte for byte: nothing is downloaded at run time."""
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < SPDX_LICENSE_SETUPTOOLS:
+        pytest.skip(f"setuptools {setuptools.__version__} is older than the build needs")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("imgidx-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for name in DETECTOR_FILES:
+            shipped = archive.read(f"indexer/data/nanodet/{name}")
+            assert shipped == (ROOT / "indexer" / "data" / "nanodet" / name).read_bytes(), name

@@ -263,6 +263,7 @@ UNREADABLE_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
+import fake_detector; fake_detector.install()
 from indexer import pipeline, store
 engine = store.open_index({db!r})
 summary = pipeline.index(engine, [{root!r}], lambda s: FakeBackbone(), model="fake", size=96, precision="fp32")

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from conftest import _free_port, pg_database
 from fake_backbone import FakeBackbone
 from indexer import pipeline, regions, store
-from indexer.calibration import for_model
+from indexer.calibration import FUSION, FUSIONS, for_model
 from indexer.errors import StoreError
 from indexer.store import FileRow, IndexSettings
 from query.compile import compile_query
@@ -174,7 +174,8 @@ SPELLINGS = [
     (r'\(SELECT images\.image_id AS image_id, [^()]*\sFROM images ORDER BY images\.path COLLATE "C"\s+LIMIT ALL '
      r"OFFSET 0\) AS in_path_order", "images"),
     (r"\bin_path_order\.", "images."),
-    (r"%\(\w+\)s(::[A-Z]+(?: PRECISION)?)?", "?"), (r"\bgreatest\(", "max("), (r' COLLATE "C" ?', ""),
+    (r"%\(\w+\)s(::[A-Z]+(?: PRECISION)?)?", "?"), (r"\bgreatest\(", "max("), (r"\bleast\(", "min("),
+    (r' COLLATE "C" ?', ""),
     (r"\s*\n LIMIT \?( OFFSET \?)?", "\n LIMIT ? OFFSET ?"), (r"POSTCOMPILE_\w+", "POSTCOMPILE"),
 ]
 
@@ -195,6 +196,25 @@ def test_a_query_compiles_to_the_same_statement_shape_for_both(tmp_path, query):
         for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect(driver="psycopg")))
     }
     assert compiled["sqlite"] != compiled["postgresql"]
+    assert _normalised(compiled["postgresql"]) == _normalised(compiled["sqlite"])
+    engine.dispose()
+
+
+#: Queries with terms of both sources (the detector's classes and ImageNet's), for every fusion rule.
+FUSED_QUERIES = ["dog in center AND zebra top-left", "person left of giraffe", "NOT (cat OR car in center)"]
+
+
+@pytest.mark.parametrize("rule", FUSIONS)
+@pytest.mark.parametrize("query", FUSED_QUERIES)
+def test_fused_terms_compile_to_the_same_statement_shape_for_both(tmp_path, query, rule):
+    engine = store.open_index(str(tmp_path / "index.db"))
+    t = store.tables(engine)
+    tree, found = resolve(parse(query), query)
+    compiled = {
+        name: str(compile_query(t, tree, found, dialect=name, limit=3, calibration=LITE0, fusion=rule)
+                  .statement.compile(dialect=dialect))
+        for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect(driver="psycopg")))
+    }
     assert _normalised(compiled["postgresql"]) == _normalised(compiled["sqlite"])
     engine.dispose()
 
@@ -235,12 +255,14 @@ def big_index(pg_server):
 
 
 @pytest.mark.parametrize(
-    "query",
-    ["school bus in center AND flower pot top-left", "school bus in center", "flower pot left of school bus",
-     "flower pot top-left AND NOT school bus in center"],
+    "query, rule",
+    [("school bus in center AND flower pot top-left", FUSION), ("school bus in center", FUSION),
+     ("flower pot left of school bus", FUSION), ("flower pot top-left AND NOT school bus in center", FUSION),
+     *((fused, rule) for fused in ("zebra in center AND flower pot top-left", "giraffe top-left", "zebra in center")
+       for rule in FUSIONS)],
 )
-def test_postgresql_reads_spatial_terms_from_the_covering_index(big_index, query):
-    text = explain(big_index, prepare(big_index, query))
+def test_postgresql_reads_spatial_terms_from_the_covering_index(big_index, query, rule):
+    text = explain(big_index, prepare(big_index, query, fusion=rule))
     plan = text[text.index("PostgreSQL query plan:"):]
     assert re.search(r"(Index Only Scan using|Index Scan using|Bitmap Index Scan on) cell_labels_class_cell_image\b",
                      plan), plan
@@ -282,7 +304,7 @@ def test_many_openers_of_an_empty_database_create_the_index_once(pg_url):
     assert errors == []
     with engines[0].connect() as conn:
         assert conn.execute(sa.text("SELECT key, value FROM meta")).all() == [("schema_version", str(store.SCHEMA_VERSION))]
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM classes")).scalar_one() == 1000 + 1  # and face
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM classes")).scalar_one() == 1000 + 1 + 80  # the face and the COCO objects
     for engine in engines:
         engine.dispose()
 
@@ -364,6 +386,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from fake_backbone import FakeBackbone
+import fake_detector; fake_detector.install()
 from indexer import pipeline, store
 from indexer.errors import ImgidxError
 Path({ready!r}).touch()

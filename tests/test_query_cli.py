@@ -203,7 +203,9 @@ def test_labels_command():
     assert result.stdout.splitlines()[:2] == ["'flower pots' (as 'flower pot') -> 1 class",
                                               "  class 738 pot, flowerpot (n03991062)"]
     dogs = run("labels", "dog").stdout.splitlines()
-    assert dogs[0] == "'dog' -> 118 classes" and len(dogs) == 2 + 118
+    assert dogs[0] == "'dog' -> 119 classes" and len(dogs) == 2 + 119 + 1
+    assert dogs[-2:] == ["    1017  coco:16    dog",
+                         "  answered by the ImageNet classifier (118 classes) and the COCO object detector (dog)"]
     assert run("labels", '"pot"').stdout.startswith("'pot' -> 4 classes, ambiguous: 2 senses")
 
 
@@ -219,8 +221,8 @@ def test_labels_help():
 
 
 BABY = (
-    "Error: 'baby': the model's 1000 ImageNet classes have no such thing; the nearest are cradle (516), "
-    "crib (520), bassinet (431) and diaper (529), which you can query by name\n"
+    "Error: 'baby': the 1000 ImageNet classes and the 80 COCO objects have no such thing; the nearest are cradle "
+    "(516), crib (520), bassinet (431) and diaper (529), which you can query by name\n"
 )
 
 
@@ -231,17 +233,39 @@ def test_labels_and_query_say_plainly_what_the_classes_cannot_see(db):
     assert (result.exit_code, result.stderr) == (1, BABY)  # one line wherever the word stands: no caret
 
 
-def test_labels_person_shows_faces_and_the_imagenet_people():
+def test_labels_person_shows_every_source():
     result = run("labels", "person")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        "'person' -> 4 classes",
-        "  vocabulary: person -> 4 classes (faces the face detector found, and the three ImageNet classes that "
-        "are people)",
-        "    981  n09835506  ballplayer",
-        "    982  n10148035  groom",
-        "    983  n10565667  scuba diver",
+        "'person' -> 5 classes",
+        "  vocabulary: person -> 5 classes (people the object detector found, faces the face detector found, and "
+        "the three ImageNet classes that are people)",
+        "     981  n09835506  ballplayer",
+        "     982  n10148035  groom",
+        "     983  n10565667  scuba diver",
         "    1000  n05600637  face",
+        "    1001  coco:0     person",
+        "  answered by the ImageNet classifier (3 classes), the COCO object detector (person) and the face detector "
+        "(face)",
+    ]
+
+
+def test_labels_of_a_word_of_two_sources_and_of_the_detector_alone():
+    assert run("labels", "sofas").stdout.splitlines() == [
+        "'sofas' -> 2 classes",
+        "  vocabulary: couch -> 2 classes (the studio couch)",
+        "     831  n04344873  studio couch",
+        "    1058  coco:57    couch",
+        "  answered by the ImageNet classifier (1 class) and the COCO object detector (couch)",
+    ]
+    result = run("labels", "giraffe")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "'giraffe' -> 1 class",
+        "  class 1024 giraffe (coco:23, WordNet n02439033)",
+        "    in groups: ruminant, even-toed ungulate, ungulate, placental, mammal, vertebrate, chordate, animal, "
+        "organism, living thing, whole, object, physical entity, entity",
+        "  answered by the COCO object detector (giraffe)",
     ]
 
 
@@ -249,9 +273,9 @@ def test_labels_shows_the_vocabulary_as_the_source():
     result = run("labels", "train")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[:3] == [
-        "'train' -> 6 classes",
-        "  vocabulary: train -> 6 classes (locomotives, passenger and freight cars, streetcars, bullet trains)",
-        "    466  n02917067  bullet train",
+        "'train' -> 7 classes",
+        "  vocabulary: train -> 7 classes (locomotives, passenger and freight cars, streetcars, bullet trains)",
+        "     466  n02917067  bullet train",
     ]
 
 
@@ -260,4 +284,4 @@ def test_a_region_on_a_group_runs_and_explains_its_terms(db):
     assert (result.exit_code, result.stdout) == (0, "/photos/a.jpg\n/photos/b.jpg\n")
     out = run("query", "(car OR truck) in center", "--db", db, "--explain").stdout
     assert out.startswith(f"query: (car OR truck) in center\nparsed:\n  OR\n    car in center >= {MIN}\n"
-                          f"    truck in center >= {MIN}\nlabels:\n  'car' -> 10 classes\n    vocabulary: car -> 10 classes")
+                          f"    truck in center >= {MIN}\nlabels:\n  'car' -> 11 classes\n    vocabulary: car -> 11 classes")

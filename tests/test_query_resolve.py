@@ -26,21 +26,30 @@ def test_class_by_any_synonym():
     assert classes("great white shark") == classes("man-eater") == classes("Carcharodon carcharias") == {2}
 
 
+def detector(*names: str) -> set[int]:
+    return {labels.object_class(labels.COCO_CLASSES.index(name)) for name in names}
+
+
 @pytest.mark.parametrize(
-    "text, n, first, last",
-    [("dog", 118, 151, 268), ("dogs", 118, 151, 268), ("bird", 59, None, None), ("vehicle", 67, None, None),
-     ("domestic cat", 5, 281, 285), ("conveyance", 72, None, None)],
+    "text, n, first, last, objects",
+    [("dog", 118, 151, 268, {"dog"}), ("dogs", 118, 151, 268, {"dog"}), ("bird", 59, None, None, {"bird"}),
+     ("vehicle", 67, None, None, {"bicycle", "car", "motorcycle", "airplane", "truck", "boat", "skateboard"}),
+     ("domestic cat", 5, 281, 285, set()),
+     ("conveyance", 72, None, None,
+      {"bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "skateboard"})],
 )
-def test_wordnet_ancestors(text, n, first, last):
+def test_wordnet_ancestors(text, n, first, last, objects):
+    """A WordNet group covers its ImageNet classes and the detector's classes below it."""
     found = classes(text)
-    assert len(found) == n
+    imagenet = {c for c in found if c < labels.NUM_CLASSES}
+    assert len(imagenet) == n and found - imagenet == detector(*objects)
     if first is not None:
-        assert found == set(range(first, last + 1))
+        assert imagenet == set(range(first, last + 1))
 
 
 def test_cat_includes_cougar_and_lynx():
-    found = classes("cat")
-    assert len(found) == 7 and {281, 282, 283, 284, 285, 286, 287} == found  # 286 cougar, 287 lynx
+    found = classes("cat")  # 286 cougar, 287 lynx, and the detector's cat
+    assert len(found) == 8 and {281, 282, 283, 284, 285, 286, 287} | detector("cat") == found
 
 
 def test_school_bus_is_a_bus_not_a_vehicle():
@@ -65,7 +74,8 @@ def test_ambiguous_names_match_every_sense():
 def test_wordnet_id_picks_one_sense():
     assert classes("n02012849") == {134}
     assert classes("N03126707") == {517}
-    assert len(classes("n02084071")) == 118
+    assert classes("n02084071") == set(range(151, 269)) | detector("dog")
+    assert classes("n02439033") == detector("giraffe")  # a synset only the detector has
 
 
 def test_quoted_labels_match_exactly():
@@ -103,7 +113,8 @@ def test_describe_lists_groups_and_classes():
         "    281  n02123045  tabby",
         "    282  n02123159  tiger cat",
     ]
-    assert text.splitlines()[-1] == "    ... and 3 more (imgidx labels n02121808)"
+    assert text.splitlines()[-2:] == ["    ... and 3 more (imgidx labels n02121808)",
+                                      "  answered by the ImageNet classifier (5 classes)"]
     assert "in groups: domestic cat, cat, feline" in lookup("tabby").describe(with_groups=True)
     assert lookup("wolves").describe().startswith("'wolves' (as 'wolf') -> 4 classes")
 

@@ -56,10 +56,15 @@ def imgidx(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def index_locally(folder: Path, db: Path, lite0) -> pipeline.Summary:
+    """The local engine with the real detectors, as `imgidx index` runs it (the suite's default object
+    detector is the fake one)."""
+    from indexer import objects
+
     engine = store.open_index(str(db))
     try:
         return pipeline.index(engine, [folder], lambda settings: lite0, model=MODEL, precision=lite0.precision,
-                              runtime=getattr(lite0, "runtime", "tf"))
+                              runtime=getattr(lite0, "runtime", "tf"),
+                              load_object_detector=objects.Detectors(threads=pipeline.OBJECT_DETECTOR_THREADS))
     finally:
         engine.dispose()
 

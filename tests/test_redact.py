@@ -13,6 +13,7 @@ from PIL import Image
 from face_photos import TURN_CLOCKWISE, EXIF_ORIENTATION, astronaut, group_photo
 from fake_backbone import FakeBackbone
 from indexer import images, pipeline, redact, store
+from indexer.boxes import Box
 from indexer.cli import cli
 
 FIRE_ENGINE = 555
@@ -21,10 +22,13 @@ GPS_IFD = 0x8825
 AWAY = 2
 
 
-def index_folder(folder: Path, db: Path, size: int = 96) -> None:
+def index_folder(folder: Path, db: Path, size: int = 96, with_objects: bool = False) -> None:
+    """The fake backbone over ``folder``, without objects unless asked: the face pass then searches the whole
+    tiling (the fake object detector finds no people in these photos to guide it)."""
     engine = store.open_index(str(db))
     try:
-        pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=size, precision="fp32")
+        pipeline.index(engine, [str(folder)], lambda s: FakeBackbone(), model="fake", size=size, precision="fp32",
+                       with_objects=with_objects)
     finally:
         engine.dispose()
 
@@ -57,7 +61,7 @@ def library(tmp_path_factory):
     return photos, root / "index.db"
 
 
-def stored_faces(db: Path, path: Path) -> list[store.StoredFace]:
+def stored_faces(db: Path, path: Path) -> list[Box]:
     engine = store.open_index(str(db), create=False, readonly=True)
     try:
         with engine.connect() as conn:
@@ -66,9 +70,9 @@ def stored_faces(db: Path, path: Path) -> list[store.StoredFace]:
         engine.dispose()
 
 
-def padded(face: store.StoredFace, margin: float) -> tuple[int, int, int, int]:
-    pad_x, pad_y = (face.x1 - face.x0) * margin, (face.y1 - face.y0) * margin
-    return (int(face.x0 - pad_x), int(face.y0 - pad_y), int(face.x1 + pad_x) + 1, int(face.y1 + pad_y) + 1)
+def padded(box: Box, margin: float) -> tuple[int, int, int, int]:
+    pad_x, pad_y = (box.right - box.left) * margin, (box.bottom - box.top) * margin
+    return (int(box.left - pad_x), int(box.top - pad_y), int(box.right + pad_x) + 1, int(box.bottom + pad_y) + 1)
 
 
 def outside(shape, boxes) -> np.ndarray:
@@ -94,7 +98,7 @@ def test_faces_are_blurred_and_nothing_else_changes(library, tmp_path):
     found = stored_faces(db, photos / "group.png")
     assert len(found) == 3
     for face in found:
-        x0, y0, x1, y1 = (int(v) for v in (face.x0, face.y0, face.x1, face.y1))
+        x0, y0, x1, y1 = (int(v) for v in (face.left, face.top, face.right, face.bottom))
         assert np.abs(copy[y0:y1, x0:x1] - original[y0:y1, x0:x1]).mean() > 3  # the face itself changed
     untouched = outside(original.shape, [padded(f, redact.FACE_PADDING) for f in found])
     assert np.array_equal(copy[untouched], original[untouched])  # a lossless copy: identical elsewhere
@@ -114,7 +118,7 @@ def test_a_jpeg_copy_keeps_its_quality_exif_and_orientation(library, tmp_path):
     upright = images.load(out / "trip" / "turned.jpg").pixels.astype(int)
     source = images.load(photos / "trip" / "turned.jpg").pixels.astype(int)
     assert upright.shape == source.shape == (512, 512, 3)
-    x0, y0, x1, y1 = (int(v) for v in (face.x0, face.y0, face.x1, face.y1))
+    x0, y0, x1, y1 = (int(v) for v in (face.left, face.top, face.right, face.bottom))
     assert np.abs(upright[y0:y1, x0:x1] - source[y0:y1, x0:x1]).mean() > 3
     untouched = outside(source.shape, [padded(face, redact.FACE_PADDING)])
     assert np.abs(upright[untouched] - source[untouched]).mean() < 1.5  # re-encoded with the same tables
@@ -130,7 +134,7 @@ def test_pixelate_makes_blocks(library, tmp_path):
     assert run("redact", "face", "--out", str(out), "--db", str(db), "--pixelate").exit_code == 0
     (face,) = stored_faces(db, photos / "trip" / "astronaut.jpg")
     copy = np.asarray(Image.open(out / "trip" / "astronaut.jpg").convert("L"), dtype=int)
-    x0, y0, x1, y1 = (int(v) for v in (face.x0, face.y0, face.x1, face.y1))
+    x0, y0, x1, y1 = (int(v) for v in (face.left, face.top, face.right, face.bottom))
     centre = copy[y0 + 10 : y1 - 10, x0 + 10 : x1 - 10]
     source = np.asarray(Image.open(photos / "trip" / "astronaut.jpg").convert("L"), dtype=int)[
         y0 + 10 : y1 - 10, x0 + 10 : x1 - 10]

@@ -338,14 +338,17 @@ def test_where_a_chosen_label_scores_comes_from_the_stored_evidence(client, libr
 def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypatch):
     _, db = library
     cat = ids_by_name(db)["chelsea.jpg"]
-    assert 'class="face"' not in client.get(f"/photo/{cat}").text
-    monkeypatch.setattr(store, "face_boxes", lambda conn, image_id: [
-        {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>"},
-        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1, "label": None}] if image_id == cat else [])
+    assert 'class="bbox' not in client.get(f"/photo/{cat}").text
+    monkeypatch.setattr(store, "box_overlays", lambda conn, image_id: [
+        {"left": 0.25, "top": 0.1, "width": 0.2, "height": 0.3, "label": "<b>Ann</b>", "face": True},
+        {"left": 0.6, "top": 0.5, "width": 0.1, "height": 0.1, "label": None, "face": True},
+        {"left": 0.1, "top": 0.2, "width": 0.5, "height": 0.7, "label": "person 87%", "face": False},
+    ] if image_id == cat else [])
     page = client.get(f"/photo/{cat}").text
-    assert re.findall(r'<span class="face" [^>]*>.*?</span>(?=<span class="face"|\s*</div>)', page) == [
-        '<span class="face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
-        '<span class="face" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
+    assert re.findall(r'<span class="bbox[^"]*" [^>]*>.*?</span>(?=<span class="bbox|\s*</div>)', page) == [
+        '<span class="bbox face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
+        '<span class="bbox face" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
+        '<span class="bbox" data-left="0.1" data-top="0.2" data-width="0.5" data-height="0.7"><span class="tag">person 87%</span></span>',
     ]
 
 

@@ -1,4 +1,4 @@
-// imgidx serve, photo page: switch the overlay, show where a chosen label scores, place face boxes,
+// imgidx serve, photo page: switch the overlay, show where a chosen label scores, place the detectors' boxes,
 // and the arrow keys go to the previous and next match.
 "use strict";
 
@@ -14,9 +14,9 @@
   }
   for (const input of modes) input.addEventListener("change", () => show(input.value));
 
-  for (const face of frame.querySelectorAll(".face")) {
+  for (const box of frame.querySelectorAll(".bbox")) {
     for (const [side, key] of [["left", "left"], ["top", "top"], ["width", "width"], ["height", "height"]]) {
-      face.style[side] = (100 * Number(face.dataset[key])) + "%";
+      box.style[side] = (100 * Number(box.dataset[key])) + "%";
     }
   }
 
