@@ -44,8 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer import detect, faces, images  # noqa: E402
-from indexer.boxes import Box  # noqa: E402
-from indexer.labels import FACE_CLASS  # noqa: E402
 from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "realscenes-dev"

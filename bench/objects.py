@@ -186,7 +186,7 @@ def report_agreement(paths: dict, photos: list[np.ndarray], above: float, thresh
             counts[p[0]] = counts.get(p[0], 0) + 1
     shown = sorted(counts, key=lambda k: -counts[k])[:CLASSES_SHOWN]
     if shown:
-        print(f"   per class (boxes; kept %, mean IoU, mean |dscore|):")
+        print("   per class (boxes; kept %, mean IoU, mean |dscore|):")
         for name, (pairs, _) in summary.items():
             cells = []
             for klass in shown:

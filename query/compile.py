@@ -80,7 +80,7 @@ from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES, class_ids
 from indexer.store import Tables, bytewise
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
-from query.parser import And, Node, Not, Or, Region, Relation, Term
+from query.parser import And, Node, Not, Region, Relation, Term
 from query.resolve import Resolution
 
 ALL_CELLS = tuple(range(9))

@@ -174,8 +174,8 @@ def prepare(
     if stored:
         with _connected(bind) as conn:
             settings = read_settings(conn)
-    if fusion is None:
-        fusion = fusion_for(settings is None or settings.objects)
+    if fusion is None:  # an index that records no settings records no object pass either
+        fusion = fusion_for(settings is not None and settings.objects)
     compiled = compile_query(
         t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
         calibration=calibration, within=within, fusion=fusion,

@@ -31,6 +31,8 @@ from query.search import search
 PERSON, CAR, DOG = (object_class(COCO_CLASSES.index(name)) for name in ("person", "car", "dog"))
 MAGENTA, CYAN = (colour for colour, class_id in COLOURS.items() if class_id in (PERSON, CAR))
 GOLDEN_RETRIEVER = 207
+#: The fake detector's 0.9 as `show --json` reads it, through the box calibration (a person reads 100%).
+SHOWN_0_9 = round(calibration.box_confidence(PERSON, 0.9), calibration.JSON_DECIMALS)
 TOP_LEFT, TOP_CENTER, CENTER, BOTTOM_RIGHT = 0, 1, 4, 8
 
 
@@ -40,10 +42,11 @@ TOP_LEFT, TOP_CENTER, CENTER, BOTTOM_RIGHT = 0, 1, 4, 8
 def test_an_object_counts_in_a_cell_as_a_face_does():
     face = boxes.cell_scores([Box(FACE_CLASS, 80, 10, 120, 50, 0.8)], 300, 300)
     car = boxes.cell_scores([Box(CAR, 80, 10, 120, 50, 0.8)], 300, 300)
-    assert np.array_equal(face[0], car[0]) and np.array_equal(face[1], car[1])
-    assert car[0][:2] == pytest.approx([0.4, 0.4])  # half the box in each cell
-    two, _ = boxes.cell_scores([Box(CAR, 10, 10, 40, 40, 0.5), Box(CAR, 50, 50, 90, 90, 0.5)], 300, 300)
-    assert two[TOP_LEFT] == pytest.approx(0.75)  # independent chances
+    assert np.array_equal(face[0] > 0, car[0] > 0) and np.array_equal(face[1], car[1])  # the same cells
+    assert face[0][:2] == pytest.approx([0.8, 0.8])  # half the box in each cell: it occupies both
+    assert car[0][:2] == pytest.approx([calibration.box_confidence(CAR, 0.8)] * 2)
+    two, _ = boxes.cell_scores([Box(CAR, 10, 10, 40, 40, 0.5), Box(CAR, 50, 50, 90, 90, 0.6)], 300, 300)
+    assert two[TOP_LEFT] == pytest.approx(calibration.box_confidence(CAR, 0.6))  # the best box, not a sum
 
 
 def test_box_classes_are_read_as_stored_and_their_confidence_is_the_detectors():
@@ -51,7 +54,10 @@ def test_box_classes_are_read_as_stored_and_their_confidence_is_the_detectors():
     cal = calibration.for_model("efficientnet-lite0")
     assert cal.probability(0.42, (PERSON,)) == pytest.approx(0.42)
     assert cal.evidence_for(0.3, (CAR, DOG)) == pytest.approx(0.3)
-    assert all(calibration.box_confidence(c, 0.37) == 0.37 for c in calibration.AS_STORED)
+    assert calibration.box_confidence(FACE_CLASS, 0.37) == 0.37  # no annotated faces to fit a curve on
+    objects = [calibration.box_confidence(c, 0.37) for c in calibration.AS_STORED if c != FACE_CLASS]
+    assert set(objects) == {calibration.boxes().probability(0.37)}  # one curve for every COCO class
+    assert calibration.box_confidence(CAR, 0.3) < calibration.box_confidence(CAR, 0.37) < 1
     assert boxes.SHOWN_FROM == DEFAULT_MIN_SCORE
 
 
@@ -64,26 +70,32 @@ def test_with_boxes_adds_each_class_and_stores_the_boxes_best_first():
     assert result.image_labels[0] == base.image_labels[0]
     images = {label.class_id: label for label in result.image_labels[1:]}
     assert set(images) == {FACE_CLASS, PERSON, CAR}
-    assert images[CAR] == ImageLabel(CAR, pytest.approx(0.6), pytest.approx(90 * 90 / 300 / 300))
+    assert images[CAR] == ImageLabel(CAR, pytest.approx(calibration.box_confidence(CAR, 0.6)),
+                                     pytest.approx(90 * 90 / 300 / 300))
     person_cells = {c.cell: c.score for c in result.cell_labels if c.class_id == PERSON}
-    assert person_cells == pytest.approx({1: 0.7 / 3, 4: 0.7 / 3, 7: 0.7 / 3})
+    assert person_cells == pytest.approx({cell: calibration.box_confidence(PERSON, 0.7) for cell in (1, 4, 7)})
     assert [c.cell for c in result.cell_labels if c.class_id == CAR] == [BOTTOM_RIGHT]
 
 
 def test_one_label_and_one_placement_for_every_box():
-    person = Box(PERSON, 30, 60, 90, 300, 0.8712)
-    assert boxes.label(person) == "person 87%"
-    assert boxes.label(Box(FACE_CLASS, 0, 0, 1, 1, 0.9)) == "face 90%"
-    assert boxes.overlay(person, 300, 600) == {
-        "left": 0.1, "top": 0.1, "width": 0.2, "height": 0.4, "label": "person 87%", "face": False,
+    face = Box(FACE_CLASS, 30, 60, 90, 300, 0.8712)
+    assert boxes.label(face) == "face 87%"
+    assert boxes.overlay(face, 300, 600) == {
+        "left": 0.1, "top": 0.1, "width": 0.2, "height": 0.4, "label": "face 87%", "face": True,
     }
+    person = face._replace(class_id=PERSON)  # an object's confidence is read through its calibration
+    shown = calibration.box_confidence(PERSON, 0.8712)
+    assert boxes.label(person) == f"person {round(100 * shown)}%" and shown != pytest.approx(0.8712, abs=0.005)
+    assert boxes.overlay(person, 300, 600)["face"] is False
 
 
 def test_the_boxes_of_a_term_are_its_classes_in_its_region_from_its_threshold():
     found = [Box(PERSON, 0, 0, 50, 50, 0.9), Box(PERSON, 250, 250, 300, 300, 0.9), Box(CAR, 0, 0, 50, 50, 0.9),
              Box(PERSON, 10, 10, 20, 20, 0.2)]
     assert boxes.of_terms(found, [((PERSON,), (TOP_LEFT,), 0.3)], 300, 300) == [found[0]]
-    assert boxes.of_terms(found, [((PERSON, CAR), range(9), 0.1)], 300, 300) == found
+    faint = calibration.box_confidence(PERSON, 0.2)
+    assert boxes.of_terms(found, [((PERSON, CAR), range(9), faint)], 300, 300) == found
+    assert boxes.of_terms(found, [((PERSON, CAR), range(9), faint + 0.001)], 300, 300) == found[:3]
     assert boxes.reaches(Box(CAR, 99, 0, 101, 10, 1), 300, 300, (TOP_CENTER,))
 
 
@@ -117,7 +129,9 @@ def test_boxes_are_stored_read_by_class_and_split_into_faces_and_objects(index_u
             }
             report = store.image_report(conn, path="/p/b.jpg")
             assert (report.faces, report.objects) == (found[:1], found[1:])
-            assert [o["label"] for o in store.box_overlays(conn, ids["/p/a.jpg"])] == ["face 95%", "person 70%"]
+            assert [o["label"] for o in store.box_overlays(conn, ids["/p/a.jpg"])] == [
+                "face 95%", boxes.label(found[1]),
+            ]
         with engine.begin() as conn:
             store.write_settings(conn, t, IndexSettings(MODEL, 448, "fp32", objects=False))
         with engine.connect() as conn:
@@ -400,14 +414,14 @@ def test_show_lists_the_objects_per_class_with_their_boxes(street_index):
     assert result.stdout.endswith(
         "faces: 0\n"
         "objects: 2 (1 person, 1 car)\n"
-        "  1. person 90%  x 20-100, y 20-280 (80x260 px)\n"
-        "  2. car 90%     x 280-390, y 200-290 (110x90 px)\n"
+        "  1. person 100%  x 20-100, y 20-280 (80x260 px)\n"
+        "  2. car 100%     x 280-390, y 200-290 (110x90 px)\n"
     )
     shown = json.loads(CliRunner().invoke(cli, ["show", str(folder / "street.png"), "--db", str(db), "--json"]).stdout)
     assert shown["faces"] == []
     assert shown["objects"] == [
-        {"class": PERSON, "name": "person", "box": [20.0, 20.0, 100.0, 280.0], "confidence": 0.9},
-        {"class": CAR, "name": "car", "box": [280.0, 200.0, 390.0, 290.0], "confidence": 0.9},
+        {"class": PERSON, "name": "person", "box": [20.0, 20.0, 100.0, 280.0], "confidence": SHOWN_0_9},
+        {"class": CAR, "name": "car", "box": [280.0, 200.0, 390.0, 290.0], "confidence": SHOWN_0_9},
     ]
 
 
@@ -417,8 +431,8 @@ def test_the_gallery_outlines_and_labels_the_boxes_of_the_terms_that_matched(str
     try:
         page = render.html_page(search(engine, "car in the bottom row"))
         assert page.count('<div class="bbox"') == 1  # the cars of the top row are not the term's
-        assert ('<div class="bbox" title="car 90%" style="left:70.00%;top:66.67%;width:27.50%;height:30.00%">'
-                '<span>car 90%</span></div>') in page
+        assert ('<div class="bbox" title="car 100%" style="left:70.00%;top:66.67%;width:27.50%;height:30.00%">'
+                '<span>car 100%</span></div>') in page
         assert '<div class="bbox' not in render.html_page(search(engine, "NOT car"))
     finally:
         engine.dispose()
@@ -470,7 +484,7 @@ def test_the_web_photo_page_draws_the_objects_with_their_labels(street_index, tm
     finally:
         index_.close()
     assert ('<span class="bbox" data-left="0.05" data-top="0.06666666666666667" data-width="0.2" '
-            'data-height="0.8666666666666667"><span class="tag">person 90%</span></span>') in page
+            'data-height="0.8666666666666667"><span class="tag">person 100%</span></span>') in page
     assert page.count('<span class="bbox') == 2
 
 
@@ -487,8 +501,8 @@ def test_segment_lists_and_draws_the_boxes(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
         "faces: 0\nobjects: 2 (1 person, 1 car)\n"
-        "  1. person 90%  x 20-100, y 20-280 (80x260 px)\n"
-        "  2. car 90%     x 280-390, y 200-290 (110x90 px)\n"
+        "  1. person 100%  x 20-100, y 20-280 (80x260 px)\n"
+        "  2. car 100%     x 280-390, y 200-290 (110x90 px)\n"
     )
     out = tmp_path / "map.png"
     result = CliRunner().invoke(cli, ["segment", str(photo), "--out", str(out), "--size", "96", "--no-faces"])

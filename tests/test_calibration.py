@@ -115,7 +115,8 @@ def test_an_index_of_another_calibration_is_refused_with_the_command_that_rebuil
     result = CliRunner().invoke(cli, ["query", "school bus", "--db", str(db)])
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr == (
-        f"Error: {db} holds scores of calibration efficientnet-lite0/448/old, but this imgidx reads {LITE0.version}; "
+        f"Error: {db} holds scores of calibration efficientnet-lite0/448/old, but this imgidx reads "
+        f"{calibration.index_version(LITE0.version)}; "
         f"rebuild it: imgidx index FOLDER --db {db} --reindex\n"
     )
 
@@ -153,7 +154,7 @@ def test_a_schema_1_index_is_refused_until_a_reindex_relabels_it_in_place(tmp_pa
     with sqlite3.connect(db) as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         assert meta["schema_version"] == str(store.SCHEMA_VERSION)
-        assert meta["calibration"] == "fake/uncalibrated"
+        assert meta["calibration"] == calibration.index_version("fake/uncalibrated")
         assert conn.execute("SELECT COUNT(*) FROM cell_labels").fetchone()[0] > 0
 
 
@@ -169,12 +170,13 @@ def test_indexes_of_other_calibrations_are_neither_updated_nor_merged(tmp_path):
         merge.merge([str(a), str(b)], str(tmp_path / "into.db"))
     assert str(refused.value) == (
         f"cannot merge {b}: it holds labels from fake at size 96 (fp32, calibration fake/older), but {a} from "
-        "fake at size 96 (fp32, calibration fake/uncalibrated); indexes built with other settings cannot be merged"
+        f"fake at size 96 (fp32, calibration {calibration.index_version('fake/uncalibrated')}); indexes built with "
+        "other settings cannot be merged"
     )
     with pytest.raises(IndexSettingsError) as refused:
         fake_index(b, photos)
     assert str(refused.value).startswith(
         "the index holds labels from fake at size 96 (fp32, calibration fake/older), "
-        "not fake at size 96 (fp32, calibration fake/uncalibrated); pass --reindex"
+        f"not fake at size 96 (fp32, calibration {calibration.index_version('fake/uncalibrated')}); pass --reindex"
     )
     assert fake_index(b, photos, reindex=True).indexed == 1

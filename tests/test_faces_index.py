@@ -25,12 +25,14 @@ from indexer.errors import IndexSettingsError, SchemaVersionError
 from indexer.labels import FACE_CLASS, OBJECT_CLASS_BASE
 from indexer.regions import CellLabel, ImageLabel, Regions
 from indexer.store import FileRow, IndexSettings
-from query import render
+from query import DEFAULT_MIN_SCORE, render
 from query.search import explain, prepare, search
 
 MODEL = "efficientnet-lite0"
 GOLDEN_RETRIEVER, GROOM = 207, 982
-SETTINGS = IndexSettings(MODEL, 448, "fp32")
+#: Faces without the object detector (``--no-objects``): a face and the classifier's people are fused by the
+#: rule of such an index (`calibration.WITHOUT_OBJECTS`); tests/test_query_fusion.py has the detector's rule.
+SETTINGS = IndexSettings(MODEL, 448, "fp32", objects=False)
 TOP_CENTER, CENTER_LEFT, CENTER, CENTER_RIGHT = 1, 3, 4, 5
 
 
@@ -41,14 +43,18 @@ def face(x0, y0, x1, y1, confidence) -> Box:
     return Box(FACE_CLASS, x0, y0, x1, y1, confidence)
 
 
-def test_a_face_counts_in_a_cell_by_its_confidence_times_the_share_of_its_box_there():
+def test_a_face_counts_with_its_confidence_in_the_cells_it_occupies():
     scores, coverage = boxes.cell_scores([face(10, 10, 40, 40, 0.9)], 300, 300)
     assert scores[0] == pytest.approx(0.9) and scores[1:].max() == 0
     assert coverage[0] == pytest.approx(30 * 30 / 100 / 100)
     scores, _ = boxes.cell_scores([face(80, 10, 120, 50, 0.8)], 300, 300)  # half in cell 0, half in cell 1
-    assert scores[:2] == pytest.approx([0.4, 0.4])
+    assert scores[:2] == pytest.approx([0.8, 0.8]) and scores[2:].max() == 0
+    # a wide face covers the top row whole and a fifth of each cell below: under OCCUPIES_CELL, not there
+    scores, _ = boxes.cell_scores([face(0, 0, 300, 120, 0.7)], 300, 300)
+    assert boxes.OCCUPIES_CELL > 0.2
+    assert scores[:3] == pytest.approx([0.7] * 3) and scores[3:].max() == 0
     scores, _ = boxes.cell_scores([face(10, 10, 40, 40, 0.9), face(50, 50, 60, 60, 0.4)], 300, 300)
-    assert scores[0] == pytest.approx(1 - 0.1 * 0.6)  # either face: independent chances
+    assert scores[0] == pytest.approx(0.9)  # the better face: near-duplicate boxes are no independent evidence
 
 
 def test_with_boxes_adds_the_face_label_and_keeps_the_model_rows():
@@ -256,7 +262,7 @@ def test_explain_and_grid_name_the_face_class(query_index):
     prepared = prepare(query_index, "face left of golden retriever")
     text = explain(query_index, prepared)
     assert "  class 1000 face, human face (n05600637)" in text
-    assert "term 1: confidence >= 0.3, as the face detector gave it" in text
+    assert f"term 1: confidence >= {DEFAULT_MIN_SCORE:g}, as the face detector gave it" in text
     grid = render.grids(search(query_index, "face left of golden retriever"), unicode=False)
     assert "1=face: center-left (75%)" in grid and "2=golden retriever: center-right" in grid
 
@@ -266,9 +272,11 @@ def test_show_lists_the_faces(query_index):
         report = store.image_report(conn, path="/p/a_face_top_dog_right.jpg")
     from indexer.report import image_json, image_text
 
-    assert image_text(report, 5).endswith("\nfaces: 1\n  1.  90%  x 120-180, y 10-80 (60x70 px)\nobjects: 0")
+    assert image_text(report, 5).endswith(
+        "\nfaces: 1\n  1.  90%  x 120-180, y 10-80 (60x70 px)\nobjects: not looked for (indexed with --no-objects)"
+    )
     assert image_json(report)["faces"] == [{"box": [120.0, 10.0, 180.0, 80.0], "confidence": 0.9}]
-    assert image_json(report)["objects"] == []
+    assert image_json(report)["objects"] is None
 
 
 # --- indexing with the real detector ------------------------------------------------------------------------

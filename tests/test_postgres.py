@@ -277,7 +277,7 @@ def test_the_big_index_answers_as_sqlite_would(big_index):
             f"WHERE a.class_id = {SCHOOL_BUS} AND a.cell = 4 AND a.score >= 0.2 "
             f"AND b.class_id = {FLOWERPOT} AND b.cell = 0 AND b.score >= 0.2 ORDER BY path"
         ).scalars().all()
-    found = search(big_index, "school bus in center AND flower pot top-left", limit=None).matches
+    found = search(big_index, "school bus in center AND flower pot top-left", min_score=0.2, limit=None).matches
     assert sorted(m.path for m in found) == expected
     assert len(expected) >= PLANNED_IMAGES // 50
 

@@ -93,9 +93,13 @@ def composites(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def db(composites, new_index_url):
-    """The composites, indexed once by `imgidx index` with EfficientNet-Lite0 (into SQLite, then PostgreSQL)."""
+    """The composites, indexed once by `imgidx index` with EfficientNet-Lite0 (into SQLite, then PostgreSQL).
+    Without objects: in this process the object detector is the fake one, blind to real photos, and an index
+    that claimed a detector had looked would read the classifier's evidence as a second opinion
+    (`calibration.fusion_for`); tests/test_objects_e2e.py runs the real detector."""
     db = new_index_url()
-    done = CliRunner().invoke(cli, ["index", str(composites), "--db", db, "--model", "efficientnet-lite0", "-q"])
+    done = CliRunner().invoke(cli, ["index", str(composites), "--db", db, "--model", "efficientnet-lite0", "-q",
+                                    "--no-objects"])
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith(f"{len(SAMPLES)} indexed, 0 unchanged, 0 moved, 0 pruned, 0 failed"), done.stdout
     return db

@@ -114,7 +114,7 @@ def test_relations_and_not_read_the_fused_cells(engine):
 def test_explain_names_the_rule(engine):
     from query.search import explain
 
-    text = explain(engine, prepare(engine, "dog AND giraffe AND face", fusion="noisy_or"))
+    text = explain(engine, prepare(engine, "dog AND giraffe AND face", min_score=MIN, fusion="noisy_or"))
     assert ("  term 1: confidence >= 0.3, the COCO object detector's and the calibration's reading of the other "
             "classes' evidence, fused by the rule noisy_or") in text
     assert "  term 2: confidence >= 0.3, as the COCO object detector gave it" in text
@@ -229,15 +229,15 @@ def test_a_term_of_several_detector_classes_alone(calibrated, query):
     with calibrated.connect() as conn:
         cal = store.read_calibration(conn)
         compiled = compile_query(store.tables(conn), tree, found, min_score=MIN, limit=None, calibration=cal,
-                                 dialect=conn.dialect.name)
+                                 dialect=conn.dialect.name, fusion=calibration.FUSION)
         rows = conn.execute(compiled.statement).mappings().all()
     (spec,) = [s for s in compiled.specs if s.term.label == "people"]
     assert spec.stored_classes == (FACE, PERSON) and not spec.model_classes
-    expected = {path for path, cells in RANDOM_IMAGES.items() if _python_holds(tree, found, cells, cal, "max")}
+    expected = {path for path, cells in RANDOM_IMAGES.items() if _python_holds(tree, found, cells, cal, calibration.FUSION)}
     assert {row["path"] for row in rows} == expected
     for row in rows:
         if spec.positive and row[f"score_{spec.number}"] is not None:
-            best, cells = _python_term(spec.term, spec.classes, RANDOM_IMAGES[row["path"]], cal, "max")
+            best, cells = _python_term(spec.term, spec.classes, RANDOM_IMAGES[row["path"]], cal, calibration.FUSION)
             assert row[f"score_{spec.number}"] == pytest.approx(best) and tuple(cells_of(row[f"mask_{spec.number}"])) == cells
 
 

@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2, which
     from starlette.testclient import TestClient  # noqa: E402
 
 from indexer import store  # noqa: E402
-from indexer.calibration import percent  # noqa: E402
+from indexer.calibration import DEFAULT_MIN_SCORE, percent  # noqa: E402
 from indexer.cli import cli  # noqa: E402
 from indexer.store import IndexSettings, tables, write_settings  # noqa: E402
 from query import compile as query_compile  # noqa: E402
@@ -175,7 +175,7 @@ def test_search_shows_each_match_with_the_cli_confidence_and_the_matched_cells_n
     assert shown[0]["copies"] == 2
     assert '<span class="count">2 matches</span>' in page.text
     assert re.search(r'<span class="time">\d+ ms</span>', page.text)
-    assert "<span class=\"n t1\">1</span> school bus in center &gt;= 0.3" in page.text
+    assert f"<span class=\"n t1\">1</span> school bus in center &gt;= {DEFAULT_MIN_SCORE:g}" in page.text
 
 
 def test_pages_load_in_steps_and_the_url_keeps_the_query(client):
