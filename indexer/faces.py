@@ -339,7 +339,7 @@ OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1
 
 def default_engine() -> str:
     """OpenVINO where the extra is installed, else TF Lite."""
-    from indexer import runtime
+    from indexer.runtime import machine as runtime
 
     return OPENVINO if runtime.openvino_installed() else TFLITE
 

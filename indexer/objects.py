@@ -17,37 +17,33 @@ purpose: what a query counts as found is decided later, from these scores.
 
 **Runtimes.** The network is defined once, in TensorFlow (`indexer.models.nanodet`); with the ``[openvino]``
 extra it runs converted by OpenVINO (`indexer.runtime.openvino_detector`, cached) at `OPENVINO_PRECISION`.
-Neither TensorFlow nor OpenVINO is imported before a detector is built (`load_detector`).
+Neither TensorFlow nor OpenVINO is imported before a detector is built (`load_detector`). The model's facts
+(input, levels, files) are `indexer.models.nanodet_spec`'s, below the network, its conversion and this module.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import threading
-from importlib import resources
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from indexer import images
 from indexer.boxes import Box
-from indexer.errors import ImgidxError
-from indexer.labels import COCO_CLASSES, object_class
+from indexer.labels import object_class
+# The model's facts, named here too: the detector's callers read them as ``objects.INPUT_SIZE`` and so on.
+from indexer.models.nanodet_spec import (
+    BINS, CENTRE_OFFSET, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, REG_MAX, SIDES, STRIDES, ObjectDetectorError,
+    graph_path, model_input)
 
-#: The network's input side, in pixels; the photo is stretched to it.
-INPUT_SIZE = 416
-#: The levels' strides, finest first, in the order of the network's outputs.
-STRIDES = (8, 16, 32)
-#: Position centres sit this share of a stride in from their cell's corner.
-CENTRE_OFFSET = 0.5
-#: A side's distance is the expectation over bins 0..REG_MAX (in strides).
-REG_MAX = 10
-BINS = REG_MAX + 1
-SIDES = 4
-NUM_CLASSES = len(COCO_CLASSES)
+__all__ = [
+    "AUTO", "BINS", "CENTRE_OFFSET", "CLASS_SPACING", "INPUT_SIZE", "MAX_BOXES", "MAX_CANDIDATES", "MIN_SCORE",
+    "MODEL_NAME", "NUM_CLASSES", "OPENVINO", "OPENVINO_PRECISION", "REG_MAX", "SIDES", "STRIDES",
+    "SUPPRESSION_IOU", "TF", "Detectors", "ObjectDetector", "ObjectDetectorError", "build_detector", "candidates",
+    "centres", "distances", "graph_path", "iou", "load_detector", "model_input", "openvino_installed",
+    "photo_boxes", "resolve", "suppress",
+]
+
 #: The lowest class probability returned (NanoDet's own test threshold): the scoring that reads the boxes
 #: sets the threshold a query uses.
 MIN_SCORE = 0.05
@@ -60,14 +56,6 @@ MAX_BOXES = 100
 #: `MAX_BOXES` places.
 MAX_CANDIDATES = 1000
 
-MODEL_NAME = "nanodet-m"
-#: The package data folder of the model and its graph file (the weights file, ``nanodet.bin``, beside it).
-DATA_FOLDER = "nanodet"
-GRAPH_FILE = "nanodet.json"
-#: The modules whose code turns the model files into the traced function and its OpenVINO conversion
-#: (`model_digest`).
-GRAPH_CODE = ("indexer.models.tfjs_graph", "indexer.models.nanodet", "indexer.runtime.openvino_detector")
-
 TF, OPENVINO = "tf", "openvino"
 AUTO = "auto"
 #: OpenVINO's precision, chosen by measurement (`bench/objects.py`, bench/RESULTS.md): against TensorFlow
@@ -75,28 +63,6 @@ AUTO = "auto"
 #: average) for 0.55-0.7x TensorFlow's CPU time; int8 runs in ~0.4x but keeps only 90-92% (every NNCF recipe
 #: tried), short of the 95% asked; fp32 gives TensorFlow's boxes exactly, at TensorFlow's cost.
 OPENVINO_PRECISION = "bf16"
-
-
-class ObjectDetectorError(ImgidxError):
-    """The object detector's model files are missing or cannot be loaded."""
-
-
-def graph_path() -> Path:
-    """The shipped graph file (package data)."""
-    return Path(str(resources.files("indexer") / "data" / DATA_FOLDER / GRAPH_FILE))
-
-
-def model_digest(path: Path | None = None) -> str:
-    """sha256 over the model files and the code that traces them (`GRAPH_CODE`), found without importing
-    it: a converted or quantized model is rebuilt when either changes."""
-    from indexer.runtime import cache
-
-    code = hashlib.sha256()
-    for module in GRAPH_CODE:
-        code.update(Path(importlib.util.find_spec(module).origin).read_bytes())
-    # A prefix whose ``.*`` files are the model: cache.weights_digest hashes them all (graph and weights).
-    weights = cache.weights_digest((path or graph_path()).with_suffix(""))
-    return hashlib.sha256(f"{weights}:{code.hexdigest()}".encode()).hexdigest()
 
 
 # --- Geometry and decoding (numpy) -------------------------------------------------------------------------
@@ -199,20 +165,13 @@ def _centres(size: int) -> tuple[np.ndarray, np.ndarray]:
     return centres(size)
 
 
-def model_input(photos: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
-    """RGB ``uint8`` photos of any sizes stretched to ``size`` square, as one batch ``(N, size, size, 3)``."""
-    if not len(photos):
-        return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([images.resize(np.asarray(photo), (size, size)) for photo in photos])
-
-
 # --- Runtimes ------------------------------------------------------------------------------------------------
 
 
 def openvino_installed() -> bool:
-    from indexer import runtime
+    from indexer.runtime import machine
 
-    return runtime.openvino_installed()
+    return machine.openvino_installed()
 
 
 def resolve(runtime: str = AUTO, precision: str = AUTO) -> tuple[str, str]:
@@ -220,7 +179,7 @@ def resolve(runtime: str = AUTO, precision: str = AUTO) -> tuple[str, str]:
     index's ``--runtime`` otherwise decides), else TensorFlow; TensorFlow runs fp32; OpenVINO's ``auto`` is
     `OPENVINO_PRECISION`, the measured choice, where the CPU has the instructions for it (int8 dot products,
     bf16), else fp32."""
-    from indexer import runtime as runtimes
+    from indexer.runtime import machine as runtimes
 
     if runtime not in (AUTO, TF, OPENVINO):
         raise ValueError(f"runtime must be one of auto, tf, openvino, got {runtime!r}")

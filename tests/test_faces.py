@@ -179,7 +179,7 @@ def test_openvino_finds_the_same_faces_as_tflite():
 
 
 def test_without_the_openvino_extra_faces_run_in_tflite(monkeypatch):
-    monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
+    monkeypatch.setattr(runtime.machine, "openvino_installed", lambda: False)
     detector = faces.FaceDetector()
     assert detector.engine == faces.TFLITE
     (face,) = detector.detect(astronaut())

@@ -246,7 +246,7 @@ def test_the_converted_model_is_cached(imgidx_cache):
 
     messages = []
     openvino_detector.load("fp32", on_build=messages.append)
-    assert cache.fp32_dir(objects.MODEL_NAME, objects.model_digest()).is_dir()
+    assert cache.fp32_dir(objects.MODEL_NAME, openvino_detector.model_digest()).is_dir()
     assert not messages or "converting" in messages[0]
     again = []
     openvino_detector.load("fp32", on_build=again.append)

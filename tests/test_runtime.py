@@ -26,23 +26,23 @@ INSTALL_ERROR = "Error: the openvino runtime needs OpenVINO and NNCF: pip instal
 @pytest.fixture
 def no_extra(monkeypatch):
     """The extra is not installed: importing openvino or nncf fails."""
-    for name in runtime.OPENVINO_MODULES:
+    for name in runtime.machine.OPENVINO_MODULES:
         monkeypatch.setitem(sys.modules, name, None)
 
 
 @pytest.fixture
 def extra(monkeypatch):
-    monkeypatch.setattr(runtime, "openvino_installed", lambda: True)
+    monkeypatch.setattr(runtime.machine, "openvino_installed", lambda: True)
 
 
 @pytest.fixture
 def vnni(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}))
+    monkeypatch.setattr(runtime.machine, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}))
 
 
 @pytest.fixture
 def no_vnni(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(runtime.machine, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
 
 
 def imgidx(*argv):

@@ -8,7 +8,7 @@ constants: ImageNet's statistics in 0-255 BGR, as NanoDet's configs give them). 
 ``uint8`` photos already stretched to the input size, ``(N, H, W, 3)``, so both runtimes (TensorFlow and the
 OpenVINO conversion of this same function) get the photos as they are and do the arithmetic themselves; the
 NCHW input is fed as it lies in NHWC (`tfjs_graph.Laid`), which spares the graph's first transposes.
-Geometry and decoding are `indexer.objects`'.
+The model's facts are `indexer.models.nanodet_spec`'s, the decoding `indexer.objects`'.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from indexer.models import tfjs_graph
-from indexer.objects import BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, SIDES, STRIDES, ObjectDetectorError, graph_path
+from indexer.models.nanodet_spec import (
+    BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, SIDES, STRIDES, ObjectDetectorError, graph_path)
 
 NAME = MODEL_NAME
 #: NanoDet's normalisation, per channel of its BGR input: ``(pixel - mean) / std`` on 0-255 values.

@@ -18,8 +18,6 @@ runtime, precision and int8 model (calibration photos and recipe) it was built w
 
 from __future__ import annotations
 
-import importlib.util
-from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
 from indexer.errors import RuntimeChoiceError
@@ -28,50 +26,18 @@ if TYPE_CHECKING:
     from indexer.models.base import Backbone
     from indexer.store import IndexSettings
 
-AUTO, TF, OPENVINO = "auto", "tf", "openvino"
-RUNTIMES = (AUTO, TF, OPENVINO)
-INT8 = "int8"
-PRECISIONS = (AUTO, INT8, "bf16", "fp32")
-#: The packages the OpenVINO runtime imports; both come with the extra.
-OPENVINO_MODULES = ("openvino", "nncf")
-INSTALL_HINT = "the openvino runtime needs OpenVINO and NNCF: pip install 'imgidx[openvino]'"
-#: CPU flags (/proc/cpuinfo) of instructions that multiply-add int8 in one step.
-INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-CPUINFO = "/proc/cpuinfo"
+from indexer.runtime import machine
+# The machine's facts, named here too: commands read them as ``runtime.INT8``, ``runtime.openvino_installed()``.
+from indexer.runtime.machine import (
+    AUTO, INSTALL_HINT, INT8, INT8_DOT_FLAGS, OPENVINO, PRECISIONS, RUNTIMES, TF, cpu_flags, cpu_has_int8_dot,
+    openvino_installed, require_openvino)
 
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
-    try:
-        with open(CPUINFO, encoding="ascii", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_int8_dot() -> bool:
-    return bool(INT8_DOT_FLAGS & cpu_flags())
-
-
-def openvino_installed() -> bool:
-    """True when the extra's packages can be imported (looked up, not imported: that costs a second)."""
-    try:
-        return all(importlib.util.find_spec(name) is not None for name in OPENVINO_MODULES)
-    except (ImportError, ValueError):
-        return False
-
-
-def require_openvino() -> None:
-    """Import the extra's packages, or explain how to install them."""
-    try:
-        for name in OPENVINO_MODULES:
-            importlib.import_module(name)
-    except ImportError:
-        raise RuntimeChoiceError(INSTALL_HINT) from None
+__all__ = [
+    "AUTO", "INSTALL_HINT", "INT8", "INT8_DOT_FLAGS", "OPENVINO", "PRECISIONS", "RUNTIMES", "TF", "choose",
+    "cpu_flags", "cpu_has_int8_dot",
+    "current_quantization", "load", "load_backbone", "machine", "openvino_installed", "require_openvino",
+    "resolve",
+]
 
 
 def resolve(runtime: str, precision: str) -> tuple[str, str]:
@@ -83,13 +49,13 @@ def resolve(runtime: str, precision: str) -> tuple[str, str]:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if runtime == AUTO:
-        wants_int8 = precision == INT8 or (precision == AUTO and cpu_has_int8_dot())
-        runtime = OPENVINO if wants_int8 and (precision == INT8 or openvino_installed()) else TF
+        wants_int8 = precision == INT8 or (precision == AUTO and machine.cpu_has_int8_dot())
+        runtime = OPENVINO if wants_int8 and (precision == INT8 or machine.openvino_installed()) else TF
     if runtime == OPENVINO:
-        if not openvino_installed():
+        if not machine.openvino_installed():
             raise RuntimeChoiceError(INSTALL_HINT)
         if precision == AUTO:
-            return OPENVINO, INT8 if cpu_has_int8_dot() else resolve_precision(AUTO)
+            return OPENVINO, INT8 if machine.cpu_has_int8_dot() else resolve_precision(AUTO)
         return OPENVINO, precision
     if precision == INT8:
         raise RuntimeChoiceError("--precision int8 runs on OpenVINO only: use --runtime openvino (or auto)")
@@ -149,7 +115,7 @@ def load_backbone(model: str, weights: str | None, runtime: str, precision: str,
         from indexer import models
 
         return models.load_model(model, weights, precision)
-    require_openvino()
+    machine.require_openvino()
     from indexer.runtime import openvino_model
 
     return openvino_model.load(model, weights, precision, size=size, quantization=quantization, on_build=on_build,

@@ -4,14 +4,17 @@ in fp32, bf16 or NNCF int8.
 As for the backbones (`indexer.runtime.openvino_model`), the graph converted is the one the TF runtime
 traces (`indexer.models.nanodet.NanoDet`), preprocessing included, with a dynamic batch at the input size;
 it is cached (`indexer.runtime.cache`) under the digest of the model files and of the code that traces them
-(`objects.model_digest`), converted in fp32 and, for int8, quantized by NNCF on the shipped calibration photos
+(`model_digest`), converted in fp32 and, for int8, quantized by NNCF on the shipped calibration photos
 (`photos.shipped`) stretched to the input as the detector sees photos, with `INT8_RECIPE`. A cached model is
 read, never rebuilt silently.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -20,8 +23,9 @@ import openvino as ov
 from indexer import images
 from indexer.errors import ImageReadError
 from indexer.models import native_stderr_silenced
-from indexer.objects import BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, SIDES, model_digest, model_input
-from indexer.runtime import INT8, cache, photos
+from indexer.models.nanodet_spec import BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, SIDES, graph_path, model_input
+from indexer.runtime import cache, photos
+from indexer.runtime.machine import INT8
 # The backbones' cache reading and writing, shared (private to the runtime package).
 from indexer.runtime.openvino_model import DEVICE, INFERENCE_HINTS, THREADS_ENV, _read, _store, quantize
 from indexer.runtime.recipes import Recipe
@@ -31,6 +35,19 @@ INPUT_NAME, OUTPUT_NAMES = "photos", ("scores", "distributions")
 #: NNCF's settings for the detector's int8 model. int8 is not the detector's default: no recipe tried kept
 #: 95% of the boxes (defaults 89.9%, the mixed preset 91.7%: bench/objects.py, bench/RESULTS.md).
 INT8_RECIPE = Recipe()
+#: The modules whose code turns the model files into the traced function and its conversion (`model_digest`).
+GRAPH_CODE = ("indexer.models.tfjs_graph", "indexer.models.nanodet", "indexer.runtime.openvino_detector")
+
+
+def model_digest(path: Path | None = None) -> str:
+    """sha256 over the model files and the code that traces them (`GRAPH_CODE`), found without importing
+    it: a converted or quantized model is rebuilt when either changes."""
+    code = hashlib.sha256()
+    for module in GRAPH_CODE:
+        code.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+    # A prefix whose ``.*`` files are the model: cache.weights_digest hashes them all (graph and weights).
+    weights = cache.weights_digest((path or graph_path()).with_suffix(""))
+    return hashlib.sha256(f"{weights}:{code.hexdigest()}".encode()).hexdigest()
 
 
 def convert() -> ov.Model:
