@@ -858,7 +858,7 @@ def redact(words, out, db, pixelate, force, strip_location, min_score, weights):
         raise SystemExit(1)
 
 
-from indexer.cli_runtime import runtime_group  # noqa: E402  (the `imgidx runtime` commands)
+from indexer.cli.runtime import runtime_group  # noqa: E402  (the `imgidx runtime` commands)
 
 cli.add_command(runtime_group)
 
