@@ -494,7 +494,7 @@ def test_segment_lists_and_draws_the_boxes(tmp_path, monkeypatch):
         model.name = "fake"
         return model
 
-    monkeypatch.setattr("indexer.cli._load_network", load_network)
+    monkeypatch.setattr("indexer.cli.photo.load_network", load_network)
     monkeypatch.setattr("indexer.objects.load_detector", lambda *a, **k: FakeObjectDetectors()())
     photo = scene(tmp_path / "street.png", {MAGENTA: (20, 20, 100, 280), CYAN: (280, 200, 390, 290)})
     result = CliRunner().invoke(cli, ["segment", str(photo), "--text", "--size", "96"])

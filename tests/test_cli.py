@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from fresh_cli import run_fresh
-from indexer import cli as cli_module
 from indexer.cli import cli
 from indexer.errors import StoreError
+from indexer.models import DEBUG_ENV
 from query_helpers import SCHOOL_BUS, make_index
 
 ROOT = Path(__file__).parent.parent
@@ -74,7 +74,7 @@ def test_library_errors_and_surprises_become_one_line(monkeypatch):
         runner = CliRunner()
         result = runner.invoke(cli, ["boom-test", "store"])
         assert (result.exit_code, result.stderr) == (1, "Error: cannot open index x.db: file is not a database\n")
-        monkeypatch.delenv(cli_module.DEBUG_ENV, raising=False)
+        monkeypatch.delenv(DEBUG_ENV, raising=False)
         result = runner.invoke(cli, ["boom-test", "other"])
         assert result.exit_code == 1
         assert result.stderr == "Error: internal error: KeyError: 'surprise' (set IMGIDX_DEBUG=1 for the traceback)\n"

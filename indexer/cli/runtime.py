@@ -1,7 +1,4 @@
-"""`imgidx runtime`: what runs the networks, int8 calibration on the user's photos, and its agreement check.
-
-Registered on the `imgidx` group by `indexer.cli`; as thin as the rest of the CLI.
-"""
+"""`imgidx runtime`: what runs the networks, int8 calibration on the user's photos, and its agreement check."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ import sys
 
 import click
 
-from indexer.cli import WORKING_SIZE, _build_note, _load_photos, _load_resolved
+from indexer.cli.core import WORKING_SIZE, build_note, load_photos, load_resolved
 from indexer.models import DEFAULT_MODEL, DEFAULT_WORKING_SIZE, model_names
 from indexer.names import printable
 
@@ -79,7 +76,7 @@ def calibrate(folder, model_name, weights, size):
     from indexer.runtime import openvino_model
 
     photo_set = photos.from_folder(folder) if folder else photos.shipped()
-    path = openvino_model.calibrate(model_name, weights, size, photo_set, on_build=_build_note,
+    path = openvino_model.calibrate(model_name, weights, size, photo_set, on_build=build_note,
                                     progress=sys.stderr.isatty())
     where = f"{len(photo_set.paths)} photos under {folder}" if folder else "the photos shipped with imgidx"
     click.echo(f"{model_name} int8 for size {size}, calibrated on {where} ({photo_set.id}): {path}")
@@ -102,16 +99,16 @@ def check(paths, model_name, weights, size):
 
     runtimes.require_openvino()
     found = [f.path for f in walk([str(p) for p in paths]).files]
-    loaded, failed = _load_photos(photos.spread(found, CHECK_PHOTOS), size)
+    loaded, failed = load_photos(photos.spread(found, CHECK_PHOTOS), size)
     if not loaded:
         raise click.ClickException("no photo to compare on")
     quantization = runtimes.current_quantization(model_name, size)
-    reference = _load_resolved(model_name, weights, runtimes.TF, "fp32", size, "")
+    reference = load_resolved(model_name, weights, runtimes.TF, "fp32", size, "")
     pixels = {printable(path): photo for path, photo in loaded}
     for label, runtime, precision, calibration in (
         ("int8", runtimes.OPENVINO, runtimes.INT8, quantization), ("bf16", runtimes.TF, "bf16", ""),
     ):
-        candidate = _load_resolved(model_name, weights, runtime, precision, size, calibration)
+        candidate = load_resolved(model_name, weights, runtime, precision, size, calibration)
         found_agreement = agreement.compare(reference, candidate, pixels, size)
         click.echo(f"{model_name} {label} vs fp32: {found_agreement.line()}")
     click.echo(f"int8 calibration: {quantization}")

@@ -1,0 +1,44 @@
+"""`imgidx serve`: the web app over an index (`serve/`, an optional extra, imported when the command runs)."""
+
+from __future__ import annotations
+
+import click
+
+from indexer.cli.core import db_option, db_url
+from indexer.names import printable
+
+
+@click.command("serve")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Any other than this machine's own makes the library visible on that network.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the search page in the web browser.")
+def serve_command(db, host, port, open_browser):
+    """Search and browse the index in a web browser: thumbnails with the matched cells drawn over them,
+    each photo with its stored grid and overlays, and an overview.
+
+    The index is opened read-only; thumbnails are cached in the cache folder ($IMGIDX_CACHE_DIR moves
+    it). Ctrl-C stops the server. Needs the web extra: pip install 'imgidx[serve]'.
+    """
+    import serve
+    from indexer.store import shown
+
+    try:
+        from serve import server
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in serve.EXTRA_MODULES:
+            raise
+        raise click.ClickException(serve.INSTALL_HINT) from None
+    warning = server.exposure_warning(host)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    index = server.Index(db_url(db))
+    try:
+        sock = server.listen(host, port)
+        url = server.url_of(sock)
+        click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)", err=True)
+        server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None)
+    finally:
+        index.close()
+    click.echo("stopped", err=True)
