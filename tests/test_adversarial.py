@@ -836,7 +836,7 @@ def test_postgresql_read_only_commands_cannot_write(library, pg_url, monkeypatch
         made.append(real_create_engine(db, readonly=readonly))
         return made[-1]
 
-    monkeypatch.setattr(store, "create_engine", recorded)
+    monkeypatch.setattr(store.opening, "create_engine", recorded)
     for argv in (("query", "fire engine"), ("show", library.good[0]), ("stats",)):
         made.clear()
         result = imgidx(*argv, "--db", pg_url)
@@ -1054,7 +1054,7 @@ def test_a_table_dropped_while_serving_is_a_503_page(library, tmp_path):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_table_dropped_after_opening_is_damage_not_an_internal_error(library, backend, request):
     """The check at opening cannot see what happens after it: every statement that meets a missing table
-    says so, through the engine every command gets (`store._report_damage`), on either database."""
+    says so, through the engine every command gets (`store.opening._report_damage`), on either database."""
     import sqlalchemy as sa
 
     from indexer import store

@@ -464,7 +464,7 @@ def test_the_file_system_is_read_from_the_mount_table(tmp_path):
 
 
 def test_an_index_that_cannot_be_written_is_a_one_line_error_and_stays_intact(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store.opening, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     engine = store.open_index(str(tmp_path / "index.db"))
     paint(tmp_path / "photos/a.jpg", {0: RED})
     run(engine, [tmp_path / "photos"])

@@ -1,0 +1,221 @@
+"""The write path: what an indexing run and a merge call to store images with their labels and boxes, the
+settings, moves and deletions, each inside the caller's transaction. PostgreSQL takes several writers at
+once: rows are upserted by path and the settings row is locked, so concurrent runs neither duplicate nor mix
+rows, and a transaction PostgreSQL aborts to break a deadlock runs again (`transaction`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from indexer.boxes import Box
+from indexer.names import restored, stored
+from indexer.store.schema import (
+    BOX_COLUMNS, DETECTOR_OFF, DETECTOR_ON, IndexSettings, Tables, chunks, read_settings,
+)
+
+T = TypeVar("T")
+
+
+def read_settings_locked(conn: sa.Connection, t: Tables, exclusive: bool = False) -> IndexSettings | None:
+    """The settings, locked until the transaction ends: ``exclusive`` to change them, else shared.
+
+    On PostgreSQL this locks the ``schema_version`` row of ``meta`` (always there, unlike the settings of a
+    new index), so a writer that changes the settings waits for every transaction that wrote labels under
+    the old ones, and those after it see the new ones. SQLite writers are one at a time anyway.
+    """
+    meta = t.meta
+    lock = sa.select(meta.c.key).where(meta.c.key == "schema_version").with_for_update(read=not exclusive)
+    conn.execute(lock).all()
+    return read_settings(conn)
+
+
+def _insert(conn: sa.Connection, table: sa.Table):
+    """An INSERT that can say ON CONFLICT: the dialect's own (both have ``on_conflict_do_update``); imported
+    here, as only writers need it and PostgreSQL's dialect costs a reader start-up time."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> None:
+    """Store ``settings``; an upsert per key, so two writers storing them at once never collide on a key."""
+    values = {
+        "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
+        "calibration": settings.calibration, "faces": DETECTOR_ON if settings.faces else DETECTOR_OFF,
+        "objects": DETECTOR_ON if settings.objects else DETECTOR_OFF,
+        "runtime": settings.runtime, "quantization": settings.quantization,
+    }
+    insert = _insert(conn, t.meta)
+    conn.execute(
+        insert.on_conflict_do_update(index_elements=[t.meta.c.key], set_={"value": insert.excluded.value}),
+        [{"key": k, "value": v} for k, v in values.items()],
+    )
+
+
+#: SQLSTATEs of a transaction PostgreSQL aborted so that others could go on (deadlock detected, could not
+#: serialize): running it again is the remedy PostgreSQL documents.
+RETRY_SQLSTATES = ("40P01", "40001")
+TRANSACTION_ATTEMPTS = 3
+
+
+def transaction(engine: Engine, work: Callable[[sa.Connection], T]) -> T:
+    """``work(conn)`` in one transaction, run again if the database aborted it to break a deadlock
+    between concurrent writers (at most `TRANSACTION_ATTEMPTS` times in all)."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            if attempt == TRANSACTION_ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRY_SQLSTATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index holds about one path, as the incremental diff needs it."""
+
+    image_id: int
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str | None
+    model: str | None
+    working_size: int | None
+    error: str | None
+
+    def is_current(self, settings: IndexSettings) -> bool:
+        """Labels are stored, computed with ``settings``."""
+        return self.error is None and self.model == settings.model and self.working_size == settings.working_size
+
+
+def file_records(conn: sa.Connection, t: Tables) -> list[FileRecord]:
+    """Every row, its path as the file system spells it (`indexer.names.restored`)."""
+    images = t.images
+    columns = [getattr(images.c, f) for f in FileRecord.__dataclass_fields__]
+    return [FileRecord(row[0], restored(row[1]), *row[2:]) for row in conn.execute(sa.select(*columns))]
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """The ``images`` row for one file: labelled (``error`` None) or failed."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str | None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    working_size: int | None = None
+    error: str | None = None
+
+
+def utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+
+def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
+    for chunk in chunks(image_ids):
+        conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
+        conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
+        conn.execute(t.boxes.delete().where(t.boxes.c.image_id.in_(chunk)))
+
+
+def upsert_images(
+    conn: sa.Connection, t: Tables, rows: list[FileRow], indexed_at: list[str] | None = None
+) -> list[int]:
+    """Insert or replace the rows by path (their old labels deleted); their image ids, in order.
+
+    Paths are stored as `indexer.names.stored` spells them (a no-op on stored text, as a merge passes).
+    ``indexed_at`` (one per row) keeps the times of rows copied from another index; default now. One
+    ``INSERT ... ON CONFLICT (path) DO UPDATE ... RETURNING`` per chunk, in path order: writers upserting
+    the same paths at once (PostgreSQL) take the rows' locks in one order, so they do not deadlock, and
+    the later one replaces the earlier's row instead of adding a second. A path given twice: the last wins.
+    """
+    if not rows:
+        return []
+    images = t.images
+    times = indexed_at if indexed_at is not None else [utc_now()] * len(rows)
+    values = {stored(row.path): {**vars(row), "path": stored(row.path), "indexed_at": when}
+              for row, when in zip(rows, times)}
+    insert = _insert(conn, images)
+    replace = {name: insert.excluded[name] for name in (*FileRow.__dataclass_fields__, "indexed_at") if name != "path"}
+    upsert = insert.on_conflict_do_update(index_elements=[images.c.path], set_=replace)
+    ids: dict[str, int] = {}
+    for paths in chunks(sorted(values)):
+        batch = [values[path] for path in paths]
+        if conn.dialect.insert_executemany_returning:
+            ids.update(conn.execute(upsert.returning(images.c.path, images.c.image_id), batch).all())
+        else:  # SQLite before 3.35 has no RETURNING, but one writer: reading the ids back is as good
+            conn.execute(upsert, batch)
+            ids.update(conn.execute(sa.select(images.c.path, images.c.image_id).where(images.c.path.in_(paths))).all())
+    _delete_labels(conn, t, sorted(set(ids.values())))  # a new row has none: deleting is a cheap no-op
+    return [ids[stored(row.path)] for row in rows]
+
+
+def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "object | None"]]) -> None:
+    """Store files with their labels (an `indexer.regions.Regions`, or None for a failed file)."""
+    if not items:
+        return
+    ids = upsert_images(conn, t, [row for row, _ in items])
+    image_rows, cell_rows, box_rows = [], [], []
+    for image_id, (_, regions) in zip(ids, items):
+        if regions is not None:
+            image_rows += [{"image_id": image_id, **label._asdict()} for label in regions.image_labels]
+            cell_rows += [{"image_id": image_id, **label._asdict()} for label in regions.cell_labels]
+            box_rows += [box_row(image_id, number, box) for number, box in enumerate(regions.boxes)]
+    if image_rows:
+        conn.execute(t.image_labels.insert(), image_rows)
+    if cell_rows:
+        conn.execute(t.cell_labels.insert(), cell_rows)
+    if box_rows:
+        conn.execute(t.boxes.insert(), box_rows)
+
+
+def box_row(image_id: int, number: int, box: Box) -> dict:
+    """A ``boxes`` row: box ``number`` (0 the best) of an image, from an `indexer.boxes.Box`."""
+    class_id, x0, y0, x1, y1, confidence = box
+    return {"image_id": image_id, "box": number, "class_id": int(class_id), "x0": float(x0), "y0": float(y0),
+            "x1": float(x1), "y1": float(y1), "confidence": float(confidence)}
+
+
+def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]) -> None:
+    """Store files whose content another row (the ``int``, an image id) already labelled: copy its labels."""
+    if not items:
+        return
+    ids = upsert_images(conn, t, [row for row, _ in items])
+    for image_id, (_, source_id) in zip(ids, items):
+        for table, columns in ((t.image_labels, ("class_id", "score", "share")),
+                               (t.cell_labels, ("cell", "class_id", "score", "coverage")),
+                               (t.boxes, BOX_COLUMNS)):
+            source = sa.select(sa.literal(image_id), *(table.c[c] for c in columns)).where(
+                table.c.image_id == source_id
+            )
+            conn.execute(table.insert().from_select(["image_id", *columns], source))
+
+
+def update_files(conn: sa.Connection, t: Tables, updates: list[tuple[int, str, int, int]]) -> None:
+    """Point rows at a file's new ``(image_id, path, size_bytes, mtime_ns)``: moved or merely touched."""
+    if updates:
+        conn.execute(
+            t.images.update().where(t.images.c.image_id == sa.bindparam("id_")),
+            [{"id_": i, "path": stored(p), "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
+        )
+
+
+def delete_images(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
+    _delete_labels(conn, t, image_ids)
+    for chunk in chunks(image_ids):
+        conn.execute(t.images.delete().where(t.images.c.image_id.in_(chunk)))
