@@ -41,8 +41,9 @@ from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, Walk, Walker, read_content, walk
+from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, read_content
 from indexer.store import IndexSettings
+from indexer.walk import Walk, Walker, walk
 
 if TYPE_CHECKING:
     from indexer.models.base import Backbone
@@ -254,7 +255,7 @@ class Session:
             self.owns = False
 
     def walk(self, roots: Sequence[str], exclude: set[str], rules: ignore.Rules = ignore.Rules()) -> Walk:
-        """`pipeline.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
+        """`indexer.walk.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
 
         The tasks list real folders only and hand back what they entered; the symlinked folders are
         followed here afterwards, against every task's entered folders, so a link into another task's
