@@ -41,7 +41,7 @@ from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, read_content
+from indexer.run_types import ModelLoaded, ModelLoading, Read, Task, read_content
 from indexer.store import IndexSettings
 from indexer.walk import Walk, Walker, walk
 
