@@ -169,7 +169,7 @@ class Read:
     shape: tuple[int, int] | None = None
     #: The decoded photo as the detectors search it (`faces.detection_pixels`), until they have.
     detect_pixels: np.ndarray | None = None
-    #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`pipeline._Run.detect`), and
+    #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`pipeline.Run.detect`), and
     #: its place among them.
     boxes: Future | None = None
     box_index: int = 0
