@@ -23,15 +23,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
 from indexer.errors import RuntimeChoiceError
+from indexer.runtime.choices import AUTO, INT8, OPENVINO, PRECISIONS, RUNTIMES, TF
 
 if TYPE_CHECKING:
     from indexer.models.base import Backbone
     from indexer.store import IndexSettings
 
-AUTO, TF, OPENVINO = "auto", "tf", "openvino"
-RUNTIMES = (AUTO, TF, OPENVINO)
-INT8 = "int8"
-PRECISIONS = (AUTO, INT8, "bf16", "fp32")
 #: The packages the OpenVINO runtime imports; both come with the extra.
 OPENVINO_MODULES = ("openvino", "nncf")
 INSTALL_HINT = "the openvino runtime needs OpenVINO and NNCF: pip install 'imgidx[openvino]'"

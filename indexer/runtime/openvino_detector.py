@@ -21,7 +21,8 @@ from indexer import images
 from indexer.errors import ImageReadError
 from indexer.models import native_stderr_silenced
 from indexer.objects import BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSES, SIDES, model_digest, model_input
-from indexer.runtime import INT8, cache, photos
+from indexer.runtime import cache, photos
+from indexer.runtime.choices import INT8
 # The backbones' cache reading and writing, shared (private to the runtime package).
 from indexer.runtime.openvino_model import DEVICE, INFERENCE_HINTS, THREADS_ENV, _read, _store, quantize
 from indexer.runtime.recipes import Recipe

@@ -56,7 +56,8 @@ from indexer.inference import check_working_size
 from indexer.labels import NUM_CLASSES
 from indexer.models import native_stderr_silenced, network_module
 from indexer.models.base import cpu_has_bf16
-from indexer.runtime import INT8, OPENVINO, cache, photos
+from indexer.runtime import cache, photos
+from indexer.runtime.choices import INT8, OPENVINO
 from indexer.runtime.recipes import Recipe, quantization_id, recipe_of, split_quantization
 
 MODEL_XML = "model.xml"
