@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from indexer import store
 from indexer.errors import MergeError, StoreError
-from indexer.pipeline import writer_lock
+from indexer.locking import writer_lock
 from indexer.store import FileRow, IndexSettings
 
 #: Images per transaction: bounds memory (with their labels) and the work an interruption loses.

@@ -1,24 +1,28 @@
 """Batch indexing: walk the folders, diff them against the index, decode in parallel with inference, commit.
 
-One run:
+This module holds the run's entry (`index`) and its read/infer loop (`Run`). The steps around the loop have
+modules of their own, below it, so that the Ray engine and int8 calibration reuse them without importing
+the run: the walk (`indexer.walk`), the settings and the diff (`indexer.plan`), the commits
+(`indexer.writer`), and what the engines exchange with the run (`indexer.run_types`). One run:
 
-1. **Walk** the roots (image suffixes only; hidden files and folders and the database left out; symlinked
-   folders followed once each, so a loop ends). An image name that is no file to read (a FIFO, a broken
-   link, a path longer than the system takes) is *skipped*: recorded with its reason, never opened.
-2. **Diff** against the index: a file whose size and mtime match a row labelled with the current settings
-   is skipped unread. Every other file is read once; its sha256 comes from the same bytes that are decoded.
-   Content the index already labelled (with the current settings) is not decoded at all: a file whose
-   old path is gone is *moved* (its row follows it), otherwise its labels are *copied*; a file merely
-   touched keeps its labels.
+1. **Walk** the roots (`indexer.walk`: image suffixes only; hidden files and folders and the database left
+   out; symlinked folders followed once each, so a loop ends). An image name that is no file to read (a
+   FIFO, a broken link, a path longer than the system takes) is *skipped*: recorded with its reason, never
+   opened.
+2. **Diff** against the index (`indexer.plan`): a file whose size and mtime match a row labelled with the
+   current settings is skipped unread. Every other file is read once; its sha256 comes from the same bytes
+   that are decoded. Content the index already labelled (with the current settings) is not decoded at all:
+   a file whose old path is gone is *moved* (its row follows it), otherwise its labels are *copied*; a file
+   merely touched keeps its labels.
 3. **Decode** on a thread pool (Pillow and hashlib release the GIL) while the main thread runs the model
    on batches of images of one working shape. The model is loaded only when the first image needs it.
 4. **Boxes**: the photos handed to the model go through the detectors (`indexer.detect`: COCO objects,
    batched, then faces guided by the person boxes) on a pool of detector threads, as many as decoding
    threads, each with detectors of its own, beside the model, so every CPU stays busy (bench/RESULTS.md).
-5. **Commit** each batch in one transaction (image rows with their labels and boxes, failures, moves) on a
-   writer thread that also turns the batch's logits into region scores and waits for its boxes, so none
-   of that holds up the model. A killed run leaves every committed batch whole; the next run skips them,
-   by the diff of step 2.
+5. **Commit** each batch in one transaction (`indexer.writer`: image rows with their labels and boxes,
+   failures, moves) on a writer thread that also turns the batch's logits into region scores and waits for
+   its boxes, so none of that holds up the model. A killed run leaves every committed batch whole; the next
+   run skips them, by the diff of step 2.
 6. **Prune** rows of files that are gone from the walked roots (never under a folder that could not be
    read).
 
@@ -26,44 +30,53 @@ Faces (`indexer.faces`) and objects (`indexer.objects`) are looked for in every 
 (step 4), unless the index was built without them; on the photo as decoded for the model, so these settings
 never change its labels.
 
-Settings (model, working size, precision, faces, objects) live in the index's meta table. A run with other settings is
-refused unless ``reindex`` is given; then every image is redone and the old labels are dropped in the
-first committed transaction, so the index never mixes two settings.
+Settings (model, working size, precision, faces, objects) live in the index's meta table. A run with other
+settings is refused unless ``reindex`` is given; then every image is redone and the old labels are dropped
+in the first committed transaction, so the index never mixes two settings.
 
 No printing here: progress goes out as events to ``on_event``.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
-import hashlib
 import itertools
 import os
 import queue
-import stat
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import calibration, detect, faces, ignore, images, regions, store
-from indexer import runtime as runtimes
-from indexer.locking import writer_lock  # noqa: F401  (merge and the tests take it from here)
-from indexer.names import printable
-from indexer.errors import FolderError, ImageReadError, IndexSettingsError, StoreError
+from indexer import detect, faces, ignore, images, store
+from indexer.errors import FolderError, IndexSettingsError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
-from indexer.labels import FACE_CLASS
-from indexer.models import DEFAULT_MODEL
+from indexer.locking import writer_lock
 from indexer.models.base import Backbone
-from indexer.store import FileRecord, FileRow, IndexSettings
+from indexer.plan import (
+    DB_SIDE_SUFFIXES, DEFAULT_FACES, DEFAULT_OBJECTS, Plan, RunRequest, choose_settings, database_files, unchanged,
+)
+from indexer.run_types import (
+    Event, FileContent, FileFailed, FileSkipped, FolderUnreadable, ModelLoaded, ModelLoading, Planned, Progress, Read,
+    Summary, Task, read_content,
+)
+from indexer.store import FileRow, IndexSettings
+from indexer.walk import FoundFile, Walk, Walker, walk
+from indexer.writer import Writer
+
+#: What callers (the CLI, merge, the tests and benches) have always taken from here.
+__all__ = [
+    "DB_SIDE_SUFFIXES", "DEFAULT_BATCH", "DEFAULT_DETECT_BATCH", "DEFAULT_FACES", "DEFAULT_OBJECTS",
+    "OBJECT_DETECTOR_THREADS", "RUNNERS", "Event", "FileContent", "FileFailed", "FileSkipped", "FolderUnreadable",
+    "FoundFile", "ModelLoaded", "ModelLoading", "Planned", "Progress", "Read", "Run", "RunRequest", "Summary",
+    "Task", "Walk", "Walker", "choose_settings", "database_files", "default_object_detectors", "index",
+    "read_content", "walk", "writer_lock",
+]
 
 DEFAULT_BATCH = 8
 #: Failures, moves and copies waiting for the next model batch are committed once this many pile up.
@@ -72,15 +85,8 @@ COMMIT_EVERY = 256
 READ_AHEAD_BATCHES = 3
 #: Decoded images waiting for a full batch of their shape, in batches, before the largest group runs short.
 MAX_WAITING_BATCHES = 4
-#: Transactions queued for the writer thread before the model waits for it.
-MAX_QUEUED_COMMITS = 2
-DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 #: "local": threads and the model in this process; "ray": Ray Data tasks and actors (`indexer.ray_engine`).
 RUNNERS = ("local", "ray")
-#: A new index looks for faces unless told not to (``imgidx index --no-faces``).
-DEFAULT_FACES = True
-#: A new index looks for objects unless told not to (``imgidx index --no-objects``).
-DEFAULT_OBJECTS = True
 #: Photos per call of the object detector, when it does not say (``batch``): what it measured fastest at on
 #: TensorFlow (issue 20). The model's batches are cut into such chunks, each searched on a detector thread.
 DEFAULT_DETECT_BATCH = 4
@@ -91,305 +97,6 @@ DEFAULT_DETECT_BATCH = 4
 OBJECT_DETECTOR_THREADS = 1
 
 
-# --- Events -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Planned:
-    """The diff is done: ``todo`` files will be read, ``unchanged`` are skipped, ``missing`` are gone."""
-
-    found: int
-    todo: int
-    unchanged: int
-    missing: int
-
-
-@dataclass(frozen=True)
-class ModelLoading:
-    """The first image that needs the model is decoded; loading it now."""
-
-    model: str
-
-
-@dataclass(frozen=True)
-class ModelLoaded:
-    """The model took ``seconds`` to load (with Ray: until its first results); left out of the rate."""
-
-    model: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``todo`` files are committed."""
-
-    done: int
-    todo: int
-
-
-@dataclass(frozen=True)
-class FileFailed:
-    """One file could not be indexed; it is recorded with ``error``. ``still``: it failed before and has
-    not changed since (`Summary.still_failing`)."""
-
-    path: str
-    error: str
-    still: bool = False
-
-
-@dataclass(frozen=True)
-class FileSkipped:
-    """An image name that is no file to read (a FIFO, a broken link, a path too long); recorded with ``reason``.
-    ``still``: the index already holds it so, unchanged (`Summary.still_failing`)."""
-
-    path: str
-    reason: str
-    still: bool = False
-
-
-@dataclass(frozen=True)
-class FolderUnreadable:
-    """A folder could not be listed; nothing under it is pruned."""
-
-    path: str
-    error: str
-
-
-Event = Planned | ModelLoading | ModelLoaded | Progress | FileFailed | FileSkipped | FolderUnreadable
-
-
-@dataclass
-class Summary:
-    """What one run did. ``missing`` counts gone files left in the index (``prune`` off)."""
-
-    settings: IndexSettings
-    found: int = 0
-    indexed: int = 0
-    unchanged: int = 0
-    moved: int = 0
-    copied: int = 0
-    pruned: int = 0
-    missing: int = 0
-    failed: int = 0
-    skipped: int = 0
-    #: Files that failed (or were skipped) before and have not changed since: not counted in ``failed`` or
-    #: ``skipped``, and no reason by themselves for a failed run, so that a photo that stays broken does
-    #: not fail every later run (a nightly job's).
-    still_failing: int = 0
-    unreadable_folders: int = 0
-    #: Images outside the walked roots that a reindex left due for re-indexing.
-    stale_elsewhere: int = 0
-    model_loaded: bool = False
-    load_seconds: float = 0.0
-    #: Files committed, as `Progress` counts them: what a progress bar counts, from `Planned` on.
-    done: int = 0
-    #: Seconds from the start of the run to `Planned`: the walk and the diff, before a progress bar starts.
-    planning_seconds: float = 0.0
-    model_seconds: float = 0.0
-    #: The detector threads' time in the face detector, summed over them.
-    face_seconds: float = 0.0
-    #: The detector threads' time in the object detector, summed over them.
-    object_seconds: float = 0.0
-    #: The writer thread's wait for boxes still being searched (not in ``write_seconds``): while this is a
-    #: large share of the run, the box pass sets its pace.
-    box_wait_seconds: float = 0.0
-    #: The faces and the objects stored (`indexer.boxes.STORED_FROM`).
-    faces_found: int = 0
-    objects_found: int = 0
-    #: Scoring and committing, on the writer thread, overlapped with the model and the detector threads.
-    write_seconds: float = 0.0
-    elapsed: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing new failed: no file failed or was skipped but those `still_failing`, no folder unreadable."""
-        return not self.failed and not self.skipped and not self.unreadable_folders
-
-    @property
-    def rate(self) -> float:
-        """Files done per second, as a progress bar counts them (`Progress`) over its span: from `Planned` to
-        the last commit, less the model's loading (`ModelLoaded`), which is reported on its own."""
-        working = self.elapsed - self.planning_seconds - self.load_seconds
-        return self.done / working if self.done and working > 0 else 0.0
-
-
-# --- Walking ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FoundFile:
-    path: str
-    size_bytes: int
-    mtime_ns: int
-
-
-@dataclass
-class Walk:
-    files: list[FoundFile] = field(default_factory=list)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
-    #: Image names that are no file to read, with the reason (see `Walker.add_file`).
-    skipped: list[tuple[FoundFile, str]] = field(default_factory=list)
-
-
-def database_files(engine: sa.Engine) -> set[str]:
-    """The database file and its journal, WAL and lock companions, which a walk must not index."""
-    path = store.sqlite_path(str(engine.url))
-    if path is None:
-        return set()
-    real = os.path.realpath(path)
-    return {real + suffix for suffix in DB_SIDE_SUFFIXES}
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _skip_reason(path: str, exc: OSError) -> str:
-    if exc.errno == errno.ENAMETOOLONG:
-        return f"path too long for the system ({len(os.fsencode(path)):,} bytes)"
-    if exc.errno == errno.ELOOP:
-        return "a symbolic link loop"
-    return _reason(exc)
-
-
-class Walker:
-    """The state of one walk (see `walk`), kept in the open so parts of a tree can be listed elsewhere
-    (`indexer.ray_engine` lists subfolders in Ray tasks) and merged before the symlinks are followed."""
-
-    def __init__(self, exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()):
-        self.result = Walk()
-        self.visited: set[tuple[int, int]] = set()
-        self.linked: list[str] = []
-        self.exclude = exclude
-        self.excluded_names = {os.path.basename(p) for p in exclude}
-        self.rules = rules
-
-    def enter(self, folder: str, st: os.stat_result, stack: list[str]) -> None:
-        if (st.st_dev, st.st_ino) not in self.visited:
-            self.visited.add((st.st_dev, st.st_ino))
-            stack.append(folder)
-
-    def scan_folder(self, folder: str) -> list[str]:
-        """List one folder's image files; its real subfolders not yet visited, in name order."""
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            self.result.unreadable.append((folder, _reason(exc)))
-            return []
-        subfolders: list[str] = []
-        for entry in entries:
-            if entry.name.startswith(".") or (self.rules and self.rules.excluded(entry.path, _is_folder(entry))):
-                continue
-            try:
-                if entry.is_dir():
-                    if entry.is_symlink():
-                        self.linked.append(entry.path)
-                    else:
-                        self.enter(entry.path, entry.stat(), subfolders)
-                    continue
-            except OSError:
-                pass  # a link loop, a path too long to look at: add_file says why when it is an image
-            if os.path.splitext(entry.name)[1].lower() in images.IMAGE_SUFFIXES:
-                if entry.name in self.excluded_names and os.path.realpath(entry.path) in self.exclude:
-                    continue
-                self.add_file(entry.path)
-        return subfolders
-
-    def add_file(self, path: str) -> None:
-        """An image file; or, for a name that is no file to read, a skipped entry with the reason. Looked
-        at, never opened (a FIFO would block). A file that vanished is nothing."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            if os.path.islink(path):
-                self.skip(path, "a broken symbolic link")
-            return
-        except OSError as exc:
-            self.skip(path, _skip_reason(path, exc))
-            return
-        if stat.S_ISREG(st.st_mode):
-            self.result.files.append(FoundFile(path, st.st_size, st.st_mtime_ns))
-        else:
-            self.skip(path, f"not a regular file but {images.file_kind(st.st_mode)}", st)
-
-    def skip(self, path: str, reason: str, st: os.stat_result | None = None) -> None:
-        if st is None:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                pass
-        found = FoundFile(path, st.st_size, st.st_mtime_ns) if st else FoundFile(path, 0, 0)
-        self.result.skipped.append((found, reason))
-
-    def scan(self, stack: list[str]) -> None:
-        """Depth first through the real folders on ``stack`` (last first)."""
-        while stack:
-            stack.extend(reversed(self.scan_folder(stack.pop())))
-
-    def add_root(self, root: str) -> None:
-        st = os.stat(root)
-        if not stat.S_ISDIR(st.st_mode):
-            self.add_file(root)
-        else:
-            stack: list[str] = []
-            self.enter(root, st, stack)
-            self.scan(stack)
-
-    def merge(self, files: list[FoundFile], unreadable: list[tuple[str, str]], visited: set[tuple[int, int]],
-              linked: list[str], skipped: list[tuple[FoundFile, str]] = ()) -> None:
-        """Take over what another walker listed of a subtree."""
-        self.result.files += files
-        self.result.unreadable += unreadable
-        self.result.skipped += skipped
-        self.visited |= visited
-        self.linked += linked
-
-    def finish(self) -> Walk:
-        """Follow the symlinked folders, each real folder once, and return the walk."""
-        while self.linked:
-            stack: list[str] = []
-            for folder in self.linked:
-                try:
-                    self.enter(folder, os.stat(folder), stack)
-                except OSError:
-                    continue
-            self.linked = []
-            self.scan(stack[::-1])
-        # A file root may lie in a folder root too.
-        self.result.files = list({f.path: f for f in self.result.files}.values())
-        return self.result
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def walk(roots: Sequence[str], exclude: set[str] = frozenset(), rules: ignore.Rules = ignore.Rules()) -> Walk:
-    """Every image file under ``roots`` (absolute real paths), depth first in name order.
-
-    A root that is a file is taken whatever its suffix. Hidden entries (leading dot) below a root, entries
-    that ``rules`` exclude (`indexer.ignore`) and other suffixes are left out; image names that are no
-    regular file to read go to ``skipped``. Each real folder is entered once, and symlinked folders
-    only after the real tree, so a file is found by its real path where it has one and symlink loops end.
-    """
-    walker = Walker(exclude, rules)
-    for root in roots:
-        walker.add_root(root)
-    return walker.finish()
-
-
-def _under(path: str, roots: Iterable[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
-
-
-# --- Settings -----------------------------------------------------------------------------------------
-
-
 def default_object_detectors() -> Callable[[], detect.ObjectDetector]:
     """The loader of the process's object detectors, `objects.Detectors` with `OBJECT_DETECTOR_THREADS`
     (imported when a run needs it)."""
@@ -398,111 +105,10 @@ def default_object_detectors() -> Callable[[], detect.ObjectDetector]:
     return objects.Detectors(threads=OBJECT_DETECTOR_THREADS)
 
 
-def choose_settings(
-    stored: IndexSettings | None, model: str | None, size: int | None, precision: str, reindex: bool,
-    with_faces: bool | None = None, runtime: str = "auto", with_objects: bool | None = None,
-) -> tuple[IndexSettings, bool]:
-    """The settings of this run and whether every stored image must be redone.
-
-    Unset ``model``/``size``/``with_faces``/``with_objects`` and ``precision``/``runtime`` ``"auto"`` mean:
-    keep the index's own (or the defaults for a new index, `indexer.runtime.choose`). Asking for other
-    settings than the index holds raises `IndexSettingsError` unless ``reindex``.
-    """
-    model = model or (stored.model if stored else DEFAULT_MODEL)
-    size = size or (stored.working_size if stored else images.DEFAULT_WORKING_SIZE)
-    runtime, precision, quantization = runtimes.choose(stored, model, size, runtime, precision, reindex)
-    if with_faces is None:
-        with_faces = stored.faces if stored else DEFAULT_FACES
-    if with_objects is None:
-        with_objects = stored.objects if stored else DEFAULT_OBJECTS
-    chosen = IndexSettings(model, size, precision, faces=with_faces, runtime=runtime, quantization=quantization,
-                           objects=with_objects)
-    if stored is None:
-        return chosen, reindex
-    if chosen != stored and not reindex:
-        calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
-        faces_differ = stored.faces != chosen.faces
-        objects_differ = stored.objects != chosen.objects
-        runtime_differs = stored.runtime != chosen.runtime
-        raise IndexSettingsError(
-            f"the index holds labels from {stored.describe(calibrated, faces_differ, objects_differ)}, not "
-            f"{chosen.describe(calibrated, faces_differ, objects_differ)}; pass --reindex to rebuild it, or leave "
-            f"out --model/--size/--precision{'/--runtime' * runtime_differs}{'/--faces/--no-faces' * faces_differ}"
-            f"{'/--objects/--no-objects' * objects_differ} to keep its settings"
-        )
-    return chosen, reindex
-
-
-@contextmanager
-def _store_errors(engine: sa.Engine) -> Iterator[None]:
-    """A database that cannot be written (locked, disk full, read-only) is a `StoreError`, not a crash."""
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        where = store.shown_engine(engine)
-        raise StoreError(f"cannot write to the index {where}: {store.error_reason(exc)}") from None
-
-
-# --- Work items ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Task:
-    """A file to read: its walk entry and the index's row for its path, if any."""
-
-    found: FoundFile
-    record: FileRecord | None
-
-
-@dataclass
-class Read:
-    """A worker's answer: failed (``error``), already known content (``source``) or decoded ``pixels``."""
-
-    task: Task
-    content_hash: str | None = None
-    error: str | None = None
-    source: FileRecord | None = None
-    pixels: np.ndarray | None = None
-    width: int = 0
-    height: int = 0
-    shape: tuple[int, int] | None = None
-    #: The decoded photo as the detectors search it (`faces.detection_pixels`), until they have.
-    detect_pixels: np.ndarray | None = None
-    #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`_Run.detect`), and
-    #: its place among them.
-    boxes: Future | None = None
-    box_index: int = 0
-
-
-@dataclass(frozen=True)
-class FileContent:
-    """A file read: failed (``error``), already known content (no ``decoded``), or decoded."""
-
-    digest: str | None = None
-    error: str | None = None
-    decoded: images.DecodedImage | None = None
-
-
-def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) -> FileContent:
-    """Read and hash a file, and decode it unless ``is_known(digest)``: the worker step of both engines,
-    so they record the same errors. The hash comes from the bytes that are decoded."""
-    try:
-        data = images.read_file(path)
-    except ImageReadError as exc:
-        return FileContent(error=str(exc))
-    digest = hashlib.sha256(data).hexdigest()
-    if is_known(digest):
-        return FileContent(digest)
-    try:
-        return FileContent(digest, decoded=images.decode(data, path, working_size))
-    except ImageReadError as exc:
-        return FileContent(digest, error=str(exc))
-    except Exception as exc:  # a decoder bug on a strange file must not stop the run
-        return FileContent(digest, error=printable(f"{path}: cannot decode ({type(exc).__name__}: {exc})"))
-
-
-class _Run:
-    """The state of one indexing run (see the module docstring)."""
+class Run:
+    """One indexing run (see the module docstring): its `Plan` and `Writer`, and between them the loop that
+    reads files on a thread pool, runs the model on batches of one shape, and finds boxes on detector threads.
+    ``process`` is the loop's middle, ``Run.process`` or the Ray engine's."""
 
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
                  process=None, load_detector=None, load_object_detector=None):
@@ -516,76 +122,100 @@ class _Run:
         #: Photos waiting for the object detector: searched in chunks of its batch (`DEFAULT_DETECT_BATCH`).
         self.undetected: list[Read] = []
         self.detect_batch = DEFAULT_DETECT_BATCH
-        self.process_tasks = process or _Run.process
-        self.roots = roots
+        self.process_tasks = process or Run.process
         self.load_backbone = load_backbone
         self.settings = settings
-        self.redo_all = redo_all
         self.batch = batch
         self.workers = workers
         self.prune = prune
         self.emit = on_event or (lambda event: None)
-        self.t = store.tables(engine)
         self.summary = Summary(settings)
+        self.plan = Plan(settings, redo_all, roots, self.summary)
+        self.writer = Writer(engine, settings, redo_all, self.summary, self.emit)
         self.backbone: Backbone | None = None
         self.stride: int | None = None
-        self.settings_pending = True
-        #: Model results are waiting for the next commit (the first such commit also stores the settings).
-        self.labelled_pending = False
-        self.writer: ThreadPoolExecutor | None = None
-        self.writes: deque[Future] = deque()
-        self.write_failed = False
-        self.scored: list[tuple[list[Read], list[regions.View]]] = []
-        self.saves: list[tuple[FileRow, regions.Regions | None]] = []
-        self.copies: list[tuple[FileRow, int]] = []
-        self.updates: list[tuple[int, str, int, int]] = []
-        self.moved_ids: set[int] = set()
-        self.known: dict[str, FileRecord] = {}
         self.waiting: dict[tuple[int, int], list[Read]] = {}
         self.poolings: Poolings | None = None
-        self.calibration = calibration.for_model(settings.model)
-        self.done = 0
-        self.todo = 0
 
-    # -- plan
+    def run(self, found: Walk, started: float) -> Summary:
+        with self.engine.connect() as conn:
+            records = store.file_records(conn, self.writer.t)
+        self.plan.make(found, records)
+        tasks = self.plan.tasks
+        self.writer.todo = len(tasks)
+        self.summary.found = len(found.files)
+        self.summary.unreadable_folders = len(found.unreadable)
+        for path, error in found.unreadable:
+            self.emit(FolderUnreadable(path, error))
+        for skip in self.plan.skips:
+            if not skip.still:
+                self.writer.save(skip.row)
+            self.emit(FileSkipped(skip.row.path, skip.reason, skip.still))
+        self.summary.planning_seconds = time.perf_counter() - started
+        self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(self.plan.missing)))
+        self.detect_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-detect")
+        try:
+            with self.writer.running():
+                try:
+                    if tasks:
+                        self.process_tasks(self, tasks)
+                    gone = self.plan.gone()
+                    if self.prune:
+                        self.summary.pruned = len(gone)
+                    else:
+                        self.summary.missing = len(gone)
+                    self.writer.finish(gone if self.prune else ())
+                except BaseException:
+                    self.cancel_unstored()
+                    raise
+        finally:
+            self.detect_pool.shutdown()
+        self.summary.elapsed = time.perf_counter() - started
+        self.summary.done = self.writer.done
+        return self.summary
 
-    def current(self, record: FileRecord) -> bool:
-        return not self.redo_all and record.is_current(self.settings)
+    def cancel_unstored(self) -> None:
+        """The photos not handed to the writer will not be stored: their boxes need no search. The writer
+        still stores the batches it holds, with their boxes."""
+        unstored = {id(read) for read in itertools.chain.from_iterable(self.waiting.values())}
+        for read in itertools.chain.from_iterable(self.waiting.values()):
+            if read.boxes is not None and all(id(r) in unstored for r in read.boxes.reads):
+                read.boxes.cancel()
 
-    def plan(self, found: Walk, records: list[FileRecord]) -> tuple[list[Task], list[FileRecord]]:
-        by_path = {r.path: r for r in records}
-        tasks = []
-        for f in found.files:
-            record = by_path.get(f.path)
-            if record and _unchanged(record, f) and self.current(record):
-                self.summary.unchanged += 1
-            else:
-                tasks.append(Task(f, record))
-        in_question = {t.found.path for t in tasks}
-        self.known = {
-            r.content_hash: r for r in records if self.current(r) and r.content_hash and r.path not in in_question
-        }
-        seen = {f.path for f in found.files} | {f.path for f, _ in found.skipped}
-        unreadable = [path for path, _ in found.unreadable]
-        missing = [
-            r for r in records if r.path not in seen and _under(r.path, self.roots) and not _under(r.path, unreadable)
-        ]
-        if self.redo_all:
-            self.summary.stale_elsewhere = sum(
-                1 for r in records if r.error is None and not _under(r.path, self.roots)
-            )
-        return tasks, missing
+    def process(self, tasks: list[Task]) -> None:
+        window = self.batch * READ_AHEAD_BATCHES + self.workers
+        pending: deque[Future] = deque()
+        queue = iter(tasks)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-read") as pool:
+            try:
+                for task in queue:
+                    pending.append(pool.submit(self.read, task))
+                    if len(pending) >= window:
+                        break
+                while pending:
+                    read = pending.popleft().result()
+                    for task in queue:
+                        pending.append(pool.submit(self.read, task))
+                        break
+                    self.handle(read)
+                    self.writer.collect()
+                for shape in list(self.waiting):
+                    self.infer(shape)
+            finally:
+                for future in pending:
+                    future.cancel()
 
     # -- worker side (thread pool)
 
     def read(self, task: Task) -> Read:
         content = read_content(
-            task.found.path, self.settings.working_size, lambda digest: self.known_source(task, digest) is not None
+            task.found.path, self.settings.working_size,
+            lambda digest: self.plan.known_source(task, digest) is not None,
         )
         if content.error is not None:
             return Read(task, content.digest, error=content.error)
         if content.decoded is None:
-            return Read(task, content.digest, source=self.known_source(task, content.digest))
+            return Read(task, content.digest, source=self.plan.known_source(task, content.digest))
         decoded = content.decoded
         read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
         if self.settings.faces or self.settings.objects:
@@ -593,20 +223,6 @@ class _Run:
         if self.stride is not None:
             self.resize(read)
         return read
-
-    def known_source(self, task: Task, digest: str) -> FileRecord | None:
-        """The row already holding labels of this content: the file's own (merely touched), or another's."""
-        record = task.record
-        touched = record is not None and record.content_hash == digest and self.current(record)
-        return record if touched else self.known.get(digest)
-
-    def labelled_row(self, read: Read) -> FileRow:
-        """The ``images`` row of a file the model has just labelled."""
-        found = read.task.found
-        return FileRow(
-            found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
-            self.settings.model, self.settings.working_size,
-        )
 
     def resize(self, read: Read) -> None:
         read.shape = images.working_shape(read.height, read.width, self.settings.working_size, self.stride)
@@ -617,17 +233,21 @@ class _Run:
     def handle(self, read: Read) -> None:
         found, record = read.task.found, read.task.record
         if read.error is not None:
-            still = record is not None and record.error is not None and _unchanged(record, found)
+            still = record is not None and record.error is not None and unchanged(record, found)
             if still:
                 self.summary.still_failing += 1
             else:
                 self.summary.failed += 1
             self.summary.failures.append((found.path, read.error))
             row = FileRow(found.path, found.size_bytes, found.mtime_ns, read.content_hash, error=read.error)
-            self.saves.append((row, None))
+            self.writer.save(row)
             self.emit(FileFailed(found.path, read.error, still))
         elif read.source is not None:
-            self.reuse(read)
+            copy = self.plan.reuse(read)
+            if copy is None:
+                self.writer.update(read.source.image_id, found)
+            else:
+                self.writer.copy(copy, read.source.image_id)
         else:
             if self.backbone is None:
                 self.load()
@@ -643,27 +263,8 @@ class _Run:
                 self.infer(read.shape)
             elif sum(len(g) for g in self.waiting.values()) >= self.batch * MAX_WAITING_BATCHES:
                 self.infer(max(self.waiting, key=lambda s: len(self.waiting[s])))
-        if len(self.saves) + len(self.copies) + len(self.updates) >= COMMIT_EVERY:
-            self.commit()
-
-    def reuse(self, read: Read) -> None:
-        """Content the index already labelled: touched in place, moved, or copied."""
-        found, record, source = read.task.found, read.task.record, read.source
-        if record is not None and record.image_id == source.image_id:
-            self.updates.append((record.image_id, found.path, found.size_bytes, found.mtime_ns))
-            self.summary.unchanged += 1
-        elif record is None and source.image_id not in self.moved_ids and not os.path.lexists(source.path):
-            self.updates.append((source.image_id, found.path, found.size_bytes, found.mtime_ns))
-            self.moved_ids.add(source.image_id)
-            self.known[read.content_hash] = replace(source, path=found.path)
-            self.summary.moved += 1
-        else:
-            row = FileRow(
-                found.path, found.size_bytes, found.mtime_ns, read.content_hash,
-                model=source.model, working_size=source.working_size,
-            )
-            self.copies.append((row, source.image_id))
-            self.summary.copied += 1
+        if self.writer.pending >= COMMIT_EVERY:
+            self.writer.commit()
 
     def load(self) -> None:
         """Load the model and the first face detector. `ModelLoaded` reports both, as the summary does: the
@@ -698,10 +299,11 @@ class _Run:
         start = time.perf_counter()
         seen = views(self.backbone, np.stack([r.pixels for r in group]), self.poolings)
         self.summary.model_seconds += time.perf_counter() - start
-        self.scored.append((group, seen))
+        self.writer.inferred(group, seen)
         self.summary.indexed += len(group)
-        self.labelled_pending = True
-        self.commit()
+        self.writer.commit()
+
+    # -- detector threads
 
     def new_detectors(self) -> tuple:
         """A detector thread's own detectors: (faces, objects), None where the index has that one off."""
@@ -733,188 +335,6 @@ class _Run:
             self.detectors.put((face_detector, object_detector))
             for read in reads:
                 read.detect_pixels = None
-
-    def boxes_of(self, read: Read) -> list:
-        """Writer thread: the boxes of a photo the model has labelled, once its detector thread has them."""
-        start = time.perf_counter()
-        found = read.boxes.result()
-        self.summary.box_wait_seconds += time.perf_counter() - start
-        if read.box_index == 0:  # the batch's time, counted once
-            self.summary.face_seconds += found.face_seconds
-            self.summary.object_seconds += found.object_seconds
-        boxes = found.boxes[read.box_index]
-        read.boxes = None
-        return boxes
-
-    def count_boxes(self, scores: regions.Regions) -> None:
-        """Count the faces and objects a photo stores (`Summary.faces_found`, `Summary.objects_found`)."""
-        faces_found = sum(box.class_id == FACE_CLASS for box in scores.boxes)
-        self.summary.faces_found += faces_found
-        self.summary.objects_found += len(scores.boxes) - faces_found
-
-    def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
-        """Hand everything pending to the writer thread as one transaction.
-
-        The settings (and a reindex's reset) go with the first model results, or with the last commit of
-        a run that needed no model: a run that fails before its first batch (a working size the model
-        cannot take, say) leaves the index's settings as they were.
-        """
-        first = self.settings_pending and (self.labelled_pending or final)
-        job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first)
-        if not job.files and not gone and not first:
-            return
-        self.saves, self.copies, self.updates, self.scored = [], [], [], []
-        self.settings_pending = self.settings_pending and not first
-        self.labelled_pending = False
-        self.writes.append(self.writer.submit(self.write, job))
-        self.collect(wait=len(self.writes) > MAX_QUEUED_COMMITS)
-
-    def collect(self, wait: bool = False) -> None:
-        """Report the commits that are done (with ``wait``, wait for the oldest); raise a failed one's error."""
-        while self.writes and (wait or self.writes[0].done()):
-            self.done += self.writes.popleft().result()
-            self.emit(Progress(self.done, self.todo))
-            wait = False
-
-    def write(self, job: "_Commit") -> int:
-        """Writer thread: score the model's batches and store one transaction; returns the files it holds."""
-        if self.write_failed:
-            raise RuntimeError("not written: an earlier transaction of this run failed")
-        try:
-            start, waited = time.perf_counter(), self.summary.box_wait_seconds
-            saves = list(job.saves)
-            for group, seen in job.scored:
-                for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
-                    if read.boxes is not None:
-                        scores = regions.with_boxes(scores, self.boxes_of(read), read.width, read.height)
-                        self.count_boxes(scores)
-                    saves.append((self.labelled_row(read), scores))
-            labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
-
-            def transaction(conn: sa.Connection) -> None:
-                # Other runs may write the same PostgreSQL index: the settings are read again under a lock
-                # (exclusive to store them), and a transaction whose labels they no longer describe fails.
-                stored = store.read_settings_locked(conn, self.t, exclusive=job.first)
-                changed = stored is not None and stored != self.settings
-                if changed and (not self.redo_all if job.first else labelled):
-                    raise IndexSettingsError(
-                        f"another imgidx index stored labels from {stored.describe()} meanwhile, not "
-                        f"{self.settings.describe()}; this run stopped rather than mix them: pass --reindex to "
-                        "rebuild the index, or leave out --model/--size/--precision to keep its settings"
-                    )
-                if job.first:
-                    if self.redo_all:
-                        store.mark_all_stale(conn, self.t, drop_labels=changed)
-                    store.write_settings(conn, self.t, self.settings)
-                store.update_files(conn, self.t, job.updates)
-                store.copy_images(conn, self.t, job.copies)
-                store.save_images(conn, self.t, saves)
-                store.delete_images(conn, self.t, job.gone)
-
-            with _store_errors(self.engine):
-                store.transaction(self.engine, transaction)
-            self.summary.write_seconds += time.perf_counter() - start - (self.summary.box_wait_seconds - waited)
-        except BaseException:
-            self.write_failed = True
-            raise
-        return job.files
-
-    def run(self, found: Walk, started: float) -> Summary:
-        with self.engine.connect() as conn:
-            records = store.file_records(conn, self.t)
-        tasks, missing = self.plan(found, records)
-        self.todo = len(tasks)
-        self.summary.found = len(found.files)
-        self.summary.unreadable_folders = len(found.unreadable)
-        for path, error in found.unreadable:
-            self.emit(FolderUnreadable(path, error))
-        self.record_skipped(found.skipped, {r.path: r for r in records})
-        self.summary.planning_seconds = time.perf_counter() - started
-        self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(missing)))
-        self.detect_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-detect")
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.writer:
-                try:
-                    if tasks:
-                        self.process_tasks(self, tasks)
-                    gone = [r.image_id for r in missing if r.image_id not in self.moved_ids]
-                    if self.prune:
-                        self.summary.pruned = len(gone)
-                    else:
-                        self.summary.missing = len(gone)
-                    self.commit(gone if self.prune else (), final=True)
-                    while self.writes:
-                        self.collect(wait=True)
-                except BaseException:
-                    # The photos not handed to the writer will not be stored: their boxes need no search. The
-                    # writer still stores the batches it holds, with their boxes.
-                    unstored = {id(read) for read in itertools.chain.from_iterable(self.waiting.values())}
-                    for read in itertools.chain.from_iterable(self.waiting.values()):
-                        if read.boxes is not None and all(id(r) in unstored for r in read.boxes.reads):
-                            read.boxes.cancel()
-                    raise
-        finally:
-            self.detect_pool.shutdown()
-        self.summary.elapsed = time.perf_counter() - started
-        self.summary.done = self.done
-        return self.summary
-
-    def record_skipped(self, skipped: list[tuple[FoundFile, str]], by_path: dict[str, FileRecord]) -> None:
-        """Report the skipped entries, and store the ones whose row does not say so already."""
-        for found, reason in skipped:
-            row = FileRow(found.path, found.size_bytes, found.mtime_ns, None, error=store.SKIPPED_PREFIX + reason)
-            record = by_path.get(found.path)
-            still = record is not None and record.error == row.error and _unchanged(record, found)
-            if still:
-                self.summary.still_failing += 1
-            else:
-                self.summary.skipped += 1
-                self.saves.append((row, None))
-            self.emit(FileSkipped(found.path, reason, still))
-
-    def process(self, tasks: list[Task]) -> None:
-        window = self.batch * READ_AHEAD_BATCHES + self.workers
-        pending: deque[Future] = deque()
-        queue = iter(tasks)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-read") as pool:
-            try:
-                for task in queue:
-                    pending.append(pool.submit(self.read, task))
-                    if len(pending) >= window:
-                        break
-                while pending:
-                    read = pending.popleft().result()
-                    for task in queue:
-                        pending.append(pool.submit(self.read, task))
-                        break
-                    self.handle(read)
-                    self.collect()
-                for shape in list(self.waiting):
-                    self.infer(shape)
-            finally:
-                for future in pending:
-                    future.cancel()
-
-
-def _unchanged(record: FileRecord, found: FoundFile) -> bool:
-    """The file has the size and modification time the index holds for it (the diff's own test)."""
-    return (record.size_bytes, record.mtime_ns) == (found.size_bytes, found.mtime_ns)
-
-
-@dataclass
-class _Commit:
-    """One transaction's worth of changes; ``scored`` are model batches whose views are still to be scored."""
-
-    saves: list[tuple[FileRow, regions.Regions | None]]
-    copies: list[tuple[FileRow, int]]
-    updates: list[tuple[int, str, int, int]]
-    scored: list[tuple[list[Read], list[regions.View]]]
-    gone: list[int]
-    first: bool
-
-    @property
-    def files(self) -> int:
-        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _ in self.scored)
 
 
 def index(
@@ -969,6 +389,8 @@ def index(
     index has off.
     """
     started = time.perf_counter()
+    request = RunRequest(model=model, size=size, precision=precision, runtime=runtime, faces=with_faces,
+                         objects=with_objects, reindex=reindex)
     batch = batch or DEFAULT_BATCH
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
@@ -980,7 +402,7 @@ def index(
         process = functools.partial(ray_engine.process, session)
         workers = 1
     else:
-        list_files, process, close = walk, _Run.process, lambda: None
+        list_files, process, close = walk, Run.process, lambda: None
         workers = workers or os.cpu_count() or 1
     real_roots = []
     for root in roots:
@@ -992,14 +414,12 @@ def index(
     rules = ignore.for_roots(real_roots, exclude)
     with writer_lock(engine):
         with engine.connect() as conn:
-            settings, redo_all = choose_settings(
-                store.read_settings(conn), model, size, precision, reindex, with_faces, runtime, with_objects
-            )
+            settings, redo_all = choose_settings(store.read_settings(conn), request)
         if check_model is not None:
             check_model(settings)
         try:
             found = list_files(real_roots, database_files(engine), rules)
-            run = _Run(
+            run = Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
                 on_event, process, load_detector, load_object_detector,
             )

@@ -1,6 +1,6 @@
 """The indexing run on Ray Data: reading and decoding in Ray tasks, the model in a pool of actors.
 
-The run is the local engine's (`indexer.pipeline`) with its middle replaced. The driver diffs the walk
+The run is the local engine's (`indexer.pipeline.Run`) with its middle replaced. The driver diffs the walk
 against the index, commits and prunes exactly as the local engine does, so incremental runs, moves, bad
 files and resume after a kill behave the same. What moves onto the cluster:
 
@@ -31,7 +31,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -41,12 +41,14 @@ from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
-from indexer.pipeline import ModelLoaded, ModelLoading, Read, Task, Walk, Walker, read_content, walk
+from indexer.run_types import Event, ModelLoaded, ModelLoading, Read, Summary, Task, read_content
 from indexer.store import IndexSettings
+from indexer.walk import Walk, Walker, walk
 
 if TYPE_CHECKING:
     from indexer.models.base import Backbone
-    from indexer.pipeline import _Run
+    from indexer.plan import Plan
+    from indexer.writer import Writer
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'imgidx[ray]'"
 #: Logical CPUs a model actor reserves: one, so actors spread one per CPU over a cluster's nodes.
@@ -254,7 +256,7 @@ class Session:
             self.owns = False
 
     def walk(self, roots: Sequence[str], exclude: set[str], rules: ignore.Rules = ignore.Rules()) -> Walk:
-        """`pipeline.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
+        """`indexer.walk.walk`, with each root's subfolders listed by a Ray task when joining a cluster.
 
         The tasks list real folders only and hand back what they entered; the symlinked folders are
         followed here afterwards, against every task's entered folders, so a link into another task's
@@ -299,14 +301,31 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def known_digests(run: "_Run") -> np.ndarray:
+class Run(Protocol):
+    """What this engine takes from the local run (`indexer.pipeline.Run`): its settings, loaders, plan and
+    writer, and its handling of a file read, so both engines diff, commit and prune with the same code."""
+
+    settings: IndexSettings
+    batch: int
+    summary: Summary
+    plan: "Plan"
+    writer: "Writer"
+    load_backbone: Callable[[IndexSettings], "Backbone"]
+    load_detector: Callable[[], "faces.FaceDetector"] | None
+    load_object_detector: Callable[[], "detect.ObjectDetector"] | None
+    emit: Callable[[Event], None]
+
+    def handle(self, read: Read) -> None: ...
+
+
+def known_digests(plan: "Plan") -> np.ndarray:
     """The content hashes the index holds with the current settings, as a sorted array for the readers."""
-    digests = np.array([bytes.fromhex(h) for h in run.known], dtype="S32")
+    digests = np.array([bytes.fromhex(h) for h in plan.known], dtype="S32")
     digests.sort()
     return digests
 
 
-def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
+def process(session: Session, run: Run, tasks: list[Task]) -> None:
     """Run ``tasks`` through Ray and hand every result to ``run`` as the local engine's loop would."""
     started = time.perf_counter()
     ray = session.connect()
@@ -316,7 +335,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
             {
                 "path": stored(task.found.path),
                 "record_hash": (task.record.content_hash or "") if task.record else "",
-                "record_current": bool(task.record and run.current(task.record)),
+                "record_current": bool(task.record and run.plan.current(task.record)),
             }
             for task in tasks
         ]
@@ -331,7 +350,7 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
             ray.data.from_items(items, override_num_blocks=min(-(-len(items) // READ_BATCH), MAX_BLOCKS))
             .map_batches(
                 read_batch,
-                fn_kwargs={"known_digests": known_digests(run), "working_size": run.settings.working_size},
+                fn_kwargs={"known_digests": known_digests(run.plan), "working_size": run.settings.working_size},
                 batch_size=READ_BATCH,
                 num_cpus=READ_TASK_CPUS,
             )
@@ -359,18 +378,15 @@ def process(session: Session, run: "_Run", tasks: list[Task]) -> None:
                 if kind == FAILED:
                     run.handle(Read(task, digest, error=str(batch["error"][i])))
                 elif kind == KNOWN:
-                    run.handle(Read(task, digest, source=run.known_source(task, digest)))
+                    run.handle(Read(task, digest, source=run.plan.known_source(task, digest)))
                 else:
                     read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]))
-                    scores = pickle.loads(batch["regions"][i])
-                    run.saves.append((run.labelled_row(read), scores))
-                    run.count_boxes(scores)
+                    run.writer.labelled(read, pickle.loads(batch["regions"][i]))
                     run.summary.indexed += 1
                     run.summary.model_seconds += float(batch["model_seconds"][i])
                     run.summary.model_loaded = True
-                    run.labelled_pending = True
-            run.commit()
-            run.collect()
+            run.writer.commit()
+            run.writer.collect()
     except ImgidxError:
         raise
     except Exception as exc:

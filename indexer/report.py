@@ -19,7 +19,7 @@ from indexer.store import shown as shown_db
 
 if TYPE_CHECKING:
     from indexer.merge import MergeSummary
-    from indexer.pipeline import Summary
+    from indexer.run_types import Summary
 
 GRID_CELL_WIDTH = 22
 

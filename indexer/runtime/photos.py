@@ -62,7 +62,7 @@ def shipped() -> PhotoSet:
 
 def from_folder(folder: str | os.PathLike[str], limit: int = MAX_PHOTOS) -> PhotoSet:
     """Up to ``limit`` photos under ``folder``, spread evenly over its files in name order."""
-    from indexer.pipeline import walk
+    from indexer.walk import walk
 
     found = [f.path for f in walk([os.path.realpath(folder)]).files]
     if len(found) < MIN_PHOTOS:

@@ -1,0 +1,219 @@
+"""The run's writes: changes gathered into transactions, scored and committed on a thread of their own.
+
+Its own module because storing is apart from reading and inferring: the loop (`indexer.pipeline`, or the Ray
+engine's) hands over failures, moves, copies and model batches, and the writer thread turns a batch's views
+into region scores, waits for its boxes and commits it, so the model never waits on SQLite. The first
+transaction with labels stores the run's settings (a reindex's reset with them), and the last one prunes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from indexer import calibration, regions, store
+from indexer.errors import IndexSettingsError, StoreError
+from indexer.labels import FACE_CLASS
+from indexer.run_types import Event, Progress, Read, Summary
+from indexer.store import FileRow, IndexSettings
+from indexer.walk import FoundFile
+
+#: Transactions queued for the writer thread before the model waits for it.
+MAX_QUEUED_COMMITS = 2
+
+
+@contextmanager
+def _store_errors(engine: sa.Engine) -> Iterator[None]:
+    """A database that cannot be written (locked, disk full, read-only) is a `StoreError`, not a crash."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        where = store.shown_engine(engine)
+        raise StoreError(f"cannot write to the index {where}: {store.error_reason(exc)}") from None
+
+
+@dataclass
+class _Commit:
+    """One transaction's worth of changes; ``scored`` are model batches whose views are still to be scored."""
+
+    saves: list[tuple[FileRow, regions.Regions | None]]
+    copies: list[tuple[FileRow, int]]
+    updates: list[tuple[int, str, int, int]]
+    scored: list[tuple[list[Read], list[regions.View]]]
+    gone: list[int]
+    first: bool
+
+    @property
+    def files(self) -> int:
+        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _ in self.scored)
+
+
+class Writer:
+    """One run's pending changes and its writer thread (`running`); reports `Progress` of ``todo`` files as
+    commits finish, and counts its time and the boxes it stores in ``summary``."""
+
+    def __init__(self, engine: sa.Engine, settings: IndexSettings, redo_all: bool, summary: Summary,
+                 emit: Callable[[Event], None]):
+        self.engine = engine
+        self.t = store.tables(engine)
+        self.settings = settings
+        self.redo_all = redo_all
+        self.summary = summary
+        self.emit = emit
+        self.calibration = calibration.for_model(settings.model)
+        self.settings_pending = True
+        #: Model results are waiting for the next commit (the first such commit also stores the settings).
+        self.labelled_pending = False
+        self.thread: ThreadPoolExecutor | None = None
+        self.writes: deque[Future] = deque()
+        self.write_failed = False
+        self.scored: list[tuple[list[Read], list[regions.View]]] = []
+        self.saves: list[tuple[FileRow, regions.Regions | None]] = []
+        self.copies: list[tuple[FileRow, int]] = []
+        self.updates: list[tuple[int, str, int, int]] = []
+        self.done = 0
+        self.todo = 0
+
+    # -- what the loop hands over
+
+    def save(self, row: FileRow, scores: regions.Regions | None = None) -> None:
+        """A row to store as it is: failed or skipped (no ``scores``), or labelled elsewhere (the Ray engine)."""
+        self.saves.append((row, scores))
+
+    def update(self, image_id: int, found: FoundFile) -> None:
+        """A row whose labels now belong to ``found`` (touched in place, or moved there)."""
+        self.updates.append((image_id, found.path, found.size_bytes, found.mtime_ns))
+
+    def copy(self, row: FileRow, source_id: int) -> None:
+        self.copies.append((row, source_id))
+
+    def labelled(self, read: Read, scores: regions.Regions) -> None:
+        """A photo scored elsewhere (on a Ray actor), with its boxes."""
+        self.save(self.labelled_row(read), scores)
+        self.count_boxes(scores)
+        self.labelled_pending = True
+
+    def inferred(self, group: list[Read], seen: list[regions.View]) -> None:
+        """A model batch, to be scored on the writer thread."""
+        self.scored.append((group, seen))
+        self.labelled_pending = True
+
+    @property
+    def pending(self) -> int:
+        """Failures, moves and copies waiting for the next commit."""
+        return len(self.saves) + len(self.copies) + len(self.updates)
+
+    def labelled_row(self, read: Read) -> FileRow:
+        """The ``images`` row of a file the model has just labelled."""
+        found = read.task.found
+        return FileRow(
+            found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
+            self.settings.model, self.settings.working_size,
+        )
+
+    def count_boxes(self, scores: regions.Regions) -> None:
+        """Count the faces and objects a photo stores (`Summary.faces_found`, `Summary.objects_found`)."""
+        faces_found = sum(box.class_id == FACE_CLASS for box in scores.boxes)
+        self.summary.faces_found += faces_found
+        self.summary.objects_found += len(scores.boxes) - faces_found
+
+    # -- commits
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The writer thread, for the span of the run; leaving waits for the transactions handed to it."""
+        with ThreadPoolExecutor(1, thread_name_prefix="imgidx-write") as self.thread:
+            yield
+
+    def commit(self, gone: Sequence[int] = (), final: bool = False) -> None:
+        """Hand everything pending to the writer thread as one transaction.
+
+        The settings (and a reindex's reset) go with the first model results, or with the last commit of
+        a run that needed no model: a run that fails before its first batch (a working size the model
+        cannot take, say) leaves the index's settings as they were.
+        """
+        first = self.settings_pending and (self.labelled_pending or final)
+        job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first)
+        if not job.files and not gone and not first:
+            return
+        self.saves, self.copies, self.updates, self.scored = [], [], [], []
+        self.settings_pending = self.settings_pending and not first
+        self.labelled_pending = False
+        self.writes.append(self.thread.submit(self.write, job))
+        self.collect(wait=len(self.writes) > MAX_QUEUED_COMMITS)
+
+    def collect(self, wait: bool = False) -> None:
+        """Report the commits that are done (with ``wait``, wait for the oldest); raise a failed one's error."""
+        while self.writes and (wait or self.writes[0].done()):
+            self.done += self.writes.popleft().result()
+            self.emit(Progress(self.done, self.todo))
+            wait = False
+
+    def finish(self, gone: Sequence[int]) -> None:
+        """The run's last transaction (pruning ``gone``), and wait for every commit."""
+        self.commit(gone, final=True)
+        while self.writes:
+            self.collect(wait=True)
+
+    # -- writer thread
+
+    def boxes_of(self, read: Read) -> list:
+        """The boxes of a photo the model has labelled, once its detector thread has them."""
+        start = time.perf_counter()
+        found = read.boxes.result()
+        self.summary.box_wait_seconds += time.perf_counter() - start
+        if read.box_index == 0:  # the batch's time, counted once
+            self.summary.face_seconds += found.face_seconds
+            self.summary.object_seconds += found.object_seconds
+        boxes = found.boxes[read.box_index]
+        read.boxes = None
+        return boxes
+
+    def write(self, job: _Commit) -> int:
+        """Score the model's batches and store one transaction; returns the files it holds."""
+        if self.write_failed:
+            raise RuntimeError("not written: an earlier transaction of this run failed")
+        try:
+            start, waited = time.perf_counter(), self.summary.box_wait_seconds
+            saves = list(job.saves)
+            for group, seen in job.scored:
+                for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
+                    if read.boxes is not None:
+                        scores = regions.with_boxes(scores, self.boxes_of(read), read.width, read.height)
+                        self.count_boxes(scores)
+                    saves.append((self.labelled_row(read), scores))
+            labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
+
+            def transaction(conn: sa.Connection) -> None:
+                # Other runs may write the same PostgreSQL index: the settings are read again under a lock
+                # (exclusive to store them), and a transaction whose labels they no longer describe fails.
+                stored = store.read_settings_locked(conn, self.t, exclusive=job.first)
+                changed = stored is not None and stored != self.settings
+                if changed and (not self.redo_all if job.first else labelled):
+                    raise IndexSettingsError(
+                        f"another imgidx index stored labels from {stored.describe()} meanwhile, not "
+                        f"{self.settings.describe()}; this run stopped rather than mix them: pass --reindex to "
+                        "rebuild the index, or leave out --model/--size/--precision to keep its settings"
+                    )
+                if job.first:
+                    if self.redo_all:
+                        store.mark_all_stale(conn, self.t, drop_labels=changed)
+                    store.write_settings(conn, self.t, self.settings)
+                store.update_files(conn, self.t, job.updates)
+                store.copy_images(conn, self.t, job.copies)
+                store.save_images(conn, self.t, saves)
+                store.delete_images(conn, self.t, job.gone)
+
+            with _store_errors(self.engine):
+                store.transaction(self.engine, transaction)
+            self.summary.write_seconds += time.perf_counter() - start - (self.summary.box_wait_seconds - waited)
+        except BaseException:
+            self.write_failed = True
+            raise
+        return job.files
