@@ -19,6 +19,7 @@ from index_throughput import model_loader  # noqa: E402
 
 from indexer import images  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     model = model_loader(args.model, None, args.precision)()
-    shape = images.working_shape(3000, 4000, images.DEFAULT_WORKING_SIZE, total_stride(model.layers))
+    shape = images.working_shape(3000, 4000, DEFAULT_WORKING_SIZE, total_stride(model.layers))
     batches = [int(b) for b in args.batches.split(",")]
     pixels = np.random.default_rng(0).integers(0, 256, (max(batches), *shape, 3), dtype=np.uint8)
     print(f"{model.name} ({model.precision}), input {shape[0]}x{shape[1]}")

@@ -32,6 +32,7 @@ from index_throughput import model_loader  # noqa: E402
 from photo_folder import make_folder  # noqa: E402
 
 from indexer import images  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 
 MODEL_ONLY = """
 import numpy as np
@@ -83,7 +84,7 @@ def main() -> None:
     if args.model == "vgg16-random":
         model_loader(args.model, None, "auto")  # writes the checkpoint once
         name, weights = "vgg16", str(Path(__file__).resolve().parent / "out" / "vgg16-random" / "vgg_16.ckpt")
-    height, width = images.working_shape(3000, 4000, images.DEFAULT_WORKING_SIZE, 32)
+    height, width = images.working_shape(3000, 4000, DEFAULT_WORKING_SIZE, 32)
     print(f"{name}, {args.count} JPEGs of 4000x3000, working shape {height}x{width}")
     for batch in (int(b) for b in args.batches.split(",")):
         code = MODEL_ONLY.format(name=name, weights=weights, batch=batch, height=height, width=width)

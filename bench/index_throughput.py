@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photo_folder import OUT, make_folder  # noqa: E402
 
 from indexer import detect, faces, images, inference, pipeline, regions, store  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 from indexer.geometry import total_stride  # noqa: E402
 from indexer import runtime as runtimes  # noqa: E402
 
@@ -63,7 +64,7 @@ def random_checkpoint() -> Path:
 
 
 def model_loader(name: str, weights: str | None, precision: str, runtime: str = runtimes.TF,
-                 size: int = images.DEFAULT_WORKING_SIZE):
+                 size: int = DEFAULT_WORKING_SIZE):
     """A zero-argument loader; ``vgg16-random`` is VGG-16 with a generated checkpoint (same network, same cost)."""
     if name == "vgg16-random":
         name, weights = "vgg16", str(random_checkpoint())
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--runtime", default="auto", choices=runtimes.RUNTIMES,
                         help="as imgidx index --runtime (the seed-style rows always run TensorFlow, as the seed did)")
     parser.add_argument("--count", type=int, default=48)
-    parser.add_argument("--size", type=int, default=images.DEFAULT_WORKING_SIZE)
+    parser.add_argument("--size", type=int, default=DEFAULT_WORKING_SIZE)
     parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed-images", type=int, default=3)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from indexer import images  # noqa: E402
-from indexer.models import load_model  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE, load_model  # noqa: E402
 from indexer.runtime import agreement, cache, photos, recipes  # noqa: E402
 from indexer.runtime import openvino_model as ovm  # noqa: E402
 
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--size", type=int, default=images.DEFAULT_WORKING_SIZE)
+    parser.add_argument("--size", type=int, default=DEFAULT_WORKING_SIZE)
     parser.add_argument("--recipes", default=",".join(str(i) for i in range(len(RECIPES))),
                         help="indexes into RECIPES, comma-separated")
     parser.add_argument("--calibrations", default="shipped,dev")

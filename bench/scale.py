@@ -35,8 +35,9 @@ import sqlalchemy as sa  # noqa: E402
 from index_throughput import model_loader  # noqa: E402
 from photo_folder import make_folder  # noqa: E402
 
-from indexer import images, pipeline, regions, store  # noqa: E402
+from indexer import pipeline, regions, store  # noqa: E402
 from indexer.store import FileRow  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 
 #: Parts of a run (fractions of its images) whose commit rates are "steady": the second half, and its two
 #: quarters apart. Ray reads ahead while its actors load the model, so the first results come faster than
@@ -132,7 +133,7 @@ def main() -> None:
     load = model_loader(args.model, args.weights, "auto")
     name = "vgg16" if args.model == "vgg16-random" else args.model
     print(f"{args.count} JPEGs of {args.photo_size}, {os.cpu_count()} CPUs, {name}, working size "
-          f"{images.DEFAULT_WORKING_SIZE}, batch {args.batch}")
+          f"{DEFAULT_WORKING_SIZE}, batch {args.batch}")
 
     runs = [("local", None)] + [("ray", n) for n in args.workers]
     results = {}

@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from indexer.errors import ImageReadError
-from indexer.models import DEFAULT_WORKING_SIZE  # noqa: F401  (the indexer's default, read here by callers)
 from indexer.names import printable
 
 IMAGE_SUFFIXES = frozenset(

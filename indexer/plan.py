@@ -14,10 +14,10 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
-from indexer import images, store
+from indexer import store
 from indexer import runtime as runtimes
 from indexer.errors import IndexSettingsError
-from indexer.models import DEFAULT_MODEL
+from indexer.models import DEFAULT_MODEL, DEFAULT_WORKING_SIZE
 from indexer.run_types import Read, Summary, Task
 from indexer.store import FileRecord, FileRow, IndexSettings
 from indexer.walk import FoundFile, Walk
@@ -54,7 +54,7 @@ def choose_settings(stored: IndexSettings | None, request: RunRequest) -> tuple[
     unless ``request.reindex``.
     """
     model = request.model or (stored.model if stored else DEFAULT_MODEL)
-    size = request.size or (stored.working_size if stored else images.DEFAULT_WORKING_SIZE)
+    size = request.size or (stored.working_size if stored else DEFAULT_WORKING_SIZE)
     runtime, precision, quantization = runtimes.choose(
         stored, model, size, request.runtime, request.precision, request.reindex
     )

@@ -80,7 +80,7 @@ def segment(image_path, out, text, size, with_faces, with_objects, model_name, w
 
     if not out and not text:
         raise click.UsageError("give --out FILE.png for the figure, or --text for the map as text")
-    size = size or images.DEFAULT_WORKING_SIZE
+    size = size or DEFAULT_WORKING_SIZE
     decoded = images.load(image_path, min_side=size)  # as the indexer decodes it, for all
     model = load_network(model_name, weights, runtime, precision, size)
     segmentation = inference.segment(model, decoded.pixels, size)

@@ -94,7 +94,7 @@ def check(paths, model_name, weights, size):
     spread over the folders. The int8 model is the current calibration's (`imgidx runtime calibrate`).
     """
     from indexer import runtime as runtimes
-    from indexer.pipeline import walk
+    from indexer.walk import walk
     from indexer.runtime import agreement, photos
 
     runtimes.require_openvino()
