@@ -16,7 +16,7 @@ from urllib.parse import quote_from_bytes
 
 import sqlalchemy as sa
 
-from indexer.calibration import Calibration, fusion_for
+from indexer.calibration import Calibration, fusion_for, term_fusion
 from indexer.errors import ImgidxError
 from indexer.names import URI_PREFIX, stored
 from indexer.store import ImageReport, Tables
@@ -183,11 +183,12 @@ def _starting_with(prefix: str) -> list[str]:
 
 
 def cell_confidences(report: ImageReport, classes: Iterable[int], calibration: Calibration,
-                     fusion: str | None = None) -> list[float | None]:
+                     fusion: str | None = None, grouped: bool = False) -> list[float | None]:
     """Per cell, the confidence of a label over ``classes`` from the scores stored for the photo, the number
-    a query reads there (`Calibration.label_confidence`, by the index's rule unless ``fusion``); None where
-    none of the classes is stored for the cell."""
+    a query reads there (`Calibration.label_confidence`, by the index's rule unless ``fusion``, or the WordNet
+    groups' for a ``grouped`` label: `indexer.calibration.term_fusion`); None where none of the classes is
+    stored for the cell."""
     wanted = frozenset(classes)
-    fusion = fusion or fusion_for(report.objects is not None)
+    fusion = term_fusion(fusion or fusion_for(report.objects is not None), grouped)
     return [calibration.label_confidence({label.class_id: label.evidence for label in cell}, wanted, fusion)
             for cell in report.cells]

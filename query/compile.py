@@ -74,7 +74,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from indexer.calibration import (
-    AS_STORED, FUSION, FUSIONS, MONOTONE_FUSIONS, Calibration, UnknownFusionError, fuse, fuse_floor,
+    AS_STORED, FUSION, FUSIONS, MONOTONE_FUSIONS, Calibration, UnknownFusionError, fuse, fuse_floor, term_fusion,
 )
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES, class_ids
@@ -141,6 +141,9 @@ class Spec:
     #: For a `fused` term: what each part must reach for the term to be able to hold: the detector classes'
     #: probability and the model classes' summed evidence (`fuse_floor`; the threshold itself under ``max``).
     floors: tuple[float, float] = (float("inf"), float("inf"))
+    #: For a `fused` term: the `fuse` rule of its two parts (the query's, or the WordNet groups' own:
+    #: `indexer.calibration.term_fusion`).
+    rule: str = FUSION
 
     @property
     def region(self) -> Region:
@@ -185,7 +188,7 @@ class CompiledQuery:
     plan: str  # one line: which shape was chosen and the driving terms
     calibration: Calibration
     count_limit: int | None = None  # the count of matches stops past this many (None: it counts them all)
-    fusion: str = FUSION  # the `fuse` rule of the terms of both kinds
+    fusion: str = FUSION  # the query's `fuse` rule of the terms of both kinds (each term's own: `Spec.rule`)
 
     @property
     def reported(self) -> list[Spec]:
@@ -280,11 +283,12 @@ class _Compiler:
                 if spec is None:
                     evidence = self.calibration.evidence_for(threshold, classes)
                     spec = Spec(len(self.specs) + 1, term, resolutions[term], *key, evidence)
-                    spec.confidences = bool(spec.stored_classes) and not (spec.fused and self.fusion in MONOTONE_FUSIONS)
+                    spec.rule = term_fusion(self.fusion, resolutions[term].grouped)
+                    spec.confidences = bool(spec.stored_classes) and not (spec.fused and spec.rule in MONOTONE_FUSIONS)
                     if spec.confidences:
                         spec.evidence = threshold if threshold <= 1.0 else float("inf")
                     if spec.fused:
-                        floor = threshold if self.fusion in MONOTONE_FUSIONS else fuse_floor(threshold, self.fusion)
+                        floor = threshold if spec.rule in MONOTONE_FUSIONS else fuse_floor(threshold, spec.rule)
                         spec.floors = (floor if floor <= 1.0 else float("inf"),
                                        self.calibration.evidence_for(floor, spec.model_classes))
                     by_key[key] = spec
@@ -484,9 +488,11 @@ class _Compiler:
         if not spec.model_classes:
             return stored
         if spec.confidences:
-            value = self.fuse(sa.func.coalesce(stored, 0.0), sa.func.coalesce(self.curve(model, spec.model_classes), 0.0))
+            value = self.fuse(spec, sa.func.coalesce(stored, 0.0),
+                              sa.func.coalesce(self.curve(model, spec.model_classes), 0.0))
         else:
-            value = self.fuse(sa.func.coalesce(self.inverse(stored, spec.model_classes), 0.0), sa.func.coalesce(model, 0.0))
+            value = self.fuse(spec, sa.func.coalesce(self.inverse(stored, spec.model_classes), 0.0),
+                              sa.func.coalesce(model, 0.0))
         return sa.case((sa.and_(stored.is_(None), model.is_(None)), sa.null()), else_=value)
 
     def part(self, spec: Spec, kind: str, cl: sa.FromClause, where: sa.ColumnElement, among: bool) -> sa.ColumnElement:
@@ -503,9 +509,9 @@ class _Compiler:
         tests = [test for test in (mine, where) if not isinstance(test, sa.sql.elements.True_)]
         return aggregate(sa.case((sa.and_(*tests), cl.c.score)) if tests else cl.c.score)
 
-    def fuse(self, detector: sa.ColumnElement, classifier: sa.ColumnElement) -> sa.ColumnElement:
-        """`indexer.calibration.fuse` in this dialect's SQL, with this query's rule."""
-        return fuse(detector, classifier, self.fusion, greatest=self.greatest, least=self.least)
+    def fuse(self, spec: Spec, detector: sa.ColumnElement, classifier: sa.ColumnElement) -> sa.ColumnElement:
+        """`indexer.calibration.fuse` in this dialect's SQL, with the term's rule."""
+        return fuse(detector, classifier, spec.rule, greatest=self.greatest, least=self.least)
 
     # -- boolean condition and score over the per-spec columns
     def score(self, spec: Spec) -> sa.ColumnElement:

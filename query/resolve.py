@@ -42,6 +42,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from indexer import cache, labels
+from indexer.calibration import AS_STORED
 from indexer.errors import ImgidxError
 from query.parser import ANYWHERE, KEYWORDS, Node, Not, QueryError, Relation, Term, match_region
 
@@ -143,6 +144,12 @@ class Resolution:
     def ambiguous(self) -> bool:
         """Several senses (``crane``: the bird and the machine), not counting a detector's class beside them."""
         return len([s for s in self.senses if not s.detector]) > 1
+
+    @property
+    def grouped(self) -> bool:
+        """Its detector classes come only through WordNet groups (``mammal``), not from a word or class that
+        names them (``dog``, ``bag``): such a term fuses its parts by `calibration.GROUP_FUSION`."""
+        return not any(s.kind != "group" and any(c in AS_STORED for c in s.classes) for s in self.senses)
 
     @property
     def unseen(self) -> labels.Word | None:

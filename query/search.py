@@ -97,7 +97,7 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
             seen.add(spec.term.label)
             lines += ["  " + line for line in spec.resolution.describe(max_classes).splitlines()]
     lines.append(f"thresholds (calibration {prepared.compiled.calibration.version}):")
-    lines += [_threshold_line(spec, prepared.compiled.fusion) for spec in prepared.compiled.specs]
+    lines += [_threshold_line(spec, spec.rule) for spec in prepared.compiled.specs]
     lines += [f"plan: {prepared.compiled.plan}", "SQL (values shown inline; the query binds them as parameters):"]
     lines += ["  " + line for line in str(sql).splitlines()]
     if dialect.name == "sqlite":

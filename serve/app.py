@@ -465,7 +465,7 @@ def create_app(index: Index) -> Starlette:
             report = store.image_report(conn, path=restored(row["path"])) if row is not None else None
         if report is None:
             raise HTTPException(404, f"no photo {image_id} in the index")
-        cells = browse.cell_confidences(report, resolution.classes, index.calibration)
+        cells = browse.cell_confidences(report, resolution.classes, index.calibration, grouped=resolution.grouped)
         return JSONResponse({
             "label": text, "classes": len(resolution.classes),
             "cells": [None if p is None else {"value": round(p, 4), "text": percent(p)} for p in cells],
