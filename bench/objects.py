@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from indexer import images, objects, runtime  # noqa: E402
+from indexer import faces, images, objects, runtime  # noqa: E402
 from indexer.labels import COCO_CLASSES, OBJECT_CLASS_BASE  # noqa: E402
 from indexer.models.base import cpu_has_bf16  # noqa: E402
 
@@ -147,7 +147,7 @@ def match(reference: list, candidate: list, above: float) -> tuple[list, int]:
         if not options:
             pairs.append((box.class_id, box.confidence, None, 0.0))
             continue
-        overlaps = objects.iou(np.array(box[1:5]), np.array([c[1:5] for _, c in options]))
+        overlaps = faces.iou(np.array(box[1:5]), np.array([c[1:5] for _, c in options]))
         best = int(np.argmax(overlaps))
         used.add(options[best][0])
         pairs.append((box.class_id, box.confidence, options[best][1].confidence, float(overlaps[best])))
@@ -155,7 +155,7 @@ def match(reference: list, candidate: list, above: float) -> tuple[list, int]:
     for i, c in enumerate(candidate):
         if c.confidence >= above and i not in used:
             same = [r for r in reference if r.class_id == c.class_id]
-            if not same or objects.iou(np.array(c[1:5]), np.array([r[1:5] for r in same])).max() <= 0.5:
+            if not same or faces.iou(np.array(c[1:5]), np.array([r[1:5] for r in same])).max() <= 0.5:
                 new += 1
     return pairs, new
 

@@ -40,7 +40,7 @@ __all__ = [
     "AUTO", "BINS", "CENTRE_OFFSET", "CLASS_SPACING", "INPUT_SIZE", "MAX_BOXES", "MAX_CANDIDATES", "MIN_SCORE",
     "MODEL_NAME", "NUM_CLASSES", "OPENVINO", "OPENVINO_PRECISION", "REG_MAX", "SIDES", "STRIDES",
     "SUPPRESSION_IOU", "TF", "Detectors", "ObjectDetector", "ObjectDetectorError", "build_detector", "candidates",
-    "centres", "distances", "graph_path", "iou", "load_detector", "model_input", "openvino_installed",
+    "centres", "distances", "graph_path", "load_detector", "model_input", "openvino_installed",
     "photo_boxes", "resolve", "suppress",
 ]
 
@@ -103,16 +103,6 @@ def candidates(scores: np.ndarray, distributions: np.ndarray, points: np.ndarray
     reach = distances(distributions[used]) * steps[used, None]
     boxes = np.concatenate([points[used] - reach[:, :2], points[used] + reach[:, 2:]], axis=1)
     return boxes[which].reshape(-1, 4), klass, score
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one ``(4,)`` box with each of ``boxes (N, 4)`` (left, top, right, bottom)."""
-    low = np.maximum(box[:2], boxes[:, :2])
-    high = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(high - low, 0.0, None), axis=1)
-    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), axis=-1)  # noqa: E731
-    union = area(box) + area(boxes) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 #: Boxes of class k are shifted by k times this in `suppress`: wider than any decoded box can reach

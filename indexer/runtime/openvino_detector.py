@@ -27,7 +27,7 @@ from indexer.models.nanodet_spec import BINS, INPUT_SIZE, MODEL_NAME, NUM_CLASSE
 from indexer.runtime import cache, photos
 from indexer.runtime.machine import INT8
 # The backbones' cache reading and writing, shared (private to the runtime package).
-from indexer.runtime.openvino_model import DEVICE, INFERENCE_HINTS, THREADS_ENV, _read, _store, quantize
+from indexer.runtime.openvino_model import DEVICE, INFERENCE_HINTS, THREADS_ENV, _read, _store, cached_fp32, quantize
 from indexer.runtime.recipes import Recipe
 
 NAME = MODEL_NAME
@@ -70,14 +70,7 @@ def convert() -> ov.Model:
 
 def fp32_model(digest: str, on_build: Callable[[str], None]) -> ov.Model:
     """The converted network, from the cache or converted now (and cached)."""
-    folder = cache.fp32_dir(NAME, digest)
-    if folder.is_dir():  # complete (renamed into place whole): read without the lock, which a read-only cache refuses
-        return _read(folder, on_build)
-    with cache.build_lock(folder):
-        if folder.is_dir():
-            return _read(folder, on_build)
-        on_build(f"converting {NAME} to OpenVINO (once; cached in {folder})")
-        return _store(convert(), folder, {"model": NAME, "digest": digest})
+    return cached_fp32(NAME, digest, convert, {"model": NAME, "digest": digest}, on_build)
 
 
 def quantization_id(recipe: Recipe = INT8_RECIPE) -> str:

@@ -199,6 +199,14 @@ def _store(model: ov.Model, folder: Path, built: dict) -> ov.Model:
 
 def fp32_model(name: str, weights: str | None, digest: str, on_build: Callable[[str], None]) -> ov.Model:
     """The converted network, from the cache or converted now (and cached)."""
+    return cached_fp32(name, digest, lambda: convert(name, weights), {"model": name, "weights_sha256": digest},
+                       on_build)
+
+
+def cached_fp32(name: str, digest: str, conversion: Callable[[], ov.Model], record: dict,
+                on_build: Callable[[str], None]) -> ov.Model:
+    """A network's fp32 conversion from the cache folder of ``(name, digest)``, or ``conversion()`` now, stored
+    there with ``record`` (the backbones' and the object detector's alike)."""
     folder = cache.fp32_dir(name, digest)
     if folder.is_dir():  # complete (renamed into place whole): read without the lock, which a read-only cache refuses
         return _read(folder, on_build)
@@ -206,7 +214,7 @@ def fp32_model(name: str, weights: str | None, digest: str, on_build: Callable[[
         if folder.is_dir():
             return _read(folder, on_build)
         on_build(f"converting {name} to OpenVINO (once; cached in {folder})")
-        return _store(convert(name, weights), folder, {"model": name, "weights_sha256": digest})
+        return _store(conversion(), folder, record)
 
 
 @contextlib.contextmanager
