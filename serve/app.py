@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
 import jinja2
@@ -77,7 +77,23 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
 }
 
+#: The names (Host headers) the app answers by unless told others (`create_app`): this machine's loopback. A
+#: page elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) sends that name, and is refused,
+#: so it cannot read the library through the visitor's browser.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: The largest photo id an index can hold (a signed 64-bit integer, SQLite's and PostgreSQL's): an id above it
+#: names no photo, and is not handed to the database, which would refuse to bind it.
+MAX_PHOTO_ID = 2**63 - 1
+
 log = logging.getLogger("imgidx.serve")
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port, in lower case: ``[::1]:8765`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.index("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 class Index:
@@ -154,6 +170,8 @@ class Index:
             self._count_error = exc
 
     def image_row(self, conn: sa.Connection, image_id: int) -> sa.RowMapping | None:
+        if not 0 <= image_id <= MAX_PHOTO_ID:
+            return None
         images = self.tables.images
         return conn.execute(sa.select(images).where(images.c.image_id == image_id)).mappings().first()
 
@@ -324,14 +342,17 @@ def label_query(name: str) -> str:
 
 
 class Guard:
-    """Adds the security headers to every response, and turns an unexpected error into a one-line page
+    """Answers only requests for the names the server was started for (421 otherwise: `LOOPBACK_HOSTS`),
+    adds the security headers to every response, and turns an unexpected error into a one-line page
     (and one line on standard error; the traceback only with IMGIDX_DEBUG set). A damaged index is no
     bug of the server's: its page says what is wrong and how to rebuild it, with status 503."""
 
-    def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool]):
+    def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool],
+                 hosts: frozenset[str]):
         self.app = app
         self.error_page = error_page
         self.stopping = stopping
+        self.hosts = hosts
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -346,6 +367,12 @@ class Guard:
                 MutableHeaders(scope=message).update(SECURITY_HEADERS)
             await send(message)
 
+        header = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
+        if host_name(header) not in self.hosts:
+            names = ", ".join(sorted(self.hosts))
+            await self.error_page(f"this server answers only by {names}, not {printable(header) or 'no name'} "
+                                  "(imgidx serve --allow-host NAME adds one)", 421)(scope, receive, secured)
+            return
         try:
             await self.app(scope, receive, secured)
         except DamagedIndexError as exc:  # no request can be served right: unavailable, not a bug
@@ -392,8 +419,8 @@ def boxes_of(conn: sa.Connection, image_id: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------- app
 
 
-def create_app(index: Index) -> Starlette:
-    """The Starlette app over ``index`` (which the caller closes)."""
+def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette:
+    """The Starlette app over ``index`` (which the caller closes), answering requests for ``hosts`` only."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("serve", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
@@ -541,7 +568,8 @@ def create_app(index: Index) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping)],
+        middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping,
+                               hosts=frozenset(host_name(h) for h in hosts))],
         exception_handlers={HTTPException: http_error},
     )
 

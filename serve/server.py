@@ -9,12 +9,12 @@ import sys
 import threading
 import time
 import webbrowser
-from typing import Callable
+from typing import Callable, Iterable
 
 import uvicorn
 
 from indexer.errors import ImgidxError
-from serve.app import Index, create_app
+from serve.app import LOOPBACK_HOSTS, Index, create_app
 
 #: Seconds uvicorn lets open requests finish once asked to stop.
 GRACEFUL_STOP_S = 3
@@ -41,6 +41,16 @@ class ListenError(ImgidxError):
     """The address or port cannot be listened on."""
 
 
+def answered_hosts(host: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The names the server answers by: this machine's loopback, ``--host`` unless it means every address
+    (``0.0.0.0``, ``::``: clients then use names the server cannot know), and ``extra`` (``--allow-host``)."""
+    try:
+        wildcard = ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        wildcard = False
+    return tuple(dict.fromkeys([*LOOPBACK_HOSTS, *(() if wildcard else (host.strip("[]"),)), *extra]))
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on ``host``:``port`` (port 0: any free one), or a `ListenError` saying why not."""
     try:
@@ -64,15 +74,17 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None = None) -> None:
-    """Serve ``index`` on ``sock`` until Ctrl-C (or SIGTERM); returns once every connection is closed."""
+def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None = None,
+        hosts: Iterable[str] = LOOPBACK_HOSTS) -> None:
+    """Serve ``index`` on ``sock`` for requests to ``hosts`` until Ctrl-C (or SIGTERM); returns once every
+    connection is closed."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("imgidx serve: %(message)s"))
     logger = logging.getLogger("imgidx.serve")
     logger.addHandler(handler)
     logger.propagate = False
     config = uvicorn.Config(
-        create_app(index), log_level="warning", access_log=False, lifespan="off", server_header=False,
+        create_app(index, hosts), log_level="warning", access_log=False, lifespan="off", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
     )
     server = _Server(config, index.interrupt)

@@ -1035,7 +1035,7 @@ def test_a_table_dropped_while_serving_is_a_503_page(library, tmp_path):
 
     assert library.index().exit_code == 0
     index = Index(str(library.db), thumbnail_folder=tmp_path / "thumbs")
-    with TestClient(create_app(index)) as client:
+    with TestClient(create_app(index), base_url="http://localhost") as client:
         assert client.get("/", params={"q": "fire engine"}).status_code == 200
         sql(library.db, "UPDATE cell_labels SET cell = 80 WHERE rowid = (SELECT MIN(rowid) FROM cell_labels)")
         page = client.get("/photo/1")

@@ -479,7 +479,7 @@ def test_the_web_photo_page_draws_the_objects_with_their_labels(street_index, tm
     ids = dict(rows(db, "SELECT path, image_id FROM images"))
     index_ = Index(str(db), thumbnail_folder=tmp_path / "thumbnails")
     try:
-        with TestClient(create_app(index_)) as client:
+        with TestClient(create_app(index_), base_url="http://localhost") as client:
             page = client.get(f"/photo/{ids[str(folder / 'street.png')]}").text
     finally:
         index_.close()

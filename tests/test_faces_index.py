@@ -436,7 +436,7 @@ def test_the_web_photo_page_outlines_the_faces_the_indexer_found(tmp_path, face_
         ids = {path.rsplit("/", 1)[1]: image_id for image_id, path in conn.execute("SELECT image_id, path FROM images")}
     index = Index(str(db), thumbnail_folder=tmp_path / "thumbnails")
     try:
-        with TestClient(create_app(index)) as client:
+        with TestClient(create_app(index), base_url="http://localhost") as client:
             faces_drawn = {name: client.get(f"/photo/{ids[name]}").text.count('<span class="bbox face" ') for name in ids}
     finally:
         index.close()

@@ -38,6 +38,7 @@ from query import search  # noqa: E402
 from query.parser import caret_context  # noqa: E402
 from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_index  # noqa: E402
 from serve.app import CONTENT_SECURITY_POLICY, Index, create_app  # noqa: E402
+from serve import server  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "photos"
 #: Seconds a test waits for a server process or a background thread: only against a hang (a busy machine
@@ -120,7 +121,7 @@ def library(tmp_path, monkeypatch):
 def client(library, tmp_path):
     photos, db = library
     index = Index(str(db), thumbnail_folder=tmp_path / "cache" / "thumbnails")
-    with TestClient(create_app(index)) as test_client:
+    with TestClient(create_app(index), base_url="http://localhost") as test_client:
         test_client.index = index
         yield test_client
     index.close()
@@ -247,7 +248,7 @@ def asgi_get(app, path: str, query: str) -> tuple[int, bytes]:
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+             "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
     anyio.run(app, scope, receive, send)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -275,7 +276,7 @@ def test_out_of_range_parameters_are_one_line_errors(client):
 def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
     make_index(pg_url, {"/photos/a.jpg": {4: {SCHOOL_BUS: 0.9}}, "/photos/b.jpg": {0: {SCHOOL_BUS: 0.5}}}).dispose()
     index = Index(pg_url, thumbnail_folder=tmp_path / "thumbs")
-    with TestClient(create_app(index)) as client:
+    with TestClient(create_app(index), base_url="http://localhost") as client:
         names = [c["name"] for c in cards(client.get("/", params={"q": "school bus", "folder": "/photos"}).text)]
         assert names == ["a.jpg", "b.jpg"]
         assert client.get("/photo/1", params={"q": "school bus"}).status_code == 200
@@ -491,7 +492,7 @@ def test_the_index_is_opened_read_only_and_left_as_it_was(library, tmp_path):
     _, db = library
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     index = Index(str(db), thumbnail_folder=tmp_path / "thumbs")
-    with TestClient(create_app(index)) as test_client:
+    with TestClient(create_app(index), base_url="http://localhost") as test_client:
         for url in ("/", "/?q=school+bus", "/overview", "/photo/1", "/thumbnail/1/320"):
             assert test_client.get(url).status_code == 200
     with pytest.raises(sa.exc.OperationalError, match="readonly"):
@@ -527,6 +528,42 @@ def test_stopping_interrupts_a_running_statement_and_answers_503(client, monkeyp
 
 
 # ------------------------------------------------------------------------------------------- the command
+
+
+def test_only_the_names_the_server_was_started_for_are_answered(library, tmp_path):
+    """A page on another site that points its name at 127.0.0.1 (DNS rebinding) sends that name: refused, so
+    it cannot read the library through the visitor's browser."""
+    _, db = library
+    index = Index(str(db), thumbnail_folder=tmp_path / "thumbnails")
+    try:
+        app = create_app(index)
+        for base in ("http://localhost", "http://localhost:8765", "http://127.0.0.1:8765", "http://[::1]:8765"):
+            with TestClient(app, base_url=base) as client:
+                assert client.get("/original/1").status_code == 200, base
+        with TestClient(app, base_url="http://attacker.example") as client:
+            for path in ("/", "/original/1", "/api/scores/1?label=cat", "/static/app.css"):
+                refused = client.get(path)
+                assert refused.status_code == 421, path
+                assert ("this server answers only by 127.0.0.1, ::1, localhost, not attacker.example "
+                        "(imgidx serve --allow-host NAME adds one)") in refused.text
+                assert refused.headers["content-security-policy"]
+        with TestClient(create_app(index, (*server.LOOPBACK_HOSTS, "Photos.LAN")), base_url="http://photos.lan:80") as client:
+            assert client.get("/overview").status_code == 200
+    finally:
+        index.close()
+    assert server.answered_hosts("127.0.0.1") == ("localhost", "127.0.0.1", "::1")
+    assert server.answered_hosts("192.168.1.5", ["photos.lan"]) == ("localhost", "127.0.0.1", "::1", "192.168.1.5",
+                                                                      "photos.lan")
+    assert server.answered_hosts("0.0.0.0") == server.answered_hosts("[::]") == server.LOOPBACK_HOSTS
+
+
+def test_a_photo_id_past_64_bits_is_no_photo(client):
+    huge = 2**63
+    for path in (f"/photo/{huge}", f"/original/{huge}", f"/thumbnail/{huge}/320", f"/api/scores/{huge}?label=cat",
+                 f"/photo/{10**40}"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert "no photo" in answer.text
 
 
 def test_a_non_local_host_warns_before_anything_else(tmp_path):
@@ -582,10 +619,10 @@ def wait_for(process: subprocess.Popen, prefix: str) -> str:
             return line
 
 
-def raw_get(port: int, target: str) -> str:
-    """The status line of a GET of ``target`` sent as it is (a client library would normalize it)."""
+def raw_get(port: int, target: str, host: str = "127.0.0.1") -> str:
+    """The response to a GET of ``target`` sent as it is (a client library would normalize it)."""
     with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE_S) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := conn.recv(65536):
             data += chunk
@@ -624,11 +661,13 @@ def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanl
 
 def test_a_server_on_all_interfaces_warns_then_serves(library, tmp_path):
     _, db = library
-    process = start_server(db, tmp_path / "cache", "--host", "0.0.0.0", "--port", "0")
+    process = start_server(db, tmp_path / "cache", "--host", "0.0.0.0", "--port", "0", "--allow-host", "photos.lan")
     try:
         assert wait_for(process, "warning: ").startswith("warning: listening on 0.0.0.0, not only on this machine")
         port = int(re.search(r"at http://0\.0\.0\.0:(\d+)/", wait_for(process, "serving")).group(1))
         assert raw_get(port, "/overview").startswith("HTTP/1.1 200 ")
+        assert raw_get(port, "/overview", host=f"photos.lan:{port}").startswith("HTTP/1.1 200 ")
+        assert raw_get(port, "/overview", host=f"attacker.example:{port}").startswith("HTTP/1.1 421 ")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=PATIENCE_S) == 0
     finally:
@@ -640,7 +679,7 @@ def test_serving_imports_no_tensorflow(library, tmp_path):
     _, db = library
     code = (
         "import sys\nfrom starlette.testclient import TestClient\nfrom serve.app import Index, create_app\n"
-        f"client = TestClient(create_app(Index({str(db)!r})))\n"
+        f"client = TestClient(create_app(Index({str(db)!r})), base_url='http://localhost')\n"
         "for url in ('/?q=school+bus', '/photo/1', '/thumbnail/1/320', '/overview'):\n"
         "    assert client.get(url).status_code == 200, url\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_slim', 'keras', 'torch')))\n"

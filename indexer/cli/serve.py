@@ -13,8 +13,12 @@ from indexer.names import printable
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Any other than this machine's own makes the library visible on that network.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--allow-host", "allowed", multiple=True, metavar="NAME",
+              help="Another name the server answers by (repeatable), e.g. this machine's on the network. It "
+                   "answers only by localhost, 127.0.0.1, ::1 and --host, so no other site can read the library "
+                   "through a browser (DNS rebinding).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the search page in the web browser.")
-def serve_command(db, host, port, open_browser):
+def serve_command(db, host, port, allowed, open_browser):
     """Search and browse the index in a web browser: thumbnails with the matched cells drawn over them,
     each photo with its stored grid and overlays, and an overview.
 
@@ -38,7 +42,8 @@ def serve_command(db, host, port, open_browser):
         sock = server.listen(host, port)
         url = server.url_of(sock)
         click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)", err=True)
-        server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None)
+        server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None,
+                   hosts=server.answered_hosts(host, allowed))
     finally:
         index.close()
     click.echo("stopped", err=True)
