@@ -232,7 +232,8 @@ def save_copy(original: Original, path: str | Path, keep_location: bool = False,
               before_replace: Callable[[Path], None] | None = None) -> None:
     """Write ``original`` (edited) to ``path`` in its format: a JPEG with its own quantization tables and
     chroma subsampling (the quality it had), EXIF, ICC profile and orientation. What may tell where the
-    photo was taken (EXIF's GPS block and maker notes, XMP, IPTC) is left out unless ``keep_location``.
+    photo was taken (EXIF's GPS block and maker notes, XMP, IPTC, a JPEG's free-text comment) is left out
+    unless ``keep_location``.
 
     The copy is written to a new file of a fresh name in ``path``'s folder (created exclusively, so no
     existing file, say a hard link to an original, is ever opened for writing), then ``before_replace(path)``
@@ -257,6 +258,7 @@ def save_copy(original: Original, path: str | Path, keep_location: bool = False,
         fmt = "JPEG"
         params.update(qtables=getattr(image, "quantization", None) or None, progressive=bool(image.info.get("progressive")))
         params["subsampling"] = JpegImagePlugin.get_sampling(image)
+        params["comment"] = image.info.get("comment", b"") if keep_location else b""  # Pillow copies it otherwise
         if xmp:
             params["xmp"] = xmp
     elif fmt == "PNG":
