@@ -194,11 +194,18 @@ def stats_json(stats: IndexStats, db: str) -> dict:
     }
 
 
+def _detectors_line(settings) -> str:
+    """Which box passes the index runs: what a query for ``face`` or ``chair`` can find depends on them."""
+    return "detectors: " + ", ".join(f"{name} {'on' if on else 'off'}"
+                                     for name, on in (("faces", settings.faces), ("objects", settings.objects)))
+
+
 def stats_text(stats: IndexStats, db: str) -> str:
     settings = stats.settings.describe() if stats.settings else "none yet (nothing indexed)"
     lines = [
         f"index: {printable(shown_db(db))}",
         f"settings: {settings}",
+        *([_detectors_line(stats.settings)] if stats.settings else []),
         f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, "
         + (f"{stats.skipped} skipped, " if stats.skipped else "") + f"{stats.stale} stale)",
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",

@@ -187,6 +187,7 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
     assert result.stdout.splitlines() == [
         f"index: {db}",
         "settings: efficientnet-lite0 at size 96 (fp32)",
+        "detectors: faces on, objects on",
         "images: 4 (3 labelled, 1 failed, 0 stale)",
         *[line for line in result.stdout.splitlines() if line.startswith(("label rows", "last indexed"))],
         "models used:",
@@ -204,6 +205,13 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
         1,
         f"Error: no index at {tmp_path / 'none.db'}; build one with: imgidx index FOLDER --db {tmp_path / 'none.db'}\n",
     )
+
+
+def test_stats_says_which_detectors_the_index_runs(tmp_path, models):
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    db = tmp_path / "index.db"
+    assert imgidx("index", tmp_path / "photos", "--db", db, *MODEL, "--no-faces", "--no-objects").exit_code == 0
+    assert imgidx("stats", "--db", db).stdout.splitlines()[2] == "detectors: faces off, objects off"
 
 
 @pytest.mark.parametrize("command", ["show", "stats"])
