@@ -82,11 +82,7 @@ def image_json(report: ImageReport) -> dict:
             {"box": _pixels(face), "confidence": round(box_rules.confidence(face), JSON_DECIMALS)}
             for face in report.faces
         ],
-        "objects": None if report.objects is None else [
-            {"class": box.class_id, "name": class_name(box.class_id), "box": _pixels(box),
-             "confidence": round(box_rules.confidence(box), JSON_DECIMALS)}
-            for box in report.objects
-        ],
+        "objects": None if report.objects is None else [box_rules.as_json(box) for box in report.objects],
     }
 
 

@@ -140,7 +140,8 @@ def grids(result: Result, unicode: bool = True) -> str:
 
 def json_lines(result: Result) -> Iterable[str]:
     """One JSON object per match (per path): rank, path, sha256 of the file, copies (the matches printed
-    with the same content, itself included), score, width, height, and per term its score and cells."""
+    with the same content, itself included), score, width, height, per term its score and cells, and the
+    boxes the terms are about (what `--html` outlines)."""
     names = term_names(result)
     photos = photo_of(result.matches)
     for m in result.matches:
@@ -163,6 +164,7 @@ def json_lines(result: Result) -> Iterable[str]:
                     }
                     for name, h in zip(names, m.terms)
                 ],
+                "boxes": [box_rules.as_json(box) for box in m.boxes],
             },
             ensure_ascii=False,
         )
