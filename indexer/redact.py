@@ -434,18 +434,21 @@ def redact(
     load_detector: Callable[[], faces.FaceDetector] | None = None,
     on_event: Callable[[object], None] | None = None,
     load_object_detector: Callable[[], detect.ObjectDetector] | None = None,
+    within: Callable | None = None,
 ) -> Summary:
     """Write a copy of every photo matching ``text`` under ``out``, its matched regions covered (module
     docstring). ``load_backbone(settings)`` builds the index's model, needed for ImageNet labels only;
     ``load_detector()`` and ``load_object_detector()`` the detectors the index was built with, needed for
-    photos changed since indexing only."""
+    photos changed since indexing only. ``within`` restricts the photos that may match, as
+    `query.search.prepare`'s does (`imgidx serve` redacts the photos picked from its results)."""
     from query import DEFAULT_MIN_SCORE
     from query.search import search
 
     emit = on_event or (lambda event: None)
     with engine.connect() as conn:
         settings = store.read_settings(conn)
-        result = search(conn, text, min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, limit=None)
+        result = search(conn, text, min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, limit=None,
+                        within=within)
         if not result.prepared.compiled.reported:
             raise RedactError(f"'{text}' names nothing to cover (only NOT terms); name a label, e.g. face")
         if not result.matches:

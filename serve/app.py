@@ -40,6 +40,8 @@ from query import DEFAULT_MIN_SCORE, browse, search
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
 from query.resolve import lookup
+from query import complete as grammar
+from serve import ask as asking, labels as label_browser, selection
 
 #: Matches per page of results (the URL's ``n`` may ask for 1 to `MAX_PAGE_SIZE`).
 PAGE_SIZE = 48
@@ -428,8 +430,10 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
     env.globals.update(
         max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
         text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
+        relaxed=(),
     )
     static = _static_files()
+    catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)
 
     def page(template: str, status: int = 200, /, **context) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
@@ -453,6 +457,8 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
                                                "position": exc.position})
         except ImgidxError as exc:
             return page("search.html", _status(exc), **{**context, "error": exc.shown()})
+        if context["page"].result.total == 0 and not ask.offset:
+            context["relaxed"] = asking.relaxed(index, ask)
         return page("search.html", **context)
 
     def results(request: Request) -> Response:
@@ -466,7 +472,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
 
     def complete(request: Request) -> Response:
         text = request.query_params.get("text", "")[:MAX_QUERY_CHARS]
-        found = browse.complete(text)
+        found = grammar.complete(text, catalog.counts())
         return JSONResponse({"start": found.start, "names": found.names})
 
     def photo(request: Request) -> Response:
@@ -550,7 +556,9 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         return Response(data, media_type=kind, headers=headers)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = exc.detail if exc.status_code != 405 else "this address only answers GET"
+        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "GET").split(",") if m.strip() != "HEAD"]
+        allowed = " and ".join(sorted(allowed))
+        message = exc.detail if exc.status_code != 405 else f"this address only answers {allowed}"
         if exc.status_code == 404 and exc.detail == "Not Found":
             message = "no such page"
         return error_page(str(message), exc.status_code)
@@ -565,6 +573,11 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         Route("/original/{image_id:int}", original),
         Route("/overview", overview),
         Route("/static/{name}", static_file),
+        Route("/api/terms", asking.terms_endpoint),
+        Route("/api/rewrite", asking.rewrite_endpoint),
+        Route("/download", selection.download_endpoint(index, lambda fields: SearchRequest.of(_Params(fields))),
+              methods=["POST"]),
+        *label_browser.routes(catalog, page, label_query, lambda i, h: thumbnail_url(i, GRID_THUMBNAIL, h)),
     ]
     return Starlette(
         routes=routes,
@@ -572,6 +585,13 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
                                hosts=frozenset(host_name(h) for h in hosts))],
         exception_handlers={HTTPException: http_error},
     )
+
+
+@dataclass(frozen=True)
+class _Params:
+    """A form's fields where `SearchRequest.of` reads a URL's."""
+
+    query_params: dict
 
 
 def _status(exc: ImgidxError) -> int:

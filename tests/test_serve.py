@@ -443,7 +443,7 @@ def test_a_file_named_with_a_script_shows_as_text(client, library):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in page
         assert "<script>alert" not in page
         assert re.findall(r"<script[^>]*>", page) == [f'<script src="/static/{name}.js">' for name in
-                                                      (["search"] if url.startswith("/?") else ["search", "photo"])]
+                                                      (["search", "ask"] if url.startswith("/?") else ["search", "photo"])]
     disposition = client.get(f"/original/{evil}").headers["content-disposition"]
     assert disposition == "inline; filename*=UTF-8''script%3E.jpg"
 
