@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageChops, ImageStat
 
-from test_serve import TestClient, client, copy_photo, ids_by_name, library, real_index  # noqa: F401 (fixtures)
+from test_serve import TestClient, cards, client, copy_photo, ids_by_name, library, real_index  # noqa: F401 (fixtures)
 from indexer import store
 from indexer.labels import FACE_CLASS, object_class, COCO_CLASSES
 from query import DEFAULT_MIN_SCORE, catalog, search
@@ -216,7 +216,6 @@ def download(client, headers=ORIGIN, **fields):
 
 
 def test_ticked_photos_download_as_a_zip_of_the_originals_with_unique_names(faces_client):
-    ids = ids_by_name(faces_client.db)
     before = tree_state(faces_client.photos)
     engine = sa.create_engine(f"sqlite:///{faces_client.db}")
     with engine.connect() as conn:
@@ -233,7 +232,15 @@ def test_ticked_photos_download_as_a_zip_of_the_originals_with_unique_names(face
         "chelsea.jpg": (faces_client.photos / "a/chelsea.jpg").read_bytes(),
     }
     assert tree_state(faces_client.photos) == before
-    assert ids  # the fixture's photos are indexed
+
+
+def test_the_results_are_a_form_without_javascript(client):
+    page = client.get("/", params={"q": "school bus"}).text
+    assert '<div id="ask" class="ask" hidden' in page  # the picker needs the script; the text box does not
+    assert '<form id="selection" class="selection" method="post" action="/download">' in page
+    ticks = re.findall(r'<input type="checkbox" form="selection" name="id" value="(\d+)"', page)
+    assert ticks == [str(card["id"]) for card in cards(page)] and len(ticks) == 6
+    assert '<input type="hidden" name="q" value="school bus">' in page
 
 
 def test_all_matches_download_and_a_photo_gone_is_named_in_the_zip(client, library):
@@ -286,3 +293,32 @@ def test_redacting_a_label_that_needs_the_model_is_refused_in_one_line(faces_cli
     assert response.status_code == 400
     assert response.text == ("redacting 'tabby' here would run a model (an ImageNet label's class map, or a photo "
                              "changed since it was indexed): use imgidx redact\n")
+
+
+# ------------------------------------------------------------------------------------------- both backends
+
+
+def test_label_counts_and_looser_queries_on_either_database(index_url):
+    """The catalog's and the looser queries' SQL on SQLite and PostgreSQL alike, checked against searches."""
+    from query import relax
+    from query_helpers import make_index
+
+    engine = make_index(index_url, {"/p/a.jpg": {4: {TABBY: 0.9}}, "/p/b.jpg": {0: {TABBY: 0.8, TIGER_CAT: 0.9}},
+                                    "/p/c.jpg": {8: {TIGER_CAT: 0.1}}})
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        cl = t.cell_labels.c
+        best = sa.select(cl.image_id, cl.class_id, sa.func.max(cl.score), sa.literal(0.1)).group_by(cl.image_id, cl.class_id)
+        conn.execute(t.image_labels.insert().from_select(["image_id", "class_id", "score", "share"], best))
+    with engine.connect() as conn:
+        calibration = store.read_calibration(conn)
+        found = catalog.catalog(conn, t, calibration)
+        assert [(g.name, [(e.name, e.photos) for e in g.entries]) for g in found.groups] == [
+            ("domestic cat", [("tabby", 2), ("tiger cat", 1)])]
+        assert [(r.text, r.matches) for r in relax.relaxed(conn, "tiger cat in center", DEFAULT_MIN_SCORE, t, calibration)] == [
+            ("tiger cat", 1)]
+        for text in ("tabby", "tiger cat"):
+            assert search.search(conn, text, limit=None).total == dict(
+                (e.name, e.photos) for e in found.entries)[text]
+        assert relax.count(conn, "tabby", DEFAULT_MIN_SCORE, t, calibration, cap=1) == 1
+    engine.dispose()

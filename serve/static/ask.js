@@ -22,6 +22,7 @@
   }
 
   function render(found) {
+    const focused = document.activeElement && panel.contains(document.activeElement) ? document.activeElement.dataset : null;
     panel.replaceChildren();
     found.terms.forEach((term, number) => {
       if (!term.editable) return;
@@ -40,10 +41,11 @@
         const button = document.createElement("button");
         button.type = "button";
         button.dataset.cell = String(cell);
+        button.dataset.control = number + "-cell-" + cell;
         button.title = cellName;
         button.setAttribute("aria-label", cellName);
         button.setAttribute("aria-pressed", chosen.has(cell) ? "true" : "false");
-        button.addEventListener("click", () => pick(number, chosen, cell));
+        button.addEventListener("click", () => pick(number, chosen, cell, grid, hint));
         grid.append(button);
       });
       const slider = document.createElement("input");
@@ -51,21 +53,32 @@
       slider.min = "0"; slider.max = "100"; slider.step = "5";
       slider.value = String(Math.round(100 * (term.threshold === null ? defaultMin : term.threshold)));
       slider.setAttribute("aria-label", "confidence of " + term.label);
+      slider.dataset.control = number + "-slider";
       const value = document.createElement("output");
       value.textContent = term.threshold === null ? "≥ " + slider.value + "% (default)" : "≥ " + slider.value + "%";
       slider.addEventListener("input", () => { value.textContent = "≥ " + slider.value + "%"; });
       slider.addEventListener("change", () => write(number, [...chosen], Number(slider.value) / 100));
-      row.append(name, grid, slider, value);
+      const hint = document.createElement("span");
+      hint.className = "hint";
+      hint.setAttribute("aria-live", "polite");
+      row.append(name, grid, slider, value, hint);
       panel.append(row);
     });
     panel.hidden = panel.children.length === 0;
+    if (focused && focused.control) {
+      const again = panel.querySelector(`[data-control="${focused.control}"]`);
+      if (again) again.focus();
+    }
   }
 
-  async function pick(number, chosen, cell) {
-    const tried = new Set(chosen);
-    if (tried.has(cell)) tried.delete(cell); else tried.add(cell);
-    // A set of cells that is no region (two cells apart) becomes the clicked cell alone.
-    if (!(await write(number, [...tried]))) await write(number, [cell]);
+  async function pick(number, chosen, cell, grid, hint) {
+    if (chosen.has(cell)) chosen.delete(cell); else chosen.add(cell);
+    if (await write(number, [...chosen])) return;
+    // Cells that are no region yet (two of a row): kept here until they are one; the text is unchanged.
+    grid.querySelectorAll("button").forEach((button) => {
+      button.setAttribute("aria-pressed", chosen.has(Number(button.dataset.cell)) ? "true" : "false");
+    });
+    hint.textContent = "pick a cell, a row, a column or the corners";
   }
 
   async function write(number, cells, threshold) {

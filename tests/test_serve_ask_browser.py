@@ -1,0 +1,69 @@
+"""Help to ask in headless Chromium (issue 25): the 3x3 cell picker and the confidence slider of a term
+write the query text, the text the search then runs. A real `imgidx serve` process over the small index
+of tests/test_serve.py (no model). Needs the Debian packages ``chromium`` and ``chromium-driver``."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from test_serve import library, start_server  # noqa: F401 (a fixture)
+from test_serve_browser import CHROMEDRIVER, CHROMIUM, wait
+from query import DEFAULT_MIN_SCORE
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs headless Chromium: install chromium and chromium-driver")
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install imgidx[test])")
+STEP = 0.05  # the slider's step
+
+
+def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _, db = library
+    process = start_server(db, tmp_path / "cache", "--port", "0")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    driver = None
+    try:
+        line = process.stderr.readline()
+        base = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)", line).group(1)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.set_page_load_timeout(30)
+        driver.get(base + "?q=school+bus")
+        box = driver.find_element(By.ID, "q")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#ask .picker button"), "the picker")
+        cell = lambda n: driver.find_element(By.CSS_SELECTOR, f'#ask .picker button[data-cell="{n}"]')  # noqa: E731
+        assert [b.get_attribute("aria-pressed") for b in driver.find_elements(By.CSS_SELECTOR, "#ask .picker button")] == ["false"] * 9
+
+        cell(0).click()
+        wait(driver, lambda d: box.get_attribute("value") == "school bus in top-left", "a cell written")
+        cell(1).click()  # two cells: no region yet, the text stays
+        wait(driver, lambda d: cell(1).get_attribute("aria-pressed") == "true", "pending cell shown")
+        assert box.get_attribute("value") == "school bus in top-left"
+        cell(2).click()  # the whole top row
+        wait(driver, lambda d: box.get_attribute("value") == "school bus in top row", "a row written")
+
+        slider = driver.find_element(By.CSS_SELECTOR, "#ask input[type=range]")
+        assert slider.get_attribute("value") == str(round(DEFAULT_MIN_SCORE * 100))
+        slider.send_keys(Keys.ARROW_RIGHT)
+        up = round(DEFAULT_MIN_SCORE + STEP, 2)
+        wait(driver, lambda d: box.get_attribute("value") == f"school bus in top row >= {up:g}", "the slider written")
+        driver.find_element(By.CSS_SELECTOR, "#ask input[type=range]").send_keys(Keys.ARROW_RIGHT)  # focus stays
+        wait(driver, lambda d: box.get_attribute("value") == f"school bus in top row >= {round(up + STEP, 2):g}",
+             "the slider written again")
+
+        box.send_keys(Keys.ENTER)  # the text is what runs
+        wait(driver, lambda d: "q=school+bus+in+top+row" in d.current_url, "searched")
+        assert driver.find_element(By.CSS_SELECTOR, ".summary .count").text == "1 match"
+    finally:
+        if driver is not None:
+            driver.quit()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
