@@ -14,16 +14,15 @@ import re
 from typing import Mapping
 
 from query.browse import COMPLETION_WORDS, COMPLETIONS, Completion, complete as complete_label
-from query.parser import ARTICLES, KEYWORDS, PREPOSITIONS, REGION_WORDS, REGIONS, RELATIONS
+from query.parser import _RELATION_PHRASES, ARTICLES, KEYWORDS, PREPOSITIONS, REGION_WORDS, REGIONS, RELATIONS
 from query.resolve import fold, lexicon
 
 _WORD = re.compile(r"[^\s()\"]+")
 #: Every spelling of a region, canonical names first (cells, then rows and columns, in cell order), then the others.
 _CANONICAL = tuple(dict.fromkeys(r.name for r in sorted(REGIONS.values(), key=lambda r: (len(r.cells), r.cells))))
 _SPELLINGS = tuple(dict.fromkeys(_CANONICAL + tuple(" ".join(key) for key in REGIONS)))
-#: The last word of each relation phrase: a label follows it.
-_RELATION_ENDS = frozenset(phrase.split()[-1] for phrase in RELATIONS) | {"above", "below", "over", "under", "beneath",
-                                                                        "beside", "near"}
+#: The last word of every spelling of a relation (the parser's own table): a label follows it.
+_RELATION_ENDS = frozenset(words[-1] for words, _ in _RELATION_PHRASES)
 
 
 def _spaced(text: str) -> str:

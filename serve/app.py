@@ -575,7 +575,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         Route("/static/{name}", static_file),
         Route("/api/terms", asking.terms_endpoint),
         Route("/api/rewrite", asking.rewrite_endpoint),
-        Route("/download", selection.download_endpoint(index, lambda fields: SearchRequest.of(_Params(fields))),
+        Route("/download", selection.download_endpoint(index, lambda fields: SearchRequest.of(_Params(fields)), error_page),
               methods=["POST"]),
         *label_browser.routes(catalog, page, label_query, lambda i, h: thumbnail_url(i, GRID_THUMBNAIL, h)),
     ]

@@ -113,29 +113,25 @@ def zipped(files: Iterator[tuple[str, Callable[[], bytes]]], skipped: list[str])
     yield sink.take()
 
 
-def download_endpoint(index, search_request) -> Callable[[Request], Response]:
+def download_endpoint(index, search_request, error_page: Callable[[str, int], Response]) -> Callable[[Request], Response]:
     """The handler of ``POST /download`` over ``index`` (`serve.app.Index`); ``search_request`` makes the
-    `serve.app.SearchRequest` of the form's q, folder and min. Errors answer an error page."""
+    `serve.app.SearchRequest` of the form's q, folder and min; a refusal is ``error_page(message, status)``."""
 
     async def download(request: Request) -> Response:
         if not same_origin(request):
-            return _refused("a download starts only from this server's own page", 403)
+            return error_page("a download starts only from this server's own page", 403)
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            return _refused(f"the form is too large: at most {MAX_PHOTOS} photos at once", 413)
+            return error_page(f"the form is too large: at most {MAX_PHOTOS} photos at once", 413)
         form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         from starlette.concurrency import run_in_threadpool
 
         try:
             return await run_in_threadpool(_respond, index, search_request, form)
         except ImgidxError as exc:
-            return _refused(exc.shown().partition("\n")[0], 400)
+            return error_page(exc.shown().partition("\n")[0], 400)
 
     return download
-
-
-def _refused(message: str, status: int) -> Response:
-    return Response(printable(message) + "\n", status_code=status, media_type="text/plain; charset=utf-8")
 
 
 def _respond(index, search_request, form: list[tuple[str, str]]) -> Response:
@@ -187,7 +183,10 @@ def _originals(index, ids: list[int]) -> Response:
     taken: set[str] = set()
     skipped: list[str] = []
     files = []
-    for row in _rows(index, ids):
+    rows = _rows(index, ids)
+    if not rows:
+        raise SelectionError("none of the selected photos is in the index (any more)")
+    for row in rows:
         path = restored(row["path"])
         if row["error"] is not None or row["content_hash"] is None:
             skipped.append(f"{printable(path)}: not indexed ({printable(row['error'] or 'no content')})")

@@ -210,6 +210,11 @@ def test_relaxed_counts_stop_at_their_cap(client, monkeypatch):
 # ------------------------------------------------------------------------------------------- download
 
 
+def message(response) -> tuple[int, str]:
+    """The status and the one-line message of an error page."""
+    return response.status_code, re.search(r'<p class="message">(.*?)</p>', response.text).group(1)
+
+
 def download(client, headers=ORIGIN, **fields):
     body = [(k, v) for k, values in fields.items() for v in (values if isinstance(values, list) else [values])]
     return client.post("/download", data=dict(body) if len(body) == len(fields) else body, headers=headers)
@@ -260,9 +265,12 @@ def test_a_download_must_come_from_the_apps_own_page(faces_client):
         assert download(faces_client, headers=headers, id=str(ids[0])).status_code == status, headers
     assert faces_client.get("/download").status_code == 405
     assert "this address only answers POST" in faces_client.get("/download").text
-    assert download(faces_client).text == "no photo selected: tick the photos to download, or all matches\n"
-    assert download(faces_client, id="x").status_code == 400
-    assert download(faces_client, id=str(ids[0]), kind="raw").text == "kind must be one of originals, faces, labels, not raw\n"
+    assert message(download(faces_client)) == (400, "no photo selected: tick the photos to download, or all matches")
+    assert message(download(faces_client, id="x")) == (400, "a photo id is a number")
+    assert message(download(faces_client, id="12345")) == (400, "none of the selected photos is in the index (any more)")
+    assert message(download(faces_client, id=str(ids[0]), kind="raw")) == (
+        400, "kind must be one of originals, faces, labels, not raw")
+    assert message(download(faces_client, headers={})) == (403, "a download starts only from this server&#39;s own page")
 
 
 def test_redacted_copies_blur_the_faces_into_the_zip_never_next_to_the_originals(faces_client):
@@ -289,10 +297,9 @@ def test_redacted_copies_blur_the_faces_into_the_zip_never_next_to_the_originals
 
 def test_redacting_a_label_that_needs_the_model_is_refused_in_one_line(faces_client):
     ids = sorted(ids_by_name(faces_client.db).values())
-    response = download(faces_client, q="tabby", kind="labels", id=str(ids[0]))
-    assert response.status_code == 400
-    assert response.text == ("redacting 'tabby' here would run a model (an ImageNet label's class map, or a photo "
-                             "changed since it was indexed): use imgidx redact\n")
+    assert message(download(faces_client, q="tabby", kind="labels", id=str(ids[0]))) == (400, (
+        "redacting &#39;tabby&#39; here would run a model (an ImageNet label&#39;s class map, or a photo changed since "
+        "it was indexed): use imgidx redact"))
 
 
 # ------------------------------------------------------------------------------------------- both backends
