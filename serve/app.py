@@ -430,7 +430,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
     env.globals.update(
         max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
         text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
-        relaxed=(),
+        relaxed=(), relaxed_url=None,
     )
     static = _static_files()
     catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)
@@ -457,8 +457,8 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
                                                "position": exc.position})
         except ImgidxError as exc:
             return page("search.html", _status(exc), **{**context, "error": exc.shown()})
-        if context["page"].result.total == 0 and not ask.offset:
-            context["relaxed"] = asking.relaxed(index, ask)
+        if context["page"].result.total == 0 and not ask.offset:  # looser queries: counted on their own page
+            context["relaxed_url"] = ask.url("/looser", offset=0)
         return page("search.html", **context)
 
     def results(request: Request) -> Response:
@@ -575,6 +575,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         Route("/static/{name}", static_file),
         Route("/api/terms", asking.terms_endpoint),
         Route("/api/rewrite", asking.rewrite_endpoint),
+        Route("/looser", asking.looser_endpoint(index, SearchRequest.of, page, _status)),
         Route("/download", selection.download_endpoint(index, lambda fields: SearchRequest.of(_Params(fields)), error_page),
               methods=["POST"]),
         *label_browser.routes(catalog, page, label_query, lambda i, h: thumbnail_url(i, GRID_THUMBNAIL, h)),

@@ -6,7 +6,7 @@ the server to spell a term again (`query.parser.Term.describe`), so what the box
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -79,6 +79,25 @@ def rewrite_endpoint(request: Request) -> Response:
         return JSONResponse({"error": f"'{term.label}' takes its region from its group: change it there"},
                             status_code=400)
     return JSONResponse({"text": new_text})
+
+
+def looser_endpoint(index, search_request: Callable[[Request], Any], page: Callable[..., Response],
+                    status_of: Callable[[ImgidxError], int]) -> Callable[[Request], Response]:
+    """``/looser?q=...``: the looser queries of a search that found nothing, as a page of its own (a link
+    of the search page, without JavaScript) or, with ``fragment=1``, the list the search page's script
+    puts in place. Apart from the search page, so a search that finds nothing costs no more than another."""
+
+    def looser(request: Request) -> Response:
+        template = "relaxed.html" if request.query_params.get("fragment") == "1" else "looser.html"
+        ask = None
+        try:
+            ask = search_request(request)
+            found = relaxed(index, ask) if ask.text else []
+        except ImgidxError as exc:
+            return page(template, status_of(exc), ask=ask, error=exc.shown().partition("\n")[0], search_url=None)
+        return page(template, ask=ask, text=ask.text, folder=ask.folder, relaxed=found, search_url=ask.url(offset=0))
+
+    return looser
 
 
 def relaxed(index, ask) -> list[dict]:

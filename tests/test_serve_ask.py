@@ -169,8 +169,16 @@ def test_the_picker_rewrites_one_term_of_the_text(client):
 
 def test_no_matches_offers_looser_queries_that_match_with_their_counts(client, library):
     _, db = library
-    page = client.get("/", params={"q": "school bus in top-left AND tabby"})
-    assert '<span class="count">no matches</span>' in page.text
+    text = "school bus in top-left AND tabby"
+    search_page = client.get("/", params={"q": text}).text
+    assert '<span class="count">no matches</span>' in search_page
+    # counted on a page of their own: the search page links it (and its script fetches the list in place)
+    assert re.search(r'<section class="relaxed" id="relaxed" data-src="/looser\?q=[^"]+&amp;fragment=1">\s*'
+                     r'<p><a href="/looser\?q=school\+bus\+in\+top-left\+AND\+tabby">', search_page)
+    fragment = client.get("/looser", params={"q": text, "fragment": "1"})
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    page = client.get("/looser", params={"q": text})
+    assert "<h1>Looser queries than “school bus in top-left AND tabby”</h1>" in page.text
     offered = [(text.replace("&amp;", "&"), change, int(count), bool(more)) for _, text, change, count, more in re.findall(
         r'<li><a href="([^"]+)">([^<]+)</a> <span class="change">([^<]+)</span>: <span class="count">(\d+)( or more)? match',
         page.text)]
@@ -183,7 +191,7 @@ def test_no_matches_offers_looser_queries_that_match_with_their_counts(client, l
     for nothing in ("school bus in top row AND tabby", "school bus in left column AND tabby"):
         assert search.search(engine, nothing, limit=None).total == 0  # tried, found nothing, not offered
     engine.dispose()
-    page = client.get("/", params={"q": "school bus in top-left"})
+    page = client.get("/looser", params={"q": "school bus in top-left"})
     assert [(t, c, int(n)) for t, c, n in re.findall(
         r'<a href="[^"]+">([^<]+)</a> <span class="change">([^<]+)</span>: <span class="count">(\d+)', page.text)] == [
         ("school bus", "&#39;school bus&#39; anywhere", 7), ("school bus in top row", "&#39;school bus&#39; in the top row", 1)]
@@ -191,7 +199,7 @@ def test_no_matches_offers_looser_queries_that_match_with_their_counts(client, l
 
 def test_a_lower_threshold_is_offered_with_its_minimum_score(client):
     lower = DEFAULT_MIN_SCORE / 2
-    page = client.get("/", params={"q": "crane > 0.99"})
+    page = client.get("/looser", params={"q": "crane > 0.99"})
     assert re.findall(r'<a href="([^"]+)">([^<]+)</a> <span class="change">([^<]+)</span>: <span class="count">(\d+)',
                       page.text) == [(f"/?q=crane+%3E%3D+0.495&amp;min={lower:g}", "crane &gt;= 0.495",
                                       f"confidence {lower:.0%} or more (--min-score {lower:g})", "1")]
@@ -201,7 +209,7 @@ def test_relaxed_counts_stop_at_their_cap(client, monkeypatch):
     from query import relax
 
     monkeypatch.setattr(relax, "COUNT_CAP", 2)
-    page = client.get("/", params={"q": "school bus in bottom-left"})
+    page = client.get("/looser", params={"q": "school bus in bottom-left", "fragment": "1"})
     assert re.findall(r'<a href="[^"]+">([^<]+)</a>.*?<span class="count">(\d+)( or more)?', page.text) == [
         ("school bus", "2", " or more")]
     assert COUNT_CAP == 100
@@ -329,3 +337,9 @@ def test_label_counts_and_looser_queries_on_either_database(index_url):
                 (e.name, e.photos) for e in found.entries)[text]
         assert relax.count(conn, "tabby", DEFAULT_MIN_SCORE, t, calibration, cap=1) == 1
     engine.dispose()
+
+
+def test_looser_queries_of_a_broken_query_or_of_nothing(client):
+    assert message(client.get("/looser", params={"q": "cat in"})) == (400, "column 7: expected a region after &#39;in&#39;")
+    assert client.get("/looser", params={"q": "zebra in top-left"}).text.count("No looser query finds a photo") == 1
+    assert "<p class=\"note\" role=\"alert\">" in client.get("/looser", params={"q": "cat in", "fragment": "1"}).text

@@ -1,5 +1,5 @@
 """Help to ask in headless Chromium (issue 25): the 3x3 cell picker and the confidence slider of a term
-write the query text, the text the search then runs. A real `imgidx serve` process over the small index
+write the query text, the text the search then runs; a search that finds nothing gets its looser queries. A real `imgidx serve` process over the small index
 of tests/test_serve.py (no model). Needs the Debian packages ``chromium`` and ``chromium-driver``."""
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
         box.send_keys(Keys.ENTER)  # the text is what runs
         wait(driver, lambda d: "q=school+bus+in+top+row" in d.current_url, "searched")
         assert driver.find_element(By.CSS_SELECTOR, ".summary .count").text == "1 match"
+
+        driver.get(base + "?q=school+bus+in+top-left+AND+tabby")  # nothing: the looser queries come in place
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#relaxed ul.looser li"), "looser queries")
+        assert driver.find_element(By.CSS_SELECTOR, "#relaxed ul.looser li").text == (
+            "school bus AND tabby 'school bus' anywhere: 2 matches")
     finally:
         if driver is not None:
             driver.quit()

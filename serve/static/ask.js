@@ -95,3 +95,15 @@
   box.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 200); });
   refresh();
 })();
+
+(function looserQueries() {
+  // A search that found nothing links to its looser queries; counting them is a request of its own, so
+  // the search page comes as fast as any other, and the list takes the link's place when it is there.
+  const holder = document.getElementById("relaxed");
+  if (!holder || !holder.dataset.src) return;
+  fetch(holder.dataset.src).then(async (response) => {
+    const fragment = document.createElement("template");
+    fragment.innerHTML = await response.text();
+    holder.replaceChildren(fragment.content);
+  }).catch(() => {});
+})();
