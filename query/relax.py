@@ -3,11 +3,13 @@ dropped, a cell widened to its row or its column (the cell's neighbours along it
 
 Each is the query's own text with one term rewritten (`query.parser.Term.describe`), so it can be copied
 to ``imgidx query`` as it is; the lower confidence is the search's minimum score. The work is bounded: at
-most `MAX_CANDIDATES` queries, each counted only up to `COUNT_CAP` matches.
+most `MAX_CANDIDATES` queries, each counted only up to `COUNT_CAP` matches, and no new one started once
+`BUDGET_S` has passed.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
@@ -27,6 +29,8 @@ COUNT_CAP = 100
 LOWER_FACTOR = 0.5
 #: The lowest minimum score offered.
 LOWEST_MIN = 0.05
+#: Seconds after which no further looser query is counted.
+BUDGET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def candidates(text: str, min_score: float) -> list[tuple[str, float, str]]:
     """The looser queries of ``text`` (a query that parses), in the order they are offered, at most
     `MAX_CANDIDATES`: ``(text, min_score, what changed)``."""
     found: list[tuple[str, float, str]] = []
-    seen = set()
+    seen = {text}
     for term in dict.fromkeys(terms(parse(text))):
         if term.region is ANYWHERE:
             continue
@@ -89,6 +93,7 @@ def candidates(text: str, min_score: float) -> list[tuple[str, float, str]]:
             if new_text is not None and new_text not in seen:
                 seen.add(new_text)
                 found.append((new_text, min_score, change))
+    found = found[: MAX_CANDIDATES - 1]  # room for the lower confidence
     lower = max(LOWEST_MIN, round(min_score * LOWER_FACTOR, 2))
     if lower < min_score:
         lowered = text
@@ -109,12 +114,25 @@ def count(conn: sa.Connection, text: str, min_score: float, tables: Tables, cali
     return conn.execute(sa.select(sa.func.count()).select_from(first)).scalar_one()
 
 
+@dataclass(frozen=True)
+class Looser:
+    """The looser queries that find photos, and how many candidates were left untried for want of time."""
+
+    found: list[Relaxed]
+    untried: int
+
+
 def relaxed(conn: sa.Connection, text: str, min_score: float, tables: Tables, calibration: Calibration,
-            within: Within | None = None) -> list[Relaxed]:
-    """The `candidates` of ``text`` that find something, with their counts (up to `COUNT_CAP`)."""
+            within: Within | None = None, budget_s: float | None = None) -> Looser:
+    """The `candidates` of ``text`` that find something, with their counts (up to `COUNT_CAP`), counted
+    until ``budget_s`` (`BUDGET_S`) has passed."""
+    deadline = time.monotonic() + (BUDGET_S if budget_s is None else budget_s)
     found = []
-    for new_text, new_min, change in candidates(text, min_score):
+    tried = candidates(text, min_score)
+    for number, (new_text, new_min, change) in enumerate(tried):
+        if time.monotonic() > deadline:
+            return Looser(found, len(tried) - number)
         matches = count(conn, new_text, new_min, tables, calibration, within)
         if matches:
             found.append(Relaxed(new_text, new_min, change, matches))
-    return found
+    return Looser(found, 0)

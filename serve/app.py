@@ -430,7 +430,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
     env.globals.update(
         max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
         text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
-        relaxed=(), relaxed_url=None,
+        relaxed=(), relaxed_url=None, untried=0,
     )
     static = _static_files()
     catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)

@@ -92,22 +92,25 @@ def looser_endpoint(index, search_request: Callable[[Request], Any], page: Calla
         ask = None
         try:
             ask = search_request(request)
-            found = relaxed(index, ask) if ask.text else []
+            found, untried = relaxed(index, ask) if ask.text else ([], 0)
         except ImgidxError as exc:
-            return page(template, status_of(exc), ask=ask, error=exc.shown().partition("\n")[0], search_url=None)
-        return page(template, ask=ask, text=ask.text, folder=ask.folder, relaxed=found, search_url=ask.url(offset=0))
+            return page(template, status_of(exc), ask=ask, error=exc.shown().partition("\n")[0], search_url=None,
+                        untried=0)
+        return page(template, ask=ask, text=ask.text, folder=ask.folder, relaxed=found, untried=untried,
+                    search_url=ask.url(offset=0))
 
     return looser
 
 
-def relaxed(index, ask) -> list[dict]:
-    """The looser queries that match (`query.relax.relaxed`), as links of the search page: ``index`` is
-    the app's `serve.app.Index`, ``ask`` its `SearchRequest`. Run as a search is (`Index.searches`)."""
+def relaxed(index, ask) -> tuple[list[dict], int]:
+    """The looser queries that match (`query.relax.relaxed`), as links, and the number left untried for
+    want of time: ``index`` is the app's `serve.app.Index`, ``ask`` its `SearchRequest`. Run as a search
+    is (`Index.searches`)."""
     within = browse.in_folder(ask.folder) if ask.folder else None
     with index.searches, index.engine.connect() as conn:
-        found = relax.relaxed(conn, ask.text, ask.min_score, index.tables, index.calibration, within)
+        looser = relax.relaxed(conn, ask.text, ask.min_score, index.tables, index.calibration, within)
     return [
         {"text": r.text, "url": ask.url(q=r.text, min=r.min_score, offset=0), "change": r.change,
          "matches": r.matches, "capped": r.capped}
-        for r in found
-    ]
+        for r in looser.found
+    ], looser.untried
