@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -15,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageChops, ImageStat
 
-from test_serve import TestClient, cards, client, copy_photo, ids_by_name, library, real_index  # noqa: F401 (fixtures)
+from test_serve import PATIENCE_S, TestClient, cards, client, copy_photo, ids_by_name, library, real_index  # noqa: F401 (fixtures)
 from indexer import store
 from indexer.labels import FACE_CLASS, object_class, COCO_CLASSES
 from query import DEFAULT_MIN_SCORE, catalog, search
 from query.relax import COUNT_CAP
-from query_helpers import TABBY, TIGER_CAT
+from query_helpers import FLOWERPOT, TABBY, TIGER_CAT
 from serve.app import Index, create_app
 
 ORIGIN = {"origin": "http://localhost"}
@@ -113,6 +115,41 @@ def test_label_counts_are_made_once_per_index_state(faces_client, monkeypatch):
         faces_client.get("/api/complete", params={"text": "ta"})
         faces_client.get("/", params={"q": "tabby"})
     assert len(made) == 1
+
+
+def test_label_counts_are_made_again_when_the_index_changes_and_say_so_until_then(faces_client, monkeypatch):
+    from serve import labels as label_pages
+
+    assert [name for _, name, _, _ in label_rows(faces_client.get("/labels").text)] == ["face", "cup", "tiger cat", "tabby"]
+    monkeypatch.setattr(label_pages, "STATE_CHECK_S", 0.0)
+    engine = sa.create_engine(f"sqlite:///{faces_client.db}")
+    with engine.begin() as conn:  # an index run adds a flowerpot
+        conn.execute(sa.text("INSERT INTO image_labels SELECT image_id, :c, 0.9, 0.1 FROM images WHERE path LIKE '%chelsea.jpg'"),
+                     {"c": FLOWERPOT})
+    engine.dispose()
+    monkeypatch.setattr(label_pages, "WAIT_S", 0.0)
+    made = threading.Event()
+    real = catalog.catalog
+    monkeypatch.setattr(catalog, "catalog", lambda *args: (made.wait(PATIENCE_S), real(*args))[1])
+    stale = label_rows(faces_client.get("/labels").text)  # the last catalog, while the new one is made
+    assert [name for _, name, _, _ in stale] == ["face", "cup", "tiger cat", "tabby"]
+    made.set()
+    deadline = time.monotonic() + PATIENCE_S
+    while '<span class="name">pot</span>' not in faces_client.get("/labels").text:  # flowerpot's class name
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_the_label_page_says_it_is_counting_until_the_first_counts(faces_client, monkeypatch):
+    from serve import labels as label_pages
+
+    monkeypatch.setattr(label_pages, "WAIT_S", 0.0)
+    made = threading.Event()
+    real = catalog.catalog
+    monkeypatch.setattr(catalog, "catalog", lambda *args: (made.wait(PATIENCE_S), real(*args))[1])
+    page = faces_client.get("/labels").text
+    assert '<meta http-equiv="refresh" content="5">' in page and 'id="counting"' in page
+    made.set()
 
 
 # ------------------------------------------------------------------------------------------- completion
