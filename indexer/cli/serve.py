@@ -20,7 +20,9 @@ from indexer.names import printable
 @click.option("--open", "open_browser", is_flag=True, help="Open the search page in the web browser.")
 def serve_command(db, host, port, allowed, open_browser):
     """Search and browse the index in a web browser: thumbnails with the matched cells drawn over them,
-    each photo with its stored grid and overlays, and an overview.
+    each photo with its stored grid and overlays, every label with its photos, a cell picker and a
+    confidence slider that write the query, looser queries when nothing matches, the picked photos as a
+    zip (originals, or copies with faces or the query's labels blurred), and an overview.
 
     The index is opened read-only; thumbnails are cached in the cache folder ($IMGIDX_CACHE_DIR moves
     it). Ctrl-C stops the server. Needs the web extra: pip install 'imgidx[serve]'.
