@@ -373,6 +373,15 @@ def test_label_counts_and_looser_queries_on_either_database(index_url):
             assert search.search(conn, text, limit=None).total == dict(
                 (e.name, e.photos) for e in found.entries)[text]
         assert relax.count(conn, "tabby", DEFAULT_MIN_SCORE, t, calibration, cap=1) == 1
+    from serve.labels import CatalogCache
+
+    cache = CatalogCache(engine, t, calibration, lambda: False)  # the index's state, per database
+    assert cache.current(wait=PATIENCE_S).counts_by_name() == {"tabby": 2, "tiger cat": 1}
+    state = cache.state()
+    with engine.begin() as conn:
+        conn.execute(t.images.insert(), {"image_id": 9, "path": "/p/d.jpg", "size_bytes": 1, "mtime_ns": 0,
+                                         "indexed_at": "2025-01-02T00:00:00Z", "error": "unreadable"})
+    assert cache.state() != state
     engine.dispose()
 
 
