@@ -60,7 +60,7 @@ def label_counts(engine, t, calibration) -> catalog.Catalog:
     return made
 
 
-def completion(counts: dict[str, int], prefixes: list[str]) -> None:
+def completion(counts: dict[int, int], prefixes: list[str]) -> None:
     for text in prefixes:  # warm: the lexicon and its sorted names
         complete(text, counts), browse.complete(text)
     new = [timed(lambda: complete(text, counts))[0] for text in prefixes for _ in range(5)]
@@ -140,7 +140,7 @@ def main() -> None:
     rng = random.Random(25)
     prefixes = [rng.choice(names)[:n] for n in (1, 2, 3) for _ in range(args.queries // 3)]
     prefixes += [f"{rng.choice(names)} in {rng.choice(CELLS)[:4]}" for _ in range(args.queries // 3)]
-    completion(made.counts_by_name(), prefixes)
+    completion(made.counts_by_class(), prefixes)
     kinds = query_kinds(names, weights, args.queries, seed=25)
     looser(engine, t, calibration, kinds["2-term spatial AND"])
     if args.pages:

@@ -67,8 +67,12 @@ class Catalog:
         return [e for g in self.groups for e in g.entries]
 
     def counts_by_name(self) -> dict[str, int]:
-        """Photos per class name, lower case (for ranking completions)."""
+        """Photos per class name, lower case."""
         return {e.name.lower(): e.photos for e in self.entries}
+
+    def counts_by_class(self) -> dict[int, int]:
+        """Photos per class id (for ranking completions)."""
+        return {e.class_id: e.photos for e in self.entries}
 
 
 def class_counts(conn: sa.Connection, t: Tables, calibration: Calibration,

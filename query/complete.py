@@ -5,17 +5,19 @@
 - after a label (``cat l``): a longer label (``flower p`` -> ``flowerpot``) if there is one, else the
   relations (``left of``), the regions a label may take bare (``left column``) and AND / OR;
 - where a label goes (the start, after AND, OR, NOT, a relation or ``(``): label names, those with the most
-  photos in this index first (``counts``, from `query.catalog`), and NOT.
+  photos in this index first (``counts``: photos per class, from `query.catalog`; a name of several classes,
+  ``dog``, counts as its class with the most), and NOT.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Mapping
 
 from query.browse import COMPLETION_WORDS, COMPLETIONS, Completion, complete as complete_label
 from query.parser import _RELATION_PHRASES, ARTICLES, KEYWORDS, PREPOSITIONS, REGION_WORDS, REGIONS, RELATIONS
-from query.resolve import fold, lexicon
+from query.resolve import find, fold, lexicon
 
 _WORD = re.compile(r"[^\s()\"]+")
 #: Every spelling of a region, canonical names first (cells, then rows and columns, in cell order), then the others.
@@ -43,7 +45,7 @@ def regions_starting(phrase: str) -> list[str]:
     return [s for s in _SPELLINGS if _spaced(s).startswith(_spaced(lowered)) and s not in _CANONICAL]
 
 
-def complete(text: str, counts: Mapping[str, int] | None = None, n: int = COMPLETIONS) -> Completion:
+def complete(text: str, counts: Mapping[int, int] | None = None, n: int = COMPLETIONS) -> Completion:
     """What may replace the words of ``text`` from ``start`` on (module docstring)."""
     words = list(_WORD.finditer(text))
     if not words or words[-1].end() != len(text):
@@ -89,12 +91,22 @@ def complete(text: str, counts: Mapping[str, int] | None = None, n: int = COMPLE
     return Completion(start, offered[:n])
 
 
-def _labels(text: str, fragment: re.Match, counts: Mapping[str, int] | None, n: int) -> Completion:
+@lru_cache(maxsize=8192)
+def _classes(name: str) -> frozenset[int]:
+    """The classes a label name stands for (none for a word no class shows)."""
+    found = find(name.strip('"'), quoted=name.startswith('"'))
+    return found.classes if found is not None else frozenset()
+
+
+def _labels(text: str, fragment: re.Match, counts: Mapping[int, int] | None, n: int) -> Completion:
     """Label names where a label goes, the most photos of this index first (``counts``), then shortest."""
     found = complete_label(text, n=len(lexicon().names))
     names = found.names
     if counts:
-        names = sorted(names, key=lambda name: (-counts.get(name.strip('"').lower(), 0), len(name), name))
+        def photos(name: str) -> int:
+            return max((counts.get(c, 0) for c in _classes(name)), default=0)
+
+        names = sorted(names, key=lambda name: (-photos(name), len(name), name))
     names = names[:n]
     if "not".startswith(fragment.group().lower()) and fold(fragment.group()):
         names = names[: n - 1] + ["NOT"]

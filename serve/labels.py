@@ -78,10 +78,10 @@ class CatalogCache:
             raise self._error
         return self._made[1] if self._made is not None else None
 
-    def counts(self) -> dict[str, int] | None:
-        """Photos per class name, when a catalog is made (never waits)."""
+    def counts(self) -> dict[int, int] | None:
+        """Photos per class, when a catalog is made (never waits)."""
         made = self.current()
-        return made.counts_by_name() if made is not None else None
+        return made.counts_by_class() if made is not None else None
 
     def _make(self, state: object) -> None:
         try:
