@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from query_latency import CELLS, percentile, popular_labels, query_kinds  # noqa: E402
+from query_latency import CELLS, percentile, query_kinds  # noqa: E402
 
 from indexer import store  # noqa: E402
 from query import DEFAULT_MIN_SCORE, browse, catalog, relax, search  # noqa: E402
@@ -78,7 +78,7 @@ def looser(engine, t, calibration, queries: list[str]) -> None:
         for text in queries:
             ms, found = timed(lambda: relax.relaxed(conn, text, DEFAULT_MIN_SCORE, t, calibration))
             counted.append(ms)
-            offered += len(found)
+            offered += len(found.found)
     print(line(f"looser queries ({len(queries)} queries, {offered} offered)", counted, own, "the search itself"))
 
 
@@ -136,7 +136,9 @@ def main() -> None:
     with engine.connect() as conn:
         calibration = store.read_calibration(conn)
     made = label_counts(engine, t, calibration)
-    names, weights = popular_labels(args.db)
+    popular = sorted(made.entries, key=lambda e: -e.photos)[:400]  # the query label distribution
+    names = [f'"{e.name}"' if " and " in f" {e.name.lower()} " else e.name for e in popular]
+    weights = [e.photos for e in popular]
     rng = random.Random(25)
     prefixes = [rng.choice(names)[:n] for n in (1, 2, 3) for _ in range(args.queries // 3)]
     prefixes += [f"{rng.choice(names)} in {rng.choice(CELLS)[:4]}" for _ in range(args.queries // 3)]

@@ -3,14 +3,17 @@ dropped, a cell widened to its row or its column (the cell's neighbours along it
 
 Each is the query's own text with one term rewritten (`query.parser.Term.describe`), so it can be copied
 to ``imgidx query`` as it is; the lower confidence is the search's minimum score. The work is bounded: at
-most `MAX_CANDIDATES` queries, each counted only up to `COUNT_CAP` matches, and no new one started once
-`BUDGET_S` has passed.
+most `MAX_CANDIDATES` queries, each counted only up to `COUNT_CAP` matches, all within `BUDGET_S`: no new
+count starts after it, and one running then is stopped (SQLite's progress handler, PostgreSQL's
+statement timeout) and counts as untried.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -31,6 +34,8 @@ LOWER_FACTOR = 0.5
 LOWEST_MIN = 0.05
 #: Seconds after which no further looser query is counted.
 BUDGET_S = 2.0
+#: SQLite virtual-machine steps between two looks at the clock while a count runs.
+CLOCK_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -104,14 +109,45 @@ def candidates(text: str, min_score: float) -> list[tuple[str, float, str]]:
     return found[:MAX_CANDIDATES]
 
 
+@contextmanager
+def stopping_at(conn: sa.Connection, deadline: float | None) -> Iterator[None]:
+    """Statements run on ``conn`` inside stop at ``deadline`` (`time.monotonic`) with a `sa.exc.OperationalError`:
+    SQLite's progress handler, PostgreSQL's statement timeout (for this transaction only)."""
+    if deadline is None:
+        yield
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round((deadline - time.monotonic()) * 1000))}")
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    watch = getattr(raw, "set_progress_handler", None)
+    if watch is None:
+        yield
+        return
+    watch(lambda: time.monotonic() > deadline, CLOCK_STEPS)
+    try:
+        yield
+    finally:
+        watch(None, 0)
+
+
 def count(conn: sa.Connection, text: str, min_score: float, tables: Tables, calibration: Calibration,
-          within: Within | None = None, cap: int | None = None) -> int:
-    """Matches of ``text``, counted up to ``cap``: the search's statement without its order, total and page."""
+          within: Within | None = None, cap: int | None = None, deadline: float | None = None) -> int | None:
+    """Matches of ``text``, counted up to ``cap``: the search's statement without its order, total and page;
+    None when ``deadline`` came first."""
     prepared = prepare(conn, text, min_score=min_score, limit=None, tables=tables, calibration=calibration, within=within)
     statement = prepared.statement
     ids = statement.with_only_columns(statement.selected_columns["image_id"], maintain_column_froms=True).order_by(None)
     first = ids.limit(COUNT_CAP if cap is None else cap).offset(None).subquery("first_matches")
-    return conn.execute(sa.select(sa.func.count()).select_from(first)).scalar_one()
+    try:
+        with stopping_at(conn, deadline):
+            return conn.execute(sa.select(sa.func.count()).select_from(first)).scalar_one()
+    except sa.exc.OperationalError:
+        if deadline is None or time.monotonic() <= deadline:
+            raise
+        conn.rollback()  # PostgreSQL's transaction ends with the cancelled statement
+        return None
 
 
 @dataclass(frozen=True)
@@ -132,7 +168,9 @@ def relaxed(conn: sa.Connection, text: str, min_score: float, tables: Tables, ca
     for number, (new_text, new_min, change) in enumerate(tried):
         if time.monotonic() > deadline:
             return Looser(found, len(tried) - number)
-        matches = count(conn, new_text, new_min, tables, calibration, within)
+        matches = count(conn, new_text, new_min, tables, calibration, within, deadline=deadline)
+        if matches is None:
+            return Looser(found, len(tried) - number)
         if matches:
             found.append(Relaxed(new_text, new_min, change, matches))
     return Looser(found, 0)

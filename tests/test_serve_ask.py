@@ -398,3 +398,26 @@ def test_looser_queries_stop_when_their_time_is_up(client, monkeypatch):
     monkeypatch.setattr(relax, "BUDGET_S", -1.0)
     page = client.get("/looser", params={"q": "school bus in top-left"}).text
     assert "No looser query counted in time found a photo (4 not tried)." in page
+
+
+def test_a_count_running_past_its_deadline_is_stopped_and_left_untried(index_url):
+    """A looser query's count that would take long is cut at the deadline, on SQLite and PostgreSQL alike,
+    and the connection serves the next statement."""
+    from query import relax
+    from query_helpers import make_index
+
+    engine = make_index(index_url, {"/p/a.jpg": {4: {TABBY: 0.9}}})
+    long_count = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) "
+                  "SELECT count(*) FROM n")
+    with engine.connect() as conn:
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError):
+            with relax.stopping_at(conn, time.monotonic() + 0.2):
+                conn.exec_driver_sql(long_count).scalar_one()
+        assert time.monotonic() - started < PATIENCE_S / 10
+        conn.rollback()
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+        t = store.tables(engine)
+        calibration = store.read_calibration(conn)
+        assert relax.count(conn, "tabby", DEFAULT_MIN_SCORE, t, calibration, deadline=time.monotonic() + 60) == 1
+    engine.dispose()
