@@ -16,6 +16,7 @@ from indexer.labels import class_name
 from indexer.names import printable, stored
 from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
+from query.dates import taken_text
 
 if TYPE_CHECKING:
     from indexer.merge import MergeSummary
@@ -73,6 +74,10 @@ def image_json(report: ImageReport) -> dict:
         "working_size": report.working_size,
         "indexed_at": report.indexed_at,
         "error": report.error,
+        "taken": report.taken_at,
+        "taken_offset": report.taken_offset,
+        "taken_source": report.taken_source,
+        "camera": report.camera,
         "labels": [_label_json(label, "share") for label in report.labels],
         "cells": [
             {"cell": cell, "name": CELL_NAMES[cell], "labels": [_label_json(label, "coverage") for label in labels]}
@@ -161,6 +166,9 @@ def image_text(report: ImageReport, top: int) -> str:
         return "\n".join(lines)
     settings = f"{report.model} at size {report.working_size}" if report.model else "stale, due for re-indexing"
     lines.append(f"  {report.width}x{report.height} px, {settings}, indexed {report.indexed_at}")
+    lines.append(f"  taken {taken_text(report.taken_at, report.taken_offset, report.taken_source)}")
+    if report.taken_source is not None:
+        lines.append(f"  camera {printable(report.camera)}" if report.camera else "  camera not recorded")
     lines.append("labels (confidence in the best cell, share of the photo):")
     for label in report.labels[:top]:
         lines.append(f"  {percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")

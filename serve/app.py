@@ -37,6 +37,7 @@ from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
 from query import DEFAULT_MIN_SCORE, browse, search
+from query.dates import SORT_SCORE, SORTS, DateFilter, both, taken_text
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
 from query.resolve import lookup
@@ -44,6 +45,8 @@ from query.resolve import lookup
 #: Matches per page of results (the URL's ``n`` may ask for 1 to `MAX_PAGE_SIZE`).
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
+#: The longest value of a date field that is read (a date is at most 10 characters; the message quotes 40).
+MAX_DATE_CHARS = 64
 #: The largest offset asked for: SQLite's and PostgreSQL's integers are 64-bit.
 MAX_OFFSET = 2**62
 GRID_THUMBNAIL, PHOTO_THUMBNAIL = thumbnails.SIZES
@@ -123,16 +126,17 @@ class Index:
     def prepare(self, ask: "SearchRequest") -> search.Prepared:
         """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
         only paged (`PREPARED_SEARCHES` kept): scrolling through matches compiles nothing again."""
-        key = (ask.text, ask.min_score, ask.folder, ask.page)
+        key = (ask.text, ask.min_score, ask.folder, ask.page, ask.dates, ask.sort)
         with self._lock:
             prepared = self._prepared.get(key)
             if prepared is not None:
                 self._prepared.move_to_end(key)
         if prepared is None:
-            within = browse.in_folder(ask.folder) if ask.folder else None
+            within = both(browse.in_folder(ask.folder) if ask.folder else None,
+                          ask.dates.within(DATE_FIELDS) if ask.dates else None)
             prepared = search.prepare(
                 self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
-                calibration=self.calibration, within=within,
+                calibration=self.calibration, within=within, sort=ask.sort,
             )
             with self._lock:
                 self._prepared[key] = prepared
@@ -206,15 +210,24 @@ class BadRequest(ImgidxError):
     """A request parameter out of its range."""
 
 
+#: The search form's fields of the date filter, as its messages name them (`query.dates.DateFilter`).
+DATE_FIELDS = ("taken", "after", "before")
+#: The search form's orders, as it offers them.
+SORT_NAMES = {SORT_SCORE: "best match", "oldest": "oldest first", "newest": "newest first"}
+
+
 @dataclass(frozen=True)
 class SearchRequest:
-    """What a search URL asks for: ``/?q=QUERY&folder=FOLDER&n=PAGE&min=SCORE&offset=N``."""
+    """What a search URL asks for: ``/?q=QUERY&folder=FOLDER&n=PAGE&min=SCORE&offset=N``, and the date
+    filter and order: ``&taken=2019&after=DATE&before=DATE&sort=oldest`` (`query.dates`)."""
 
     text: str
     folder: str
     offset: int
     page: int
     min_score: float
+    dates: DateFilter = DateFilter()
+    sort: str = SORT_SCORE
 
     @classmethod
     def of(cls, request: Request) -> "SearchRequest":
@@ -225,19 +238,32 @@ class SearchRequest:
         folder = params.get("folder", "").strip()
         if len(folder) > MAX_QUERY_CHARS:
             raise BadRequest(f"folder too long: {len(folder):,} characters, the most is {MAX_QUERY_CHARS:,}")
+        sort = params.get("sort", "") or SORT_SCORE
+        if sort not in SORTS:
+            raise BadRequest(f"sort must be one of {', '.join(SORTS)}, not {printable(sort[:40])!r}")
+        dates = DateFilter(*(params.get(name, "").strip()[:MAX_DATE_CHARS] for name in DATE_FIELDS))
         return cls(
             text.strip(),
             folder,
             _number(params, "offset", int, 0, 0, MAX_OFFSET),
             _number(params, "n", int, PAGE_SIZE, 1, MAX_PAGE_SIZE),
             _number(params, "min", float, DEFAULT_MIN_SCORE, 0.0, 1.0),
+            dates,
+            sort,
         )
+
+    def date_fields(self) -> list[tuple[str, str]]:
+        """The date filter and order as given (defaults left out): what a new search from the header keeps."""
+        values = [(name, getattr(self.dates, name)) for name in DATE_FIELDS] + [("sort", self.sort)]
+        return [(name, value) for name, value in values if value and value != SORT_SCORE]
 
     def url(self, path: str = "/", **changes: Any) -> str:
         """This search's URL on ``path``, with ``changes``; defaults left out, so links stay short."""
-        values = {"q": self.text, "folder": self.folder, "n": self.page, "min": self.min_score, "offset": self.offset}
+        values = {"q": self.text, "folder": self.folder, "n": self.page, "min": self.min_score, "offset": self.offset,
+                  **{name: getattr(self.dates, name) for name in DATE_FIELDS}, "sort": self.sort}
         values.update(changes)
-        defaults = {"q": "", "folder": "", "n": PAGE_SIZE, "min": DEFAULT_MIN_SCORE, "offset": 0}
+        defaults = {"q": "", "folder": "", "n": PAGE_SIZE, "min": DEFAULT_MIN_SCORE, "offset": 0, "taken": "",
+                    "after": "", "before": "", "sort": SORT_SCORE}
         kept = {k: v for k, v in values.items() if v != defaults.get(k)}
         return path + ("?" + urlencode(kept) if kept else "")
 
@@ -309,6 +335,8 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest) -> dict:
         "id": m.image_id,
         "rank": m.rank,
         "score": percent(m.score),
+        "taken": m.taken_at[:10] if m.taken_at else None,
+        "taken_note": taken_text(m.taken_at, None, m.taken_source),
         "path": printable(m.path),
         "name": printable(name),
         "folder": printable(folder),
@@ -428,6 +456,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
     env.globals.update(
         max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
         text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
+        sort_names=SORT_NAMES,
     )
     static = _static_files()
 
@@ -678,6 +707,8 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
         "error": printable(row["error"]) if row["error"] else None,
         "note": note,
         "size": f"{row['width']}x{row['height']}" if row["width"] else None,
+        "taken": taken_text(row["taken_at"], row["taken_offset"], row["taken_source"]) if row["error"] is None else None,
+        "camera": printable(row["camera"]) if row["camera"] else None,
         "image": thumbnail_url(image_id, PHOTO_THUMBNAIL, row["content_hash"]) if row["content_hash"] else None,
         "width": width,
         "height": height,

@@ -112,6 +112,11 @@ class ImageReport:
     faces: list[Box] | None = None
     #: The objects found, best first; None when the index does not look for objects.
     objects: list[Box] | None = None
+    #: When it was taken and with which camera (schema.sql's ``images.taken_*``, ``camera``).
+    taken_at: str | None = None
+    taken_offset: str | None = None
+    taken_source: str | None = None
+    camera: str | None = None
 
 
 def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
