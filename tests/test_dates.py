@@ -246,3 +246,16 @@ def test_the_web_app_shows_filters_and_sorts_by_date(dated_index):
                 'Canon EOS 5D</p>') in photo.text
     finally:
         index.close()
+
+
+def test_the_ray_engines_reading_tasks_carry_the_dates_to_the_driver(folder):
+    """`ray_engine.read_batch` is the Ray task's own code, called here without Ray: the dates it reads travel
+    as string columns (`TAKEN_KEYS`) and come back as the local engine reads them."""
+    import numpy as np
+
+    from indexer import ray_engine
+
+    paths = [str(folder / "beach.jpg"), str(folder / "plain.jpg")]
+    batch = {"path": np.array(paths), "record_hash": np.array(["", ""]), "record_current": np.array([False, False])}
+    out = ray_engine.read_batch(batch, np.array([], dtype="S32"), 96)
+    assert [ray_engine._taken_of(out, i) for i in range(2)] == [images.Taken(*expected_dates()["beach.jpg"]), None]
