@@ -31,6 +31,7 @@ def summary_text(summary: "Summary") -> str:
     parts = [
         f"{summary.indexed} indexed",
         f"{summary.unchanged} unchanged",
+        *([f"{summary.dated} dated"] if summary.dated else []),
         f"{summary.moved} moved",
         *([f"{summary.copied} copied"] if summary.copied else []),
         f"{summary.pruned} pruned",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from PIL import ExifTags, Image
 
-from indexer import images, merge, pipeline, store
+from indexer import images, merge, pipeline, report, store
 from indexer.cli import cli
 from indexer.store import TAKEN_COLUMNS
 from test_pipeline import RED, paint
@@ -143,6 +143,7 @@ def test_a_schema_4_index_gains_its_dates_on_its_next_run_without_the_model(fold
     loader = Loader()
     summary = build(index_url, folder, loader)
     assert (loader.loads, summary.model_loaded, summary.indexed, summary.unchanged, summary.dated) == (0, False, 0, 4, 4)
+    assert report.summary_text(summary).startswith("0 indexed, 4 unchanged, 4 dated, 0 moved")
     assert dates(index_url) == expected_dates()
     assert labels_of(index_url) == labels
     again = build(index_url, folder, loader)
