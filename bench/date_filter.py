@@ -2,6 +2,7 @@
 
     python bench/date_filter.py                      # 200,000 synthetic images (bench/out/, built once)
     python bench/date_filter.py --images 1000000 --queries 20 --repeat 3
+    python bench/date_filter.py --headers FOLDER     # dating an older index: header reads against decodes
 
 The index is `synthetic_index.build`'s (labels as a photo library's, dates spread over 2010-2024: 92 % EXIF,
 6 % file time, 2 % none). For each query kind of `query_latency.query_kinds` it draws the same random
@@ -9,6 +10,11 @@ queries and runs each one ``--repeat`` times through `query.search.search`, afte
 (by score), within a year (``--taken YEAR``), within a month (``--after``/``--before``), by date newest
 first (``--sort newest``), and within a year newest first. It prints p50/p95 in ms and each variant's p95
 over the plain query's p95, measured in the same run, and the load average beside them.
+
+``--headers FOLDER`` measures instead what dating a photo of an index from before dates costs
+(`indexer.images.read_taken`: its header alone) against what indexing reads of it without the model
+(`indexer.run_types.read_content`: the whole file read, hashed and decoded for a working size of 448),
+photo by photo in turns, over the image files in FOLDER.
 """
 
 from __future__ import annotations
@@ -47,13 +53,39 @@ def variants(rng: random.Random) -> dict[str, tuple[DateFilter, str]]:
     }
 
 
+def headers(folder: Path, repeat: int) -> None:
+    from indexer.images import IMAGE_SUFFIXES, read_taken
+    from indexer.run_types import read_content
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    header_ms, decode_ms = [], []
+    print(f"{len(files)} photos under {folder}, x {repeat}; load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for _ in range(repeat):
+        for path in files:
+            start = time.perf_counter()
+            read_taken(path, path.stat().st_mtime_ns)
+            header_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            read_content(str(path), 448, lambda digest: False)
+            decode_ms.append((time.perf_counter() - start) * 1000)
+    p50 = {name: percentile(values, 50) for name, values in (("header", header_ms), ("decode", decode_ms))}
+    print(f"header read p50 {p50['header']:.2f} ms, read + hash + decode p50 {p50['decode']:.1f} ms: "
+          f"{p50['decode'] / p50['header']:.0f} times the header read")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--headers", type=Path, metavar="FOLDER", help="Time header reads against decodes instead.")
     args = parser.parse_args()
+    if args.headers is not None:
+        headers(args.headers, args.repeat)
+        return
     db = HERE / "out" / f"synthetic-dates-{args.images}.db"
     if not db.exists():
         db.parent.mkdir(exist_ok=True)
