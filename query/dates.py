@@ -6,6 +6,9 @@ A date is the photo's local time as its camera's clock showed it (``images.taken
 Photos whose date was not read yet or is unknown (``taken_at`` NULL) match no date filter and come last in
 either order by date. A photo without an EXIF date is dated by its file's modification time, marked so
 (``taken_source`` 'mtime'), and is filtered and sorted by it.
+
+SQLAlchemy is imported only where a condition is built: `imgidx query`'s options read this module's
+constants when the commands are registered, which every `imgidx --help` would otherwise pay for.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from indexer.errors import ImgidxError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 #: The forms a date filter takes, as messages and help name them.
 DATE_FORMS = "YYYY, YYYY-MM or YYYY-MM-DD"
@@ -86,6 +91,8 @@ class DateFilter:
     def within(self, names: tuple[str, str, str] = ("--taken", "--after", "--before")):
         """The restriction as `query.search.prepare`'s ``within``: a condition on ``images.taken_at``, which
         its index (``images_taken``) serves. Checked now (`bounds`)."""
+        import sqlalchemy as sa
+
         low, high = self.bounds(names)
 
         def taken(images: sa.FromClause) -> sa.ColumnElement:
@@ -98,6 +105,8 @@ class DateFilter:
 
 def both(*conditions):
     """Several ``within`` restrictions (None left out) as one, or None."""
+    import sqlalchemy as sa
+
     kept = [c for c in conditions if c is not None]
     if len(kept) <= 1:
         return kept[0] if kept else None
