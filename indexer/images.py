@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +21,10 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from indexer.errors import ImageReadError
 from indexer.names import printable
+from indexer.taken import (
+    TAKEN_DIGITIZED, TAKEN_EXIF, TAKEN_EXIF_CHANGED, TAKEN_NONE, Taken, camera_name, exif_date, exif_offset,
+    with_fallback,
+)
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
@@ -53,102 +55,27 @@ QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 # --- When a photo was taken, and with which camera (EXIF) ---------------------------------------------
 
-#: Where a photo's date comes from (``images.taken_source``): EXIF's DateTimeOriginal (when the shutter
-#: fired), DateTimeDigitized (when it was stored or scanned), IFD0's DateTime (when the file last changed, by
-#: EXIF's definition), the file's modification time (no EXIF date), or nothing usable.
-TAKEN_EXIF, TAKEN_DIGITIZED, TAKEN_EXIF_CHANGED, TAKEN_MTIME, TAKEN_NONE = (
-    "exif", "exif-digitized", "exif-datetime", "mtime", "none")
-#: EXIF's date tags, best first, each with its offset tag and the source it is recorded as.
+#: EXIF's date tags, best first, each with its offset tag and the source it is recorded as (`indexer.taken`).
 EXIF_DATES = (
     (ExifTags.Base.DateTimeOriginal, ExifTags.Base.OffsetTimeOriginal, TAKEN_EXIF),
     (ExifTags.Base.DateTimeDigitized, ExifTags.Base.OffsetTimeDigitized, TAKEN_DIGITIZED),
     (ExifTags.Base.DateTime, ExifTags.Base.OffsetTime, TAKEN_EXIF_CHANGED),
 )
-#: EXIF writes "2019:06:01 14:03:27" (some writers use dashes; "0000:00:00 00:00:00" means unknown).
-_EXIF_DATE = re.compile(r"\s*(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
-_EXIF_OFFSET = re.compile(r"\s*([+-])(\d{2}):(\d{2})\s*$")
-#: How a date is stored: the photo's local time, as its camera's clock showed it, to the second.
-TAKEN_FORMAT = "%Y-%m-%dT%H:%M:%S"
-#: A modification time before this is no date but a tool's placeholder (archives and reproducible builds
-#: write 0 or 1): such a photo has no date (`TAKEN_NONE`).
-EARLIEST_MTIME = datetime(1971, 1, 1, tzinfo=timezone.utc)
-#: The camera as stored: EXIF's Make and Model, cut to this many characters.
-CAMERA_CHARS = 80
-
-
-@dataclass(frozen=True)
-class Taken:
-    """When a photo was taken (``at``: local time as `TAKEN_FORMAT`, its UTC ``offset`` "+02:00" where known),
-    where that comes from (``source``: `TAKEN_EXIF`...), and the ``camera`` (EXIF's Make and Model)."""
-
-    at: str | None
-    offset: str | None
-    source: str
-    camera: str | None = None
 
 
 def taken_of(exif: Image.Exif) -> Taken | None:
-    """The date and camera an EXIF block records, or None (no usable date: see `with_fallback`); a date
+    """The date and camera an EXIF block records, or None (no usable date: see `taken.with_fallback`); a date
     other than DateTimeOriginal is marked as what it is (`EXIF_DATES`)."""
     try:
         block = {**exif, **exif.get_ifd(ExifTags.IFD.Exif)}
     except Exception:  # noqa: BLE001 (a malformed Exif block: the photo is still a photo)
         block = dict(exif)
-    camera = _camera(block.get(ExifTags.Base.Make), block.get(ExifTags.Base.Model))
+    camera = camera_name(block.get(ExifTags.Base.Make), block.get(ExifTags.Base.Model))
     for date_tag, offset_tag, source in EXIF_DATES:
-        at = _exif_date(block.get(date_tag))
+        at = exif_date(block.get(date_tag))
         if at is not None:
-            return Taken(at, _exif_offset(block.get(offset_tag)), source, camera)
+            return Taken(at, exif_offset(block.get(offset_tag)), source, camera)
     return Taken(None, None, TAKEN_NONE, camera) if camera else None
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return str(value).replace("\x00", " ").strip() if isinstance(value, str) else ""
-
-
-def _exif_date(value) -> str | None:
-    match = _EXIF_DATE.match(_text(value))
-    if match is None:
-        return None
-    try:
-        return datetime(*map(int, match.groups())).strftime(TAKEN_FORMAT)
-    except ValueError:  # 0000:00:00, month 13...
-        return None
-
-
-def _exif_offset(value) -> str | None:
-    match = _EXIF_OFFSET.match(_text(value))
-    if match is None or int(match.group(2)) > 14 or int(match.group(3)) >= 60:
-        return None
-    return f"{match.group(1)}{match.group(2)}:{match.group(3)}"
-
-
-def _camera(make, model) -> str | None:
-    """"Canon EOS 5D" from Make "Canon" and Model "Canon EOS 5D"; "Apple iPhone 12" from "Apple", "iPhone 12"."""
-    make, model = " ".join(_text(make).split()), " ".join(_text(model).split())
-    if make and model.lower().startswith(make.split()[0].lower()):
-        make = ""
-    camera = " ".join(part for part in (make, model) if part)
-    return printable(camera[:CAMERA_CHARS]) or None
-
-
-def with_fallback(taken: Taken | None, mtime_ns: int) -> Taken:
-    """``taken`` where it has a date; else the file's modification time (``mtime_ns``) as this machine's
-    local time, marked `TAKEN_MTIME`, or no date at all (`TAKEN_NONE`) for a placeholder time."""
-    if taken is not None and taken.at is not None:
-        return taken
-    camera = taken.camera if taken is not None else None
-    try:
-        moment = datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return Taken(None, None, TAKEN_NONE, camera)
-    if moment < EARLIEST_MTIME:
-        return Taken(None, None, TAKEN_NONE, camera)
-    local = moment.astimezone()
-    offset = local.strftime("%z")
-    return Taken(local.strftime(TAKEN_FORMAT), f"{offset[:3]}:{offset[3:]}", TAKEN_MTIME, camera)
 
 
 def _exif_block(image: Image.Image, header_only: bool) -> Image.Exif:
@@ -164,7 +91,7 @@ def _exif_block(image: Image.Image, header_only: bool) -> Image.Exif:
 
 def read_taken(path: str | Path, mtime_ns: int) -> Taken:
     """The date and camera of the photo at ``path`` from its header alone (nothing decoded; a JPEG is read
-    up to its first frame), falling back to ``mtime_ns`` (`with_fallback`); `ImageReadError` naming it for a
+    up to its first frame), falling back to ``mtime_ns`` (`taken.with_fallback`); `ImageReadError` naming it for a
     file that cannot be read or is no image. For photos indexed before dates were stored."""
     name = printable(str(path))
     try:
@@ -199,7 +126,7 @@ def header_taken(data: bytes) -> Taken | None:
 @dataclass(frozen=True)
 class DecodedImage:
     """Pixels ready for a network, the size of the original as a person sees it, and when it was taken
-    (None: no EXIF date; `with_fallback` gives the file's time)."""
+    (None: no EXIF date; `taken.with_fallback` gives the file's time)."""
 
     pixels: np.ndarray
     width: int

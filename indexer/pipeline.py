@@ -66,6 +66,7 @@ from indexer.run_types import (
     Summary, Task, read_content,
 )
 from indexer.store import FileRow, IndexSettings
+from indexer.taken import Taken
 from indexer.walk import FoundFile, Walk, Walker, walk
 from indexer.writer import Writer
 
@@ -353,7 +354,7 @@ class Run:
                 read.detect_pixels = None
 
 
-def _header_date(item: tuple[store.FileRecord, FoundFile]) -> images.Taken | None:
+def _header_date(item: tuple[store.FileRecord, FoundFile]) -> Taken | None:
     """The date of an unchanged photo from its header (`images.read_taken`), None where it cannot be read."""
     _, found = item
     try:

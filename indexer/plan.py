@@ -14,12 +14,13 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
-from indexer import images, store
+from indexer import store
 from indexer import runtime as runtimes
 from indexer.errors import IndexSettingsError
 from indexer.models import DEFAULT_MODEL, DEFAULT_WORKING_SIZE
 from indexer.run_types import Read, Summary, Task
 from indexer.store import FileRecord, FileRow, IndexSettings
+from indexer.taken import with_fallback
 from indexer.walk import FoundFile, Walk
 
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
@@ -190,7 +191,7 @@ class Plan:
         return FileRow(
             found.path, found.size_bytes, found.mtime_ns, read.content_hash,
             model=source.model, working_size=source.working_size,
-            **store.taken_fields(images.with_fallback(read.taken, found.mtime_ns)),
+            **store.taken_fields(with_fallback(read.taken, found.mtime_ns)),
         )
 
     def gone(self) -> list[int]:

@@ -43,6 +43,7 @@ from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
 from indexer.run_types import Event, ModelLoaded, ModelLoading, Read, Summary, Task, read_content
 from indexer.store import IndexSettings
+from indexer.taken import Taken
 from indexer.walk import Walk, Walker, walk
 
 if TYPE_CHECKING:
@@ -110,20 +111,20 @@ def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_
     return out
 
 
-#: The columns a photo's EXIF date and camera travel in (`indexer.images.Taken`; "" for None): Arrow
+#: The columns a photo's EXIF date and camera travel in (`indexer.taken.Taken`; "" for None): Arrow
 #: columns of strings, from the reading tasks through the model actors to the driver.
 TAKEN_KEYS = ("taken_at", "taken_offset", "taken_source", "camera")
 
 
-def _taken_columns(taken: images.Taken | None) -> tuple[str, ...]:
+def _taken_columns(taken: Taken | None) -> tuple[str, ...]:
     if taken is None:
         return ("",) * len(TAKEN_KEYS)
     return (taken.at or "", taken.offset or "", taken.source, taken.camera or "")
 
 
-def _taken_of(batch: dict, i: int) -> images.Taken | None:
+def _taken_of(batch: dict, i: int) -> Taken | None:
     at, offset, source, camera = (str(batch[key][i]) for key in TAKEN_KEYS)
-    return images.Taken(at or None, offset or None, source, camera or None) if source else None
+    return Taken(at or None, offset or None, source, camera or None) if source else None
 
 
 def _contains(sorted_digests: np.ndarray, digest: str) -> bool:

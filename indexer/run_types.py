@@ -18,6 +18,7 @@ from indexer import images
 from indexer.errors import ImageReadError
 from indexer.names import printable
 from indexer.store import FileRecord, IndexSettings
+from indexer.taken import Taken
 from indexer.walk import FoundFile
 
 
@@ -172,7 +173,7 @@ class Read:
     #: The decoded photo as the detectors search it (`faces.detection_pixels`), until they have.
     detect_pixels: np.ndarray | None = None
     #: When the photo was taken, by its EXIF (None: no EXIF date; the writer falls back to the file's time).
-    taken: images.Taken | None = None
+    taken: Taken | None = None
     #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`pipeline.Run.detect`), and
     #: its place among them.
     boxes: Future | None = None
@@ -187,7 +188,7 @@ class FileContent:
     error: str | None = None
     decoded: images.DecodedImage | None = None
     #: The EXIF date and camera: of the decoded photo, or from the header of known content.
-    taken: images.Taken | None = None
+    taken: Taken | None = None
 
 
 def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) -> FileContent:

@@ -17,11 +17,12 @@ from typing import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from indexer import calibration, images, regions, store
+from indexer import calibration, regions, store
 from indexer.errors import IndexSettingsError, StoreError
 from indexer.labels import FACE_CLASS
 from indexer.run_types import Event, Progress, Read, Summary
 from indexer.store import FileRow, IndexSettings
+from indexer.taken import Taken, with_fallback
 from indexer.walk import FoundFile
 
 #: Transactions queued for the writer thread before the model waits for it.
@@ -44,12 +45,12 @@ class _Commit:
 
     saves: list[tuple[FileRow, regions.Regions | None]]
     copies: list[tuple[FileRow, int]]
-    updates: list[tuple[int, str, int, int, images.Taken]]
+    updates: list[tuple[int, str, int, int, Taken]]
     scored: list[tuple[list[Read], list[regions.View]]]
     gone: list[int]
     first: bool
     #: Dates read for photos labelled before the index stored them (None: not readable now, left undated).
-    dates: list[tuple[int, images.Taken | None]]
+    dates: list[tuple[int, Taken | None]]
 
     @property
     def files(self) -> int:
@@ -79,8 +80,8 @@ class Writer:
         self.scored: list[tuple[list[Read], list[regions.View]]] = []
         self.saves: list[tuple[FileRow, regions.Regions | None]] = []
         self.copies: list[tuple[FileRow, int]] = []
-        self.updates: list[tuple[int, str, int, int, images.Taken]] = []
-        self.dates: list[tuple[int, images.Taken | None]] = []
+        self.updates: list[tuple[int, str, int, int, Taken]] = []
+        self.dates: list[tuple[int, Taken | None]] = []
         self.done = 0
         self.todo = 0
 
@@ -90,13 +91,13 @@ class Writer:
         """A row to store as it is: failed or skipped (no ``scores``), or labelled elsewhere (the Ray engine)."""
         self.saves.append((row, scores))
 
-    def update(self, image_id: int, found: FoundFile, taken: images.Taken | None) -> None:
+    def update(self, image_id: int, found: FoundFile, taken: Taken | None) -> None:
         """A row whose labels now belong to ``found`` (touched in place, or moved there), with the EXIF date
         read from it now (``taken``; the file's time where it has none)."""
-        taken = images.with_fallback(taken, found.mtime_ns)
+        taken = with_fallback(taken, found.mtime_ns)
         self.updates.append((image_id, found.path, found.size_bytes, found.mtime_ns, taken))
 
-    def dated(self, image_id: int, taken: images.Taken | None) -> None:
+    def dated(self, image_id: int, taken: Taken | None) -> None:
         """The date read for a row labelled before the index stored dates (None: unreadable, left undated)."""
         self.dates.append((image_id, taken))
 
@@ -125,7 +126,7 @@ class Writer:
         return FileRow(
             found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
             self.settings.model, self.settings.working_size,
-            **store.taken_fields(images.with_fallback(read.taken, found.mtime_ns)),
+            **store.taken_fields(with_fallback(read.taken, found.mtime_ns)),
         )
 
     def count_boxes(self, scores: regions.Regions) -> None:

@@ -2,7 +2,7 @@
 orders by date, and how a stored date reads.
 
 A date is the photo's local time as its camera's clock showed it (``images.taken_at``, compared as text:
-`indexer.images.TAKEN_FORMAT` sorts as time does), so "June 2019" means June where the photo was taken.
+`indexer.taken.TAKEN_FORMAT` sorts as time does), so "June 2019" means June where the photo was taken.
 Photos whose date was not read yet or is unknown (``taken_at`` NULL) match no date filter and come last in
 either order by date. A photo without an EXIF date is dated by its file's modification time, marked so
 (``taken_source`` 'mtime'), and is filtered and sorted by it.
@@ -19,6 +19,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from indexer.errors import ImgidxError
+from indexer.taken import TAKEN_DIGITIZED, TAKEN_EXIF, TAKEN_EXIF_CHANGED, TAKEN_MTIME
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -29,12 +30,12 @@ _DATE = re.compile(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
 #: The orders of matches: by score (best first), or by date taken, oldest or newest first.
 SORT_SCORE, SORT_OLDEST, SORT_NEWEST = "score", "oldest", "newest"
 SORTS = (SORT_SCORE, SORT_OLDEST, SORT_NEWEST)
-#: What each date source means, as `show` and the photo page say it (`indexer.images.TAKEN_EXIF`...).
+#: What each date source means, as `show` and the photo page say it (`indexer.taken.TAKEN_EXIF`...).
 SOURCE_NOTES = {
-    "exif": "EXIF DateTimeOriginal",
-    "exif-digitized": "EXIF DateTimeDigitized, when it was digitized: no DateTimeOriginal",
-    "exif-datetime": "EXIF DateTime, when the file last changed: no DateTimeOriginal",
-    "mtime": "the file's modification time: no EXIF date",
+    TAKEN_EXIF: "EXIF DateTimeOriginal",
+    TAKEN_DIGITIZED: "EXIF DateTimeDigitized, when it was digitized: no DateTimeOriginal",
+    TAKEN_EXIF_CHANGED: "EXIF DateTime, when the file last changed: no DateTimeOriginal",
+    TAKEN_MTIME: "the file's modification time: no EXIF date",
 }
 
 

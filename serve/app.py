@@ -36,8 +36,9 @@ from indexer.errors import DamagedIndexError, ImageReadError, ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
+from indexer.taken import TAKEN_MTIME
 from query import DEFAULT_MIN_SCORE, browse, search
-from query.dates import SORT_SCORE, SORTS, DateFilter, both, taken_text
+from query.dates import SORT_NEWEST, SORT_OLDEST, SORT_SCORE, SORTS, DateFilter, both, taken_text
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
 from query.resolve import lookup
@@ -213,7 +214,7 @@ class BadRequest(ImgidxError):
 #: The search form's fields of the date filter, as its messages name them (`query.dates.DateFilter`).
 DATE_FIELDS = ("taken", "after", "before")
 #: The search form's orders, as it offers them.
-SORT_NAMES = {SORT_SCORE: "best match", "oldest": "oldest first", "newest": "newest first"}
+SORT_NAMES = {SORT_SCORE: "best match", SORT_OLDEST: "oldest first", SORT_NEWEST: "newest first"}
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,7 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest) -> dict:
         "id": m.image_id,
         "rank": m.rank,
         "score": percent(m.score),
-        "taken": m.taken_at[:10] if m.taken_at else None,
+        "taken": (m.taken_at[:10] + (" (file time)" if m.taken_source == TAKEN_MTIME else "")) if m.taken_at else None,
         "taken_note": taken_text(m.taken_at, None, m.taken_source),
         "path": printable(m.path),
         "name": printable(name),

@@ -15,6 +15,7 @@ from PIL import ExifTags, Image
 from indexer import images, merge, pipeline, report, store
 from indexer.cli import cli
 from indexer.store import TAKEN_COLUMNS
+from indexer.taken import Taken
 from test_pipeline import RED, paint
 
 #: mtime of the photo without EXIF (2021-03-04 12:00 UTC), and the placeholder time of another (the epoch).
@@ -103,7 +104,7 @@ def test_indexing_stores_the_exif_date_and_camera_and_marks_every_other_source(f
     build(tmp_path / "index.db", folder)
     assert dates(tmp_path / "index.db") == expected_dates()
     # the header read of an older index's photos finds what the decode found
-    assert images.read_taken(folder / "beach.jpg", 0) == images.Taken(*expected_dates()["beach.jpg"])
+    assert images.read_taken(folder / "beach.jpg", 0) == Taken(*expected_dates()["beach.jpg"])
 
 
 def as_schema_4(url: str) -> None:
@@ -259,4 +260,4 @@ def test_the_ray_engines_reading_tasks_carry_the_dates_to_the_driver(folder):
     paths = [str(folder / "beach.jpg"), str(folder / "plain.jpg")]
     batch = {"path": np.array(paths), "record_hash": np.array(["", ""]), "record_current": np.array([False, False])}
     out = ray_engine.read_batch(batch, np.array([], dtype="S32"), 96)
-    assert [ray_engine._taken_of(out, i) for i in range(2)] == [images.Taken(*expected_dates()["beach.jpg"]), None]
+    assert [ray_engine._taken_of(out, i) for i in range(2)] == [Taken(*expected_dates()["beach.jpg"]), None]

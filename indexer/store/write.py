@@ -19,7 +19,7 @@ from indexer.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from indexer.images import Taken
+    from indexer.taken import Taken
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ class FileRecord:
     model: str | None
     working_size: int | None
     error: str | None
-    #: Where its date comes from (`indexer.images.TAKEN_EXIF`...); None: never read (indexed before dates).
+    #: Where its date comes from (`indexer.taken.TAKEN_EXIF`...); None: never read (indexed before dates).
     taken_source: str | None = None
 
     def is_current(self, settings: IndexSettings) -> bool:
@@ -127,7 +127,7 @@ class FileRow:
     model: str | None = None
     working_size: int | None = None
     error: str | None = None
-    #: When the photo was taken, as `indexer.images.Taken` has it (None for a failed file).
+    #: When the photo was taken, as `indexer.taken.Taken` has it (None for a failed file).
     taken_at: str | None = None
     taken_offset: str | None = None
     taken_source: str | None = None
@@ -135,7 +135,7 @@ class FileRow:
 
 
 def taken_fields(taken: "Taken | None") -> dict:
-    """An `indexer.images.Taken` as the ``images`` columns (and `FileRow` fields) that store it."""
+    """An `indexer.taken.Taken` as the ``images`` columns (and `FileRow` fields) that store it."""
     if taken is None:
         return {"taken_at": None, "taken_offset": None, "taken_source": None, "camera": None}
     return {"taken_at": taken.at, "taken_offset": taken.offset, "taken_source": taken.source, "camera": taken.camera}
