@@ -163,8 +163,9 @@ def names(result) -> list[str]:
     return [os.path.basename(line) for line in result.stdout.split()]
 
 
-def test_query_filters_and_orders_by_date_and_names_the_option_of_a_bad_date(dated_index):
-    query = ("query", "fire engine", "--db", dated_index, "--paths")
+def test_query_filters_and_orders_by_date_and_names_the_option_of_a_bad_date(folder, index_url):
+    build(index_url, folder)
+    query = ("query", "fire engine", "--db", index_url, "--paths")
     assert names(imgidx(*query, "--sort", "oldest")) == ["beach.jpg", "scan.jpg", "plain.jpg", "zero.jpg"]
     assert names(imgidx(*query, "--sort", "newest")) == ["plain.jpg", "scan.jpg", "beach.jpg", "zero.jpg"]
     assert names(imgidx(*query, "--taken", "2019", "--sort", "oldest")) == ["beach.jpg", "scan.jpg"]
