@@ -16,7 +16,7 @@ from indexer.labels import class_name
 from indexer.names import printable, stored
 from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
-from query.dates import taken_text
+from query.dates import sources_text, taken_text
 
 if TYPE_CHECKING:
     from indexer.merge import MergeSummary
@@ -196,6 +196,8 @@ def stats_json(stats: IndexStats, db: str) -> dict:
         "top_labels": [{"class": c, "name": name, "images": n} for c, name, n in stats.top_labels],
         "failures": [{"path": stored(p), "error": e} for p, e in stats.failures],
         "skipped_files": [{"path": stored(p), "reason": r} for p, r in stats.skipped_files],
+        "dates": {"earliest": stats.taken_range[0], "latest": stats.taken_range[1],
+                  "sources": {source or "unread": n for source, n in stats.taken_sources.items()}},
     }
 
 
@@ -216,6 +218,9 @@ def stats_text(stats: IndexStats, db: str) -> str:
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
         f"last indexed: {stats.last_indexed or '-'}",
     ]
+    if stats.taken_sources:
+        earliest, latest = (at.replace("T", " ") if at else "-" for at in stats.taken_range)
+        lines.append(f"dates taken: {earliest} to {latest}; {sources_text(stats.taken_sources)}")
     if stats.models:
         lines.append("models used:")
         lines += [f"  {m or '(stale)'} at size {s or '-'}: {n} images" for m, s, n in stats.models]

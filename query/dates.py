@@ -19,7 +19,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from indexer.errors import ImgidxError
-from indexer.taken import TAKEN_DIGITIZED, TAKEN_EXIF, TAKEN_EXIF_CHANGED, TAKEN_MTIME
+from indexer.taken import TAKEN_DIGITIZED, TAKEN_EXIF, TAKEN_EXIF_CHANGED, TAKEN_MTIME, TAKEN_NONE
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -36,6 +36,13 @@ SOURCE_NOTES = {
     TAKEN_DIGITIZED: "EXIF DateTimeDigitized, when it was digitized: no DateTimeOriginal",
     TAKEN_EXIF_CHANGED: "EXIF DateTime, when the file last changed: no DateTimeOriginal",
     TAKEN_MTIME: "the file's modification time: no EXIF date",
+}
+
+
+#: The sources as `imgidx stats` counts them (None: not read yet, a photo indexed before dates), in order.
+SOURCE_NAMES = {
+    TAKEN_EXIF: "by EXIF", TAKEN_DIGITIZED: "by EXIF DateTimeDigitized", TAKEN_EXIF_CHANGED: "by EXIF DateTime",
+    TAKEN_MTIME: "by file time (no EXIF date)", TAKEN_NONE: "without a date", None: "not read yet",
 }
 
 
@@ -118,6 +125,11 @@ def order_by_date(images: sa.FromClause, sort: str) -> list[sa.ColumnElement]:
     """The ORDER BY terms of ``sort`` (`SORT_OLDEST`, `SORT_NEWEST`): by date taken, undated photos last."""
     column = images.c.taken_at
     return [(column.desc() if sort == SORT_NEWEST else column.asc()).nulls_last()]
+
+
+def sources_text(counts: dict[str | None, int]) -> str:
+    """How many photos have their date from each source: ``3 by EXIF, 1 by file time (no EXIF date)``."""
+    return ", ".join(f"{counts[source]} {name}" for source, name in SOURCE_NAMES.items() if counts.get(source))
 
 
 def taken_text(at: str | None, offset: str | None, source: str | None) -> str:

@@ -185,7 +185,7 @@ def test_query_filters_and_orders_by_date_and_names_the_option_of_a_bad_date(fol
     assert "--sort [score|oldest|newest]" in help_text
 
 
-def test_show_says_when_a_photo_was_taken_and_where_that_comes_from(dated_index, folder):
+def test_show_and_stats_say_when_photos_were_taken_and_where_that_comes_from(dated_index, folder):
     def shown(name):
         result = imgidx("show", folder / name, "--db", dated_index)
         assert result.exit_code == 0, result.output
@@ -199,6 +199,12 @@ def test_show_says_when_a_photo_was_taken_and_where_that_comes_from(dated_index,
     assert shown("plain.jpg")[0].endswith("(the file's modification time: no EXIF date)")
     assert shown("zero.jpg") == ["  taken unknown (no EXIF date, and the file's time is a placeholder)",
                                  "  camera not recorded"]
+    latest = expected_dates()["plain.jpg"][0].replace("T", " ")
+    assert f"dates taken: 2019-06-01 14:03:27 to {latest}; 1 by EXIF, 1 by EXIF DateTimeDigitized, 1 by file time " \
+        "(no EXIF date), 1 without a date" in imgidx("stats", "--db", dated_index).stdout.splitlines()
+    assert json.loads(imgidx("stats", "--db", dated_index, "--json").stdout)["dates"] == {
+        "earliest": "2019-06-01T14:03:27", "latest": expected_dates()["plain.jpg"][0],
+        "sources": {"exif": 1, "exif-digitized": 1, "mtime": 1, "none": 1}}
     record = json.loads(imgidx("show", folder / "beach.jpg", "--db", dated_index, "--json").stdout)
     assert [record[key] for key in ("taken", "taken_offset", "taken_source", "camera")] == list(
         expected_dates()["beach.jpg"])

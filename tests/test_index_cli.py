@@ -192,6 +192,8 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
         "detectors: faces on, objects on",
         "images: 4 (3 labelled, 1 failed, 0 stale)",
         *[line for line in result.stdout.splitlines() if line.startswith(("label rows", "last indexed"))],
+        *[line for line in result.stdout.splitlines()
+          if line.startswith("dates taken: ") and line.endswith("; 3 by file time (no EXIF date)")],
         "models used:",
         "  efficientnet-lite0 at size 96: 3 images",
         "most frequent labels (images they lead):",
