@@ -15,7 +15,7 @@ from PIL import ExifTags, Image
 from indexer import images, merge, pipeline, report, store
 from indexer.cli import cli
 from indexer.store import TAKEN_COLUMNS
-from indexer.taken import Taken
+from indexer.taken import Taken, with_fallback
 from test_pipeline import RED, paint
 
 #: mtime of the photo without EXIF (2021-03-04 12:00 UTC), and the placeholder time of another (the epoch).
@@ -268,3 +268,21 @@ def test_the_ray_engines_reading_tasks_carry_the_dates_to_the_driver(folder):
     batch = {"path": np.array(paths), "record_hash": np.array(["", ""]), "record_current": np.array([False, False])}
     out = ray_engine.read_batch(batch, np.array([], dtype="S32"), 96)
     assert [ray_engine._taken_of(out, i) for i in range(2)] == [Taken(*expected_dates()["beach.jpg"]), None]
+
+
+def test_exif_values_that_are_no_date_are_not_taken_for_one():
+    def exif(**tags):
+        block = Image.Exif()
+        for name, value in tags.items():
+            (block if name in ("DateTime", "Make", "Model") else block.get_ifd(ExifTags.IFD.Exif))[
+                ExifTags.Base[name]] = value
+        return block
+
+    unknown = exif(DateTimeOriginal="0000:00:00 00:00:00", DateTime="2018:01:02 03:04:05")
+    assert images.taken_of(unknown) == Taken("2018-01-02T03:04:05", None, "exif-datetime", None)
+    odd_offset = exif(DateTimeOriginal="2019:06:01 14:03:27\x00", OffsetTimeOriginal="+25:00")
+    assert images.taken_of(odd_offset) == Taken("2019-06-01T14:03:27", None, "exif", None)
+    camera_only = images.taken_of(exif(Make="NIKON CORPORATION", Model="NIKON D750"))
+    assert camera_only == Taken(None, None, "none", "NIKON D750")
+    assert with_fallback(camera_only, PLAIN_MTIME_S * 10**9) == Taken(*expected_dates()["plain.jpg"][:3], "NIKON D750")
+    assert images.taken_of(Image.Exif()) is None
