@@ -65,11 +65,16 @@ EXIF_DATES = (
 
 def taken_of(exif: Image.Exif) -> Taken | None:
     """The date and camera an EXIF block records, or None (no usable date: see `taken.with_fallback`); a date
-    other than DateTimeOriginal is marked as what it is (`EXIF_DATES`)."""
+    other than DateTimeOriginal is marked as what it is (`EXIF_DATES`). A malformed block is no date: the
+    photo is still a photo, and is labelled."""
     try:
-        block = {**exif, **exif.get_ifd(ExifTags.IFD.Exif)}
-    except Exception:  # noqa: BLE001 (a malformed Exif block: the photo is still a photo)
         block = dict(exif)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        block.update(exif.get_ifd(ExifTags.IFD.Exif))
+    except Exception:  # noqa: BLE001 (the Exif block's own tags unreadable: IFD0's may still say something)
+        pass
     camera = camera_name(block.get(ExifTags.Base.Make), block.get(ExifTags.Base.Model))
     for date_tag, offset_tag, source in EXIF_DATES:
         at = exif_date(block.get(date_tag))
