@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Iterable, Union
 
 from indexer.calibration import FUSION, FUSION_WORDS
 from indexer.errors import ImgidxError
@@ -59,10 +59,17 @@ def clip(text: str) -> str:
 
 
 class QueryError(ImgidxError):
-    """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit."""
+    """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit, and
+    ``suggestions`` the labels an unknown one may have meant, in place of the text at ``span``."""
 
-    def __init__(self, reason: str, query: str, position: int) -> None:
+    suggestions: tuple[str, ...] = ()
+    span: tuple[int, int] | None = None
+
+    def __init__(self, reason: str, query: str, position: int, suggestions: Iterable[str] = (),
+                 span: tuple[int, int] | None = None) -> None:
         reason = _LONG_QUOTE.sub(lambda quoted: f"'{clip(quoted.group(1))}'", reason)  # echoes of the query
+        self.suggestions = tuple(suggestions)
+        self.span = span
         self.reason = reason
         self.query = query
         self.position = max(0, min(position, len(query)))

@@ -59,7 +59,7 @@ def server(tmp_path_factory):
     assert done.exit_code == 0, done.output
     env = {**os.environ, "IMGIDX_CACHE_DIR": str(work / "cache")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "serve", "--db", db, "--port", "0"],
+        [sys.executable, "-m", "indexer", "serve", "--db", db, "--port", "0", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     line = process.stderr.readline()
