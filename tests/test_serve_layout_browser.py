@@ -10,12 +10,8 @@ DevTools protocol, so no test starts a browser of its own. Needs ``chromium`` an
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
@@ -23,9 +19,8 @@ from PIL import Image
 
 from indexer.labels import FACE_CLASS
 from query_helpers import SCHOOL_BUS, TABBY
+from serve_process import CHROMEDRIVER, CHROMIUM, chromium, serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs headless Chromium: install chromium and chromium-driver"),
@@ -68,37 +63,14 @@ def server(tmp_path_factory):
             {"i": wide, "n": n, "c": FACE_CLASS, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "p": p}
             for n, (x0, y0, x1, y1, p) in enumerate(FACES)])
     engine.dispose()
-    env = {**os.environ, "IMGIDX_CACHE_DIR": str(work / "cache")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "serve", "--db", str(db), "--port", "0", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    line = process.stderr.readline()
-    found = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)", line)
-    assert found, line + process.stderr.read()
-    yield found.group(1), wide
-    process.send_signal(signal.SIGINT)
-    try:
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with serving(db, work / "cache") as (url, _):
+        yield url, wide
 
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
-                "--force-device-scale-factor=1"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    browser.set_page_load_timeout(WAIT_S)
-    yield browser
-    browser.quit()
+    with chromium("--window-size=1280,900", "--force-device-scale-factor=1") as browser:
+        yield browser
 
 
 def viewport(driver, size: tuple[int, int], scripts: bool = True) -> None:
