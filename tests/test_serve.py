@@ -805,6 +805,8 @@ def test_did_you_mean_offers_links_to_the_corrected_query(client):
     assert ('<p class="meant">Search instead for: <a href="/?q=school+bus+AND+dingo+in+center">dingo</a>, '
             '<a href="/?q=school+bus+AND+dugong+in+center">dugong</a>, <a href="/?q=school+bus+AND+dog+in+center">dog</a></p>'
             ) in page
+    region = client.get("/", params={"q": "school bus in top lfet AND cat"}).text  # a region's spellings too
+    assert '<p class="meant">Search instead for: <a href="/?q=school+bus+in+top+left+AND+cat">top left</a></p>' in region
 
 
 def test_ranks_are_numbered_as_shown_when_copies_fold(client):
