@@ -824,14 +824,16 @@ def test_the_photo_page_facts_read_as_text(client, library):
                      r'at size 448</p>', page)
 
 
-def test_a_taken_port_says_how_to_get_a_free_one():
+def test_a_taken_port_says_how_to_get_a_free_one(library):
+    _, db = library
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(server.ListenError) as refused:
-            server.listen("127.0.0.1", port)
-    assert str(refused.value) == f"cannot listen on 127.0.0.1:{port}: Address already in use (another server has it: --port 0 picks a free one)"
+        result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (another server has it: "
+                             "--port 0 picks a free one)\n")
 
 
 @pytest.mark.parametrize("change", ["replaced", "deleted"])
