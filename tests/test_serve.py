@@ -282,6 +282,7 @@ def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
         assert names == ["a.jpg", "b.jpg"]
         assert client.get("/photo/1", params={"q": "school bus"}).status_code == 200
         assert '<td id="images">2</td>' in client.get("/overview").text
+        assert '<a href="/?q=school+bus">school bus</a>' in client.get("/").text  # examples: checked, kept by newest id
     with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
         with index.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM images"))
