@@ -154,6 +154,8 @@ def json_lines(result: Result) -> Iterable[str]:
                 "score": round(m.score, JSON_DECIMALS),
                 "width": m.width,
                 "height": m.height,
+                "taken": m.taken_at,
+                "taken_source": m.taken_source,
                 "terms": [
                     {
                         "term": name,

@@ -339,7 +339,7 @@ def test_entries_that_are_no_file_to_read_are_reported_as_skipped(library):
     ]
     assert ", 0 failed, 4 skipped in " in result.stdout
     stats = imgidx("stats", "--db", library.db).stdout.splitlines()
-    assert stats[2] == "images: 6 (2 labelled, 0 failed, 4 skipped, 0 stale)"
+    assert stats[3] == "images: 6 (2 labelled, 0 failed, 4 skipped, 0 stale)"
     assert stats[-5:] == [
         "skipped files (4):",
         f"  {library.photos}/broken.jpg: a broken symbolic link",

@@ -482,8 +482,8 @@ def test_the_web_photo_page_draws_the_objects_with_their_labels(street_index, tm
             page = client.get(f"/photo/{ids[str(folder / 'street.png')]}").text
     finally:
         index_.close()
-    assert ('<span class="bbox" data-left="0.05" data-top="0.06666666666666667" data-width="0.2" '
-            'data-height="0.8666666666666667"><span class="tag">person 100%</span></span>') in page
+    assert ('<span class="bbox" id="box-0" data-left="0.05" data-top="0.06666666666666667" data-width="0.2" '
+            'data-height="0.8666666666666667"><span class="tag inside">person 100%</span></span>') in page
     assert page.count('<span class="bbox') == 2
 
 

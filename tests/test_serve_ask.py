@@ -288,7 +288,7 @@ def test_the_results_are_a_form_without_javascript(client):
     page = client.get("/", params={"q": "school bus"}).text
     assert '<div id="ask" class="ask" hidden' in page  # the picker needs the script; the text box does not
     assert '<form id="selection" class="selection" method="post" action="/download">' in page
-    ticks = re.findall(r'<input type="checkbox" form="selection" name="id" value="(\d+)"', page)
+    ticks = re.findall(r'<input type="checkbox" form="selection" name="id" value="(\d+)"[^>]* tabindex="-1">', page)
     assert ticks == [str(card["id"]) for card in cards(page)] and len(ticks) == 6
     assert '<input type="hidden" name="q" value="school bus">' in page
 

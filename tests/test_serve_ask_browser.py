@@ -4,14 +4,12 @@ of tests/test_serve.py (no model). Needs the Debian packages ``chromium`` and ``
 
 from __future__ import annotations
 
-import re
-import signal
-
 import pytest
 
-from test_serve import library, start_server  # noqa: F401 (a fixture)
-from test_serve_browser import CHROMEDRIVER, CHROMIUM, wait
+from test_serve import library  # noqa: F401 (a fixture)
+from test_serve_browser import wait
 from query import DEFAULT_MIN_SCORE
+from serve_process import CHROMEDRIVER, CHROMIUM, chromium, serving
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs headless Chromium: install chromium and chromium-driver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install imgidx[test])")
@@ -19,23 +17,11 @@ STEP = 0.05  # the slider's step
 
 
 def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     _, db = library
-    process = start_server(db, tmp_path / "cache", "--port", "0")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    driver = None
-    try:
-        line = process.stderr.readline()
-        base = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)", line).group(1)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        driver.set_page_load_timeout(30)
+    with serving(db, tmp_path / "cache") as (base, _), chromium("--window-size=1280,900") as driver:
         driver.get(base + "?q=school+bus")
         box = driver.find_element(By.ID, "q")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#ask .picker button"), "the picker")
@@ -63,12 +49,10 @@ def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
         wait(driver, lambda d: "q=school+bus+in+top+row" in d.current_url, "searched")
         assert driver.find_element(By.CSS_SELECTOR, ".summary .count").text == "1 match"
 
+        driver.find_element(By.CSS_SELECTOR, "#grid .card .thumb").send_keys(Keys.SPACE)  # the card's one tab stop
+        assert driver.find_element(By.CSS_SELECTOR, "#grid .card .pick input").is_selected()
+
         driver.get(base + "?q=school+bus+in+top-left+AND+tabby")  # nothing: the looser queries come in place
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#relaxed ul.looser li"), "looser queries")
         assert driver.find_element(By.CSS_SELECTOR, "#relaxed ul.looser li").text == (
             "school bus AND tabby 'school bus' anywhere: 2 matches")
-    finally:
-        if driver is not None:
-            driver.quit()
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)

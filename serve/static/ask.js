@@ -107,3 +107,16 @@
     holder.replaceChildren(fragment.content);
   }).catch(() => {});
 })();
+
+(function tickWithTheKeyboard() {
+  // A card is one tab stop (its picture); Space there ticks its box for the download form, as a click does.
+  const grid = document.getElementById("grid");
+  if (!grid) return;
+  grid.addEventListener("keydown", (event) => {
+    if (event.key !== " " || !event.target.matches(".card .thumb")) return;
+    const box = event.target.closest(".card").querySelector(".pick input");
+    if (!box) return;
+    event.preventDefault();
+    box.checked = !box.checked;
+  });
+})();
