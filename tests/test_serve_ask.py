@@ -79,7 +79,7 @@ def label_rows(html: str) -> list[tuple[str, str, int, str]]:
     for section in re.findall(r'<section class="label-group".*?</section>', html, re.S):
         heading = re.sub(r"<[^>]+>", "", re.search(r"<h2>(.*?)</h2>", section).group(1))
         for url, name, count in re.findall(
-                r'<li class="label"><a href="([^"]+)"><img [^>]*><span class="name">([^<]+)</span></a> '
+                r'<li class="label-item"><a href="([^"]+)"><img [^>]*><span class="name">([^<]+)</span></a> '
                 r'<span class="count">([\d,]+)</span>', section):
             found.append((heading, name, int(count.replace(",", "")), url.replace("&amp;", "&")))
     return found
