@@ -149,7 +149,18 @@ def overlay(box: Box, width: float, height: float) -> dict:
     """A box as a page places it over a photo of ``width`` x ``height``: ``left``, ``top``, ``width``,
     ``height`` as fractions of the photo, its ``label``, and ``face`` (faces and objects are styled apart)."""
     return {"left": box.left / width, "top": box.top / height, "width": box.width / width,
-            "height": box.height / height, "label": label(box), "face": is_face(box)}
+            "height": box.height / height, "label": label(box), "face": is_face(box), "text": False}
+
+
+def text_label(line) -> str:
+    """The text drawn beside a line of text read in a photo (`indexer.words.Line`): ``"DANGER" 97%``."""
+    return f'"{line.text}" {calibration.percent(line.confidence)}'
+
+
+def text_overlay(line, width: float, height: float) -> dict:
+    """A line of text (`indexer.words.Line`) as a page places it, as `overlay` places a box; ``text`` true."""
+    return {"left": line.left / width, "top": line.top / height, "width": (line.right - line.left) / width,
+            "height": (line.bottom - line.top) / height, "label": text_label(line), "face": False, "text": True}
 
 
 def reaches(box: Box, width: float, height: float, cells: Iterable[int]) -> bool:

@@ -18,16 +18,16 @@ straightened rectangle. OpenVINO prints nothing; rapidocr's INFO lines never exi
 from __future__ import annotations
 
 import threading
-import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from indexer import images
 from indexer.errors import ImgidxError
+from indexer.words import Line, folded
 
 MODEL_FOLDER = ("data", "ocr")
 DETECTOR_FILE = "PP-OCRv6_det_small.onnx"
@@ -71,18 +71,6 @@ OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1
 
 class TextReaderError(ImgidxError):
     """The text models are missing, or OpenVINO, which runs them, is not installed."""
-
-
-class Line(NamedTuple):
-    """One line of text: its box in photo pixels (``left, top, right, bottom``), the words read, and the
-    recogniser's mean character confidence."""
-
-    left: float
-    top: float
-    right: float
-    bottom: float
-    text: str
-    confidence: float
 
 
 @dataclass(frozen=True)
@@ -156,6 +144,16 @@ def unclipped(quad: Quad, ratio: float = UNCLIP_RATIO) -> Quad:
     return Quad(corners, quad.width + 2 * distance, quad.height + 2 * distance)
 
 
+def dilated(mask: np.ndarray) -> np.ndarray:
+    """PaddleOCR's ``use_dilation``: OpenCV's dilation by a 2x2 kernel (anchored at its centre), which grows
+    every region one pixel right and down."""
+    grown = mask.copy()
+    grown[1:, :] |= mask[:-1, :]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[1:, 1:] |= mask[:-1, :-1]
+    return grown
+
+
 def lines_of(probability: np.ndarray, threshold: float = BINARY_THRESHOLD, box_threshold: float = BOX_THRESHOLD,
              ratio: float = UNCLIP_RATIO, max_lines: int = MAX_LINES) -> list[tuple[Quad, float]]:
     """The text lines of a detector map ``(h, w)``: rectangles in map pixels, each with its mean probability,
@@ -165,7 +163,7 @@ def lines_of(probability: np.ndarray, threshold: float = BINARY_THRESHOLD, box_t
     mask = probability > threshold
     if not mask.any():
         return []
-    mask = ndimage.binary_dilation(mask, structure=np.ones((2, 2), bool))  # PaddleOCR's use_dilation
+    mask = dilated(mask)
     labelled, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if count == 0:
         return []
@@ -229,27 +227,6 @@ def ctc_greedy(probabilities: np.ndarray, characters: Sequence[str]) -> tuple[st
     return text, float(probabilities.max(axis=1)[keep].mean())
 
 
-# --- Normalising for search -----------------------------------------------------------------------------
-
-#: OCR's usual slips, folded so that a query and a line that differ only there match (bench/text.py measured
-#: which slips occur: RESULTS.md). Applied to both sides of a match, after case and accents are folded.
-SLIPS = str.maketrans({"l": "1", "i": "1", "|": "1", "!": "1", "o": "0"})
-#: What separates words in stored and queried text: anything that is not a letter or a digit.
-
-
-def folded(text: str) -> str:
-    """Case and accents folded, every run of other characters one space: how lines are matched and shown
-    in ``--json`` (``"Café  RE-16"`` -> ``"cafe re 16"``)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in plain).split())
-
-
-def slip_folded(text: str) -> str:
-    """`folded`, then OCR's usual confusions (`SLIPS`) made one character: the form stored for search."""
-    return folded(text).translate(SLIPS)
-
-
 # --- Running the models ---------------------------------------------------------------------------------
 
 
@@ -264,7 +241,7 @@ class TextReader:
     """The detector and the recogniser in OpenVINO; `read` is safe to call from several threads (one photo at
     a time per reader: the pipeline builds one per detector thread, `Readers`)."""
 
-    def __init__(self, side: int = DETECTION_SIDE):
+    def __init__(self, side: int | None = None):
         try:
             import openvino as ov
         except ImportError:
@@ -278,7 +255,7 @@ class TextReader:
         except RuntimeError as exc:
             raise TextReaderError(f"cannot load the text models in OpenVINO: {str(exc).splitlines()[0]}") from None
         self.characters = [BLANK, *listed.split("\n"), SPACE]
-        self.side = side
+        self.side = side or DETECTION_SIDE
         self.lock = threading.Lock()
 
     def probability_map(self, pixels: np.ndarray) -> np.ndarray:

@@ -334,8 +334,9 @@ def thumbnail_url(image_id: int, size: int, content_hash: str | None) -> str:
 
 
 def label_query(name: str) -> str:
-    """A class name as a query term: quoted when it holds a keyword (``"black and gold garden spider"``)."""
-    return f'"{name}"' if set(name.lower().split()) & set(KEYWORDS) else name
+    """A class name as a query term: quoted when it holds a keyword (``'black and gold garden spider'``; double
+    quotes hold text to find in the photos)."""
+    return f"'{name}'" if set(name.lower().split()) & set(KEYWORDS) else name
 
 
 # ------------------------------------------------------------------------------------------- guard
@@ -482,7 +483,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         """Where one label scores in one photo, from the stored evidence: nine confidences (or null)."""
         image_id = request.path_params["image_id"]
         text = request.query_params.get("label", "").strip()[:MAX_QUERY_CHARS]
-        quoted = len(text) > 1 and text[0] == text[-1] == '"'
+        quoted = len(text) > 1 and text[0] == text[-1] == "'"
         try:
             resolution = lookup(text[1:-1] if quoted else text, quoted=quoted)
         except ImgidxError as exc:

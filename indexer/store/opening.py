@@ -30,6 +30,8 @@ from indexer.store.schema import (
 LABELS_KEPT_FROM = 2
 #: The version that stored faces in a table of their own, which version 4 turned into the boxes table.
 FACES_TABLE_VERSION = 3
+#: The first schema version with objects (the boxes table).
+OBJECTS_VERSION = 4
 DB_ENV = "IMGIDX_DB"
 DEFAULT_DB_NAME = "index.db"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -313,12 +315,17 @@ def _upgrade_message(db: str, found: int) -> str:
     if found < FACES_TABLE_VERSION:
         return (f"{db} has schema version {found}, from before faces; bring it up to date (its labels are kept): "
                 f"imgidx index FOLDER --db {db}, with --reindex to find faces too")
-    return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces are "
-            f"kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
+    if found < OBJECTS_VERSION:
+        return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces "
+                f"are kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
+    return (f"{db} has schema version {found}, from before text; bring it up to date (its labels and boxes are "
+            f"kept): imgidx index FOLDER --db {db}, with --text --reindex to read text too")
 
 
 #: The settings an upgrade records 'off' where the index has none: what its images were never searched for.
-DETECTOR_KEYS = ("faces", "objects")
+DETECTOR_KEYS = ("faces", "objects", "text")
+#: The first schema version with the text tables (`_upgrade`).
+TEXT_VERSION = 5
 
 
 def _upgrade(conn: sa.Connection, found: int) -> None:
@@ -366,7 +373,18 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
             if off:
                 conn.execute(t.meta.insert(), off)
         _record_box_calibration(conn, t, meta)
+    if found < TEXT_VERSION:
+        _upgrade_to_text(conn, t)
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+
+def _upgrade_to_text(conn: sa.Connection, t: Tables) -> None:
+    """Version 4 -> 5: the texts and text_words tables (made above by schema.sql's statements) and meta 'text'
+    'off' where the index has settings: its images were never read for text (reading them means reading every
+    photo again: ``--text --reindex``). Labels, boxes and files are kept."""
+    meta = read_meta(conn)
+    if "model" in meta and "text" not in meta:
+        conn.execute(t.meta.insert(), [{"key": "text", "value": DETECTOR_OFF}])
 
 
 def _rescore_faces(conn: sa.Connection, t: Tables) -> None:
