@@ -27,7 +27,7 @@ detectors), once with ``--text`` and once without, into indexes under a temporar
 indexer hands it over) at each detector side over the same photos and prints the offline matcher's word recall
 and precision and the text pass's CPU per photo with text and without: how `text.DETECTION_SIDE` was chosen.
 
-    python bench/text.py [--side 480] [--keep FOLDER] [--quick]
+    python bench/text.py [--side 480] [--cost-sides 320,480] [--keep FOLDER] [--quick]
     python bench/text.py --sides 320,480,640,736
 """
 
@@ -63,6 +63,8 @@ SEED = 22
 SIZE = (800, 600)
 SIGNS = 72
 BLANKS = 24
+#: Photos without text indexed for the cost (more than `BLANKS`, so the models' loading weighs little).
+COST_PHOTOS = 48
 WORDS = [
     "DANGER", "EXIT", "OPEN", "STOP", "MENU", "CAFE", "PARKING", "NO ENTRY", "SALE 50%", "RE16 TGK", "Hotel Bristol",
     "Central Station", "Pizza Napoli", "Welcome", "Apotheke", "Bäckerei", "OPEN 24 HOURS", "Platform 9", "Toilets",
@@ -207,7 +209,7 @@ def index(folder: Path, db: Path, with_text: bool) -> tuple[float, float, object
     summary = pipeline.index(
         engine, [folder],
         lambda s: load_resolved(s.model, None, s.runtime, s.precision, s.working_size, s.quantization),
-        with_text=with_text,
+        model="efficientnet-lite0", with_text=with_text,
     )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     engine.dispose()
@@ -221,6 +223,12 @@ def contains(words: list[str], query: list[str]) -> bool:
                for i in range(len(words) - len(query) + 1)) or joined(words).startswith(joined(query))
 
 
+def holders(truth_words: dict[str, set[str]], query: str, words_of=None) -> set[str]:
+    """The photos whose true lines hold ``query`` by the matcher's rule ("STOP" is in "Bus Stop")."""
+    words_of = words_of or searchable
+    return {name for name, lines in truth_words.items() if any(contains(words_of(l), words_of(query)) for l in lines)}
+
+
 def plain_words(line: str) -> list[str]:
     return folded(line).split()
 
@@ -232,7 +240,7 @@ def query_table(engine, truth_words: dict[str, set[str]], universe: set[str]) ->
     rows, tp_all, returned_all, holding_all = [], 0, 0, 0
     queries = sorted({words for lines in truth_words.values() for words in lines})
     for words in queries:
-        holding = {name for name, lines in truth_words.items() if words in lines}
+        holding = holders(truth_words, words)
         found = {Path(m.path).name for m in search(engine, f'"{words}"', limit=None).matches} & universe
         tp = len(found & holding)
         rows.append((words, len(holding), len(found), tp))
@@ -283,7 +291,7 @@ def slips(read_lines: dict[str, list[str]], truth_words: dict[str, set[str]]) ->
         tp = found = holding = 0
         for query in sorted({w for lines in truth_words.values() for w in lines}):
             asked = words_of(query)
-            hold = {n for n, lines in truth_words.items() if query in lines}
+            hold = holders(truth_words, query, words_of)
             hit = {n for n, lines in read_lines.items() if any(contains(words_of(line), asked) for line in lines)}
             tp, found, holding = tp + len(hit & hold), found + len(hit), holding + len(hold)
         figures[label] = (tp, found, holding)
@@ -300,7 +308,7 @@ def compare_sides(sides: list[int], folder: Path, truth: dict, blanks: list[str]
     for name in photos:
         picture = images.load(folder / name, 448)  # as the indexer decodes for the default working size
         decoded[name] = (faces.detection_pixels(picture.pixels), (picture.width, picture.height))
-    print(f"# bench/text.py --sides {','.join(map(str, sides))}: reader alone, {len(truth)} synthetic photos with "
+    print(f"# bench/text.py --sides {','.join(map(str, sides))} --gate {text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with "
           f"text, {len(blanks)} without, {len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
           f"load {os.getloadavg()}")
     for side in sides:
@@ -338,8 +346,13 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="make the photos here and keep them")
     parser.add_argument("--quick", action="store_true", help="a third of the photos, no cost runs")
     parser.add_argument("--sides", help="compare detector sides, reader alone (comma-separated)")
+    parser.add_argument("--gate", type=int, default=text.GATE_SIDE,
+                        help="the gate pass's side (text.GATE_SIDE; 0: none)")
+    parser.add_argument("--cost-sides", type=lambda v: [int(x) for x in v.split(",")],
+                        help="detector sides whose indexing cost is measured (default: --side)")
     args = parser.parse_args()
     text.DETECTION_SIDE = args.side  # the readers the runs build read it (`text.TextReader`)
+    text.GATE_SIDE = args.gate or None
     rng = random.Random(SEED)
     photos = sorted((DEV / "images").glob("*.jpg"))
     if not photos:
@@ -360,7 +373,7 @@ def main() -> None:
     if args.sides:
         compare_sides([int(side) for side in args.sides.split(",")], folder, truth, blanks)
         return
-    print(f"# bench/text.py --side {args.side}; {len(truth)} synthetic photos with text, {len(blanks)} without, "
+    print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0}; {len(truth)} synthetic photos with text, {len(blanks)} without, "
           f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
 
     wall, cpu, summary = index(folder, work / "text.db", with_text=True)
@@ -384,6 +397,11 @@ def main() -> None:
         for query, holding, returned, tp in rows:
             print(f"  {query!r:28} {holding:3d} {returned:3d} {tp:3d}")
         print(f"{label} words: {prf(*totals)}")
+    print("\nmissed lines (truth: what was read in that photo):")
+    for name, lines in sorted({**{n: {l["words"] for l in ls} for n, ls in truth.items()}, **real}.items()):
+        for line in sorted(lines):
+            if not any(contains(searchable(r), searchable(line)) for r in read_lines.get(name, [])):
+                print(f"  {name}: {line!r}: {read_lines.get(name, [])}")
     tp, reported, expected = cell_scores(engine, truth)
     print(f"\ncells of \"FIRST WORD\" per synthetic line: {prf(tp, reported, expected)}")
     false_reads = {name: read_lines.get(name) for name in blanks if read_lines.get(name)}
@@ -403,20 +421,37 @@ def main() -> None:
     if args.quick:
         return
 
-    print("\ncost, photos without text only (interleaved A B B A):")
-    runs = {True: [], False: []}
-    for with_text in (True, False, False, True):
-        wall, cpu, summary = index(blank_folder, work / f"cost-{with_text}.db", with_text)
-        runs[with_text].append((wall, cpu, summary.text_seconds / max(1, summary.indexed)))
-        print(f"  {'--text   ' if with_text else '--no-text'} {wall:6.2f} s wall, {cpu:6.2f} s CPU, "
-              f"text pass {1000 * runs[with_text][-1][2]:.0f} ms a photo; load {os.getloadavg()[0]:.2f}")
-    on = [sum(r[i] for r in runs[True]) for i in (0, 1)]
-    off = [sum(r[i] for r in runs[False]) for i in (0, 1)]
-    print(f"--text / --no-text on photos without text: wall {ratio(on[0], off[0])}, CPU {ratio(on[1], off[1])} "
-          f"(goal: within 1.3x)")
+    cost(work, rng, photos, args.cost_sides or [args.side])
     wall, cpu, summary = index(signs_folder, work / "signs.db", True)
     print(f"text pass on photos with text: {1000 * summary.text_seconds / max(1, summary.indexed):.0f} ms a photo "
-          f"({summary.lines_found / max(1, summary.indexed):.1f} lines a photo)")
+          f"on the detector threads ({summary.lines_found / max(1, summary.indexed):.1f} lines a photo)")
+
+
+def cost(work: Path, rng: random.Random, photos: list[Path], sides: list[int]) -> None:
+    """Indexing photos without text with ``--text`` at each detector side against ``--no-text``: one warm-up run
+    of each (models built and cached by the process), then two rounds in opposite orders; wall and process CPU
+    time per photo, and their ratios to ``--no-text``."""
+    folder = work / "cost"
+    folder.mkdir()
+    make_blank(folder, COST_PHOTOS, rng, photos)
+    configs = [None, *sides]
+    times: dict = {c: [] for c in configs}
+    print(f"\ncost: {COST_PHOTOS} photos without text, warm-up then two rounds (load {os.getloadavg()[0]:.2f})")
+    for round_number, order in enumerate((configs, configs, configs[::-1])):
+        for config in order:
+            text.DETECTION_SIDE = config or text.DETECTION_SIDE
+            wall, cpu, summary = index(folder, work / f"cost-{config}.db", config is not None)
+            if round_number:
+                times[config].append((wall / summary.indexed, cpu / summary.indexed))
+    base_wall = sum(w for w, _ in times[None]) / len(times[None])
+    base_cpu = sum(c for _, c in times[None]) / len(times[None])
+    print(f"  --no-text            {1000 * base_wall:6.0f} ms wall, {1000 * base_cpu:6.0f} ms CPU a photo")
+    for side in sides:
+        wall = sum(w for w, _ in times[side]) / len(times[side])
+        cpu = sum(c for _, c in times[side]) / len(times[side])
+        print(f"  --text, side {side:4d}   {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a photo: "
+              f"{ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
+    print(f"  load after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -419,9 +419,6 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), request)
-        if settings.text and runner == "ray":
-            raise IndexSettingsError("text is read by the local engine only for now: leave out --engine ray, or "
-                                     "index with --no-text")
         if check_model is not None:
             check_model(settings)
         try:

@@ -38,6 +38,9 @@ RECOGNISER_FILE = "PP-OCRv6_rec_small.onnx"
 #: 736x992), and a photo without text pays only this. Chosen on bench/text.py (bench/RESULTS.md).
 DETECTION_SIDE = 480
 STRIDE = 32
+#: Before that, the detector looks at the photo with this shorter side, and a photo where it finds no line at
+#: all is done: most photos hold no text, and this pass costs about half the full one (None: no such pass).
+GATE_SIDE: int | None = 320
 #: The largest side the detector sees (a panorama is shrunk further).
 DETECTION_MAX_SIDE = 1280
 #: PaddleOCR's and rapidocr's defaults for these models: a map pixel is text from `BINARY_THRESHOLD`, a line
@@ -258,9 +261,10 @@ class TextReader:
         self.side = side or DETECTION_SIDE
         self.lock = threading.Lock()
 
-    def probability_map(self, pixels: np.ndarray) -> np.ndarray:
-        """The detector's map for ``pixels`` resized to `detector_shape`."""
-        shown = images.resize(pixels, detector_shape(*pixels.shape[:2], self.side))
+    def probability_map(self, pixels: np.ndarray, side: int | None = None) -> np.ndarray:
+        """The detector's map for ``pixels`` resized to `detector_shape` (shorter side ``side``, default the
+        reader's)."""
+        shown = images.resize(pixels, detector_shape(*pixels.shape[:2], side or self.side))
         self.detector.infer({0: normalised_input(shown)})
         return self.detector.get_output_tensor(0).data[0, 0].copy()
 
@@ -282,6 +286,9 @@ class TextReader:
         height, width = pixels.shape[:2]
         out_w, out_h = photo_size or (width, height)
         with self.lock:
+            gate = GATE_SIDE
+            if gate is not None and gate < self.side and not lines_of(self.probability_map(pixels, gate)):
+                return []
             probability = self.probability_map(pixels)
             quads = lines_of(probability)
             if not quads:
@@ -300,7 +307,8 @@ class TextReader:
         return lines
 
 
-_built: list[TextReader] = []
+#: The readers built in this process, by detector side, kept for the next run (building one takes about a second).
+_built: dict[int, list[TextReader]] = {}
 _built_lock = threading.Lock()
 
 
@@ -313,7 +321,8 @@ class Readers:
 
     def __call__(self) -> TextReader:
         with _built_lock:
-            if len(_built) <= self.handed:
-                _built.append(TextReader())
+            built = _built.setdefault(DETECTION_SIDE, [])
+            if len(built) <= self.handed:
+                built.append(TextReader(DETECTION_SIDE))
             self.handed += 1
-            return _built[self.handed - 1]
+            return built[self.handed - 1]

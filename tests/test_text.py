@@ -378,3 +378,46 @@ def test_codes_match_however_they_are_spaced(tmp_path):
     assert found(engine, 'NOT "sv6260"') == [("boat.jpg", ())]
     assert found(engine, '"6260"') == [("bike.jpg", (("bottom-left",),))]
     engine.dispose()
+
+
+def test_the_ray_engine_actor_reads_text_as_the_local_engine(monkeypatch):
+    """`indexer.ray_engine.ModelActor` (called directly: no Ray) stores the lines with the labels."""
+    import pickle
+
+    from indexer import ray_engine
+
+    monkeypatch.setattr("indexer.text.Readers", lambda: FakeReader)
+
+    def load(settings):
+        model = FakeBackbone()
+        model.name, model.precision = settings.model, settings.precision
+        return model
+
+    settings = IndexSettings("fake", 448, "fp32", faces=False, objects=False, text=True)
+    actor = ray_engine.ModelActor(load, settings, None)
+    pixels = np.full((300, 400, 3), 128, np.uint8)
+    pixels[20:60, 20:120] = (255, 128, 0)
+    out = actor({"path": ["/p/a.png"], "kind": [ray_engine.SCORED], "digest": ["d"], "error": [None],
+                 "width": [400], "height": [300], "pixels": [pixels]})
+    assert out["kind"] == [ray_engine.SCORED], out["regions"]
+    scores = pickle.loads(out["regions"][0])
+    assert [(line.content, line.cells, line.words) for line in scores.texts] == [("DANGER", 0b1, ("danger",))]
+
+
+def test_a_photo_without_text_costs_the_gate_pass_alone(monkeypatch):
+    """`text.GATE_SIDE`: the detector first looks at a small copy; finding no line there, it reads no further."""
+    import threading
+
+    reader = text.TextReader.__new__(text.TextReader)  # no models: the detector's maps are given
+    reader.side, reader.lock, sides = 480, threading.Lock(), []
+
+    def probability_map(pixels, side=None):
+        sides.append(side or reader.side)
+        shape = text.detector_shape(*pixels.shape[:2], side or reader.side)
+        return np.zeros(shape, np.float32)
+
+    reader.probability_map = probability_map
+    gate = text.GATE_SIDE
+    assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate]
+    monkeypatch.setattr(text, "GATE_SIDE", None)  # no gate: the full pass runs
+    assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate, 480]
