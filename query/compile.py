@@ -435,8 +435,10 @@ class _Compiler:
                                               nth.c.position == first.c.position + k))
             where.append(self.word_matches(nth.c.word, word))
         run = words.alias(f"run_{spec.number}")
-        # A line of one word has no row run together: its word (position 0) is that.
-        together = [run.c.position.in_((JOINED, 0)), self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]),
+        # A line of one word has no row run together: its word (position 0) is that, which a term of one word
+        # finds by the first path already.
+        positions = run.c.position == JOINED if len(spec.words) == 1 else run.c.position.in_((JOINED, 0))
+        together = [positions, self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]),
                     self.reaches(run.c.confidence, spec)]
         return [(joined, first, where), (run, run, together)]
 
@@ -452,14 +454,15 @@ class _Compiler:
 
     def text_hits(self, spec: Spec) -> sa.Select:
         """(image_id, cell, s) of a term of text: each cell of its region a matching line occupies (`text_paths`),
-        with the best such line's confidence."""
+        with the best such line's confidence. The matching lines are read once (a materialized CTE: left to
+        itself SQLite ran the word index's range once per cell of the region) and then spread over the cells."""
+        lines = sa.union_all(*(sa.select(line.c.image_id, line.c.cells, line.c.confidence).select_from(joined)
+                               .where(*where) for joined, line, where in self.text_paths(spec)))
+        found = lines.cte(f"lines_{spec.number}").prefix_with("MATERIALIZED")
         grid = self.text_grid(spec)
-        parts = [sa.select(line.c.image_id, grid.c.cell, line.c.confidence.label("s"))
-                 .select_from(joined.join(grid, self.occupies(line, grid))).where(*where)
-                 for joined, line, where in self.text_paths(spec)]
-        found = sa.union_all(*parts).subquery(f"lines_{spec.number}")
-        return (sa.select(found.c.image_id, found.c.cell, sa.func.max(found.c.s).label("s"))
-                .group_by(found.c.image_id, found.c.cell))
+        return (sa.select(found.c.image_id, grid.c.cell, sa.func.max(found.c.confidence).label("s"))
+                .select_from(found.join(grid, self.occupies(found, grid)))
+                .group_by(found.c.image_id, grid.c.cell))
 
     def text_cells_of(self, spec: Spec, image: sa.FromClause) -> sa.CompoundSelect:
         """The cells of the image in ``image``'s row where a term of text holds."""
