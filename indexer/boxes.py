@@ -149,7 +149,7 @@ def overlay(box: Box, width: float, height: float) -> dict:
     """A box as a page places it over a photo of ``width`` x ``height``: ``left``, ``top``, ``width``,
     ``height`` as fractions of the photo, its ``label``, and ``face`` (faces and objects are styled apart)."""
     return {"left": box.left / width, "top": box.top / height, "width": box.width / width,
-            "height": box.height / height, "label": label(box), "face": is_face(box), "text": False}
+            "height": box.height / height, "label": label(box), "face": is_face(box)}
 
 
 def text_label(line) -> str:
@@ -158,7 +158,8 @@ def text_label(line) -> str:
 
 
 def text_overlay(line, width: float, height: float) -> dict:
-    """A line of text (`indexer.words.Line`) as a page places it, as `overlay` places a box; ``text`` true."""
+    """A line of text (`indexer.words.Line`) as a page places it, as `overlay` places a box, with ``text`` true
+    (a box's overlay has no ``text``)."""
     return {"left": line.left / width, "top": line.top / height, "width": (line.right - line.left) / width,
             "height": (line.bottom - line.top) / height, "label": text_label(line), "face": False, "text": True}
 

@@ -291,7 +291,7 @@ def _boxes_html(m: Match) -> str:
     places += [box_rules.text_overlay(line, m.width, m.height) for line in m.texts]
     for place in places:
         text = html.escape(place["label"])
-        kind = " face" if place["face"] else " text" if place["text"] else ""
+        kind = " face" if place["face"] else " text" if place.get("text") else ""
         cards.append(
             f'<div class="bbox{kind}" title="{text}" style="left:{100 * place["left"]:.2f}%;'
             f'top:{100 * place["top"]:.2f}%;width:{100 * place["width"]:.2f}%;height:{100 * place["height"]:.2f}%">'

@@ -169,7 +169,7 @@ class Resolution:
         ``max_classes``), and with ``with_groups`` the WordNet groups a class belongs to."""
         if self.is_text:
             return (f'"{self.text}" -> text read in the photos: the words {" ".join(self.words)} in one line, in '
-                    f"order, each as it is or as its start (case, accents and 1/l/i, 0/o folded)\n"
+                    f"order, each as it is or as its start, or run together (case, accents and 1/l/i, 0/o folded)\n"
                     f"  answered by {self.sources()}")
         head = f"{self.text!r}" + (f" (as {self.matched!r})" if self.matched.lower() != self.text.lower() else "")
         n = len(self.classes)
