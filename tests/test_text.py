@@ -421,3 +421,11 @@ def test_a_photo_without_text_costs_the_gate_pass_alone(monkeypatch):
     assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate]
     monkeypatch.setattr(text, "GATE_SIDE", None)  # no gate: the full pass runs
     assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate, 480]
+
+
+def test_without_openvino_reading_text_is_one_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the [openvino] extra were not installed
+    with pytest.raises(text.TextReaderError, match=r"^reading text needs OpenVINO: pip install 'imgidx\[openvino\]'$"):
+        text.TextReader()
