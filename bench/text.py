@@ -73,6 +73,8 @@ WORDS = [
     "Meeting at 10:30", "Hello World", "Oil Change", "Lido", "Gate B12",
 ]
 SIZES = (14, 20, 28, 40, 56, 90)
+#: Room around the photo where the ink of a line is drawn to see whether it runs off the photo.
+MARGIN = 400
 ANGLES = (0, 0, 0, 0, 6, -12, 20, 30)
 BACKGROUNDS = ("plain", "dark", "gradient", "noise", "panel", "photo")
 #: Real photos of realscenes-dev with text a person can read at the indexer's decode, read by hand: the words
@@ -140,11 +142,17 @@ def draw_line(image: Image.Image, words: str, font: ImageFont.FreeTypeFont, at: 
     draw.text(at, words, font=font, fill=tuple(ink) + (255,))
     centre = ((x0 + x1) / 2, (y0 + y1) / 2)
     layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC, center=centre)
-    ink_only = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    ImageDraw.Draw(ink_only).text(at, words, font=font, fill=(255, 255, 255, 255))
-    bounds = ink_only.rotate(angle, resample=Image.Resampling.BICUBIC, center=centre).getchannel("A").point(
-        lambda v: 255 if v > 64 else 0).getbbox()
-    if bounds is None or bounds[0] <= 0 or bounds[1] <= 0 or bounds[2] >= image.width or bounds[3] >= image.height:
+    # The ink's bounds on a canvas with a margin, so words running off the photo are seen and refused (their
+    # truth would name letters the photo does not show).
+    margin = MARGIN
+    ink_only = Image.new("RGBA", (image.width + 2 * margin, image.height + 2 * margin), (0, 0, 0, 0))
+    ImageDraw.Draw(ink_only).text((at[0] + margin, at[1] + margin), words, font=font, fill=(255, 255, 255, 255))
+    shown = ink_only.rotate(angle, resample=Image.Resampling.BICUBIC, center=(centre[0] + margin, centre[1] + margin))
+    found = shown.getchannel("A").point(lambda v: 255 if v > 64 else 0).getbbox()
+    if found is None:
+        return None
+    bounds = (found[0] - margin, found[1] - margin, found[2] - margin, found[3] - margin)
+    if bounds[0] <= 0 or bounds[1] <= 0 or bounds[2] >= image.width or bounds[3] >= image.height:
         return None
     image.alpha_composite(layer) if image.mode == "RGBA" else image.paste(layer, (0, 0), layer)
     return tuple(float(v) for v in bounds)
