@@ -6,7 +6,8 @@
 -- Key/value settings the index was built with: schema_version, model, working_size, precision, calibration
 -- (the version of indexer/calibration.py's curve its scores are read with; version 2 of the schema), faces
 -- ('on' or 'off': whether every labelled image went through the face detector; version 3), objects ('on' or
--- 'off': whether it went through the object detector; version 4).
+-- 'off': whether it went through the object detector; version 4), text ('on' or 'off': whether its text
+-- was read; version 5).
 CREATE TABLE IF NOT EXISTS meta (
     key   VARCHAR(64) PRIMARY KEY,
     value TEXT NOT NULL
@@ -110,3 +111,37 @@ CREATE TABLE IF NOT EXISTS boxes (
     confidence REAL NOT NULL,
     PRIMARY KEY (image_id, box)
 );
+
+-- Lines of text read in the photos (indexer/text.py; version 5 of the schema) when meta 'text' is 'on'; a
+-- labelled image without rows has none found. Box in pixels of the photo as a person sees it, as for boxes;
+-- confidence is the recogniser's mean character confidence; cells the 9-bit mask (bit c: cell c, row-major)
+-- of the cells the box occupies (indexer.boxes.occupied, the rule of every box); content the text as read.
+CREATE TABLE IF NOT EXISTS texts (
+    image_id   INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
+    line       SMALLINT NOT NULL,   -- 0, 1, ... in the order the reader gives (most confident detection first)
+    x0         REAL NOT NULL,
+    y0         REAL NOT NULL,
+    x1         REAL NOT NULL,
+    y1         REAL NOT NULL,
+    confidence REAL NOT NULL,
+    cells      SMALLINT NOT NULL,
+    content    TEXT NOT NULL,
+    PRIMARY KEY (image_id, line)
+);
+
+-- The words of each line, for search: word = the line's words with case, accents and OCR's usual slips
+-- folded (indexer.words.searchable), position = the word's place in its line (0 first); a line of several
+-- words also has them run together at position -1 (indexer.words.JOINED: 'MS 815 AJ' as 'ms815aj'). cells and confidence
+-- repeat the line's, so a term's rows come from the word index alone: a word is found by equality, a prefix by
+-- a range (word >= 're16' AND word < 're17'), which the index on word answers in both backends (words ordered
+-- by their bytes: PostgreSQL's index gets COLLATE "C", store.schema.PG_REWRITES, and queries compare so).
+CREATE TABLE IF NOT EXISTS text_words (
+    image_id   INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
+    line       SMALLINT NOT NULL,
+    position   SMALLINT NOT NULL,
+    word       VARCHAR(64) NOT NULL,
+    cells      SMALLINT NOT NULL,
+    confidence REAL NOT NULL,
+    PRIMARY KEY (image_id, line, position)
+);
+CREATE INDEX IF NOT EXISTS text_words_word ON text_words (word, image_id, line, position, cells, confidence);

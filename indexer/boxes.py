@@ -159,6 +159,18 @@ def overlay(box: Box, width: float, height: float) -> dict:
             "height": box.height / height, "label": label(box), "face": is_face(box)}
 
 
+def text_label(line) -> str:
+    """The text drawn beside a line of text read in a photo (`indexer.words.Line`): ``"DANGER" 97%``."""
+    return f'"{line.text}" {calibration.percent(line.confidence)}'
+
+
+def text_overlay(line, width: float, height: float) -> dict:
+    """A line of text (`indexer.words.Line`) as a page places it, as `overlay` places a box, with ``text`` true
+    (a box's overlay has no ``text``)."""
+    return {"left": line.left / width, "top": line.top / height, "width": (line.right - line.left) / width,
+            "height": (line.bottom - line.top) / height, "label": text_label(line), "face": False, "text": True}
+
+
 def reaches(box: Box, width: float, height: float, cells: Iterable[int]) -> bool:
     """The box reaches into one of ``cells`` (0..8, row-major) of a ``width`` x ``height`` photo (pure Python,
     for the query path: the cells are `geometry.cell_bounds`'s thirds)."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from indexer.faces import FaceDetector
+    from indexer.text import Line, TextReader
 
 #: The object class whose boxes guide the face search.
 PERSON_CLASS = object_class(COCO_CLASSES.index("person"))
@@ -50,10 +51,13 @@ class Found:
     boxes: list[list[Box]] = field(default_factory=list)
     face_seconds: float = 0.0
     object_seconds: float = 0.0
+    #: The lines of text read in each photo (`indexer.text.Line`), when text is read, and the seconds it took.
+    lines: list[list["Line"]] = field(default_factory=list)
+    text_seconds: float = 0.0
 
     @property
     def seconds(self) -> float:
-        return self.face_seconds + self.object_seconds
+        return self.face_seconds + self.object_seconds + self.text_seconds
 
 
 def people(boxes: Sequence[Box]) -> list[tuple[float, float, float, float]]:
@@ -64,11 +68,16 @@ def people(boxes: Sequence[Box]) -> list[tuple[float, float, float, float]]:
 
 
 def find(photos: Sequence["np.ndarray"], sizes: Sequence[tuple[int, int]], faces: "FaceDetector | None",
-         objects: ObjectDetector | None) -> Found:
+         objects: ObjectDetector | None, text: "TextReader | None" = None) -> Found:
     """The boxes of each photo (``photos`` as `faces.detection_pixels` gives them, ``sizes`` the photos'
-    ``(width, height)`` as seen): objects, then faces guided by their person boxes (module docstring).
-    None for a detector leaves its boxes out; without ``objects`` faces search the whole tiling."""
-    found = Found([[] for _ in photos])
+    ``(width, height)`` as seen): objects, then faces guided by their person boxes (module docstring); and
+    with ``text`` the lines of text in each (`indexer.text`). None for a detector leaves its boxes out;
+    without ``objects`` faces search the whole tiling."""
+    found = Found([[] for _ in photos], lines=[[] for _ in photos])
+    if text is not None:
+        start = time.perf_counter()
+        found.lines = [text.read(pixels, size) for pixels, size in zip(photos, sizes)]
+        found.text_seconds = time.perf_counter() - start
     if objects is not None and photos:
         start = time.perf_counter()
         for boxes, detected in zip(found.boxes, objects.detect(list(photos), list(sizes))):

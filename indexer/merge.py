@@ -40,6 +40,8 @@ LABEL_COLUMNS = {
     "image_labels": ("class_id", "score", "share"),
     "cell_labels": ("cell", "class_id", "score", "coverage"),
     "boxes": store.BOX_COLUMNS,
+    "texts": store.TEXT_COLUMNS,
+    "text_words": store.WORD_COLUMNS,
 }
 
 
@@ -168,10 +170,10 @@ def _check_settings(
 
 def _mismatch(source: str, found: IndexSettings, other: str, expected: IndexSettings) -> MergeError:
     calibrated = found.describe() == expected.describe() and found.calibration != expected.calibration
-    faces, objects = found.faces != expected.faces, found.objects != expected.objects
+    differ = (calibrated, found.faces != expected.faces, found.objects != expected.objects, found.text != expected.text)
     return MergeError(
-        f"cannot merge {source}: it holds labels from {found.describe(calibrated, faces, objects)}, but {other} "
-        f"from {expected.describe(calibrated, faces, objects)}; indexes built with other settings cannot be merged"
+        f"cannot merge {source}: it holds labels from {found.describe(*differ)}, but {other} "
+        f"from {expected.describe(*differ)}; indexes built with other settings cannot be merged"
     )
 
 

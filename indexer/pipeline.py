@@ -52,7 +52,7 @@ from typing import Callable, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from indexer import detect, faces, ignore, images, store
+from indexer import detect, faces, ignore, images, store, text
 from indexer.errors import FolderError, ImageReadError, IndexSettingsError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
@@ -112,8 +112,9 @@ class Run:
     ``process`` is the loop's middle, ``Run.process`` or the Ray engine's."""
 
     def __init__(self, engine, roots, load_backbone, settings, redo_all, batch, workers, prune, on_event,
-                 process=None, load_detector=None, load_object_detector=None):
+                 process=None, load_detector=None, load_object_detector=None, load_text_reader=None):
         self.engine = engine
+        self.load_text_reader = (load_text_reader or text.Readers()) if settings.text else None
         self.load_detector = (load_detector or faces.Detectors()) if settings.faces else None
         self.load_object_detector = (load_object_detector or default_object_detectors()) if settings.objects else None
         #: The detectors not searching photos just now: a pair (faces, objects) per detector thread, so none
@@ -235,7 +236,7 @@ class Run:
         decoded = content.decoded
         read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height,
                     taken=content.taken)
-        if self.settings.faces or self.settings.objects:
+        if self.settings.detects:
             read.detect_pixels = faces.detection_pixels(decoded.pixels)
         if self.stride is not None:
             self.resize(read)
@@ -295,7 +296,7 @@ class Run:
                 f"but the index is built with {self.settings.describe()}"
             )
         check_size(backbone, self.settings.working_size)
-        if self.settings.faces or self.settings.objects:
+        if self.settings.detects:
             self.detectors = queue.SimpleQueue()
             first = self.new_detectors()
             self.detectors.put(first)
@@ -323,9 +324,10 @@ class Run:
     # -- detector threads
 
     def new_detectors(self) -> tuple:
-        """A detector thread's own detectors: (faces, objects), None where the index has that one off."""
+        """A detector thread's own detectors: (faces, objects, text), None where the index has that one off."""
         return (self.load_detector() if self.load_detector else None,
-                self.load_object_detector() if self.load_object_detector else None)
+                self.load_object_detector() if self.load_object_detector else None,
+                self.load_text_reader() if self.load_text_reader else None)
 
     def start_detecting(self) -> None:
         """Hand the photos waiting for their boxes to a detector thread, as one batch."""
@@ -342,14 +344,13 @@ class Run:
         beside the model and the writer, each thread with detectors of its own: the first are loaded with the
         model, the others when a thread finds none free (at most one pair per thread), in that thread."""
         try:
-            face_detector, object_detector = self.detectors.get_nowait()
+            mine = self.detectors.get_nowait()
         except queue.Empty:
-            face_detector, object_detector = self.new_detectors()
+            mine = self.new_detectors()
         try:
-            return detect.find([r.detect_pixels for r in reads], [(r.width, r.height) for r in reads],
-                               face_detector, object_detector)
+            return detect.find([r.detect_pixels for r in reads], [(r.width, r.height) for r in reads], *mine)
         finally:
-            self.detectors.put((face_detector, object_detector))
+            self.detectors.put(mine)
             for read in reads:
                 read.detect_pixels = None
 
@@ -385,6 +386,8 @@ def index(
     runtime: str = "auto",
     with_objects: bool | None = None,
     load_object_detector: Callable[[], detect.ObjectDetector] | None = None,
+    with_text: bool | None = None,
+    load_text_reader: Callable[[], "text.TextReader"] | None = None,
 ) -> Summary:
     """Bring the index behind ``engine`` up to date with the image files under ``roots``.
 
@@ -412,11 +415,12 @@ def index(
     ``load_object_detector()`` an object detector: each called with the model's loading, then by each further
     detector thread that needs one (at most ``workers`` calls in all); the defaults, `faces.Detectors` and
     `objects.Detectors`, reuse the process's detectors from run to run. Neither is called for a detector the
-    index has off.
+    index has off. ``with_text`` reads the text in every photo the model labels (`indexer.text`; None keeps
+    the index's setting, a new index: `DEFAULT_TEXT`), with readers from ``load_text_reader()`` as above.
     """
     started = time.perf_counter()
     request = RunRequest(model=model, size=size, precision=precision, runtime=runtime, faces=with_faces,
-                         objects=with_objects, reindex=reindex)
+                         objects=with_objects, text=with_text, reindex=reindex)
     batch = batch or DEFAULT_BATCH
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
@@ -447,7 +451,7 @@ def index(
             found = list_files(real_roots, database_files(engine), rules)
             run = Run(
                 engine, real_roots, load_backbone, settings, redo_all, batch, workers, prune,
-                on_event, process, load_detector, load_object_detector,
+                on_event, process, load_detector, load_object_detector, load_text_reader,
             )
             return run.run(found, started)
         finally:

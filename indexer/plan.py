@@ -28,6 +28,9 @@ DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 DEFAULT_FACES = True
 #: A new index looks for objects unless told not to (``imgidx index --no-objects``).
 DEFAULT_OBJECTS = True
+#: A new index reads text only when told to (``imgidx index --text``): reading it costs every photo the text
+#: detector, more than the 1.3x of the run without it that issue 22 allows (bench/text.py, README).
+DEFAULT_TEXT = False
 
 
 # --- Settings -----------------------------------------------------------------------------------------
@@ -44,6 +47,7 @@ class RunRequest:
     runtime: str = "auto"
     faces: bool | None = None
     objects: bool | None = None
+    text: bool | None = None
     reindex: bool = False
 
 
@@ -65,20 +69,25 @@ def choose_settings(stored: IndexSettings | None, request: RunRequest) -> tuple[
     with_objects = request.objects
     if with_objects is None:
         with_objects = stored.objects if stored else DEFAULT_OBJECTS
+    with_text = request.text
+    if with_text is None:
+        with_text = stored.text if stored else DEFAULT_TEXT
     chosen = IndexSettings(model, size, precision, faces=with_faces, runtime=runtime, quantization=quantization,
-                           objects=with_objects)
+                           objects=with_objects, text=with_text)
     if stored is None:
         return chosen, request.reindex
     if chosen != stored and not request.reindex:
         calibrated = stored.describe() == chosen.describe() and stored.calibration != chosen.calibration
         faces_differ = stored.faces != chosen.faces
         objects_differ = stored.objects != chosen.objects
+        text_differs = stored.text != chosen.text
         runtime_differs = stored.runtime != chosen.runtime
+        differ = (calibrated, faces_differ, objects_differ, text_differs)
         raise IndexSettingsError(
-            f"the index holds labels from {stored.describe(calibrated, faces_differ, objects_differ)}, not "
-            f"{chosen.describe(calibrated, faces_differ, objects_differ)}; pass --reindex to rebuild it, or leave "
+            f"the index holds labels from {stored.describe(*differ)}, not "
+            f"{chosen.describe(*differ)}; pass --reindex to rebuild it, or leave "
             f"out --model/--size/--precision{'/--runtime' * runtime_differs}{'/--faces/--no-faces' * faces_differ}"
-            f"{'/--objects/--no-objects' * objects_differ} to keep its settings"
+            f"{'/--objects/--no-objects' * objects_differ}{'/--text/--no-text' * text_differs} to keep its settings"
         )
     return chosen, request.reindex
 

@@ -142,6 +142,7 @@ class ModelActor:
         self.settings = settings
         self.detector = None
         self.object_detector = None
+        self.text_reader = None
         self.fatal: BaseException | None = None
         self.calibration = calibration.for_model(settings.model)
         if threads:
@@ -158,6 +159,10 @@ class ModelActor:
                 self.detector = (load_detector or faces.load_detector)()
             if settings.objects:
                 self.object_detector = (load_object_detector or _load_object_detector)()
+            if settings.text:
+                from indexer import text
+
+                self.text_reader = text.Readers()()
             self.stride = total_stride(self.backbone.layers)
             self.poolings = Poolings(self.backbone)
         except Exception as exc:
@@ -185,15 +190,17 @@ class ModelActor:
                 seen = views(self.backbone, np.stack([pixels[i] for i in members]), self.poolings)
                 share = (time.perf_counter() - start) / len(members)
                 sizes = [(out["width"][i], out["height"][i]) for i in members]
-                found = [[] for _ in members]
-                if self.detector is not None or self.object_detector is not None:  # as the local engine
+                found = detect.Found([[] for _ in members], lines=[[] for _ in members])
+                if self.settings.detects:  # as the local engine
                     found = detect.find([faces.detection_pixels(batch["pixels"][i]) for i in members], sizes,
-                                        self.detector, self.object_detector).boxes
-                for i, scores, boxes, (width, height) in zip(
-                    members, regions.score_batch(seen, self.calibration), found, sizes
+                                        self.detector, self.object_detector, self.text_reader)
+                for i, scores, boxes, lines, (width, height) in zip(
+                    members, regions.score_batch(seen, self.calibration), found.boxes, found.lines, sizes
                 ):
                     if self.detector is not None or self.object_detector is not None:
                         scores = regions.with_boxes(scores, boxes, width, height)
+                    if self.text_reader is not None:
+                        scores = regions.with_text(scores, lines, width, height)
                     out["regions"][i] = pickle.dumps(scores, protocol=pickle.HIGHEST_PROTOCOL)
                     out["model_seconds"][i] = share
         except Exception as exc:

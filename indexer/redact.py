@@ -419,6 +419,7 @@ class _Target:
     mtime_ns: int
     content_hash: str | None
     terms: tuple  # (spec, cells the term may cover)
+    texts: tuple = ()  # the lines of text the query's quoted terms matched (`query.search.Match.texts`)
 
 
 def redact(
@@ -477,7 +478,7 @@ def redact(
     targets = []
     for match, dest in zip(result.matches, targets_out):
         terms = tuple((tm.spec, tm.spec.cells) for tm in match.terms if tm.score is not None)
-        targets.append(_Target(match.image_id, match.path, dest, *rows[match.image_id], terms))
+        targets.append(_Target(match.image_id, match.path, dest, *rows[match.image_id], terms, match.texts))
 
     summary = Summary(real_out, pixelate=pixelate)
     searched = detected_classes(settings)
@@ -505,6 +506,13 @@ def redact(
         regions: list[tuple[str, Region]] = []
         photo_boxes = None
         for spec, cells in target.terms:
+            if spec.is_text:
+                for line in _lines(data, target, changed, spec, size, settings, emit):
+                    region = box_region(Box(0, line.left, line.top, line.right, line.bottom, line.confidence), size,
+                                        pixelate)
+                    if region is not None:
+                        regions.append((spec.label, region))
+                continue
             if spec.stored_classes:
                 if photo_boxes is None:
                     photo_boxes = _boxes(data, target, changed, stored_boxes, settings, load_detector,
@@ -578,6 +586,22 @@ def _boxes(data, target: _Target, changed: bool, stored_boxes, settings: store.I
             if settings.objects else f"faces were found again ({faces_found})")
     emit(PhotoNote(target.path, f"{printable(target.path)} changed since it was indexed: its {what}", False))
     return list(box_rules.best_first(found))
+
+
+def _lines(data, target: _Target, changed: bool, spec, size: tuple[int, int], settings, emit) -> list:
+    """The lines of text of a quoted term to cover: those the query matched, or read again (`indexer.text`) in a
+    photo that changed since it was indexed."""
+    from query.search import line_matches
+
+    if not changed:
+        return [line for line in target.texts if line_matches(line, spec, *size)]
+    from indexer import text
+
+    decoded = images.decode(data, target.path, settings.working_size)
+    read = text.Readers()().read(faces.detection_pixels(decoded.pixels), (decoded.width, decoded.height))
+    emit(PhotoNote(target.path, f"{printable(target.path)} changed since it was indexed: its text was read again "
+                                f"({_count(len(read), 'line')})", False))
+    return [line for line in read if line_matches(line, spec, *size)]
 
 
 def _load_object_detector():

@@ -89,13 +89,30 @@ class View(NamedTuple):
     pooling: Pooling
 
 
+class TextLine(NamedTuple):
+    """One row of ``texts`` (without the image and its number): a line read in the photo (`indexer.text`),
+    its box in photo pixels, the cells it occupies (a 9-bit mask, `indexer.boxes.occupied`) and its words as
+    search compares them (`indexer.words.searchable`)."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    confidence: float
+    cells: int
+    content: str
+    words: tuple[str, ...]
+
+
 class Regions(NamedTuple):
     """What the index stores for one image; ``boxes`` are the detectors' (`indexer.boxes.Box`: faces and
-    objects, in photo pixels), best first, when the index looks for them."""
+    objects, in photo pixels), best first, when the index looks for them; ``texts`` the lines of text read
+    in it (`TextLine`), when the index reads text."""
 
     image_labels: list[ImageLabel]
     cell_labels: list[CellLabel]
     boxes: tuple[Box, ...] = ()
+    texts: tuple[TextLine, ...] = ()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -187,4 +204,21 @@ def with_boxes(regions: Regions, boxes, width: int, height: int) -> Regions:
         cell_labels += [CellLabel(c, class_id, float(scores[c]), float(coverage[c]))
                         for c in range(CELLS) if scores[c] >= SCORE_FLOOR]
         image_labels.append(ImageLabel(class_id, float(scores.max()), float(box_rules.photo_share(found, width, height))))
-    return Regions(image_labels, cell_labels, boxes)
+    return regions._replace(image_labels=image_labels, cell_labels=cell_labels, boxes=boxes)
+
+
+def with_text(regions: Regions, lines, width: int, height: int) -> Regions:
+    """``regions`` with the lines of text read in the photo (`indexer.text.Line`: box, text, confidence), each
+    with the cells its box occupies by the rule of every box (`indexer.boxes.occupied`) and its words."""
+    from indexer.geometry import cell_bounds
+    from indexer.words import searchable
+
+    cells = cell_bounds(width, height)
+    rows = []
+    for line in lines:
+        box = Box(0, line.left, line.top, line.right, line.bottom, line.confidence)
+        where, _ = box_rules.occupied(box, cells)
+        mask = sum(1 << int(c) for c in np.flatnonzero(where))
+        rows.append(TextLine(float(line.left), float(line.top), float(line.right), float(line.bottom),
+                             float(line.confidence), mask, line.text, tuple(searchable(line.text))))
+    return regions._replace(texts=tuple(rows))

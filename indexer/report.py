@@ -46,6 +46,7 @@ def summary_text(summary: "Summary") -> str:
     rate = f", {summary.rate:.1f} images/s" if summary.rate else ""
     found = [_plural(summary.objects_found, "object")] if summary.objects_found else []
     found += [_plural(summary.faces_found, "face")] if summary.faces_found else []
+    found += [_plural(summary.lines_found, "line") + " of text"] if summary.lines_found else []
     found = f"; {' and '.join(found)} found" if found else ""
     return (
         f"{', '.join(parts)} in {summary.elapsed:.1f} s ({summary.settings.describe()}, model loaded in "
@@ -89,6 +90,11 @@ def image_json(report: ImageReport) -> dict:
             for face in report.faces
         ],
         "objects": None if report.objects is None else [box_rules.as_json(box) for box in report.objects],
+        "text": None if report.texts is None else [
+            {"text": line.text, "box": [line.left, line.top, line.right, line.bottom],
+             "confidence": round(line.confidence, JSON_DECIMALS)}
+            for line in report.texts
+        ],
     }
 
 
@@ -177,7 +183,20 @@ def image_text(report: ImageReport, top: int) -> str:
     lines += _grid(report.cells)
     lines += faces_text(report.faces)
     lines += objects_text(report.objects)
+    lines += texts_text(report.texts)
     return "\n".join(lines)
+
+
+def texts_text(texts: list | None) -> list[str]:
+    """The lines of text read in one photo (`indexer.words.Line`), as read, with confidence and box; nothing
+    for an index that reads no text (off by default: `indexer.plan.DEFAULT_TEXT`)."""
+    if texts is None:
+        return []
+    lines = [f"text: {_plural(len(texts), 'line')}"]
+    for line in texts:
+        lines.append(f"  \"{printable(line.text)}\" {percent(line.confidence)} at ({line.left:.0f}, {line.top:.0f})-"
+                     f"({line.right:.0f}, {line.bottom:.0f})")
+    return lines
 
 
 def stats_json(stats: IndexStats, db: str) -> dict:

@@ -129,6 +129,9 @@ class Summary:
     #: The faces and the objects stored (`indexer.boxes.STORED_FROM`).
     faces_found: int = 0
     objects_found: int = 0
+    #: The lines of text stored (`indexer.text`), and the seconds the detector threads spent reading text.
+    lines_found: int = 0
+    text_seconds: float = 0.0
     #: Scoring and committing, on the writer thread, overlapped with the model and the detector threads.
     write_seconds: float = 0.0
     elapsed: float = 0.0

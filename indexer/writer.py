@@ -134,6 +134,7 @@ class Writer:
         faces_found = sum(box.class_id == FACE_CLASS for box in scores.boxes)
         self.summary.faces_found += faces_found
         self.summary.objects_found += len(scores.boxes) - faces_found
+        self.summary.lines_found += len(scores.texts)
 
     # -- commits
 
@@ -175,17 +176,18 @@ class Writer:
 
     # -- writer thread
 
-    def boxes_of(self, read: Read) -> list:
-        """The boxes of a photo the model has labelled, once its detector thread has them."""
+    def boxes_of(self, read: Read) -> tuple[list, list]:
+        """The boxes and the lines of text of a photo the model has labelled, once its detector thread has them."""
         start = time.perf_counter()
         found = read.boxes.result()
         self.summary.box_wait_seconds += time.perf_counter() - start
         if read.box_index == 0:  # the batch's time, counted once
             self.summary.face_seconds += found.face_seconds
             self.summary.object_seconds += found.object_seconds
-        boxes = found.boxes[read.box_index]
+            self.summary.text_seconds += found.text_seconds
+        boxes, lines = found.boxes[read.box_index], found.lines[read.box_index]
         read.boxes = None
-        return boxes
+        return boxes, lines
 
     def write(self, job: _Commit) -> int:
         """Score the model's batches and store one transaction; returns the files it holds."""
@@ -197,7 +199,10 @@ class Writer:
             for group, seen in job.scored:
                 for read, scores in zip(group, regions.score_batch(seen, self.calibration)):
                     if read.boxes is not None:
-                        scores = regions.with_boxes(scores, self.boxes_of(read), read.width, read.height)
+                        boxes, lines = self.boxes_of(read)
+                        scores = regions.with_boxes(scores, boxes, read.width, read.height)
+                        if self.settings.text:
+                            scores = regions.with_text(scores, lines, read.width, read.height)
                         self.count_boxes(scores)
                     saves.append((self.labelled_row(read), scores))
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)

@@ -175,7 +175,7 @@ def complete(text: str, n: int = COMPLETIONS) -> Completion:
         if found:
             keyworded = set(lexicon().keyword_names)
             ranked = sorted(found, key=lambda name: (len(name), name))[:n]
-            return Completion(run[0].start(), [f'"{name}"' if name in keyworded else name for name in ranked])
+            return Completion(run[0].start(), [f"'{name}'" if name in keyworded else name for name in ranked])
     return Completion(len(text), [])
 
 

@@ -79,6 +79,7 @@ from indexer.calibration import (
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES, class_ids
 from indexer.store import Tables, bytewise
+from indexer.words import JOINED, MAX_WORD, prefix_end
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
 from query.dates import SORT_SCORE, SORTS, order_by_date
 from query.parser import And, Node, Not, Region, Relation, Term
@@ -153,14 +154,26 @@ class Spec:
 
     @property
     def label(self) -> str:
-        return f'"{self.term.label}"' if self.term.quoted else self.term.label
+        if self.term.text:
+            return f'"{self.term.label}"'
+        return f"'{self.term.label}'" if self.term.quoted else self.term.label
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """A term of text's words (`query.resolve.Resolution.words`); none for a label."""
+        return self.resolution.words
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.words)
 
     def describe(self) -> str:
         return self.term.describe(self.threshold)
 
     @property
     def cost(self) -> int:
-        return len(self.classes) * len(self.cells)
+        """(class, cell) pairs to read; a term of text reads a range of the word index: as cheap as one pair."""
+        return 1 if self.is_text else len(self.classes) * len(self.cells)
 
     @property
     def stored_classes(self) -> tuple[int, ...]:
@@ -284,8 +297,14 @@ class _Compiler:
                 strict = term.strict and term.threshold is not None
                 classes = tuple(sorted(resolutions[term].classes))
                 key = (classes, term.region.cells, threshold, strict)
+                if resolutions[term].is_text:
+                    key = (("text", *resolutions[term].words), term.region.cells, threshold, strict)
                 spec = by_key.get(key)
-                if spec is None:
+                if spec is None and resolutions[term].is_text:  # the reader's confidence, read as it is
+                    spec = Spec(len(self.specs) + 1, term, resolutions[term], (), *key[1:], threshold, confidences=True)
+                    by_key[key] = spec
+                    self.specs.append(spec)
+                elif spec is None:
                     evidence = self.calibration.evidence_for(threshold, classes)
                     spec = Spec(len(self.specs) + 1, term, resolutions[term], *key, evidence)
                     spec.rule = term_fusion(self.fusion, resolutions[term].grouped)
@@ -371,6 +390,9 @@ class _Compiler:
         per spec, so SQLite computes it once when both the candidates and the pivot read it."""
         if spec.number in self._hits:
             return self._hits[spec.number]
+        if spec.is_text:
+            self._hits[spec.number] = self.text_hits(spec).cte(f"hits_{spec.number}")
+            return self._hits[spec.number]
         cl = self.t.cell_labels
         where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
         if len(spec.classes) == 1:  # one row per (image, cell): the threshold runs inside the index
@@ -395,6 +417,64 @@ class _Compiler:
             )
         self._hits[spec.number] = query.cte(f"hits_{spec.number}")
         return self._hits[spec.number]
+
+    def word_matches(self, column: sa.ColumnElement, word: str) -> sa.ColumnElement:
+        """A stored word is ``word`` or starts with it: a range of the word index (bytewise: `indexer.words`)."""
+        if self.dialect == "postgresql":
+            column = column.collate("C")
+        return sa.and_(column >= word, column < prefix_end(word))
+
+    def text_paths(self, spec: Spec) -> list[tuple[sa.FromClause, sa.Alias, list[sa.ColumnElement]]]:
+        """The two ways a line holds a term of text, each as (join, the alias whose row gives the line's cells
+        and confidence, conditions): its words in order, each as it is or as its start (one ``text_words`` row
+        per word); or the term's words run together as the start of the line's words run together (the row at
+        `indexer.words.JOINED`), since OCR and people space codes differently (``MS 815 AJ``, ``MS815AJ``)."""
+        words = self.t.text_words
+        first = words.alias(f"words_{spec.number}_0")
+        joined: sa.FromClause = first
+        where = [first.c.position >= 0, self.word_matches(first.c.word, spec.words[0]),
+                 self.reaches(first.c.confidence, spec)]
+        for k, word in enumerate(spec.words[1:], start=1):
+            nth = words.alias(f"words_{spec.number}_{k}")
+            joined = joined.join(nth, sa.and_(nth.c.image_id == first.c.image_id, nth.c.line == first.c.line,
+                                              nth.c.position == first.c.position + k))
+            where.append(self.word_matches(nth.c.word, word))
+        run = words.alias(f"run_{spec.number}")
+        # A line of one word has no row run together: its word (position 0) is that, which a term of one word
+        # finds by the first path already.
+        positions = run.c.position == JOINED if len(spec.words) == 1 else run.c.position.in_((JOINED, 0))
+        together = [positions, self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]),
+                    self.reaches(run.c.confidence, spec)]
+        return [(joined, first, where), (run, run, together)]
+
+    def text_grid(self, spec: Spec) -> sa.Subquery:
+        """The cells of a term of text's region, as rows."""
+        grid = sa.union_all(*(sa.select(sa.literal(c, sa.SmallInteger).label("cell")) for c in spec.cells))
+        return grid.subquery(f"cells_{spec.number}")
+
+    @staticmethod
+    def occupies(line: sa.Alias, grid: sa.Subquery) -> sa.ColumnElement:
+        """The line's box occupies the grid row's cell (its stored mask: `indexer.boxes.occupied`)."""
+        return line.c.cells.bitwise_and(sa.literal(1).bitwise_lshift(grid.c.cell)) != 0
+
+    def text_hits(self, spec: Spec) -> sa.Select:
+        """(image_id, cell, s) of a term of text: each cell of its region a matching line occupies (`text_paths`),
+        with the best such line's confidence. The matching lines are read once (a materialized CTE: left to
+        itself SQLite ran the word index's range once per cell of the region) and then spread over the cells."""
+        lines = sa.union_all(*(sa.select(line.c.image_id, line.c.cells, line.c.confidence).select_from(joined)
+                               .where(*where) for joined, line, where in self.text_paths(spec)))
+        found = lines.cte(f"lines_{spec.number}").prefix_with("MATERIALIZED")
+        grid = self.text_grid(spec)
+        return (sa.select(found.c.image_id, grid.c.cell, sa.func.max(found.c.confidence).label("s"))
+                .select_from(found.join(grid, self.occupies(found, grid)))
+                .group_by(found.c.image_id, grid.c.cell))
+
+    def text_cells_of(self, spec: Spec, image: sa.FromClause) -> sa.CompoundSelect:
+        """The cells of the image in ``image``'s row where a term of text holds."""
+        grid = self.text_grid(spec)
+        return sa.union(*(sa.select(grid.c.cell).select_from(joined.join(grid, self.occupies(line, grid)))
+                          .where(*where, line.c.image_id == image.c.image_id).correlate(image)
+                          for joined, line, where in self.text_paths(spec)))
 
     def either_hits(self, spec: Spec) -> sa.Select:
         """`hits` of a term of both kinds under a rule of `MONOTONE_FUSIONS`, in evidence space: it holds
@@ -553,6 +633,8 @@ class _Compiler:
 
     def held_cells(self, spec: Spec, image: sa.FromClause) -> sa.Select:
         """The cells of the image in ``image``'s row where ``spec`` holds, from the image's own rows."""
+        if spec.is_text:
+            return self.text_cells_of(spec, image)
         cl = self.t.cell_labels.alias()
         # "class_id + 0", as in probe_rows: the primary key (image_id, cell, class_id), not the class index.
         where = [cl.c.image_id == image.c.image_id, self.class_filter(cl.c.class_id + 0, spec.classes),
@@ -619,13 +701,15 @@ class _Compiler:
             probed = [s for s in self.specs if s not in indexed]
         elif drive.op == "and":
             plan = f"candidates: images common to terms {', '.join(str(s.number) for s in drive.specs())}"
-            indexed, probed = [], list(self.specs)
+            indexed = [s for s in self.specs if s.is_text]  # read from the word index, never per candidate
+            probed = [s for s in self.specs if not s.is_text]
         else:
             plan = f"candidates: images of any of terms {', '.join(str(s.number) for s in drive.specs())}"
             indexed = cheap
             probed = [s for s in self.specs if s not in indexed]
         if indexed:
-            plan += f"; term{'s' * (len(indexed) > 1)} {', '.join(str(s.number) for s in indexed)} read from the class index"
+            plan += (f"; term{'s' * (len(indexed) > 1)} {', '.join(str(s.number) for s in indexed)} read from the class "
+                     f"index{' and the word index' * any(s.is_text for s in indexed)}")
         if probed:
             plan += f"; term{'s' * (len(probed) > 1)} {', '.join(str(s.number) for s in probed)} computed per candidate"
 

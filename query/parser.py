@@ -9,7 +9,7 @@ Grammar (keywords are case-insensitive; NOT binds tighter than AND, AND tighter 
     primary  := side [RELATION side]
     side     := "(" or ")" [region] | term
     term     := label [region] [threshold] | label threshold region
-    label    := ["the" | "a" | "an"] word+ | '"' text '"'
+    label    := ["the" | "a" | "an"] word+ | "'" name "'" | '"' text '"'
     region   := [filler*] ("in" | "at" | "on") ["the"] region-phrase | region-phrase   (see REGION_HELP)
     filler   := "is" | "are" | "located" | "found" | "lies" | "sits"
     threshold:= (">" | ">=" | "≥") number ["%"]
@@ -17,8 +17,9 @@ Grammar (keywords are case-insensitive; NOT binds tighter than AND, AND tighter 
 A label is the words before the region; the region is the longest run of trailing words that spells one.
 When a region follows the label without "in/at/on/the" (``entertainment center``), the tree keeps the
 whole text as an alternative label, and `query.resolve` uses it when the shorter label is unknown.
-Quote a label whose words would otherwise be read as keywords or a region: ``"black and gold garden
-spider"``, ``"top"``.
+Quote a label in single quotes when its words would otherwise be read as keywords or a region:
+``'black and gold garden spider'``, ``'top'``. Double quotes (straight or curly) hold text to find in the
+photos (`indexer.text`): ``"stop" in top-right``, ``"exit" AND NOT face``.
 
 A group takes a region or a relation by distributing it, so the tree holds only terms, relations between
 terms, NOT, AND and OR: ``(car OR truck) in center`` is ``car in center OR truck in center`` (a region
@@ -230,8 +231,16 @@ Term: LABEL [in|at|on] [the] REGION [> SCORE]
           occupies with its calibrated confidence, the label's best class
           counting; a label of both takes {FUSION_WORDS[FUSION]}.
           A name with several senses (crane: bird and machine) matches all;
-          see imgidx labels WORD. A "quoted" label matches a name exactly and
-          may hold keywords or region words: "black and gold garden spider".
+          see imgidx labels WORD. A 'quoted' label (single quotes) matches a
+          name exactly and may hold keywords or region words: 'black and gold
+          garden spider'.
+  "TEXT"  in double quotes: words read in the photos (an index built with
+          imgidx index --text). Each word matches a word of one line of text,
+          in order, as it is or as its start ("RE16" finds RE16 TGK, "dang"
+          DANGER), in any case and with or without accents, and with OCR's
+          usual slips forgiven (1/l/I, 0/O). Its cells are those the line's
+          box covers, its score the reader's confidence: "stop" in top-right,
+          "exit" AND NOT face, "menu" AND wine glass.
   SCORE   the term's own minimum confidence: > 0.5, >= 0.5, > 50%. Without
           it the term needs --min-score (default {DEFAULT_MIN_SCORE:g}) in some cell
           of its region. At {DEFAULT_MIN_SCORE:g}, over COCO's 80 classes on
@@ -291,17 +300,19 @@ class Term:
     """
 
     label: str
-    quoted: bool = False
+    quoted: bool = False  # a label in single quotes: matched as a name exactly
     region: Region = ANYWHERE
     threshold: float | None = None
     strict: bool = False
     start: int = 0
     end: int = 0
     whole_label: str | None = field(default=None, compare=False)
+    #: Text in double quotes: words read in the photos, not a label (`query.compile`).
+    text: bool = False
 
     def describe(self, default_threshold: float | None = None) -> str:
-        """The term as the query language would spell it, e.g. ``"school bus" in center >= 0.5``."""
-        label = f'"{self.label}"' if self.quoted else self.label
+        """The term as the query language would spell it, e.g. ``'school bus' in center >= 0.5``."""
+        label = f'"{self.label}"' if self.text else f"'{self.label}'" if self.quoted else self.label
         text = label if self.region is ANYWHERE else f"{label} in {self.region.name}"
         if self.threshold is not None:
             return f"{text} {'>' if self.strict else '>='} {self.threshold:g}"
@@ -373,14 +384,16 @@ def dump(node: Node, default_threshold: float | None = None, indent: str = "") -
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # word, quoted, lparen, rparen, gt, ge, eof
+    kind: str  # word, quoted (a label), text, lparen, rparen, gt, ge, eof
     text: str
     start: int
     end: int
 
 
 _WORD_CHARS = re.compile(r"[\w'’.\-]+")
-_QUOTES = {'"': '"', "“": "”", "”": "”"}
+#: Double quotes hold text to find in the photos; single quotes a label matched exactly.
+_TEXT_QUOTES = {'"': '"', "“": "”", "”": "”"}
+_LABEL_QUOTES = {"'": "'", "‘": "’"}
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)%?")
 KEYWORDS = ("and", "or", "not")
 
@@ -395,14 +408,16 @@ def tokenize(query: str) -> list[Token]:
         elif ch in "()":
             tokens.append(Token("lparen" if ch == "(" else "rparen", ch, i, i + 1))
             i += 1
-        elif ch in _QUOTES:
-            close = query.find(_QUOTES[ch], i + 1)
+        elif ch in _TEXT_QUOTES or ch in _LABEL_QUOTES:
+            is_text = ch in _TEXT_QUOTES
+            what = "quoted text" if is_text else "quoted label"
+            close = query.find((_TEXT_QUOTES if is_text else _LABEL_QUOTES)[ch], i + 1)
             if close < 0:
-                raise QueryError("unterminated quoted label: add the closing quote", query, i)
+                raise QueryError(f"unterminated {what}: add the closing quote", query, i)
             text = " ".join(query[i + 1 : close].split())
             if not text:
-                raise QueryError("empty quoted label", query, i)
-            tokens.append(Token("quoted", text, i, close + 1))
+                raise QueryError(f"empty {what}", query, i)
+            tokens.append(Token("text" if is_text else "quoted", text, i, close + 1))
             i = close + 1
         elif ch == ">" or ch == "≥":
             if query.startswith(">=", i):
@@ -612,9 +627,9 @@ class _Parser:
 
     def parse_term(self, after: str | None = None) -> Term:
         first = self.peek
-        if first.kind == "quoted":
+        if first.kind in ("quoted", "text"):
             self.pos += 1
-            label, quoted, whole, region = first.text, True, None, ANYWHERE
+            label, quoted, whole, region = first.text, first.kind == "quoted", None, ANYWHERE
             tail = self.take_words()
             if tail:
                 region = self.region_of(tail)
@@ -654,7 +669,8 @@ class _Parser:
         self.n_terms += 1
         if self.n_terms > MAX_TERMS:
             raise self.error(f"too many terms: a query holds at most {MAX_TERMS}", first)
-        return Term(label, quoted, region, threshold, strict, first.start, self.tokens[self.pos - 1].end, whole)
+        return Term(label, quoted, region, threshold, strict, first.start, self.tokens[self.pos - 1].end, whole,
+                    text=first.kind == "text")
 
     def take_words(self) -> list[Token]:
         """Plain words up to an operator, a parenthesis, a threshold, a relation or the end."""
@@ -662,8 +678,9 @@ class _Parser:
         while self.peek.kind == "word" and not _is_keyword(self.peek) and not self.relation_at(self.pos):
             words.append(self.peek)
             self.pos += 1
-        if self.peek.kind == "quoted" and words:
-            raise self.error("a quoted label must stand alone: join it to the rest with AND or OR", self.peek)
+        if self.peek.kind in ("quoted", "text") and words:
+            what = "quoted text" if self.peek.kind == "text" else "quoted label"
+            raise self.error(f"a {what} must stand alone: join it to the rest with AND or OR", self.peek)
         if self.peek.kind == "lparen":
             raise self.error("expected AND or OR before '('", self.peek)
         return words

@@ -208,6 +208,7 @@ li.match { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding
 .copies { background: #e3e8f4; border-radius: 3px; padding: 0 .4em; font-size: 12px; }
 .bbox { position: absolute; border: 2px solid #00e5ff; box-sizing: border-box; pointer-events: none; line-height: 1; }
 .bbox.face { border-color: #ffeb3b; }
+.bbox.text { border-color: #76ff03; }
 .bbox span { position: absolute; left: -2px; bottom: 100%%; background: rgba(0, 0, 0, .65); color: #fff;
   font-size: 10px; padding: 1px 3px; white-space: nowrap; }
 """
@@ -287,14 +288,16 @@ def _photo_html(photo: Photo, names: list[str], size: int) -> str:
 def _boxes_html(m: Match) -> str:
     """The boxes of the match's terms (`Match.boxes`) outlined over its thumbnail, each with its label
     (`indexer.boxes.label`), placed in percent of the photo's size."""
-    if not m.boxes or not m.width or not m.height:
+    if not (m.boxes or m.texts) or not m.width or not m.height:
         return ""
     cards = []
-    for box in m.boxes:
-        place = box_rules.overlay(box, m.width, m.height)
+    places = [box_rules.overlay(box, m.width, m.height) for box in m.boxes]
+    places += [box_rules.text_overlay(line, m.width, m.height) for line in m.texts]
+    for place in places:
         text = html.escape(place["label"])
+        kind = " face" if place["face"] else " text" if place.get("text") else ""
         cards.append(
-            f'<div class="bbox{" face" if place["face"] else ""}" title="{text}" style="left:{100 * place["left"]:.2f}%;'
+            f'<div class="bbox{kind}" title="{text}" style="left:{100 * place["left"]:.2f}%;'
             f'top:{100 * place["top"]:.2f}%;width:{100 * place["width"]:.2f}%;height:{100 * place["height"]:.2f}%">'
             f"<span>{text}</span></div>"
         )

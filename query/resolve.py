@@ -44,6 +44,7 @@ from pathlib import Path
 from indexer import cache, labels
 from indexer.calibration import AS_STORED
 from indexer.errors import ImgidxError
+from indexer.words import searchable
 from query.parser import ANYWHERE, KEYWORDS, Node, Not, QueryError, Relation, Term, match_region
 
 _WNID = re.compile(r"n\d{8}")
@@ -135,6 +136,13 @@ class Resolution:
     text: str
     matched: str
     senses: tuple[Sense, ...]
+    #: A term of text in double quotes: the words it asks for, as the index stores them
+    #: (`indexer.words.searchable`); no classes.
+    words: tuple[str, ...] = ()
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.words)
 
     @property
     def classes(self) -> frozenset[int]:
@@ -159,6 +167,10 @@ class Resolution:
     def describe(self, max_classes: int | None = None, with_groups: bool = False) -> str:
         """Lines: the label, what it matched, each sense, the classes of each group (the first
         ``max_classes``), and with ``with_groups`` the WordNet groups a class belongs to."""
+        if self.is_text:
+            return (f'"{self.text}" -> text read in the photos: the words {" ".join(self.words)} in one line, in '
+                    f"order, each as it is or as its start, or run together (case, accents and 1/l/i, 0/o folded)\n"
+                    f"  answered by {self.sources()}")
         head = f"{self.text!r}" + (f" (as {self.matched!r})" if self.matched.lower() != self.text.lower() else "")
         n = len(self.classes)
         count = f"{n} class{'es' if n != 1 else ''}"
@@ -182,6 +194,8 @@ class Resolution:
     def sources(self) -> str:
         """Which models answer for the label, in words: the classifier's number of classes, the detectors'
         class names (``the ImageNet classifier (118 classes) and the COCO object detector (dog)``)."""
+        if self.is_text:
+            return "the text reader (PP-OCRv6)"
         parts = []
         for source in labels.SOURCES:
             mine = sorted(c for c in self.classes if labels.source(c) == source)
@@ -473,6 +487,12 @@ def resolve(tree: Node, query: str) -> tuple[Node, dict[Term, Resolution]]:
     found: dict[Term, Resolution] = {}
 
     def term(t: Term) -> Term:
+        if t.text:
+            words = tuple(searchable(t.label))
+            if not words:
+                raise QueryError(f'"{t.label}" holds no letter or digit to look for in the photos\' text', query, t.start)
+            found[t] = Resolution(t.label, " ".join(words), (), words)
+            return t
         res = _match(t.label, t.quoted)
         if (res is None or res.unseen is not None) and t.whole_label:
             whole = find(t.whole_label)
@@ -517,7 +537,7 @@ def _unknown_reason(t: Term, query: str) -> tuple[str, tuple[str, ...]]:
     rest = _exact(query[t.start :])
     for name in lexicon().keyword_names:
         if rest.startswith(name):
-            return str(UnknownLabelError(t.label, [], hint=f'quote a name that contains AND, OR or NOT: "{name}"')), ()
+            return str(UnknownLabelError(t.label, [], hint=f"quote a name that contains AND, OR or NOT: '{name}'")), ()
     close = suggest(t.label)
     return str(UnknownLabelError(t.label, close)), tuple(close)
 

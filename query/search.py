@@ -15,7 +15,8 @@ from indexer.boxes import Box
 from indexer.calibration import AS_STORED, Calibration, fusion_for
 from indexer.labels import FACE_CLASS
 from indexer.names import restored
-from indexer.store import Tables, boxes_of, read_calibration, read_settings, tables as reflect_tables
+from indexer.store import Tables, boxes_of, read_calibration, read_settings, read_texts, tables as reflect_tables
+from indexer.words import joined, searchable
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
 from query.dates import SORT_SCORE
@@ -50,6 +51,8 @@ class Match:
     #: When the photo was taken (`query.dates`: local time, and where it comes from); None: not known.
     taken_at: str | None = None
     taken_source: str | None = None
+    #: The lines of text (`indexer.words.Line`) a quoted term of the query matched, in its region: outlined too.
+    texts: tuple = ()
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Prepared:
     faces_missing: bool = False
     #: The query asks for objects of an index built without them (``imgidx index --no-objects``).
     objects_missing: bool = False
+    #: The query asks for text of an index built without it (``imgidx index --no-text``).
+    text_missing: bool = False
 
     @property
     def statement(self) -> sa.Select:
@@ -87,6 +92,9 @@ class Prepared:
         if self.objects_missing:
             lines.append("this index was built without objects (--no-objects), so the object detector's classes "
                          "find none; imgidx index FOLDER --objects --reindex finds them")
+        if self.text_missing:
+            lines.append("this index was built without text (--no-text), so quoted text finds none; "
+                         "imgidx index FOLDER --text --reindex reads it")
         return lines
 
 
@@ -126,6 +134,8 @@ def _threshold_line(spec: Spec, fusion: str) -> str:
     sources = sorted({labels.source(c) for c in spec.stored_classes}, key=labels.SOURCES.index)
     detectors = sources[0].removeprefix("the ") if len(sources) == 1 else "detectors"
     whose = f"{detectors}'" if detectors.endswith("s") else f"{detectors}'s"
+    if spec.is_text:
+        return f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the text reader gave it"
     if not spec.confidences:
         line = f"  term {spec.number}: confidence {sign} {spec.threshold:g} means evidence {sign} {spec.evidence:.4g}"
         if spec.fused:
@@ -177,7 +187,8 @@ def prepare(
             calibration = read_calibration(conn)
     stored = {c for resolution in resolutions.values() for c in resolution.classes if c in AS_STORED}
     settings = None
-    if stored:
+    wants_text = any(resolution.is_text for resolution in resolutions.values())
+    if stored or wants_text:
         with _connected(bind) as conn:
             settings = read_settings(conn)
     if fusion is None:  # an index that records no settings records no object pass either
@@ -188,7 +199,9 @@ def prepare(
     )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
-    return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing, objects_missing)
+    text_missing = settings is not None and not settings.text and wants_text
+    return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing, objects_missing,
+                    text_missing)
 
 
 @contextmanager
@@ -207,6 +220,9 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
         box_classes = frozenset(c for spec in reported for c in spec.stored_classes)
         if rows and box_classes:
             found_boxes = boxes_of(conn, [row._mapping["image_id"] for row in rows], classes=box_classes)
+        found_texts = {}
+        if rows and any(spec.is_text for spec in reported):
+            found_texts = read_texts(conn, [row._mapping["image_id"] for row in rows])
     matches = []
     for rank, row in enumerate(rows, start=prepared.offset + 1):
         mapping = row._mapping
@@ -236,6 +252,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                 photo_boxes,
                 mapping["taken_at"],
                 mapping["taken_source"],
+                matched_lines(found_texts.get(mapping["image_id"], []), reported, mapping),
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
@@ -243,6 +260,25 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     if count_limit is not None and total is not None and total > count_limit:
         return Result(prepared, matches, count_limit, counted=False)
     return Result(prepared, matches, total)
+
+
+def line_matches(line, spec: Spec, width: int, height: int) -> bool:
+    """A line of text (`indexer.words.Line`) holds a quoted term ``spec``: its words in order (each as a word or
+    its start) or run together (`indexer.words.joined`), reaching a cell of the term's region, from its threshold up: the compiled query's rule."""
+    words = searchable(line.text)
+    in_order = any(all(words[i + k].startswith(w) for k, w in enumerate(spec.words))
+                   for i in range(len(words) - len(spec.words) + 1)) or joined(words).startswith(joined(spec.words))
+    box = Box(0, line.left, line.top, line.right, line.bottom, line.confidence)
+    return in_order and line.confidence >= spec.threshold and box_rules.reaches(box, width, height, spec.cells)
+
+
+def matched_lines(lines: list, reported: list[Spec], mapping) -> tuple:
+    """The lines of text of one match that a quoted term holding there matched (`line_matches`)."""
+    if not lines or not mapping["width"] or not mapping["height"]:
+        return ()
+    held = [spec for spec in reported if spec.is_text and mapping[f"score_{spec.number}"] is not None]
+    return tuple(line for line in lines
+                 if any(line_matches(line, spec, mapping["width"], mapping["height"]) for spec in held))
 
 
 def search(

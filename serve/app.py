@@ -450,8 +450,9 @@ def thumbnail_url(image_id: int, size: int, content_hash: str | None) -> str:
 
 
 def label_query(name: str) -> str:
-    """A class name as a query term: quoted when it holds a keyword (``"black and gold garden spider"``)."""
-    return f'"{name}"' if set(name.lower().split()) & set(KEYWORDS) else name
+    """A class name as a query term: quoted when it holds a keyword (``'black and gold garden spider'``; double
+    quotes hold text to find in the photos)."""
+    return f"'{name}'" if set(name.lower().split()) & set(KEYWORDS) else name
 
 
 # ------------------------------------------------------------------------------------------- guard
@@ -863,7 +864,7 @@ def _meant(exc: QueryError, ask: SearchRequest) -> list[tuple[str, str]]:
 
 def _label_cells(index: Index, image_id: int, text: str) -> tuple[Any, list[float | None]]:
     """The classes a typed label names, and its confidence in each cell of the photo (None: not stored)."""
-    quoted = len(text) > 1 and text[0] == text[-1] == '"'
+    quoted = len(text) > 1 and text[0] == text[-1] == "'"
     resolution = lookup(text[1:-1] if quoted else text, quoted=quoted)
     with index.engine.connect() as conn:
         row = index.image_row(conn, image_id)

@@ -231,10 +231,21 @@ def test_thresholds(query, value, strict):
 
 
 def test_quoted_labels():
-    t = term('"black and gold garden spider" in the top row > 0.3')
-    assert (t.label, t.quoted, t.region.name, t.threshold) == ("black and gold garden spider", True, "top row", 0.3)
-    assert term('"top"').label == "top" and term('"top"').region is ANYWHERE
-    assert term('“school   bus”').label == "school bus"
+    t = term("'black and gold garden spider' in the top row > 0.3")
+    assert (t.label, t.quoted, t.text, t.region.name, t.threshold) == (
+        "black and gold garden spider", True, False, "top row", 0.3)
+    assert term("'top'").label == "top" and term("'top'").region is ANYWHERE
+    assert term("‘school   bus’").label == "school bus"
+    assert term("dog's").label == "dog's"  # an apostrophe inside a word is no quote
+
+
+def test_double_quotes_hold_text():
+    t = term('"stop" in top-right')
+    assert (t.label, t.text, t.quoted, t.region.name) == ("stop", True, False, "top-right")
+    assert term('“RE16   TGK” > 0.8').label == "RE16 TGK" and term('“RE16 TGK” > 0.8').threshold == 0.8
+    tree = parse('"exit" AND NOT face')
+    assert [(x.label, x.text) for x in terms(tree)] == [("exit", True), ("face", False)]
+    assert [x.describe() for x in terms(parse('"menu" AND wine glass'))] == ['"menu"', "wine glass"]
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -270,9 +281,15 @@ def test_quoted_labels():
         ("(dog) in top half", "column 10: unknown region 'top half' (the regions are listed in imgidx query --help)\n"
                               "  (dog) in top half\n           ^"),
         ("(dog) cat", "column 7: expected AND, OR or the end of the query, found 'cat'\n  (dog) cat\n        ^"),
-        ('"dog', "column 1: unterminated quoted label: add the closing quote\n  \"dog\n  ^"),
-        ('""', "column 1: empty quoted label\n  \"\"\n  ^"),
-        ('dog "cat"', "column 5: a quoted label must stand alone: join it to the rest with AND or OR\n"
+        ('"dog', "column 1: unterminated quoted text: add the closing quote\n  \"dog\n  ^"),
+        ('"stop" AND "exit', "column 12: unterminated quoted text: add the closing quote\n"
+                             "  \"stop\" AND \"exit\n             ^"),
+        ('""', "column 1: empty quoted text\n  \"\"\n  ^"),
+        ("'dog", "column 1: unterminated quoted label: add the closing quote\n  'dog\n  ^"),
+        ("''", "column 1: empty quoted label\n  ''\n  ^"),
+        ("dog 'cat'", "column 5: a quoted label must stand alone: join it to the rest with AND or OR\n"
+                      "  dog 'cat'\n      ^"),
+        ('dog "cat"', "column 5: a quoted text must stand alone: join it to the rest with AND or OR\n"
                       "  dog \"cat\"\n      ^"),
         ("dog (cat)", "column 5: expected AND or OR before '('\n  dog (cat)\n      ^"),
         ("dog & cat", "column 5: unexpected character '&'\n  dog & cat\n      ^"),
@@ -332,7 +349,7 @@ def test_random_input_raises_only_query_error(text):
         assert terms(tree)
 
 
-_LABELS = st.sampled_from(["dog", "school bus", "flower pot", '"black and gold garden spider"', "cats"])
+_LABELS = st.sampled_from(["dog", "school bus", "flower pot", "'black and gold garden spider'", "cats", '"exit"'])
 _REGION_TEXT = st.sampled_from(["", " in center", " top-left", " in the bottom row", " on the left", " upper right corner"])
 _THRESHOLD = st.sampled_from(["", " > 0.5", " >= 0.25"])
 
@@ -341,7 +358,7 @@ def _term_text():
     return st.builds(lambda l, r, t: l + r + t, _LABELS, _REGION_TEXT, _THRESHOLD)
 
 
-_BARE_LABELS = st.sampled_from(["dog", "school bus", "flower pot", '"black and gold garden spider"', "cats"])
+_BARE_LABELS = st.sampled_from(["dog", "school bus", "flower pot", "'black and gold garden spider'", "cats", '"exit"'])
 _RELATION_TEXT = st.sampled_from(["left of", "above", "next to"])
 
 
@@ -368,7 +385,7 @@ def test_generated_queries_parse_and_keep_their_terms(text):
     tree = parse(text)
     assert 1 <= len(terms(tree)) <= 6 * 4  # a relation between two groups of two holds four pairs
     for t in terms(tree):
-        assert t.label in {"dog", "school bus", "flower pot", "black and gold garden spider", "cats"}
+        assert t.label in {"dog", "school bus", "flower pot", "black and gold garden spider", "cats", "exit"}
         assert t.threshold in (None, 0.5, 0.25)
 
 
@@ -410,7 +427,7 @@ def test_a_region_reaches_every_term_through_and_and_not():
 
 
 def test_a_bare_region_inside_a_group_with_a_region_reads_as_one_label():
-    assert shape(parse("(entertainment center OR dog) top")) == shape(parse('"entertainment center" top OR dog top'))[:1] + (
+    assert shape(parse("(entertainment center OR dog) top")) == shape(parse("'entertainment center' top OR dog top"))[:1] + (
         (("entertainment center", False, "top row", None, False), ("dog", False, "top row", None, False)),
     )
 

@@ -144,7 +144,7 @@ def test_bare_region_falls_back_to_the_whole_label():
         ("center", "column 1: 'center' is a region; a term needs a label before it, e.g. 'dog in center'\n"
                    "  center\n  ^"),
         ("black and gold garden spider", "column 1: unknown label 'black': quote a name that contains AND, OR or "
-                                         "NOT: \"black and gold garden spider\"\n  black and gold garden spider\n  ^"),
+                                         "NOT: 'black and gold garden spider'\n  black and gold garden spider\n  ^"),
     ],
 )
 def test_unknown_labels_in_queries(query, message):

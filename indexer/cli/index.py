@@ -112,11 +112,16 @@ class _IndexProgress:
     "--objects/--no-objects", "with_objects", default=None,
     help="Look for COCO's 80 objects (person, chair, car...) with NanoDet-m  [default: the index's, else on].",
 )
+@click.option(
+    "--text/--no-text", "with_text", default=None,
+    help="Read the text in photos (signs, menus, screens), to query it in quotes: '\"stop\" in top-right'  "
+    "[default: the index's, else off].",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary: no progress bar, no per-file errors.")
 def index_command(
     folders, db, model_name, weights, precision, runtime, size, batch, workers, runner, address, prune, reindex,
-    excludes, strict, with_faces, with_objects, progress, quiet,
+    excludes, strict, with_faces, with_objects, with_text, progress, quiet,
 ):
     """Index the photos under each FOLDER (recursively), or bring the index up to date.
 
@@ -126,7 +131,8 @@ def index_command(
 
     Objects (COCO's 80 classes: person, chair, car..., NanoDet-m) and faces (MediaPipe's BlazeFace) are
     looked for in every photo, offline, and stored with their boxes: query them by name, blur them with
-    imgidx redact. --no-objects and --no-faces skip them.
+    imgidx redact. --no-objects and --no-faces skip them. --text also reads the text in every photo
+    (PP-OCRv6, run by OpenVINO: needs the [openvino] extra) with its boxes: query it in quotes.
 
     An existing index keeps its model, working size, precision, faces and objects settings; asking for
     others is refused unless --reindex is given, which redoes every image (the old labels are dropped). An
@@ -190,6 +196,7 @@ def index_command(
             with_faces=with_faces,
             runtime=runtime,
             with_objects=with_objects,
+            with_text=with_text,
         )
     except KeyboardInterrupt:
         drawer.close()

@@ -8,7 +8,7 @@ path of indexing runs and merges; `indexer.store.read`, the read path of query, 
 
 from indexer.store.schema import (
     BOX_COLUMNS, DEFAULT_RUNTIME, DETECTOR_OFF, DETECTOR_ON, FACES_OFF, FACES_ON, IN_CHUNK, PG_REWRITES,
-    SCHEMA_VERSION, SETTING_KEYS, SKIPPED_PREFIX, SQL_TYPES, TABLE_NAMES, IndexSettings, Tables, damaged,
+    SCHEMA_VERSION, SETTING_KEYS, SKIPPED_PREFIX, SQL_TYPES, TABLE_NAMES, TEXT_COLUMNS, WORD_COLUMNS, IndexSettings, Tables, damaged,
     declared_tables, in_memory, mark_all_stale, read_meta, read_settings, schema_statements, shown, shown_engine,
     sqlite_path, tables, top_level_items,
 )
@@ -26,7 +26,7 @@ from indexer.store.write import (
 )
 from indexer.store.read import (
     ImageReport, IndexStats, StoredLabel, box_overlays, boxes_of, bytewise, image_report, index_stats, read_boxes,
-    read_calibration, stored_cell, stored_number,
+    read_calibration, read_texts, stored_cell, stored_number,
 )
 
 __all__ = [
@@ -41,5 +41,5 @@ __all__ = [
     "TRANSACTION_ATTEMPTS", "transaction", "FileRecord", "file_records", "FileRow", "utc_now", "upsert_images",
     "save_images", "set_taken", "taken_fields", "box_row", "copy_images", "update_files", "delete_images", "read_calibration", "bytewise",
     "read_boxes", "boxes_of", "box_overlays", "StoredLabel", "ImageReport", "image_report", "IndexStats",
-    "index_stats", "stored_number", "stored_cell",
+    "index_stats", "stored_number", "stored_cell", "read_texts", "TEXT_COLUMNS", "WORD_COLUMNS",
 ]

@@ -322,12 +322,18 @@ def _upgrade_message(db: str, found: int) -> str:
     if found < OBJECTS_VERSION:
         return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces "
                 f"are kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
-    return (f"{db} has schema version {found}, from before photo dates; bring it up to date (its labels are kept, "
-            f"and the dates are read from the photos' headers without the model): imgidx index FOLDER --db {db}")
+    if found < TAKEN_VERSION:
+        return (f"{db} has schema version {found}, from before photo dates; bring it up to date (its labels are "
+                f"kept, and the dates are read from the photos' headers without the model): imgidx index FOLDER "
+                f"--db {db}")
+    return (f"{db} has schema version {found}, from before text; bring it up to date (its labels and boxes are "
+            f"kept): imgidx index FOLDER --db {db}, with --text --reindex to read text too")
 
 
 #: The settings an upgrade records 'off' where the index has none: what its images were never searched for.
-DETECTOR_KEYS = ("faces", "objects")
+DETECTOR_KEYS = ("faces", "objects", "text")
+#: The first schema version with the text tables (`_upgrade`).
+TEXT_VERSION = 6
 
 
 def _upgrade(conn: sa.Connection, found: int) -> None:
@@ -343,7 +349,7 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     Files stay (paths, hashes, failures); every label goes and every image is due, so the ``--reindex`` run
     that asked for this relabels them.
     Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
-    (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`.
+    (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`.
     """
     if found < TAKEN_VERSION:
         _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column
@@ -377,6 +383,8 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
             if off:
                 conn.execute(t.meta.insert(), off)
         _record_box_calibration(conn, t, meta)
+    if found < TEXT_VERSION:
+        _upgrade_to_text(conn, t)
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
@@ -390,6 +398,15 @@ def _add_taken_columns(conn: sa.Connection) -> None:
         if name not in present:
             kind = images.c[name].type.compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+
+
+def _upgrade_to_text(conn: sa.Connection, t: Tables) -> None:
+    """Version 5 -> 6: the texts and text_words tables (made above by schema.sql's statements) and meta 'text'
+    'off' where the index has settings: its images were never read for text (reading them means reading every
+    photo again: ``--text --reindex``). Labels, boxes and files are kept."""
+    meta = read_meta(conn)
+    if "model" in meta and "text" not in meta:
+        conn.execute(t.meta.insert(), [{"key": "text", "value": DETECTOR_OFF}])
 
 
 def _rescore_faces(conn: sa.Connection, t: Tables) -> None:

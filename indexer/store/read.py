@@ -13,6 +13,7 @@ from indexer import boxes as box_rules, calibration, labels
 from indexer.boxes import Box
 from indexer.geometry import CELL_NAMES
 from indexer.names import restored, stored
+from indexer.words import Line
 from indexer.store.schema import (
     BOX_COLUMNS, SKIPPED_PREFIX, IndexSettings, Tables, chunks, damaged, read_settings, shown_engine, tables,
 )
@@ -78,7 +79,8 @@ def box_overlays(conn: sa.Connection, image_id: int, min_confidence: float = box
     if size is None or not size[0] or not size[1]:
         return []
     return [box_rules.overlay(box, *size) for box in read_boxes(conn, image_id, t)
-            if box_rules.worth_showing(box, min_confidence)]
+            if box_rules.worth_showing(box, min_confidence)] + [
+        box_rules.text_overlay(line, *size) for line in read_texts(conn, [image_id], t).get(image_id, [])]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class ImageReport:
     taken_offset: str | None = None
     taken_source: str | None = None
     camera: str | None = None
+    #: The lines of text read (`indexer.words.Line`), in the reader's order; None when the index reads none.
+    texts: list[Line] | None = None
 
 
 def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
@@ -168,7 +172,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     for cell, *label in cell_rows:
         cell = stored_cell(cell, f"cell_labels.cell of {whose}", conn)
         cells[cell].append(labelled("cell_labels", "coverage", *label))
-    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces", "objects")}
+    fields = {k: row[k] for k in ImageReport.__dataclass_fields__ if k not in ("labels", "cells", "faces", "objects", "texts")}
     fields["path"] = restored(fields["path"])
     settings = read_settings(conn)
     found = read_boxes(conn, row["image_id"], t)
@@ -179,7 +183,25 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
         cells=[best_first(c) for c in cells],
         faces=faces if settings is not None and settings.faces else None,
         objects=objects if settings is not None and settings.objects else None,
+        texts=read_texts(conn, [row["image_id"]], t).get(row["image_id"], []) if settings is not None and settings.text
+        else None,
     )
+
+
+def read_texts(conn: sa.Connection, image_ids: list[int], t=None) -> dict[int, list[Line]]:
+    """The lines of text of each image (those with any), in the reader's order."""
+    t = t if t is not None else tables(conn)
+    texts = t.texts
+    found: dict[int, list[Line]] = {}
+    for chunk in chunks(image_ids):
+        rows = conn.execute(
+            sa.select(texts.c.image_id, texts.c.x0, texts.c.y0, texts.c.x1, texts.c.y1, texts.c.content,
+                      texts.c.confidence)
+            .where(texts.c.image_id.in_(chunk)).order_by(texts.c.image_id, texts.c.line)
+        ).all()
+        for image_id, *line in rows:
+            found.setdefault(image_id, []).append(Line(*line))
+    return found
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 from indexer.boxes import Box
 from indexer.names import restored, stored
+from indexer.words import JOINED, joined
 from indexer.store.schema import (
-    BOX_COLUMNS, DETECTOR_OFF, DETECTOR_ON, IndexSettings, Tables, chunks, read_settings,
+    BOX_COLUMNS, DETECTOR_OFF, DETECTOR_ON, TEXT_COLUMNS, WORD_COLUMNS, IndexSettings, Tables, chunks, read_settings,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
         "model": settings.model, "working_size": str(settings.working_size), "precision": settings.precision,
         "calibration": settings.calibration, "faces": DETECTOR_ON if settings.faces else DETECTOR_OFF,
         "objects": DETECTOR_ON if settings.objects else DETECTOR_OFF,
+        "text": DETECTOR_ON if settings.text else DETECTOR_OFF,
         "runtime": settings.runtime, "quantization": settings.quantization,
     }
     insert = _insert(conn, t.meta)
@@ -153,6 +155,8 @@ def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None
         conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
         conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
         conn.execute(t.boxes.delete().where(t.boxes.c.image_id.in_(chunk)))
+        conn.execute(t.text_words.delete().where(t.text_words.c.image_id.in_(chunk)))
+        conn.execute(t.texts.delete().where(t.texts.c.image_id.in_(chunk)))
 
 
 def upsert_images(
@@ -192,18 +196,35 @@ def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "obje
     if not items:
         return
     ids = upsert_images(conn, t, [row for row, _ in items])
-    image_rows, cell_rows, box_rows = [], [], []
+    image_rows, cell_rows, box_rows, text_rows, word_rows = [], [], [], [], []
     for image_id, (_, regions) in zip(ids, items):
         if regions is not None:
             image_rows += [{"image_id": image_id, **label._asdict()} for label in regions.image_labels]
             cell_rows += [{"image_id": image_id, **label._asdict()} for label in regions.cell_labels]
             box_rows += [box_row(image_id, number, box) for number, box in enumerate(regions.boxes)]
-    if image_rows:
-        conn.execute(t.image_labels.insert(), image_rows)
-    if cell_rows:
-        conn.execute(t.cell_labels.insert(), cell_rows)
-    if box_rows:
-        conn.execute(t.boxes.insert(), box_rows)
+            for number, line in enumerate(getattr(regions, "texts", ())):
+                text_rows.append(text_row(image_id, number, line))
+                word_rows += word_rows_of(image_id, number, line)
+    for table, rows in ((t.image_labels, image_rows), (t.cell_labels, cell_rows), (t.boxes, box_rows),
+                        (t.texts, text_rows), (t.text_words, word_rows)):
+        if rows:
+            conn.execute(table.insert(), rows)
+
+
+def text_row(image_id: int, number: int, line) -> dict:
+    """A ``texts`` row: line ``number`` of an image, from an `indexer.regions.TextLine`."""
+    return {"image_id": image_id, "line": number, "x0": line.left, "y0": line.top, "x1": line.right,
+            "y1": line.bottom, "confidence": line.confidence, "cells": line.cells, "content": line.content}
+
+
+def word_rows_of(image_id: int, number: int, line) -> list[dict]:
+    """The ``text_words`` rows of line ``number`` (`indexer.regions.TextLine`): one per word, and with several
+    words, one of them run together at position `indexer.words.JOINED`."""
+    placed = list(enumerate(line.words))
+    if len(line.words) > 1:
+        placed.append((JOINED, joined(line.words)))
+    return [{"image_id": image_id, "line": number, "position": position, "word": word, "cells": line.cells,
+             "confidence": line.confidence} for position, word in placed]
 
 
 def box_row(image_id: int, number: int, box: Box) -> dict:
@@ -221,7 +242,7 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
     for image_id, (_, source_id) in zip(ids, items):
         for table, columns in ((t.image_labels, ("class_id", "score", "share")),
                                (t.cell_labels, ("cell", "class_id", "score", "coverage")),
-                               (t.boxes, BOX_COLUMNS)):
+                               (t.boxes, BOX_COLUMNS), (t.texts, TEXT_COLUMNS), (t.text_words, WORD_COLUMNS)):
             source = sa.select(sa.literal(image_id), *(table.c[c] for c in columns)).where(
                 table.c.image_id == source_id
             )
