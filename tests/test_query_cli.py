@@ -206,7 +206,8 @@ def test_labels_command():
     assert dogs[0] == "'dog' -> 119 classes" and len(dogs) == 2 + 119 + 1
     assert dogs[-2:] == ["    1017  coco:16    dog",
                          "  answered by the ImageNet classifier (118 classes) and the COCO object detector (dog)"]
-    assert run("labels", '"pot"').stdout.startswith("'pot' -> 4 classes, ambiguous: 2 senses")
+    assert run("labels", "'pot'").stdout.startswith("'pot' -> 4 classes, ambiguous: 2 senses")  # as in a query
+    assert run("labels", '"pot"').stdout == run("labels", "'pot'").stdout
 
 
 def test_labels_unknown():

@@ -113,7 +113,7 @@ def labels_command(words):
       imgidx labels sofa           # both models: ImageNet's studio couch and the detector's couch
       imgidx labels giraffe        # the object detector alone
       imgidx labels mammals        # the WordNet group mammal: 218 classes and 9 of the detector's
-      imgidx labels '"pot"'        # quoted: the exact name only
+      imgidx labels "'pot'"        # quoted, as in a query: the exact name only
       imgidx labels n02084071      # by WordNet id
 
     An unknown word gets the closest names instead; a word for a thing no model shows (tree, baby) gets one
@@ -123,5 +123,5 @@ def labels_command(words):
     from query import resolve
 
     text = " ".join(words)
-    quoted = len(text) > 1 and text[0] == text[-1] == '"'
+    quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "'\""  # as in a query, or as it was before text
     click.echo(resolve.lookup(text[1:-1] if quoted else text, quoted=quoted).describe(with_groups=True))
