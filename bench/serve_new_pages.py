@@ -141,7 +141,7 @@ def main() -> None:
         calibration = store.read_calibration(conn)
     made = label_counts(engine, t, calibration)
     popular = sorted(made.entries, key=lambda e: -e.photos)[:400]  # the query label distribution
-    names = [f'"{e.name}"' if " and " in f" {e.name.lower()} " else e.name for e in popular]
+    names = [f"'{e.name}'" if " and " in f" {e.name.lower()} " else e.name for e in popular]
     weights = [e.photos for e in popular]
     rng = random.Random(25)
     prefixes = [rng.choice(names)[:n] for n in (1, 2, 3) for _ in range(args.queries // 3)]

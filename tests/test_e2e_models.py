@@ -45,7 +45,7 @@ def test_one_photo_reads_the_same_confidence_in_classify_show_and_query(tmp_path
     top = json.loads(run("classify", str(photo), "--model", "efficientnet-lite0", "--json").stdout)["top"][0]
     shown = {label["class"]: label["score"] for label in json.loads(run("show", str(photo), "--db", db, "--json").stdout)["labels"]}
     name = top["name"]
-    found = json.loads(run("query", f'"{name}"', "--db", db, "--json", "--min-score", "0").stdout.splitlines()[0])
+    found = json.loads(run("query", f"'{name}'", "--db", db, "--json", "--min-score", "0").stdout.splitlines()[0])
     assert top["score"] == pytest.approx(shown[top["class"]], abs=2e-3)
     assert found["terms"][0]["score"] == pytest.approx(top["score"], abs=2e-3)
     assert found["score"] == pytest.approx(top["score"], abs=2e-3)
