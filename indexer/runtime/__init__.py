@@ -1,4 +1,4 @@
-"""Which runtime runs the networks, at which precision: TensorFlow (always there) or OpenVINO (the extra).
+"""Which runtime runs the networks, at which precision: OpenVINO (the default) or TensorFlow (the fallback).
 
 Each network is defined once, in TensorFlow (`indexer.models`). The OpenVINO runtime converts that same
 graph with the loaded weights (`indexer.runtime.openvino_model`) and runs it in fp32, bf16, or int8 quantized
@@ -6,11 +6,11 @@ after training by NNCF on photos (`indexer.runtime.photos`). Nothing here import
 
 ``--runtime auto`` (the default) picks **OpenVINO int8** when
 
-1. the extra is installed (``pip install 'imgidx[openvino]'``: ``openvino`` and ``nncf`` importable),
+1. OpenVINO is installed (an imgidx dependency since issue 24; a platform without its wheels lacks it),
 2. the CPU has int8 dot-product instructions (`INT8_DOT_FLAGS`: AVX512-VNNI, AVX-VNNI or AMX-INT8), and
 3. the precision asked is ``auto`` or ``int8``;
 
-otherwise TensorFlow, as before. The rule is what `bench/model_throughput.py` measures: with those
+otherwise TensorFlow. The rule is what `bench/model_throughput.py` measures: with those
 instructions int8 runs well ahead of TensorFlow's bf16, while OpenVINO's own bf16 and fp32 run about level
 with TensorFlow's, so an explicit ``--precision bf16`` or ``fp32`` keeps TensorFlow. An index keeps the
 runtime, precision and int8 model (calibration photos and recipe) it was built with (`choose`).
