@@ -239,3 +239,39 @@ def test_the_current_calibration_is_per_model_and_size(tmp_path, monkeypatch):
     assert (photos.active("vgg16", 448), photos.active("vgg16", 512), photos.active("efficientnet-lite0", 448)) == (
         "photos-aaaaaaaaaaaa", shipped, shipped
     )
+
+
+class BatchRecorder(FakeBackbone):
+    """The fake network, noting how many photos each call holds."""
+
+    def __init__(self, precision: str = "fp32"):
+        super().__init__()
+        self.precision = precision
+        self.sizes = []
+
+    def class_map(self, batch):
+        self.sizes.append(len(batch))
+        return super().class_map(batch)
+
+
+def test_the_default_batch_is_the_runtimes_own_and_batch_overrides_it(tmp_path, extra, vnni, monkeypatch):
+    assert runtime.default_batch("openvino", "efficientnet-lite0", "int8") == 4
+    assert runtime.default_batch("tf", "efficientnet-lite0", "bf16") == runtime.FALLBACK_BATCH == 8
+    assert runtime.default_batch("openvino", "vgg16", "fp32") == runtime.FALLBACK_BATCH
+    monkeypatch.setattr(photos, "active", lambda model, size: "shipped-0123456789ab")
+    monkeypatch.setitem(runtime.DEFAULT_BATCHES, ("openvino", "fake", "int8"), 3)
+    folder = tmp_path / PHOTOS_DIR
+    for i in range(7):
+        paint(folder / f"{i}.jpg", {i: RED})
+    for asked, largest in ((None, 3), (2, 2)):
+        network = BatchRecorder("int8")
+        engine = store.open_index(str(tmp_path / f"batch-{asked}.db"))
+        summary = pipeline.index(engine, [folder], lambda s: network, model="fake", size=96, batch=asked)
+        engine.dispose()
+        assert (summary.settings.runtime, summary.settings.precision, summary.indexed) == ("openvino", "int8", 7)
+        assert max(network.sizes) == largest, network.sizes
+    tf_network = BatchRecorder()
+    engine = store.open_index(str(tmp_path / "tf.db"))
+    pipeline.index(engine, [folder], lambda s: tf_network, model="fake", size=96, runtime="tf", precision="fp32")
+    engine.dispose()
+    assert max(tf_network.sizes) == 7  # all seven in one call: the fallback batch of 8

@@ -35,9 +35,27 @@ from indexer.runtime.machine import (
 __all__ = [
     "AUTO", "INSTALL_HINT", "INT8", "INT8_DOT_FLAGS", "OPENVINO", "PRECISIONS", "RUNTIMES", "TF", "choose",
     "cpu_flags", "cpu_has_int8_dot",
-    "current_quantization", "load", "load_backbone", "machine", "openvino_installed", "require_openvino",
-    "resolve",
+    "current_quantization", "default_batch", "load", "load_backbone", "machine", "openvino_installed",
+    "require_openvino", "resolve",
 ]
+
+#: Photos per model call (`imgidx index --batch`) that each runtime, network and precision indexes fastest
+#: at, measured on this project's 2-core AVX512-VNNI CPU with both views the indexer runs
+#: (`bench/batch_size.py`, bench/RESULTS.md "Batch size per runtime", issue 24): Lite0 int8 runs 4 photos
+#: faster per photo than 8; VGG-16 is flat from 4 up on both runtimes, where 4 holds half the activations.
+DEFAULT_BATCHES = {
+    (OPENVINO, "efficientnet-lite0", INT8): 4,
+    (OPENVINO, "vgg16", INT8): 8,
+    (TF, "efficientnet-lite0", "bf16"): 8,
+    (TF, "vgg16", "bf16"): 8,
+}
+#: The batch of any other combination (fp32, OpenVINO bf16, a test's fake network): the default before issue 24.
+FALLBACK_BATCH = 8
+
+
+def default_batch(runtime: str, model: str, precision: str) -> int:
+    """The batch ``model`` indexes at by default on ``runtime`` (resolved) at ``precision`` (`DEFAULT_BATCHES`)."""
+    return DEFAULT_BATCHES.get((runtime, model, precision), FALLBACK_BATCH)
 
 
 def resolve(runtime: str, precision: str) -> tuple[str, str]:
