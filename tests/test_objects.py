@@ -19,7 +19,7 @@ from indexer.boxes import Box
 from indexer.labels import COCO_CLASSES, object_class
 
 PHOTOS = Path(__file__).parent / "photos"
-needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="the [openvino] extra is not installed")
+needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="OpenVINO is not installed")
 
 #: What NanoDet-m finds on the sample photos (TensorFlow, fp32): the best box's class, confidence, and box
 #: in photo pixels.

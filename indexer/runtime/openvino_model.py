@@ -87,6 +87,12 @@ INFERENCE_HINTS = {"fp32": "f32", "bf16": "bf16", INT8: "bf16" if cpu_has_bf16()
 #: (bench/RESULTS.md, "OpenVINO: shapes").
 SHAPES = "dynamic"
 SHAPE_MODES = ("static", "spatial", "dynamic")
+#: OpenVINO pins its threads to cores by default; the backbone shares the CPUs with the decoding and
+#: detector threads of the same run (and, on a shared machine, with other work), where a pinned thread waits
+#: for its busy core while another is free. Unpinned, Lite0 int8 indexed 1.01-1.23x as fast (3 alternating
+#: runs of 40 photos, load about 10) and ran its views 1.27x as fast (8 rounds): bench/RESULTS.md, "Fast by
+#: default". The detectors run unpinned already.
+CPU_PINNING = False
 #: The thread budget the Ray engine gives each model actor (`indexer.ray_engine`); TensorFlow reads it too.
 THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 
@@ -348,7 +354,8 @@ class OpenVINOBackbone:
         if self.shapes not in SHAPE_MODES:
             raise ValueError(f"shapes must be one of {', '.join(SHAPE_MODES)}, got {self.shapes!r}")
         self.core = ov.Core()
-        self.config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
+                       "ENABLE_CPU_PINNING": CPU_PINNING}
         threads = self.threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
