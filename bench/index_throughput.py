@@ -220,7 +220,8 @@ def main() -> None:
                         help="as imgidx index --runtime (the seed-style rows always run TensorFlow, as the seed did)")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--size", type=int, default=DEFAULT_WORKING_SIZE)
-    parser.add_argument("--batch", type=int, default=None, help="default: the runtime's (indexer.runtime.default_batch)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="default: the runtime's (indexer.runtime.default_batch)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed-images", type=int, default=3)
     parser.add_argument("--photo-size", default="4000x3000", help="WxH of the generated photos")

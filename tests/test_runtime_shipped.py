@@ -32,7 +32,8 @@ def test_the_shipped_models_are_what_this_imgidx_would_build():
     quantization = runtime.current_quantization(LITE0, DEFAULT_WORKING_SIZE)
     lite0 = openvino_model.shipped_int8(LITE0, lite0_digest(), DEFAULT_WORKING_SIZE, quantization)
     assert lite0 == openvino_model.shipped_folder("openvino_lite0"), STALE
-    detector = openvino_model.shipped_model({"model": openvino_detector.NAME, "digest": openvino_detector.model_digest()})
+    detector = openvino_model.shipped_model({"model": openvino_detector.NAME,
+                                             "digest": openvino_detector.model_digest()})
     assert detector == openvino_model.shipped_folder("openvino_nanodet"), STALE
     # An int8 model never stands for a converted (float) one, nor one size for another.
     assert openvino_model.shipped_model({"model": LITE0, "weights_sha256": lite0_digest(), "quantization": ""}) is None

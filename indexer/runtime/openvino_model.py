@@ -306,7 +306,8 @@ def shipped_model(wanted: dict) -> Path | None:
 
 def shipped_int8(name: str, digest: str, size: int, quantization: str) -> Path | None:
     """The shipped folder holding the int8 model the cache would hold for these, if one does."""
-    return shipped_model({"model": name, "weights_sha256": digest, "working_size": size, QUANTIZATION_KEY: quantization})
+    return shipped_model({"model": name, "weights_sha256": digest, "working_size": size,
+                          QUANTIZATION_KEY: quantization})
 
 
 def _photo_set(name: str, digest: str, size: int, quantization: str) -> photos.PhotoSet:
