@@ -183,7 +183,9 @@ def seed_style(load, folder: Path, count: int) -> float:
 
 def compare(model, args, folder: Path) -> None:
     """The default indexing run (faces and objects) alternating with each of ``args.against``, ``--repeat``
-    times, each on a new index: their images/s and the default's ratio to each (medians)."""
+    times, each on a new index: their images/s and the default's ratio to each (medians), by the clock and
+    per CPU second (images/s over the CPUs the run kept busy): on a shared machine the clock follows the
+    share of the CPUs a run gets, the second what it does with them."""
     from indexer import objects
 
     configurations = {"default": (model, args.batch)}
@@ -194,20 +196,26 @@ def compare(model, args, folder: Path) -> None:
         configurations[label] = (other, int(batch) if batch else None)
     objects.Detectors(threads=args.object_threads or None)()  # built once, before any timing
     rates = {label: [] for label in configurations}
+    per_cpu = {label: [] for label in configurations}
     for _ in range(args.repeat):
         for label, (network, batch) in configurations.items():
             rate, cpus, summary = indexed(network, folder, args.size, batch, args.workers, args.face_engine,
                                           not args.no_faces, True, args.object_threads or None)
             rates[label].append(rate)
-            print(f"  {label:32s} {rate:7.2f} images/s, {cpus:.2f} CPUs busy, {summary.faces_found} faces, "
-                  f"{summary.objects_found} objects; load {os.getloadavg()[0]:.2f}", flush=True)
-    default = rates.pop("default")
+            per_cpu[label].append(rate / cpus)
+            print(f"  {label:32s} {rate:7.2f} images/s, {cpus:.2f} CPUs busy ({rate / cpus:.2f} images per CPU "
+                  f"second), {summary.faces_found} faces, {summary.objects_found} objects; load "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+    default, default_per_cpu = rates.pop("default"), per_cpu.pop("default")
     print(f"default ({getattr(model, 'runtime', runtimes.TF)} {model.precision}, its batch): "
-          f"{np.median(default):.2f} images/s (median of {args.repeat})")
+          f"{np.median(default):.2f} images/s, {np.median(default_per_cpu):.2f} per CPU second (medians of "
+          f"{args.repeat})")
     for label, found in rates.items():
         ratios = [a / b for a, b in zip(default, found)]
-        print(f"  against {label}: {np.median(found):.2f} images/s; default / it: {np.median(ratios):.2f}x "
-              f"(median of the rounds' ratios; {', '.join(f'{r:.2f}' for r in ratios)})")
+        cpu_ratios = [a / b for a, b in zip(default_per_cpu, per_cpu[label])]
+        print(f"  against {label}: {np.median(found):.2f} images/s; default / it: {np.median(ratios):.2f}x by the "
+              f"clock ({', '.join(f'{r:.2f}' for r in ratios)}), {np.median(cpu_ratios):.2f}x per CPU second "
+              f"({', '.join(f'{r:.2f}' for r in cpu_ratios)}); medians of the rounds' ratios")
     print(f"load {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -79,8 +79,8 @@ class _IndexProgress:
     help=f"Working size: the shorter side in px the network sees  [default: the index's, else {DEFAULT_WORKING_SIZE}].",
 )
 @click.option("--batch", default=None, type=click.IntRange(1),
-              help="Images per model call  [default: what the runtime and model run fastest at: 4 for "
-              "efficientnet-lite0 on OpenVINO int8, else 8].")
+              help="Images per model call  [default: what the runtime and model index fastest at, 8 for "
+              "every one measured so far].")
 @click.option(
     "--workers", default=None, type=click.IntRange(1),
     help="Decoding threads, and as many detector threads (local engine; default: CPU count), or model actors "
