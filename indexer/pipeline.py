@@ -369,7 +369,7 @@ def index(
 
     ``runtime`` (``auto``, ``tf``, ``openvino``) is recorded in the settings with ``precision``; see
     `indexer.runtime` for what ``auto`` picks. ``load_backbone`` must honour them. ``batch``, photos per model
-    call, defaults to what that runtime, network and precision run fastest at (`indexer.runtime.default_batch`).
+    call, defaults to what that runtime, network and precision index fastest at (`indexer.runtime.default_batch`).
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
