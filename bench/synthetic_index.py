@@ -21,6 +21,9 @@ What the rows look like (an imitation of what the indexer stores for a personal 
   `SCORE_FLOOR` (0.01), scores summing to at most 1, about 6.5 rows per cell and 58 per image; per image
   the top `IMAGE_TOP_K` (20).
 - 0.5 % of the images are failed files (error set, no labels).
+- Dates (schema version 5): a photo is taken in its folder's year, at a random moment of it; 92 % by their
+  EXIF DateTimeOriginal (with a camera), 6 % by their file time (no EXIF date), 2 % without a date. Drawn
+  from a generator of their own, so the labels are those of an index built before dates.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from datetime import datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 
@@ -40,6 +44,24 @@ MODEL = "efficientnet-lite0"
 ERROR_RATE = 0.005
 ZIPF_OFFSET = 10
 SIZES = ((4032, 3024), (3024, 4032), (1920, 1080), (1080, 1920), (2048, 1536), (1600, 1200), (800, 600))
+#: Shares of the photos dated by EXIF and by their file time (the rest have no date), and their cameras.
+EXIF_DATED, MTIME_DATED = 0.92, 0.06
+CAMERAS = ("Apple iPhone 12", "Canon EOS 5D Mark III", "SONY ILCE-7M3", "samsung SM-G991B", "NIKON D750")
+SECONDS_PER_YEAR = 365 * 24 * 3600
+
+
+def _taken(rng: random.Random, year: int, failed: bool) -> tuple:
+    """taken_at, taken_offset, taken_source, camera of one synthetic photo (see the module docstring)."""
+    if failed:
+        return None, None, None, None
+    kind = rng.random()
+    if kind >= EXIF_DATED + MTIME_DATED:
+        return None, None, "none", None
+    moment = datetime(year, 1, 1) + timedelta(seconds=rng.randrange(SECONDS_PER_YEAR))
+    at = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if kind < EXIF_DATED:
+        return at, "+01:00", "exif", rng.choice(CAMERAS)
+    return at, "+00:00", "mtime", None
 
 
 class _Generator:
@@ -143,6 +165,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
         conn.execute(f"DROP INDEX {name}")
     gen = _Generator(seed)
     rng = random.Random(seed + 1)
+    date_rng = random.Random(seed + 2)
     images, cell_rows, image_rows = [], [], []
     for image_id in range(1, n_images + 1):
         width, height = rng.choice(SIZES)
@@ -160,6 +183,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
                 None if failed else 448,
                 "2025-01-01T00:00:00Z",
                 "cannot identify image file" if failed else None,
+                *_taken(date_rng, 2010 + image_id % 15, failed),
             )
         )
         if not failed:
@@ -167,7 +191,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
             cell_rows.extend((image_id, cell, cls, score, coverage) for cell, cls, score, coverage in cells)
             image_rows.extend((image_id, cls, score, share) for cls, score, share in whole)
         if image_id % batch == 0 or image_id == n_images:
-            conn.executemany("INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)", images)
+            conn.executemany(f"INSERT INTO images VALUES ({','.join('?' * len(images[0]))})", images)
             conn.executemany("INSERT INTO cell_labels VALUES (?,?,?,?,?)", cell_rows)
             conn.executemany("INSERT INTO image_labels VALUES (?,?,?,?)", image_rows)
             images, cell_rows, image_rows = [], [], []

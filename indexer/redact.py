@@ -25,9 +25,9 @@ and renamed onto its path (`indexer.images.save_copy`), so no existing file is e
 existing copy is replaced only with ``force``.
 
 Each copy keeps its format, JPEG quantization (its quality), EXIF and orientation: the regions are drawn
-in the stored pixels. What may tell where a photo was taken (EXIF's GPS block and maker notes, XMP, IPTC)
-is left out unless ``keep_location``: a tool for publishing photos should not publish where they were
-taken unless asked to. A photo that changed since it was indexed has its boxes found again (a changed
+in the stored pixels. What may tell where a photo was taken (EXIF's GPS block and maker notes, XMP, IPTC,
+a JPEG comment) is left out unless ``keep_location``: a tool for publishing photos should not publish where
+they were taken unless asked to. A photo that changed since it was indexed has its boxes found again (a changed
 photo's stored boxes would be stale); a photo deleted since is skipped, with a message. Refusals that
 concern the whole run (no match, ``--out`` in the library or not writable, copies that exist) come before
 anything is written.

@@ -18,7 +18,9 @@ from indexer.names import printable
                    "answers only by localhost, 127.0.0.1, ::1 and --host, so no other site can read the library "
                    "through a browser (DNS rebinding).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the search page in the web browser.")
-def serve_command(db, host, port, allowed, open_browser):
+@click.option("--quiet", "-q", is_flag=True,
+              help="Log no requests (by default a line per request on standard error: method, path, status, ms).")
+def serve_command(db, host, port, allowed, open_browser, quiet):
     """Search and browse the index in a web browser: thumbnails with the matched cells drawn over them,
     each photo with its stored grid and overlays, and an overview.
 
@@ -43,7 +45,7 @@ def serve_command(db, host, port, allowed, open_browser):
         url = server.url_of(sock)
         click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)", err=True)
         server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None,
-                   hosts=server.answered_hosts(host, allowed))
+                   hosts=server.answered_hosts(host, allowed), quiet=quiet)
     finally:
         index.close()
     click.echo("stopped", err=True)
