@@ -255,7 +255,7 @@ class BatchRecorder(FakeBackbone):
 
 
 def test_the_default_batch_is_the_runtimes_own_and_batch_overrides_it(tmp_path, extra, vnni, monkeypatch):
-    # measured (bench/RESULTS.md, "Fast by default"): Lite0 int8 indexes more per CPU second at 8 than at 4
+    # measured (bench/RESULTS.md, "Fast by default"): Lite0 int8 indexes as much per CPU second at 8 as at 4
     assert runtime.default_batch("openvino", "efficientnet-lite0", "int8") == 8
     assert runtime.default_batch("tf", "efficientnet-lite0", "bf16") == runtime.FALLBACK_BATCH == 8
     assert runtime.default_batch("openvino", "vgg16", "fp32") == runtime.FALLBACK_BATCH

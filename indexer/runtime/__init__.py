@@ -44,10 +44,10 @@ __all__ = [
 #: at. The indexer keeps the CPUs busy (decoding, both detectors, the writer), so what counts is the work a
 #: batch costs, measured as indexed images per CPU second in whole runs alternating in one process
 #: (`bench/index_throughput.py --against`, 40 photos, bench/RESULTS.md "Fast by default", issue 24): Lite0
-#: int8 at 8 did 1.00-1.04x what it did at 4 (medians of two runs; rounds 0.99-1.05x), although the model
-#: alone on square photos ran 4 faster (issue 15); Lite0 bf16 on TensorFlow at 8 did 1.02x what it did at 4
-#: and at 2. VGG-16 (model alone, `bench/model_throughput.py`) is flat from 4 up on both runtimes. Hence 8
-#: throughout for now; a runtime or network that measures otherwise gets its entry here.
+#: int8 at 8 did 0.96-1.05x what it did at 4 (10 rounds in three runs, median 1.01: no difference that
+#: shows), although the model alone on square photos ran 4 faster (issue 15); Lite0 bf16 on TensorFlow at
+#: 8 did 1.02x what it did at 4 and at 2. VGG-16 (model alone, `bench/model_throughput.py`) is flat from 4
+#: up on both runtimes. Hence 8 throughout for now; a combination that measures otherwise gets its entry.
 DEFAULT_BATCHES = {
     (OPENVINO, "efficientnet-lite0", INT8): 8,
     (OPENVINO, "vgg16", INT8): 8,
