@@ -12,7 +12,9 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
 - **imgidx index**: `indexer.pipeline.index` into a fresh SQLite index (walk, read, sha256, reduced-size
   decode, resize, model, boxes, region scores, commits), timed end to end, once as issue 20 found it (faces,
   no objects: the whole tiling) and once with the new default (faces and objects: the guided face pass),
-  alternating ``--repeat`` times; ``--no-faces`` leaves faces out of both;
+  alternating ``--repeat`` times; ``--no-faces`` leaves faces out of both; with ``--against RUNTIME[:BATCH]``
+  (repeatable), the default (faces and objects, the runtime's own batch) instead alternates with each such
+  run, e.g. ``--against tf`` (`imgidx index --runtime tf`) and ``--against openvino:8`` (issue 24's baseline);
 - **seed-style**: for each of a few images, a new model (graph, session, weights) and the full-resolution
   photo as input, as the seed's notebook does per image.
 
@@ -20,7 +22,7 @@ EXIF orientation 6; ``--photo-size`` for others), with one loaded, warmed-up mod
                                      [--count 48] [--size 448] [--batch 8] [--seed-images 3]
                                      [--photo-size 4000x3000] [--one-view] [--no-faces] [--runtime auto|tf|openvino]
                                      [--face-engine tflite|openvino] [--source ../shared/realscenes-dev/images]
-                                     [--repeat 2] [--object-threads N]
+                                     [--repeat 2] [--object-threads N] [--against tf --against openvino:8]
 
 ``--source DIR`` makes the photos from the JPEGs of DIR instead of tests/photos (which hold no people: the
 guided face pass would then search every photo whole only).
@@ -179,6 +181,44 @@ def seed_style(load, folder: Path, count: int) -> float:
     return (time.perf_counter() - start) / len(paths)
 
 
+def compare(model, args, folder: Path) -> None:
+    """The default indexing run (faces and objects) alternating with each of ``args.against``, ``--repeat``
+    times, each on a new index: their images/s and the default's ratio to each (medians), by the clock and
+    per CPU second (images/s over the CPUs the run kept busy): on a shared machine the clock follows the
+    share of the CPUs a run gets, the second what it does with them."""
+    from indexer import objects
+
+    configurations = {"default": (model, args.batch)}
+    for spec in args.against:
+        name, _, batch = spec.partition(":")
+        other = model_loader(args.model, args.weights, "auto", name, args.size)()
+        label = f"{getattr(other, 'runtime', runtimes.TF)} {other.precision}, batch {batch or 'its default'}"
+        configurations[label] = (other, int(batch) if batch else None)
+    objects.Detectors(threads=args.object_threads or None)()  # built once, before any timing
+    rates = {label: [] for label in configurations}
+    per_cpu = {label: [] for label in configurations}
+    for _ in range(args.repeat):
+        for label, (network, batch) in configurations.items():
+            rate, cpus, summary = indexed(network, folder, args.size, batch, args.workers, args.face_engine,
+                                          not args.no_faces, True, args.object_threads or None)
+            rates[label].append(rate)
+            per_cpu[label].append(rate / cpus)
+            print(f"  {label:32s} {rate:7.2f} images/s, {cpus:.2f} CPUs busy ({rate / cpus:.2f} images per CPU "
+                  f"second), {summary.faces_found} faces, {summary.objects_found} objects; load "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+    default, default_per_cpu = rates.pop("default"), per_cpu.pop("default")
+    print(f"default ({getattr(model, 'runtime', runtimes.TF)} {model.precision}, its batch): "
+          f"{np.median(default):.2f} images/s, {np.median(default_per_cpu):.2f} per CPU second (medians of "
+          f"{args.repeat})")
+    for label, found in rates.items():
+        ratios = [a / b for a, b in zip(default, found)]
+        cpu_ratios = [a / b for a, b in zip(default_per_cpu, per_cpu[label])]
+        print(f"  against {label}: {np.median(found):.2f} images/s; default / it: {np.median(ratios):.2f}x by the "
+              f"clock ({', '.join(f'{r:.2f}' for r in ratios)}), {np.median(cpu_ratios):.2f}x per CPU second "
+              f"({', '.join(f'{r:.2f}' for r in cpu_ratios)}); medians of the rounds' ratios")
+    print(f"load {os.getloadavg()[0]:.2f} at the end")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet-lite0")
@@ -188,7 +228,8 @@ def main() -> None:
                         help="as imgidx index --runtime (the seed-style rows always run TensorFlow, as the seed did)")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--size", type=int, default=DEFAULT_WORKING_SIZE)
-    parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="default: the runtime's (indexer.runtime.default_batch)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed-images", type=int, default=3)
     parser.add_argument("--photo-size", default="4000x3000", help="WxH of the generated photos")
@@ -199,6 +240,8 @@ def main() -> None:
                         help="the engine running the face model (default: OpenVINO where the extra is installed)")
     parser.add_argument("--source", type=Path, default=None, help="make the photos from the JPEGs of this folder")
     parser.add_argument("--repeat", type=int, default=1, help="index runs of each default, alternating")
+    parser.add_argument("--against", action="append", default=[], metavar="RUNTIME[:BATCH]",
+                        help="also index with this runtime (and batch), alternating with the default")
     parser.add_argument("--object-threads", type=int, default=pipeline.OBJECT_DETECTOR_THREADS,
                         help="OpenVINO threads per object detector (0: OpenVINO's own choice; default: the "
                         "pipeline's, %(default)s)")
@@ -212,8 +255,13 @@ def main() -> None:
     model = model_loader(args.model, args.weights, args.precision, args.runtime, args.size)()
     print(f"{args.count} JPEGs of {args.photo_size} ({megabytes / args.count:.1f} MB each), {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.2f}")
+    default_batch = runtimes.default_batch(getattr(model, "runtime", runtimes.TF), model.name, model.precision)
     print(f"{model.name} ({getattr(model, 'runtime', runtimes.TF)} {model.precision}), working size {args.size}, "
-          f"batch {args.batch}")
+          f"batch {args.batch or default_batch}{'' if args.batch else ' (its default)'}")
+    if args.against:
+        compare(model, args, folder)
+        return
+    args.batch = args.batch or default_batch
 
     cores = os.cpu_count() or 1
     groups, decode_cpu = prepared(model, folder, args.size)

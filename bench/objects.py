@@ -1,7 +1,7 @@
 """The object detector (NanoDet-m, `indexer.objects`) on each runtime and precision: speed and agreement.
 
 **Speed**: ms per photo of the model call (photos already stretched to 416 px) at batch 1, 4 and 8, for
-TensorFlow (fp32) and, with the ``[openvino]`` extra, OpenVINO fp32, bf16 (where the CPU has it) and int8
+TensorFlow (fp32) and, where OpenVINO is installed (a dependency), OpenVINO fp32, bf16 (where the CPU has it) and int8
 (NNCF on the shipped calibration photos; ``--int8-recipes`` adds other recipes). Rounds interleave the paths
 at one batch size, seconds apart; a row gives the median of its rounds and the median of the rounds' own
 ratios to TensorFlow, so load from elsewhere skews the ratios little.
@@ -72,7 +72,7 @@ def load_paths(recipes: list[str], transposes: bool = False) -> dict[str, object
 
         paths["TF fp32, moved transposes"] = objects.ObjectDetector(NanoDet(lazy_transposes=False), "tf", "fp32")
     if not runtime.openvino_installed():
-        print("OpenVINO extra not installed: TensorFlow only")
+        print("OpenVINO not installed: TensorFlow only")
         return paths
     paths["OV fp32"] = objects.build_detector(objects.OPENVINO, "fp32")
     if cpu_has_bf16():

@@ -35,6 +35,7 @@ import sqlalchemy as sa  # noqa: E402
 from index_throughput import model_loader  # noqa: E402
 from photo_folder import make_folder  # noqa: E402
 
+from indexer import runtime as runtimes  # noqa: E402
 from indexer import pipeline, regions, store  # noqa: E402
 from indexer.store import FileRow  # noqa: E402
 from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
@@ -122,7 +123,8 @@ def main() -> None:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--photo-size", default="1600x1200", help="WxH of the generated photos")
-    parser.add_argument("--batch", type=int, default=pipeline.DEFAULT_BATCH)
+    parser.add_argument("--batch", type=int, default=runtimes.FALLBACK_BATCH,
+                        help="images per model call and per write transaction (default %(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray model actors to try")
     parser.add_argument("--writes", type=int, default=4000, help="images written in the write-path measurement")
     parser.add_argument("--pg", default=None, help="a PostgreSQL server URL for the write-path measurement")

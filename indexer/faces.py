@@ -14,7 +14,7 @@ every face small enough for that level lies whole in one of its tiles. A detecti
 is left to the tile that holds it whole. Detections of all tiles are merged by the same weighted
 suppression. Boxes are in pixels of the photo as a person sees it (after EXIF orientation).
 
-The model runs in OpenVINO (fp32) where the ``[openvino]`` extra is installed, else in TF Lite's interpreter
+The model runs in OpenVINO (fp32), or in TF Lite's interpreter where OpenVINO is missing
 (`ENGINES`); both give the same faces. Neither is imported before a detector is built (`load_detector`).
 """
 
@@ -312,9 +312,9 @@ def model_path() -> Path:
     return path
 
 
-#: The engines that run the model: TF Lite's interpreter (always there: TensorFlow), or OpenVINO reading the
-#: same ``.tflite`` (the ``[openvino]`` extra): the face pass in 0.8-0.9x the CPU, and it releases the GIL
-#: (bench/RESULTS.md).
+#: The engines that run the model: OpenVINO reading the ``.tflite`` (the default: the face pass in 0.8-0.9x
+#: the CPU, and it releases the GIL, bench/RESULTS.md), or TF Lite's interpreter where OpenVINO is missing
+#: (TensorFlow's ``tf.lite.Interpreter``, deprecated, or LiteRT's where ``ai-edge-litert`` is installed).
 TFLITE, OPENVINO = "tflite", "openvino"
 ENGINES = (TFLITE, OPENVINO)
 #: OpenVINO in fp32, so that its outputs equal TF Lite's within float rounding (bf16 would move scores near
@@ -325,7 +325,7 @@ OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1
 
 
 def default_engine() -> str:
-    """OpenVINO where the extra is installed, else TF Lite."""
+    """OpenVINO where it is installed (an imgidx dependency), else TF Lite."""
     from indexer.runtime import machine as runtime
 
     return OPENVINO if runtime.openvino_installed() else TFLITE

@@ -15,8 +15,9 @@ Decoding is numpy, and only for the positions with some class at ``min_score`` o
 `MIN_SCORE` and up, at most `MAX_BOXES` kept per photo (NanoDet's own test settings). `MIN_SCORE` is low on
 purpose: what a query counts as found is decided later, from these scores.
 
-**Runtimes.** The network is defined once, in TensorFlow (`indexer.models.nanodet`); with the ``[openvino]``
-extra it runs converted by OpenVINO (`indexer.runtime.openvino_detector`, cached) at `OPENVINO_PRECISION`.
+**Runtimes.** The network is defined once, in TensorFlow (`indexer.models.nanodet`); it runs converted by
+OpenVINO (`indexer.runtime.openvino_detector`; the conversion is shipped, else cached) at `OPENVINO_PRECISION`,
+or on TensorFlow where OpenVINO is missing.
 Neither TensorFlow nor OpenVINO is imported before a detector is built (`load_detector`). The model's facts
 (input, levels, files) are `indexer.models.nanodet_spec`'s, below the network, its conversion and this module.
 """
@@ -165,7 +166,7 @@ def openvino_installed() -> bool:
 
 
 def resolve(runtime: str = AUTO, precision: str = AUTO) -> tuple[str, str]:
-    """``(runtime, precision)`` the detector runs at. ``auto`` is OpenVINO where the extra is installed (the
+    """``(runtime, precision)`` the detector runs at. ``auto`` is OpenVINO where it is installed (the
     index's ``--runtime`` otherwise decides), else TensorFlow; TensorFlow runs fp32; OpenVINO's ``auto`` is
     `OPENVINO_PRECISION`, the measured choice, where the CPU has the instructions for it (int8 dot products,
     bf16), else fp32."""

@@ -53,6 +53,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from indexer import detect, faces, ignore, images, store, text
+from indexer import runtime as runtimes
 from indexer.errors import FolderError, ImageReadError, IndexSettingsError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
@@ -72,14 +73,13 @@ from indexer.writer import Writer
 
 #: What callers (the CLI, merge, the tests and benches) have always taken from here.
 __all__ = [
-    "DB_SIDE_SUFFIXES", "DEFAULT_BATCH", "DEFAULT_DETECT_BATCH", "DEFAULT_FACES", "DEFAULT_OBJECTS",
+    "DB_SIDE_SUFFIXES", "DEFAULT_DETECT_BATCH", "DEFAULT_FACES", "DEFAULT_OBJECTS",
     "OBJECT_DETECTOR_THREADS", "RUNNERS", "Event", "FileContent", "FileFailed", "FileSkipped", "FolderUnreadable",
     "FoundFile", "ModelLoaded", "ModelLoading", "Planned", "Progress", "Read", "Run", "RunRequest", "Summary",
     "Task", "Walk", "Walker", "choose_settings", "database_files", "default_object_detectors", "index",
     "read_content", "walk", "writer_lock",
 ]
 
-DEFAULT_BATCH = 8
 #: Failures, moves and copies waiting for the next model batch are committed once this many pile up.
 COMMIT_EVERY = 256
 #: Files read ahead of the model, in batches: enough that a batch is decoded while the previous one runs.
@@ -397,7 +397,8 @@ def index(
     the index.
 
     ``runtime`` (``auto``, ``tf``, ``openvino``) is recorded in the settings with ``precision``; see
-    `indexer.runtime` for what ``auto`` picks. ``load_backbone`` must honour them.
+    `indexer.runtime` for what ``auto`` picks. ``load_backbone`` must honour them. ``batch``, photos per model
+    call, defaults to what that runtime, network and precision index fastest at (`indexer.runtime.default_batch`).
 
     ``runner="ray"`` runs reading and the model on Ray (`indexer.ray_engine`): a local instance, or the
     cluster at ``address``; ``workers`` then counts model actors (default: one per node).
@@ -421,7 +422,6 @@ def index(
     started = time.perf_counter()
     request = RunRequest(model=model, size=size, precision=precision, runtime=runtime, faces=with_faces,
                          objects=with_objects, text=with_text, reindex=reindex)
-    batch = batch or DEFAULT_BATCH
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     if runner == "ray":
@@ -445,6 +445,7 @@ def index(
     with writer_lock(engine):
         with engine.connect() as conn:
             settings, redo_all = choose_settings(store.read_settings(conn), request)
+        batch = batch or runtimes.default_batch(settings.runtime, settings.model, settings.precision)
         if check_model is not None:
             check_model(settings)
         try:

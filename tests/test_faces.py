@@ -14,7 +14,7 @@ from indexer.models import DEFAULT_WORKING_SIZE
 from face_photos import ASTRONAUT_FACE, astronaut, group_photo, rotated_jpeg, upright_jpeg
 
 PHOTOS = Path(__file__).parent / "photos"
-needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="the [openvino] extra is not installed")
+needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="OpenVINO is not installed")
 
 
 @pytest.fixture(scope="module", params=[faces.TFLITE, pytest.param(faces.OPENVINO, marks=needs_openvino)])
@@ -178,7 +178,7 @@ def test_openvino_finds_the_same_faces_as_tflite():
     assert total >= 5  # the astronaut twice and the group of four at least
 
 
-def test_without_the_openvino_extra_faces_run_in_tflite(monkeypatch):
+def test_where_openvino_is_missing_faces_run_in_tflite(monkeypatch):
     monkeypatch.setattr(runtime.machine, "openvino_installed", lambda: False)
     detector = faces.FaceDetector()
     assert detector.engine == faces.TFLITE
@@ -187,7 +187,7 @@ def test_without_the_openvino_extra_faces_run_in_tflite(monkeypatch):
 
 
 @needs_openvino
-def test_with_the_extra_faces_run_in_openvino():
+def test_by_default_faces_run_in_openvino():
     assert faces.FaceDetector().engine == faces.OPENVINO
 
 

@@ -19,7 +19,7 @@ from indexer.boxes import Box
 from indexer.labels import COCO_CLASSES, object_class
 
 PHOTOS = Path(__file__).parent / "photos"
-needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="the [openvino] extra is not installed")
+needs_openvino = pytest.mark.skipif(not runtime.openvino_installed(), reason="OpenVINO is not installed")
 
 #: What NanoDet-m finds on the sample photos (TensorFlow, fp32): the best box's class, confidence, and box
 #: in photo pixels.
@@ -241,12 +241,20 @@ def test_openvino_answers_as_tensorflow(detector, sample):
 
 
 @needs_openvino
-def test_the_converted_model_is_cached(imgidx_cache):
-    from indexer.runtime import cache, openvino_detector
+def test_the_converted_model_is_shipped_else_converted_once_and_cached(tmp_path, monkeypatch):
+    from indexer.models.weights import CACHE_ENV
+    from indexer.runtime import cache, openvino_detector, openvino_model
 
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # an empty cache, as on a new machine
+
+    folder = cache.fp32_dir(objects.MODEL_NAME, openvino_detector.model_digest())
+    shipped = []
+    openvino_detector.load("fp32", on_build=shipped.append)
+    assert (shipped, folder.is_dir()) == ([], False)  # read from the package (bench/shipped_models.py)
+    monkeypatch.setattr(openvino_model, "SHIPPED", ())
     messages = []
     openvino_detector.load("fp32", on_build=messages.append)
-    assert cache.fp32_dir(objects.MODEL_NAME, openvino_detector.model_digest()).is_dir()
+    assert folder.is_dir()
     assert not messages or "converting" in messages[0]
     again = []
     openvino_detector.load("fp32", on_build=again.append)

@@ -1,5 +1,5 @@
 """The OpenVINO runtime on the real networks: the converted graph answers as TensorFlow's, int8 is built once
-from photos, cached and checked, and the CLI indexes with it. Skipped without the extra."""
+from photos, cached and checked, and the CLI indexes with it. Skipped where OpenVINO or NNCF is missing."""
 
 import json
 import re
@@ -18,8 +18,8 @@ from indexer.labels import NUM_CLASSES
 from indexer.models import load_model
 from indexer.runtime import agreement, cache, photos, recipes
 
-pytest.importorskip("openvino", reason="the openvino extra is not installed")
-pytest.importorskip("nncf", reason="the openvino extra is not installed")
+pytest.importorskip("openvino", reason="OpenVINO is not installed")
+pytest.importorskip("nncf", reason="NNCF is not installed")
 from indexer.runtime import openvino_model  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "photos"

@@ -63,11 +63,15 @@ def test_what_the_readme_commands_write_into_the_clone_is_ignored_by_git():
 
 #: The object detector's model and its notices (package data of ``indexer.data.nanodet``).
 DETECTOR_FILES = ("nanodet.json", "nanodet.bin", "NOTICE.txt", "LICENSE-human-models.txt", "LICENSE-nanodet.txt")
+#: The OpenVINO models shipped built (`indexer.runtime.openvino_model.SHIPPED`, issue 24), each a folder of these.
+SHIPPED_MODEL_FOLDERS = ("openvino_lite0", "openvino_nanodet")
+SHIPPED_MODEL_FILES = ("model.xml", "model.bin", "built.json")
 
 
 def test_the_wheel_carries_the_object_detector_model(tmp_path):
     """Built offline with the installed setuptools (the test extra brings one that reads this pyproject), the
-    wheel holds the detector's files byte for byte: nothing is downloaded at run time."""
+    wheel holds the detector's files and the shipped OpenVINO models byte for byte: nothing is downloaded or
+    built at run time."""
     setuptools = pytest.importorskip("setuptools")
     if int(setuptools.__version__.split(".")[0]) < SPDX_LICENSE_SETUPTOOLS:
         pytest.skip(f"setuptools {setuptools.__version__} is older than the build needs")
@@ -82,3 +86,7 @@ def test_the_wheel_carries_the_object_detector_model(tmp_path):
         for name in DETECTOR_FILES:
             shipped = archive.read(f"indexer/data/nanodet/{name}")
             assert shipped == (ROOT / "indexer" / "data" / "nanodet" / name).read_bytes(), name
+        for folder in SHIPPED_MODEL_FOLDERS:
+            for name in SHIPPED_MODEL_FILES:
+                shipped = archive.read(f"indexer/data/{folder}/{name}")
+                assert shipped == (ROOT / "indexer" / "data" / folder / name).read_bytes(), (folder, name)

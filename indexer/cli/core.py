@@ -95,9 +95,8 @@ WORKING_SIZE = WorkingSize()
 def model_option(func):
     """`--model`, `--weights`, `--precision` and `--runtime`, shared by every command that runs a network."""
     for name, choices, text in (
-        ("--runtime", RUNTIMES, "What runs the network: TensorFlow, or OpenVINO (pip install 'imgidx[openvino]'). "
-         "auto picks OpenVINO int8 where it is installed and the CPU has int8 dot products (VNNI, AMX), else "
-         "TensorFlow."),
+        ("--runtime", RUNTIMES, "What runs the network: OpenVINO or TensorFlow. auto picks OpenVINO int8 where "
+         "the CPU has int8 dot products (VNNI, AMX), else TensorFlow."),
         ("--precision", PRECISIONS, "Arithmetic: auto is int8 on OpenVINO where the CPU runs it natively, else "
          "bf16 where the CPU has it, else fp32. int8 needs OpenVINO."),
     ):

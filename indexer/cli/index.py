@@ -78,7 +78,9 @@ class _IndexProgress:
     "--size", default=None, type=WORKING_SIZE,
     help=f"Working size: the shorter side in px the network sees  [default: the index's, else {DEFAULT_WORKING_SIZE}].",
 )
-@click.option("--batch", default=None, type=click.IntRange(1), help="Images per model call  [default: 8].")
+@click.option("--batch", default=None, type=click.IntRange(1),
+              help="Images per model call  [default: what the runtime and model index fastest at, 8 for "
+              "every one measured so far].")
 @click.option(
     "--workers", default=None, type=click.IntRange(1),
     help="Decoding threads, and as many detector threads (local engine; default: CPU count), or model actors "

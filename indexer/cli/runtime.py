@@ -48,7 +48,7 @@ def status() -> None:
 
     installed = runtimes.openvino_installed()
     flags = sorted(runtimes.INT8_DOT_FLAGS & runtimes.cpu_flags())
-    click.echo(f"OpenVINO extra: {'installed' if installed else 'not installed (' + runtimes.INSTALL_HINT + ')'}")
+    click.echo(f"OpenVINO: {'installed' if installed else 'not installed (' + runtimes.INSTALL_HINT + ')'}")
     click.echo(f"CPU int8 dot products: {', '.join(flags) if flags else 'none'}")
     runtime, precision = runtimes.resolve("auto", "auto")
     click.echo(f"auto picks: {runtime} {precision}")

@@ -30,7 +30,7 @@ DEFAULT_WORKING_SIZE = 448
 #: Activations grow with the square of the size: VGG-16, the larger network, holds two 64-channel fp32 maps
 #: of its first block at once, 2 x 64 x 4 bytes per input pixel, and the widest working shape is S x 2S
 #: (`indexer.images.MAX_ASPECT`), so a photo takes 1 KiB x S^2, and a batch of the default 8
-#: (`indexer.pipeline.DEFAULT_BATCH`) 8 GiB at 1024: as much as a workstation can spare. Measured (one 2:1
+#: (`indexer.runtime.DEFAULT_BATCHES`) 8 GiB at 1024: as much as a workstation can spare. Measured (one 2:1
 #: photo, `imgidx classify`): VGG-16's peak memory grows from 2.1 GB at 448 to 4.0 GB at 1344, as that
 #: formula says; building an int8 model for a size costs more (NNCF measures every layer: Lite0 peaked at
 #: 3.0 GB at 896 and 8.3 GB at 1792). bench/RESULTS.md, "Working size and memory". Larger sizes would gain

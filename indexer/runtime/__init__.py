@@ -1,4 +1,4 @@
-"""Which runtime runs the networks, at which precision: TensorFlow (always there) or OpenVINO (the extra).
+"""Which runtime runs the networks, at which precision: OpenVINO (the default) or TensorFlow (the fallback).
 
 Each network is defined once, in TensorFlow (`indexer.models`). The OpenVINO runtime converts that same
 graph with the loaded weights (`indexer.runtime.openvino_model`) and runs it in fp32, bf16, or int8 quantized
@@ -6,11 +6,11 @@ after training by NNCF on photos (`indexer.runtime.photos`). Nothing here import
 
 ``--runtime auto`` (the default) picks **OpenVINO int8** when
 
-1. the extra is installed (``pip install 'imgidx[openvino]'``: ``openvino`` and ``nncf`` importable),
+1. OpenVINO is installed (an imgidx dependency since issue 24; a platform without its wheels lacks it),
 2. the CPU has int8 dot-product instructions (`INT8_DOT_FLAGS`: AVX512-VNNI, AVX-VNNI or AMX-INT8), and
 3. the precision asked is ``auto`` or ``int8``;
 
-otherwise TensorFlow, as before. The rule is what `bench/model_throughput.py` measures: with those
+otherwise TensorFlow. The rule is what `bench/model_throughput.py` measures: with those
 instructions int8 runs well ahead of TensorFlow's bf16, while OpenVINO's own bf16 and fp32 run about level
 with TensorFlow's, so an explicit ``--precision bf16`` or ``fp32`` keeps TensorFlow. An index keeps the
 runtime, precision and int8 model (calibration photos and recipe) it was built with (`choose`).
@@ -33,11 +33,34 @@ from indexer.runtime.machine import (
     openvino_installed, require_openvino)
 
 __all__ = [
-    "AUTO", "INSTALL_HINT", "INT8", "INT8_DOT_FLAGS", "OPENVINO", "PRECISIONS", "RUNTIMES", "TF", "choose",
+    "AUTO", "DEFAULT_BATCHES", "FALLBACK_BATCH", "INSTALL_HINT", "INT8", "INT8_DOT_FLAGS", "OPENVINO", "PRECISIONS",
+    "RUNTIMES", "TF", "choose",
     "cpu_flags", "cpu_has_int8_dot",
-    "current_quantization", "load", "load_backbone", "machine", "openvino_installed", "require_openvino",
-    "resolve",
+    "current_quantization", "default_batch", "load", "load_backbone", "machine", "openvino_installed",
+    "require_openvino", "resolve",
 ]
+
+#: Photos per model call (`imgidx index --batch`) that each runtime, network and precision indexes fastest
+#: at. The indexer keeps the CPUs busy (decoding, both detectors, the writer), so what counts is the work a
+#: batch costs, measured as indexed images per CPU second in whole runs alternating in one process
+#: (`bench/index_throughput.py --against`, 40 photos, bench/RESULTS.md "Fast by default", issue 24): Lite0
+#: int8 at 8 did 0.96-1.05x what it did at 4 (10 rounds in three runs, median 1.01: no difference that
+#: shows), although the model alone on square photos ran 4 faster (issue 15); Lite0 bf16 on TensorFlow at
+#: 8 did 1.02x what it did at 4 and at 2. VGG-16 (model alone, `bench/model_throughput.py`) is flat from 4
+#: up on both runtimes. Hence 8 throughout for now; a combination that measures otherwise gets its entry.
+DEFAULT_BATCHES = {
+    (OPENVINO, "efficientnet-lite0", INT8): 8,
+    (OPENVINO, "vgg16", INT8): 8,
+    (TF, "efficientnet-lite0", "bf16"): 8,
+    (TF, "vgg16", "bf16"): 8,
+}
+#: The batch of any other combination (fp32, OpenVINO bf16, a test's fake network): the default before issue 24.
+FALLBACK_BATCH = 8
+
+
+def default_batch(runtime: str, model: str, precision: str) -> int:
+    """The batch ``model`` indexes at by default on ``runtime`` (resolved) at ``precision`` (`DEFAULT_BATCHES`)."""
+    return DEFAULT_BATCHES.get((runtime, model, precision), FALLBACK_BATCH)
 
 
 def resolve(runtime: str, precision: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""What this machine offers the runtimes: their names, the CPU's instructions, whether the extra is installed.
+"""What this machine offers the runtimes: their names, the CPU's instructions, whether OpenVINO and NNCF import.
 
 A leaf, so that the runtimes' own modules (`indexer.runtime.openvino_model`, `openvino_detector`) and the
 passes that pick a runtime (`indexer.faces`, `indexer.objects`) read these facts without importing the
@@ -17,9 +17,12 @@ AUTO, TF, OPENVINO = "auto", "tf", "openvino"
 RUNTIMES = (AUTO, TF, OPENVINO)
 INT8 = "int8"
 PRECISIONS = (AUTO, INT8, "bf16", "fp32")
-#: The packages the OpenVINO runtime imports; both come with the extra.
-OPENVINO_MODULES = ("openvino", "nncf")
-INSTALL_HINT = "the openvino runtime needs OpenVINO and NNCF: pip install 'imgidx[openvino]'"
+#: The package that runs the OpenVINO runtime, and the one that quantizes a model to int8 (only when an int8
+#: model is built: Lite0's for the default working size ships ready, `indexer.runtime.openvino_model.SHIPPED`).
+#: Both are imgidx dependencies; a platform without OpenVINO's wheels runs TensorFlow.
+OPENVINO_MODULE, NNCF_MODULE = "openvino", "nncf"
+INSTALL_HINT = "the openvino runtime needs OpenVINO, which is not installed here: pip install openvino"
+NNCF_HINT = "building an int8 model needs NNCF, which is not installed here: pip install nncf"
 #: CPU flags (/proc/cpuinfo) of instructions that multiply-add int8 in one step.
 INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 CPUINFO = "/proc/cpuinfo"
@@ -42,18 +45,34 @@ def cpu_has_int8_dot() -> bool:
     return bool(INT8_DOT_FLAGS & cpu_flags())
 
 
-def openvino_installed() -> bool:
-    """True when the extra's packages can be imported (looked up, not imported: that costs a second)."""
+def _importable(name: str) -> bool:
+    """Looked up, not imported: importing OpenVINO or NNCF costs a second."""
     try:
-        return all(importlib.util.find_spec(name) is not None for name in OPENVINO_MODULES)
+        return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
 
 
-def require_openvino() -> None:
-    """Import the extra's packages, or explain how to install them."""
+def openvino_installed() -> bool:
+    return _importable(OPENVINO_MODULE)
+
+
+def nncf_installed() -> bool:
+    return _importable(NNCF_MODULE)
+
+
+def _require(name: str, hint: str) -> None:
     try:
-        for name in OPENVINO_MODULES:
-            importlib.import_module(name)
+        importlib.import_module(name)
     except ImportError:
-        raise RuntimeChoiceError(INSTALL_HINT) from None
+        raise RuntimeChoiceError(hint) from None
+
+
+def require_openvino() -> None:
+    """Import OpenVINO, or explain how to install it."""
+    _require(OPENVINO_MODULE, INSTALL_HINT)
+
+
+def require_nncf() -> None:
+    """Import NNCF (to build an int8 model), or explain how to install it."""
+    _require(NNCF_MODULE, NNCF_HINT)

@@ -11,6 +11,14 @@ and each int8 model per weights, working size, calibration (`indexer.runtime.pho
 (`indexer.runtime.recipes`).
 A cached model is read, never silently rebuilt: one that cannot be read is an error naming its folder.
 
+**Shipped** (`SHIPPED`): EfficientNet-Lite0's int8 model for the default working size on the shipped
+calibration photos, and the object detector's conversion (`indexer.runtime.openvino_detector`), as this
+module builds them, come inside the package (`bench/shipped_models.py` copies them from a fresh cache): the
+README's first run reads them instead of importing TensorFlow to convert them and NNCF to quantize (half a
+minute). A shipped model is used only where its ``built.json`` holds what the cache folder's would (network,
+weights or model sha256, working size, int8 model id: `shipped_model`), so it is that folder, built once for
+everyone; the cache folder, where one exists, comes first.
+
 **Checked on every load** (`_verify`): ``built.json`` records the sha256 of the model's files when it is
 built, and each load hashes them again before OpenVINO reads them, so a damaged file (a flipped byte in
 ``model.bin`` gives wrong labels without any error from OpenVINO) stops the run before anything is stored,
@@ -54,9 +62,9 @@ from indexer.errors import CacheError, QuantizedModelError
 from indexer.geometry import Geometry, Layer, derive_geometry, minimum_input
 from indexer.inference import check_working_size
 from indexer.labels import NUM_CLASSES
-from indexer.models import native_stderr_silenced, network_module
+from indexer.models import backbone_spec, native_stderr_silenced, network_module
 from indexer.models.base import cpu_has_bf16
-from indexer.runtime import cache, photos
+from indexer.runtime import cache, machine, photos
 from indexer.runtime.machine import INT8, OPENVINO
 from indexer.runtime.recipes import Recipe, quantization_id, recipe_of, split_quantization
 
@@ -66,6 +74,8 @@ MODEL_BIN = "model.bin"
 MODEL_FILES = (MODEL_XML, MODEL_BIN)
 BUILT_FILE = "built.json"
 DIGESTS_KEY = "sha256"
+#: The models shipped as package data, one folder each under ``indexer/data`` (module docstring).
+SHIPPED = ("openvino_lite0", "openvino_nanodet")
 DEVICE = "CPU"
 #: OpenVINO's precision for the layers it runs outside int8 kernels; for int8, the layers left unquantized
 #: run in bf16 where the CPU has it (`cpu_has_bf16`), else in fp32.
@@ -77,6 +87,12 @@ INFERENCE_HINTS = {"fp32": "f32", "bf16": "bf16", INT8: "bf16" if cpu_has_bf16()
 #: (bench/RESULTS.md, "OpenVINO: shapes").
 SHAPES = "dynamic"
 SHAPE_MODES = ("static", "spatial", "dynamic")
+#: OpenVINO pins its threads to cores by default; the backbone shares the CPUs with the decoding and
+#: detector threads of the same run (and, on a shared machine, with other work), where a pinned thread waits
+#: for its busy core while another is free. Unpinned, Lite0 int8 indexed 1.01-1.23x as fast (3 alternating
+#: runs of 40 photos, load about 10) and ran its views 1.27x as fast (8 rounds): bench/RESULTS.md, "Fast by
+#: default". The detectors run unpinned already.
+CPU_PINNING = False
 #: The thread budget the Ray engine gives each model actor (`indexer.ray_engine`); TensorFlow reads it too.
 THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 
@@ -85,17 +101,13 @@ THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 
 
 def layers_of(name: str) -> tuple[Layer, ...]:
-    module = network_module(name)
-    return tuple(module.LAYERS) if hasattr(module, "LAYERS") else tuple(module.main_path_layers())
+    """The network's layers, read without importing TensorFlow (`backbone_spec`)."""
+    return backbone_spec.layers(name)
 
 
 def weights_file(name: str, weights: str | None) -> Path:
     """The file the TF runtime would read for ``name`` (the same resolution: argument, environment, cache)."""
-    if name == "vgg16":
-        from indexer.models.weights import resolve_vgg16_weights
-
-        return resolve_vgg16_weights(weights)
-    return Path(weights or network_module(name).default_weights_path())
+    return backbone_spec.weights_path(name, weights)
 
 
 def _vgg16_graph(weights: str | None):
@@ -210,6 +222,9 @@ def cached_fp32(name: str, digest: str, conversion: Callable[[], ov.Model], reco
     folder = cache.fp32_dir(name, digest)
     if folder.is_dir():  # complete (renamed into place whole): read without the lock, which a read-only cache refuses
         return _read(folder, on_build)
+    shipped = shipped_model({**record, QUANTIZATION_KEY: ""})
+    if shipped is not None:
+        return _read(shipped, on_build)
     with cache.build_lock(folder):
         if folder.is_dir():
             return _read(folder, on_build)
@@ -233,6 +248,7 @@ def _nncf_output(progress: bool):
 
 def quantize(model: ov.Model, samples: Iterable[np.ndarray], recipe: Recipe, progress: bool = False) -> ov.Model:
     """``model`` quantized to int8 by NNCF, its ranges measured on ``samples`` (uint8 batches of one)."""
+    machine.require_nncf()
     import nncf
 
     data = list(samples)
@@ -249,6 +265,10 @@ def int8_model(name: str, weights: str | None, digest: str, size: int, photo_set
     folder = cached_int8(name, digest, size, photo_set.id, recipe)
     if folder.is_dir():
         return _read(folder, on_build)
+    quantization = f"{photo_set.id}-{recipe.tag}"
+    shipped = shipped_int8(name, digest, size, quantization)
+    if shipped is not None:
+        return _read(shipped, on_build)
     with cache.build_lock(folder):
         if folder.is_dir():
             return _read(folder, on_build)
@@ -257,12 +277,37 @@ def int8_model(name: str, weights: str | None, digest: str, size: int, photo_set
                  f"(once; cached in {folder})")
         quantized = quantize(fp32, photos.samples(photo_set, layers_of(name), size), recipe, progress)
         built = {"model": name, "weights_sha256": digest, "working_size": size, "calibration": photo_set.id,
-                 "photos": list(photo_set.paths), "recipe": asdict(recipe)}
+                 "photos": list(photo_set.paths), "recipe": asdict(recipe), QUANTIZATION_KEY: quantization}
         return _store(quantized, folder, built)
 
 
 def cached_int8(name: str, digest: str, size: int, calibration: str, recipe: Recipe | None = None) -> Path:
     return cache.int8_dir(name, digest, size, f"{calibration}-{(recipe or recipe_of(name)).tag}")
+
+
+#: The int8 model id in an int8 model's ``built.json``; a converted (float) model has none.
+QUANTIZATION_KEY = "quantization"
+
+
+def shipped_folder(folder_name: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "data" / folder_name
+
+
+def shipped_model(wanted: dict) -> Path | None:
+    """The shipped folder (`SHIPPED`) whose ``built.json`` holds every item of ``wanted`` (a missing
+    `QUANTIZATION_KEY` counting as empty), if one does."""
+    for folder_name in SHIPPED:
+        folder = shipped_folder(folder_name)
+        built = {QUANTIZATION_KEY: "", **cache.read_json(folder / BUILT_FILE)}
+        if all(built.get(key) == value for key, value in wanted.items()):
+            return folder
+    return None
+
+
+def shipped_int8(name: str, digest: str, size: int, quantization: str) -> Path | None:
+    """The shipped folder holding the int8 model the cache would hold for these, if one does."""
+    return shipped_model({"model": name, "weights_sha256": digest, "working_size": size,
+                          QUANTIZATION_KEY: quantization})
 
 
 def _photo_set(name: str, digest: str, size: int, quantization: str) -> photos.PhotoSet:
@@ -310,7 +355,8 @@ class OpenVINOBackbone:
         if self.shapes not in SHAPE_MODES:
             raise ValueError(f"shapes must be one of {', '.join(SHAPE_MODES)}, got {self.shapes!r}")
         self.core = ov.Core()
-        self.config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": INFERENCE_HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
+                       "ENABLE_CPU_PINNING": CPU_PINNING}
         threads = self.threads or int(os.environ.get(THREADS_ENV, "0") or 0)
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
@@ -356,8 +402,9 @@ def load(name: str, weights: str | None, precision: str, *, size: int, quantizat
     if precision == INT8:
         quantization = quantization or quantization_id(name, photos.active(name, size))
         folder = cache.int8_dir(name, digest, size, quantization)
-        if folder.is_dir():
-            model = _read(folder, on_build)
+        shipped = None if folder.is_dir() else shipped_int8(name, digest, size, quantization)
+        if folder.is_dir() or shipped is not None:
+            model = _read(shipped or folder, on_build)
         else:
             model = int8_model(name, weights, digest, size, _photo_set(name, digest, size, quantization),
                                on_build, progress)
