@@ -104,7 +104,7 @@ def popular_labels(db: Path, k: int = 400) -> tuple[list[str], list[int]]:
         "SELECT class_id, COUNT(*) FROM image_labels GROUP BY class_id ORDER BY COUNT(*) DESC LIMIT ?", (k,)
     ).fetchall()
     conn.close()
-    names = [labels.classes()[cls].name for cls, _ in rows]
+    names = [labels.all_classes()[cls].name for cls, _ in rows]
     return [f'"{name}"' if " and " in f" {name.lower()} " else name for name in names], [count for _, count in rows]
 
 
