@@ -17,9 +17,13 @@ from indexer.labels import FACE_CLASS
 from indexer.names import restored
 from indexer.store import Tables, boxes_of, read_calibration, read_settings, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
-from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
+from query.compile import CompiledQuery, Count, Spec, Within, cells_of, compile_query
 from query.parser import Node, QueryError, Term, dump, parse
 from query.resolve import Resolution, resolve
+
+
+#: `prepare`'s default ``count``: the counts that choose the driving terms run on the index queried.
+ON_THE_INDEX = "on the index"
 
 
 @dataclass(frozen=True)
@@ -156,12 +160,15 @@ def prepare(
     calibration: Calibration | None = None,
     within: Within | None = None,
     fusion: str | None = None,
+    count: Count | None | str = ON_THE_INDEX,
 ) -> Prepared:
     """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
 
     ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries);
     ``within`` restricts the images that may match (`query.browse.in_folder`); ``fusion`` names the
-    `indexer.calibration.fuse` rule (the bench compares them); by default the index's (`fusion_for`)."""
+    `indexer.calibration.fuse` rule (the bench compares them); by default the index's (`fusion_for`);
+    ``count`` runs the counts of class-index entries that choose the driving terms (`compile_query`): by
+    default on ``bind``, None to choose them from the query alone (the answer is the same)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
@@ -176,10 +183,12 @@ def prepare(
             settings = read_settings(conn)
     if fusion is None:  # an index that records no settings records no object pass either
         fusion = fusion_for(settings is not None and settings.objects)
-    compiled = compile_query(
-        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
-        calibration=calibration, within=within, fusion=fusion,
-    )
+    with _connected(bind) as conn:
+        compiled = compile_query(
+            t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
+            dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion,
+            count=(lambda statement: conn.execute(statement).scalar_one()) if count == ON_THE_INDEX else count,
+        )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
     return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing, objects_missing)
