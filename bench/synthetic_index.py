@@ -238,13 +238,67 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
     return path
 
 
+def summary(db: Path, sample: int = 20_000) -> dict[str, float]:
+    """What decides a query's cost, measured on the first ``sample`` images of an index: classifier rows
+    per cell, the best row's evidence, a cell's summed evidence, how many rows and classes reach the default
+    confidence (through the shipped calibration), and the detectors' share of photos and rows."""
+    shipped = calibration.for_model(MODEL)
+    holds_at = [shipped.evidence_for(calibration.DEFAULT_MIN_SCORE, [k]) for k in range(labels.NUM_CLASSES)]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    last = conn.execute("SELECT image_id FROM images ORDER BY image_id LIMIT 1 OFFSET ?", (sample - 1,)).fetchone()
+    last = last[0] if last else conn.execute("SELECT MAX(image_id) FROM images").fetchone()[0]
+    images = conn.execute("SELECT COUNT(*) FROM images WHERE error IS NULL AND image_id <= ?", (last,)).fetchone()[0]
+    cells: dict[tuple[int, int], list[float]] = {}
+    held, held_classes = 0, set()
+    for image_id, cell, cls, score in conn.execute(
+            "SELECT image_id, cell, class_id, score FROM cell_labels WHERE image_id <= ? AND class_id < ?",
+            (last, labels.NUM_CLASSES)):
+        cells.setdefault((image_id, cell), []).append(score)
+        if score >= holds_at[cls]:
+            held += 1
+            held_classes.add((image_id, cls))
+    rows = sum(len(v) for v in cells.values())
+    best = sorted(max(v) for v in cells.values())
+    sums = sorted(sum(v) for v in cells.values())
+    count = lambda sql: conn.execute(sql, (last,)).fetchone()[0]
+    found = {
+        "images": images,
+        "classifier rows per cell": rows / len(cells),
+        "best row's evidence, median": best[len(best) // 2],
+        "best row's evidence, 90th percentile": best[len(best) * 9 // 10],
+        "a cell's summed evidence, median": sums[len(sums) // 2],
+        f"rows at confidence >= {calibration.DEFAULT_MIN_SCORE}": held / rows,
+        f"classes at confidence >= {calibration.DEFAULT_MIN_SCORE} per photo": len(held_classes) / images,
+        "photos with a face row": count(f"SELECT COUNT(DISTINCT image_id) FROM cell_labels WHERE class_id = "
+                                        f"{labels.FACE_CLASS} AND image_id <= ?") / images,
+        "photos with a person row": count(f"SELECT COUNT(DISTINCT image_id) FROM cell_labels WHERE class_id = "
+                                          f"{labels.OBJECT_CLASS_BASE} AND image_id <= ?") / images,
+        "boxes per photo": count("SELECT COUNT(*) FROM boxes WHERE image_id <= ?") / images,
+        "detector rows per photo": count(f"SELECT COUNT(*) FROM cell_labels WHERE class_id >= {labels.NUM_CLASSES} "
+                                         f"AND image_id <= ?") / images,
+    }
+    conn.close()
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write the synthetic index's template from a real index.")
-    parser.add_argument("db", type=Path, help="an index built by imgidx index")
-    parser.add_argument("--source", required=True, help="what the index was built from, recorded in the template")
+    parser = argparse.ArgumentParser(description="Write the synthetic index's template from a real index, or "
+                                                 "compare indexes by what decides a query's cost.")
+    parser.add_argument("db", type=Path, nargs="+", help="an index built by imgidx index (several: --summary)")
+    parser.add_argument("--source", help="what the index was built from, recorded in the template")
     parser.add_argument("--out", type=Path, default=TEMPLATE)
+    parser.add_argument("--summary", action="store_true", help="print `summary` of each index side by side")
     args = parser.parse_args()
-    args.out.write_text(json.dumps(measure_template(args.db, args.source), separators=(",", ":")) + "\n")
+    if args.summary:
+        found = [summary(db) for db in args.db]
+        print(f"{'':44}" + "".join(f"{db.name:>24}" for db in args.db))
+        for key in found[0]:
+            print(f"{key:44}" + "".join(f"{f[key]:24,.3f}" if isinstance(f[key], float) else f"{f[key]:24,}"
+                                        for f in found))
+        return
+    if args.source is None:
+        parser.error("--source is needed to write a template")
+    args.out.write_text(json.dumps(measure_template(args.db[0], args.source), separators=(",", ":")) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -49,7 +49,11 @@ The rows come from two sources:
 
 Candidates come from *drivers*, terms that must hold whenever the query holds. AND takes its cheap
 children (at most `CHEAP_DRIVER` (class, cell) pairs: one class anywhere, a few classes in a few cells)
-or else its narrowest child; OR needs a driver in every branch; NOT has none. Then:
+or else its narrowest child; OR needs a driver in every branch; NOT has none. Where the compiler may ask
+the index (`query.search.prepare` lets it), an AND counts each child's class-index entries, up to
+`ESTIMATE_CAP`, and drops the children that read more than `NARROW_RATIO` times its narrowest: a term
+in half the photos (``person``, ``face``) is then computed for the candidates of a rare one instead of
+read in full. The counts choose how a query is computed, never what it answers. Then:
 
 1. one driving term: the candidates are its images; it and every other cheap term are read from the
    index, the broad ones (``dog``, ``vehicle``) computed per candidate;
