@@ -366,10 +366,6 @@ class _Compiler:
             return sa.false()
         return probability > threshold if spec.strict else probability >= threshold
 
-    @staticmethod
-    def at_least(value: sa.ColumnElement, floor: float) -> sa.ColumnElement:
-        return sa.false() if floor == float("inf") else value >= floor
-
     def confidence(self, evidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
         """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence; a term
         whose values are confidences already (`Spec.confidences`) as it is."""
@@ -416,15 +412,14 @@ class _Compiler:
 
     @staticmethod
     def entry_floor(spec: Spec) -> float:
-        """The lowest score a row of ``spec`` can count with when its cells are read from the class index: its
-        threshold where one row decides (one class, or detector classes alone), else each part's floor, and
-        none for classes whose evidence is summed."""
+        """The lowest score of the rows `hits` reads of ``spec`` from the class index: its threshold where one
+        row decides (one class, or detector classes alone), each part's under ``max`` (`either_hits`) with
+        one model class, else none (summed evidence, `fused_hits`)."""
         if len(spec.classes) == 1 or not spec.model_classes:
             return spec.evidence
-        if not spec.stored_classes or len(spec.model_classes) > 1:
-            return 0.0
-        model_floor = spec.evidence if not spec.confidences else spec.floors[1]
-        return min(spec.floors[0], model_floor)
+        if spec.fused and not spec.confidences and len(spec.model_classes) == 1:
+            return min(spec.floors[0], spec.evidence)
+        return 0.0
 
     def broad(self, spec: Spec, lead: Spec) -> bool:
         """``spec`` read far more class-index entries than ``lead`` when they were counted (`_and_drive`)."""
@@ -483,28 +478,17 @@ class _Compiler:
                 .group_by(either.c.image_id, either.c.cell))
 
     def fused_hits(self, spec: Spec) -> sa.Select:
-        """`hits` of a term of both kinds: the cells where either part reaches its floor (`Spec.floors`),
-        read from the class index, then each such cell's value from its own rows (primary key)."""
+        """`hits` of a term of both kinds: every row of its classes in its cells, read from the class index
+        alone and grouped per cell into the term's value (`cell_value`). Reading the cells where either part
+        reaches its floor first, then each one's rows by the primary key, read fewer entries but looked each
+        row up in the table: 2-4 times the CPU on the synthetic index (``person in center-right``: 258
+        against 120 ms on 100,000 photos)."""
         cl = self.t.cell_labels
-        cells = sa.select(cl.c.image_id, cl.c.cell).where(self.cell_filter(cl.c.cell, spec.cells))
-        stored_floor, model_floor = spec.floors
-        stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
-        reached = [cells.where(stored, self.at_least(cl.c.score, stored_floor))]
-        if len(spec.model_classes) == 1:
-            reached.append(cells.where(model, self.at_least(cl.c.score, model_floor)))
-        else:
-            summed = sa.func.sum(cl.c.score)
-            reached.append(cells.where(model).group_by(cl.c.image_id, cl.c.cell).having(self.at_least(summed, model_floor)))
-        cand = sa.union(*reached).subquery(f"reached_{spec.number}")
-        own = self.t.cell_labels.alias(f"own_{spec.number}")
-        value = self.cell_value(spec, sa.true(), own, among=True)
-        # "class_id + 0", as in probe_rows: each candidate cell's rows by the primary key.
-        joined = cand.join(own, sa.and_(own.c.image_id == cand.c.image_id, own.c.cell == cand.c.cell,
-                                        self.class_filter(own.c.class_id + 0, spec.classes)))
+        value = self.cell_value(spec, sa.true(), among=True)
         return (
-            sa.select(cand.c.image_id, cand.c.cell, value.label("s"))
-            .select_from(joined)
-            .group_by(cand.c.image_id, cand.c.cell)
+            sa.select(cl.c.image_id, cl.c.cell, value.label("s"))
+            .where(self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells))
+            .group_by(cl.c.image_id, cl.c.cell)
             .having(self.reaches(value, spec))
         )
 
