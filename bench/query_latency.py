@@ -174,9 +174,10 @@ def measure(
     return results
 
 
-def times_of(db: Path, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
-    """One kind's queries on a fresh engine: each once to warm up, then ``repeat`` timed runs of each; the
-    times (ms, in order) and each query's total (None past the end, "+" where the count stopped)."""
+def times_of(db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+    """One kind's queries on a fresh engine over ``db`` (a path or a database URL): each once to warm up,
+    then ``repeat`` timed runs of each; the times (ms, in order) and each query's total ("+" where the count
+    stopped)."""
     engine = open_index(str(db), create=False, readonly=True)
     t = tables(engine)
     search = functools.partial(search_index, fusion=fusion)
@@ -195,9 +196,9 @@ def times_of(db: Path, queries: list[str], repeat: int, raw: bool, fusion: str) 
     return {"times": times, "totals": totals}
 
 
-def times_in(source: Path, db: Path, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+def times_in(source: Path, db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
     """`times_of` in a process of its own that imports the ``indexer`` and ``query`` in ``source``."""
-    argv = [sys.executable, __file__, "--times-of", str(db.resolve())]
+    argv = [sys.executable, __file__, "--times-of", db if isinstance(db, str) else str(db.resolve())]
     job = json.dumps({"queries": queries, "repeat": repeat, "raw": raw, "fusion": fusion})
     done = subprocess.run(argv, check=True, text=True, input=job, capture_output=True, cwd=source,
                           env={**os.environ, "PYTHONPATH": str(source)})
@@ -346,7 +347,7 @@ def main() -> None:
     parser.add_argument("--not-only", action="store_true",
                         help="also NOT-only queries in process on both indexes (with the baseline's code too)")
     parser.add_argument("--in-process-of", nargs="+", help=argparse.SUPPRESS)  # `baseline_in_process_p50`
-    parser.add_argument("--times-of", type=Path, help=argparse.SUPPRESS)  # `times_in`
+    parser.add_argument("--times-of", help=argparse.SUPPRESS)  # `times_in`
     parser.add_argument("--rounds", type=int, default=2,
                         help="with --baseline-src: rounds of the interleaved latency table (each kind, each code)")
     parser.add_argument("--kinds", help="only these query kinds, comma-separated")
