@@ -482,14 +482,20 @@ class _Compiler:
         alone and grouped per cell into the term's value (`cell_value`). Reading the cells where either part
         reaches its floor first, then each one's rows by the primary key, read fewer entries but looked each
         row up in the table: 2-4 times the CPU on the synthetic index (``person in center-right``: 258
-        against 120 ms on 100,000 photos)."""
+        against 120 ms on 100,000 photos). Cells where neither part reaches its floor are dropped on cheap
+        aggregates before the curve is computed."""
         cl = self.t.cell_labels
         value = self.cell_value(spec, sa.true(), among=True)
+        stored, model = (self.part(spec, kind, cl, sa.true(), among=True) for kind in ("stored", "model"))
+        stored_floor, model_floor = spec.floors
+        # Either part reaching its floor first: cheap sums that spare most cells the curve's CASE.
+        able = sa.or_(*(part >= floor for part, floor in ((stored, stored_floor), (model, model_floor))
+                        if floor != float("inf"))) if min(spec.floors) != float("inf") else sa.false()
         return (
             sa.select(cl.c.image_id, cl.c.cell, value.label("s"))
             .where(self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells))
             .group_by(cl.c.image_id, cl.c.cell)
-            .having(self.reaches(value, spec))
+            .having(sa.and_(able, self.reaches(value, spec)))
         )
 
     def driver_ids(self, drive: _Drive, distinct: bool = True) -> sa.Select:
