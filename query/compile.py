@@ -366,6 +366,10 @@ class _Compiler:
             return sa.false()
         return probability > threshold if spec.strict else probability >= threshold
 
+    @staticmethod
+    def at_least(value: sa.ColumnElement, floor: float) -> sa.ColumnElement:
+        return sa.false() if floor == float("inf") else value >= floor
+
     def confidence(self, evidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
         """`Calibration.probability` in SQL: the piecewise-linear curve over the scaled evidence; a term
         whose values are confidences already (`Spec.confidences`) as it is."""
@@ -413,12 +417,12 @@ class _Compiler:
     @staticmethod
     def entry_floor(spec: Spec) -> float:
         """The lowest score of the rows `hits` reads of ``spec`` from the class index: its threshold where one
-        row decides (one class, or detector classes alone), each part's under ``max`` (`either_hits`) with
-        one model class, else none (summed evidence, `fused_hits`)."""
+        row decides (one class, or detector classes alone), each part's floor for a term of both kinds with
+        one model class (`either_hits`, `fused_hits`), else none (summed evidence)."""
         if len(spec.classes) == 1 or not spec.model_classes:
             return spec.evidence
-        if spec.fused and not spec.confidences and len(spec.model_classes) == 1:
-            return min(spec.floors[0], spec.evidence)
+        if spec.fused and len(spec.model_classes) == 1:
+            return min(spec.floors[0], spec.floors[1] if spec.confidences else spec.evidence)
         return 0.0
 
     def broad(self, spec: Spec, lead: Spec) -> bool:
@@ -478,24 +482,29 @@ class _Compiler:
                 .group_by(either.c.image_id, either.c.cell))
 
     def fused_hits(self, spec: Spec) -> sa.Select:
-        """`hits` of a term of both kinds: every row of its classes in its cells, read from the class index
-        alone and grouped per cell into the term's value (`cell_value`). Reading the cells where either part
-        reaches its floor first, then each one's rows by the primary key, read fewer entries but looked each
-        row up in the table: 2-4 times the CPU on the synthetic index (``person in center-right``: 258
-        against 120 ms on 100,000 photos). Cells where neither part reaches its floor are dropped on cheap
-        aggregates before the curve is computed."""
+        """`hits` of a term of both kinds: the cells where either part reaches its floor (`Spec.floors`),
+        read from the class index, then each such cell's value from its own rows (primary key)."""
         cl = self.t.cell_labels
-        value = self.cell_value(spec, sa.true(), among=True)
-        stored, model = (self.part(spec, kind, cl, sa.true(), among=True) for kind in ("stored", "model"))
+        cells = sa.select(cl.c.image_id, cl.c.cell).where(self.cell_filter(cl.c.cell, spec.cells))
         stored_floor, model_floor = spec.floors
-        # Either part reaching its floor first: cheap sums that spare most cells the curve's CASE.
-        able = sa.or_(*(part >= floor for part, floor in ((stored, stored_floor), (model, model_floor))
-                        if floor != float("inf"))) if min(spec.floors) != float("inf") else sa.false()
+        stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
+        reached = [cells.where(stored, self.at_least(cl.c.score, stored_floor))]
+        if len(spec.model_classes) == 1:
+            reached.append(cells.where(model, self.at_least(cl.c.score, model_floor)))
+        else:
+            summed = sa.func.sum(cl.c.score)
+            reached.append(cells.where(model).group_by(cl.c.image_id, cl.c.cell).having(self.at_least(summed, model_floor)))
+        cand = sa.union(*reached).subquery(f"reached_{spec.number}")
+        own = self.t.cell_labels.alias(f"own_{spec.number}")
+        value = self.cell_value(spec, sa.true(), own, among=True)
+        # "class_id + 0", as in probe_rows: each candidate cell's rows by the primary key.
+        joined = cand.join(own, sa.and_(own.c.image_id == cand.c.image_id, own.c.cell == cand.c.cell,
+                                        self.class_filter(own.c.class_id + 0, spec.classes)))
         return (
-            sa.select(cl.c.image_id, cl.c.cell, value.label("s"))
-            .where(self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells))
-            .group_by(cl.c.image_id, cl.c.cell)
-            .having(sa.and_(able, self.reaches(value, spec)))
+            sa.select(cand.c.image_id, cand.c.cell, value.label("s"))
+            .select_from(joined)
+            .group_by(cand.c.image_id, cand.c.cell)
+            .having(self.reaches(value, spec))
         )
 
     def driver_ids(self, drive: _Drive, distinct: bool = True) -> sa.Select:
