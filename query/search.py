@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -183,11 +183,19 @@ def prepare(
             settings = read_settings(conn)
     if fusion is None:  # an index that records no settings records no object pass either
         fusion = fusion_for(settings is not None and settings.objects)
-    with _connected(bind) as conn:
+    with ExitStack() as connection:
+        opened: list[sa.Connection] = []
+
+        def on_the_index(statement: sa.Select) -> int:
+            """A count on ``bind``, through one connection opened at the first (most queries need none)."""
+            if not opened:
+                opened.append(connection.enter_context(_connected(bind)))
+            return opened[0].execute(statement).scalar_one()
+
         compiled = compile_query(
             t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
             dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion,
-            count=(lambda statement: conn.execute(statement).scalar_one()) if count == ON_THE_INDEX else count,
+            count=on_the_index if count == ON_THE_INDEX else count,
         )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
