@@ -46,9 +46,21 @@ CREATE TABLE IF NOT EXISTS images (
     model        VARCHAR(64),
     working_size INTEGER,
     indexed_at   VARCHAR(32) NOT NULL,  -- ISO 8601, UTC
-    error        TEXT                   -- NULL when labels were stored
+    error        TEXT,                  -- NULL when labels were stored
+    taken_at     VARCHAR(19),           -- when the photo was taken (version 5), see below
+    taken_offset VARCHAR(6),            -- taken_at's offset from UTC, '+02:00', where known
+    taken_source VARCHAR(16),           -- where taken_at comes from, see below
+    camera       TEXT                   -- EXIF Make and Model, 'Canon EOS 5D'; NULL: none recorded
 );
 CREATE INDEX IF NOT EXISTS images_content_hash ON images (content_hash);
+-- When photos were taken (version 5; indexer/images.py reads it from the header the decode opens anyway):
+-- taken_at is local time as the camera's clock showed it, 'YYYY-MM-DDTHH:MM:SS', so it sorts and compares as
+-- text. taken_source says where it comes from: 'exif' (DateTimeOriginal), 'exif-digitized'
+-- (DateTimeDigitized), 'exif-datetime' (IFD0 DateTime: the file's last change, by EXIF's definition), 'mtime'
+-- (no EXIF date: the file's modification time, as the indexing machine's local time), 'none' (no date:
+-- taken_at NULL); NULL for failed files, and for photos indexed before version 5 until the next index run
+-- reads their headers. Date filters and the sort by date read the index below (query/dates.py).
+CREATE INDEX IF NOT EXISTS images_taken ON images (taken_at);
 
 -- Image-level labels: score = the class's evidence in its best cell (what a query for it anywhere reads),
 -- share = fraction of map positions whose top class this is. Top classes above a floor only.

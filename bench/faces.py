@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer import detect, faces, images  # noqa: E402
+from indexer.boxes import Box  # noqa: E402
 from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "realscenes-dev"
@@ -65,7 +66,7 @@ def inside(point: tuple[float, float], box) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
-def centre(face: faces.Face) -> tuple[float, float]:
+def centre(face: Box) -> tuple[float, float]:
     return (face.left + face.right) / 2, (face.top + face.bottom) / 2
 
 
@@ -84,7 +85,7 @@ class Search:
         return (f"{tiling} over people >= {detect.GUIDE_MIN_CONFIDENCE:g} (a face >= {faces.FACE_IN_PERSON:g} of "
                 f"its person; faces of no person >= {detect.ALONE_MIN_CONFIDENCE:g})")
 
-    def __call__(self, pixels: np.ndarray, size: tuple[int, int]) -> list[faces.Face]:
+    def __call__(self, pixels: np.ndarray, size: tuple[int, int]) -> list[Box]:
         """The faces of one photo as `detect.find` hands them over (`faces.detection_pixels`)."""
         pixels = faces.detection_pixels(pixels)
         people = None  # in photo pixels, as the detectors give and take them
@@ -138,7 +139,7 @@ def faceless(search: Search) -> dict[str, list[float]]:
     return found
 
 
-def same_faces(a: list[faces.Face], b: list[faces.Face], pixels: float = 1.0) -> bool:
+def same_faces(a: list[Box], b: list[Box], pixels: float = 1.0) -> bool:
     return len(a) == len(b) and all(np.allclose(x[:4], y[:4], atol=pixels) for x, y in zip(a, b))
 
 

@@ -25,6 +25,9 @@ photo library's.
 - Image rows are kept as `indexer.regions` keeps them: per class its best cell's evidence, the
   `IMAGE_TOP_K` (20) classes of highest evidence relative to their prior, from `SCORE_FLOOR` up.
 - 0.5 % of the images are failed files (error set, no labels).
+- Dates (schema version 5): a photo is taken in its folder's year, at a random moment of it; 92 % by their
+  EXIF DateTimeOriginal (with a camera), 6 % by their file time (no EXIF date), 2 % without a date. Drawn
+  from a generator of their own, so the labels are those of an index built before dates.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import json
 import random
 import sqlite3
 import time
+from datetime import datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 
@@ -45,6 +49,26 @@ from indexer.store import IndexSettings, open_index, schema_statements, write_se
 MODEL = "efficientnet-lite0"
 ERROR_RATE = 0.005
 ZIPF_OFFSET = 10
+#: Shares of the photos dated by EXIF and by their file time (the rest have no date), and their cameras.
+EXIF_DATED, MTIME_DATED = 0.92, 0.06
+CAMERAS = ("Apple iPhone 12", "Canon EOS 5D Mark III", "SONY ILCE-7M3", "samsung SM-G991B", "NIKON D750")
+SECONDS_PER_YEAR = 365 * 24 * 3600
+
+
+def _taken(rng: random.Random, year: int, failed: bool) -> tuple:
+    """taken_at, taken_offset, taken_source, camera of one synthetic photo (see the module docstring)."""
+    if failed:
+        return None, None, None, None
+    kind = rng.random()
+    if kind >= EXIF_DATED + MTIME_DATED:
+        return None, None, "none", None
+    moment = datetime(year, 1, 1) + timedelta(seconds=rng.randrange(SECONDS_PER_YEAR))
+    at = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if kind < EXIF_DATED:
+        return at, "+01:00", "exif", rng.choice(CAMERAS)
+    return at, "+00:00", "mtime", None
+
+
 #: What a real index stored for real photos (`measure_template`): the scores every synthetic image copies.
 TEMPLATE = Path(__file__).resolve().parent / "realscenes_evidence.json"
 #: Decimal places kept of a measured score in the template.
@@ -190,6 +214,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
         conn.execute(f"DROP INDEX {name}")
     gen = _Generator(seed)
     rng = random.Random(seed + 1)
+    date_rng = random.Random(seed + 2)
     images, cell_rows, image_rows, box_rows = [], [], [], []
     for image_id in range(1, n_images + 1):
         photo = rng.choice(photos)
@@ -207,6 +232,7 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
                 None if failed else settings.working_size,
                 "2025-01-01T00:00:00Z",
                 "cannot identify image file" if failed else None,
+                *_taken(date_rng, 2010 + image_id % 15, failed),
             )
         )
         if not failed:
@@ -219,7 +245,8 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
         if image_id % batch == 0 or image_id == n_images:
             conn.executemany(
                 "INSERT INTO images (image_id, path, size_bytes, mtime_ns, content_hash, width, height, model, "
-                "working_size, indexed_at, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)", images)
+                "working_size, indexed_at, error, taken_at, taken_offset, taken_source, camera) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", images)
             conn.executemany("INSERT INTO cell_labels (image_id, cell, class_id, score, coverage) VALUES (?,?,?,?,?)",
                              cell_rows)
             conn.executemany("INSERT INTO image_labels (image_id, class_id, score, share) VALUES (?,?,?,?)", image_rows)

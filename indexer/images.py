@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from indexer.errors import ImageReadError
 from indexer.names import printable
+from indexer.taken import (
+    TAKEN_DIGITIZED, TAKEN_EXIF, TAKEN_EXIF_CHANGED, TAKEN_NONE, Taken, camera_name, exif_date, exif_offset,
+    with_fallback,
+)
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif"}
@@ -49,13 +53,90 @@ QUARTER_TURN_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 
+# --- When a photo was taken, and with which camera (EXIF) ---------------------------------------------
+
+#: EXIF's date tags, best first, each with its offset tag and the source it is recorded as (`indexer.taken`).
+EXIF_DATES = (
+    (ExifTags.Base.DateTimeOriginal, ExifTags.Base.OffsetTimeOriginal, TAKEN_EXIF),
+    (ExifTags.Base.DateTimeDigitized, ExifTags.Base.OffsetTimeDigitized, TAKEN_DIGITIZED),
+    (ExifTags.Base.DateTime, ExifTags.Base.OffsetTime, TAKEN_EXIF_CHANGED),
+)
+
+
+def taken_of(exif: Image.Exif) -> Taken | None:
+    """The date and camera an EXIF block records, or None (no usable date: see `taken.with_fallback`); a date
+    other than DateTimeOriginal is marked as what it is (`EXIF_DATES`). A malformed block is no date: the
+    photo is still a photo, and is labelled."""
+    try:
+        block = dict(exif)
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        block.update(exif.get_ifd(ExifTags.IFD.Exif))
+    except Exception:  # noqa: BLE001 (the Exif block's own tags unreadable: IFD0's may still say something)
+        pass
+    camera = camera_name(block.get(ExifTags.Base.Make), block.get(ExifTags.Base.Model))
+    for date_tag, offset_tag, source in EXIF_DATES:
+        at = exif_date(block.get(date_tag))
+        if at is not None:
+            return Taken(at, exif_offset(block.get(offset_tag)), source, camera)
+    return Taken(None, None, TAKEN_NONE, camera) if camera else None
+
+
+def _exif_block(image: Image.Image, header_only: bool) -> Image.Exif:
+    """``image``'s EXIF; with ``header_only``, a PNG's only if its header holds it (Pillow would decode the
+    whole picture to look for an eXIf chunk after it)."""
+    if header_only and image.format == "PNG":
+        exif = Image.Exif()
+        if image.info.get("exif"):
+            exif.load(image.info["exif"])
+        return exif
+    return image.getexif()
+
+
+def read_taken(path: str | Path, mtime_ns: int) -> Taken:
+    """The date and camera of the photo at ``path`` from its header alone (nothing decoded; a JPEG is read
+    up to its first frame), falling back to ``mtime_ns`` (`taken.with_fallback`); `ImageReadError` naming it for a
+    file that cannot be read or is no image. For photos indexed before dates were stored."""
+    name = printable(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ImageReadError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageReadError(f"{name}: not a regular file")
+        with open(fd, "rb", closefd=False) as file, Image.open(file) as image:
+            return with_fallback(taken_of(_exif_block(image, header_only=True)), mtime_ns)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image (unknown format)") from None
+    except Exception as exc:  # noqa: BLE001 (a strange header must not stop the run)
+        raise ImageReadError(f"{name}: cannot read its header ({type(exc).__name__})") from None
+    finally:
+        os.close(fd)
+
+
+def header_taken(data: bytes) -> Taken | None:
+    """The date and camera in the header of ``data`` (a file's bytes), without decoding it; None for no
+    date or no image: content the index knows already, whose copy needs its date."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return taken_of(_exif_block(image, header_only=True))
+    except Exception:  # noqa: BLE001 (no date is the answer for whatever is no readable image)
+        return None
+
+
 @dataclass(frozen=True)
 class DecodedImage:
-    """Pixels ready for a network, and the size of the original as a person sees it."""
+    """Pixels ready for a network, the size of the original as a person sees it, and when it was taken
+    (None: no EXIF date; `taken.with_fallback` gives the file's time)."""
 
     pixels: np.ndarray
     width: int
     height: int
+    taken: Taken | None = None
 
 
 def read_file(path: str | Path) -> bytes:
@@ -117,7 +198,9 @@ def decode(data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
             scale = min_side / min(width, height)
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
-        turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
+        exif = image.getexif()
+        turned = exif.get(EXIF_ORIENTATION, 1) in QUARTER_TURN_ORIENTATIONS
+        taken = taken_of(exif)
         ImageOps.exif_transpose(image, in_place=True)
         pixels = _to_rgb(image)
     except ImageReadError:
@@ -129,7 +212,7 @@ def decode(data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"{name}: corrupt or truncated image ({reason})") from None
-    return DecodedImage(pixels, height, width) if turned else DecodedImage(pixels, width, height)
+    return DecodedImage(pixels, height, width, taken) if turned else DecodedImage(pixels, width, height, taken)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -232,7 +315,8 @@ def save_copy(original: Original, path: str | Path, keep_location: bool = False,
               before_replace: Callable[[Path], None] | None = None) -> None:
     """Write ``original`` (edited) to ``path`` in its format: a JPEG with its own quantization tables and
     chroma subsampling (the quality it had), EXIF, ICC profile and orientation. What may tell where the
-    photo was taken (EXIF's GPS block and maker notes, XMP, IPTC) is left out unless ``keep_location``.
+    photo was taken (EXIF's GPS block and maker notes, XMP, IPTC, a JPEG's free-text comment) is left out
+    unless ``keep_location``.
 
     The copy is written to a new file of a fresh name in ``path``'s folder (created exclusively, so no
     existing file, say a hard link to an original, is ever opened for writing), then ``before_replace(path)``
@@ -257,6 +341,7 @@ def save_copy(original: Original, path: str | Path, keep_location: bool = False,
         fmt = "JPEG"
         params.update(qtables=getattr(image, "quantization", None) or None, progressive=bool(image.info.get("progressive")))
         params["subsampling"] = JpegImagePlugin.get_sampling(image)
+        params["comment"] = image.info.get("comment", b"") if keep_location else b""  # Pillow copies it otherwise
         if xmp:
             params["xmp"] = xmp
     elif fmt == "PNG":

@@ -53,7 +53,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from indexer import detect, faces, ignore, images, store
-from indexer.errors import FolderError, IndexSettingsError
+from indexer.errors import FolderError, ImageReadError, IndexSettingsError
 from indexer.geometry import total_stride
 from indexer.inference import Poolings, check_size, views
 from indexer.locking import writer_lock
@@ -66,6 +66,7 @@ from indexer.run_types import (
     Summary, Task, read_content,
 )
 from indexer.store import FileRow, IndexSettings
+from indexer.taken import Taken
 from indexer.walk import FoundFile, Walk, Walker, walk
 from indexer.writer import Writer
 
@@ -142,7 +143,7 @@ class Run:
             records = store.file_records(conn, self.writer.t)
         self.plan.make(found, records)
         tasks = self.plan.tasks
-        self.writer.todo = len(tasks)
+        self.writer.todo = len(tasks) + len(self.plan.undated)
         self.summary.found = len(found.files)
         self.summary.unreadable_folders = len(found.unreadable)
         for path, error in found.unreadable:
@@ -152,11 +153,13 @@ class Run:
                 self.writer.save(skip.row)
             self.emit(FileSkipped(skip.row.path, skip.reason, skip.still))
         self.summary.planning_seconds = time.perf_counter() - started
-        self.emit(Planned(len(found.files), len(tasks), self.summary.unchanged, len(self.plan.missing)))
+        self.emit(Planned(len(found.files), self.writer.todo, self.summary.unchanged, len(self.plan.missing)))
         self.detect_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-detect")
         try:
             with self.writer.running():
                 try:
+                    if self.plan.undated:
+                        self.date(self.plan.undated)
                     if tasks:
                         self.process_tasks(self, tasks)
                     gone = self.plan.gone()
@@ -181,6 +184,19 @@ class Run:
         for read in itertools.chain.from_iterable(self.waiting.values()):
             if read.boxes is not None and all(id(r) in unstored for r in read.boxes.reads):
                 read.boxes.cancel()
+
+    def date(self, undated: list[tuple[store.FileRecord, FoundFile]]) -> None:
+        """Store the dates of unchanged photos labelled before the index stored dates (schema version 5): their
+        headers are read on a thread pool, nothing is decoded and the model is not loaded for them. A file
+        that cannot be read now stays undated, for the next run. On the driver with either engine."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="imgidx-date") as pool:
+            for start in range(0, len(undated), COMMIT_EVERY):
+                chunk = undated[start : start + COMMIT_EVERY]
+                for (record, _), taken in zip(chunk, pool.map(_header_date, chunk)):
+                    self.writer.dated(record.image_id, taken)
+                    self.summary.dated += taken is not None
+                self.writer.commit()
+                self.writer.collect()
 
     def process(self, tasks: list[Task]) -> None:
         window = self.batch * READ_AHEAD_BATCHES + self.workers
@@ -215,9 +231,10 @@ class Run:
         if content.error is not None:
             return Read(task, content.digest, error=content.error)
         if content.decoded is None:
-            return Read(task, content.digest, source=self.plan.known_source(task, content.digest))
+            return Read(task, content.digest, source=self.plan.known_source(task, content.digest), taken=content.taken)
         decoded = content.decoded
-        read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height)
+        read = Read(task, content.digest, pixels=decoded.pixels, width=decoded.width, height=decoded.height,
+                    taken=content.taken)
         if self.settings.faces or self.settings.objects:
             read.detect_pixels = faces.detection_pixels(decoded.pixels)
         if self.stride is not None:
@@ -245,7 +262,7 @@ class Run:
         elif read.source is not None:
             copy = self.plan.reuse(read)
             if copy is None:
-                self.writer.update(read.source.image_id, found)
+                self.writer.update(read.source.image_id, found, read.taken)
             else:
                 self.writer.copy(copy, read.source.image_id)
         else:
@@ -335,6 +352,15 @@ class Run:
             self.detectors.put((face_detector, object_detector))
             for read in reads:
                 read.detect_pixels = None
+
+
+def _header_date(item: tuple[store.FileRecord, FoundFile]) -> Taken | None:
+    """The date of an unchanged photo from its header (`images.read_taken`), None where it cannot be read."""
+    _, found = item
+    try:
+        return images.read_taken(found.path, found.mtime_ns)
+    except ImageReadError:
+        return None
 
 
 def index(

@@ -20,6 +20,7 @@ from indexer.errors import IndexSettingsError
 from indexer.models import DEFAULT_MODEL, DEFAULT_WORKING_SIZE
 from indexer.run_types import Read, Summary, Task
 from indexer.store import FileRecord, FileRow, IndexSettings
+from indexer.taken import with_fallback
 from indexer.walk import FoundFile, Walk
 
 DB_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
@@ -128,6 +129,8 @@ class Plan:
         self.missing: list[FileRecord] = []
         self.known: dict[str, FileRecord] = {}
         self.moved_ids: set[int] = set()
+        #: Unchanged files labelled before the index stored dates: only their headers are read (`Run.date`).
+        self.undated: list[tuple[FileRecord, FoundFile]] = []
 
     def current(self, record: FileRecord) -> bool:
         return not self.redo_all and record.is_current(self.settings)
@@ -139,6 +142,8 @@ class Plan:
             record = by_path.get(f.path)
             if record and unchanged(record, f) and self.current(record):
                 self.summary.unchanged += 1
+                if record.undated:
+                    self.undated.append((record, f))
             else:
                 self.tasks.append(Task(f, record))
         in_question = {t.found.path for t in self.tasks}
@@ -186,6 +191,7 @@ class Plan:
         return FileRow(
             found.path, found.size_bytes, found.mtime_ns, read.content_hash,
             model=source.model, working_size=source.working_size,
+            **store.taken_fields(with_fallback(read.taken, found.mtime_ns)),
         )
 
     def gone(self) -> list[int]:

@@ -43,6 +43,7 @@ from indexer.models import native_stderr_silenced
 from indexer.names import restored, stored
 from indexer.run_types import Event, ModelLoaded, ModelLoading, Read, Summary, Task, read_content
 from indexer.store import IndexSettings
+from indexer.taken import Taken
 from indexer.walk import Walk, Walker, walk
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ def require_ray():
 
 def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_size: int) -> dict[str, list]:
     """Ray task: read, hash and (unless the index knows the content) decode a batch of files."""
-    out: dict[str, list] = {key: [] for key in ("path", "kind", "digest", "error", "pixels", "width", "height")}
+    out: dict[str, list] = {key: [] for key in ("path", "kind", "digest", "error", "pixels", "width", "height",
+                                                *TAKEN_KEYS)}
     for path, record_hash, record_current in zip(batch["path"], batch["record_hash"], batch["record_current"]):
         path = str(path)  # as `indexer.names.stored` spells it: Arrow strings are UTF-8
         content = read_content(
@@ -102,10 +104,27 @@ def read_batch(batch: dict[str, np.ndarray], known_digests: np.ndarray, working_
         else:
             kind = SCORED
             pixels, width, height = content.decoded.pixels, content.decoded.width, content.decoded.height
-        values = (path, kind, content.digest or "", content.error or "", pixels, width, height)
+        values = (path, kind, content.digest or "", content.error or "", pixels, width, height,
+                  *_taken_columns(content.taken))
         for key, value in zip(out, values):
             out[key].append(value)
     return out
+
+
+#: The columns a photo's EXIF date and camera travel in (`indexer.taken.Taken`; "" for None): Arrow
+#: columns of strings, from the reading tasks through the model actors to the driver.
+TAKEN_KEYS = ("taken_at", "taken_offset", "taken_source", "camera")
+
+
+def _taken_columns(taken: Taken | None) -> tuple[str, ...]:
+    if taken is None:
+        return ("",) * len(TAKEN_KEYS)
+    return (taken.at or "", taken.offset or "", taken.source, taken.camera or "")
+
+
+def _taken_of(batch: dict, i: int) -> Taken | None:
+    at, offset, source, camera = (str(batch[key][i]) for key in TAKEN_KEYS)
+    return Taken(at or None, offset or None, source, camera or None) if source else None
 
 
 def _contains(sorted_digests: np.ndarray, digest: str) -> bool:
@@ -148,7 +167,8 @@ class ModelActor:
         rows = len(batch["path"])
         out = {"path": list(batch["path"]), "kind": list(batch["kind"]), "digest": list(batch["digest"]),
                "error": list(batch["error"]), "width": list(batch["width"]), "height": list(batch["height"]),
-               "regions": [b""] * rows, "model_seconds": [0.0] * rows}
+               "regions": [b""] * rows, "model_seconds": [0.0] * rows,
+               **{key: list(batch[key]) for key in TAKEN_KEYS}}
         try:
             if self.fatal is not None:
                 raise self.fatal
@@ -378,9 +398,10 @@ def process(session: Session, run: Run, tasks: list[Task]) -> None:
                 if kind == FAILED:
                     run.handle(Read(task, digest, error=str(batch["error"][i])))
                 elif kind == KNOWN:
-                    run.handle(Read(task, digest, source=run.plan.known_source(task, digest)))
+                    run.handle(Read(task, digest, source=run.plan.known_source(task, digest), taken=_taken_of(batch, i)))
                 else:
-                    read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]))
+                    read = Read(task, digest, width=int(batch["width"][i]), height=int(batch["height"][i]),
+                                taken=_taken_of(batch, i))
                     run.writer.labelled(read, pickle.loads(batch["regions"][i]))
                     run.summary.indexed += 1
                     run.summary.model_seconds += float(batch["model_seconds"][i])

@@ -25,9 +25,9 @@ and renamed onto its path (`indexer.images.save_copy`), so no existing file is e
 existing copy is replaced only with ``force``.
 
 Each copy keeps its format, JPEG quantization (its quality), EXIF and orientation: the regions are drawn
-in the stored pixels. What may tell where a photo was taken (EXIF's GPS block and maker notes, XMP, IPTC)
-is left out unless ``keep_location``: a tool for publishing photos should not publish where they were
-taken unless asked to. A photo that changed since it was indexed has its boxes found again (a changed
+in the stored pixels. What may tell where a photo was taken (EXIF's GPS block and maker notes, XMP, IPTC,
+a JPEG comment) is left out unless ``keep_location``: a tool for publishing photos should not publish where
+they were taken unless asked to. A photo that changed since it was indexed has its boxes found again (a changed
 photo's stored boxes would be stale); a photo deleted since is skipped, with a message. Refusals that
 concern the whole run (no match, ``--out`` in the library or not writable, copies that exist) come before
 anything is written.
@@ -434,18 +434,21 @@ def redact(
     load_detector: Callable[[], faces.FaceDetector] | None = None,
     on_event: Callable[[object], None] | None = None,
     load_object_detector: Callable[[], detect.ObjectDetector] | None = None,
+    within: Callable | None = None,
 ) -> Summary:
     """Write a copy of every photo matching ``text`` under ``out``, its matched regions covered (module
     docstring). ``load_backbone(settings)`` builds the index's model, needed for ImageNet labels only;
     ``load_detector()`` and ``load_object_detector()`` the detectors the index was built with, needed for
-    photos changed since indexing only."""
+    photos changed since indexing only. ``within`` restricts the photos that may match, as
+    `query.search.prepare`'s does (`imgidx serve` redacts the photos picked from its results)."""
     from query import DEFAULT_MIN_SCORE
     from query.search import search
 
     emit = on_event or (lambda event: None)
     with engine.connect() as conn:
         settings = store.read_settings(conn)
-        result = search(conn, text, min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, limit=None)
+        result = search(conn, text, min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, limit=None,
+                        within=within)
         if not result.prepared.compiled.reported:
             raise RedactError(f"'{text}' names nothing to cover (only NOT terms); name a label, e.g. face")
         if not result.matches:

@@ -16,6 +16,7 @@ from indexer.labels import class_name
 from indexer.names import printable, stored
 from indexer.store import ImageReport, IndexStats, StoredLabel
 from indexer.store import shown as shown_db
+from query.dates import sources_text, taken_text
 
 if TYPE_CHECKING:
     from indexer.merge import MergeSummary
@@ -30,6 +31,7 @@ def summary_text(summary: "Summary") -> str:
     parts = [
         f"{summary.indexed} indexed",
         f"{summary.unchanged} unchanged",
+        *([f"{summary.dated} dated"] if summary.dated else []),
         f"{summary.moved} moved",
         *([f"{summary.copied} copied"] if summary.copied else []),
         f"{summary.pruned} pruned",
@@ -73,6 +75,10 @@ def image_json(report: ImageReport) -> dict:
         "working_size": report.working_size,
         "indexed_at": report.indexed_at,
         "error": report.error,
+        "taken": report.taken_at,
+        "taken_offset": report.taken_offset,
+        "taken_source": report.taken_source,
+        "camera": report.camera,
         "labels": [_label_json(label, "share") for label in report.labels],
         "cells": [
             {"cell": cell, "name": CELL_NAMES[cell], "labels": [_label_json(label, "coverage") for label in labels]}
@@ -82,11 +88,7 @@ def image_json(report: ImageReport) -> dict:
             {"box": _pixels(face), "confidence": round(box_rules.confidence(face), JSON_DECIMALS)}
             for face in report.faces
         ],
-        "objects": None if report.objects is None else [
-            {"class": box.class_id, "name": class_name(box.class_id), "box": _pixels(box),
-             "confidence": round(box_rules.confidence(box), JSON_DECIMALS)}
-            for box in report.objects
-        ],
+        "objects": None if report.objects is None else [box_rules.as_json(box) for box in report.objects],
     }
 
 
@@ -165,6 +167,9 @@ def image_text(report: ImageReport, top: int) -> str:
         return "\n".join(lines)
     settings = f"{report.model} at size {report.working_size}" if report.model else "stale, due for re-indexing"
     lines.append(f"  {report.width}x{report.height} px, {settings}, indexed {report.indexed_at}")
+    lines.append(f"  taken {taken_text(report.taken_at, report.taken_offset, report.taken_source)}")
+    if report.taken_source is not None:
+        lines.append(f"  camera {printable(report.camera)}" if report.camera else "  camera not recorded")
     lines.append("labels (confidence in the best cell, share of the photo):")
     for label in report.labels[:top]:
         lines.append(f"  {percent(label.score):>6}  {_percent(label.extent):>6}  {label.name} ({label.class_id})")
@@ -191,7 +196,15 @@ def stats_json(stats: IndexStats, db: str) -> dict:
         "top_labels": [{"class": c, "name": name, "images": n} for c, name, n in stats.top_labels],
         "failures": [{"path": stored(p), "error": e} for p, e in stats.failures],
         "skipped_files": [{"path": stored(p), "reason": r} for p, r in stats.skipped_files],
+        "dates": {"earliest": stats.taken_range[0], "latest": stats.taken_range[1],
+                  "sources": {source or "unread": n for source, n in stats.taken_sources.items()}},
     }
+
+
+def _detectors_line(settings) -> str:
+    """Which box passes the index runs: what a query for ``face`` or ``chair`` can find depends on them."""
+    return "detectors: " + ", ".join(f"{name} {'on' if on else 'off'}"
+                                     for name, on in (("faces", settings.faces), ("objects", settings.objects)))
 
 
 def stats_text(stats: IndexStats, db: str) -> str:
@@ -199,11 +212,15 @@ def stats_text(stats: IndexStats, db: str) -> str:
     lines = [
         f"index: {printable(shown_db(db))}",
         f"settings: {settings}",
+        *([_detectors_line(stats.settings)] if stats.settings else []),
         f"images: {stats.images} ({stats.labelled} labelled, {stats.failed} failed, "
         + (f"{stats.skipped} skipped, " if stats.skipped else "") + f"{stats.stale} stale)",
         f"label rows: {stats.image_label_rows} image, {stats.cell_label_rows} cell",
         f"last indexed: {stats.last_indexed or '-'}",
     ]
+    if stats.taken_sources:
+        earliest, latest = (at.replace("T", " ") if at else "-" for at in stats.taken_range)
+        lines.append(f"dates taken: {earliest} to {latest}; {sources_text(stats.taken_sources)}")
     if stats.models:
         lines.append("models used:")
         lines += [f"  {m or '(stale)'} at size {s or '-'}: {n} images" for m, s, n in stats.models]

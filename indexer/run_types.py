@@ -18,6 +18,7 @@ from indexer import images
 from indexer.errors import ImageReadError
 from indexer.names import printable
 from indexer.store import FileRecord, IndexSettings
+from indexer.taken import Taken
 from indexer.walk import FoundFile
 
 
@@ -109,6 +110,8 @@ class Summary:
     unreadable_folders: int = 0
     #: Images outside the walked roots that a reindex left due for re-indexing.
     stale_elsewhere: int = 0
+    #: Unchanged photos labelled before the index stored dates, whose dates were read from their headers.
+    dated: int = 0
     model_loaded: bool = False
     load_seconds: float = 0.0
     #: Files committed, as `Progress` counts them: what a progress bar counts, from `Planned` on.
@@ -169,6 +172,8 @@ class Read:
     shape: tuple[int, int] | None = None
     #: The decoded photo as the detectors search it (`faces.detection_pixels`), until they have.
     detect_pixels: np.ndarray | None = None
+    #: When the photo was taken, by its EXIF (None: no EXIF date; the writer falls back to the file's time).
+    taken: Taken | None = None
     #: The box pass of the photos it went with (`detect.Found`), from a detector thread (`pipeline.Run.detect`), and
     #: its place among them.
     boxes: Future | None = None
@@ -182,20 +187,24 @@ class FileContent:
     digest: str | None = None
     error: str | None = None
     decoded: images.DecodedImage | None = None
+    #: The EXIF date and camera: of the decoded photo, or from the header of known content.
+    taken: Taken | None = None
 
 
 def read_content(path: str, working_size: int, is_known: Callable[[str], bool]) -> FileContent:
     """Read and hash a file, and decode it unless ``is_known(digest)``: the worker step of both engines,
-    so they record the same errors. The hash comes from the bytes that are decoded."""
+    so they record the same errors. The hash comes from the bytes that are decoded; the date from the EXIF
+    the decode opens, or for known content from the header alone."""
     try:
         data = images.read_file(path)
     except ImageReadError as exc:
         return FileContent(error=str(exc))
     digest = hashlib.sha256(data).hexdigest()
     if is_known(digest):
-        return FileContent(digest)
+        return FileContent(digest, taken=images.header_taken(data))
     try:
-        return FileContent(digest, decoded=images.decode(data, path, working_size))
+        decoded = images.decode(data, path, working_size)
+        return FileContent(digest, decoded=decoded, taken=decoded.taken)
     except ImageReadError as exc:
         return FileContent(digest, error=str(exc))
     except Exception as exc:  # a decoder bug on a strange file must not stop the run

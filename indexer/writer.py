@@ -22,6 +22,7 @@ from indexer.errors import IndexSettingsError, StoreError
 from indexer.labels import FACE_CLASS
 from indexer.run_types import Event, Progress, Read, Summary
 from indexer.store import FileRow, IndexSettings
+from indexer.taken import Taken, with_fallback
 from indexer.walk import FoundFile
 
 #: Transactions queued for the writer thread before the model waits for it.
@@ -44,14 +45,17 @@ class _Commit:
 
     saves: list[tuple[FileRow, regions.Regions | None]]
     copies: list[tuple[FileRow, int]]
-    updates: list[tuple[int, str, int, int]]
+    updates: list[tuple[int, str, int, int, Taken]]
     scored: list[tuple[list[Read], list[regions.View]]]
     gone: list[int]
     first: bool
+    #: Dates read for photos labelled before the index stored them (None: not readable now, left undated).
+    dates: list[tuple[int, Taken | None]]
 
     @property
     def files(self) -> int:
-        return len(self.saves) + len(self.copies) + len(self.updates) + sum(len(g) for g, _ in self.scored)
+        return (len(self.saves) + len(self.copies) + len(self.updates) + len(self.dates)
+                + sum(len(g) for g, _ in self.scored))
 
 
 class Writer:
@@ -76,7 +80,8 @@ class Writer:
         self.scored: list[tuple[list[Read], list[regions.View]]] = []
         self.saves: list[tuple[FileRow, regions.Regions | None]] = []
         self.copies: list[tuple[FileRow, int]] = []
-        self.updates: list[tuple[int, str, int, int]] = []
+        self.updates: list[tuple[int, str, int, int, Taken]] = []
+        self.dates: list[tuple[int, Taken | None]] = []
         self.done = 0
         self.todo = 0
 
@@ -86,9 +91,15 @@ class Writer:
         """A row to store as it is: failed or skipped (no ``scores``), or labelled elsewhere (the Ray engine)."""
         self.saves.append((row, scores))
 
-    def update(self, image_id: int, found: FoundFile) -> None:
-        """A row whose labels now belong to ``found`` (touched in place, or moved there)."""
-        self.updates.append((image_id, found.path, found.size_bytes, found.mtime_ns))
+    def update(self, image_id: int, found: FoundFile, taken: Taken | None) -> None:
+        """A row whose labels now belong to ``found`` (touched in place, or moved there), with the EXIF date
+        read from it now (``taken``; the file's time where it has none)."""
+        taken = with_fallback(taken, found.mtime_ns)
+        self.updates.append((image_id, found.path, found.size_bytes, found.mtime_ns, taken))
+
+    def dated(self, image_id: int, taken: Taken | None) -> None:
+        """The date read for a row labelled before the index stored dates (None: unreadable, left undated)."""
+        self.dates.append((image_id, taken))
 
     def copy(self, row: FileRow, source_id: int) -> None:
         self.copies.append((row, source_id))
@@ -106,8 +117,8 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        """Failures, moves and copies waiting for the next commit."""
-        return len(self.saves) + len(self.copies) + len(self.updates)
+        """Failures, moves, copies and dates waiting for the next commit."""
+        return len(self.saves) + len(self.copies) + len(self.updates) + len(self.dates)
 
     def labelled_row(self, read: Read) -> FileRow:
         """The ``images`` row of a file the model has just labelled."""
@@ -115,6 +126,7 @@ class Writer:
         return FileRow(
             found.path, found.size_bytes, found.mtime_ns, read.content_hash, read.width, read.height,
             self.settings.model, self.settings.working_size,
+            **store.taken_fields(with_fallback(read.taken, found.mtime_ns)),
         )
 
     def count_boxes(self, scores: regions.Regions) -> None:
@@ -139,10 +151,10 @@ class Writer:
         cannot take, say) leaves the index's settings as they were.
         """
         first = self.settings_pending and (self.labelled_pending or final)
-        job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first)
+        job = _Commit(self.saves, self.copies, self.updates, self.scored, list(gone), first, self.dates)
         if not job.files and not gone and not first:
             return
-        self.saves, self.copies, self.updates, self.scored = [], [], [], []
+        self.saves, self.copies, self.updates, self.scored, self.dates = [], [], [], [], []
         self.settings_pending = self.settings_pending and not first
         self.labelled_pending = False
         self.writes.append(self.thread.submit(self.write, job))
@@ -209,6 +221,7 @@ class Writer:
                 store.copy_images(conn, self.t, job.copies)
                 store.save_images(conn, self.t, saves)
                 store.delete_images(conn, self.t, job.gone)
+                store.set_taken(conn, self.t, [(image_id, taken) for image_id, taken in job.dates if taken])
 
             with _store_errors(self.engine):
                 store.transaction(self.engine, transaction)

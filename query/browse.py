@@ -126,6 +126,27 @@ def recent_leaders(conn: sa.Connection, t: Tables, photos: int = 200, n: int = 3
     return [name for name, _ in rows]
 
 
+def top_labels(conn: sa.Connection, t: Tables, image_ids: Iterable[int], n: int = 3) -> dict[int, list[str]]:
+    """The names of each photo's ``n`` best labels (by stored score), for text that says what a photo shows
+    (a web page's alt text): one statement for a page of photos, by the labels' primary key."""
+    ids = sorted(set(image_ids))
+    if not ids:
+        return {}
+    il = t.image_labels
+    rows = conn.execute(
+        sa.select(il.c.image_id, t.classes.c.name)
+        .join_from(il, t.classes, t.classes.c.class_id == il.c.class_id)
+        .where(il.c.image_id.in_(ids))
+        .order_by(il.c.image_id, il.c.score.desc(), il.c.class_id)
+    )
+    found: dict[int, list[str]] = {}
+    for image_id, name in rows:
+        names = found.setdefault(image_id, [])
+        if len(names) < n:
+            names.append(name)
+    return found
+
+
 # ------------------------------------------------------------------------------------------- completion
 
 

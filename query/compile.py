@@ -84,6 +84,7 @@ from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES, class_ids
 from indexer.store import Tables, bytewise
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
+from query.dates import SORT_SCORE, SORTS, order_by_date
 from query.parser import And, Node, Not, Region, Relation, Term
 from query.resolve import Resolution
 
@@ -123,7 +124,8 @@ def cells_of(mask: int | None) -> list[str]:
 
 def image_columns(images: sa.Table) -> list[sa.ColumnElement]:
     """What a match reports of its image, in both shapes of statement (`query.search.execute` reads them)."""
-    return [images.c.image_id, images.c.path, images.c.content_hash, images.c.width, images.c.height]
+    return [images.c.image_id, images.c.path, images.c.content_hash, images.c.width, images.c.height,
+            images.c.taken_at, images.c.taken_source]
 
 
 def labelled(images: sa.Table) -> sa.ColumnElement[bool]:
@@ -285,8 +287,11 @@ Within = Callable[[sa.FromClause], sa.ColumnElement]
 
 class _Compiler:
     def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
-                 calibration: Calibration, within: Within | None = None, fusion: str = FUSION,
+                 calibration: Calibration, within: Within | None = None, fusion: str = FUSION, sort: str = SORT_SCORE,
                  count: Count | None = None):
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        self.sort = sort
         self.t = t
         self.count = count
         self._entries: dict[tuple[int, int], int] = {}
@@ -724,11 +729,12 @@ class _Compiler:
             if spec.positive:
                 columns += [self.score(spec).label(f"score_{spec.number}"), self.mask(spec).label(f"mask_{spec.number}")]
         columns.append(sa.func.count().over().label("total"))
+        by_date = order_by_date(images, self.sort) if self.sort != SORT_SCORE else []
         statement = (
             sa.select(*columns)
             .select_from(matches.join(images, images.c.image_id == matches.c.image_id))
             .where(self.admitted(images), self.condition(self.tree))
-            .order_by(sa.desc("score"), bytewise(images.c.path, self.dialect))
+            .order_by(*by_date, sa.desc("score"), bytewise(images.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
         )
@@ -752,11 +758,12 @@ class _Compiler:
             )
             total = sa.select(sa.func.count()).select_from(first).scalar_subquery()
             plan += f"; matches counted up to {count_limit:,}"
-        ordered = self.in_path_order(images)
+        ordered = self.in_path_order(images) if self.sort == SORT_SCORE else images
+        by_date = order_by_date(ordered, self.sort) if self.sort != SORT_SCORE else []
         statement = (
             sa.select(*image_columns(ordered), sa.literal(1.0).label("score"), total.label("total"))
             .where(self.admitted(ordered), self.condition(self.tree, ordered))
-            .order_by(bytewise(ordered.c.path, self.dialect))
+            .order_by(*by_date, bytewise(ordered.c.path, self.dialect))
             .limit(limit)
             .offset(offset or None)
         )
@@ -785,11 +792,13 @@ def compile_query(
     calibration: Calibration,
     within: Within | None = None,
     fusion: str = FUSION,
+    sort: str = SORT_SCORE,
     count: Count | None = None,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
     every match; ``within`` restricts the images that may match (the page and the count alike); ``fusion``
-    is the `fuse` rule of terms of both kinds; ``count`` runs the counts that choose the driving terms
+    is the `fuse` rule of terms of both kinds; ``sort`` orders the matches by score or by date taken
+    (`query.dates.SORTS`: undated photos last); ``count`` runs the counts that choose the driving terms
     (`_and_drive`; without it they are chosen from the query alone). The answer is the same either way."""
-    return _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion,
-                     count).compile(limit, offset)
+    compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort, count)
+    return compiler.compile(limit, offset)

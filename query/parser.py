@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Iterable, Union
 
 from indexer.calibration import FUSION, FUSION_WORDS
 from indexer.errors import ImgidxError
@@ -59,10 +59,17 @@ def clip(text: str) -> str:
 
 
 class QueryError(ImgidxError):
-    """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit."""
+    """A query that cannot be parsed or resolved; ``position`` is the 0-based offset of the culprit, and
+    ``suggestions`` the labels an unknown one may have meant, in place of the text at ``span``."""
 
-    def __init__(self, reason: str, query: str, position: int) -> None:
+    suggestions: tuple[str, ...] = ()
+    span: tuple[int, int] | None = None
+
+    def __init__(self, reason: str, query: str, position: int, suggestions: Iterable[str] = (),
+                 span: tuple[int, int] | None = None) -> None:
         reason = _LONG_QUOTE.sub(lambda quoted: f"'{clip(quoted.group(1))}'", reason)  # echoes of the query
+        self.suggestions = tuple(suggestions)
+        self.span = span
         self.reason = reason
         self.query = query
         self.position = max(0, min(position, len(query)))
@@ -162,13 +169,18 @@ REGIONS = _region_table()
 REGION_WORDS = max(map(len, REGIONS)) + 2
 
 
-def unknown_region_message(words: list[str]) -> str:
-    """Name the unknown region, with the closest spellings when there are any."""
+def close_regions(text: str) -> list[str]:
+    """The region names spelt most like ``text``, at most three."""
     import difflib
 
-    text = clip(" ".join(words))
     spellings = sorted({" ".join(key) for key in REGIONS})
-    close = difflib.get_close_matches(text.lower(), spellings, n=3, cutoff=0.8)
+    return difflib.get_close_matches(text.lower(), spellings, n=3, cutoff=0.8)
+
+
+def unknown_region_message(words: list[str]) -> str:
+    """Name the unknown region, with the closest spellings when there are any."""
+    text = clip(" ".join(words))
+    close = close_regions(text)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return f"unknown region '{text}'{hint} (the regions are listed in imgidx query --help)"
 
@@ -668,8 +680,14 @@ class _Parser:
     def region_of(self, words: list[Token]) -> Region:
         region = match_region([w.text for w in words])
         if region is None:
-            raise self.error(unknown_region_message([w.text for w in words]), words[0])
+            raise self.region_error(words)
         return region
+
+    def region_error(self, words: list[Token]) -> QueryError:
+        """An unknown region, with the close spellings to put in place of its words."""
+        return QueryError(unknown_region_message([w.text for w in words]), self.query, words[0].start,
+                          suggestions=close_regions(clip(" ".join(w.text for w in words))),
+                          span=(words[0].start, words[-1].end))
 
     def check_unknown_region(self, words: list[Token], first: int = 1) -> None:
         """``dog in top half``: a preposition after the label (from ``words[first]``) announces a region
@@ -681,7 +699,7 @@ class _Parser:
                     rest = rest[1:]
                 if not rest:
                     raise self.error(f"expected a region after '{clip(words[-1].text)}'", self.peek)
-                raise self.error(unknown_region_message([w.text for w in rest]), rest[0])
+                raise self.region_error(rest)
 
     def take_threshold(self) -> tuple[float, bool]:
         op = self.peek

@@ -140,7 +140,8 @@ def grids(result: Result, unicode: bool = True) -> str:
 
 def json_lines(result: Result) -> Iterable[str]:
     """One JSON object per match (per path): rank, path, sha256 of the file, copies (the matches printed
-    with the same content, itself included), score, width, height, and per term its score and cells."""
+    with the same content, itself included), score, width, height, per term its score and cells, and the
+    boxes the terms are about (what `--html` outlines)."""
     names = term_names(result)
     photos = photo_of(result.matches)
     for m in result.matches:
@@ -153,6 +154,8 @@ def json_lines(result: Result) -> Iterable[str]:
                 "score": round(m.score, JSON_DECIMALS),
                 "width": m.width,
                 "height": m.height,
+                "taken": m.taken_at,
+                "taken_source": m.taken_source,
                 "terms": [
                     {
                         "term": name,
@@ -163,6 +166,7 @@ def json_lines(result: Result) -> Iterable[str]:
                     }
                     for name, h in zip(names, m.terms)
                 ],
+                "boxes": [box_rules.as_json(box) for box in m.boxes],
             },
             ensure_ascii=False,
         )

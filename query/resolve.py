@@ -480,7 +480,8 @@ def resolve(tree: Node, query: str) -> tuple[Node, dict[Term, Resolution]]:
                 t = replace(t, label=t.whole_label, region=ANYWHERE, whole_label=None)
                 res = whole
         if res is None:
-            raise QueryError(_unknown_reason(t, query), query, t.start)
+            reason, close = _unknown_reason(t, query)
+            raise QueryError(reason, query, t.start, suggestions=close, span=_label_span(t, query))
         if res.unseen is not None:
             raise CannotSeeError(t.label, res.unseen, query, t.start)
         found[t] = res
@@ -498,13 +499,25 @@ def resolve(tree: Node, query: str) -> tuple[Node, dict[Term, Resolution]]:
     return walk(tree), found
 
 
-def _unknown_reason(t: Term, query: str) -> str:
+def _label_span(t: Term, query: str) -> tuple[int, int]:
+    """Where the label of ``t`` stands in ``query`` (its quotes included), for a caller that replaces it."""
+    if t.quoted:
+        start = query.find('"', t.start)
+        end = query.find('"', start + 1)
+        return start, end + 1 if end > start else len(query)
+    found = re.compile(r"\s+".join(map(re.escape, t.label.split())), re.IGNORECASE).search(query, t.start)
+    return (found.start(), found.end()) if found else (t.start, t.start + len(t.label))
+
+
+def _unknown_reason(t: Term, query: str) -> tuple[str, tuple[str, ...]]:
+    """Why the label of ``t`` is unknown, and the names it may have meant."""
     whole = t.whole_label or t.label
     if match_region(whole.split()) is not None:
-        return f"'{whole}' is a region; a term needs a label before it, e.g. 'dog in {whole}'"
+        return f"'{whole}' is a region; a term needs a label before it, e.g. 'dog in {whole}'", ()
     rest = _exact(query[t.start :])
     for name in lexicon().keyword_names:
         if rest.startswith(name):
-            return str(UnknownLabelError(t.label, [], hint=f'quote a name that contains AND, OR or NOT: "{name}"'))
-    return str(UnknownLabelError(t.label, suggest(t.label)))
+            return str(UnknownLabelError(t.label, [], hint=f'quote a name that contains AND, OR or NOT: "{name}"')), ()
+    close = suggest(t.label)
+    return str(UnknownLabelError(t.label, close)), tuple(close)
 

@@ -18,6 +18,7 @@ from indexer.names import restored
 from indexer.store import Tables, boxes_of, read_calibration, read_settings, tables as reflect_tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import CompiledQuery, Count, Spec, Within, cells_of, compile_query
+from query.dates import SORT_SCORE
 from query.parser import Node, QueryError, Term, dump, parse
 from query.resolve import Resolution, resolve
 
@@ -50,6 +51,9 @@ class Match:
     #: The boxes (photo pixels) of the box classes of the terms that matched, in those terms' regions
     #: (`indexer.boxes.of_terms`), best first: what `--html` outlines.
     boxes: tuple[Box, ...] = ()
+    #: When the photo was taken (`query.dates`: local time, and where it comes from); None: not known.
+    taken_at: str | None = None
+    taken_source: str | None = None
 
 
 @dataclass
@@ -160,15 +164,17 @@ def prepare(
     calibration: Calibration | None = None,
     within: Within | None = None,
     fusion: str | None = None,
+    sort: str = SORT_SCORE,
     count: Count | None | str = ON_THE_INDEX,
 ) -> Prepared:
     """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
 
     ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries);
-    ``within`` restricts the images that may match (`query.browse.in_folder`); ``fusion`` names the
-    `indexer.calibration.fuse` rule (the bench compares them); by default the index's (`fusion_for`);
-    ``count`` runs the counts of class-index entries that choose the driving terms (`compile_query`): by
-    default on ``bind``, None to choose them from the query alone (the answer is the same)."""
+    ``within`` restricts the images that may match (`query.browse.in_folder`, `query.dates.DateFilter`);
+    ``fusion`` names the `indexer.calibration.fuse` rule (the bench compares them); by default the index's
+    (`fusion_for`); ``sort`` orders the matches (`query.dates.SORTS`); ``count`` runs the counts of
+    class-index entries that choose the driving terms (`compile_query`): by default on ``bind``, None to
+    choose them from the query alone (the answer is the same)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
@@ -194,7 +200,7 @@ def prepare(
 
         compiled = compile_query(
             t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
-            dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion,
+            dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion, sort=sort,
             count=on_the_index if count == ON_THE_INDEX else count,
         )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
@@ -245,6 +251,8 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                 ),
                 mapping["content_hash"],
                 photo_boxes,
+                mapping["taken_at"],
+                mapping["taken_source"],
             )
         )
     total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
@@ -265,10 +273,12 @@ def search(
     calibration: Calibration | None = None,
     within: Within | None = None,
     fusion: str | None = None,
+    sort: str = SORT_SCORE,
 ) -> Result:
-    """Matches of ``text``, best first: ``limit`` of them (None or 0: all) after skipping ``offset``."""
+    """Matches of ``text``, best first (or by date: ``sort``): ``limit`` of them (None or 0: all) after
+    skipping ``offset``."""
     prepared = prepare(
         bind, text, min_score=min_score, limit=limit, offset=offset, tables=tables, calibration=calibration,
-        within=within, fusion=fusion,
+        within=within, fusion=fusion, sort=sort,
     )
     return execute(bind, prepared)

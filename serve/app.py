@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -36,14 +37,20 @@ from indexer.errors import DamagedIndexError, ImageReadError, ImgidxError
 from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
+from indexer.taken import TAKEN_MTIME
 from query import DEFAULT_MIN_SCORE, browse, search
+from query.dates import SORT_NEWEST, SORT_OLDEST, SORT_SCORE, SORTS, DateFilter, both, taken_text
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
 from query.resolve import lookup
+from query import complete as grammar
+from serve import ask as asking, labels as label_browser, selection
 
 #: Matches per page of results (the URL's ``n`` may ask for 1 to `MAX_PAGE_SIZE`).
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
+#: The longest value of a date field that is read (a date is at most 10 characters; the message quotes 40).
+MAX_DATE_CHARS = 64
 #: The largest offset asked for: SQLite's and PostgreSQL's integers are 64-bit.
 MAX_OFFSET = 2**62
 GRID_THUMBNAIL, PHOTO_THUMBNAIL = thumbnails.SIZES
@@ -65,6 +72,18 @@ SEARCHES_AT_ONCE = 8
 TERM_COLOURS = 6
 #: Four thirds: the shape a photo of unknown size is drawn with.
 DEFAULT_ASPECT = (4, 3)
+#: Example queries the start page offers at most, the recent photos they are drawn from, and the most
+#: searches run to check that they match.
+EXAMPLES, EXAMPLE_PHOTOS, EXAMPLE_SEARCHES = 3, 8, 10
+#: Labels named in a card's alt text (what the photo shows).
+ALT_LABELS = 3
+#: Steps of the "where a label scores" tint (CSS classes ``h0``... ``h10``): no script sets a colour.
+HEAT_STEPS = 10
+#: Photo overlays a page may ask for (``?mode=``), as the radio buttons name them.
+MODES = ("off", "matches", "labels", "classmap", "heat")
+#: A box whose top lies this close to the photo's top edge (a fraction of its height) has its label inside
+#: it, not above it, where the photo's edge would cut it off; one whose left lies past this has it right-aligned.
+TAG_ROOM_TOP, TAG_RIGHT_FROM = 0.08, 0.6
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -96,11 +115,28 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+class IndexReplacedError(ImgidxError):
+    """The index file was deleted or replaced by another while the server ran."""
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """The file's device and inode: a file moved over it (a rebuilt index) has others."""
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 class Index:
     """The open index and what every request reuses: the engine, its tables, its calibration, the overview."""
 
     def __init__(self, db: str, thumbnail_folder: str | os.PathLike | None = None):
         self.db = db
+        self.file = store.sqlite_path(store.parse_url(db))
+        self._identity = _identity(self.file)
         engine = store.open_index(db, create=False, readonly=True)  # SQLite mode=ro, PostgreSQL read-only sessions
         self.engine = engine
         self.stopping = False
@@ -119,20 +155,57 @@ class Index:
         self._stats_lock = threading.Lock()
         self._counting: threading.Thread | None = None
         self._count_error: DamagedIndexError | None = None
+        self._examples: tuple[tuple, list[str]] | None = None
+
+    def check_file(self) -> None:
+        """Raise `IndexReplacedError` when the SQLite file the server opened is gone or another file took its
+        place. The server does not reopen it: photo ids are the index's own, so pages open in a browser (and
+        their links) would silently show other photos; it answers 503 saying to restart it instead."""
+        if self.file is not None and _identity(self.file) != self._identity:
+            gone = "deleted" if not self.file.exists() else "replaced by another file"
+            raise IndexReplacedError(
+                f"the index {printable(str(self.file))} was {gone} while the server ran: restart imgidx serve "
+                "to serve it again")
+
+    def state(self) -> tuple:
+        """What changes when the index does: an SQLite file's (and its write-ahead log's) size and time, or
+        the newest photo id of a PostgreSQL index. Keys what is derived from the contents (`examples`)."""
+        if self.file is not None:
+            stats = []
+            for path in (self.file, Path(f"{self.file}-wal")):
+                try:
+                    status = path.stat()
+                    stats.append((status.st_mtime_ns, status.st_size))
+                except OSError:
+                    stats.append(None)
+            return tuple(stats)
+        with self.engine.connect() as conn:
+            return (conn.execute(sa.select(sa.func.max(self.tables.images.c.image_id))).scalar(),)
+
+    def examples(self) -> list[str]:
+        """Example queries that match something in this index (`example_queries`), kept until it changes."""
+        state = self.state()
+        cached = self._examples
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        found = example_queries(self)
+        self._examples = (state, found)
+        return found
 
     def prepare(self, ask: "SearchRequest") -> search.Prepared:
         """The search ``ask`` makes, compiled once per query, minimum score, folder and page size and then
         only paged (`PREPARED_SEARCHES` kept): scrolling through matches compiles nothing again."""
-        key = (ask.text, ask.min_score, ask.folder, ask.page)
+        key = (ask.text, ask.min_score, ask.folder, ask.page, ask.dates, ask.sort)
         with self._lock:
             prepared = self._prepared.get(key)
             if prepared is not None:
                 self._prepared.move_to_end(key)
         if prepared is None:
-            within = browse.in_folder(ask.folder) if ask.folder else None
+            within = both(browse.in_folder(ask.folder) if ask.folder else None,
+                          ask.dates.within(DATE_FIELDS) if ask.dates else None)
             prepared = search.prepare(
                 self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
-                calibration=self.calibration, within=within,
+                calibration=self.calibration, within=within, sort=ask.sort,
             )
             with self._lock:
                 self._prepared[key] = prepared
@@ -175,12 +248,15 @@ class Index:
         images = self.tables.images
         return conn.execute(sa.select(images).where(images.c.image_id == image_id)).mappings().first()
 
-    def original(self, image_id: int) -> thumbnails.Original:
-        """The indexed photo behind ``image_id``; 404 for an id the index has no readable photo for."""
+    def original(self, image_id: int, failed_too: bool = False) -> thumbnails.Original:
+        """The indexed photo behind ``image_id``; 404 for an id the index has no readable photo for (with
+        ``failed_too``, a file that failed to decode is one too: its bytes are what was indexed)."""
         with self.engine.connect() as conn:
             row = self.image_row(conn, image_id)
-        if row is None or row["error"] is not None or row["content_hash"] is None:
+        if row is None:
             raise HTTPException(404, f"no photo {image_id} in the index")
+        if row["content_hash"] is None or (row["error"] is not None and not failed_too):
+            raise HTTPException(404, f"photo {image_id} failed when it was indexed: {failure_reason(row)}")
         return thumbnails.Original(restored(row["path"]), row["size_bytes"], row["mtime_ns"], row["content_hash"])
 
     def interrupt(self) -> None:
@@ -206,15 +282,24 @@ class BadRequest(ImgidxError):
     """A request parameter out of its range."""
 
 
+#: The search form's fields of the date filter, as its messages name them (`query.dates.DateFilter`).
+DATE_FIELDS = ("taken", "after", "before")
+#: The search form's orders, as it offers them.
+SORT_NAMES = {SORT_SCORE: "best match", SORT_OLDEST: "oldest first", SORT_NEWEST: "newest first"}
+
+
 @dataclass(frozen=True)
 class SearchRequest:
-    """What a search URL asks for: ``/?q=QUERY&folder=FOLDER&n=PAGE&min=SCORE&offset=N``."""
+    """What a search URL asks for: ``/?q=QUERY&folder=FOLDER&n=PAGE&min=SCORE&offset=N``, and the date
+    filter and order: ``&taken=2019&after=DATE&before=DATE&sort=oldest`` (`query.dates`)."""
 
     text: str
     folder: str
     offset: int
     page: int
     min_score: float
+    dates: DateFilter = DateFilter()
+    sort: str = SORT_SCORE
 
     @classmethod
     def of(cls, request: Request) -> "SearchRequest":
@@ -225,19 +310,32 @@ class SearchRequest:
         folder = params.get("folder", "").strip()
         if len(folder) > MAX_QUERY_CHARS:
             raise BadRequest(f"folder too long: {len(folder):,} characters, the most is {MAX_QUERY_CHARS:,}")
+        sort = params.get("sort", "") or SORT_SCORE
+        if sort not in SORTS:
+            raise BadRequest(f"sort must be one of {', '.join(SORTS)}, not {printable(sort[:40])!r}")
+        dates = DateFilter(*(params.get(name, "").strip()[:MAX_DATE_CHARS] for name in DATE_FIELDS))
         return cls(
             text.strip(),
             folder,
             _number(params, "offset", int, 0, 0, MAX_OFFSET),
             _number(params, "n", int, PAGE_SIZE, 1, MAX_PAGE_SIZE),
             _number(params, "min", float, DEFAULT_MIN_SCORE, 0.0, 1.0),
+            dates,
+            sort,
         )
+
+    def date_fields(self) -> list[tuple[str, str]]:
+        """The date filter and order as given (defaults left out): what a new search from the header keeps."""
+        values = [(name, getattr(self.dates, name)) for name in DATE_FIELDS] + [("sort", self.sort)]
+        return [(name, value) for name, value in values if value and value != SORT_SCORE]
 
     def url(self, path: str = "/", **changes: Any) -> str:
         """This search's URL on ``path``, with ``changes``; defaults left out, so links stay short."""
-        values = {"q": self.text, "folder": self.folder, "n": self.page, "min": self.min_score, "offset": self.offset}
+        values = {"q": self.text, "folder": self.folder, "n": self.page, "min": self.min_score, "offset": self.offset,
+                  **{name: getattr(self.dates, name) for name in DATE_FIELDS}, "sort": self.sort}
         values.update(changes)
-        defaults = {"q": "", "folder": "", "n": PAGE_SIZE, "min": DEFAULT_MIN_SCORE, "offset": 0}
+        defaults = {"q": "", "folder": "", "n": PAGE_SIZE, "min": DEFAULT_MIN_SCORE, "offset": 0, "taken": "",
+                    "after": "", "before": "", "sort": SORT_SCORE}
         kept = {k: v for k, v in values.items() if v != defaults.get(k)}
         return path + ("?" + urlencode(kept) if kept else "")
 
@@ -277,13 +375,16 @@ def run_search(index: Index, ask: SearchRequest) -> Page:
         with index.engine.connect() as conn:
             result = search.execute(conn, prepared)
             shown = browse.fold_copies(conn, index.tables, result.matches)
+            labels = browse.top_labels(conn, index.tables, (s.match.image_id for s in shown), ALT_LABELS)
         elapsed = (time.perf_counter() - started) * 1000
     names = term_names(result)
-    cards = [_card(s, names, ask) for s in shown]
+    # Numbered as shown, copies folded: #1, #2, #3 (the page's script renumbers the pages it appends).
+    cards = [_card(s, names, ask, ask.offset + number, labels.get(s.match.image_id, []))
+             for number, s in enumerate(shown, start=1)]
     end = ask.offset + len(result.matches)
     # An uncounted total (a query of NOT terms only) is a lower bound: a full page may have a next one.
     more = result.total is not None and end < result.total or not result.counted and len(result.matches) == ask.page
-    legend = [(n, spec.describe()) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
+    legend = [(n, describe(spec)) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     return Page(
         result, cards, legend, prepared.notes(), elapsed,
         ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None,
@@ -297,7 +398,18 @@ def _fit(width: int | None, height: int | None, box: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _card(shown: browse.Shown, names: list[str], ask: SearchRequest) -> dict:
+def describe(spec) -> str:
+    """A term of the query with its threshold in percent, as the scores beside it: ``cat in center >= 30%``."""
+    text = replace(spec.term, threshold=None).describe()
+    return f"{text} {'>' if spec.strict else '>='} {percent(spec.threshold)}"
+
+
+def alt_text(labels: list[str], name: str) -> str:
+    """What a photo shows, for a reader who cannot see it: its top labels (its name when it has none)."""
+    return ", ".join(labels) if labels else f"{name} (no labels)"
+
+
+def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: int, labels: list[str]) -> dict:
     m = shown.match
     marks: list[list[int]] = [[] for _ in CELL_NAMES]
     for number, hit in enumerate(m.terms, start=1):
@@ -308,7 +420,11 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest) -> dict:
     return {
         "id": m.image_id,
         "rank": m.rank,
+        "number": position,
+        "alt": alt_text(labels, printable(name)),
         "score": percent(m.score),
+        "taken": (m.taken_at[:10] + (" (file time)" if m.taken_source == TAKEN_MTIME else "")) if m.taken_at else None,
+        "taken_note": taken_text(m.taken_at, None, m.taken_source),
         "path": printable(m.path),
         "name": printable(name),
         "folder": printable(folder),
@@ -341,29 +457,50 @@ def label_query(name: str) -> str:
 # ------------------------------------------------------------------------------------------- guard
 
 
+#: Where `Guard` notes a response's status in the request's scope, for the access log; the most of a
+#: request's path and query a log line shows.
+STATUS_KEY, LOGGED_CHARS = "imgidx.status", 300
+
+
 class Guard:
     """Answers only requests for the names the server was started for (421 otherwise: `LOOPBACK_HOSTS`),
-    adds the security headers to every response, and turns an unexpected error into a one-line page
+    and none (503) once the index file is deleted or replaced (``check``); adds the security headers to
+    every response, logs a line per request with ``access_log``, and turns an unexpected error into a one-line page
     (and one line on standard error; the traceback only with IMGIDX_DEBUG set). A damaged index is no
     bug of the server's: its page says what is wrong and how to rebuild it, with status 503."""
 
     def __init__(self, app, error_page: Callable[[str, int], Response], stopping: Callable[[], bool],
-                 hosts: frozenset[str]):
+                 hosts: frozenset[str], check: Callable[[], None] = lambda: None, access_log: bool = False):
         self.app = app
         self.error_page = error_page
         self.stopping = stopping
         self.hosts = hosts
+        self.check = check
+        self.access_log = access_log
+        self.told_replaced = False
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        began = time.perf_counter()
+        try:
+            await self.guarded(scope, receive, send)
+        finally:
+            if self.access_log:  # one line per request: method, path and query, status, milliseconds
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope.get("path", "") + ("?" + query if query else "")
+                log.info("%s %s %s %.0f ms", scope.get("method"), printable(_clipped(target)), scope.get(STATUS_KEY, 500),
+                         (time.perf_counter() - began) * 1000)
+
+    async def guarded(self, scope, receive, send) -> None:
         started = False
 
         async def secured(message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                scope[STATUS_KEY] = message["status"]
                 MutableHeaders(scope=message).update(SECURITY_HEADERS)
             await send(message)
 
@@ -373,6 +510,15 @@ class Guard:
             await self.error_page(f"this server answers only by {names}, not {printable(header) or 'no name'} "
                                   "(imgidx serve --allow-host NAME adds one)", 421)(scope, receive, secured)
             return
+        if not scope.get("path", "").startswith("/static/"):
+            try:
+                self.check()
+            except IndexReplacedError as exc:
+                if not self.told_replaced:
+                    log.error("%s", exc.shown())
+                    self.told_replaced = True
+                await self.error_page(exc.shown(), 503)(scope, receive, secured)
+                return
         try:
             await self.app(scope, receive, secured)
         except DamagedIndexError as exc:  # no request can be served right: unavailable, not a bug
@@ -390,6 +536,10 @@ class Guard:
             log.error("%s %s: %s (set %s=1 for the traceback)", scope.get("method"), scope.get("path"), line, DEBUG_ENV)
             if not started:
                 await self.error_page(line, 500)(scope, receive, secured)
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS - 3] + "..."
 
 
 def _static_files() -> dict[str, tuple[bytes, str, str]]:
@@ -419,17 +569,21 @@ def boxes_of(conn: sa.Connection, image_id: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------- app
 
 
-def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette:
-    """The Starlette app over ``index`` (which the caller closes), answering requests for ``hosts`` only."""
+def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: bool = False) -> Starlette:
+    """The Starlette app over ``index`` (which the caller closes), answering requests for ``hosts`` only;
+    with ``access_log``, a line per request on the ``imgidx.serve`` logger (at level INFO)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("serve", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
     env.globals.update(
         max_query=MAX_QUERY_CHARS, term_colours=TERM_COLOURS, page_size=PAGE_SIZE, default_min=DEFAULT_MIN_SCORE,
-        text="", folder="", ask=None, page=None, error=None, caret=None, examples=(),  # a page that is no search
+        text="", folder="", ask=None, page=None, error=None, caret=None, examples=(), meant=(),  # a page that is no search
+        tag_room_top=TAG_ROOM_TOP, tag_right_from=TAG_RIGHT_FROM,
+        sort_names=SORT_NAMES, relaxed=(), relaxed_url=None, untried=0,
     )
     static = _static_files()
+    catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)
 
     def page(template: str, status: int = 200, /, **context) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
@@ -444,15 +598,18 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
             return page("search.html", 400, ask=None, text="", folder="", error=exc.shown(), caret=None)
         context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None, page=None)
         if not ask.text:
-            return page("search.html", **context, examples=_examples(index))
+            return page("search.html", **context, examples=[(text, "/?" + urlencode({"q": text}))
+                                                            for text in index.examples()])
         try:
             context["page"] = run_search(index, ask)
         except QueryError as exc:
             head, _, caret = exc.shown().partition("\n")
             return page("search.html", 400, **{**context, "error": head, "caret": caret or None,
-                                               "position": exc.position})
+                                               "position": exc.position, "meant": _meant(exc, ask)})
         except ImgidxError as exc:
             return page("search.html", _status(exc), **{**context, "error": exc.shown()})
+        if context["page"].result.total == 0 and not ask.offset:  # looser queries: counted on their own page
+            context["relaxed_url"] = ask.url("/looser", offset=0)
         return page("search.html", **context)
 
     def results(request: Request) -> Response:
@@ -466,33 +623,53 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
 
     def complete(request: Request) -> Response:
         text = request.query_params.get("text", "")[:MAX_QUERY_CHARS]
-        found = browse.complete(text)
+        found = grammar.complete(text, catalog.counts())
         return JSONResponse({"start": found.start, "names": found.names})
 
     def photo(request: Request) -> Response:
         image_id = request.path_params["image_id"]
+        params = request.query_params
         try:
             ask = SearchRequest.of(request)
-            rank = _number(request.query_params, "rank", int, 1, 1, None)
+            rank = _number(params, "rank", int, 1, 1, None)
+            mode = params.get("mode", "")
+            if mode and mode not in MODES:
+                raise BadRequest(f"mode must be one of {', '.join(MODES)}, not {printable(mode[:40])!r}")
         except BadRequest as exc:
             return error_page(exc.shown(), 400)
-        return page("photo.html", **_photo_context(index, image_id, ask, rank))
+        context = _photo_context(index, image_id, ask, rank)
+        context.update(rank=rank, heat=None, chosen="")
+        label = params.get("label", "").strip()[:MAX_QUERY_CHARS]
+        if label and context["error"] is None:  # a browser without scripts: where the label scores, as a page
+            context["chosen"] = label
+            try:
+                context["heat"] = _heat(index, image_id, label)
+                mode = "heat"
+            except ImgidxError as exc:
+                context["heat_error"] = exc.shown()
+        if mode and (mode != "matches" or context["mode"] == "matches"):
+            context["mode"] = mode
+        return page("photo.html", **context)
+
+    def boxes_css(request: Request) -> Response:
+        """Where the photo page's boxes stand, as a style sheet of the server's own: the page needs no
+        script to place them, and the Content-Security-Policy still allows no inline style."""
+        image_id = request.path_params["image_id"]
+        with index.engine.connect() as conn:
+            boxes = boxes_of(conn, image_id) if index.image_row(conn, image_id) is not None else []
+        rules = "".join(
+            f"#box-{n} {{ left: {100 * b['left']:.3f}%; top: {100 * b['top']:.3f}%; width: {100 * b['width']:.3f}%; "
+            f"height: {100 * b['height']:.3f}%; }}\n" for n, b in enumerate(boxes))
+        return Response(rules, media_type="text/css; charset=utf-8", headers={"cache-control": "private, no-cache"})
 
     def scores(request: Request) -> Response:
         """Where one label scores in one photo, from the stored evidence: nine confidences (or null)."""
         image_id = request.path_params["image_id"]
         text = request.query_params.get("label", "").strip()[:MAX_QUERY_CHARS]
-        quoted = len(text) > 1 and text[0] == text[-1] == '"'
         try:
-            resolution = lookup(text[1:-1] if quoted else text, quoted=quoted)
+            resolution, cells = _label_cells(index, image_id, text)
         except ImgidxError as exc:
             return JSONResponse({"error": exc.shown()}, status_code=400)
-        with index.engine.connect() as conn:
-            row = index.image_row(conn, image_id)
-            report = store.image_report(conn, path=restored(row["path"])) if row is not None else None
-        if report is None:
-            raise HTTPException(404, f"no photo {image_id} in the index")
-        cells = browse.cell_confidences(report, resolution.classes, index.calibration, grouped=resolution.grouped)
         return JSONResponse({
             "label": text, "classes": len(resolution.classes),
             "cells": [None if p is None else {"value": round(p, 4), "text": percent(p)} for p in cells],
@@ -519,7 +696,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
 
     def original(request: Request) -> Response:
         image_id = request.path_params["image_id"]
-        found = index.original(image_id)
+        found = index.original(image_id, failed_too=True)
         try:
             data = thumbnails.read_original(found)
         except ImageReadError as exc:
@@ -550,7 +727,9 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         return Response(data, media_type=kind, headers=headers)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        message = exc.detail if exc.status_code != 405 else "this address only answers GET"
+        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "GET").split(",") if m.strip() != "HEAD"]
+        allowed = " and ".join(sorted(allowed))
+        message = exc.detail if exc.status_code != 405 else f"this address only answers {allowed}"
         if exc.status_code == 404 and exc.detail == "Not Found":
             message = "no such page"
         return error_page(str(message), exc.status_code)
@@ -561,17 +740,32 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS) -> Starlette
         Route("/api/complete", complete),
         Route("/api/scores/{image_id:int}", scores),
         Route("/photo/{image_id:int}", photo),
+        Route("/photo/{image_id:int}/boxes.css", boxes_css),
         Route("/thumbnail/{image_id:int}/{size:int}", thumbnail),
         Route("/original/{image_id:int}", original),
         Route("/overview", overview),
         Route("/static/{name}", static_file),
+        Route("/api/terms", asking.terms_endpoint),
+        Route("/api/rewrite", asking.rewrite_endpoint),
+        Route("/looser", asking.looser_endpoint(index, SearchRequest.of, page, _status)),
+        Route("/download", selection.download_endpoint(index, lambda fields: SearchRequest.of(_Params(fields)), error_page),
+              methods=["POST"]),
+        *label_browser.routes(catalog, page, label_query, lambda i, h: thumbnail_url(i, GRID_THUMBNAIL, h)),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(Guard, error_page=error_page, stopping=lambda: index.stopping,
-                               hosts=frozenset(host_name(h) for h in hosts))],
+                               hosts=frozenset(host_name(h) for h in hosts), check=index.check_file,
+                               access_log=access_log)],
         exception_handlers={HTTPException: http_error},
     )
+
+
+@dataclass(frozen=True)
+class _Params:
+    """A form's fields where `SearchRequest.of` reads a URL's."""
+
+    query_params: dict
 
 
 def _status(exc: ImgidxError) -> int:
@@ -617,16 +811,75 @@ def _wrap(text: str, width: int, lines: int = 4) -> list[str]:
     return wrapped[:lines - 1] + ["…"] if len(wrapped) > lines else wrapped
 
 
-def _examples(index: Index) -> list[tuple[str, str]]:
-    """Example queries from the labels of the photos indexed last, for the empty search page."""
+def example_queries(index: Index) -> list[str]:
+    """Up to `EXAMPLES` queries for the empty search page, each one checked to match a photo of this index
+    (one of each kind first: a label, a label in a cell, one left of another, one without another). They come
+    from the labels leading the photos indexed last and from the cells of a few of them, so they cost a few
+    indexed lookups and at most `EXAMPLE_SEARCHES` searches of one match."""
     with index.engine.connect() as conn:
-        top = browse.recent_leaders(conn, index.tables)
-    examples = [label_query(top[0])] if top else []
-    if len(top) > 1:
-        examples.append(f"{label_query(top[0])} left of {label_query(top[1])}")
-    if len(top) > 2:
-        examples.append(f"{label_query(top[2])} in the top row AND NOT {label_query(top[1])}")
-    return [(text, "/?" + urlencode({"q": text})) for text in examples]
+        leaders = browse.recent_leaders(conn, index.tables)
+        images = index.tables.images
+        recent = conn.execute(
+            sa.select(images.c.path).where(browse.labelled(images)).order_by(images.c.image_id.desc())
+            .limit(EXAMPLE_PHOTOS)).scalars().all()
+        reports = [report for path in recent if (report := store.image_report(conn, path=restored(path)))]
+    labels, regions, relations = list(leaders), [], []
+    for report in reports:
+        tops = [cell[0] if cell else None for cell in report.cells]
+        best = max((c for c in range(len(tops)) if tops[c]), key=lambda c: tops[c].score, default=None)
+        if best is not None:
+            labels.append(tops[best].name)
+            regions.append(f"{label_query(tops[best].name)} in {CELL_NAMES[best]}")
+        left, right = tops[3], tops[5]  # the middle row's ends
+        if left and right and left.name != right.name:
+            relations.append(f"{label_query(left.name)} left of {label_query(right.name)}")
+    labels = list(dict.fromkeys(labels))
+    negations = [f"{label_query(labels[0])} AND NOT {label_query(labels[1])}"] if len(labels) > 1 else []
+    kinds = [[label_query(name) for name in labels], regions, relations, negations]
+    candidates = list(dict.fromkeys(text for kind in kinds for text in kind[:1]))  # one of each kind first
+    candidates += [text for kind in kinds for text in kind[1:] if text not in candidates]
+    found: list[str] = []
+    with index.engine.connect() as conn:
+        for text in candidates[:EXAMPLE_SEARCHES]:
+            try:
+                matches = search.search(conn, text, limit=1, tables=index.tables, calibration=index.calibration).matches
+            except ImgidxError:
+                continue
+            if matches:
+                found.append(text)
+                if len(found) == EXAMPLES:
+                    break
+    return found
+
+
+def _meant(exc: QueryError, ask: SearchRequest) -> list[tuple[str, str]]:
+    """The labels an unknown one may have meant, each with the URL of the query that names it instead."""
+    if not exc.suggestions or exc.span is None:
+        return []
+    start, end = exc.span
+    return [(name, ask.url(q=ask.text[:start] + label_query(name) + ask.text[end:], offset=0))
+            for name in exc.suggestions]
+
+
+def _label_cells(index: Index, image_id: int, text: str) -> tuple[Any, list[float | None]]:
+    """The classes a typed label names, and its confidence in each cell of the photo (None: not stored)."""
+    quoted = len(text) > 1 and text[0] == text[-1] == '"'
+    resolution = lookup(text[1:-1] if quoted else text, quoted=quoted)
+    with index.engine.connect() as conn:
+        row = index.image_row(conn, image_id)
+        report = store.image_report(conn, path=restored(row["path"])) if row is not None else None
+    if report is None:
+        raise HTTPException(404, f"no photo {image_id} in the index")
+    return resolution, browse.cell_confidences(report, resolution.classes, index.calibration, grouped=resolution.grouped)
+
+
+def _heat(index: Index, image_id: int, text: str) -> dict:
+    """Where a typed label scores, for the page itself: each cell's tint step and its confidence."""
+    resolution, cells = _label_cells(index, image_id, text)
+    return {
+        "label": text, "classes": len(resolution.classes),
+        "cells": [None if p is None else {"step": round(p * HEAT_STEPS), "text": percent(p)} for p in cells],
+    }
 
 
 # ------------------------------------------------------------------------------------------- photo page
@@ -643,13 +896,20 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
     neighbours = _neighbours(index, image_id, ask, rank) if ask.text else None
     path = restored(row["path"])
     note = None
-    if row["error"] is None and row["content_hash"]:
+    if row["content_hash"]:
         original = thumbnails.Original(path, row["size_bytes"], row["mtime_ns"], row["content_hash"])
         if not thumbnails.unchanged(original):
             try:
                 thumbnails.read_original(original)
             except ImageReadError as exc:
                 note = exc.shown()
+    failed = row["error"] is not None
+    if not row["content_hash"]:
+        original_note = "no original file to offer: it could not be read when it was indexed"
+    elif note:
+        original_note = "the original file is not offered: " + _note_reason(note, path)
+    else:
+        original_note = None
     width, height = _fit(row["width"], row["height"], PHOTO_THUMBNAIL)
     class_colours: dict[int, int] = {}
     for cell in report.cells:
@@ -675,10 +935,16 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
         "path": printable(path),
         "name": printable(os.path.basename(path)),
         "report": report,
-        "error": printable(row["error"]) if row["error"] else None,
-        "note": note,
+        "error": failure_reason(row) if failed else None,
+        "note": note if not failed else None,
+        "original_url": f"/original/{image_id}" if original_note is None else None,
+        "original_note": original_note,
         "size": f"{row['width']}x{row['height']}" if row["width"] else None,
-        "image": thumbnail_url(image_id, PHOTO_THUMBNAIL, row["content_hash"]) if row["content_hash"] else None,
+        "taken": taken_text(row["taken_at"], row["taken_offset"], row["taken_source"]) if not failed else None,
+        "camera": printable(row["camera"]) if row["camera"] else None,
+        "indexed": human_time(row["indexed_at"]),
+        "alt": alt_text([label.name for label in report.labels[:ALT_LABELS]] if report else [], printable(os.path.basename(path))),
+        "image": thumbnail_url(image_id, PHOTO_THUMBNAIL, row["content_hash"]) if row["content_hash"] and not failed else None,
         "width": width,
         "height": height,
         "cells": cells,
@@ -691,6 +957,30 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
         "mode": "matches" if neighbours and neighbours["match"] else "labels",
         "search_url": ask.url(offset=0) if ask.text else None,
     }
+
+
+def failure_reason(row: sa.RowMapping) -> str:
+    """Why a file failed (or was skipped) when it was indexed, as the index recorded it, without its name
+    (the page shows that): ``cannot identify image file``."""
+    error = printable(row["error"] or "it was not read")
+    return error.removeprefix(printable(restored(row["path"])) + ": ")
+
+
+def _note_reason(note: str, path: str) -> str:
+    return note.removeprefix(printable(path) + ": ")
+
+
+def human_time(stored_time: str | None) -> str | None:
+    """An index's ISO 8601 time (UTC) as people write it: ``5 Dec 2026, 23:24 UTC``."""
+    if not stored_time:
+        return None
+    try:
+        moment = datetime.fromisoformat(stored_time)
+    except ValueError:
+        return printable(stored_time)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
 def _neighbours(index: Index, image_id: int, ask: SearchRequest, rank: int) -> dict:

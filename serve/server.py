@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -64,7 +65,8 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(socket.SOMAXCONN)
     except OSError as exc:
         sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = " (another server has it: --port 0 picks a free one)" if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -75,16 +77,18 @@ def url_of(sock: socket.socket) -> str:
 
 
 def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None = None,
-        hosts: Iterable[str] = LOOPBACK_HOSTS) -> None:
+        hosts: Iterable[str] = LOOPBACK_HOSTS, quiet: bool = False) -> None:
     """Serve ``index`` on ``sock`` for requests to ``hosts`` until Ctrl-C (or SIGTERM); returns once every
-    connection is closed."""
+    connection is closed. A line per request on standard error (method, path, status, milliseconds),
+    unless ``quiet``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("imgidx serve: %(message)s"))
     logger = logging.getLogger("imgidx.serve")
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     config = uvicorn.Config(
-        create_app(index, hosts), log_level="warning", access_log=False, lifespan="off", server_header=False,
+        create_app(index, hosts, access_log=not quiet), log_level="warning", access_log=False, lifespan="off", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
     )
     server = _Server(config, index.interrupt)

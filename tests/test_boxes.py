@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -234,16 +233,16 @@ class FixedFaces:
 def test_faces_are_searched_over_the_people_and_a_face_on_no_one_needs_more_confidence():
     person = Box(PERSON, 100, 50, 200, 350, 0.6)
     faint_person = Box(PERSON, 300, 50, 390, 350, detect.GUIDE_MIN_CONFIDENCE / 2)
-    on_person = faces.Face(130, 60, 170, 100, 0.65)
-    too_small = faces.Face(140, 200, 142, 202, 0.65)  # inside the person, far smaller than a face of theirs
-    elsewhere = faces.Face(10, 10, 40, 40, 0.7)
-    sure = faces.Face(220, 10, 260, 50, detect.ALONE_MIN_CONFIDENCE)
+    on_person = Box(FACE_CLASS, 130, 60, 170, 100, 0.65)
+    too_small = Box(FACE_CLASS, 140, 200, 142, 202, 0.65)  # inside the person, far smaller than a face of theirs
+    elsewhere = Box(FACE_CLASS, 10, 10, 40, 40, 0.7)
+    sure = Box(FACE_CLASS, 220, 10, 260, 50, detect.ALONE_MIN_CONFIDENCE)
     detector = FixedFaces([on_person, too_small, elsewhere, sure])
     objects = FakeObjectDetectors()()
     objects.boxes = lambda pixels, size: [person, faint_person]
     found = detect.find([np.zeros((400, 400, 3), np.uint8)], [(400, 400)], detector, objects)
     assert detector.people == [[(100, 50, 200, 350)]]
-    assert found.boxes[0] == [person, faint_person, Box(FACE_CLASS, *on_person), Box(FACE_CLASS, *sure)]
+    assert found.boxes[0] == [person, faint_person, on_person, sure]
     without = detect.find([np.zeros((400, 400, 3), np.uint8)], [(400, 400)], detector, None)
     assert detector.people[-1] is None and len(without.boxes[0]) == 4  # the whole tiling, every face
 
@@ -368,7 +367,7 @@ def test_objects_reindex_finds_the_objects_of_an_upgraded_index(schema_3):
     index(db, folder)  # the upgrade
     summary = index(db, folder, with_objects=True, reindex=True)
     assert (summary.indexed, summary.objects_found, summary.faces_found) == (2, 1, 1)
-    assert rows(db, f"SELECT class_id FROM boxes JOIN images USING (image_id) WHERE path LIKE '%street.png'") == [
+    assert rows(db, "SELECT class_id FROM boxes JOIN images USING (image_id) WHERE path LIKE '%street.png'") == [
         (PERSON,)
     ]
 
@@ -381,7 +380,7 @@ def test_a_schema_3_postgresql_index_is_upgraded_in_place(pg_url, tmp_path):
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.begin() as conn:
-            before = conn.exec_driver_sql(f"SELECT image_id, box, x0, y0, x1, y1, confidence FROM boxes").all()
+            before = conn.exec_driver_sql("SELECT image_id, box, x0, y0, x1, y1, confidence FROM boxes").all()
             as_schema_3(conn)
         with pytest.raises(SchemaVersionError, match="schema version 3, from before objects"):
             store.open_index(pg_url, create=False, readonly=True)
@@ -483,8 +482,8 @@ def test_the_web_photo_page_draws_the_objects_with_their_labels(street_index, tm
             page = client.get(f"/photo/{ids[str(folder / 'street.png')]}").text
     finally:
         index_.close()
-    assert ('<span class="bbox" data-left="0.05" data-top="0.06666666666666667" data-width="0.2" '
-            'data-height="0.8666666666666667"><span class="tag">person 100%</span></span>') in page
+    assert ('<span class="bbox" id="box-0" data-left="0.05" data-top="0.06666666666666667" data-width="0.2" '
+            'data-height="0.8666666666666667"><span class="tag inside">person 100%</span></span>') in page
     assert page.count('<span class="bbox') == 2
 
 

@@ -149,7 +149,9 @@ def test_show_prints_labels_and_the_grid(tmp_path, models, index_url):
     lines = result.stdout.splitlines()
     assert lines[0] == str(path)
     assert re.fullmatch(r"  320x240 px, efficientnet-lite0 at size 96, indexed \d{4}-\d\d-\d\dT[\d:]+\+00:00", lines[1])
-    assert lines[2] == "labels (confidence in the best cell, share of the photo):"
+    assert lines[2].startswith("  taken ") and lines[2].endswith(" (the file's modification time: no EXIF date)")
+    assert lines[3] == "  camera not recorded"
+    assert lines[4] == "labels (confidence in the best cell, share of the photo):"
     grid = lines[lines.index("grid (leading class and confidence per cell):") + 1 :]
     assert grid[10:] == ["faces: 0", "objects: 0"]  # painted cells have none
     grid = grid[:10]
@@ -187,8 +189,11 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
     assert result.stdout.splitlines() == [
         f"index: {db}",
         "settings: efficientnet-lite0 at size 96 (fp32)",
+        "detectors: faces on, objects on",
         "images: 4 (3 labelled, 1 failed, 0 stale)",
         *[line for line in result.stdout.splitlines() if line.startswith(("label rows", "last indexed"))],
+        *[line for line in result.stdout.splitlines()
+          if line.startswith("dates taken: ") and line.endswith("; 3 by file time (no EXIF date)")],
         "models used:",
         "  efficientnet-lite0 at size 96: 3 images",
         "most frequent labels (images they lead):",
@@ -204,6 +209,13 @@ def test_stats_counts_models_labels_and_failures(tmp_path, models, index_url):
         1,
         f"Error: no index at {tmp_path / 'none.db'}; build one with: imgidx index FOLDER --db {tmp_path / 'none.db'}\n",
     )
+
+
+def test_stats_says_which_detectors_the_index_runs(tmp_path, models):
+    paint(tmp_path / "photos/a.jpg", {0: RED})
+    db = tmp_path / "index.db"
+    assert imgidx("index", tmp_path / "photos", "--db", db, *MODEL, "--no-faces", "--no-objects").exit_code == 0
+    assert imgidx("stats", "--db", db).stdout.splitlines()[2] == "detectors: faces off, objects off"
 
 
 @pytest.mark.parametrize("command", ["show", "stats"])

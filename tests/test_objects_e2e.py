@@ -78,6 +78,9 @@ def test_the_mission_query_shape_places_the_person_and_the_table(rooms):
     assert Path(match["path"]).name == TABLE
     person, table = (set(term["cells"]) for term in match["terms"])
     assert "center" in person and "top-left" in table
+    tables = [box["box"] for box in match["boxes"] if box["name"] == "dining table"]
+    assert {"person", "dining table"} <= {box["name"] for box in match["boxes"]}
+    assert any(x0 < 191 < x1 and y0 < 113 < y1 for x0, y0, x1, y1 in tables)  # the true box's centre
     assert found(db, "person in center AND dining table in top-left") == [TABLE]
     assert TABLE not in found(db, "person in center AND couch") + found(db, "tv")  # neither is in the photo
 

@@ -145,8 +145,9 @@ def test_the_cli_reads_through_a_url_and_never_prints_its_password(pg_url, reade
         assert "s3cret" not in result.output
         return result.stdout
 
-    assert imgidx("stats").splitlines()[:3] == [
-        f"index: {shown}", "settings: fake at size 96 (fp32)", "images: 1 (1 labelled, 0 failed, 0 stale)"
+    assert imgidx("stats").splitlines()[:4] == [
+        f"index: {shown}", "settings: fake at size 96 (fp32)", "detectors: faces on, objects on",
+        "images: 1 (1 labelled, 0 failed, 0 stale)",
     ]
     assert f'"db": "{shown}"' in imgidx("stats", "--json")
     assert imgidx("show", str(photo)).startswith(f"{photo}\n")

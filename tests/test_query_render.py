@@ -118,7 +118,9 @@ def test_json_lines(photos):
     assert [o["path"] for o in objects] == [paths["wide"], paths["turned"], paths["evil"]]
     assert objects[0] == {
         "rank": 1, "path": paths["wide"], "sha256": f"{1:064x}", "copies": 1, "score": 0.8, "width": 640, "height": 480,
+        "taken": None, "taken_source": None,
         "terms": [{"term": "school bus", "label": "school bus", "region": "center", "score": 0.8, "cells": ["center"]}],
+        "boxes": [],
     }
     assert objects[2]["path"].endswith(EVIL) and "<script>" in lines[2]  # JSON, not HTML: no entities
 

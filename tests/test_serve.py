@@ -176,7 +176,8 @@ def test_search_shows_each_match_with_the_cli_confidence_and_the_matched_cells_n
     assert shown[0]["copies"] == 2
     assert '<span class="count">2 matches</span>' in page.text
     assert re.search(r'<span class="time">\d+ ms</span>', page.text)
-    assert f"<span class=\"n t1\">1</span> school bus in center &gt;= {DEFAULT_MIN_SCORE:g}" in page.text
+    # the threshold in percent, as the scores beside it (issue 25, item 9)
+    assert f"<span class=\"n t1\">1</span> school bus in center &gt;= {percent(DEFAULT_MIN_SCORE)}" in page.text
 
 
 def test_pages_load_in_steps_and_the_url_keeps_the_query(client):
@@ -281,6 +282,7 @@ def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
         assert names == ["a.jpg", "b.jpg"]
         assert client.get("/photo/1", params={"q": "school bus"}).status_code == 200
         assert '<td id="images">2</td>' in client.get("/overview").text
+        assert '<a href="/?q=school+bus">school bus</a>' in client.get("/").text  # examples: checked, kept by newest id
     with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
         with index.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM images"))
@@ -347,9 +349,18 @@ def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypat
     ] if image_id == cat else [])
     page = client.get(f"/photo/{cat}").text
     assert re.findall(r'<span class="bbox[^"]*" [^>]*>.*?</span>(?=<span class="bbox|\s*</div>)', page) == [
-        '<span class="bbox face" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
-        '<span class="bbox face" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
-        '<span class="bbox" data-left="0.1" data-top="0.2" data-width="0.5" data-height="0.7"><span class="tag">person 87%</span></span>',
+        '<span class="bbox face" id="box-0" data-left="0.25" data-top="0.1" data-width="0.2" data-height="0.3"><span class="tag">&lt;b&gt;Ann&lt;/b&gt;</span></span>',
+        '<span class="bbox face" id="box-1" data-left="0.6" data-top="0.5" data-width="0.1" data-height="0.1"></span>',
+        '<span class="bbox" id="box-2" data-left="0.1" data-top="0.2" data-width="0.5" data-height="0.7"><span class="tag">person 87%</span></span>',
+    ]
+    # placed by a style sheet of the server's (no script, no inline style): issue 25, item 6
+    assert f'<link rel="stylesheet" href="/photo/{cat}/boxes.css">' in page
+    sheet = client.get(f"/photo/{cat}/boxes.css")
+    assert sheet.headers["content-type"] == "text/css; charset=utf-8"
+    assert sheet.text.splitlines() == [
+        "#box-0 { left: 25.000%; top: 10.000%; width: 20.000%; height: 30.000%; }",
+        "#box-1 { left: 60.000%; top: 50.000%; width: 10.000%; height: 10.000%; }",
+        "#box-2 { left: 10.000%; top: 20.000%; width: 50.000%; height: 70.000%; }",
     ]
 
 
@@ -443,7 +454,7 @@ def test_a_file_named_with_a_script_shows_as_text(client, library):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in page
         assert "<script>alert" not in page
         assert re.findall(r"<script[^>]*>", page) == [f'<script src="/static/{name}.js">' for name in
-                                                      (["search"] if url.startswith("/?") else ["search", "photo"])]
+                                                      (["search", "ask"] if url.startswith("/?") else ["search", "photo"])]
     disposition = client.get(f"/original/{evil}").headers["content-disposition"]
     assert disposition == "inline; filename*=UTF-8''script%3E.jpg"
 
@@ -656,12 +667,18 @@ def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanl
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, err
-    assert err == "stopped\n"
+    # a line per request (method, path, status, ms), a long one clipped: issue 25, item 9
+    lines = err.splitlines()
+    assert re.fullmatch(r"imgidx serve: GET /\?q=school\+bus 200 \d+ ms", lines[0]), lines[0]
+    assert re.fullmatch(r"imgidx serve: GET /original/-1 404 \d+ ms", lines[1 + TRAVERSALS.index("/original/-1")])
+    assert re.fullmatch(r"imgidx serve: GET /\?q=cat\+AND\+.{270,300} 400 \d+ ms", lines[-2])
+    assert lines[-1] == "stopped"
 
 
 def test_a_server_on_all_interfaces_warns_then_serves(library, tmp_path):
     _, db = library
-    process = start_server(db, tmp_path / "cache", "--host", "0.0.0.0", "--port", "0", "--allow-host", "photos.lan")
+    process = start_server(db, tmp_path / "cache", "--host", "0.0.0.0", "--port", "0", "--allow-host", "photos.lan",
+                           "--quiet")
     try:
         assert wait_for(process, "warning: ").startswith("warning: listening on 0.0.0.0, not only on this machine")
         port = int(re.search(r"at http://0\.0\.0\.0:(\d+)/", wait_for(process, "serving")).group(1))
@@ -673,6 +690,7 @@ def test_a_server_on_all_interfaces_warns_then_serves(library, tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+    assert process.stderr.read() == "stopped\n"  # --quiet: no line per request
 
 
 def test_serving_imports_no_tensorflow(library, tmp_path):
@@ -706,3 +724,174 @@ def test_a_not_only_search_keeps_to_its_folder_and_pages_past_its_count(client, 
         next_url = re.search(r'data-next="([^"]+)"', fragment.text)
         url = next_url.group(1).replace("&amp;", "&") if next_url else None
     assert sorted(seen) == sorted(in_a)
+
+
+# ------------------------------------------------------------------------------------------- issue 25
+
+
+def test_the_start_page_offers_only_examples_that_match_in_this_index(client, library, monkeypatch, tmp_path):
+    apart = tmp_path / "apart.db"  # three photos, one thing each: no two labels share a photo
+    make_index(apart, {"/p/bus.jpg": {4: {SCHOOL_BUS: 0.9}}, "/p/cat.jpg": {4: {TABBY: 0.9}},
+                       "/p/crane.jpg": {4: {CRANE_MACHINE: 0.9}}}).dispose()
+    for db in (library[1], apart):
+        index = Index(str(db), thumbnail_folder=tmp_path / "thumbs")
+        with TestClient(create_app(index), base_url="http://localhost") as other:
+            examples = re.findall(r'<li><a href="/\?q=[^"]+">([^<]+)</a></li>', other.get("/").text)
+        index.close()
+        assert len(examples) >= 2, db
+        engine = store.open_index(str(db), create=False, readonly=True)
+        for text in examples:
+            assert search.search(engine, text.replace("&#34;", '"'), limit=1).matches, (db, text)
+        engine.dispose()
+    page = client.get("/").text
+    ran = []
+    monkeypatch.setattr("serve.app.example_queries", lambda index: ran.append(1) or ["never shown"])
+    assert client.get("/").text == page and ran == []  # kept while the index stays as it is
+    empty = tmp_path / "empty.db"
+    make_index(empty, {}).dispose()
+    index = Index(str(empty), thumbnail_folder=tmp_path / "thumbs")
+    monkeypatch.undo()
+    with TestClient(create_app(index), base_url="http://localhost") as other:
+        assert "For example" not in other.get("/").text  # nothing to show: no examples at all
+    index.close()
+
+
+def test_a_file_that_failed_to_index_shows_its_failure_and_reason(client, library):
+    photos, db = library
+    broken = photos / "a" / "broken.jpg"
+    broken.write_bytes(b"not a photo at all")
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        status = broken.stat()
+        conn.execute(sa.text("UPDATE images SET content_hash = :h, size_bytes = :s, mtime_ns = :m, error = :e WHERE path = :p"), {
+            "h": hashlib.sha256(broken.read_bytes()).hexdigest(), "s": status.st_size, "m": status.st_mtime_ns,
+            "e": f"{broken}: cannot identify image file", "p": str(broken)})
+    engine.dispose()
+    image_id = ids_by_name(db)["broken.jpg"]
+    page = client.get(f"/photo/{image_id}").text
+    assert '<p class="message">This file failed when it was indexed: cannot identify image file</p>' in page
+    assert "<img" not in page and 'id="frame"' not in page and 'name="mode"' not in page  # nothing broken, nothing dead
+    assert f'<a id="original" href="/original/{image_id}">original file</a>' in page
+    original = client.get(f"/original/{image_id}")
+    assert original.status_code == 200 and original.content == b"not a photo at all"
+    assert original.headers["content-disposition"] == "attachment; filename*=UTF-8''broken.jpg"
+    thumbnail = client.get(f"/thumbnail/{image_id}/320")
+    assert thumbnail.status_code == 404 and f"photo {image_id} failed when it was indexed: cannot identify image file" in thumbnail.text
+    broken.unlink()  # gone since: the link is replaced by the reason
+    page = client.get(f"/photo/{image_id}").text
+    assert 'id="original"' not in page
+    assert '<span id="original-note">the original file is not offered: no such file</span>' in page
+
+
+def test_overlays_and_a_label_s_scores_work_as_pages_without_a_script(client, library):
+    _, db = library
+    cat = ids_by_name(db)["chelsea.jpg"]
+    page = client.get(f"/photo/{cat}", params={"q": "school bus", "rank": 1}).text
+    form = re.search(r'<form id="label-form" class="modes" action="([^"]+)" method="get"', page)
+    assert form.group(1) == f"/photo/{cat}"  # a page, not the JSON of /api/scores
+    assert '<input type="hidden" name="q" value="school bus">' in page and '<input type="hidden" name="rank" value="1">' in page
+    classmap = client.get(f"/photo/{cat}", params={"q": "school bus", "rank": 1, "mode": "classmap"}).text
+    assert 'data-mode="classmap"' in classmap and '<input type="radio" name="mode" value="classmap" checked>' in classmap
+    heat = client.get(f"/photo/{cat}", params={"mode": "labels", "label": "school bus"}).text
+    assert 'data-mode="heat"' in heat and 'value="school bus"' in heat
+    assert re.search(r'<span class="cell h\d+" data-cell="center"><span class="tag">\d+%</span></span>', heat)
+    assert "school bus: 1 class; each cell is tinted by the label's confidence there" in heat
+    wrong = client.get(f"/photo/{cat}", params={"label": "dgo"}).text
+    assert '<p id="label-result" class="note">unknown label &#39;dgo&#39;; did you mean dingo, dugong or dog?</p>' in wrong
+    assert client.get(f"/photo/{cat}", params={"mode": "x"}).status_code == 400
+
+
+def test_did_you_mean_offers_links_to_the_corrected_query(client):
+    page = client.get("/", params={"q": "school bus AND dgo in center"}).text
+    assert ('<p class="meant">Search instead for: <a href="/?q=school+bus+AND+dingo+in+center">dingo</a>, '
+            '<a href="/?q=school+bus+AND+dugong+in+center">dugong</a>, <a href="/?q=school+bus+AND+dog+in+center">dog</a></p>'
+            ) in page
+    region = client.get("/", params={"q": "school bus in top lfet AND cat"}).text  # a region's spellings too
+    assert '<p class="meant">Search instead for: <a href="/?q=school+bus+in+top+left+AND+cat">top left</a></p>' in region
+
+
+def test_ranks_are_numbered_as_shown_when_copies_fold(client):
+    page = client.get("/", params={"q": "school bus"}).text
+    numbers = [int(n) for n in re.findall(r'<span class="rank">#(\d+)</span>', page)]
+    assert numbers == list(range(1, 7))  # 7 matches, two of them copies shown once
+    assert [c["rank"] for c in cards(page)] != numbers  # the matches' own ranks skip the folded copy
+
+
+def test_the_photo_page_facts_read_as_text(client, library):
+    _, db = library
+    page = client.get(f"/photo/{ids_by_name(db)['chelsea.jpg']}").text
+    assert re.search(r'<p class="links"><a id="original" href="/original/\d+">original file</a> · 451x300 px · '
+                     r'indexed <time datetime="2025-01-01T00:00:00Z">1 Jan 2025, 00:00 UTC</time> with efficientnet-lite0 '
+                     r'at size 448</p>', page)
+
+
+def test_a_taken_port_says_how_to_get_a_free_one(library):
+    _, db = library
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (another server has it: "
+                             "--port 0 picks a free one)\n")
+
+
+@pytest.mark.parametrize("change", ["replaced", "deleted"])
+def test_an_index_replaced_or_deleted_while_serving_is_refused_not_served_stale(client, library, change, capsys):
+    _, db = library
+    assert client.get("/", params={"q": "school bus"}).status_code == 200
+    if change == "replaced":
+        other = db.with_name("rebuilt.db")
+        shutil.copy(db, other)
+        os.replace(other, db)
+    else:
+        db.unlink()
+    for url in ("/", "/?q=school+bus", "/photo/1", "/original/1", "/overview"):
+        answer = client.get(url)
+        assert answer.status_code == 503, url
+        assert (f"<p class=\"message\">the index {db} was {'deleted' if change == 'deleted' else 'replaced by another file'} "
+                "while the server ran: restart imgidx serve to serve it again</p>") in answer.text
+    assert client.get("/static/app.css").status_code == 200
+
+
+def test_every_page_has_one_heading_and_photos_have_alt_text_of_their_labels(client, library):
+    _, db = library
+    ids = ids_by_name(db)
+    for url in ("/", "/?q=school+bus", "/?q=cat+AND+(", f"/photo/{ids['chelsea.jpg']}", f"/photo/{ids['broken.jpg']}",
+                "/overview", "/no/such/page"):
+        assert len(re.findall(r"<h1[ >]", client.get(url).text)) == 1, url
+    page = client.get("/", params={"q": "school bus AND flowerpot"}).text
+    assert re.findall(r'<img src="[^"]+" width="\d+" height="\d+" alt="([^"]*)"', page) == ["school bus, tabby, pot"]
+    photo = client.get(f"/photo/{ids['chelsea.jpg']}").text
+    assert re.search(r'<img src="/thumbnail/[^"]+" width="\d+" height="\d+" alt="(school bus|tabby), (school bus|tabby), pot">', photo)
+    # one tab stop per card: the picture's link; the name and folder links are reached by pointer only
+    for block in re.findall(r'<li class="card".*?</li>\n', client.get("/", params={"q": "school bus"}).text, re.S):
+        focusable = re.findall(r"<(?:a|button|input|select|textarea)\b[^>]*>", block)
+        assert len([tag for tag in focusable if 'tabindex="-1"' not in tag]) == 1, block
+
+
+def _luminance(colour: str) -> float:
+    digits = colour.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    channels = [int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: str, other: str) -> float:
+    """The WCAG contrast ratio of two colours."""
+    light, dark = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_muted_text_has_enough_contrast_on_every_background():
+    from importlib import resources
+
+    css = resources.files("serve").joinpath("static", "app.css").read_text()
+    colours = dict(re.findall(r"--(\w+): (#[0-9a-f]{3,6});", re.search(r":root \{([^}]*)\}", css).group(1)))
+    for background in (colours["bg"], colours["card"], "#fff"):  # the page, a card, the stored grid's cells
+        assert contrast(colours["muted"], background) >= 4.5, background
+    note = re.search(r"\.note \{ color: (#[0-9a-f]+); background: (#[0-9a-f]+);", css)
+    assert contrast(*note.groups()) >= 4.5

@@ -8,12 +8,7 @@ Needs the Debian packages ``chromium`` and ``chromium-driver``; skipped without 
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from urllib.parse import parse_qs, urlparse
@@ -25,9 +20,8 @@ from indexer.cli import cli
 from indexer.geometry import CELL_NAMES
 from query.parser import caret_context
 from query_truth import T, composite_set, write_set
+from serve_process import CHROMEDRIVER, CHROMIUM, chromium, serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs headless Chromium: install chromium and chromium-driver"),
@@ -57,37 +51,15 @@ def server(tmp_path_factory):
     db = str(work / "index.db")
     done = CliRunner().invoke(cli, ["index", str(folder), "--db", db, "--model", "efficientnet-lite0", "-q"])
     assert done.exit_code == 0, done.output
-    env = {**os.environ, "IMGIDX_CACHE_DIR": str(work / "cache")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "serve", "--db", db, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    line = process.stderr.readline()
-    found = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)", line)
-    assert found, line + process.stderr.read()
-    yield found.group(1), copied
-    process.send_signal(signal.SIGINT)
-    try:
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with serving(db, work / "cache") as (url, process):
+        yield url, copied
     assert process.stderr.read() == "stopped\n"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={WINDOW}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    with chromium(f"--window-size={WINDOW}") as driver:
+        yield driver
 
 
 def wait(driver, condition, what: str):

@@ -12,7 +12,12 @@ import click
 
 from indexer.cli.core import db_option, db_url
 from query import DEFAULT_MIN_SCORE  # a constant; `query` imports nothing heavy
+from query.dates import DATE_FORMS, SORT_SCORE, SORTS  # constants and a dataclass; no database
 from query.parser import QUERY_HELP  # regexes and tables only
+
+#: What the date options say of the photos they cannot place.
+UNDATED_HELP = ("A photo without an EXIF date is dated by its file's modification time (imgidx show says "
+                "so); one without any date is left out by a date filter and comes last by date.")
 
 
 @click.command("query", help=QUERY_HELP)
@@ -39,9 +44,20 @@ from query.parser import QUERY_HELP  # regexes and tables only
     help="Write a self-contained gallery page (thumbnails with the grid drawn over them); - for stdout.",
 )
 @click.option("--explain", is_flag=True, help="Print the parsed query, the classes of each label and the SQL; run nothing.")
-def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, explain):
+@click.option("--taken", metavar="DATE", default="",
+              help=f"Only photos taken in this year, month or day ({DATE_FORMS}), local time where taken. "
+              + UNDATED_HELP)
+@click.option("--after", metavar="DATE", default="", help="Only photos taken on or after the first day of DATE.")
+@click.option("--before", metavar="DATE", default="", help="Only photos taken before the first day of DATE.")
+@click.option("--sort", type=click.Choice(SORTS), default=SORT_SCORE, show_default=True,
+              help="Order: best match first, or by date taken, oldest or newest first (photos without a date last).")
+def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, explain, taken, after, before, sort):
     from indexer import store
     from query import render, search
+    from query.dates import DateFilter
+
+    dates = DateFilter(taken, after, before)
+    within = dates.within() if dates else None  # a date that is none: one line, before the index is opened
 
     if nul:
         if fmt not in (None, "paths"):
@@ -52,7 +68,8 @@ def query_command(words, db, min_score, limit, offset, fmt, nul, html_file, expl
     text = " ".join(words)
     engine = store.open_index(db_url(db), create=False, readonly=True)
     try:
-        prepared = search.prepare(engine, text, min_score=min_score, limit=limit, offset=offset)
+        prepared = search.prepare(engine, text, min_score=min_score, limit=limit, offset=offset, within=within,
+                                  sort=sort)
         for note in prepared.notes():
             click.echo(f"note: {note}", err=True)
         if explain:

@@ -19,7 +19,7 @@ from query import DEFAULT_MIN_SCORE
 @click.option(
     "--strip-gps/--keep-gps", "strip_location", default=True, show_default=True,
     help="Leave out of the copies what may tell where a photo was taken: EXIF's GPS block and maker notes, "
-    "XMP and IPTC. --keep-gps keeps them.",
+    "XMP, IPTC and a JPEG comment. --keep-gps keeps them.",
 )
 @click.option(
     "--min-score", default=DEFAULT_MIN_SCORE, show_default=True, type=click.FloatRange(0, 1),

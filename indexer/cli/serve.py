@@ -18,9 +18,13 @@ from indexer.names import printable
                    "answers only by localhost, 127.0.0.1, ::1 and --host, so no other site can read the library "
                    "through a browser (DNS rebinding).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the search page in the web browser.")
-def serve_command(db, host, port, allowed, open_browser):
+@click.option("--quiet", "-q", is_flag=True,
+              help="Log no requests (by default a line per request on standard error: method, path, status, ms).")
+def serve_command(db, host, port, allowed, open_browser, quiet):
     """Search and browse the index in a web browser: thumbnails with the matched cells drawn over them,
-    each photo with its stored grid and overlays, and an overview.
+    each photo with its stored grid and overlays, every label with its photos, a cell picker and a
+    confidence slider that write the query, looser queries when nothing matches, the picked photos as a
+    zip (originals, or copies with faces or the query's labels blurred), and an overview.
 
     The index is opened read-only; thumbnails are cached in the cache folder ($IMGIDX_CACHE_DIR moves
     it). Ctrl-C stops the server. Needs the web extra: pip install 'imgidx[serve]'.
@@ -43,7 +47,7 @@ def serve_command(db, host, port, allowed, open_browser):
         url = server.url_of(sock)
         click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)", err=True)
         server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None,
-                   hosts=server.answered_hosts(host, allowed))
+                   hosts=server.answered_hosts(host, allowed), quiet=quiet)
     finally:
         index.close()
     click.echo("stopped", err=True)

@@ -14,14 +14,15 @@ from indexer.store.schema import (
 )
 from indexer.store.opening import (
     BACKENDS, DB_ENV, DEFAULT_DB_NAME, DETECTOR_KEYS, FACES_TABLE_VERSION, LABELS_KEPT_FROM, PG_CONNECT_TIMEOUT_S,
+    TAKEN_COLUMNS, TAKEN_VERSION,
     PG_CORRUPT, PG_CREATE_LOCK, PG_DAMAGE, PG_READ_ONLY_OPTION, READ_ONLY_MEDIUM, SQLITE_BUSY_TIMEOUT_S,
     SQLITE_CORRUPT, SQLITE_DAMAGE, as_url, create_engine, default_db_url, default_folder, error_reason, open_index,
     parse_url,
 )
 from indexer.store.write import (
     RETRY_SQLSTATES, TRANSACTION_ATTEMPTS, FileRecord, FileRow, box_row, copy_images, delete_images,
-    file_records, read_settings_locked, save_images, transaction, update_files, upsert_images, utc_now,
-    write_settings,
+    file_records, read_settings_locked, save_images, set_taken, taken_fields, transaction, update_files,
+    upsert_images, utc_now, write_settings,
 )
 from indexer.store.read import (
     ImageReport, IndexStats, StoredLabel, box_overlays, boxes_of, bytewise, image_report, index_stats, read_boxes,
@@ -33,12 +34,12 @@ __all__ = [
     "sqlite_path", "Tables", "tables", "SQL_TYPES", "top_level_items", "declared_tables", "read_meta",
     "SETTING_KEYS", "DETECTOR_ON", "DETECTOR_OFF", "FACES_ON", "FACES_OFF", "DEFAULT_RUNTIME", "SKIPPED_PREFIX",
     "IN_CHUNK", "IndexSettings", "read_settings", "mark_all_stale", "BOX_COLUMNS", "damaged", "LABELS_KEPT_FROM",
-    "FACES_TABLE_VERSION", "DB_ENV", "DEFAULT_DB_NAME", "SQLITE_BUSY_TIMEOUT_S", "BACKENDS", "PG_CONNECT_TIMEOUT_S",
+    "FACES_TABLE_VERSION", "TAKEN_VERSION", "TAKEN_COLUMNS", "DB_ENV", "DEFAULT_DB_NAME", "SQLITE_BUSY_TIMEOUT_S", "BACKENDS", "PG_CONNECT_TIMEOUT_S",
     "PG_CREATE_LOCK", "default_folder", "default_db_url", "as_url", "parse_url", "error_reason", "READ_ONLY_MEDIUM",
     "PG_READ_ONLY_OPTION", "create_engine", "open_index", "DETECTOR_KEYS", "SQLITE_DAMAGE", "SQLITE_CORRUPT",
     "PG_DAMAGE", "PG_CORRUPT", "read_settings_locked", "write_settings", "RETRY_SQLSTATES",
     "TRANSACTION_ATTEMPTS", "transaction", "FileRecord", "file_records", "FileRow", "utc_now", "upsert_images",
-    "save_images", "box_row", "copy_images", "update_files", "delete_images", "read_calibration", "bytewise",
+    "save_images", "set_taken", "taken_fields", "box_row", "copy_images", "update_files", "delete_images", "read_calibration", "bytewise",
     "read_boxes", "boxes_of", "box_overlays", "StoredLabel", "ImageReport", "image_report", "IndexStats",
     "index_stats", "stored_number", "stored_cell",
 ]

@@ -30,6 +30,12 @@ from indexer.store.schema import (
 LABELS_KEPT_FROM = 2
 #: The version that stored faces in a table of their own, which version 4 turned into the boxes table.
 FACES_TABLE_VERSION = 3
+#: The version that added the object detector's classes and boxes.
+OBJECTS_VERSION = 4
+#: The version that stores when photos were taken (``images.taken_*``, ``camera``).
+TAKEN_VERSION = 5
+#: The ``images`` columns `TAKEN_VERSION` added, as `schema.sql` declares them.
+TAKEN_COLUMNS = ("taken_at", "taken_offset", "taken_source", "camera")
 DB_ENV = "IMGIDX_DB"
 DEFAULT_DB_NAME = "index.db"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -313,8 +319,11 @@ def _upgrade_message(db: str, found: int) -> str:
     if found < FACES_TABLE_VERSION:
         return (f"{db} has schema version {found}, from before faces; bring it up to date (its labels are kept): "
                 f"imgidx index FOLDER --db {db}, with --reindex to find faces too")
-    return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces are "
-            f"kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
+    if found < OBJECTS_VERSION:
+        return (f"{db} has schema version {found}, from before objects; bring it up to date (its labels and faces "
+                f"are kept): imgidx index FOLDER --db {db}, with --objects --reindex to find objects too")
+    return (f"{db} has schema version {found}, from before photo dates; bring it up to date (its labels are kept, "
+            f"and the dates are read from the photos' headers without the model): imgidx index FOLDER --db {db}")
 
 
 #: The settings an upgrade records 'off' where the index has none: what its images were never searched for.
@@ -334,8 +343,10 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     Files stay (paths, hashes, failures); every label goes and every image is due, so the ``--reindex`` run
     that asked for this relabels them.
     Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
-    (`labels.all_classes`, `labels.ancestors`).
+    (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`.
     """
+    if found < TAKEN_VERSION:
+        _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column
     for statement in schema_statements(conn.dialect.name):
         conn.exec_driver_sql(statement)  # CREATE ... IF NOT EXISTS: only the tables and indexes missing
     t = tables(conn)
@@ -367,6 +378,18 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
                 conn.execute(t.meta.insert(), off)
         _record_box_calibration(conn, t, meta)
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+
+def _add_taken_columns(conn: sa.Connection) -> None:
+    """Version 4 -> 5: the ``images`` columns of when a photo was taken (`TAKEN_COLUMNS`), empty: every
+    labelled photo is then undated, and the next ``index`` run reads the dates from the photos' headers
+    (`indexer.plan.Plan.undated`) without running the model. The index on them follows from schema.sql."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("images")}
+    images = declared_tables().images
+    for name in TAKEN_COLUMNS:
+        if name not in present:
+            kind = images.c[name].type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE images ADD COLUMN {name} {kind}")
 
 
 def _rescore_faces(conn: sa.Connection, t: Tables) -> None:

@@ -112,6 +112,11 @@ class ImageReport:
     faces: list[Box] | None = None
     #: The objects found, best first; None when the index does not look for objects.
     objects: list[Box] | None = None
+    #: When it was taken and with which camera (schema.sql's ``images.taken_*``, ``camera``).
+    taken_at: str | None = None
+    taken_offset: str | None = None
+    taken_source: str | None = None
+    camera: str | None = None
 
 
 def image_report(conn: sa.Connection, path: str | None = None, content_hash: str | None = None) -> ImageReport | None:
@@ -195,6 +200,10 @@ class IndexStats:
     #: Entries the walk skipped (a FIFO, a broken link, a path too long): rows whose error is "skipped: REASON".
     skipped: int = 0
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    #: Labelled photos by where their date comes from (``images.taken_source``; None: not read yet), and the
+    #: earliest and latest date taken.
+    taken_sources: dict[str | None, int] = field(default_factory=dict)
+    taken_range: tuple[str | None, str | None] = (None, None)
 
 
 def _calibration_for_stats(conn: sa.Connection, settings: IndexSettings | None) -> calibration.Calibration:
@@ -283,6 +292,13 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         .order_by(leads.desc(), ranked.c.class_id)
         .limit(top)
     ).all()
+    sources = conn.execute(
+        sa.select(images.c.taken_source, count).where(images.c.error.is_(None)).group_by(images.c.taken_source)
+    ).all()
+    # one aggregate a statement: each is then read from either end of the index on taken_at
+    earliest, latest = (conn.execute(sa.select(aggregate(images.c.taken_at))).scalar_one()
+                        for aggregate in (sa.func.min, sa.func.max))
+
     def listed(where: sa.ColumnElement) -> list[tuple[str, str]]:
         select = sa.select(images.c.path, images.c.error).where(where).order_by(bytewise(images.c.path, dialect))
         return [(restored(path), error) for path, error in conn.execute(select.limit(failures))]
@@ -301,6 +317,8 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
         last_indexed=last,
         skipped=skipped,
         skipped_files=[(path, error.removeprefix(SKIPPED_PREFIX)) for path, error in listed(skip)],
+        taken_sources=dict(sources),
+        taken_range=(earliest, latest),
     )
 
 

@@ -25,7 +25,9 @@ from indexer.errors import DamagedIndexError, StoreError
 #: 3: the faces table and the face class (`indexer.labels.FACE_CLASS`), meta 'faces'.
 #: 4: the boxes table of every detector (faces and COCO objects) instead of faces, the object classes
 #: (`indexer.labels.object_class`), meta 'objects'.
-SCHEMA_VERSION = 4
+#: 5: when photos were taken and with which camera: the ``images`` columns ``taken_at``, ``taken_offset``,
+#: ``taken_source``, ``camera`` and the index ``images_taken``.
+SCHEMA_VERSION = 5
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes")
 
 #: schema.sql is written for SQLite; PostgreSQL gets it through these rewrites (name, pattern, replacement),

@@ -6,7 +6,7 @@ rows, and a transaction PostgreSQL aborts to break a deadlock runs again (`trans
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -17,6 +17,9 @@ from indexer.names import restored, stored
 from indexer.store.schema import (
     BOX_COLUMNS, DETECTOR_OFF, DETECTOR_ON, IndexSettings, Tables, chunks, read_settings,
 )
+
+if TYPE_CHECKING:
+    from indexer.taken import Taken
 
 T = TypeVar("T")
 
@@ -91,10 +94,17 @@ class FileRecord:
     model: str | None
     working_size: int | None
     error: str | None
+    #: Where its date comes from (`indexer.taken.TAKEN_EXIF`...); None: never read (indexed before dates).
+    taken_source: str | None = None
 
     def is_current(self, settings: IndexSettings) -> bool:
         """Labels are stored, computed with ``settings``."""
         return self.error is None and self.model == settings.model and self.working_size == settings.working_size
+
+    @property
+    def undated(self) -> bool:
+        """Labelled before the index stored dates (schema version 5): its date is still to be read."""
+        return self.error is None and self.taken_source is None
 
 
 def file_records(conn: sa.Connection, t: Tables) -> list[FileRecord]:
@@ -117,6 +127,18 @@ class FileRow:
     model: str | None = None
     working_size: int | None = None
     error: str | None = None
+    #: When the photo was taken, as `indexer.taken.Taken` has it (None for a failed file).
+    taken_at: str | None = None
+    taken_offset: str | None = None
+    taken_source: str | None = None
+    camera: str | None = None
+
+
+def taken_fields(taken: "Taken | None") -> dict:
+    """An `indexer.taken.Taken` as the ``images`` columns (and `FileRow` fields) that store it."""
+    if taken is None:
+        return {"taken_at": None, "taken_offset": None, "taken_source": None, "camera": None}
+    return {"taken_at": taken.at, "taken_offset": taken.offset, "taken_source": taken.source, "camera": taken.camera}
 
 
 def utc_now() -> str:
@@ -206,12 +228,22 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
             conn.execute(table.insert().from_select(["image_id", *columns], source))
 
 
-def update_files(conn: sa.Connection, t: Tables, updates: list[tuple[int, str, int, int]]) -> None:
-    """Point rows at a file's new ``(image_id, path, size_bytes, mtime_ns)``: moved or merely touched."""
-    if updates:
+def update_files(conn: sa.Connection, t: Tables, updates: list[tuple]) -> None:
+    """Point rows at a file's new ``(image_id, path, size_bytes, mtime_ns[, taken])``: moved or merely touched;
+    ``taken`` as read from the file now (left out or None: keep the row's)."""
+    for dated in (False, True):
+        rows = [{"id_": i, "path": stored(p), "size_bytes": s, "mtime_ns": m, **(taken_fields(d[0]) if dated else {})}
+                for i, p, s, m, *d in updates if bool(d and d[0] is not None) == dated]
+        if rows:
+            conn.execute(t.images.update().where(t.images.c.image_id == sa.bindparam("id_")), rows)
+
+
+def set_taken(conn: sa.Connection, t: Tables, dates: list[tuple[int, "Taken"]]) -> None:
+    """Store the dates read for rows labelled before the index stored them: ``(image_id, taken)``."""
+    if dates:
         conn.execute(
             t.images.update().where(t.images.c.image_id == sa.bindparam("id_")),
-            [{"id_": i, "path": stored(p), "size_bytes": s, "mtime_ns": m} for i, p, s, m in updates],
+            [{"id_": image_id, **taken_fields(taken)} for image_id, taken in dates],
         )
 
 

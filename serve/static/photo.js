@@ -1,5 +1,6 @@
-// imgidx serve, photo page: switch the overlay, show where a chosen label scores, place the detectors' boxes,
-// and the arrow keys go to the previous and next match.
+// imgidx serve, photo page: switch the overlay at once and show where a chosen label scores without a
+// reload (without a script, the same form reloads the page with the choice), and the arrow keys go to the
+// previous and next match. The detectors' boxes are placed by a style sheet, not here.
 "use strict";
 
 (function photoPage() {
@@ -14,18 +15,16 @@
   }
   for (const input of modes) input.addEventListener("change", () => show(input.value));
 
-  for (const box of frame.querySelectorAll(".bbox")) {
-    for (const [side, key] of [["left", "left"], ["top", "top"], ["width", "width"], ["height", "height"]]) {
-      box.style[side] = (100 * Number(box.dataset[key])) + "%";
-    }
-  }
-
   const form = document.getElementById("label-form");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const label = document.getElementById("label").value.trim();
-    if (!label) return;
-    const response = await fetch(form.action + "?" + new URLSearchParams({ label }));
+    if (!label) {
+      const chosen = form.querySelector('input[name="mode"]:checked');
+      if (chosen) show(chosen.value);
+      return;
+    }
+    const response = await fetch(form.dataset.api + "?" + new URLSearchParams({ label }));
     const found = await response.json();
     result.hidden = false;
     if (found.error) {

@@ -15,7 +15,11 @@
     box.setSelectionRange(Number(position), Number(position));
   }
 
-  function close() { list.hidden = true; list.replaceChildren(); active = -1; }
+  // An ARIA combobox: the box says whether its list is open and which option is highlighted.
+  function close() {
+    list.hidden = true; list.replaceChildren(); active = -1;
+    box.setAttribute("aria-expanded", "false"); box.removeAttribute("aria-activedescendant");
+  }
 
   function choose(name) {
     const caret = box.selectionStart;
@@ -28,8 +32,12 @@
 
   function highlight(index) {
     const items = list.querySelectorAll("li");
-    items.forEach((item, i) => item.classList.toggle("active", i === index));
+    items.forEach((item, i) => {
+      item.classList.toggle("active", i === index);
+      item.setAttribute("aria-selected", String(i === index));
+    });
     active = index;
+    box.setAttribute("aria-activedescendant", items[index].id);
   }
 
   async function suggest() {
@@ -41,20 +49,26 @@
     const found = await response.json();
     list.replaceChildren();
     start = found.start;
-    for (const name of found.names) {
+    for (const [i, name] of found.names.entries()) {
       const item = document.createElement("li");
       item.textContent = name;
+      item.id = "suggestion-" + i;
       item.setAttribute("role", "option");
+      item.setAttribute("aria-selected", "false");
       item.addEventListener("mousedown", (event) => { event.preventDefault(); choose(name); });
       list.append(item);
     }
     list.hidden = found.names.length === 0;
+    box.setAttribute("aria-expanded", String(!list.hidden));
+    box.removeAttribute("aria-activedescendant");
     active = -1;
   }
 
   box.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(suggest, 120); });
   box.addEventListener("blur", () => setTimeout(close, 100));
   box.addEventListener("keydown", (event) => {
+    // Esc closes the suggestions and never wipes the query (a search box's own Esc would).
+    if (event.key === "Escape") event.preventDefault();
     if (list.hidden) return;
     const count = list.children.length;
     if (event.key === "ArrowDown") { highlight((active + 1) % count); event.preventDefault(); }
@@ -87,6 +101,7 @@
         grid.insertBefore(item, sentinel);
       }
       sentinel.remove();
+      renumber();
       watch();
     } catch (error) {
       sentinel.textContent = "could not load more matches: " + error;
@@ -99,6 +114,13 @@
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) if (entry.isIntersecting) loadMore(entry.target);
   }, { rootMargin: "600px" });
+
+  // The cards are numbered as shown: a copy dropped above leaves no gap in the numbers.
+  function renumber() {
+    const cards = grid.querySelectorAll(".card .rank");
+    const first = cards.length ? parseInt(cards[0].textContent.slice(1), 10) : 1;
+    cards.forEach((rank, i) => { rank.textContent = "#" + (first + i); });
+  }
 
   function watch() {
     const sentinel = grid.querySelector("li.more[data-next]");
