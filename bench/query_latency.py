@@ -2,12 +2,15 @@
 
     python bench/query_latency.py                 # builds the indexes once (bench/out/, ~3 min), then measures
     python bench/query_latency.py --images 200000 --queries 20
-    python bench/query_latency.py --baseline-src /tmp/main-src   # the CLI also with another checkout's code
+    python bench/query_latency.py --baseline-src /tmp/main-src   # against another checkout's code, interleaved
+    python bench/query_latency.py --baseline-src /tmp/main-src --no-cli --queries 12 --repeat 2 --rounds 2
 
 For each query kind it draws random queries (labels weighted by how often they occur in the index, so
 queries ask for things that exist; regions uniform over cells, rows, columns and anywhere), runs each
 ``--repeat`` times through `query.search.search` on one open engine (parse + resolve + compile + execute +
-fetch) after a warm-up pass, and prints p50/p95 in milliseconds. A cached index whose secondary indexes
+fetch) after a warm-up pass, and prints p50/p95 in milliseconds. With ``--baseline-src DIR`` the table is
+measured for this checkout's code and DIR's in turn, kind by kind, each in a fresh process, for
+``--rounds`` rounds (`compare`), and says where the two answer differently. A cached index whose secondary indexes
 differ from `schema.sql`'s (built by an older version) has them rebuilt first, so the figures are always
 for the schema as it is.
 
@@ -104,7 +107,7 @@ def popular_labels(db: Path, k: int = 400) -> tuple[list[str], list[int]]:
         "SELECT class_id, COUNT(*) FROM image_labels GROUP BY class_id ORDER BY COUNT(*) DESC LIMIT ?", (k,)
     ).fetchall()
     conn.close()
-    names = [labels.classes()[cls].name for cls, _ in rows]
+    names = [labels.all_classes()[cls].name for cls, _ in rows]
     return [f'"{name}"' if " and " in f" {name.lower()} " else name for name in names], [count for _, count in rows]
 
 
@@ -169,6 +172,65 @@ def measure(
         results[kind] = (percentile(times, 50), percentile(times, 95), max(times), median)
     engine.dispose()
     return results
+
+
+def times_of(db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+    """One kind's queries on a fresh engine over ``db`` (a path or a database URL): each once to warm up,
+    then ``repeat`` timed runs of each; the times (ms, in order) and each query's total ("+" where the count
+    stopped)."""
+    engine = open_index(str(db), create=False, readonly=True)
+    t = tables(engine)
+    search = functools.partial(search_index, fusion=fusion)
+    if raw:
+        search = functools.partial(search, calibration=uncalibrated("synthetic"))
+    for text in queries:
+        search(engine, text, tables=t)
+    times, totals = [], []
+    for text in queries:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = search(engine, text, tables=t)
+            times.append((time.perf_counter() - start) * 1000)
+        totals.append(f"{result.total}{'' if getattr(result, 'counted', True) else '+'}")
+    engine.dispose()
+    return {"times": times, "totals": totals}
+
+
+def times_in(source: Path, db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+    """`times_of` in a process of its own that imports the ``indexer`` and ``query`` in ``source``."""
+    argv = [sys.executable, __file__, "--times-of", db if isinstance(db, str) else str(db.resolve())]
+    job = json.dumps({"queries": queries, "repeat": repeat, "raw": raw, "fusion": fusion})
+    done = subprocess.run(argv, check=True, text=True, input=job, capture_output=True, cwd=source,
+                          env={**os.environ, "PYTHONPATH": str(source)})
+    return json.loads(done.stdout)
+
+
+def compare(db: Path, kinds: dict[str, list[str]], repeat: int, rounds: int, raw: bool, fusion: str,
+            baseline: Path) -> None:
+    """The latency table for this checkout's code and the baseline's, interleaved: in each of ``rounds``
+    rounds, each kind runs in a fresh process of each code in turn, so both see the same load and the same
+    warm page cache. The totals of both must agree (the same answers); the table says where they do not."""
+    sources = {"this": SOURCE, "baseline": baseline}
+    times = {(name, kind): [] for name in sources for kind in kinds}
+    totals: dict[tuple[str, str], list[str]] = {}
+    for round_ in range(rounds):
+        for kind, queries in kinds.items():
+            for name, source in sources.items():
+                found = times_in(source, db, queries, repeat, raw, fusion)
+                times[name, kind] += found["times"]
+                totals[name, kind] = found["totals"]
+        print(f"  round {round_ + 1} of {rounds} done, load averages "
+              f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"\n{'query kind':<24} {'this: p50':>9} {'p95':>7} {'max':>7} | {'baseline: p50':>13} {'p95':>7} "
+          f"{'max':>7} | {'p95 ratio':>9} | median matches")
+    for kind in kinds:
+        mine, base = times["this", kind], times["baseline", kind]
+        same = totals["this", kind] == totals["baseline", kind]
+        counts = sorted(totals["this", kind], key=lambda x: int(x.rstrip("+")) if x.rstrip("+").isdigit() else -1)
+        print(f"{kind:<24} {percentile(mine, 50):9.1f} {percentile(mine, 95):7.1f} {max(mine):7.1f} | "
+              f"{percentile(base, 50):13.1f} {percentile(base, 95):7.1f} {max(base):7.1f} | "
+              f"{percentile(mine, 95) / percentile(base, 95):9.2f} | {counts[len(counts) // 2]:>9}"
+              + ("" if same else "  ANSWERS DIFFER"))
 
 
 def cli_wall_times(db: Path, text: str, runs: int, sources: list[Path]) -> list[tuple[list[float], list[float]]]:
@@ -278,18 +340,27 @@ def main() -> None:
     parser.add_argument("--baseline-src", type=Path,
                         help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
     parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
+    parser.add_argument("--no-cli", action="store_true", help="only the latency table, not the CLI wall times")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fusion", choices=FUSIONS, default=FUSION,
                         help="the rule of terms answered by several sources (indexer.calibration.fuse)")
     parser.add_argument("--not-only", action="store_true",
                         help="also NOT-only queries in process on both indexes (with the baseline's code too)")
     parser.add_argument("--in-process-of", nargs="+", help=argparse.SUPPRESS)  # `baseline_in_process_p50`
+    parser.add_argument("--times-of", help=argparse.SUPPRESS)  # `times_in`
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --baseline-src: rounds of the interleaved latency table (each kind, each code)")
+    parser.add_argument("--kinds", help="only these query kinds, comma-separated")
     parser.add_argument(
         "--raw", action="store_true",
         help="read the synthetic scores as they are instead of through Lite0's calibration (the rows imitate "
              "probabilities, so the calibration reads their tails of rare classes as news and matches more)",
     )
     args = parser.parse_args()
+    if args.times_of:
+        job = json.load(sys.stdin)
+        print(json.dumps(times_of(args.times_of, job["queries"], job["repeat"], job["raw"], job["fusion"])))
+        return
     if args.in_process_of:
         db, *texts = args.in_process_of
         print(json.dumps(in_process_p50(Path(db), tuple(texts))))
@@ -300,12 +371,19 @@ def main() -> None:
         db = cached_index(args.images)
         names, weights = popular_labels(db)
         kinds = query_kinds(names, weights, args.queries, args.seed)
+        if args.kinds:
+            kinds = {kind: kinds[kind] for kind in args.kinds.split(",")}
         print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; "
               f"{args.queries} queries per kind x {args.repeat} runs")
         print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))
         title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration") + f", fusion {args.fusion}"
-        print_table(title, measure(db, kinds, args.repeat, args.raw, args.fusion))
-    print_cli(cached_index(args.cli_images), args.cli_runs, args.baseline_src)
+        if args.baseline_src:
+            print(f"\n{title}; this checkout against the code in {args.baseline_src}, {args.rounds} rounds")
+            compare(db, kinds, args.repeat, args.rounds, args.raw, args.fusion, args.baseline_src)
+        else:
+            print_table(title, measure(db, kinds, args.repeat, args.raw, args.fusion))
+    if not args.no_cli:
+        print_cli(cached_index(args.cli_images), args.cli_runs, args.baseline_src)
     if args.not_only:
         print_not_only([cached_index(args.cli_images), cached_index(args.images)], args.baseline_src)
     print(f"load averages at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -59,9 +59,13 @@ PHOTO_FOLDERS = (HERE / "out" / "photos-24", ROOT / "tests" / "photos")
 LOAD_KINDS_SKIPPED = ("NOT alone",)
 
 
+#: The code the server runs (``--source``): this checkout's unless told another's.
+SOURCE = [ROOT]
+
+
 def start_server(db: Path, cache: Path) -> tuple[subprocess.Popen, str]:
     """`imgidx serve` on a free port; its process and base URL."""
-    env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache), "PYTHONPATH": str(SOURCE[0])}
     process = subprocess.Popen(
         [sys.executable, "-m", "indexer", "serve", "--db", str(db), "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -91,34 +95,36 @@ def timed_get(client: httpx.Client, url: str, **params) -> float:
     return elapsed
 
 
-def library_latency(db: Path, kinds: dict[str, list[str]], repeat: int, page: int) -> dict[str, list[float]]:
+class Library:
     """The baseline, in this process: `query.search.search` on one read-only engine, as query_latency.py
     times it (parse, resolve, compile, execute, fetch), for a page of ``page`` matches."""
-    engine = store.open_index(str(db), create=False, readonly=True)
-    t = store.tables(engine)
-    with engine.connect() as conn:
-        calibration = store.read_calibration(conn)
-    times: dict[str, list[float]] = {}
-    for kind, queries in kinds.items():
-        times[kind] = []
-        for text in queries:
-            for _ in range(repeat):
-                start = time.perf_counter()
-                search.search(engine, text, limit=page, tables=t, calibration=calibration)
-                times[kind].append((time.perf_counter() - start) * 1000)
-    engine.dispose()
-    return times
+
+    def __init__(self, db: Path, page: int):
+        self.engine = store.open_index(str(db), create=False, readonly=True)
+        self.tables = store.tables(self.engine)
+        with self.engine.connect() as conn:
+            self.calibration = store.read_calibration(conn)
+        self.page = page
+
+    def time(self, text: str) -> float:
+        start = time.perf_counter()
+        search.search(self.engine, text, limit=self.page, tables=self.tables, calibration=self.calibration)
+        return (time.perf_counter() - start) * 1000
 
 
-def http_latency(base: str, kinds: dict[str, list[str]], page: int) -> dict[str, tuple[list[float], list[float], int]]:
+def http_latency(base: str, kinds: dict[str, list[str]], page: int, library: Library | None = None,
+                 ) -> dict[str, tuple[list[float], list[float], str, list[float]]]:
     """Per kind: each query's first search page (``GET /?q=``, compiled on the server), its next page of
-    cards (``GET /results?...&offset=``, as scrolling asks; the server compiled it already), and the median
-    match count."""
+    cards (``GET /results?...&offset=``, as scrolling asks; the server compiled it already), the median
+    match count, and (with ``library``) the library's time for the same query, measured just before its
+    search page, so both see the same load."""
     results = {}
     with httpx.Client(base_url=base, timeout=120) as client:
         for kind, queries in kinds.items():
-            first, following, totals = [], [], []
+            first, following, totals, alone = [], [], [], []
             for text in queries:
+                if library is not None:
+                    alone.append(library.time(text))
                 start = time.perf_counter()
                 response = client.get("/", params={"q": text})
                 first.append((time.perf_counter() - start) * 1000)
@@ -128,7 +134,7 @@ def http_latency(base: str, kinds: dict[str, list[str]], page: int) -> dict[str,
                 totals.append(f"{count.group(2)}{'+' if count.group(1) else ''}" if count else "0")
                 following.append(timed_get(client, "/results", q=text, offset=page))
             totals.sort(key=lambda total: int(total.rstrip("+").replace(",", "")))
-            results[kind] = (first, following, totals[len(totals) // 2])
+            results[kind] = (first, following, totals[len(totals) // 2], alone)
     return results
 
 
@@ -200,15 +206,14 @@ async def load_test(base: str, queries: list[str], clients: int, seconds: float,
     return latencies, len(latencies), errors
 
 
-def print_search(measured: dict[str, tuple[list[float], list[float], int]], baseline: dict[str, list[float]]) -> None:
+def print_search(measured: dict[str, tuple[list[float], list[float], str, list[float]]]) -> None:
     print(f"\nsearch, end to end over HTTP against the library in this process (query.search.search, "
-          f"{PAGE_SIZE} matches); load average now {os.getloadavg()[0]:.2f}")
-    print(f"  {'query kind':<24} {'library p50/p95':>16} {'new query p50/p95':>18} {'ratio p95':>9} "
+          f"{PAGE_SIZE} matches), query by query; load average now {os.getloadavg()[0]:.2f}")
+    print(f"  {'query kind':<24} {'library p50/p95':>16} {'new query p50/p95':>18} {'p95 - library':>13} "
           f"{'next page p50/p95':>18} {'matches':>9}")
-    for kind, (first, following, matches) in measured.items():
-        library = baseline[kind]
+    for kind, (first, following, matches, library) in measured.items():
         print(f"  {kind:<24} {_pair(library):>16} {_pair(first):>18} "
-              f"{percentile(first, 95) / percentile(library, 95):8.2f}x {_pair(following):>18} {matches:>9}")
+              f"{percentile(first, 95) - percentile(library, 95):10.0f} ms {_pair(following):>18} {matches:>9}")
 
 
 def _pair(times: list[float]) -> str:
@@ -219,7 +224,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, default=SYNTHETIC, help="the synthetic index (bench/query_latency.py builds it)")
     parser.add_argument("--queries", type=int, default=30, help="random queries per kind")
-    parser.add_argument("--repeat", type=int, default=1, help="library runs of each query (the baseline)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="passes over the search queries, each on a new server (so each query compiles anew)")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="the code the server runs (run this script with the same on PYTHONPATH, so the "
+                             "library figures are that code's too), e.g. a `git archive main` for a baseline")
+    parser.add_argument("--kinds", help="only these query kinds, comma-separated")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--load-seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=7)
@@ -232,6 +242,10 @@ def main() -> None:
 
     names, weights = popular_labels(args.db)
     kinds = query_kinds(names, weights, args.queries, args.seed)
+    if args.kinds:
+        kinds = {kind: kinds[kind] for kind in args.kinds.split(",")}
+    SOURCE[0] = args.source
+    print(f"code: {args.source} (server), {Path(search.__file__).parent.parent} (library)")
     print(f"index: {args.db.name}, {args.db.stat().st_size / 1e9:.2f} GB; {args.queries} queries per kind")
     print(f"machine: {os.cpu_count()} CPUs, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -242,13 +256,20 @@ def main() -> None:
             warm_up(base, kinds)
         finally:
             stop_server(process)
-        baseline = library_latency(args.db, kinds, args.repeat, PAGE_SIZE) if "search" in parts else {}
+        library = Library(args.db, PAGE_SIZE) if "search" in parts else None
+        measured: dict[str, tuple[list[float], list[float], str, list[float]]] = {}
+        for _ in range(args.rounds if library else 0):
+            process, base = start_server(args.db, work / "cache")
+            try:
+                for kind, (first, following, matches, alone) in http_latency(base, kinds, PAGE_SIZE, library).items():
+                    before = measured.get(kind, ([], [], matches, []))
+                    measured[kind] = (before[0] + first, before[1] + following, matches, before[3] + alone)
+            finally:
+                stop_server(process)
+        if measured:
+            print_search(measured)
         process, base = start_server(args.db, work / "cache")
         try:
-            measured = http_latency(base, kinds, PAGE_SIZE) if "search" in parts else {}
-            if measured:
-                print_search(measured, baseline)
-
             if "load" in parts:
                 chosen = args.load_kinds.split(",") if args.load_kinds else [k for k in kinds if k not in LOAD_KINDS_SKIPPED]
                 mix = [text for kind in chosen for text in kinds[kind]]

@@ -49,7 +49,11 @@ The rows come from two sources:
 
 Candidates come from *drivers*, terms that must hold whenever the query holds. AND takes its cheap
 children (at most `CHEAP_DRIVER` (class, cell) pairs: one class anywhere, a few classes in a few cells)
-or else its narrowest child; OR needs a driver in every branch; NOT has none. Then:
+or else its narrowest child; OR needs a driver in every branch; NOT has none. Where the compiler may ask
+the index (`query.search.prepare` lets it), an AND counts each child's class-index entries, up to
+`ESTIMATE_CAP`, and drops the children that read more than `NARROW_RATIO` times its narrowest: a term
+in half the photos (``person``, ``face``) is then computed for the candidates of a rare one instead of
+read in full. The counts choose how a query is computed, never what it answers. Then:
 
 1. one driving term: the candidates are its images; it and every other cheap term are read from the
    index, the broad ones (``dog``, ``vehicle``) computed per candidate;
@@ -88,6 +92,11 @@ from query.resolve import Resolution
 ALL_CELLS = tuple(range(9))
 #: Terms over at most this many (class, cell) pairs drive together in an AND (single-class terms).
 CHEAP_DRIVER = 9
+#: A term of an AND that reads more than this many times the class-index entries of its narrowest term
+#: does not drive, and is not read from the class index: it is computed per candidate (`_and_drive`).
+NARROW_RATIO = 8
+#: Class-index entries counted at most per term to choose the drivers (about a millisecond of reading).
+ESTIMATE_CAP = 20_000
 
 
 def _relation_masks() -> dict[str, tuple[int, ...]]:
@@ -239,23 +248,45 @@ def _combine(op: str, parts: list[_Drive]) -> _Drive:
     return flat[0] if len(flat) == 1 else _Drive(op, parts=tuple(flat))
 
 
-def _and_drive(parts: list[_Drive]) -> _Drive | None:
+#: How a compiler learns how many class-index entries a term reads (`_Compiler.entries`), counting up to a
+#: bound: a function that runs a count statement (`query.search.prepare` gives one over its connection).
+Count = Callable[[sa.Select], int]
+
+
+def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None = None) -> _Drive | None:
+    """The drive of an AND of ``parts``: its cheap parts (few (class, cell) pairs), or its narrowest one.
+    Where the index can be asked (``entries``: a part's class-index entries, counted up to a bound), those
+    of them that read far more entries than the narrowest part (`NARROW_RATIO`) are left to be computed per
+    candidate, and the narrowest part drives alone if none is left: ``person in center AND can opener in
+    top-left`` is driven by the can openers, not by the people."""
     if not parts:
         return None
     cheap = [p for p in parts if p.cost <= CHEAP_DRIVER]
-    return _combine("and", cheap or [min(parts, key=lambda p: p.cost)])
+    chosen = cheap or [min(parts, key=lambda p: p.cost)]
+    if entries is None or len(parts) < 2:
+        return _combine("and", chosen)
+    counted: dict[_Drive, int] = {}
+    bound = ESTIMATE_CAP
+    for part in sorted(parts, key=lambda p: p.cost):
+        counted[part] = entries(part, bound)
+        bound = min(bound, counted[part] * NARROW_RATIO)
+    least = min(counted.values())
+    if least >= ESTIMATE_CAP:  # every part is broad: the counts tell nothing
+        return _combine("and", chosen)
+    narrow = [p for p in chosen if counted[p] <= least * NARROW_RATIO]
+    return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
 
-def _drive(node: Node, spec_of) -> _Drive | None:
+def _drive(node: Node, spec_of, entries: Callable[[_Drive, int], int] | None = None) -> _Drive | None:
     if isinstance(node, Term):
         return _Drive("term", spec_of(node))
     if isinstance(node, Relation):
-        return _and_drive([_Drive("term", spec_of(node.left)), _Drive("term", spec_of(node.right))])
+        return _and_drive([_Drive("term", spec_of(node.left)), _Drive("term", spec_of(node.right))], entries)
     if isinstance(node, Not):
         return None
-    parts = [_drive(child, spec_of) for child in node.children]
+    parts = [_drive(child, spec_of, entries) for child in node.children]
     if isinstance(node, And):
-        return _and_drive([p for p in parts if p is not None])
+        return _and_drive([p for p in parts if p is not None], entries)
     if any(p is None for p in parts):
         return None
     return _combine("or", parts)
@@ -269,11 +300,14 @@ Within = Callable[[sa.FromClause], sa.ColumnElement]
 
 class _Compiler:
     def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
-                 calibration: Calibration, within: Within | None = None, fusion: str = FUSION, sort: str = SORT_SCORE):
+                 calibration: Calibration, within: Within | None = None, fusion: str = FUSION, sort: str = SORT_SCORE,
+                 count: Count | None = None):
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         self.sort = sort
         self.t = t
+        self.count = count
+        self._entries: dict[tuple[int, int], int] = {}
         self.calibration = calibration
         self.within = within
         self.tree = tree
@@ -384,6 +418,41 @@ class _Compiler:
         for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
             pieces.append((probability <= p1, (u0 + (probability - p0) * ((u1 - u0) / (p1 - p0))) * per_u))
         return sa.case(*pieces, else_=sa.literal(knots[-1][0] * per_u))
+
+    def entries(self, drive: _Drive, bound: int) -> int:
+        """The class-index entries reading ``drive``'s candidates visits, counted up to ``bound`` (then
+        ``bound + 1``): a term's entries of its classes in its cells from the lowest score its rows can count
+        with, the narrowest part of an AND, the sum of an OR's."""
+        if drive.op != "term":
+            counts = [self.entries(part, bound) for part in drive.parts]
+            return min(counts) if drive.op == "and" else min(bound + 1, sum(counts))
+        spec = drive.spec
+        key = (spec.number, bound)
+        if key not in self._entries:
+            cl = self.t.cell_labels
+            where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
+            floor = self.entry_floor(spec)
+            if floor > 0.0:
+                where.append(cl.c.score >= floor)
+            read = sa.select(sa.literal(1).label("one")).where(*where).limit(bound + 1).subquery("entries")
+            self._entries[key] = self.count(sa.select(sa.func.count()).select_from(read))
+        return self._entries[key]
+
+    @staticmethod
+    def entry_floor(spec: Spec) -> float:
+        """The lowest score of the rows `hits` reads of ``spec`` from the class index: its threshold where one
+        row decides (one class, or detector classes alone), each part's floor for a term of both kinds with
+        one model class (`either_hits`, `fused_hits`), else none (summed evidence)."""
+        if len(spec.classes) == 1 or not spec.model_classes:
+            return spec.evidence
+        if spec.fused and len(spec.model_classes) == 1:
+            return min(spec.floors[0], spec.floors[1] if spec.confidences else spec.evidence)
+        return 0.0
+
+    def broad(self, spec: Spec, lead: Spec) -> bool:
+        """``spec`` read far more class-index entries than ``lead`` when they were counted (`_and_drive`)."""
+        counted = {number: value for (number, _), value in self._entries.items()}
+        return spec.number in counted and lead.number in counted and counted[spec.number] > counted[lead.number] * NARROW_RATIO
 
     def hits(self, spec: Spec) -> sa.CTE:
         """(image_id, cell, s): the cells where ``spec`` holds, straight from the class index; one CTE
@@ -549,12 +618,15 @@ class _Compiler:
         """Per candidate and cell, the summed score of each spec, from the candidate's own rows."""
         cl = self.t.cell_labels
         wanted = tuple(sorted({c for s in specs for c in s.classes}))
+        cells = tuple(sorted({c for s in specs for c in s.cells}))
         sums = {s.number: self.cell_value(s, self.cell_filter(cl.c.cell, s.cells)) for s in specs}
         # "class_id + 0" keeps SQLite on the primary key (image_id, cell, class_id) for this join instead
-        # of scanning the class index for every listed class.
+        # of scanning the class index for every listed class; the cells asked for narrow its range.
+        own = sa.and_(cl.c.image_id == cand.c.image_id, self.cell_filter(cl.c.cell, cells),
+                      self.class_filter(cl.c.class_id + 0, wanted))
         return (
             sa.select(*self.wide(cand.c.image_id, cl.c.cell, sums))
-            .select_from(cand.join(cl, sa.and_(cl.c.image_id == cand.c.image_id, self.class_filter(cl.c.class_id + 0, wanted))))
+            .select_from(cand.join(cl, own))
             .group_by(cand.c.image_id, cl.c.cell)
         )
 
@@ -687,7 +759,7 @@ class _Compiler:
     # -- the statement
     def compile(self, limit: int | None, offset: int) -> CompiledQuery:
         images = self.t.images
-        drive = _drive(self.tree, self.by_term.__getitem__)
+        drive = _drive(self.tree, self.by_term.__getitem__, self.entries if self.count is not None else None)
         if drive is None and not any(s.positive for s in self.specs):
             return self.filter_by_path(limit, offset)
         cheap = [s for s in self.specs if s.cost <= CHEAP_DRIVER]
@@ -697,7 +769,7 @@ class _Compiler:
         elif drive.op == "term":
             lead = drive.spec
             plan = f"candidates: images of term {lead.number} ({lead.describe()})"
-            indexed = [lead] + [s for s in cheap if s is not lead]
+            indexed = [lead] + [s for s in cheap if s is not lead and not self.broad(s, lead)]
             probed = [s for s in self.specs if s not in indexed]
         elif drive.op == "and":
             plan = f"candidates: images common to terms {', '.join(str(s.number) for s in drive.specs())}"
@@ -805,10 +877,12 @@ def compile_query(
     within: Within | None = None,
     fusion: str = FUSION,
     sort: str = SORT_SCORE,
+    count: Count | None = None,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
     every match; ``within`` restricts the images that may match (the page and the count alike); ``fusion``
     is the `fuse` rule of terms of both kinds; ``sort`` orders the matches by score or by date taken
-    (`query.dates.SORTS`: undated photos last)."""
-    compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort)
+    (`query.dates.SORTS`: undated photos last); ``count`` runs the counts that choose the driving terms
+    (`_and_drive`; without it they are chosen from the query alone). The answer is the same either way."""
+    compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort, count)
     return compiler.compile(limit, offset)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -18,10 +18,14 @@ from indexer.names import restored
 from indexer.store import Tables, boxes_of, read_calibration, read_settings, read_texts, tables as reflect_tables
 from indexer.words import joined, searchable
 from query import DEFAULT_MIN_SCORE
-from query.compile import CompiledQuery, Spec, Within, cells_of, compile_query
+from query.compile import CompiledQuery, Count, Spec, Within, cells_of, compile_query
 from query.dates import SORT_SCORE
 from query.parser import Node, QueryError, Term, dump, parse
 from query.resolve import Resolution, resolve
+
+
+#: `prepare`'s default ``count``: the counts that choose the driving terms run on the index queried.
+ON_THE_INDEX = "on the index"
 
 
 @dataclass(frozen=True)
@@ -171,13 +175,16 @@ def prepare(
     within: Within | None = None,
     fusion: str | None = None,
     sort: str = SORT_SCORE,
+    count: Count | None | str = ON_THE_INDEX,
 ) -> Prepared:
     """Parse, resolve and compile ``text``; raise `QueryError` for a malformed query or unknown label.
 
     ``tables`` and ``calibration`` are read from the index unless given (a caller running many queries);
     ``within`` restricts the images that may match (`query.browse.in_folder`, `query.dates.DateFilter`);
     ``fusion`` names the `indexer.calibration.fuse` rule (the bench compares them); by default the index's
-    (`fusion_for`); ``sort`` orders the matches (`query.dates.SORTS`)."""
+    (`fusion_for`); ``sort`` orders the matches (`query.dates.SORTS`); ``count`` runs the counts of
+    class-index entries that choose the driving terms (`compile_query`): by default on ``bind``, None to
+    choose them from the query alone (the answer is the same)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"the minimum score lies between 0 and 1, not {min_score:g}", text, 0)
     tree, resolutions = resolve(parse(text), text)
@@ -193,10 +200,20 @@ def prepare(
             settings = read_settings(conn)
     if fusion is None:  # an index that records no settings records no object pass either
         fusion = fusion_for(settings is not None and settings.objects)
-    compiled = compile_query(
-        t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset, dialect=bind.dialect.name,
-        calibration=calibration, within=within, fusion=fusion, sort=sort,
-    )
+    with ExitStack() as connection:
+        opened: list[sa.Connection] = []
+
+        def on_the_index(statement: sa.Select) -> int:
+            """A count on ``bind``, through one connection opened at the first (most queries need none)."""
+            if not opened:
+                opened.append(connection.enter_context(_connected(bind)))
+            return opened[0].execute(statement).scalar_one()
+
+        compiled = compile_query(
+            t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
+            dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion, sort=sort,
+            count=on_the_index if count == ON_THE_INDEX else count,
+        )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
     text_missing = settings is not None and not settings.text and wants_text

@@ -1,0 +1,118 @@
+"""The driving terms chosen from counts of class-index entries (`query.compile._and_drive`) change how a
+query is computed, never what it answers: every kind of query of `bench/query_latency.py`, on an index where
+some labels are in most photos and others in few, gives the same matches, order, scores, cells and count
+with the drivers chosen from the query alone (the plan before the counts), from the index's counts, and
+from counts that lie."""
+
+from __future__ import annotations
+
+import random
+import pytest
+
+from indexer.calibration import for_model
+from indexer.labels import FACE_CLASS
+from indexer.store import tables
+from query.compile import compile_query
+from query.parser import parse
+from query.resolve import resolve
+from query.search import execute, prepare
+from tests.query_helpers import (
+    BEAGLE, CHIHUAHUA, CRANE_BIRD, FLOWERPOT, GOLDEN_RETRIEVER, LABRADOR, SCHOOL_BUS, TABBY, TIGER_CAT, make_index,
+)
+
+#: In most photos (the broad labels), and in few.
+COMMON = (TABBY, GOLDEN_RETRIEVER, FACE_CLASS)
+RARE = (SCHOOL_BUS, FLOWERPOT, CRANE_BIRD, BEAGLE, LABRADOR, CHIHUAHUA, TIGER_CAT)
+SCORES = (0.05, 0.2, 0.35, 0.5, 0.7, 0.9)
+
+
+def _images(seed: int, n: int) -> dict:
+    rng = random.Random(seed)
+    images = {}
+    for i in range(n):
+        cells = {}
+        for cell in range(9):
+            chosen = [c for c in COMMON if rng.random() < 0.6] + [c for c in RARE if rng.random() < 0.05]
+            cells[cell] = {c: rng.choice(SCORES) for c in chosen}
+        images[f"/d/{i:03d}.jpg"] = None if rng.random() < 0.03 else cells
+    return images
+
+
+#: One query or more of each kind `bench/query_latency.py` times, broad and narrow terms mixed.
+QUERIES = {
+    "1 term": ["tabby in center", "school bus"],
+    "2-term spatial AND": ["tabby in center AND school bus in top-left", "face in center AND flowerpot in center"],
+    "2-term AND, any region": ["tabby AND crane in the top row", "golden retriever in center AND school bus"],
+    "3-term AND": ["tabby AND face in center AND school bus in the left column"],
+    "relation": ["tabby left of school bus", "school bus above face", "face next to flowerpot"],
+    "hierarchy term": ["dog in center", "cat in the top row"],
+    "hierarchy AND term": ["dog in center AND school bus in center", "cat in top-left AND flowerpot"],
+    "OR / NOT": ["tabby in center OR school bus", "school bus AND NOT dog", "face in center AND tabby AND NOT crane"],
+    "NOT alone": ["NOT dog"],
+}
+
+
+@pytest.fixture(scope="module")
+def skewed(new_index_url):
+    engine = make_index(new_index_url(), _images(11, 120))
+    yield engine, tables(engine)
+    engine.dispose()
+
+
+def _answer(engine, t, query: str, count, limit: int | None, offset: int) -> tuple:
+    """Everything a search reports, with the drivers chosen by ``count`` (None: from the query alone)."""
+    base = prepare(engine, query, tables=t, limit=limit, offset=offset, calibration=CALIBRATION, count=count)
+    result = execute(engine, base)
+    matches = [(m.rank, m.path, round(m.score, 9), [(h.score and round(h.score, 9), h.cells) for h in m.terms])
+               for m in result.matches]
+    return matches, result.total, result.counted, base.compiled.plan
+
+
+CALIBRATION = for_model("efficientnet-lite0")
+
+
+def _lying(seed: int):
+    """Counts drawn at random, from one entry to more than any bound: every choice of drivers comes up."""
+    rng = random.Random(seed)
+    return lambda statement: rng.choice((1, 30, 10**9))
+
+
+#: Kinds with an AND of two terms or more, so that the counts can choose among drivers.
+CHOOSING = ("2-term spatial AND", "2-term AND, any region", "3-term AND", "relation", "hierarchy AND term", "OR / NOT")
+
+
+@pytest.mark.parametrize("kind", list(QUERIES))
+def test_every_kind_answers_the_same_whatever_drives(skewed, kind):
+    engine, t = skewed
+    plans = set()
+    with engine.connect() as conn:
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        counts = {"the index's counts": counted, **{f"random counts {seed}": _lying(seed) for seed in range(3)}}
+        for query in QUERIES[kind]:
+            for limit, offset in ((None, 0), (4, 3)):
+                before = _answer(engine, t, query, None, limit, offset)
+                plans.add(before[3])
+                for name, count in counts.items():
+                    after = _answer(engine, t, query, count, limit, offset)
+                    plans.add(after[3])
+                    assert after[:3] == before[:3], (query, name, limit, offset)
+    # the queries found something, and (where there is a choice) were computed in more than one way
+    assert any(_answer(engine, t, q, None, None, 0)[1] for q in QUERIES[kind])
+    assert len(plans) > len(QUERIES[kind]) or kind not in CHOOSING, plans
+
+
+def test_a_broad_term_is_computed_per_candidate_of_a_narrow_one(skewed):
+    engine, t = skewed
+    plan = prepare(engine, "tabby in center AND school bus in top-left", tables=t).compiled.plan
+    assert plan == ("candidates: images of term 2 (school bus in top-left >= 0.4); term 2 read from the class "
+                    "index; term 1 computed per candidate")
+    # from the query alone both single-class terms would drive, and the tabbies be read in full
+    tree, found = resolve(parse("tabby in center AND school bus in top-left"), "")
+    alone = compile_query(t, tree, found, dialect=engine.dialect.name, calibration=CALIBRATION)
+    assert alone.plan.startswith("candidates: images common to terms 1, 2")
+
+
+def test_terms_alike_in_size_still_drive_together(skewed):
+    engine, t = skewed
+    plan = prepare(engine, "school bus in top-left AND flowerpot in top-left", tables=t).compiled.plan
+    assert plan.startswith("candidates: images common to terms 1, 2")
