@@ -108,7 +108,7 @@ def popular_labels(db: Path, k: int = 400) -> tuple[list[str], list[int]]:
     ).fetchall()
     conn.close()
     names = [labels.all_classes()[cls].name for cls, _ in rows]
-    return [f'"{name}"' if " and " in f" {name.lower()} " else name for name in names], [count for _, count in rows]
+    return [f"'{name}'" if " and " in f" {name.lower()} " else name for name in names], [count for _, count in rows]
 
 
 def query_kinds(names: list[str], weights: list[int], n: int, seed: int) -> dict[str, list[str]]:

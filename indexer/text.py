@@ -248,7 +248,7 @@ class TextReader:
         try:
             import openvino as ov
         except ImportError:
-            raise TextReaderError("reading text needs OpenVINO: pip install 'imgidx[openvino]'") from None
+            raise TextReaderError("reading text needs OpenVINO, which is not installed here: pip install openvino") from None
         core = ov.Core()
         try:
             recogniser = core.read_model(str(model_path(RECOGNISER_FILE)))

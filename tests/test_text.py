@@ -428,5 +428,5 @@ def test_without_openvino_reading_text_is_one_clear_error(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if the [openvino] extra were not installed
-    with pytest.raises(text.TextReaderError, match=r"^reading text needs OpenVINO: pip install 'imgidx\[openvino\]'$"):
+    with pytest.raises(text.TextReaderError, match=r"^reading text needs OpenVINO, which is not installed here: pip install openvino$"):
         text.TextReader()
