@@ -310,9 +310,14 @@ class Term:
     #: Text in double quotes: words read in the photos, not a label (`query.compile`).
     text: bool = False
 
+    @property
+    def spelled(self) -> str:
+        """The label as the query language spells it: ``"exit"`` (text), ``'school bus'`` (quoted), ``cat``."""
+        return f'"{self.label}"' if self.text else f"'{self.label}'" if self.quoted else self.label
+
     def describe(self, default_threshold: float | None = None) -> str:
         """The term as the query language would spell it, e.g. ``'school bus' in center >= 0.5``."""
-        label = f'"{self.label}"' if self.text else f"'{self.label}'" if self.quoted else self.label
+        label = self.spelled
         text = label if self.region is ANYWHERE else f"{label} in {self.region.name}"
         if self.threshold is not None:
             return f"{text} {'>' if self.strict else '>='} {self.threshold:g}"

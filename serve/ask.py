@@ -37,7 +37,7 @@ def terms_endpoint(request: Request) -> Response:
     for term in found:
         probe = ANYWHERE if term.region is not ANYWHERE else relax.region_of_cells((4,))
         shown.append({
-            "label": f'"{term.label}"' if term.quoted else term.label, "start": term.start, "end": term.end,
+            "label": term.spelled, "start": term.start, "end": term.end,
             "cells": list(term.region.cells), "region": term.region.name, "threshold": term.threshold,
             "editable": relax.rewrite(text, term, region=probe) is not None,
         })

@@ -201,6 +201,11 @@ def test_the_picker_rewrites_one_term_of_the_text(client):
         "text": "cat"}
 
 
+def test_the_picker_names_a_quoted_label_and_a_text_term_as_the_query_spells_them(client):
+    terms = client.get("/api/terms", params={"text": "'school bus' AND \"exit\" in top-left"}).json()["terms"]
+    assert [t["label"] for t in terms] == ["'school bus'", '"exit"']
+
+
 # ------------------------------------------------------------------------------------------- relaxed
 
 
