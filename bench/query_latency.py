@@ -206,17 +206,18 @@ def times_in(source: Path, db: Path | str, queries: list[str], repeat: int, raw:
 
 
 def compare(db: Path, kinds: dict[str, list[str]], repeat: int, rounds: int, raw: bool, fusion: str,
-            baseline: Path) -> None:
+            baseline: Path, baseline_db: Path | None = None) -> None:
     """The latency table for this checkout's code and the baseline's, interleaved: in each of ``rounds``
     rounds, each kind runs in a fresh process of each code in turn, so both see the same load and the same
-    warm page cache. The totals of both must agree (the same answers); the table says where they do not."""
-    sources = {"this": SOURCE, "baseline": baseline}
+    warm page cache. The totals of both must agree (the same answers); the table says where they do not.
+    ``baseline_db``: the same photos in the baseline's schema version, where this code's is newer."""
+    sources = {"this": (SOURCE, db), "baseline": (baseline, baseline_db or db)}
     times = {(name, kind): [] for name in sources for kind in kinds}
     totals: dict[tuple[str, str], list[str]] = {}
     for round_ in range(rounds):
         for kind, queries in kinds.items():
-            for name, source in sources.items():
-                found = times_in(source, db, queries, repeat, raw, fusion)
+            for name, (source, index) in sources.items():
+                found = times_in(source, index, queries, repeat, raw, fusion)
                 times[name, kind] += found["times"]
                 totals[name, kind] = found["totals"]
         print(f"  round {round_ + 1} of {rounds} done, load averages "
@@ -339,6 +340,9 @@ def main() -> None:
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--baseline-src", type=Path,
                         help="also run the CLI with the indexer/ and query/ in this folder, and print the ratio")
+    parser.add_argument("--baseline-db", type=Path,
+                        help="with --baseline-src: the baseline reads this copy of the latency index (the same photos "
+                             "in the schema version of its code, where this checkout's is newer)")
     parser.add_argument("--cli-only", action="store_true", help="only the CLI wall times, not the latency table")
     parser.add_argument("--no-cli", action="store_true", help="only the latency table, not the CLI wall times")
     parser.add_argument("--seed", type=int, default=7)
@@ -379,7 +383,7 @@ def main() -> None:
         title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration") + f", fusion {args.fusion}"
         if args.baseline_src:
             print(f"\n{title}; this checkout against the code in {args.baseline_src}, {args.rounds} rounds")
-            compare(db, kinds, args.repeat, args.rounds, args.raw, args.fusion, args.baseline_src)
+            compare(db, kinds, args.repeat, args.rounds, args.raw, args.fusion, args.baseline_src, args.baseline_db)
         else:
             print_table(title, measure(db, kinds, args.repeat, args.raw, args.fusion))
     if not args.no_cli:

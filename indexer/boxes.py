@@ -52,6 +52,10 @@ def is_face(box: Box) -> bool:
 
 # --- From boxes to cells --------------------------------------------------------------------------------
 
+#: The least evidence a cell row is stored with (`indexer.regions`; a box class's cells too), where
+#: ``image_labels`` holds a box class's best cell whatever it is: from this score up the two agree.
+SCORE_FLOOR = 0.005
+
 #: Boxes are stored (and scored) from this raw detector score up (a calibrated confidence of about 0.05). The
 #: object detector returns boxes down to 0.05, up to 100 a photo; on realscenes-dev this keeps 18 a photo
 #: against 64 from 0.1, with the same retrieval figures to the third decimal (a weaker box could only matter

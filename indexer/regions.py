@@ -36,14 +36,13 @@ from typing import NamedTuple
 import numpy as np
 
 from indexer import boxes as box_rules
-from indexer.boxes import Box
+from indexer.boxes import SCORE_FLOOR, Box
 from indexer.calibration import Calibration
 from indexer.geometry import GRID, Geometry
 
 CELLS = GRID * GRID
 CELL_TOP_K = 12
 IMAGE_TOP_K = 20
-SCORE_FLOOR = 0.005
 #: The views of a photo: (size relative to the working size, whether its pooled part counts). Measured in
 #: bench/retrieval_quality.py against single views at 224-448 px, windows with context, and other mixes.
 SCALES = ((1.0, True), (0.75, False))

@@ -213,8 +213,7 @@ class Index:
                     self._prepared.popitem(last=False)
         if not ask.offset:
             return prepared
-        compiled = replace(prepared.compiled, statement=prepared.statement.offset(ask.offset))
-        return replace(prepared, compiled=compiled, offset=ask.offset)
+        return replace(prepared, compiled=prepared.compiled.at_offset(ask.offset), offset=ask.offset)
 
     def stats(self) -> store.IndexStats | None:
         """The overview's counts: counted in the background (minutes on a million photos) and kept for

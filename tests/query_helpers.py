@@ -54,6 +54,11 @@ def make_index(db: Path | str, images: Mapping[str, Cells | None], copies: Mappi
             ]
             if rows:
                 conn.execute(t.cell_labels.insert(), rows)
+                best: dict[int, float] = {}
+                for row in rows:  # as the indexer stores a class's photo row: its best cell
+                    best[row["class_id"]] = max(best.get(row["class_id"], 0.0), row["score"])
+                conn.execute(t.image_labels.insert(), [
+                    {"image_id": image_id, "class_id": cls, "score": score, "share": 0.0} for cls, score in best.items()])
     return engine
 
 

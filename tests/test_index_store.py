@@ -1,12 +1,14 @@
 """The index database: the schema SQLAlchemy sees matches schema.sql; the write and read-back paths."""
 
 import re
+import sqlite3
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from indexer import calibration, store
+from indexer.errors import SchemaVersionError
 from indexer.regions import CellLabel, ImageLabel, Regions
 from indexer.store import FileRow, IndexSettings
 
@@ -33,7 +35,7 @@ def declared_schema():
                 if ref := re.search(r"REFERENCES (\w+) \((\w+)\)( ON DELETE CASCADE)?", part):
                     foreign.add(((column,), ref.group(1), (ref.group(2),), "CASCADE" if ref.group(3) else None))
             tables[name] = (columns, primary, unique, foreign)
-        elif match := re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)$", statement):
+        elif match := re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)(?: WHERE [^;]*)?$", statement):
             name, table, cols = match.groups()
             indexes[name] = (table, [c.strip() for c in cols.split(",")])
     return tables, indexes
@@ -410,3 +412,23 @@ def test_stats_leaders_are_shows_leaders_for_random_labels(engine):
         leaders = collections.Counter(store.image_report(conn, path=p).labels[0].class_id for p in photos)
         stats = store.index_stats(conn, top=len(photos))
     assert {class_id: count for class_id, _, count in stats.top_labels} == dict(leaders)
+
+
+def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
+    db = tmp_path / "old.db"
+    store.open_index(str(db)).dispose()
+    with sqlite3.connect(db) as conn:  # as version 6 left it
+        conn.execute("DROP INDEX images_unlabelled")
+        conn.execute("DROP INDEX image_labels_class_image")
+        conn.execute("CREATE INDEX image_labels_class ON image_labels (class_id, score)")
+        conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    with pytest.raises(SchemaVersionError) as refused:
+        store.open_index(str(db), readonly=True)
+    assert str(refused.value) == (f"{db} has schema version 6; bring it up to date (it gains indexes for faster "
+                                  f"queries, and nothing is read again): imgidx index FOLDER --db {db}")
+    store.open_index(str(db)).dispose()
+    with sqlite3.connect(db) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == str(store.SCHEMA_VERSION) == "7"
+    assert {"images_unlabelled", "image_labels_class_image"} <= names and "image_labels_class" not in names

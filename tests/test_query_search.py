@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query import browse, render
 from query import compile as compile_module
@@ -233,7 +234,7 @@ def test_plan_shapes(engine):
 # --------------------------------------------------------------------------- against an oracle
 
 POOL = [GOLDEN_RETRIEVER, LABRADOR, BEAGLE, CHIHUAHUA, TABBY, TIGER_CAT, EGYPTIAN_CAT, 286, SCHOOL_BUS, 654,
-        FLOWERPOT, CRANE_BIRD, CRANE_MACHINE, 0]
+        FLOWERPOT, CRANE_BIRD, CRANE_MACHINE, 0, FACE_CLASS]
 
 
 def _random_images(seed: int, n: int) -> dict:
@@ -305,10 +306,73 @@ def test_sql_agrees_with_brute_force(random_engine, query, min_score):
     assert len(reported) == len(result.prepared.compiled.reported)
 
 
+_ONE_LABEL = st.builds(lambda l, r, t: l + r + t,
+                       st.sampled_from(["dog", "cat", "tabby", "crane", "face", "n02012849"]), _REGION, _THRESHOLD)
+#: One term, alone or less others (``tabby AND NOT dog in center``): `_Compiler.one_term_shape`.
+_ONE_TERM = st.builds(lambda term, nots: " AND ".join([term] + [f"NOT {n}" for n in nots]),
+                      _ONE_LABEL, st.lists(_ONE_LABEL, max_size=2))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=_ONE_TERM, min_score=st.sampled_from([0.2, 0.1, 0.001]), limit=st.sampled_from([1, 3, 20]),
+       offset=st.sampled_from([0, 2, 9, 200]))
+def test_a_page_of_one_term_is_the_page_of_every_match(random_engine, query, min_score, limit, offset):
+    """The one-term shape (`_Compiler.one_term`, also for one term AND NOT others) cuts the page before reading
+    the images and counts without them: the same page (order, scores, cells) and total as the general
+    statement (taken under a restriction that restricts nothing), and the brute force's matches."""
+    engine, t = random_engine
+    fast = search(engine, query, min_score=min_score, limit=limit, offset=offset, tables=t)
+    general = search(engine, query, min_score=min_score, limit=limit, offset=offset, tables=t,
+                     within=lambda images: sa.true())
+    tree, found = resolve(parse(query), query)
+    kept, *negated = [getattr(child, "child", child) for child in getattr(tree, "children", (tree,))]
+
+    def key(term):  # what makes two terms one (`_Compiler._collect`)
+        return (found[term].classes, term.region.cells, min_score if term.threshold is None else term.threshold,
+                term.strict and term.threshold is not None)
+
+    negated_itself = key(kept) in {key(term) for term in negated}  # a term AND NOT itself: the pivot answers
+    assert fast.prepared.compiled.plan.startswith("one term") is not negated_itself
+    assert general.prepared.compiled.plan.startswith("candidates")
+
+    def page(result):
+        return [(m.rank, m.path, m.score, [(h.score, h.cells) for h in m.terms]) for m in result.matches]
+
+    assert (page(fast), fast.total) == (page(general), general.total)
+    expected = {path for path, cells in RANDOM_IMAGES.items()
+                if cells is not None and holds(tree, found, cells, min_score)}
+    assert fast.total == (len(expected) if offset < len(expected) else None if offset else 0)  # None: past the end
+    assert {m.path for m in fast.matches} <= expected
+    assert len(fast.matches) == max(0, min(limit, len(expected) - offset))
+
+
+def test_one_term_leaves_out_photos_waiting_to_be_redone(tmp_path):
+    """A photo marked for ``--reindex`` (model NULL) keeps its rows until it is redone; the count and the page
+    of one term leave it out as every query does, through the partial index made for it."""
+    photos = {f"/p/{i}.jpg": {4: {FACE_CLASS: 0.9 - i / 100, TABBY: 0.8}} for i in range(6)}
+    engine = make_index(str(tmp_path / "i.db"), photos)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE images SET model = NULL WHERE path IN ('/p/0.jpg', '/p/3.jpg')"))
+    for query in ("face", "tabby", "face in center", "tabby in the middle column"):
+        result = search(engine, query, limit=2, offset=1)
+        assert result.prepared.compiled.plan.startswith("one term"), query
+        assert ([m.path for m in result.matches], result.total) == (["/p/2.jpg", "/p/4.jpg"] if "face" in query
+                                                                    else ["/p/2.jpg", "/p/4.jpg"], 4), query
+    with engine.connect() as conn:
+        plan = explain(conn, prepare(conn, "face", limit=2))
+    engine.dispose()
+    assert "USING INDEX images_unlabelled" in plan
+
+
 def test_random_queries_reach_every_plan_shape(random_engine):
     engine, t = random_engine
-    plans = {q: prepare(engine, q, tables=t).compiled.plan for q in ["dog", "tabby AND flowerpot", "tabby OR crane", "NOT dog"]}
-    assert plans["dog"].startswith("candidates: images of term 1")
+    queries = ["dog", "dog AND NOT crane", "dog AND NOT crane left of tabby", "tabby AND flowerpot", "tabby OR crane",
+               "NOT dog"]
+    plans = {q: prepare(engine, q, tables=t).compiled.plan for q in queries}
+    assert plans["dog"].startswith("one term: the best of its cells")
+    assert plans["dog AND NOT crane"].startswith("one term: the best of its cells, from the class index per image, "
+                                                 "less the images of term 2")
+    assert plans["dog AND NOT crane left of tabby"].startswith("candidates: images of term 1")
     assert plans["tabby AND flowerpot"].startswith("candidates: images common to terms 1, 2")
     assert plans["tabby OR crane"].startswith("candidates: images of any of terms 1, 2")
     assert plans["NOT dog"].startswith("no driving term")

@@ -75,9 +75,7 @@ def real_index(folder: Path, photos: dict[str, dict | None], db: Path | None = N
                 )
             else:
                 conn.execute(t.images.update().where(t.images.c.image_id == image_id).values(model="efficientnet-lite0"))
-        best = sa.select(t.cell_labels.c.image_id, t.cell_labels.c.class_id, sa.func.max(t.cell_labels.c.score), sa.literal(0.1))
-        conn.execute(t.image_labels.insert().from_select(
-            ["image_id", "class_id", "score", "share"], best.group_by(t.cell_labels.c.image_id, t.cell_labels.c.class_id)))
+        conn.execute(t.image_labels.update().values(share=0.1))  # make_index stored each class's best cell
     engine.dispose()
     return db
 

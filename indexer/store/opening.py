@@ -326,14 +326,19 @@ def _upgrade_message(db: str, found: int) -> str:
         return (f"{db} has schema version {found}, from before photo dates; bring it up to date (its labels are "
                 f"kept, and the dates are read from the photos' headers without the model): imgidx index FOLDER "
                 f"--db {db}")
-    return (f"{db} has schema version {found}, from before text; bring it up to date (its labels and boxes are "
-            f"kept): imgidx index FOLDER --db {db}, with --text --reindex to read text too")
+    if found < TEXT_VERSION:
+        return (f"{db} has schema version {found}, from before text; bring it up to date (its labels and boxes are "
+                f"kept): imgidx index FOLDER --db {db}, with --text --reindex to read text too")
+    return (f"{db} has schema version {found}; bring it up to date (it gains indexes for faster queries, and "
+            f"nothing is read again): imgidx index FOLDER --db {db}")
 
 
 #: The settings an upgrade records 'off' where the index has none: what its images were never searched for.
 DETECTOR_KEYS = ("faces", "objects", "text")
 #: The first schema version with the text tables (`_upgrade`).
 TEXT_VERSION = 6
+#: The first with the indexes a query of one term reads (`query.compile`): its upgrade only makes them.
+ONE_TERM_VERSION = 7
 
 
 def _upgrade(conn: sa.Connection, found: int) -> None:
@@ -349,7 +354,9 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     Files stay (paths, hashes, failures); every label goes and every image is due, so the ``--reindex`` run
     that asked for this relabels them.
     Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
-    (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`.
+    (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`;
+    6 -> 7: the indexes ``images_unlabelled`` and ``image_labels_class_image`` (schema.sql's statements make
+    them), which replaces ``image_labels_class``.
     """
     if found < TAKEN_VERSION:
         _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column
@@ -385,6 +392,8 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
         _record_box_calibration(conn, t, meta)
     if found < TEXT_VERSION:
         _upgrade_to_text(conn, t)
+    if found < ONE_TERM_VERSION:
+        conn.exec_driver_sql("DROP INDEX IF EXISTS image_labels_class")  # image_labels_class_image covers it
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 

@@ -28,7 +28,9 @@ from indexer.errors import DamagedIndexError, StoreError
 #: 5: when photos were taken and with which camera: the ``images`` columns ``taken_at``, ``taken_offset``,
 #: ``taken_source``, ``camera`` and the index ``images_taken``.
 #: 6: the text read in photos (`indexer.text`): the texts and text_words tables, meta 'text'.
-SCHEMA_VERSION = 6
+#: 7: for queries of one term: the partial index ``images_unlabelled`` (the images queries leave out), and
+#: ``image_labels_class_image`` (class, score, image) instead of ``image_labels_class`` (class, score).
+SCHEMA_VERSION = 7
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes", "texts",
                "text_words")
 
