@@ -8,10 +8,10 @@ their sha256) into ``indexer/data/openvino_lite0`` (EfficientNet-Lite0 int8 at t
 ``indexer/data/openvino_nanodet`` (the object detector, converted). The text detector's int8 model
 (``indexer/data/openvino_text``, `indexer.text`) is quantized here from the shipped ONNX file, calibrated on
 `bench/text.py`'s `calibration_photos` (signs it makes and realscenes-dev photos, none of its own bench's);
-rebuild it when that file or `text.INT8_RECIPE` changes (tests/test_text.py says when). Run it when the Lite0 weights package, the
-recipe (`indexer.runtime.recipes`), the shipped calibration photos, or the detector's files or tracing code
-(`openvino_detector.GRAPH_CODE`) change: tests/test_runtime_shipped.py says when a shipped model no longer
-stands for what the cache would hold. ``--check`` only reports that. Prints the time each build takes, which
+rebuild it when that file or `text.INT8_RECIPE` changes (tests/test_text.py says when). Run it when the
+Lite0 weights package, the recipe (`indexer.runtime.recipes`), the shipped calibration photos, or the
+detector's files or tracing code (`openvino_detector.GRAPH_CODE`) change: tests/test_runtime_shipped.py says
+when a shipped model no longer stands for what the cache would hold. ``--check`` only reports that. Prints the time each build takes, which
 a first run saves.
 """
 

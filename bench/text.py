@@ -26,10 +26,12 @@ detectors), once with ``--text`` and once without, into indexes under a temporar
 ``--precisions int8,fp32`` runs all of it for each of the detector's precisions (`text.DETECTOR_PRECISION`).
 
 ``--sides 320,480,736`` instead runs the reader alone (`indexer.text.TextReader.read` on the photo as the
-indexer hands it over) at each detector side (and ``--precisions``) over the same photos and prints the offline matcher's word recall
+indexer hands it over) at each detector side (and ``--precisions``) over the same photos and prints the
+offline matcher's word recall
 and precision and the text pass's CPU per photo with text and without: how `text.DETECTION_SIDE` was chosen.
 
-    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--keep FOLDER] [--quick]
+    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--keep FOLDER]
+                         [--quick | --cost-only]
     python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32]
 """
 
@@ -357,7 +359,8 @@ def compare_sides(sides: list[int], precisions: list[str], folder: Path, truth: 
     print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --gate "
           f"{text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with text, {len(blanks)} without, "
           f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
-    readers = {f"side {side:4d} {precision}": text.TextReader(side, precision) for side in sides for precision in precisions}
+    readers = {f"side {side:4d} {precision}": text.TextReader(side, precision)
+               for side in sides for precision in precisions}
     read = {key: {} for key in readers}
     cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0} for key in readers}
     for name, (pixels, size) in decoded.items():
@@ -395,6 +398,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=text.DETECTION_SIDE, help="the detector's shorter side")
     parser.add_argument("--keep", type=Path, help="make the photos here and keep them")
     parser.add_argument("--quick", action="store_true", help="a third of the photos, no cost runs")
+    parser.add_argument("--cost-only", action="store_true", help="the cost runs alone, no quality runs")
     parser.add_argument("--sides", help="compare detector sides, reader alone (comma-separated)")
     parser.add_argument("--gate", type=int, default=text.GATE_SIDE,
                         help="the gate pass's side (text.GATE_SIDE; 0: none)")
@@ -429,7 +433,7 @@ def main() -> None:
     print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions}; "
           f"{len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
-    for precision in precisions:
+    for precision in [] if args.cost_only else precisions:
         text.DETECTOR_PRECISION = precision
         print(f"\n## the detector in {precision}")
         quality(folder, work / f"text-{precision}.db", truth, blanks)
@@ -437,12 +441,15 @@ def main() -> None:
         return
 
     cost(work, rng, photos, [(side, precision) for side in args.cost_sides or [args.side] for precision in precisions])
+    if args.cost_only:
+        return
     for precision in precisions:
         text.DETECTOR_PRECISION = precision
         wall, cpu, summary = index(signs_folder, work / f"signs-{precision}.db", True)
-        print(f"text pass on photos with text, {precision}: {1000 * summary.text_seconds / max(1, summary.indexed):.0f} "
-              f"ms a photo on the detector threads ({summary.lines_found / max(1, summary.indexed):.1f} lines a "
-              f"photo); load {os.getloadavg()[0]:.2f}")
+        per_photo = 1000 * summary.text_seconds / max(1, summary.indexed)
+        lines = summary.lines_found / max(1, summary.indexed)
+        print(f"text pass on photos with text, {precision}: {per_photo:.0f} ms a photo on the detector threads "
+              f"({lines:.1f} lines a photo); load {os.getloadavg()[0]:.2f}")
 
 
 def quality(folder: Path, db: Path, truth: dict, blanks: list[str]) -> None:

@@ -13,10 +13,11 @@ model file itself. A photo where the detector finds nothing costs the detector a
 
 The detector runs in int8 (`DETECTOR_PRECISION`): NNCF's post-training quantization of the ONNX file, shipped
 built in ``indexer/data/openvino_text`` (`bench/shipped_models.py` builds it once, calibrated on signs made by
-`bench/text.py`'s generator and realscenes photos at both of the detector's sides). On this project's CPUs it
-halves the detector's CPU time and read the same words as fp32 in `bench/text.py` (bench/RESULTS.md). It is
-shipped, not built at the first run as the backbones' int8 models are: its calibration photos are not in the
-package, and building it needs NNCF and half a minute. The recogniser stays fp32: it runs only where there is text.
+`bench/text.py`'s generator and realscenes photos at both of the detector's sides). It halves the detector's
+CPU time and read the same words as fp32 in `bench/text.py`, so a photo without text costs 1.23-1.27x the CPU
+of indexing without text instead of 1.55x (bench/RESULTS.md). It is shipped, not built at the first run as the
+backbones' int8 models are: its calibration photos are not in the package, and building it needs NNCF and a
+minute. The recogniser stays fp32: it runs only where there is text.
 
 Boxes are in pixels of the photo as a person sees it (after EXIF orientation): the axis-aligned bounds of the
 straightened rectangle. OpenVINO prints nothing; rapidocr's INFO lines never existed here.
@@ -39,8 +40,8 @@ from indexer.words import Line, folded
 
 MODEL_FOLDER = ("data", "ocr")
 DETECTOR_FILE = "PP-OCRv6_det_small.onnx"
-#: The detector's int8 model (module docstring): its name in the shipped ``built.json``, NNCF's settings
-#: (the default "performance" preset: symmetric ranges ran 20% faster than "mixed" and read the same words).
+#: The detector's int8 model (module docstring): its name in the shipped ``built.json``, and NNCF's settings
+#: (its defaults, the "performance" preset: as fast as "mixed" or faster, and read the same words).
 DETECTOR_NAME = "pp-ocrv6-det-small"
 INT8_RECIPE = Recipe()
 INT8, FP32 = "int8", "fp32"

@@ -436,8 +436,9 @@ def test_the_shipped_int8_detector_is_built_from_the_shipped_detector_with_today
 def test_an_int8_detector_built_from_another_detector_is_refused(monkeypatch):
     pytest.importorskip("openvino")
     monkeypatch.setattr(text, "detector_digest", lambda: "0" * 64)
-    with pytest.raises(text.TextReaderError, match=r"^the text detector's int8 model \(indexer/data/openvino_text\) is "
-                                                   r"missing or was not built from this imgidx's detector: reinstall imgidx$"):
+    refused = (r"^the text detector's int8 model \(indexer/data/openvino_text\) is missing or was not built from "
+               r"this imgidx's detector: reinstall imgidx$")
+    with pytest.raises(text.TextReaderError, match=refused):
         text.TextReader(precision=text.INT8)
 
 
