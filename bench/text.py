@@ -23,12 +23,16 @@ detectors), once with ``--text`` and once without, into indexes under a temporar
 - **cost**: the run's wall and process CPU time per photo for the photos without text, ``--text`` against
   ``--no-text``, interleaved (A B B A), with the text pass's own seconds per photo with text and without.
 
+``--precisions int8,fp32`` runs all of it for each of the detector's precisions (`text.DETECTOR_PRECISION`).
+
 ``--sides 320,480,736`` instead runs the reader alone (`indexer.text.TextReader.read` on the photo as the
-indexer hands it over) at each detector side over the same photos and prints the offline matcher's word recall
+indexer hands it over) at each detector side (and ``--precisions``) over the same photos and prints the
+offline matcher's word recall
 and precision and the text pass's CPU per photo with text and without: how `text.DETECTION_SIDE` was chosen.
 
-    python bench/text.py [--side 480] [--cost-sides 320,480] [--keep FOLDER] [--quick]
-    python bench/text.py --sides 320,480,640,736
+    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--keep FOLDER]
+                         [--quick | --cost-only]
+    python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32]
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import matplotlib  # noqa: E402
 from indexer import boxes as box_rules, pipeline, store, text  # noqa: E402
 from indexer.boxes import Box  # noqa: E402
 from indexer.geometry import CELL_NAMES, cell_bounds  # noqa: E402
+from indexer.models import DEFAULT_WORKING_SIZE  # noqa: E402
 from indexer.words import folded, joined, searchable  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "realscenes-dev"
@@ -63,6 +68,8 @@ SEED = 22
 SIZE = (800, 600)
 SIGNS = 72
 BLANKS = 24
+#: The side the indexer decodes photos at for the default working size.
+DECODE_SIDE = DEFAULT_WORKING_SIZE
 #: Photos without text indexed for the cost (more than `BLANKS`, so the models' loading weighs little).
 COST_PHOTOS = 48
 WORDS = [
@@ -202,6 +209,38 @@ def make_blank(folder: Path, count: int, rng: random.Random, photos: list[Path])
     return names
 
 
+# --- calibrating the int8 detector (bench/shipped_models.py) ----------------------------------------------
+
+#: The calibration signs' seed: another set of signs than the bench's (`SEED`).
+CALIBRATION_SEED = 2201
+CALIBRATION_SIGNS, CALIBRATION_BLANKS = 40, 8
+#: Every this-many-th realscenes-dev photo outside `REAL` joins the calibration.
+CALIBRATION_PHOTO_STEP = 2
+
+
+def calibration_photos(folder: Path) -> list[Path]:
+    """Photos for the int8 detector's ranges, none of the bench's: signs and blanks made into ``folder`` from
+    `CALIBRATION_SEED`, on realscenes-dev photos outside `REAL`, and half of those photos themselves."""
+    scenes = [path for path in sorted((DEV / "images").glob("*.jpg")) if path.name not in REAL]
+    if not scenes:
+        sys.exit(f"{DEV} is missing: the text detector is calibrated on the real photos there")
+    rng = random.Random(CALIBRATION_SEED)
+    made = [folder / name for name in make_signs(folder, CALIBRATION_SIGNS, rng, scenes)]
+    made += [folder / name for name in make_blank(folder, CALIBRATION_BLANKS, rng, scenes)]
+    return made + scenes[::CALIBRATION_PHOTO_STEP]
+
+
+def calibration_samples(paths: list[Path]):
+    """Each photo as the text pass sees it (decoded as `index` does, shrunk as the detectors are handed it),
+    at the gate's side and at the detector's."""
+    from indexer import faces, images
+
+    for path in paths:
+        pixels = faces.detection_pixels(images.load(path, DECODE_SIDE).pixels)
+        for side in (text.GATE_SIDE, text.DETECTION_SIDE):
+            yield text.detector_input(pixels, side)
+
+
 # --- measuring -------------------------------------------------------------------------------------------
 
 
@@ -306,36 +345,42 @@ def slips(read_lines: dict[str, list[str]], truth_words: dict[str, set[str]]) ->
     return confusions, figures
 
 
-def compare_sides(sides: list[int], folder: Path, truth: dict, blanks: list[str]) -> None:
-    """The reader alone at each detector side: offline word recall and precision, CPU per photo."""
+def compare_sides(sides: list[int], precisions: list[str], folder: Path, truth: dict, blanks: list[str]) -> None:
+    """The reader alone at each detector side and precision: offline word recall and precision, CPU per photo
+    (the readers take turns photo by photo, so a change in the machine's load weighs on each alike)."""
     from indexer import faces, images
 
     photos = {**{f"signs/{n}": {line["words"] for line in lines} for n, lines in truth.items()},
               **{f"blank/{n}": set() for n in blanks}, **{f"real/{n}": set(lines) for n, lines in REAL.items()}}
     decoded = {}
     for name in photos:
-        picture = images.load(folder / name, 448)  # as the indexer decodes for the default working size
+        picture = images.load(folder / name, DECODE_SIDE)
         decoded[name] = (faces.detection_pixels(picture.pixels), (picture.width, picture.height))
-    print(f"# bench/text.py --sides {','.join(map(str, sides))} --gate {text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with "
-          f"text, {len(blanks)} without, {len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"load {os.getloadavg()}")
-    for side in sides:
-        reader = text.TextReader(side=side)
-        read, cpu = {}, {"signs": 0.0, "blank": 0.0, "real": 0.0}
-        for name, (pixels, size) in decoded.items():
+    print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --gate "
+          f"{text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with text, {len(blanks)} without, "
+          f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
+    readers = {f"side {side:4d} {precision}": text.TextReader(side, precision)
+               for side in sides for precision in precisions}
+    read = {key: {} for key in readers}
+    cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0} for key in readers}
+    for name, (pixels, size) in decoded.items():
+        for key, reader in readers.items():
             start = time.thread_time()
-            read[name] = [line.text for line in reader.read(pixels, size)]
-            cpu[name.split("/")[0]] += time.thread_time() - start
+            read[key][name] = [line.text for line in reader.read(pixels, size)]
+            cpu[key][name.split("/")[0]] += time.thread_time() - start
+    counts = {kind: sum(n.startswith(kind) for n in photos) for kind in ("signs", "blank", "real")}
+    for key in readers:
         for kind in ("signs", "real"):
             subset = {n: w for n, w in photos.items() if n.startswith(kind) or (kind == "signs" and n.startswith("blank"))}
-            _, figures = slips({n: read[n] for n in subset}, subset)
-            print(f"side {side:4d} {kind:5}: slips folded {prf(*figures['slips folded'])}; folded only "
+            _, figures = slips({n: read[key][n] for n in subset}, subset)
+            print(f"{key} {kind:5}: slips folded {prf(*figures['slips folded'])}; folded only "
                   f"{prf(*figures['folded'])}")
-        counts = {kind: sum(n.startswith(kind) for n in photos) for kind in cpu}
-        false = sum(bool(read[n]) for n in photos if n.startswith("blank"))
-        print(f"side {side:4d} CPU per photo: with text {1000 * cpu['signs'] / counts['signs']:.0f} ms (synthetic), "
-              f"{1000 * cpu['real'] / counts['real']:.0f} ms (real), without text {1000 * cpu['blank'] / counts['blank']:.0f} ms;"
-              f" photos without text with something read: {false}/{counts['blank']}; load {os.getloadavg()[0]:.2f}")
+        false = sum(bool(read[key][n]) for n in photos if n.startswith("blank"))
+        print(f"{key} CPU per photo: with text {1000 * cpu[key]['signs'] / counts['signs']:.0f} ms (synthetic), "
+              f"{1000 * cpu[key]['real'] / counts['real']:.0f} ms (real), without text "
+              f"{1000 * cpu[key]['blank'] / counts['blank']:.1f} ms; photos without text with something read: "
+              f"{false}/{counts['blank']}")
+    print(f"load after: {os.getloadavg()}")
 
 
 def ratio(a: float, b: float) -> str:
@@ -353,9 +398,12 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=text.DETECTION_SIDE, help="the detector's shorter side")
     parser.add_argument("--keep", type=Path, help="make the photos here and keep them")
     parser.add_argument("--quick", action="store_true", help="a third of the photos, no cost runs")
+    parser.add_argument("--cost-only", action="store_true", help="the cost runs alone, no quality runs")
     parser.add_argument("--sides", help="compare detector sides, reader alone (comma-separated)")
     parser.add_argument("--gate", type=int, default=text.GATE_SIDE,
                         help="the gate pass's side (text.GATE_SIDE; 0: none)")
+    parser.add_argument("--precisions", default=text.DETECTOR_PRECISION,
+                        help=f"the detector's precisions compared, comma-separated ({text.INT8}, {text.FP32})")
     parser.add_argument("--cost-sides", type=lambda v: [int(x) for x in v.split(",")],
                         help="detector sides whose indexing cost is measured (default: --side)")
     args = parser.parse_args()
@@ -378,16 +426,38 @@ def main() -> None:
     for name in REAL:
         if not (real_folder / name).exists():
             (real_folder / name).symlink_to(DEV / "images" / name)
+    precisions = args.precisions.split(",")
     if args.sides:
-        compare_sides([int(side) for side in args.sides.split(",")], folder, truth, blanks)
+        compare_sides([int(side) for side in args.sides.split(",")], precisions, folder, truth, blanks)
         return
-    print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0}; {len(truth)} synthetic photos with text, {len(blanks)} without, "
-          f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
+    print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions}; "
+          f"{len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
+    for precision in [] if args.cost_only else precisions:
+        text.DETECTOR_PRECISION = precision
+        print(f"\n## the detector in {precision}")
+        quality(folder, work / f"text-{precision}.db", truth, blanks)
+    if args.quick:
+        return
 
-    wall, cpu, summary = index(folder, work / "text.db", with_text=True)
+    cost(work, rng, photos, [(side, precision) for side in args.cost_sides or [args.side] for precision in precisions])
+    if args.cost_only:
+        return
+    for precision in precisions:
+        text.DETECTOR_PRECISION = precision
+        wall, cpu, summary = index(signs_folder, work / f"signs-{precision}.db", True)
+        per_photo = 1000 * summary.text_seconds / max(1, summary.indexed)
+        lines = summary.lines_found / max(1, summary.indexed)
+        print(f"text pass on photos with text, {precision}: {per_photo:.0f} ms a photo on the detector threads "
+              f"({lines:.1f} lines a photo); load {os.getloadavg()[0]:.2f}")
+
+
+def quality(folder: Path, db: Path, truth: dict, blanks: list[str]) -> None:
+    """Index ``folder`` with text into ``db`` and print what the queries find against the truth."""
+    wall, cpu, summary = index(folder, db, with_text=True)
     print(f"indexed with --text: {summary.indexed} photos, {summary.lines_found} lines, {wall:.1f} s, "
           f"text pass {summary.text_seconds:.1f} s on the detector threads")
-    engine = store.open_index(str(work / "text.db"), readonly=True)
+    engine = store.open_index(str(db), readonly=True)
     with engine.connect() as conn:
         ids = dict(conn.execute(store.tables(conn).images.select().with_only_columns(
             store.tables(conn).images.c.path, store.tables(conn).images.c.image_id)).all())
@@ -426,41 +496,34 @@ def main() -> None:
     for label, totals in figures.items():
         print(f"offline matcher, {label}: {prf(*totals)}")
     engine.dispose()
-    if args.quick:
-        return
-
-    cost(work, rng, photos, args.cost_sides or [args.side])
-    wall, cpu, summary = index(signs_folder, work / "signs.db", True)
-    print(f"text pass on photos with text: {1000 * summary.text_seconds / max(1, summary.indexed):.0f} ms a photo "
-          f"on the detector threads ({summary.lines_found / max(1, summary.indexed):.1f} lines a photo)")
 
 
-def cost(work: Path, rng: random.Random, photos: list[Path], sides: list[int]) -> None:
-    """Indexing photos without text with ``--text`` at each detector side against ``--no-text``: one warm-up run
-    of each (models built and cached by the process), then two rounds in opposite orders; wall and process CPU
-    time per photo, and their ratios to ``--no-text``."""
+def cost(work: Path, rng: random.Random, photos: list[Path], settings: list[tuple[int, str]]) -> None:
+    """Indexing photos without text with ``--text`` at each detector side and precision against ``--no-text``:
+    one warm-up run of each (models built and cached by the process), then two rounds in opposite orders; wall
+    and process CPU time per photo, and their ratios to ``--no-text``."""
     folder = work / "cost"
     folder.mkdir()
     make_blank(folder, COST_PHOTOS, rng, photos)
-    configs = [None, *sides]
+    configs = [None, *settings]
     times: dict = {c: [] for c in configs}
     print(f"\ncost: {COST_PHOTOS} photos without text, warm-up then two rounds (load {os.getloadavg()[0]:.2f})")
     for round_number, order in enumerate((configs, configs, configs[::-1])):
         for config in order:
-            text.DETECTION_SIDE = config or text.DETECTION_SIDE
-            wall, cpu, summary = index(folder, work / f"cost-{config}.db", config is not None)
+            if config is not None:
+                text.DETECTION_SIDE, text.DETECTOR_PRECISION = config
+            wall, cpu, summary = index(folder, work / "cost.db", config is not None)
             if round_number:
                 times[config].append((wall / summary.indexed, cpu / summary.indexed))
     base_wall = sum(w for w, _ in times[None]) / len(times[None])
     base_cpu = sum(c for _, c in times[None]) / len(times[None])
-    print(f"  --no-text            {1000 * base_wall:6.0f} ms wall, {1000 * base_cpu:6.0f} ms CPU a photo")
-    for side in sides:
-        wall = sum(w for w, _ in times[side]) / len(times[side])
-        cpu = sum(c for _, c in times[side]) / len(times[side])
-        print(f"  --text, side {side:4d}   {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a photo: "
+    print(f"  --no-text                 {1000 * base_wall:6.0f} ms wall, {1000 * base_cpu:6.0f} ms CPU a photo")
+    for side, precision in settings:
+        wall = sum(w for w, _ in times[(side, precision)]) / len(times[(side, precision)])
+        cpu = sum(c for _, c in times[(side, precision)]) / len(times[(side, precision)])
+        print(f"  --text, side {side:4d} {precision:4}   {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a photo: "
               f"{ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
     print(f"  load after: {os.getloadavg()}")
-
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,14 @@ by area x ratio / perimeter on every side). Each rectangle is cut out of the pho
 greedy decoding (best class per column, repeats merged, blanks dropped) with the character list stored in the
 model file itself. A photo where the detector finds nothing costs the detector alone.
 
+The detector runs in int8 (`DETECTOR_PRECISION`): NNCF's post-training quantization of the ONNX file, shipped
+built in ``indexer/data/openvino_text`` (`bench/shipped_models.py` builds it once, calibrated on signs made by
+`bench/text.py`'s generator and realscenes photos at both of the detector's sides). It halves the detector's
+CPU time and read the same words as fp32 in `bench/text.py`, so a photo without text costs 1.23-1.27x the CPU
+of indexing without text instead of 1.55x (bench/RESULTS.md). It is shipped, not built at the first run as the
+backbones' int8 models are: its calibration photos are not in the package, and building it needs NNCF and a
+minute. The recogniser stays fp32: it runs only where there is text.
+
 Boxes are in pixels of the photo as a person sees it (after EXIF orientation): the axis-aligned bounds of the
 straightened rectangle. OpenVINO prints nothing; rapidocr's INFO lines never existed here.
 """
@@ -27,10 +35,18 @@ import numpy as np
 
 from indexer import images
 from indexer.errors import ImgidxError
+from indexer.runtime.recipes import Recipe
 from indexer.words import Line, folded
 
 MODEL_FOLDER = ("data", "ocr")
 DETECTOR_FILE = "PP-OCRv6_det_small.onnx"
+#: The detector's int8 model (module docstring): its name in the shipped ``built.json``, and NNCF's settings
+#: (its defaults, the "performance" preset: as fast as "mixed" or faster, and read the same words).
+DETECTOR_NAME = "pp-ocrv6-det-small"
+INT8_RECIPE = Recipe()
+INT8, FP32 = "int8", "fp32"
+#: The detector's precision (`FP32`: the ONNX file as shipped by rapidocr; the bench compares both).
+DETECTOR_PRECISION = INT8
 RECOGNISER_FILE = "PP-OCRv6_rec_small.onnx"
 
 #: The detector sees the photo with this shorter side (a multiple of its stride, 32). rapidocr uses 736;
@@ -108,6 +124,11 @@ def detector_shape(height: int, width: int, side: int = DETECTION_SIDE) -> tuple
 def normalised_input(pixels: np.ndarray) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` -> the models' ``(1, 3, H, W)`` float input in [-1, 1]."""
     return (pixels.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0).astype(np.float32)
+
+
+def detector_input(pixels: np.ndarray, side: int) -> np.ndarray:
+    """What the detector is given for an RGB photo: resized to `detector_shape` at ``side``, normalised."""
+    return normalised_input(images.resize(pixels, detector_shape(*pixels.shape[:2], side)))
 
 
 def component_quad(ys: np.ndarray, xs: np.ndarray) -> Quad:
@@ -240,11 +261,39 @@ def model_path(name: str) -> Path:
     return path
 
 
+def detector_digest() -> str:
+    """The sha256 of the shipped ONNX detector, which its int8 model's ``built.json`` names."""
+    from indexer.runtime import cache
+
+    return cache.file_sha256(model_path(DETECTOR_FILE))
+
+
+def int8_record() -> dict:
+    """What the shipped int8 detector's ``built.json`` holds when it was built from this imgidx's ONNX file
+    with this recipe."""
+    from indexer.runtime.openvino_model import QUANTIZATION_KEY
+
+    return {"model": DETECTOR_NAME, "digest": detector_digest(), QUANTIZATION_KEY: INT8_RECIPE.tag}
+
+
+def detector_model(core, precision: str):
+    """The detector as OpenVINO reads it: the ONNX file (`FP32`), or its shipped int8 model, checked."""
+    if precision == FP32:
+        return core.read_model(str(model_path(DETECTOR_FILE)))
+    from indexer.runtime import openvino_model
+
+    model = openvino_model.read_shipped(int8_record())
+    if model is None:
+        raise TextReaderError("the text detector's int8 model (indexer/data/openvino_text) is missing or was not "
+                              "built from this imgidx's detector: reinstall imgidx")
+    return model
+
+
 class TextReader:
     """The detector and the recogniser in OpenVINO; `read` is safe to call from several threads (one photo at
     a time per reader: the pipeline builds one per detector thread, `Readers`)."""
 
-    def __init__(self, side: int | None = None):
+    def __init__(self, side: int | None = None, precision: str | None = None):
         try:
             import openvino as ov
         except ImportError:
@@ -253,7 +302,8 @@ class TextReader:
         try:
             recogniser = core.read_model(str(model_path(RECOGNISER_FILE)))
             listed = recogniser.get_rt_info(["framework", "character"]).astype(str)
-            self.detector = core.compile_model(str(model_path(DETECTOR_FILE)), "CPU", OPENVINO_CONFIG).create_infer_request()
+            detector = detector_model(core, precision or DETECTOR_PRECISION)
+            self.detector = core.compile_model(detector, "CPU", OPENVINO_CONFIG).create_infer_request()
             self.recogniser = core.compile_model(recogniser, "CPU", OPENVINO_CONFIG).create_infer_request()
         except RuntimeError as exc:
             raise TextReaderError(f"cannot load the text models in OpenVINO: {str(exc).splitlines()[0]}") from None
@@ -262,10 +312,8 @@ class TextReader:
         self.lock = threading.Lock()
 
     def probability_map(self, pixels: np.ndarray, side: int | None = None) -> np.ndarray:
-        """The detector's map for ``pixels`` resized to `detector_shape` (shorter side ``side``, default the
-        reader's)."""
-        shown = images.resize(pixels, detector_shape(*pixels.shape[:2], side or self.side))
-        self.detector.infer({0: normalised_input(shown)})
+        """The detector's map for ``pixels`` at shorter side ``side`` (default the reader's)."""
+        self.detector.infer({0: detector_input(pixels, side or self.side)})
         return self.detector.get_output_tensor(0).data[0, 0].copy()
 
     def recognise(self, strips: Sequence[np.ndarray]) -> list[tuple[str, float]]:
@@ -307,8 +355,9 @@ class TextReader:
         return lines
 
 
-#: The readers built in this process, by detector side, kept for the next run (building one takes about a second).
-_built: dict[int, list[TextReader]] = {}
+#: The readers built in this process, by detector side and precision, kept for the next run (building one takes
+#: about a second).
+_built: dict[tuple[int, str], list[TextReader]] = {}
 _built_lock = threading.Lock()
 
 
@@ -321,8 +370,8 @@ class Readers:
 
     def __call__(self) -> TextReader:
         with _built_lock:
-            built = _built.setdefault(DETECTION_SIDE, [])
+            built = _built.setdefault((DETECTION_SIDE, DETECTOR_PRECISION), [])
             if len(built) <= self.handed:
-                built.append(TextReader(DETECTION_SIDE))
+                built.append(TextReader(DETECTION_SIDE, DETECTOR_PRECISION))
             self.handed += 1
             return built[self.handed - 1]

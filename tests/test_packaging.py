@@ -64,7 +64,7 @@ def test_what_the_readme_commands_write_into_the_clone_is_ignored_by_git():
 #: The object detector's model and its notices (package data of ``indexer.data.nanodet``).
 DETECTOR_FILES = ("nanodet.json", "nanodet.bin", "NOTICE.txt", "LICENSE-human-models.txt", "LICENSE-nanodet.txt")
 #: The OpenVINO models shipped built (`indexer.runtime.openvino_model.SHIPPED`, issue 24), each a folder of these.
-SHIPPED_MODEL_FOLDERS = ("openvino_lite0", "openvino_nanodet")
+SHIPPED_MODEL_FOLDERS = ("openvino_lite0", "openvino_nanodet", "openvino_text")
 SHIPPED_MODEL_FILES = ("model.xml", "model.bin", "built.json")
 
 

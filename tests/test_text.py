@@ -316,8 +316,9 @@ def sign(words: str, size: int, at: tuple[int, int], shape=(480, 640), backgroun
 
 
 @pytest.mark.slow
-def test_the_reader_reads_rendered_signs_and_prints_nothing(capfd):
-    reader = text.TextReader()
+@pytest.mark.parametrize("precision", [text.INT8, text.FP32])
+def test_the_reader_reads_rendered_signs_and_prints_nothing(capfd, precision):
+    reader = text.TextReader(precision=precision)
     lines = reader.read(sign("DANGER", 56, (30, 30)))
     empty = reader.read(np.full((480, 640, 3), 120, np.uint8))
     out, err = capfd.readouterr()
@@ -422,6 +423,40 @@ def test_a_photo_without_text_costs_the_gate_pass_alone(monkeypatch):
     assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate]
     monkeypatch.setattr(text, "GATE_SIDE", None)  # no gate: the full pass runs
     assert reader.read(np.zeros((600, 800, 3), np.uint8)) == [] and sides == [gate, 480]
+
+
+def test_the_shipped_int8_detector_is_built_from_the_shipped_detector_with_todays_recipe():
+    pytest.importorskip("openvino")
+    from indexer.runtime import openvino_model
+
+    assert openvino_model.shipped_model(text.int8_record()) == openvino_model.shipped_folder("openvino_text"), (
+        "stale: run python bench/shipped_models.py --only openvino_text and commit indexer/data/openvino_text")
+
+
+def test_an_int8_detector_built_from_another_detector_is_refused(monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(text, "detector_digest", lambda: "0" * 64)
+    refused = (r"^the text detector's int8 model \(indexer/data/openvino_text\) is missing or was not built from "
+               r"this imgidx's detector: reinstall imgidx$")
+    with pytest.raises(text.TextReaderError, match=refused):
+        text.TextReader(precision=text.INT8)
+
+
+def test_a_damaged_int8_detector_is_refused_not_used(tmp_path, monkeypatch):
+    import shutil
+
+    pytest.importorskip("openvino")
+
+    from indexer.errors import QuantizedModelError
+    from indexer.runtime import openvino_model
+
+    shipped = tmp_path / "openvino_text"
+    shutil.copytree(openvino_model.shipped_folder("openvino_text"), shipped)
+    (shipped / openvino_model.MODEL_BIN).write_bytes(b"\0" * 16)
+    monkeypatch.setattr(openvino_model, "SHIPPED", ("openvino_text",))
+    monkeypatch.setattr(openvino_model, "shipped_folder", lambda name: shipped)
+    with pytest.raises(QuantizedModelError, match=r"model\.bin changed since it was built"):
+        text.TextReader(precision=text.INT8)
 
 
 def test_without_openvino_reading_text_is_one_clear_error(monkeypatch):

@@ -17,7 +17,8 @@ module builds them, come inside the package (`bench/shipped_models.py` copies th
 README's first run reads them instead of importing TensorFlow to convert them and NNCF to quantize (half a
 minute). A shipped model is used only where its ``built.json`` holds what the cache folder's would (network,
 weights or model sha256, working size, int8 model id: `shipped_model`), so it is that folder, built once for
-everyone; the cache folder, where one exists, comes first.
+everyone; the cache folder, where one exists, comes first. The text detector's int8 model (`indexer.text`)
+ships the same way, but is only ever read from the package: its calibration photos are made by the bench.
 
 **Checked on every load** (`_verify`): ``built.json`` records the sha256 of the model's files when it is
 built, and each load hashes them again before OpenVINO reads them, so a damaged file (a flipped byte in
@@ -75,7 +76,7 @@ MODEL_FILES = (MODEL_XML, MODEL_BIN)
 BUILT_FILE = "built.json"
 DIGESTS_KEY = "sha256"
 #: The models shipped as package data, one folder each under ``indexer/data`` (module docstring).
-SHIPPED = ("openvino_lite0", "openvino_nanodet")
+SHIPPED = ("openvino_lite0", "openvino_nanodet", "openvino_text")
 DEVICE = "CPU"
 #: OpenVINO's precision for the layers it runs outside int8 kernels; for int8, the layers left unquantized
 #: run in bf16 where the CPU has it (`cpu_has_bf16`), else in fp32.
@@ -302,6 +303,12 @@ def shipped_model(wanted: dict) -> Path | None:
         if all(built.get(key) == value for key, value in wanted.items()):
             return folder
     return None
+
+
+def read_shipped(wanted: dict) -> ov.Model | None:
+    """The shipped model `shipped_model` finds for ``wanted``, its files checked (`_verify`), or None."""
+    folder = shipped_model(wanted)
+    return None if folder is None else _read(folder, lambda message: None)
 
 
 def shipped_int8(name: str, digest: str, size: int, quantization: str) -> Path | None:
