@@ -850,15 +850,19 @@ class _Compiler:
         return CompiledQuery(statement, self.specs, plan, self.calibration, fusion=self.fusion)
 
     def one_term_shape(self) -> tuple[Spec, list[Spec]] | None:
-        """A query of one term, or of one term AND NOT others (``"exit" AND NOT "emergency"``): that term and
-        the ones negated; None for any other query."""
+        """A query of one term, or of one term AND NOT others that are listed straight from an index (text, or
+        one class: ``"exit" AND NOT "emergency"``, ``cat AND NOT face``): that term and the ones negated; None
+        for any other query. A negated term of several classes (``cat AND NOT bird``) would be computed over
+        every photo, where the pivot looks it up for the cat photos only."""
         children = self.tree.children if isinstance(self.tree, And) else (self.tree,)
         kept = [child for child in children if isinstance(child, Term)]
         negated = [child.child for child in children if isinstance(child, Not) and isinstance(child.child, Term)]
         if len(kept) != 1 or len(kept) + len(negated) != len(children):
             return None
         spec, without = self.by_term[kept[0]], list(dict.fromkeys(self.by_term[term] for term in negated))
-        return None if spec in without else (spec, without)
+        if spec in without or any(len(other.classes) > 1 for other in without):
+            return None
+        return spec, without
 
     def best_per_image(self, spec: Spec) -> tuple[sa.Select, bool, str]:
         """(image_id, best): each image where ``spec`` holds and its best value there (evidence or confidence, as
