@@ -919,8 +919,8 @@ class _Compiler:
                .limit(1).offset(start + (limit - 1)).subquery(f"kth_{spec.number}"))
         last = sa.select(self.confidence(kth.c.best, spec)).scalar_subquery()
         every, left_out = best(), best()
-        total = (sa.select(sa.func.count()).select_from(every).scalar_subquery()
-                 - sa.select(sa.func.count()).select_from(left_out).where(left_out.c.image_id.in_(excluded)).scalar_subquery())
+        left_out_count = sa.select(sa.func.count()).select_from(left_out).where(left_out.c.image_id.in_(excluded))
+        total = sa.select(sa.func.count()).select_from(every).scalar_subquery() - left_out_count.scalar_subquery()
         candidates = best()
         score = self.confidence(candidates.c.best, spec)
         page = (
