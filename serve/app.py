@@ -14,11 +14,12 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlencode
 
 import jinja2
@@ -38,7 +39,7 @@ from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
 from indexer.taken import TAKEN_MTIME
-from query import DEFAULT_MIN_SCORE, browse, search
+from query import DEFAULT_MIN_SCORE, browse, relax, search
 from query.dates import SORT_NEWEST, SORT_OLDEST, SORT_SCORE, SORTS, DateFilter, both, taken_text
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
@@ -75,6 +76,11 @@ DEFAULT_ASPECT = (4, 3)
 #: Example queries the start page offers at most, the recent photos they are drawn from, and the most
 #: searches run to check that they match.
 EXAMPLES, EXAMPLE_PHOTOS, EXAMPLE_SEARCHES = 3, 8, 10
+#: Seconds checking the examples may take in all, and one check at most: a label in half of a million photos
+#: takes seconds to find on 2 cores (`person`: 36 s to rank, over 5 s to find one), so it is skipped, not waited for.
+EXAMPLES_BUDGET_S, EXAMPLE_CHECK_S = 1.0, 0.25
+#: The templates a search renders, compiled as the app is made, so that the first search does not wait for it.
+SEARCH_TEMPLATES = ("search.html", "cards.html")
 #: Labels named in a card's alt text (what the photo shows).
 ALT_LABELS = 3
 #: Steps of the "where a label scores" tint (CSS classes ``h0``... ``h10``): no script sets a colour.
@@ -354,6 +360,38 @@ def _number(params, name: str, kind: type, default, low, high):
     return value
 
 
+#: The phases of a search request its Server-Timing header names, and what each one is (shown by a browser's
+#: developer tools beside the request): ``query`` is the library's answer alone, as `query.search.search`
+#: gives it, so a request's total less ``query`` is what serving it added.
+PHASES = {
+    "wait": "waiting for a search slot",
+    "query": "the library: parse, compile, run",
+    "copies": "identical photos folded",
+    "labels": "each card's top labels (alt text)",
+    "cards": "cards laid out",
+    "render": "HTML",
+}
+
+
+@dataclass
+class Phases:
+    """How long each named phase (`PHASES`) of one request took, in milliseconds, for its Server-Timing header."""
+
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations[name] = self.durations.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+    def header(self) -> str:
+        """``wait;dur=0.0;desc="...", query;dur=12.3;desc="...", ...`` (W3C Server Timing)."""
+        return ", ".join(f'{name};dur={ms:.1f};desc="{PHASES[name]}"' for name, ms in self.durations.items())
+
+
 @dataclass
 class Page:
     """One page of matches, ready for the templates."""
@@ -365,29 +403,39 @@ class Page:
     milliseconds: float
     next_url: str | None  # the next page's cards (`results`), for the script
     more_url: str | None  # the next page as a whole page, for a browser without scripts
+    phases: Phases = field(default_factory=Phases)
 
 
 def run_search(index: Index, ask: SearchRequest) -> Page:
     """Run the search of ``ask`` (a `QueryError` or `FolderFilterError` propagates) and lay out its cards."""
-    with index.searches:
+    phases = Phases()
+    with phases.timing("wait"):
+        index.searches.acquire()
+    try:
         started = time.perf_counter()
-        prepared = index.prepare(ask)
         with index.engine.connect() as conn:
-            result = search.execute(conn, prepared)
-            shown = browse.fold_copies(conn, index.tables, result.matches)
-            labels = browse.top_labels(conn, index.tables, (s.match.image_id for s in shown), ALT_LABELS)
+            with phases.timing("query"):
+                prepared = index.prepare(ask)
+                result = search.execute(conn, prepared)
+            with phases.timing("copies"):
+                shown = browse.fold_copies(conn, index.tables, result.matches)
+            with phases.timing("labels"):
+                labels = browse.top_labels(conn, index.tables, (s.match.image_id for s in shown), ALT_LABELS)
         elapsed = (time.perf_counter() - started) * 1000
-    names = term_names(result)
-    # Numbered as shown, copies folded: #1, #2, #3 (the page's script renumbers the pages it appends).
-    cards = [_card(s, names, ask, ask.offset + number, labels.get(s.match.image_id, []))
-             for number, s in enumerate(shown, start=1)]
+    finally:
+        index.searches.release()
+    with phases.timing("cards"):
+        names = term_names(result)
+        # Numbered as shown, copies folded: #1, #2, #3 (the page's script renumbers the pages it appends).
+        cards = [_card(s, names, ask, ask.offset + number, labels.get(s.match.image_id, []))
+                 for number, s in enumerate(shown, start=1)]
+        legend = [(n, describe(spec)) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     end = ask.offset + len(result.matches)
     # An uncounted total (a query of NOT terms only) is a lower bound: a full page may have a next one.
     more = result.total is not None and end < result.total or not result.counted and len(result.matches) == ask.page
-    legend = [(n, describe(spec)) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     return Page(
         result, cards, legend, prepared.notes(), elapsed,
-        ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None,
+        ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None, phases,
     )
 
 
@@ -583,11 +631,19 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
         tag_room_top=TAG_ROOM_TOP, tag_right_from=TAG_RIGHT_FROM,
         sort_names=SORT_NAMES, relaxed=(), relaxed_url=None, untried=0,
     )
+    for name in SEARCH_TEMPLATES:
+        env.get_template(name)  # compiled now and kept by the environment
     static = _static_files()
     catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)
 
     def page(template: str, status: int = 200, /, **context) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
+
+    def searched(template: str, found: Page, /, **context) -> HTMLResponse:
+        """A page of ``found``'s matches, with the time each phase took in its Server-Timing header."""
+        with found.phases.timing("render"):
+            body = env.get_template(template).render(page=found, **context)
+        return HTMLResponse(body, headers={"server-timing": found.phases.header()})
 
     def error_page(message: str, status: int) -> HTMLResponse:
         return page("error.html", status, message=printable(message), status=status)
@@ -597,21 +653,21 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
             ask = SearchRequest.of(request)
         except BadRequest as exc:
             return page("search.html", 400, ask=None, text="", folder="", error=exc.shown(), caret=None)
-        context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None, page=None)
+        context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None)
         if not ask.text:
             return page("search.html", **context, examples=[(text, "/?" + urlencode({"q": text}))
                                                             for text in index.examples()])
         try:
-            context["page"] = run_search(index, ask)
+            found = run_search(index, ask)
         except QueryError as exc:
             head, _, caret = exc.shown().partition("\n")
             return page("search.html", 400, **{**context, "error": head, "caret": caret or None,
                                                "position": exc.position, "meant": _meant(exc, ask)})
         except ImgidxError as exc:
             return page("search.html", _status(exc), **{**context, "error": exc.shown()})
-        if context["page"].result.total == 0 and not ask.offset:  # looser queries: counted on their own page
+        if found.result.total == 0 and not ask.offset:  # looser queries: counted on their own page
             context["relaxed_url"] = ask.url("/looser", offset=0)
-        return page("search.html", **context)
+        return searched("search.html", found, **context)
 
     def results(request: Request) -> Response:
         """The next page of cards, for the search page's script to append."""
@@ -620,7 +676,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
             found = run_search(index, ask)
         except ImgidxError as exc:
             return page("fragment_error.html", _status(exc), message=exc.shown())
-        return page("cards.html", page=found)
+        return searched("cards.html", found)
 
     def complete(request: Request) -> Response:
         text = request.query_params.get("text", "")[:MAX_QUERY_CHARS]
@@ -816,7 +872,7 @@ def example_queries(index: Index) -> list[str]:
     """Up to `EXAMPLES` queries for the empty search page, each one checked to match a photo of this index
     (one of each kind first: a label, a label in a cell, one left of another, one without another). They come
     from the labels leading the photos indexed last and from the cells of a few of them, so they cost a few
-    indexed lookups and at most `EXAMPLE_SEARCHES` searches of one match."""
+    indexed lookups and at most `EXAMPLE_SEARCHES` searches of one match, within `EXAMPLES_BUDGET_S`."""
     with index.engine.connect() as conn:
         leaders = browse.recent_leaders(conn, index.tables)
         images = index.tables.images
@@ -840,10 +896,15 @@ def example_queries(index: Index) -> list[str]:
     candidates = list(dict.fromkeys(text for kind in kinds for text in kind[:1]))  # one of each kind first
     candidates += [text for kind in kinds for text in kind[1:] if text not in candidates]
     found: list[str] = []
+    deadline = time.monotonic() + EXAMPLES_BUDGET_S
     with index.engine.connect() as conn:
         for text in candidates[:EXAMPLE_SEARCHES]:
-            try:
-                matches = search.search(conn, text, limit=1, tables=index.tables, calibration=index.calibration).matches
+            started = time.monotonic()
+            if started > deadline:
+                break
+            try:  # one match found, unordered and uncounted, or None when its time ran out
+                matches = relax.count(conn, text, DEFAULT_MIN_SCORE, index.tables, index.calibration, cap=1,
+                                      deadline=min(deadline, started + EXAMPLE_CHECK_S))
             except ImgidxError:
                 continue
             if matches:
