@@ -207,11 +207,9 @@ class Index:
             if prepared is not None:
                 self._prepared.move_to_end(key)
         if prepared is None:
-            within = both(browse.in_folder(ask.folder) if ask.folder else None,
-                          ask.dates.within(DATE_FIELDS) if ask.dates else None)
             prepared = search.prepare(
                 self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
-                calibration=self.calibration, within=within, sort=ask.sort,
+                calibration=self.calibration, within=ask.within(), sort=ask.sort,
             )
             with self._lock:
                 self._prepared[key] = prepared
@@ -330,6 +328,12 @@ class SearchRequest:
             sort,
         )
 
+    def within(self):
+        """The photos this search may find (`query.search.prepare`'s ``within``): under its folder, taken in
+        its dates; None: all of them. A `DateFilterError` names the field of a value that is no date."""
+        return both(browse.in_folder(self.folder) if self.folder else None,
+                    self.dates.within(DATE_FIELDS) if self.dates else None)
+
     def date_fields(self) -> list[tuple[str, str]]:
         """The date filter and order as given (defaults left out): what a new search from the header keeps."""
         values = [(name, getattr(self.dates, name)) for name in DATE_FIELDS] + [("sort", self.sort)]
@@ -361,11 +365,12 @@ def _number(params, name: str, kind: type, default, low, high):
 
 
 #: The phases of a search request its Server-Timing header names, and what each one is (shown by a browser's
-#: developer tools beside the request): ``query`` is the library's answer alone, as `query.search.search`
-#: gives it, so a request's total less ``query`` is what serving it added.
+#: developer tools beside the request; no commas, which a naive reader would split metrics at): ``query`` is
+#: the library's answer alone, as `query.search.search` gives it, so a request's total less ``query`` is what
+#: serving it added.
 PHASES = {
     "wait": "waiting for a search slot",
-    "query": "the library: parse, compile, run",
+    "query": "the library's answer (parse to fetch)",
     "copies": "identical photos folded",
     "labels": "each card's top labels (alt text)",
     "cards": "cards laid out",

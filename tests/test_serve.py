@@ -756,6 +756,49 @@ def test_the_start_page_offers_only_examples_that_match_in_this_index(client, li
     index.close()
 
 
+def test_an_example_that_takes_too_long_to_check_is_left_out_not_waited_for(library, monkeypatch, tmp_path):
+    """On a million photos a broad label takes seconds to find (issue 25, "Speed"): each check stops at its
+    time (SQLite's progress handler, looked at every step here) and the start page goes without it."""
+    monkeypatch.setattr("query.relax.CLOCK_STEPS", 1)
+    monkeypatch.setattr("serve.app.EXAMPLE_CHECK_S", 0.0)
+    index = Index(str(library[1]), thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index), base_url="http://localhost") as other:
+        page = other.get("/")
+    index.close()
+    assert page.status_code == 200 and "Search the photos" in page.text
+    assert "For example" not in page.text
+
+
+#: One metric of a Server-Timing header (W3C Server Timing): a name, its duration and its description.
+SERVER_TIMING_METRIC = re.compile(r'([!#$%&\'*+.^_`|~0-9A-Za-z-]+);dur=(\d+(?:\.\d+)?);desc="([^"\\]*)"')
+
+
+def server_timing(response) -> dict[str, float]:
+    """The metrics of a response's Server-Timing header, each checked to be well-formed."""
+    metrics = {}
+    for entry in response.headers["server-timing"].split(", "):
+        well_formed = SERVER_TIMING_METRIC.fullmatch(entry)
+        assert well_formed, entry
+        metrics[well_formed.group(1)] = float(well_formed.group(2))
+    return metrics
+
+
+def test_search_pages_and_the_next_cards_say_what_the_library_took_in_server_timing(client):
+    """A browser's developer tools show where a search's time went: the library's answer (query) apart from
+    what the web layer added (waiting, copies, labels, cards, rendering); the bench pairs them per request."""
+    phases = ["wait", "query", "copies", "labels", "cards", "render"]
+    page = client.get("/", params={"q": "school bus", "n": 2})
+    assert list(server_timing(page)) == phases
+    assert all(ms >= 0 for ms in server_timing(page).values())
+    more = re.search(r'data-next="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    fragment = client.get(more)
+    assert fragment.status_code == 200 and list(server_timing(fragment)) == phases
+    nothing = client.get("/", params={"q": "crane AND tabby"})  # no match: still the library's time
+    assert '<span class="count">no matches</span>' in nothing.text and list(server_timing(nothing)) == phases
+    for not_searched in (client.get("/", params={"q": "AND"}), client.get("/"), client.get("/overview")):
+        assert "server-timing" not in not_searched.headers
+
+
 def test_a_file_that_failed_to_index_shows_its_failure_and_reason(client, library):
     photos, db = library
     broken = photos / "a" / "broken.jpg"
