@@ -37,7 +37,7 @@ from query import compile as query_compile  # noqa: E402
 from query import search  # noqa: E402
 from query.parser import caret_context  # noqa: E402
 from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_index  # noqa: E402
-from serve.app import CONTENT_SECURITY_POLICY, Index, create_app  # noqa: E402
+from serve.app import CONTENT_SECURITY_POLICY, Index, SearchRequest, _Params, create_app  # noqa: E402
 from serve import server  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "photos"
@@ -781,6 +781,15 @@ def server_timing(response) -> dict[str, float]:
         assert well_formed, entry
         metrics[well_formed.group(1)] = float(well_formed.group(2))
     return metrics
+
+
+@pytest.mark.parametrize("params", [
+    {"q": "cat"}, {}, {"q": "cat & dog", "folder": "/a b", "n": "5", "min": "0.5", "offset": "96", "taken": "2019",
+                       "after": "2018-02", "before": "2020", "sort": "oldest"}])
+def test_a_card_links_its_photo_as_the_search_url_spells_it(params):
+    """A card's photo link is made with the search's part encoded once per page: the same URL as `url`'s."""
+    ask = SearchRequest.of(_Params(params))
+    assert ask.photo_url(7, 3) == ask.url("/photo/7", rank=3, offset=0)
 
 
 def test_search_pages_and_the_next_cards_say_what_the_library_took_in_server_timing(client):
