@@ -303,7 +303,8 @@ def main() -> None:
                         help="passes over the search queries, each on a new server (so each query compiles anew)")
     parser.add_argument("--source", type=Path, default=ROOT,
                         help="the code the server runs (run this script with the same on PYTHONPATH, so the "
-                             "library figures are that code's too), e.g. a `git archive main` for a baseline")
+                             "library figures are that code's too), e.g. a `git archive main` for a baseline; "
+                             "its server must report Server-Timing (issue 25's, from the serve-bound change on)")
     parser.add_argument("--kinds", help="only these query kinds, comma-separated")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--load-seconds", type=float, default=30.0)
