@@ -14,11 +14,13 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlencode
 
 import jinja2
@@ -38,7 +40,7 @@ from indexer.geometry import CELL_NAMES
 from indexer.models import DEBUG_ENV
 from indexer.names import printable, restored, stored
 from indexer.taken import TAKEN_MTIME
-from query import DEFAULT_MIN_SCORE, browse, search
+from query import DEFAULT_MIN_SCORE, browse, relax, search
 from query.dates import SORT_NEWEST, SORT_OLDEST, SORT_SCORE, SORTS, DateFilter, both, taken_text
 from query.parser import KEYWORDS, MAX_QUERY_CHARS, QueryError
 from query.render import term_names, where
@@ -75,6 +77,11 @@ DEFAULT_ASPECT = (4, 3)
 #: Example queries the start page offers at most, the recent photos they are drawn from, and the most
 #: searches run to check that they match.
 EXAMPLES, EXAMPLE_PHOTOS, EXAMPLE_SEARCHES = 3, 8, 10
+#: Seconds checking the examples may take in all, and one check at most: a label in half of a million photos
+#: takes seconds to find on 2 cores (`person`: 36 s to rank, over 5 s to find one), so it is skipped, not waited for.
+EXAMPLES_BUDGET_S, EXAMPLE_CHECK_S = 1.0, 0.25
+#: The templates a search renders, compiled as the app is made, so that the first search does not wait for it.
+SEARCH_TEMPLATES = ("search.html", "cards.html")
 #: Labels named in a card's alt text (what the photo shows).
 ALT_LABELS = 3
 #: Steps of the "where a label scores" tint (CSS classes ``h0``... ``h10``): no script sets a colour.
@@ -201,11 +208,9 @@ class Index:
             if prepared is not None:
                 self._prepared.move_to_end(key)
         if prepared is None:
-            within = both(browse.in_folder(ask.folder) if ask.folder else None,
-                          ask.dates.within(DATE_FIELDS) if ask.dates else None)
             prepared = search.prepare(
                 self.engine, ask.text, min_score=ask.min_score, limit=ask.page, tables=self.tables,
-                calibration=self.calibration, within=within, sort=ask.sort,
+                calibration=self.calibration, within=ask.within(), sort=ask.sort,
             )
             with self._lock:
                 self._prepared[key] = prepared
@@ -323,6 +328,22 @@ class SearchRequest:
             sort,
         )
 
+    def within(self):
+        """The photos this search may find (`query.search.prepare`'s ``within``): under its folder, taken in
+        its dates; None: all of them. A `DateFilterError` names the field of a value that is no date."""
+        return both(browse.in_folder(self.folder) if self.folder else None,
+                    self.dates.within(DATE_FIELDS) if self.dates else None)
+
+    def photo_url(self, image_id: int, rank: int) -> str:
+        """``url(f"/photo/{image_id}", rank=rank, offset=0)``, with this search's part encoded once: a page
+        lays out 48 cards, and encoding it for each was a millisecond of every search page."""
+        return f"/photo/{image_id}{self._photo_query}rank={rank}"
+
+    @cached_property
+    def _photo_query(self) -> str:
+        query = self.url("", offset=0)
+        return query + "&" if query else "?"
+
     def date_fields(self) -> list[tuple[str, str]]:
         """The date filter and order as given (defaults left out): what a new search from the header keeps."""
         values = [(name, getattr(self.dates, name)) for name in DATE_FIELDS] + [("sort", self.sort)]
@@ -353,6 +374,39 @@ def _number(params, name: str, kind: type, default, low, high):
     return value
 
 
+#: The phases of a search request its Server-Timing header names, and what each one is (shown by a browser's
+#: developer tools beside the request; no commas, which a naive reader would split metrics at): ``query`` is
+#: the library's answer alone, as `query.search.search` gives it, so a request's total less ``query`` is what
+#: serving it added.
+PHASES = {
+    "wait": "waiting for a search slot",
+    "query": "the library's answer (parse to fetch)",
+    "copies": "identical photos folded",
+    "labels": "each card's top labels (alt text)",
+    "cards": "cards laid out",
+    "render": "HTML",
+}
+
+
+@dataclass
+class Phases:
+    """How long each named phase (`PHASES`) of one request took, in milliseconds, for its Server-Timing header."""
+
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations[name] = self.durations.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+    def header(self) -> str:
+        """``wait;dur=0.0;desc="...", query;dur=12.3;desc="...", ...`` (W3C Server Timing)."""
+        return ", ".join(f'{name};dur={ms:.1f};desc="{PHASES[name]}"' for name, ms in self.durations.items())
+
+
 @dataclass
 class Page:
     """One page of matches, ready for the templates."""
@@ -364,29 +418,40 @@ class Page:
     milliseconds: float
     next_url: str | None  # the next page's cards (`results`), for the script
     more_url: str | None  # the next page as a whole page, for a browser without scripts
+    phases: Phases = field(default_factory=Phases)
 
 
 def run_search(index: Index, ask: SearchRequest) -> Page:
     """Run the search of ``ask`` (a `QueryError` or `FolderFilterError` propagates) and lay out its cards."""
-    with index.searches:
+    phases = Phases()
+    with phases.timing("wait"):
+        index.searches.acquire()
+    try:
         started = time.perf_counter()
-        prepared = index.prepare(ask)
         with index.engine.connect() as conn:
-            result = search.execute(conn, prepared)
-            shown = browse.fold_copies(conn, index.tables, result.matches)
-            labels = browse.top_labels(conn, index.tables, (s.match.image_id for s in shown), ALT_LABELS)
+            with phases.timing("query"):
+                prepared = index.prepare(ask)
+                result = search.execute(conn, prepared)
+            with phases.timing("copies"):
+                shown = browse.fold_copies(conn, index.tables, result.matches)
+            with phases.timing("labels"):
+                labels = browse.top_labels(conn, index.tables, (s.match.image_id for s in shown), ALT_LABELS)
         elapsed = (time.perf_counter() - started) * 1000
-    names = term_names(result)
-    # Numbered as shown, copies folded: #1, #2, #3 (the page's script renumbers the pages it appends).
-    cards = [_card(s, names, ask, ask.offset + number, labels.get(s.match.image_id, []))
-             for number, s in enumerate(shown, start=1)]
+    finally:
+        index.searches.release()
+    with phases.timing("cards"):
+        names = term_names(result)
+        # Numbered as shown, copies folded: #1, #2, #3 (the page's script renumbers the pages it appends).
+        folder_urls: dict[str, str | None] = {}
+        cards = [_card(s, names, ask, ask.offset + number, labels.get(s.match.image_id, []), folder_urls)
+                 for number, s in enumerate(shown, start=1)]
+        legend = [(n, describe(spec)) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     end = ask.offset + len(result.matches)
     # An uncounted total (a query of NOT terms only) is a lower bound: a full page may have a next one.
     more = result.total is not None and end < result.total or not result.counted and len(result.matches) == ask.page
-    legend = [(n, describe(spec)) for n, spec in enumerate(result.prepared.compiled.reported, start=1)]
     return Page(
         result, cards, legend, prepared.notes(), elapsed,
-        ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None,
+        ask.url("/results", offset=end) if more else None, ask.url("/", offset=end) if more else None, phases,
     )
 
 
@@ -408,7 +473,9 @@ def alt_text(labels: list[str], name: str) -> str:
     return ", ".join(labels) if labels else f"{name} (no labels)"
 
 
-def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: int, labels: list[str]) -> dict:
+def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: int, labels: list[str],
+          folder_urls: dict[str, str | None]) -> dict:
+    """One result card; ``folder_urls`` keeps the folder links made for this page's cards (most share folders)."""
     m = shown.match
     marks: list[list[int]] = [[] for _ in CELL_NAMES]
     for number, hit in enumerate(m.terms, start=1):
@@ -416,6 +483,8 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: i
             marks[CELL_NAMES.index(cell)].append(number)
     width, height = _fit(m.width, m.height, GRID_THUMBNAIL)
     folder, name = os.path.split(m.path)
+    if folder not in folder_urls:
+        folder_urls[folder] = ask.url(folder=folder, offset=0) if stored(folder) == folder else None
     return {
         "id": m.image_id,
         "rank": m.rank,
@@ -427,13 +496,13 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: i
         "path": printable(m.path),
         "name": printable(name),
         "folder": printable(folder),
-        "folder_url": ask.url(folder=folder, offset=0) if stored(folder) == folder else None,
+        "folder_url": folder_urls[folder],
         "hash": shown.content_hash or "",
         "copies": shown.copies,
         "thumbnail": thumbnail_url(m.image_id, GRID_THUMBNAIL, shown.content_hash),
         "width": width,
         "height": height,
-        "photo_url": ask.url(f"/photo/{m.image_id}", rank=m.rank, offset=0),
+        "photo_url": ask.photo_url(m.image_id, m.rank),
         "cells": [{"name": CELL_NAMES[c], "terms": marks[c]} for c in range(len(CELL_NAMES))],
         "terms": [
             {"number": n, "name": name, "where": where(hit.cells) if hit.score is not None else None,
@@ -582,11 +651,19 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
         tag_room_top=TAG_ROOM_TOP, tag_right_from=TAG_RIGHT_FROM,
         sort_names=SORT_NAMES, relaxed=(), relaxed_url=None, untried=0,
     )
+    for name in SEARCH_TEMPLATES:
+        env.get_template(name)  # compiled now and kept by the environment
     static = _static_files()
     catalog = label_browser.CatalogCache(index.engine, index.tables, index.calibration, lambda: index.stopping)
 
     def page(template: str, status: int = 200, /, **context) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
+
+    def searched(template: str, found: Page, /, **context) -> HTMLResponse:
+        """A page of ``found``'s matches, with the time each phase took in its Server-Timing header."""
+        with found.phases.timing("render"):
+            body = env.get_template(template).render(page=found, **context)
+        return HTMLResponse(body, headers={"server-timing": found.phases.header()})
 
     def error_page(message: str, status: int) -> HTMLResponse:
         return page("error.html", status, message=printable(message), status=status)
@@ -596,21 +673,21 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
             ask = SearchRequest.of(request)
         except BadRequest as exc:
             return page("search.html", 400, ask=None, text="", folder="", error=exc.shown(), caret=None)
-        context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None, page=None)
+        context = dict(ask=ask, text=ask.text, folder=ask.folder, error=None, caret=None)
         if not ask.text:
             return page("search.html", **context, examples=[(text, "/?" + urlencode({"q": text}))
                                                             for text in index.examples()])
         try:
-            context["page"] = run_search(index, ask)
+            found = run_search(index, ask)
         except QueryError as exc:
             head, _, caret = exc.shown().partition("\n")
             return page("search.html", 400, **{**context, "error": head, "caret": caret or None,
                                                "position": exc.position, "meant": _meant(exc, ask)})
         except ImgidxError as exc:
             return page("search.html", _status(exc), **{**context, "error": exc.shown()})
-        if context["page"].result.total == 0 and not ask.offset:  # looser queries: counted on their own page
+        if found.result.total == 0 and not ask.offset:  # looser queries: counted on their own page
             context["relaxed_url"] = ask.url("/looser", offset=0)
-        return page("search.html", **context)
+        return searched("search.html", found, **context)
 
     def results(request: Request) -> Response:
         """The next page of cards, for the search page's script to append."""
@@ -619,7 +696,7 @@ def create_app(index: Index, hosts: Iterable[str] = LOOPBACK_HOSTS, access_log: 
             found = run_search(index, ask)
         except ImgidxError as exc:
             return page("fragment_error.html", _status(exc), message=exc.shown())
-        return page("cards.html", page=found)
+        return searched("cards.html", found)
 
     def complete(request: Request) -> Response:
         text = request.query_params.get("text", "")[:MAX_QUERY_CHARS]
@@ -815,7 +892,7 @@ def example_queries(index: Index) -> list[str]:
     """Up to `EXAMPLES` queries for the empty search page, each one checked to match a photo of this index
     (one of each kind first: a label, a label in a cell, one left of another, one without another). They come
     from the labels leading the photos indexed last and from the cells of a few of them, so they cost a few
-    indexed lookups and at most `EXAMPLE_SEARCHES` searches of one match."""
+    indexed lookups and at most `EXAMPLE_SEARCHES` searches of one match, within `EXAMPLES_BUDGET_S`."""
     with index.engine.connect() as conn:
         leaders = browse.recent_leaders(conn, index.tables)
         images = index.tables.images
@@ -839,10 +916,15 @@ def example_queries(index: Index) -> list[str]:
     candidates = list(dict.fromkeys(text for kind in kinds for text in kind[:1]))  # one of each kind first
     candidates += [text for kind in kinds for text in kind[1:] if text not in candidates]
     found: list[str] = []
+    deadline = time.monotonic() + EXAMPLES_BUDGET_S
     with index.engine.connect() as conn:
         for text in candidates[:EXAMPLE_SEARCHES]:
-            try:
-                matches = search.search(conn, text, limit=1, tables=index.tables, calibration=index.calibration).matches
+            started = time.monotonic()
+            if started > deadline:
+                break
+            try:  # one match found, unordered and uncounted, or None when its time ran out
+                matches = relax.count(conn, text, DEFAULT_MIN_SCORE, index.tables, index.calibration, cap=1,
+                                      deadline=min(deadline, started + EXAMPLE_CHECK_S))
             except ImgidxError:
                 continue
             if matches:

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from indexer.errors import ImgidxError
 from indexer.geometry import CELL_NAMES
-from query import browse, relax
+from query import relax
 from query.parser import ANYWHERE, MAX_QUERY_CHARS, parse, terms
 
 
@@ -105,8 +105,8 @@ def looser_endpoint(index, search_request: Callable[[Request], Any], page: Calla
 def relaxed(index, ask) -> tuple[list[dict], int]:
     """The looser queries that match (`query.relax.relaxed`), as links, and the number left untried for
     want of time: ``index`` is the app's `serve.app.Index`, ``ask`` its `SearchRequest`. Run as a search
-    is (`Index.searches`)."""
-    within = browse.in_folder(ask.folder) if ask.folder else None
+    is (`Index.searches`), over the photos the search may find (its folder and dates)."""
+    within = ask.within()
     with index.searches, index.engine.connect() as conn:
         looser = relax.relaxed(conn, ask.text, ask.min_score, index.tables, index.calibration, within)
     return [

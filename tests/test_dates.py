@@ -247,6 +247,10 @@ def test_the_web_app_shows_filters_and_sorts_by_date(dated_index):
         bad = client.get("/", params={"q": "fire engine", "after": "June"})
         assert bad.status_code == 400 and "after: &#39;June&#39; is not a date; give YYYY, YYYY-MM or YYYY-MM-DD" in bad.text
         assert client.get("/", params={"q": "fire engine", "sort": "size"}).status_code == 400
+        # a search that found nothing in its dates offers looser queries counted in those dates too
+        assert '<span class="count">no matches</span>' in found(taken="2018")[1]
+        looser = client.get("/looser", params={"q": "fire engine", "taken": "2018"}).text
+        assert "No looser query finds a photo either" in looser, looser[looser.index("<main"):]
         with index.engine.connect() as conn:
             ids = dict(conn.execute(sa.text("SELECT path, image_id FROM images")).all())
         beach = next(image_id for path, image_id in ids.items() if path.endswith("beach.jpg"))

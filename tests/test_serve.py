@@ -37,7 +37,7 @@ from query import compile as query_compile  # noqa: E402
 from query import search  # noqa: E402
 from query.parser import caret_context  # noqa: E402
 from query_helpers import CRANE_MACHINE, FLOWERPOT, SCHOOL_BUS, TABBY, make_index  # noqa: E402
-from serve.app import CONTENT_SECURITY_POLICY, Index, create_app  # noqa: E402
+from serve.app import CONTENT_SECURITY_POLICY, Index, SearchRequest, _Params, create_app  # noqa: E402
 from serve import server  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "photos"
@@ -752,6 +752,58 @@ def test_the_start_page_offers_only_examples_that_match_in_this_index(client, li
     with TestClient(create_app(index), base_url="http://localhost") as other:
         assert "For example" not in other.get("/").text  # nothing to show: no examples at all
     index.close()
+
+
+def test_an_example_that_takes_too_long_to_check_is_left_out_not_waited_for(library, monkeypatch, tmp_path):
+    """On a million photos a broad label takes seconds to find (issue 25, "Speed"): each check stops at its
+    time (SQLite's progress handler, looked at every step here) and the start page goes without it."""
+    monkeypatch.setattr("query.relax.CLOCK_STEPS", 1)
+    monkeypatch.setattr("serve.app.EXAMPLE_CHECK_S", 0.0)
+    index = Index(str(library[1]), thumbnail_folder=tmp_path / "thumbs")
+    with TestClient(create_app(index), base_url="http://localhost") as other:
+        page = other.get("/")
+    index.close()
+    assert page.status_code == 200 and "Search the photos" in page.text
+    assert "For example" not in page.text
+
+
+#: One metric of a Server-Timing header (W3C Server Timing): a name, its duration and its description.
+SERVER_TIMING_METRIC = re.compile(r'([!#$%&\'*+.^_`|~0-9A-Za-z-]+);dur=(\d+(?:\.\d+)?);desc="([^"\\]*)"')
+
+
+def server_timing(response) -> dict[str, float]:
+    """The metrics of a response's Server-Timing header, each checked to be well-formed."""
+    metrics = {}
+    for entry in response.headers["server-timing"].split(", "):
+        well_formed = SERVER_TIMING_METRIC.fullmatch(entry)
+        assert well_formed, entry
+        metrics[well_formed.group(1)] = float(well_formed.group(2))
+    return metrics
+
+
+@pytest.mark.parametrize("params", [
+    {"q": "cat"}, {}, {"q": "cat & dog", "folder": "/a b", "n": "5", "min": "0.5", "offset": "96", "taken": "2019",
+                       "after": "2018-02", "before": "2020", "sort": "oldest"}])
+def test_a_card_links_its_photo_as_the_search_url_spells_it(params):
+    """A card's photo link is made with the search's part encoded once per page: the same URL as `url`'s."""
+    ask = SearchRequest.of(_Params(params))
+    assert ask.photo_url(7, 3) == ask.url("/photo/7", rank=3, offset=0)
+
+
+def test_search_pages_and_the_next_cards_say_what_the_library_took_in_server_timing(client):
+    """A browser's developer tools show where a search's time went: the library's answer (query) apart from
+    what the web layer added (waiting, copies, labels, cards, rendering); the bench pairs them per request."""
+    phases = ["wait", "query", "copies", "labels", "cards", "render"]
+    page = client.get("/", params={"q": "school bus", "n": 2})
+    assert list(server_timing(page)) == phases
+    assert all(ms >= 0 for ms in server_timing(page).values())
+    more = re.search(r'data-next="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    fragment = client.get(more)
+    assert fragment.status_code == 200 and list(server_timing(fragment)) == phases
+    nothing = client.get("/", params={"q": "crane AND tabby"})  # no match: still the library's time
+    assert '<span class="count">no matches</span>' in nothing.text and list(server_timing(nothing)) == phases
+    for not_searched in (client.get("/", params={"q": "AND"}), client.get("/"), client.get("/overview")):
+        assert "server-timing" not in not_searched.headers
 
 
 def test_a_file_that_failed_to_index_shows_its_failure_and_reason(client, library):
