@@ -17,6 +17,7 @@ STEP = 0.05  # the slider's step
 
 
 def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -26,14 +27,25 @@ def test_the_cell_picker_and_the_slider_write_the_query_text(library, tmp_path):
         box = driver.find_element(By.ID, "q")
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#ask .picker button"), "the picker")
         cell = lambda n: driver.find_element(By.CSS_SELECTOR, f'#ask .picker button[data-cell="{n}"]')  # noqa: E731
+
+        def press(n: int) -> None:
+            """Click cell ``n``: the picker is drawn again when the text changes, so a button found just before may
+            be gone (on a busy machine); a click on a button gone happened nowhere, and is tried again."""
+            def pressed(_driver) -> bool:
+                try:
+                    cell(n).click()
+                except StaleElementReferenceException:
+                    return False
+                return True
+            wait(driver, pressed, f"cell {n} pressed")
         assert [b.get_attribute("aria-pressed") for b in driver.find_elements(By.CSS_SELECTOR, "#ask .picker button")] == ["false"] * 9
 
-        cell(0).click()
+        press(0)
         wait(driver, lambda d: box.get_attribute("value") == "school bus in top-left", "a cell written")
-        cell(1).click()  # two cells: no region yet, the text stays
+        press(1)  # two cells: no region yet, the text stays
         wait(driver, lambda d: cell(1).get_attribute("aria-pressed") == "true", "pending cell shown")
         assert box.get_attribute("value") == "school bus in top-left"
-        cell(2).click()  # the whole top row
+        press(2)  # the whole top row
         wait(driver, lambda d: box.get_attribute("value") == "school bus in top row", "a row written")
 
         slider = driver.find_element(By.CSS_SELECTOR, "#ask input[type=range]")
