@@ -21,7 +21,14 @@ detectors), once with ``--text`` and once without, into indexes under a temporar
 - **slips**: the same matching offline with OCR's slips folded (`indexer.words.SLIPS`) and without, and which
   character confusions the reader made (aligned with difflib);
 - **cost**: the run's wall and process CPU time per photo for the photos without text, ``--text`` against
-  ``--no-text``, interleaved (A B B A), with the text pass's own seconds per photo with text and without.
+  ``--no-text``, interleaved (A B B A), with the text pass's own seconds per photo with text and without. Two
+  sets of photos without text (``--cost-sets``): the synthetic blanks (`make_blank`, plain, gradient and noisy
+  backgrounds: `COST_PHOTOS` of them) and **real** ones (`real_without_text`): the realscenes-dev photos
+  outside `REAL` where the full reader (fp32 detector at rapidocr's side 736, no gate) reads nothing.
+
+``--variants crops:0.3,whole:0`` runs the quality and cost runs for each gate variant, ``LOOK:THICKNESS``: the
+second look (`text.SECOND_LOOK`: the detector at `text.DETECTION_SIDE` on crops around what the gate found, or
+on the whole photo) and the thickest line the gate takes for text (`text.GATE_MAX_THICKNESS`, 0: any).
 
 ``--precisions int8,fp32`` runs all of it for each of the detector's precisions (`text.DETECTOR_PRECISION`).
 
@@ -30,9 +37,9 @@ indexer hands it over) at each detector side (and ``--precisions``) over the sam
 offline matcher's word recall
 and precision and the text pass's CPU per photo with text and without: how `text.DETECTION_SIDE` was chosen.
 
-    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--keep FOLDER]
-                         [--quick | --cost-only]
-    python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32]
+    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--variants crops:0.3,whole:0]
+                         [--cost-sets blank,real] [--keep FOLDER] [--quick | --cost-only]
+    python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32] [--variants crops:0.3,whole:0]
 """
 
 from __future__ import annotations
@@ -209,6 +216,34 @@ def make_blank(folder: Path, count: int, rng: random.Random, photos: list[Path])
     return names
 
 
+#: The full reader that decides which real photos hold no text: rapidocr's side, the ONNX detector, no gate.
+FULL_READER_SIDE = 736
+
+
+def real_without_text(folder: Path) -> list[str]:
+    """Links in ``folder`` to the realscenes-dev photos outside `REAL` where the full reader
+    (`FULL_READER_SIDE`, fp32, no gate) reads nothing, decoded as the indexer decodes them: real photos
+    without text, as far as the best reader here can tell."""
+    from indexer import faces, images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gate, text.GATE_SIDE = text.GATE_SIDE, None
+    try:
+        reader = text.TextReader(FULL_READER_SIDE, text.FP32)
+        names = []
+        for path in sorted((DEV / "images").glob("*.jpg")):
+            if path.name in REAL:
+                continue
+            picture = images.load(path, DECODE_SIDE)
+            if not reader.read(faces.detection_pixels(picture.pixels), (picture.width, picture.height)):
+                names.append(path.name)
+                if not (folder / path.name).exists():
+                    (folder / path.name).symlink_to(path)
+    finally:
+        text.GATE_SIDE = gate
+    return names
+
+
 # --- calibrating the int8 detector (bench/shipped_models.py) ----------------------------------------------
 
 #: The calibration signs' seed: another set of signs than the bench's (`SEED`).
@@ -345,7 +380,8 @@ def slips(read_lines: dict[str, list[str]], truth_words: dict[str, set[str]]) ->
     return confusions, figures
 
 
-def compare_sides(sides: list[int], precisions: list[str], folder: Path, truth: dict, blanks: list[str]) -> None:
+def compare_sides(sides: list[int], precisions: list[str], looks: list[tuple], folder: Path, truth: dict,
+                  blanks: list[str]) -> None:
     """The reader alone at each detector side and precision: offline word recall and precision, CPU per photo
     (the readers take turns photo by photo, so a change in the machine's load weighs on each alike)."""
     from indexer import faces, images
@@ -356,15 +392,18 @@ def compare_sides(sides: list[int], precisions: list[str], folder: Path, truth: 
     for name in photos:
         picture = images.load(folder / name, DECODE_SIDE)
         decoded[name] = (faces.detection_pixels(picture.pixels), (picture.width, picture.height))
-    print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --gate "
+    print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --variants "
+          f"{','.join(f'{a}:{b}' for a, b in looks)} --gate "
           f"{text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with text, {len(blanks)} without, "
           f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
-    readers = {f"side {side:4d} {precision}": text.TextReader(side, precision)
-               for side in sides for precision in precisions}
+    built = {(side, precision): text.TextReader(side, precision) for side in sides for precision in precisions}
+    readers = {f"side {side:4d} {precision} {look[0]}:{look[1]}": (built[side, precision], look)
+               for side in sides for precision in precisions for look in looks}
     read = {key: {} for key in readers}
     cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0} for key in readers}
     for name, (pixels, size) in decoded.items():
-        for key, reader in readers.items():
+        for key, (reader, look) in readers.items():
+            text.SECOND_LOOK, text.GATE_MAX_THICKNESS = look[0], look[1] or None
             start = time.thread_time()
             read[key][name] = [line.text for line in reader.read(pixels, size)]
             cpu[key][name.split("/")[0]] += time.thread_time() - start
@@ -406,6 +445,11 @@ def main() -> None:
                         help=f"the detector's precisions compared, comma-separated ({text.INT8}, {text.FP32})")
     parser.add_argument("--cost-sides", type=lambda v: [int(x) for x in v.split(",")],
                         help="detector sides whose indexing cost is measured (default: --side)")
+    parser.add_argument("--variants", default=f"{text.SECOND_LOOK}:{text.GATE_MAX_THICKNESS or 0}",
+                        help=f"gate variants compared, LOOK:THICKNESS comma-separated (look {text.CROPS} or "
+                             f"{text.WHOLE}; the gate's thickest line, 0: any)")
+    parser.add_argument("--cost-sets", default="blank,real",
+                        help="photos without text for the cost: synthetic 'blank', 'real' (comma-separated)")
     args = parser.parse_args()
     text.DETECTION_SIDE = args.side  # the readers the runs build read it (`text.TextReader`)
     text.GATE_SIDE = args.gate or None
@@ -427,22 +471,38 @@ def main() -> None:
         if not (real_folder / name).exists():
             (real_folder / name).symlink_to(DEV / "images" / name)
     precisions = args.precisions.split(",")
+    looks = [(look, float(thickness)) for look, thickness in (v.split(":") for v in args.variants.split(","))]
     if args.sides:
-        compare_sides([int(side) for side in args.sides.split(",")], precisions, folder, truth, blanks)
+        compare_sides([int(side) for side in args.sides.split(",")], precisions, looks, folder, truth, blanks)
         return
-    print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions}; "
-          f"{len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
+    print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions} "
+          f"--variants {args.variants}; {len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     for precision in [] if args.cost_only else precisions:
-        text.DETECTOR_PRECISION = precision
-        print(f"\n## the detector in {precision}")
-        quality(folder, work / f"text-{precision}.db", truth, blanks)
+        for look, thickness in looks:
+            text.DETECTOR_PRECISION, text.SECOND_LOOK, text.GATE_MAX_THICKNESS = precision, look, thickness or None
+            print(f"\n## the detector in {precision}, second look: {look}, gate's thickest line: {thickness or 'any'}")
+            quality(folder, work / f"text-{precision}-{look}-{thickness}.db", truth, blanks)
     if args.quick:
         return
 
-    cost(work, rng, photos, [(side, precision) for side in args.cost_sides or [args.side] for precision in precisions])
+    settings = [(side, precision, look, thickness) for side in args.cost_sides or [args.side]
+                for precision in precisions for look, thickness in looks]
+    for kind in args.cost_sets.split(","):
+        if kind == "blank":
+            cost_folder = work / "cost"
+            cost_folder.mkdir()
+            make_blank(cost_folder, COST_PHOTOS, rng, photos)
+            label = f"{COST_PHOTOS} synthetic photos without text"
+        else:
+            cost_folder = work / "cost-real"
+            found = real_without_text(cost_folder)
+            label = (f"{len(found)} realscenes-dev photos outside REAL where the fp32 reader at {FULL_READER_SIDE} "
+                     f"without the gate reads nothing")
+        cost(work, cost_folder, label, settings)
     if args.cost_only:
         return
+    text.SECOND_LOOK, text.GATE_MAX_THICKNESS = looks[0][0], looks[0][1] or None
     for precision in precisions:
         text.DETECTOR_PRECISION = precision
         wall, cpu, summary = index(signs_folder, work / f"signs-{precision}.db", True)
@@ -498,32 +558,33 @@ def quality(folder: Path, db: Path, truth: dict, blanks: list[str]) -> None:
     engine.dispose()
 
 
-def cost(work: Path, rng: random.Random, photos: list[Path], settings: list[tuple[int, str]]) -> None:
-    """Indexing photos without text with ``--text`` at each detector side and precision against ``--no-text``:
-    one warm-up run of each (models built and cached by the process), then two rounds in opposite orders; wall
-    and process CPU time per photo, and their ratios to ``--no-text``."""
-    folder = work / "cost"
-    folder.mkdir()
-    make_blank(folder, COST_PHOTOS, rng, photos)
+def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, str, float]]) -> None:
+    """Indexing ``folder``'s photos without text with ``--text`` at each detector side, precision and gate
+    variant against ``--no-text``: one warm-up run of each (models built and cached by the process), then two
+    rounds in opposite orders; wall and process CPU time per photo, and their ratios to ``--no-text``."""
     configs = [None, *settings]
     times: dict = {c: [] for c in configs}
-    print(f"\ncost: {COST_PHOTOS} photos without text, warm-up then two rounds (load {os.getloadavg()[0]:.2f})")
+    print(f"\ncost: {label}, warm-up then two rounds ({time.strftime('%H:%M UTC', time.gmtime())}, "
+          f"load {os.getloadavg()})")
     for round_number, order in enumerate((configs, configs, configs[::-1])):
         for config in order:
             if config is not None:
-                text.DETECTION_SIDE, text.DETECTOR_PRECISION = config
+                text.DETECTION_SIDE, text.DETECTOR_PRECISION, text.SECOND_LOOK, thickness = config
+                text.GATE_MAX_THICKNESS = thickness or None
             wall, cpu, summary = index(folder, work / "cost.db", config is not None)
             if round_number:
                 times[config].append((wall / summary.indexed, cpu / summary.indexed))
     base_wall = sum(w for w, _ in times[None]) / len(times[None])
     base_cpu = sum(c for _, c in times[None]) / len(times[None])
-    print(f"  --no-text                 {1000 * base_wall:6.0f} ms wall, {1000 * base_cpu:6.0f} ms CPU a photo")
-    for side, precision in settings:
-        wall = sum(w for w, _ in times[(side, precision)]) / len(times[(side, precision)])
-        cpu = sum(c for _, c in times[(side, precision)]) / len(times[(side, precision)])
-        print(f"  --text, side {side:4d} {precision:4}   {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a photo: "
-              f"{ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
-    print(f"  load after: {os.getloadavg()}")
+    print(f"  --no-text                       {1000 * base_wall:6.0f} ms wall, {1000 * base_cpu:6.0f} ms CPU a photo")
+    for config in settings:
+        wall = sum(w for w, _ in times[config]) / len(times[config])
+        cpu = sum(c for _, c in times[config]) / len(times[config])
+        side, precision, look, thickness = config
+        print(f"  --text, side {side:4d} {precision:4} {look:5}:{thickness or 'any':<4} {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a "
+              f"photo: {ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
+    print(f"  {time.strftime('%H:%M UTC', time.gmtime())}, load after: {os.getloadavg()}")
+
 
 if __name__ == "__main__":
     main()
