@@ -26,9 +26,8 @@ detectors), once with ``--text`` and once without, into indexes under a temporar
   backgrounds: `COST_PHOTOS` of them) and **real** ones (`real_without_text`): the realscenes-dev photos
   outside `REAL` where the full reader (fp32 detector at rapidocr's side 736, no gate) reads nothing.
 
-``--variants crops:0.3,whole:0`` runs the quality and cost runs for each gate variant, ``LOOK:THICKNESS``: the
-second look (`text.SECOND_LOOK`: the detector at `text.DETECTION_SIDE` on crops around what the gate found, or
-on the whole photo) and the thickest line the gate takes for text (`text.GATE_MAX_THICKNESS`, 0: any).
+``--gate-thickness 0,0.3`` runs the quality and cost runs for each thickest line the gate takes for text
+(`text.GATE_MAX_THICKNESS`, a share of its map's shorter side; 0: any).
 
 ``--precisions int8,fp32`` runs all of it for each of the detector's precisions (`text.DETECTOR_PRECISION`).
 
@@ -37,9 +36,9 @@ indexer hands it over) at each detector side (and ``--precisions``) over the sam
 offline matcher's word recall
 and precision and the text pass's CPU per photo with text and without: how `text.DETECTION_SIDE` was chosen.
 
-    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--variants crops:0.3,whole:0]
+    python bench/text.py [--side 480] [--cost-sides 320,480] [--precisions int8,fp32] [--gate-thickness 0,0.3]
                          [--cost-sets blank,real] [--keep FOLDER] [--quick | --cost-only]
-    python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32] [--variants crops:0.3,whole:0]
+    python bench/text.py --sides 320,480,640,736 [--precisions int8,fp32] [--gate-thickness 0,0.3]
 """
 
 from __future__ import annotations
@@ -380,7 +379,7 @@ def slips(read_lines: dict[str, list[str]], truth_words: dict[str, set[str]]) ->
     return confusions, figures
 
 
-def compare_sides(sides: list[int], precisions: list[str], looks: list[tuple], folder: Path, truth: dict,
+def compare_sides(sides: list[int], precisions: list[str], thicknesses: list[float], folder: Path, truth: dict,
                   blanks: list[str]) -> None:
     """The reader alone at each detector side and precision: offline word recall and precision, CPU per photo
     (the readers take turns photo by photo, so a change in the machine's load weighs on each alike)."""
@@ -392,18 +391,18 @@ def compare_sides(sides: list[int], precisions: list[str], looks: list[tuple], f
     for name in photos:
         picture = images.load(folder / name, DECODE_SIDE)
         decoded[name] = (faces.detection_pixels(picture.pixels), (picture.width, picture.height))
-    print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --variants "
-          f"{','.join(f'{a}:{b}' for a, b in looks)} --gate "
+    print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --gate-thickness "
+          f"{','.join(map(str, thicknesses))} --gate "
           f"{text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with text, {len(blanks)} without, "
           f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     built = {(side, precision): text.TextReader(side, precision) for side in sides for precision in precisions}
-    readers = {f"side {side:4d} {precision} {look[0]}:{look[1]}": (built[side, precision], look)
-               for side in sides for precision in precisions for look in looks}
+    readers = {f"side {side:4d} {precision} gate thickness {thickness or 'any'}": (built[side, precision], thickness)
+               for side in sides for precision in precisions for thickness in thicknesses}
     read = {key: {} for key in readers}
     cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0} for key in readers}
     for name, (pixels, size) in decoded.items():
-        for key, (reader, look) in readers.items():
-            text.SECOND_LOOK, text.GATE_MAX_THICKNESS = look[0], look[1] or None
+        for key, (reader, thickness) in readers.items():
+            text.GATE_MAX_THICKNESS = thickness or None
             start = time.thread_time()
             read[key][name] = [line.text for line in reader.read(pixels, size)]
             cpu[key][name.split("/")[0]] += time.thread_time() - start
@@ -445,9 +444,9 @@ def main() -> None:
                         help=f"the detector's precisions compared, comma-separated ({text.INT8}, {text.FP32})")
     parser.add_argument("--cost-sides", type=lambda v: [int(x) for x in v.split(",")],
                         help="detector sides whose indexing cost is measured (default: --side)")
-    parser.add_argument("--variants", default=f"{text.SECOND_LOOK}:{text.GATE_MAX_THICKNESS or 0}",
-                        help=f"gate variants compared, LOOK:THICKNESS comma-separated (look {text.CROPS} or "
-                             f"{text.WHOLE}; the gate's thickest line, 0: any)")
+    parser.add_argument("--gate-thickness", default=str(text.GATE_MAX_THICKNESS or 0),
+                        help="the gate's thickest line (text.GATE_MAX_THICKNESS), comma-separated values compared "
+                             "(0: any)")
     parser.add_argument("--cost-sets", default="blank,real",
                         help="photos without text for the cost: synthetic 'blank', 'real' (comma-separated)")
     args = parser.parse_args()
@@ -471,23 +470,23 @@ def main() -> None:
         if not (real_folder / name).exists():
             (real_folder / name).symlink_to(DEV / "images" / name)
     precisions = args.precisions.split(",")
-    looks = [(look, float(thickness)) for look, thickness in (v.split(":") for v in args.variants.split(","))]
+    thicknesses = [float(value) for value in args.gate_thickness.split(",")]
     if args.sides:
-        compare_sides([int(side) for side in args.sides.split(",")], precisions, looks, folder, truth, blanks)
+        compare_sides([int(side) for side in args.sides.split(",")], precisions, thicknesses, folder, truth, blanks)
         return
     print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions} "
-          f"--variants {args.variants}; {len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
+          f"--gate-thickness {args.gate_thickness}; {len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     for precision in [] if args.cost_only else precisions:
-        for look, thickness in looks:
-            text.DETECTOR_PRECISION, text.SECOND_LOOK, text.GATE_MAX_THICKNESS = precision, look, thickness or None
-            print(f"\n## the detector in {precision}, second look: {look}, gate's thickest line: {thickness or 'any'}")
-            quality(folder, work / f"text-{precision}-{look}-{thickness}.db", truth, blanks)
+        for thickness in thicknesses:
+            text.DETECTOR_PRECISION, text.GATE_MAX_THICKNESS = precision, thickness or None
+            print(f"\n## the detector in {precision}, the gate's thickest line: {thickness or 'any'}")
+            quality(folder, work / f"text-{precision}-{thickness}.db", truth, blanks)
     if args.quick:
         return
 
-    settings = [(side, precision, look, thickness) for side in args.cost_sides or [args.side]
-                for precision in precisions for look, thickness in looks]
+    settings = [(side, precision, thickness) for side in args.cost_sides or [args.side]
+                for precision in precisions for thickness in thicknesses]
     for kind in args.cost_sets.split(","):
         if kind == "blank":
             cost_folder = work / "cost"
@@ -502,7 +501,7 @@ def main() -> None:
         cost(work, cost_folder, label, settings)
     if args.cost_only:
         return
-    text.SECOND_LOOK, text.GATE_MAX_THICKNESS = looks[0][0], looks[0][1] or None
+    text.GATE_MAX_THICKNESS = thicknesses[0] or None
     for precision in precisions:
         text.DETECTOR_PRECISION = precision
         wall, cpu, summary = index(signs_folder, work / f"signs-{precision}.db", True)
@@ -558,9 +557,9 @@ def quality(folder: Path, db: Path, truth: dict, blanks: list[str]) -> None:
     engine.dispose()
 
 
-def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, str, float]]) -> None:
+def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, float]]) -> None:
     """Indexing ``folder``'s photos without text with ``--text`` at each detector side, precision and gate
-    variant against ``--no-text``: one warm-up run of each (models built and cached by the process), then two
+    thickness against ``--no-text``: one warm-up run of each (models built and cached by the process), then two
     rounds in opposite orders; wall and process CPU time per photo, and their ratios to ``--no-text``."""
     configs = [None, *settings]
     times: dict = {c: [] for c in configs}
@@ -569,7 +568,7 @@ def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, st
     for round_number, order in enumerate((configs, configs, configs[::-1])):
         for config in order:
             if config is not None:
-                text.DETECTION_SIDE, text.DETECTOR_PRECISION, text.SECOND_LOOK, thickness = config
+                text.DETECTION_SIDE, text.DETECTOR_PRECISION, thickness = config
                 text.GATE_MAX_THICKNESS = thickness or None
             wall, cpu, summary = index(folder, work / "cost.db", config is not None)
             if round_number:
@@ -580,8 +579,8 @@ def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, st
     for config in settings:
         wall = sum(w for w, _ in times[config]) / len(times[config])
         cpu = sum(c for _, c in times[config]) / len(times[config])
-        side, precision, look, thickness = config
-        print(f"  --text, side {side:4d} {precision:4} {look:5}:{thickness or 'any':<4} {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a "
+        side, precision, thickness = config
+        print(f"  --text, side {side:4d} {precision:4} gate thickness {thickness or 'any':<4} {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a "
               f"photo: {ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
     print(f"  {time.strftime('%H:%M UTC', time.gmtime())}, load after: {os.getloadavg()}")
 

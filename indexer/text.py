@@ -11,9 +11,9 @@ by area x ratio / perimeter on every side). Each rectangle is cut out of the pho
 greedy decoding (best class per column, repeats merged, blanks dropped) with the character list stored in the
 model file itself. A photo where the detector finds nothing costs the detector alone.
 
-The detector looks twice: first at a small copy (`GATE_SIDE`), where a photo with no line ends the read; on
-real photos it also marks large solid blobs there, which are not lines (`GATE_MAX_THICKNESS`). Then at
-`DETECTION_SIDE`, on the whole photo or only on crops around what the first look found (`SECOND_LOOK`).
+The detector looks twice: first at a small copy (`GATE_SIDE`), where a photo with no line ends the read (on
+real photos it also marks large solid blobs there, which are not lines: `GATE_MAX_THICKNESS`), then at
+`DETECTION_SIDE`.
 
 The detector runs in int8 (`DETECTOR_PRECISION`): NNCF's post-training quantization of the ONNX file, shipped
 built in ``indexer/data/openvino_text`` (`bench/shipped_models.py` builds it once, calibrated on signs made by
@@ -29,7 +29,6 @@ straightened rectangle. OpenVINO prints nothing; rapidocr's INFO lines never exi
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -67,22 +66,8 @@ GATE_SIDE: int | None = 320
 #: bench of people, a plane's body), with high probability; a text line at that side is thin (grown by the
 #: unclip, at most 0.17 of the side on the bench's signs and real photos but for one sign on a photo and a
 #: chocolate bar's big "Silk", which has thin lines beside it). Such blobs alone sent 17 of 68 real photos
-#: without text to the second look (bench/RESULTS.md "The second look on real photos"). The second look still
-#: sees around the thick ones.
+#: without text to the second look (bench/RESULTS.md "Real photos without text").
 GATE_MAX_THICKNESS: float | None = 0.3
-#: What the second look at `DETECTION_SIDE` sees after the gate found something: the `WHOLE` photo, or only
-#: `CROPS` around the gate's lines (real photos: the gate finds a candidate in a third of those without text,
-#: and the crops are a fraction of the photo; bench/RESULTS.md "The second look on crops").
-WHOLE, CROPS = "whole", "crops"
-SECOND_LOOK = CROPS
-#: A crop reaches this many of its line's heights (across the text) beyond the gate's line on every side, and
-#: at least `CROP_MARGIN` pixels of the detector's input: the gate sees a line's core, often part of it.
-CROP_MARGIN_HEIGHTS = 2.0
-CROP_MARGIN = 32
-#: When the crops together cover more than this share of the photo, the second look sees it whole.
-CROP_MAX_SHARE = 0.6
-#: A crop's sides at the detector's scale are rounded up to a multiple of this (`bucketed`).
-CROP_BUCKET = 128
 #: The largest side the detector sees (a panorama is shrunk further).
 DETECTION_MAX_SIDE = 1280
 #: PaddleOCR's and rapidocr's defaults for these models: a map pixel is text from `BINARY_THRESHOLD`, a line
@@ -130,9 +115,6 @@ class Quad:
     def scaled(self, sx: float, sy: float) -> "Quad":
         corners = self.corners * np.array([sx, sy], np.float32)
         return Quad(corners, float(np.linalg.norm(corners[1] - corners[0])), float(np.linalg.norm(corners[3] - corners[0])))
-
-    def moved(self, dx: float, dy: float) -> "Quad":
-        return Quad(self.corners + np.array([dx, dy], np.float32), self.width, self.height)
 
     def bounds(self, width: float, height: float) -> tuple[float, float, float, float]:
         x0, y0 = self.corners.min(axis=0)
@@ -246,57 +228,6 @@ def thin_lines(found: Sequence[tuple[Quad, float]], map_shape: tuple[int, int]) 
     return [(quad, score) for quad, score in found if min(quad.width, quad.height) <= thickest]
 
 
-Region = tuple[int, int, int, int]  # left, top, right, bottom in pixels
-
-
-def crop_regions(found: Sequence[tuple[Quad, float]], map_shape: tuple[int, int], photo_shape: tuple[int, int],
-                 side: int = DETECTION_SIDE) -> list[Region] | None:
-    """Where the second look searches a photo of ``photo_shape = (height, width)`` after the gate found the
-    lines ``found`` in its map of ``map_shape``: each line's bounds grown by `CROP_MARGIN_HEIGHTS` of its
-    height (at least `CROP_MARGIN` detector pixels at ``side``), overlapping crops joined; None when they cover
-    more than `CROP_MAX_SHARE` of the photo (then it is looked at whole)."""
-    height, width = photo_shape
-    sy, sx = height / map_shape[0], width / map_shape[1]
-    full_scale = detector_shape(height, width, side)[0] / height
-    boxes = []
-    for quad, _ in found:
-        in_pixels = quad.scaled(sx, sy)
-        margin = max(CROP_MARGIN / full_scale, CROP_MARGIN_HEIGHTS * min(in_pixels.width, in_pixels.height))
-        left, top, right, bottom = in_pixels.bounds(width, height)
-        boxes.append([max(0, int(left - margin)), max(0, int(top - margin)),
-                      min(width, int(math.ceil(right + margin))), min(height, int(math.ceil(bottom + margin)))])
-    joined = True
-    while joined:
-        joined = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    joined = True
-                    break
-            if joined:
-                break
-    if sum((r - l) * (b - t) for l, t, r, b in boxes) > CROP_MAX_SHARE * height * width:
-        return None
-    return [tuple(box) for box in boxes]
-
-
-def bucketed(region: Region, scale: float, photo_shape: tuple[int, int]) -> Region:
-    """``region`` grown (within the photo) so that at ``scale`` its sides are multiples of `CROP_BUCKET`: the
-    detector then sees a few shapes again and again, and OpenVINO prepares each new shape at a cost."""
-    (left, top, right, bottom), (height, width) = region, photo_shape
-    spans = []
-    for lo, hi, size in ((left, right, width), (top, bottom, height)):
-        want = min(size, math.ceil(math.ceil((hi - lo) * scale / CROP_BUCKET) * CROP_BUCKET / scale))
-        lo = max(0, lo - (want - (hi - lo)) // 2)
-        hi = min(size, lo + want)
-        spans.append((max(0, hi - want), hi))
-    (left, right), (top, bottom) = spans
-    return left, top, right, bottom
-
-
 # --- The recogniser's input and decoding ----------------------------------------------------------------
 
 
@@ -405,28 +336,6 @@ class TextReader:
         self.detector.infer({0: detector_input(pixels, side or self.side)})
         return self.detector.get_output_tensor(0).data[0, 0].copy()
 
-    def crop_lines(self, pixels: np.ndarray, regions: Sequence[Region]) -> list[tuple[Quad, float]]:
-        """The lines in each region of ``pixels``, each seen at the scale of the whole photo at the reader's
-        side; rectangles in ``pixels``' coordinates, strongest first."""
-        height, width = pixels.shape[:2]
-        scale = detector_shape(height, width, self.side)[0] / height
-        found = []
-        for region in regions:
-            left, top, right, bottom = bucketed(region, scale, (height, width))
-            crop = pixels[top:bottom, left:right]
-            shape = tuple(max(STRIDE, round(n * scale / STRIDE) * STRIDE) for n in crop.shape[:2])
-            probability = self.region_map(crop, shape)
-            map_h, map_w = probability.shape
-            found += [(quad.scaled((right - left) / map_w, (bottom - top) / map_h).moved(left, top), score)
-                      for quad, score in lines_of(probability)]
-        found.sort(key=lambda item: -item[1])
-        return found[:MAX_LINES]
-
-    def region_map(self, crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """The detector's map for ``crop`` resized to ``shape``."""
-        self.detector.infer({0: normalised_input(images.resize(crop, shape))})
-        return self.detector.get_output_tensor(0).data[0, 0].copy()
-
     def recognise(self, strips: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """The text of each strip, batched by width (`RECOGNITION_BATCH`)."""
         order = sorted(range(len(strips)), key=lambda i: strips[i].shape[1])
@@ -445,22 +354,16 @@ class TextReader:
         height, width = pixels.shape[:2]
         out_w, out_h = photo_size or (width, height)
         with self.lock:
-            regions = None
             if GATE_SIDE is not None and GATE_SIDE < self.side:
                 gate_map = self.probability_map(pixels, GATE_SIDE)
-                found = lines_of(gate_map)
-                if not thin_lines(found, gate_map.shape):
+                if not thin_lines(lines_of(gate_map), gate_map.shape):
                     return []
-                if SECOND_LOOK == CROPS:
-                    regions = crop_regions(found, gate_map.shape, (height, width), self.side)
-            if regions is not None:
-                in_pixels = [quad for quad, _ in self.crop_lines(pixels, regions)]
-            else:
-                probability = self.probability_map(pixels)
-                map_h, map_w = probability.shape
-                in_pixels = [quad.scaled(width / map_w, height / map_h) for quad, _ in lines_of(probability)]
-            if not in_pixels:
+            probability = self.probability_map(pixels)
+            quads = lines_of(probability)
+            if not quads:
                 return []
+            map_h, map_w = probability.shape
+            in_pixels = [quad.scaled(width / map_w, height / map_h) for quad, _ in quads]
             texts = self.recognise([strip(pixels, quad) for quad in in_pixels])
         lines = []
         for quad, (text, confidence) in zip(in_pixels, texts):

@@ -426,21 +426,20 @@ def test_a_photo_without_text_costs_the_gate_pass_alone(monkeypatch):
 
 
 def mask_reader():
-    """A reader without models whose detector marks the photo's red pixels as text (at any input shape), and whose
-    recogniser reads every strip as DANGER; the shapes the detector was given are kept in ``reader.shapes``."""
+    """A reader without models whose detector marks the photo's red pixels as text, and whose recogniser reads
+    every strip as DANGER; the shapes the detector was given are kept in ``reader.shapes``."""
     import threading
 
     reader = text.TextReader.__new__(text.TextReader)
     reader.side, reader.lock, reader.shapes = 480, threading.Lock(), []
 
-    def region_map(crop, shape):
+    def probability_map(pixels, side=None):
+        shape = text.detector_shape(*pixels.shape[:2], side or reader.side)
         reader.shapes.append(shape)
-        red = Image.fromarray(np.where(crop[..., 0] > 128, 255, 0).astype(np.uint8))
+        red = Image.fromarray(np.where(pixels[..., 0] > 128, 255, 0).astype(np.uint8))
         return np.asarray(red.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float32) / 255
 
-    reader.region_map = region_map
-    reader.probability_map = lambda pixels, side=None: region_map(
-        pixels, text.detector_shape(*pixels.shape[:2], side or reader.side))
+    reader.probability_map = probability_map
     reader.recognise = lambda strips: [("DANGER", 0.9)] * len(strips)
     return reader
 
@@ -455,33 +454,13 @@ def test_a_thick_blob_at_the_gate_is_not_a_line(monkeypatch):
     assert [line.text for line in reader.read(pixels)] == ["DANGER"] and len(reader.shapes) == 3
 
 
-def test_the_second_look_on_crops_finds_the_line_the_whole_look_finds(monkeypatch):
+def test_a_thin_line_at_the_gate_is_read_at_the_full_side():
+    reader = mask_reader()
     pixels = np.zeros((600, 800, 3), np.uint8)
     pixels[100:130, 200:420, 0] = 255
-    found = {}
-    for look in (text.WHOLE, text.CROPS):
-        monkeypatch.setattr(text, "SECOND_LOOK", look)
-        reader = mask_reader()
-        found[look] = reader.read(pixels)
-        second = reader.shapes[1:]
-    assert [line.text for line in found[text.CROPS]] == ["DANGER"]
-    whole, crops = found[text.WHOLE][0], found[text.CROPS][0]
-    assert np.allclose((crops.left, crops.top, crops.right, crops.bottom),
-                       (whole.left, whole.top, whole.right, whole.bottom), atol=2)
-    assert len(second) == 1 and all(side % text.CROP_BUCKET == 0 for side in second[0])
-    assert second[0][0] * second[0][1] < 480 * 640 / 2
-
-
-def test_crops_join_where_they_overlap_and_a_photo_mostly_crops_is_looked_at_whole():
-    quad = lambda x0, y0, x1, y1: (Quad(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32),
-                                        x1 - x0, y1 - y0), 0.9)
-    map_shape, photo = (320, 416), (600, 780)
-    assert text.crop_regions([quad(10, 10, 60, 20), quad(65, 10, 120, 20)], map_shape, photo) == [(0, 0, 265, 78)]
-    apart = text.crop_regions([quad(10, 10, 60, 20), quad(300, 250, 380, 262)], map_shape, photo)
-    assert len(apart) == 2
-    assert text.crop_regions([quad(10, 10, 400, 300)], map_shape, photo) is None
-    assert text.bucketed((100, 100, 150, 130), 1.0, (600, 780)) == (61, 51, 189, 179)
-    assert text.bucketed((0, 500, 150, 600), 1.0, (600, 780)) == (0, 472, 256, 600)
+    (line,) = reader.read(pixels)
+    assert line.text == "DANGER" and reader.shapes == [(320, 416), (480, 640)]
+    assert line.left < 200 < 420 < line.right and line.top < 100 < 130 < line.bottom
 
 
 def test_the_shipped_int8_detector_is_built_from_the_shipped_detector_with_todays_recipe():
