@@ -78,6 +78,8 @@ BLANKS = 24
 DECODE_SIDE = DEFAULT_WORKING_SIZE
 #: Photos without text indexed for the cost (more than `BLANKS`, so the models' loading weighs little).
 COST_PHOTOS = 48
+#: The cost runs' rounds after the warm-up: this many pairs, each in one order and then the other.
+COST_ROUND_PAIRS = 1
 WORDS = [
     "DANGER", "EXIT", "OPEN", "STOP", "MENU", "CAFE", "PARKING", "NO ENTRY", "SALE 50%", "RE16 TGK", "Hotel Bristol",
     "Central Station", "Pizza Napoli", "Welcome", "Apotheke", "Bäckerei", "OPEN 24 HOURS", "Platform 9", "Toilets",
@@ -385,8 +387,10 @@ def compare_sides(sides: list[int], precisions: list[str], thicknesses: list[flo
     (the readers take turns photo by photo, so a change in the machine's load weighs on each alike)."""
     from indexer import faces, images
 
+    scenes = real_without_text(folder / "scenes")
     photos = {**{f"signs/{n}": {line["words"] for line in lines} for n, lines in truth.items()},
-              **{f"blank/{n}": set() for n in blanks}, **{f"real/{n}": set(lines) for n, lines in REAL.items()}}
+              **{f"blank/{n}": set() for n in blanks}, **{f"real/{n}": set(lines) for n, lines in REAL.items()},
+              **{f"scenes/{n}": set() for n in scenes}}
     decoded = {}
     for name in photos:
         picture = images.load(folder / name, DECODE_SIDE)
@@ -394,19 +398,20 @@ def compare_sides(sides: list[int], precisions: list[str], thicknesses: list[flo
     print(f"# bench/text.py --sides {','.join(map(str, sides))} --precisions {','.join(precisions)} --gate-thickness "
           f"{','.join(map(str, thicknesses))} --gate "
           f"{text.GATE_SIDE or 0}: reader alone, {len(truth)} synthetic photos with text, {len(blanks)} without, "
-          f"{len(REAL)} real; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
+          f"{len(REAL)} real, {len(scenes)} real without text; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"load {os.getloadavg()}")
     built = {(side, precision): text.TextReader(side, precision) for side in sides for precision in precisions}
     readers = {f"side {side:4d} {precision} gate thickness {thickness or 'any'}": (built[side, precision], thickness)
                for side in sides for precision in precisions for thickness in thicknesses}
     read = {key: {} for key in readers}
-    cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0} for key in readers}
+    cpu = {key: {"signs": 0.0, "blank": 0.0, "real": 0.0, "scenes": 0.0} for key in readers}
     for name, (pixels, size) in decoded.items():
         for key, (reader, thickness) in readers.items():
             text.GATE_MAX_THICKNESS = thickness or None
             start = time.thread_time()
             read[key][name] = [line.text for line in reader.read(pixels, size)]
             cpu[key][name.split("/")[0]] += time.thread_time() - start
-    counts = {kind: sum(n.startswith(kind) for n in photos) for kind in ("signs", "blank", "real")}
+    counts = {kind: sum(n.startswith(kind + "/") for n in photos) for kind in ("signs", "blank", "real", "scenes")}
     for key in readers:
         for kind in ("signs", "real"):
             subset = {n: w for n, w in photos.items() if n.startswith(kind) or (kind == "signs" and n.startswith("blank"))}
@@ -414,10 +419,12 @@ def compare_sides(sides: list[int], precisions: list[str], thicknesses: list[flo
             print(f"{key} {kind:5}: slips folded {prf(*figures['slips folded'])}; folded only "
                   f"{prf(*figures['folded'])}")
         false = sum(bool(read[key][n]) for n in photos if n.startswith("blank"))
+        false_real = sum(bool(read[key][n]) for n in photos if n.startswith("scenes"))
         print(f"{key} CPU per photo: with text {1000 * cpu[key]['signs'] / counts['signs']:.0f} ms (synthetic), "
               f"{1000 * cpu[key]['real'] / counts['real']:.0f} ms (real), without text "
-              f"{1000 * cpu[key]['blank'] / counts['blank']:.1f} ms; photos without text with something read: "
-              f"{false}/{counts['blank']}")
+              f"{1000 * cpu[key]['blank'] / counts['blank']:.1f} ms (synthetic), "
+              f"{1000 * cpu[key]['scenes'] / max(1, counts['scenes']):.1f} ms (real); photos without text with "
+              f"something read: {false}/{counts['blank']} (synthetic), {false_real}/{counts['scenes']} (real)")
     print(f"load after: {os.getloadavg()}")
 
 
@@ -447,6 +454,8 @@ def main() -> None:
     parser.add_argument("--gate-thickness", default=str(text.GATE_MAX_THICKNESS or 0),
                         help="the gate's thickest line (text.GATE_MAX_THICKNESS), comma-separated values compared "
                              "(0: any)")
+    parser.add_argument("--cost-round-pairs", type=int, default=COST_ROUND_PAIRS,
+                        help="cost rounds after the warm-up, in pairs of opposite orders")
     parser.add_argument("--cost-sets", default="blank,real",
                         help="photos without text for the cost: synthetic 'blank', 'real' (comma-separated)")
     args = parser.parse_args()
@@ -475,7 +484,8 @@ def main() -> None:
         compare_sides([int(side) for side in args.sides.split(",")], precisions, thicknesses, folder, truth, blanks)
         return
     print(f"# bench/text.py --side {args.side} --gate {text.GATE_SIDE or 0} --precisions {args.precisions} "
-          f"--gate-thickness {args.gate_thickness}; {len(truth)} synthetic photos with text, {len(blanks)} without, {len(REAL)} real; "
+          f"--gate-thickness {args.gate_thickness}; {len(truth)} synthetic photos with text, {len(blanks)} without, "
+          f"{len(REAL)} real; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load {os.getloadavg()}")
     for precision in [] if args.cost_only else precisions:
         for thickness in thicknesses:
@@ -498,7 +508,7 @@ def main() -> None:
             found = real_without_text(cost_folder)
             label = (f"{len(found)} realscenes-dev photos outside REAL where the fp32 reader at {FULL_READER_SIDE} "
                      f"without the gate reads nothing")
-        cost(work, cost_folder, label, settings)
+        cost(work, cost_folder, label, settings, args.cost_round_pairs)
     if args.cost_only:
         return
     text.GATE_MAX_THICKNESS = thicknesses[0] or None
@@ -557,15 +567,17 @@ def quality(folder: Path, db: Path, truth: dict, blanks: list[str]) -> None:
     engine.dispose()
 
 
-def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, float]]) -> None:
+def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, float]],
+         pairs: int = COST_ROUND_PAIRS) -> None:
     """Indexing ``folder``'s photos without text with ``--text`` at each detector side, precision and gate
-    thickness against ``--no-text``: one warm-up run of each (models built and cached by the process), then two
-    rounds in opposite orders; wall and process CPU time per photo, and their ratios to ``--no-text``."""
+    thickness against ``--no-text``: one warm-up run of each (models built and cached by the process), then
+    ``pairs`` pairs of rounds in opposite orders; wall and process CPU time per photo, and their ratios to
+    ``--no-text``."""
     configs = [None, *settings]
     times: dict = {c: [] for c in configs}
-    print(f"\ncost: {label}, warm-up then two rounds ({time.strftime('%H:%M UTC', time.gmtime())}, "
+    print(f"\ncost: {label}, warm-up then {2 * pairs} rounds ({time.strftime('%H:%M UTC', time.gmtime())}, "
           f"load {os.getloadavg()})")
-    for round_number, order in enumerate((configs, configs, configs[::-1])):
+    for round_number, order in enumerate([configs] + [configs, configs[::-1]] * pairs):
         for config in order:
             if config is not None:
                 text.DETECTION_SIDE, text.DETECTOR_PRECISION, thickness = config
@@ -580,8 +592,11 @@ def cost(work: Path, folder: Path, label: str, settings: list[tuple[int, str, fl
         wall = sum(w for w, _ in times[config]) / len(times[config])
         cpu = sum(c for _, c in times[config]) / len(times[config])
         side, precision, thickness = config
-        print(f"  --text, side {side:4d} {precision:4} gate thickness {thickness or 'any':<4} {1000 * wall:6.0f} ms wall, {1000 * cpu:6.0f} ms CPU a "
+        print(f"  --text, side {side:4d} {precision:4} gate thickness {thickness or 'any':<4} {1000 * wall:6.0f} ms wall, "
+              f"{1000 * cpu:6.0f} ms CPU a "
               f"photo: {ratio(wall, base_wall)} wall, {ratio(cpu, base_cpu)} CPU of --no-text (goal: within 1.3x)")
+        rounds = [ratio(c, base) for (_, c), (_, base) in zip(times[config], times[None])]
+        print(f"    CPU against --no-text round by round: {', '.join(rounds)}")
     print(f"  {time.strftime('%H:%M UTC', time.gmtime())}, load after: {os.getloadavg()}")
 
 
