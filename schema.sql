@@ -88,6 +88,11 @@ CREATE INDEX IF NOT EXISTS image_labels_class_image ON image_labels (class_id, s
 -- = the chance that some box of the class lies in the cell (indexer.boxes.cell_scores), coverage = the
 -- share of the cell that the class's boxes cover; its image_labels row: the best cell's score, and the share
 -- of the photo the boxes cover. These scores are probabilities, read as stored (indexer.calibration.AS_STORED).
+-- Class ids from 100000 up are compounds (query/compounds.py): a word several classes answer (person, dog,
+-- vehicle), its confidence in the cell as a query computes it from the rows above, stored from 0.1 up so a
+-- query reads it as one class (coverage 0; in image_labels the best cell, share 0). Derived from the photo's
+-- other rows by the writer; meta 'compounds' names the set an index holds. Not labels of a photo's own: what
+-- lists labels leaves them out.
 CREATE TABLE IF NOT EXISTS cell_labels (
     image_id INTEGER NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
     cell     SMALLINT NOT NULL CHECK (cell BETWEEN 0 AND 8),

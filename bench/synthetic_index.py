@@ -186,8 +186,9 @@ class _Generator:
 
 
 def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=print,
-          template: Path = TEMPLATE) -> Path:
-    """Create the index at ``path`` (replacing an incomplete one) with ``n_images`` synthetic images."""
+          template: Path = TEMPLATE, with_compounds: bool = True) -> Path:
+    """Create the index at ``path`` (replacing an incomplete one) with ``n_images`` synthetic images, and their
+    compounds' rows (`query.compounds`) unless not ``with_compounds`` (then the same rows less those)."""
     path = Path(path)
     measured = read_template(template)
     photos = measured["photos"]
@@ -199,9 +200,19 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
     settings = IndexSettings(MODEL, int(meta["working_size"]), meta["precision"], faces=meta["faces"] == "on",
                              runtime=meta.get("runtime", "tf"), quantization=meta.get("quantization", ""),
                              objects=meta["objects"] == "on")
+    held = None
+    if with_compounds:  # imported here: `bench/query_latency.py` imports this module under a baseline's code too
+        from indexer.store import add_classes, write_meta
+        from query.compounds import COMPOUNDS_KEY, compounds
+
+        held = compounds(settings.objects, settings.calibration)
     with engine.begin() as conn:
         write_settings(conn, tables(engine), settings)
+        if held is not None:  # as the writer stores them (`indexer.writer.Writer.with_compounds`)
+            add_classes(conn, tables(engine), held.class_rows())
+            write_meta(conn, tables(engine), COMPOUNDS_KEY, held.digest)
     engine.dispose()
+    cal = calibration.for_model(MODEL)
     secondary = [s for s in schema_statements() if s.upper().startswith("CREATE INDEX")]
     start = time.perf_counter()
     conn = sqlite3.connect(partial, isolation_level=None)
@@ -241,6 +252,11 @@ def build(path: Path, n_images: int, seed: int = 0, batch: int = 20_000, log=pri
             cell_rows.extend((image_id, *row) for row in photo["detector_cells"])
             image_rows.extend((image_id, *row) for row in whole)
             image_rows.extend((image_id, *row) for row in photo["detector_image"])
+            if held is not None:
+                rows = [(cell, class_id, score) for cell, class_id, score, _ in (*cells, *photo["detector_cells"])]
+                whole_rows, compound_cells = held.derive(rows, cal)
+                cell_rows.extend((image_id, cell, class_id, value, 0.0) for cell, class_id, value in compound_cells)
+                image_rows.extend((image_id, class_id, value, 0.0) for class_id, value in whole_rows)
             box_rows.extend((image_id, *row) for row in photo["boxes"])
         if image_id % batch == 0 or image_id == n_images:
             conn.executemany(

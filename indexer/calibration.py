@@ -37,7 +37,7 @@ from importlib import resources
 from typing import Callable, Iterable, Mapping, TypeVar
 
 from indexer.errors import ImgidxError
-from indexer.labels import COCO_CLASSES, FACE_CLASS, NUM_CLASSES, OBJECT_CLASS_BASE
+from indexer.labels import COCO_CLASSES, FACE_CLASS, NUM_CLASSES, OBJECT_CLASS_BASE, is_compound
 
 #: Knots are kept strictly increasing in ``P`` by at least this much, so `evidence_for` is exact.
 MIN_RISE = 1e-6
@@ -189,10 +189,16 @@ def box_confidence(class_id: int, score: float) -> float:
     return boxes().probability(score)
 
 
+def read_as_stored(class_id: int) -> bool:
+    """``class_id``'s scores are read as they are: a detector's class (`AS_STORED`), or a compound, whose rows
+    hold the confidence a query would compute (`indexer.labels.is_compound`)."""
+    return class_id in AS_STORED or is_compound(class_id)
+
+
 def as_stored(classes: Iterable[int]) -> bool:
-    """Every one of ``classes`` is read as stored (`AS_STORED`)."""
+    """Every one of ``classes`` is read as stored (`read_as_stored`)."""
     classes = set(classes)
-    return bool(classes) and classes <= AS_STORED
+    return bool(classes) and all(read_as_stored(c) for c in classes)
 
 
 class CalibrationError(ImgidxError):

@@ -54,6 +54,19 @@ def is_object_class(class_id: int) -> bool:
     return OBJECT_CLASS_BASE <= class_id < OBJECT_CLASS_BASE + len(COCO_CLASSES)
 
 
+#: Class ids from here up are words of several classes stored as one (`query.compounds`: ``person``,
+#: ``dog``, ``vehicle``), rows the writer derives from the labels so a query reads them as one class; never a
+#: label of a photo's own, so whatever lists labels leaves them out (`is_label`).
+COMPOUND_BASE = 100_000
+#: The ``classes.wnid`` of a compound: ``imgidx:`` and its number.
+COMPOUND_WNID_PREFIX = "imgidx:"
+
+
+def is_compound(class_id: int) -> bool:
+    """``class_id`` is a compound's (`COMPOUND_BASE`), not a label of a model."""
+    return class_id >= COMPOUND_BASE
+
+
 #: What answers for a class (`source`), in the order `imgidx labels` names them.
 CLASSIFIER, OBJECT_DETECTOR, FACE_DETECTOR = "the ImageNet classifier", "the COCO object detector", "the face detector"
 SOURCES = (CLASSIFIER, OBJECT_DETECTOR, FACE_DETECTOR)

@@ -27,10 +27,13 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from indexer import store
+from indexer import calibration, store
 from indexer.errors import MergeError, StoreError
+from indexer.labels import COMPOUND_BASE
 from indexer.locking import writer_lock
 from indexer.store import FileRow, IndexSettings
+from indexer.writer import derive_compounds
+from query.compounds import COMPOUNDS_KEY, Compounds, compounds
 
 #: Images per transaction: bounds memory (with their labels) and the work an interruption loses.
 CHUNK = 500
@@ -140,14 +143,27 @@ def merge(
                 with _errors(f"writing the settings of {summary.into}"), target.begin() as conn:
                     _check_settings(conn, t, settings, summary.into, exclusive=True)
                     store.write_settings(conn, t, settings)
+            derived = None if settings is None else _compounds_of(target, t, settings, summary.into)
             for engine, counts in reversed(list(zip(engines, summary.sources))):
                 with _errors(f"merging {counts.source} into {summary.into}"):
-                    _copy(engine, target, t, counts, emit, chunk, settings, summary.into)
+                    _copy(engine, target, t, counts, emit, chunk, settings, summary.into, derived)
     finally:
         for engine in engines:
             engine.dispose()
     summary.elapsed = time.perf_counter() - started
     return summary
+
+
+def _compounds_of(target: sa.Engine, t: store.Tables, settings: IndexSettings, into: str) -> Compounds:
+    """The compounds (`query.compounds`) each copied image gets, derived from its labels rather than copied (a
+    source may hold other compounds, or none); the destination keeps saying it holds them only if it did, or
+    held no labels (else its next `imgidx index` derives them for every image)."""
+    held = compounds(settings.objects, settings.calibration)
+    with _errors(f"writing the compounds of {into}"), target.begin() as conn:
+        store.add_classes(conn, t, held.class_rows())
+        fresh = store.read_meta(conn).get(COMPOUNDS_KEY) == held.digest or not store.has_labels(conn, t)
+        store.write_meta(conn, t, COMPOUNDS_KEY, held.digest if fresh else None)
+    return held
 
 
 def _check_settings(
@@ -226,9 +242,10 @@ def _newer(a: str, b: str) -> bool:
 
 def _copy(
     source: sa.Engine, target: sa.Engine, t: store.Tables, counts: SourceCounts, emit, chunk: int,
-    settings: IndexSettings | None, into: str,
+    settings: IndexSettings | None, into: str, derived: Compounds | None = None,
 ) -> None:
-    """Copy one source, ``chunk`` images per destination transaction, paging through it by image id."""
+    """Copy one source, ``chunk`` images per destination transaction, paging through it by image id; with
+    ``derived``, each copied image's compounds are derived in the destination."""
     fields = list(FileRow.__dataclass_fields__)
     with source.connect() as read:
         s = store.tables(read)
@@ -267,6 +284,8 @@ def _copy(
                     file_rows = [FileRow(**{name: row._mapping[name] for name in fields}) for row in winners]
                     new_ids = store.upsert_images(conn, t, file_rows, [row.indexed_at for row in winners])
                     _copy_labels(read, s, conn, t, dict(zip((row.image_id for row in winners), new_ids)))
+                    if derived is not None:
+                        derive_compounds(conn, t, new_ids, derived, calibration.for_model(settings.model))
             done += len(batch)
             emit(Progress(counts.source, done, counts.images))
 
@@ -278,7 +297,10 @@ def _copy_labels(read: sa.Connection, s: store.Tables, conn: sa.Connection, t: s
         rows = []
         for source_ids in _pieces(list(ids)):
             select = sa.select(source_table.c.image_id, *(source_table.c[c] for c in columns))
-            rows += read.execute(select.where(source_table.c.image_id.in_(source_ids))).all()
+            select = select.where(source_table.c.image_id.in_(source_ids))
+            if "class_id" in columns:  # compounds are derived in the destination (`_compounds_of`)
+                select = select.where(source_table.c.class_id < COMPOUND_BASE)
+            rows += read.execute(select).all()
         if rows:
             conn.execute(
                 target_table.insert(),

@@ -513,19 +513,19 @@ def redact(
                     if region is not None:
                         regions.append((spec.label, region))
                 continue
-            if spec.stored_classes:
+            if spec.box_classes:
                 if photo_boxes is None:
                     photo_boxes = _boxes(data, target, changed, stored_boxes, settings, load_detector,
                                          load_object_detector, emit)
                 for box in photo_boxes:
-                    if (box.class_id in spec.stored_classes and in_cells(box, size, cells)
+                    if (box.class_id in spec.box_classes and in_cells(box, size, cells)
                             and box_rules.worth_showing(box, spec.threshold)):
                         region = box_region(box, size, pixelate)
                         if region is not None:
                             regions.append((class_name(box.class_id), region))
                             summary.box_labels.add(class_name(box.class_id))
-            boxes_alone = bool(spec.stored_classes) and set(spec.stored_classes) <= searched
-            if spec.model_classes and not boxes_alone:
+            boxes_alone = bool(spec.box_classes) and set(spec.box_classes) <= searched
+            if spec.classifier_classes and not boxes_alone:
                 if backbone is None:
                     backbone = (load_backbone or _default_backbone)(settings)
                 region = _map_region(backbone, data, target.path, settings, spec, cells, size)
@@ -615,7 +615,7 @@ def _map_region(backbone, data: bytes, path: str, settings: store.IndexSettings,
 
     decoded = images.decode(data, path, settings.working_size)
     segmentation = inference.segment(backbone, decoded.pixels, settings.working_size)
-    return class_map_region(segmentation, frozenset(spec.model_classes), cells, size)
+    return class_map_region(segmentation, frozenset(spec.classifier_classes), cells, size)
 
 
 def _default_backbone(settings: store.IndexSettings):

@@ -32,6 +32,7 @@ def summary_text(summary: "Summary") -> str:
         f"{summary.indexed} indexed",
         f"{summary.unchanged} unchanged",
         *([f"{summary.dated} dated"] if summary.dated else []),
+        *([f"{summary.compounded} given stored words (person, dog...)"] if summary.compounded else []),
         f"{summary.moved} moved",
         *([f"{summary.copied} copied"] if summary.copied else []),
         f"{summary.pruned} pruned",

@@ -112,6 +112,8 @@ class Summary:
     stale_elsewhere: int = 0
     #: Unchanged photos labelled before the index stored dates, whose dates were read from their headers.
     dated: int = 0
+    #: Photos of an older index given this code's words of several classes (`query.compounds`), no model run.
+    compounded: int = 0
     model_loaded: bool = False
     load_seconds: float = 0.0
     #: Files committed, as `Progress` counts them: what a progress bar counts, from `Planned` on.

@@ -19,11 +19,15 @@ import sqlalchemy as sa
 
 from indexer import calibration, regions, store
 from indexer.errors import IndexSettingsError, StoreError
-from indexer.labels import FACE_CLASS
+from indexer.labels import FACE_CLASS, is_compound
 from indexer.run_types import Event, Progress, Read, Summary
 from indexer.store import FileRow, IndexSettings
 from indexer.taken import Taken, with_fallback
 from indexer.walk import FoundFile
+from query.compounds import COMPOUNDS_KEY, Compounds, compounds
+
+#: Images whose compound rows are derived again in one transaction (`Writer.refresh_compounds`).
+COMPOUND_CHUNK = 500
 
 #: Transactions queued for the writer thread before the model waits for it.
 MAX_QUEUED_COMMITS = 2
@@ -58,6 +62,34 @@ class _Commit:
                 + sum(len(g) for g, _ in self.scored))
 
 
+def derive_compounds(conn: sa.Connection, t: store.Tables, image_ids: list[int], held: Compounds,
+                     cal: calibration.Calibration) -> None:
+    """Replace the compound rows of ``image_ids`` by those their stored label rows give (no model runs)."""
+    image_rows, cell_rows = [], []
+    for image_id, rows in store.model_label_rows(conn, t, image_ids).items():
+        images, cells = held.derive(rows, cal)
+        image_rows += [{"image_id": image_id, "class_id": c, "score": value, "share": 0.0} for c, value in images]
+        cell_rows += [{"image_id": image_id, "cell": cell, "class_id": c, "score": value, "coverage": 0.0}
+                      for cell, c, value in cells]
+    store.replace_compound_rows(conn, t, image_ids, image_rows, cell_rows)
+
+
+def refresh_compounds(engine: sa.Engine, t: store.Tables, held: Compounds, cal: calibration.Calibration,
+                      on_chunk: Callable[[int, int], None] | None = None) -> int:
+    """Derive every labelled image's compound rows again from its stored labels (an index from before
+    compounds, or of other ones), `COMPOUND_CHUNK` images per transaction, then record them in meta, so that
+    queries read them; ``on_chunk(done, total)`` after each chunk. Returns how many images it derived."""
+    with engine.connect() as conn:
+        ids = store.labelled_ids(conn, t)
+    for start in range(0, len(ids), COMPOUND_CHUNK):
+        chunk = ids[start : start + COMPOUND_CHUNK]
+        store.transaction(engine, lambda conn: derive_compounds(conn, t, chunk, held, cal))
+        if on_chunk is not None:
+            on_chunk(min(start + COMPOUND_CHUNK, len(ids)), len(ids))
+    store.transaction(engine, lambda conn: store.write_meta(conn, t, COMPOUNDS_KEY, held.digest))
+    return len(ids)
+
+
 class Writer:
     """One run's pending changes and its writer thread (`running`); reports `Progress` of ``todo`` files as
     commits finish, and counts its time and the boxes it stores in ``summary``."""
@@ -71,6 +103,9 @@ class Writer:
         self.summary = summary
         self.emit = emit
         self.calibration = calibration.for_model(settings.model)
+        self.compounds = compounds(settings.objects, settings.calibration)
+        #: The index held labels without this code's compound rows: derived for every image at the end.
+        self.compounds_stale = False
         self.settings_pending = True
         #: Model results are waiting for the next commit (the first such commit also stores the settings).
         self.labelled_pending = False
@@ -173,6 +208,37 @@ class Writer:
         self.commit(gone, final=True)
         while self.writes:
             self.collect(wait=True)
+        if self.compounds_stale:
+            self.refresh_compounds()
+
+    # -- compounds (`query.compounds`)
+
+    def with_compounds(self, scores: regions.Regions) -> regions.Regions:
+        """A photo's rows with its compounds' rows, derived from its models' rows (any compound rows it came
+        with, as rows read back from an index, are derived again)."""
+        image_labels = [label for label in scores.image_labels if not is_compound(label.class_id)]
+        cell_labels = [label for label in scores.cell_labels if not is_compound(label.class_id)]
+        images, cells = self.compounds.derive(
+            ((label.cell, label.class_id, label.score) for label in cell_labels), self.calibration)
+        return scores._replace(
+            image_labels=[*image_labels, *(regions.ImageLabel(c, value, 0.0) for c, value in images)],
+            cell_labels=[*cell_labels, *(regions.CellLabel(cell, c, value, 0.0) for cell, c, value in cells)],
+        )
+
+    def check_compounds(self, conn: sa.Connection) -> None:
+        """In the run's first transaction, before it stores labels: the compounds' classes, and whether the
+        index's labels lack this code's compound rows (then queries compute those words until
+        `refresh_compounds` has derived them: the meta key goes until then)."""
+        store.add_classes(conn, self.t, self.compounds.class_rows())
+        if store.read_meta(conn).get(COMPOUNDS_KEY) != self.compounds.digest:
+            self.compounds_stale = store.has_labels(conn, self.t)
+            store.write_meta(conn, self.t, COMPOUNDS_KEY, None if self.compounds_stale else self.compounds.digest)
+
+    def refresh_compounds(self) -> None:
+        """Derive every image's compound rows again (`refresh_compounds`) and record them for queries."""
+        with _store_errors(self.engine):
+            self.summary.compounded = refresh_compounds(self.engine, self.t, self.compounds, self.calibration)
+        self.compounds_stale = False
 
     # -- writer thread
 
@@ -205,6 +271,7 @@ class Writer:
                             scores = regions.with_text(scores, lines, read.width, read.height)
                         self.count_boxes(scores)
                     saves.append((self.labelled_row(read), scores))
+            saves = [(row, None if scores is None else self.with_compounds(scores)) for row, scores in saves]
             labelled = bool(job.updates or job.copies) or any(scores is not None for _, scores in saves)
 
             def transaction(conn: sa.Connection) -> None:
@@ -222,6 +289,7 @@ class Writer:
                     if self.redo_all:
                         store.mark_all_stale(conn, self.t, drop_labels=changed)
                     store.write_settings(conn, self.t, self.settings)
+                    self.check_compounds(conn)
                 store.update_files(conn, self.t, job.updates)
                 store.copy_images(conn, self.t, job.copies)
                 store.save_images(conn, self.t, saves)

@@ -17,6 +17,7 @@ from urllib.parse import quote_from_bytes
 import sqlalchemy as sa
 
 from indexer.calibration import Calibration, fusion_for, term_fusion
+from indexer.labels import COMPOUND_BASE
 from indexer.errors import ImgidxError
 from indexer.names import URI_PREFIX, stored
 from indexer.store import ImageReport, Tables
@@ -113,7 +114,8 @@ def recent_leaders(conn: sa.Connection, t: Tables, photos: int = 200, n: int = 3
     images, il = t.images, t.image_labels
     recent = sa.select(images.c.image_id).where(labelled(images)).order_by(images.c.image_id.desc()).limit(photos)
     rank = sa.func.row_number().over(partition_by=il.c.image_id, order_by=(il.c.score.desc(), il.c.class_id))
-    ranked = sa.select(il.c.class_id, rank.label("rank")).where(il.c.image_id.in_(recent.scalar_subquery())).subquery()
+    ranked = (sa.select(il.c.class_id, rank.label("rank"))
+              .where(il.c.image_id.in_(recent.scalar_subquery()), il.c.class_id < COMPOUND_BASE).subquery())
     leads = sa.func.count().label("leads")
     rows = conn.execute(
         sa.select(t.classes.c.name, leads)
@@ -136,7 +138,7 @@ def top_labels(conn: sa.Connection, t: Tables, image_ids: Iterable[int], n: int 
     rows = conn.execute(
         sa.select(il.c.image_id, t.classes.c.name)
         .join_from(il, t.classes, t.classes.c.class_id == il.c.class_id)
-        .where(il.c.image_id.in_(ids))
+        .where(il.c.image_id.in_(ids), il.c.class_id < COMPOUND_BASE)
         .order_by(il.c.image_id, il.c.score.desc(), il.c.class_id)
     )
     found: dict[int, list[str]] = {}

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from indexer import labels
 from indexer.calibration import Calibration
-from indexer.labels import FACE_CLASS
+from indexer.labels import COMPOUND_BASE, FACE_CLASS
 from indexer.store import Tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import labelled
@@ -80,7 +80,7 @@ def class_counts(conn: sa.Connection, t: Tables, calibration: Calibration,
                  min_score: float = DEFAULT_MIN_SCORE) -> list[Entry]:
     """Every class with a photo reaching ``min_score``, most photos first (then name)."""
     il, images = t.image_labels, t.images
-    names = dict(conn.execute(sa.select(t.classes.c.class_id, t.classes.c.name)).all())
+    names = dict(conn.execute(sa.select(t.classes.c.class_id, t.classes.c.name).where(t.classes.c.class_id < COMPOUND_BASE)).all())
     threshold = sa.bindparam("threshold", type_=sa.Float)
     cls = sa.bindparam("cls", type_=sa.Integer)
     count = sa.select(sa.func.count()).select_from(il).where(il.c.class_id == cls, il.c.score >= threshold)

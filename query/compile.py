@@ -84,13 +84,15 @@ import sqlalchemy as sa
 
 from indexer.boxes import SCORE_FLOOR
 from indexer.calibration import (
-    AS_STORED, FUSION, FUSIONS, MONOTONE_FUSIONS, Calibration, UnknownFusionError, fuse, fuse_floor, term_fusion,
+    AS_STORED, FUSION, FUSIONS, MONOTONE_FUSIONS, Calibration, UnknownFusionError, fuse, fuse_floor, read_as_stored,
+    term_fusion,
 )
 from indexer.geometry import CELL_NAMES
 from indexer.labels import NUM_CLASSES, class_ids
 from indexer.store import Tables, bytewise
 from indexer.words import JOINED, MAX_WORD, prefix_end
 from query import COUNT_LIMIT, DEFAULT_MIN_SCORE
+from query.compounds import COMPOUND_FLOOR, Compounds
 from query.dates import SORT_SCORE, SORTS, order_by_date
 from query.parser import And, Node, Not, Region, Relation, Term
 from query.resolve import Resolution
@@ -170,6 +172,9 @@ class Spec:
     #: For a `fused` term: the `fuse` rule of its two parts (the query's, or the WordNet groups' own:
     #: `indexer.calibration.term_fusion`).
     rule: str = FUSION
+    #: The term's own classes where ``classes`` is the compound that stores their fused value
+    #: (`query.compounds`); empty otherwise.
+    compounded: tuple[int, ...] = ()
 
     @property
     def region(self) -> Region:
@@ -201,12 +206,22 @@ class Spec:
     @property
     def stored_classes(self) -> tuple[int, ...]:
         """Classes whose scores are probabilities already (faces, COCO objects), read as stored."""
-        return tuple(c for c in self.classes if c in AS_STORED)
+        return tuple(c for c in self.classes if read_as_stored(c))
 
     @property
     def model_classes(self) -> tuple[int, ...]:
         """Classes whose evidence is read through the calibration."""
-        return tuple(c for c in self.classes if c not in AS_STORED)
+        return tuple(c for c in self.classes if not read_as_stored(c))
+
+    @property
+    def box_classes(self) -> tuple[int, ...]:
+        """The term's detector classes, whose boxes it draws and covers, whatever rows it is read from."""
+        return tuple(c for c in self.compounded or self.classes if c in AS_STORED)
+
+    @property
+    def classifier_classes(self) -> tuple[int, ...]:
+        """The term's ImageNet classes, whatever rows it is read from."""
+        return tuple(c for c in self.compounded or self.classes if c not in AS_STORED)
 
     @property
     def fused(self) -> bool:
@@ -323,12 +338,13 @@ Within = Callable[[sa.FromClause], sa.ColumnElement]
 class _Compiler:
     def __init__(self, t: Tables, tree: Node, resolutions: dict[Term, Resolution], min_score: float, dialect: str,
                  calibration: Calibration, within: Within | None = None, fusion: str = FUSION, sort: str = SORT_SCORE,
-                 count: Count | None = None):
+                 count: Count | None = None, compounds: Compounds | None = None):
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         self.sort = sort
         self.t = t
         self.count = count
+        self.compounds = compounds
         self._entries: dict[tuple[int, int], int] = {}
         self.calibration = calibration
         self.within = within
@@ -371,6 +387,7 @@ class _Compiler:
                         floor = threshold if spec.rule in MONOTONE_FUSIONS else fuse_floor(threshold, spec.rule)
                         spec.floors = (floor if floor <= 1.0 else float("inf"),
                                        self.calibration.evidence_for(floor, spec.model_classes))
+                    self.stored_compound(spec)
                     by_key[key] = spec
                     self.specs.append(spec)
                 spec.positive |= positive
@@ -380,6 +397,17 @@ class _Compiler:
         else:
             for child in node.children:
                 self._collect(child, resolutions, min_score, by_key, positive)
+
+    def stored_compound(self, spec: Spec) -> None:
+        """Read a term of several classes from its compound's rows (`query.compounds`) where the index holds
+        them for this rule and from this threshold: then it is one class, read as stored."""
+        if self.compounds is None or len(spec.classes) < 2 or spec.is_text or spec.threshold < COMPOUND_FLOOR:
+            return
+        class_id = self.compounds.class_of(spec.classes, spec.rule)
+        if class_id is not None:
+            spec.compounded, spec.classes, spec.confidences = spec.classes, (class_id,), True
+            spec.evidence = spec.threshold if spec.threshold <= 1.0 else float("inf")
+            spec.floors = (float("inf"), float("inf"))
 
     # -- building blocks
     def admitted(self, images: sa.FromClause) -> sa.ColumnElement:
@@ -871,7 +899,7 @@ class _Compiler:
         (the best cell: `indexer.regions.with_boxes`) from the cells' floor up; text, its matching lines that
         reach the region, not spread over cells; else the cells `hits` reads."""
         il, cl = self.t.image_labels, self.t.cell_labels
-        stored_alone = len(spec.classes) == 1 and spec.classes[0] in AS_STORED
+        stored_alone = len(spec.classes) == 1 and read_as_stored(spec.classes[0])
         if stored_alone and spec.cells == ALL_CELLS and spec.evidence >= SCORE_FLOOR:
             rows = sa.select(il.c.image_id, il.c.score.label("best")).where(
                 il.c.class_id == spec.classes[0], self.reaches(il.c.score, spec))
@@ -1001,11 +1029,14 @@ def compile_query(
     fusion: str = FUSION,
     sort: str = SORT_SCORE,
     count: Count | None = None,
+    compounds: Compounds | None = None,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
     every match; ``within`` restricts the images that may match (the page and the count alike); ``fusion``
     is the `fuse` rule of terms of both kinds; ``sort`` orders the matches by score or by date taken
     (`query.dates.SORTS`: undated photos last); ``count`` runs the counts that choose the driving terms
-    (`_and_drive`; without it they are chosen from the query alone). The answer is the same either way."""
-    compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort, count)
+    (`_and_drive`; without it they are chosen from the query alone); ``compounds`` are those the index's rows
+    hold (`query.compounds.stored`), read in place of their classes. The answer is the same either way."""
+    compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort, count,
+                         compounds)
     return compiler.compile(limit, offset)

@@ -15,9 +15,9 @@ from indexer.boxes import Box
 from indexer.calibration import AS_STORED, Calibration, fusion_for
 from indexer.labels import FACE_CLASS
 from indexer.names import restored
-from indexer.store import Tables, boxes_of, read_calibration, read_settings, read_texts, tables as reflect_tables
+from indexer.store import Tables, boxes_of, read_calibration, read_meta, read_settings, read_texts, tables as reflect_tables
 from indexer.words import joined, searchable
-from query import DEFAULT_MIN_SCORE
+from query import DEFAULT_MIN_SCORE, compounds
 from query.compile import CompiledQuery, Count, Spec, Within, cells_of, compile_query
 from query.dates import SORT_SCORE
 from query.parser import Node, QueryError, Term, dump, parse
@@ -135,7 +135,7 @@ def explain(bind: Engine | sa.Connection, prepared: Prepared, max_classes: int =
 
 def _threshold_line(spec: Spec, fusion: str) -> str:
     sign = ">" if spec.strict else ">="
-    sources = sorted({labels.source(c) for c in spec.stored_classes}, key=labels.SOURCES.index)
+    sources = sorted({labels.source(c) for c in spec.box_classes}, key=labels.SOURCES.index)
     detectors = sources[0].removeprefix("the ") if len(sources) == 1 else "detectors"
     whose = f"{detectors}'" if detectors.endswith("s") else f"{detectors}'s"
     if spec.is_text:
@@ -145,10 +145,14 @@ def _threshold_line(spec: Spec, fusion: str) -> str:
         if spec.fused:
             line += f", or the {whose} confidence {sign} {spec.threshold:g} (fused by the rule {fusion})"
         return line
-    if not spec.fused:
+    if not spec.fused and not spec.compounded:
         return f"  term {spec.number}: confidence {sign} {spec.threshold:g}, as the {detectors} gave it"
+    stored = ", as the index stores it for this word (query.compounds)" if spec.compounded else ""
+    if not spec.box_classes:
+        return (f"  term {spec.number}: confidence {sign} {spec.threshold:g}, the calibration's reading of its "
+                f"classes' summed evidence{stored}")
     return (f"  term {spec.number}: confidence {sign} {spec.threshold:g}, the {whose} and the calibration's "
-            f"reading of the other classes' evidence, fused by the rule {fusion}")
+            f"reading of the other classes' evidence, fused by the rule {spec.rule if spec.compounded else fusion}{stored}")
 
 
 @dataclass
@@ -193,11 +197,13 @@ def prepare(
         with _connected(bind) as conn:
             calibration = read_calibration(conn)
     stored = {c for resolution in resolutions.values() for c in resolution.classes if c in AS_STORED}
-    settings = None
+    settings, held = None, None
     wants_text = any(resolution.is_text for resolution in resolutions.values())
     if stored or wants_text:
         with _connected(bind) as conn:
             settings = read_settings(conn)
+            if settings is not None and any(r.classes & stored and r.classes - stored for r in resolutions.values()):
+                held = compounds.stored(read_meta(conn), settings.objects, settings.calibration)
     if fusion is None:  # an index that records no settings records no object pass either
         fusion = fusion_for(settings is not None and settings.objects)
     with ExitStack() as connection:
@@ -212,7 +218,7 @@ def prepare(
         compiled = compile_query(
             t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
             dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion, sort=sort,
-            count=on_the_index if count == ON_THE_INDEX else count,
+            count=on_the_index if count == ON_THE_INDEX else count, compounds=held,
         )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
@@ -234,7 +240,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     with _connected(bind) as conn:
         rows = conn.execute(prepared.statement).all()
         found_boxes = {}
-        box_classes = frozenset(c for spec in reported for c in spec.stored_classes)
+        box_classes = frozenset(c for spec in reported for c in spec.box_classes)
         if rows and box_classes:
             found_boxes = boxes_of(conn, [row._mapping["image_id"] for row in rows], classes=box_classes)
         found_texts = {}
@@ -245,7 +251,7 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
         mapping = row._mapping
         photo_boxes: tuple[Box, ...] = ()
         if found_boxes.get(mapping["image_id"]) and mapping["width"] and mapping["height"]:
-            matched = [(spec.stored_classes, spec.cells, spec.threshold) for spec in reported
+            matched = [(spec.box_classes, spec.cells, spec.threshold) for spec in reported
                        if mapping[f"score_{spec.number}"] is not None]
             photo_boxes = tuple(box_rules.of_terms(found_boxes[mapping["image_id"]], matched, mapping["width"],
                                                    mapping["height"]))

@@ -3,8 +3,9 @@ reference evaluator that answers a query tree by brute force in Python (the orac
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -60,6 +61,20 @@ def make_index(db: Path | str, images: Mapping[str, Cells | None], copies: Mappi
                 conn.execute(t.image_labels.insert(), [
                     {"image_id": image_id, "class_id": cls, "score": score, "share": 0.0} for cls, score in best.items()])
     return engine
+
+
+def random_images(seed: int, n: int, chances: Mapping[int, float], scores: Sequence[float]) -> dict[str, Cells | None]:
+    """``n`` photos for `make_index`: in each cell each class of ``chances`` with its chance, at a score drawn
+    from ``scores``; 3% failed files."""
+    rng = random.Random(seed)
+    images: dict[str, Cells | None] = {}
+    for i in range(n):
+        cells = {}
+        for cell in range(9):
+            chosen = [c for c, chance in chances.items() if rng.random() < chance]
+            cells[cell] = {c: rng.choice(scores) for c in chosen}
+        images[f"/d/{i:03d}.jpg"] = None if rng.random() < 0.03 else cells
+    return images
 
 
 # ------------------------------------------------------------------------------------------- oracle

@@ -991,7 +991,7 @@ def test_a_lost_column_or_class_table_is_mended_by_reindex_too(library, change):
     assert (result.exit_code, result.stderr) == (0, "") and result.stdout.startswith("2 indexed, 0 unchanged")
     with sqlite3.connect(library.db) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert conn.execute("SELECT COUNT(*) FROM classes").fetchone() == (1081,)
+        assert conn.execute("SELECT COUNT(*) FROM classes WHERE class_id < 100000").fetchone() == (1081,)  # not compounds
     conn.close()
     assert imgidx("query", "fire engine", "--paths", "--db", library.db).stdout == f"{library.good[0]}\n"
     library.check()

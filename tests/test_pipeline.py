@@ -16,6 +16,7 @@ from PIL import Image
 from composites import as_phone_photo
 from fake_backbone import FakeBackbone
 from indexer import pipeline, regions, store
+from indexer.labels import COMPOUND_BASE
 from indexer.errors import FolderError, IndexBusyError, IndexSettingsError, StoreError, WorkingSizeError
 
 SIZE = 96
@@ -90,7 +91,7 @@ def leading_class(engine, path, cell):
     return rows(
         engine,
         f"SELECT class_id FROM cell_labels JOIN images USING (image_id) WHERE path = '{path}' AND cell = {cell} "
-        "ORDER BY score DESC LIMIT 1",
+        f"AND class_id < {COMPOUND_BASE} ORDER BY score DESC LIMIT 1",  # a model's class, not a compound
     )[0][0]
 
 

@@ -18,6 +18,7 @@ from query.resolve import resolve
 from query.search import execute, prepare
 from tests.query_helpers import (
     BEAGLE, CHIHUAHUA, CRANE_BIRD, FLOWERPOT, GOLDEN_RETRIEVER, LABRADOR, SCHOOL_BUS, TABBY, TIGER_CAT, make_index,
+    random_images,
 )
 
 #: In most photos (the broad labels), and in few.
@@ -27,15 +28,7 @@ SCORES = (0.05, 0.2, 0.35, 0.5, 0.7, 0.9)
 
 
 def _images(seed: int, n: int) -> dict:
-    rng = random.Random(seed)
-    images = {}
-    for i in range(n):
-        cells = {}
-        for cell in range(9):
-            chosen = [c for c in COMMON if rng.random() < 0.6] + [c for c in RARE if rng.random() < 0.05]
-            cells[cell] = {c: rng.choice(SCORES) for c in chosen}
-        images[f"/d/{i:03d}.jpg"] = None if rng.random() < 0.03 else cells
-    return images
+    return random_images(seed, n, {**{c: 0.6 for c in COMMON}, **{c: 0.05 for c in RARE}}, SCORES)
 
 
 #: One query or more of each kind `bench/query_latency.py` times, broad and narrow terms mixed.

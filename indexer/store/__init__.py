@@ -22,7 +22,8 @@ from indexer.store.opening import (
 from indexer.store.write import (
     RETRY_SQLSTATES, TRANSACTION_ATTEMPTS, FileRecord, FileRow, box_row, copy_images, delete_images,
     file_records, read_settings_locked, save_images, set_taken, taken_fields, transaction, update_files,
-    upsert_images, utc_now, write_settings,
+    upsert_images, utc_now, write_settings, write_meta, add_classes, has_labels, labelled_ids, model_label_rows,
+    replace_compound_rows,
 )
 from indexer.store.read import (
     ImageReport, IndexStats, StoredLabel, box_overlays, boxes_of, bytewise, image_report, index_stats, read_boxes,
@@ -41,5 +42,6 @@ __all__ = [
     "TRANSACTION_ATTEMPTS", "transaction", "FileRecord", "file_records", "FileRow", "utc_now", "upsert_images",
     "save_images", "set_taken", "taken_fields", "box_row", "copy_images", "update_files", "delete_images", "read_calibration", "bytewise",
     "read_boxes", "boxes_of", "box_overlays", "StoredLabel", "ImageReport", "image_report", "IndexStats",
-    "index_stats", "stored_number", "stored_cell", "read_texts", "TEXT_COLUMNS", "WORD_COLUMNS",
+    "index_stats", "stored_number", "stored_cell", "read_texts", "TEXT_COLUMNS", "WORD_COLUMNS", "write_meta",
+    "add_classes", "has_labels", "labelled_ids", "model_label_rows", "replace_compound_rows",
 ]

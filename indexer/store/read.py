@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from indexer import boxes as box_rules, calibration, labels
+from indexer.labels import COMPOUND_BASE
 from indexer.boxes import Box
 from indexer.geometry import CELL_NAMES
 from indexer.names import restored, stored
@@ -146,7 +147,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
     image_labels = conn.execute(
         sa.select(t.image_labels.c.class_id, names.c.name, t.image_labels.c.score, t.image_labels.c.share)
         .join(names, names.c.class_id == t.image_labels.c.class_id)
-        .where(t.image_labels.c.image_id == row["image_id"])
+        .where(t.image_labels.c.image_id == row["image_id"], t.image_labels.c.class_id < COMPOUND_BASE)
         .order_by(t.image_labels.c.score.desc(), t.image_labels.c.class_id)
     ).all()
     cells: list[list[StoredLabel]] = [[] for _ in range(9)]
@@ -154,7 +155,7 @@ def image_report(conn: sa.Connection, path: str | None = None, content_hash: str
         sa.select(t.cell_labels.c.cell, t.cell_labels.c.class_id, names.c.name, t.cell_labels.c.score,
                   t.cell_labels.c.coverage)
         .join(names, names.c.class_id == t.cell_labels.c.class_id)
-        .where(t.cell_labels.c.image_id == row["image_id"])
+        .where(t.cell_labels.c.image_id == row["image_id"], t.cell_labels.c.class_id < COMPOUND_BASE)
         .order_by(t.cell_labels.c.cell, t.cell_labels.c.score.desc(), t.cell_labels.c.class_id)
     ).all()  # read whole: a statement left open by a check that raises would keep its snapshot (SQLite)
     cal = read_calibration(conn)
@@ -304,7 +305,7 @@ def index_stats(conn: sa.Connection, top: int = 10, failures: int = 20) -> Index
     rank = sa.func.row_number().over(
         partition_by=il.c.image_id, order_by=(confidence.desc(), il.c.score.desc(), il.c.class_id)
     )
-    ranked = sa.select(il.c.class_id, rank.label("rank")).subquery()
+    ranked = sa.select(il.c.class_id, rank.label("rank")).where(il.c.class_id < COMPOUND_BASE).subquery()
     leads = sa.func.count().label("leads")
     top_labels = conn.execute(
         sa.select(ranked.c.class_id, t.classes.c.name, leads)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from indexer.boxes import Box
+from indexer.labels import COMPOUND_BASE
 from indexer.names import restored, stored
 from indexer.words import JOINED, joined
 from indexer.store.schema import (
@@ -62,6 +63,55 @@ def write_settings(conn: sa.Connection, t: Tables, settings: IndexSettings) -> N
         insert.on_conflict_do_update(index_elements=[t.meta.c.key], set_={"value": insert.excluded.value}),
         [{"key": k, "value": v} for k, v in values.items()],
     )
+
+
+def write_meta(conn: sa.Connection, t: Tables, key: str, value: str | None) -> None:
+    """Store one ``meta`` value (None: remove it)."""
+    conn.execute(t.meta.delete().where(t.meta.c.key == key))
+    if value is not None:
+        conn.execute(t.meta.insert(), [{"key": key, "value": value}])
+
+
+def add_classes(conn: sa.Connection, t: Tables, rows: list[dict]) -> None:
+    """Store the ``classes`` rows not stored yet (by class id); a row of the same id is left as it is."""
+    known = set(conn.execute(sa.select(t.classes.c.class_id).where(t.classes.c.class_id >= COMPOUND_BASE)).scalars())
+    missing = [row for row in rows if row["class_id"] not in known]
+    if missing:
+        conn.execute(t.classes.insert(), missing)
+
+
+def has_labels(conn: sa.Connection, t: Tables) -> bool:
+    """Some image has label rows."""
+    return conn.execute(sa.select(t.cell_labels.c.image_id).limit(1)).first() is not None
+
+
+def labelled_ids(conn: sa.Connection, t: Tables) -> list[int]:
+    """Every image with label rows, in id order."""
+    return list(conn.execute(sa.select(t.image_labels.c.image_id).distinct().order_by(t.image_labels.c.image_id)).scalars())
+
+
+def model_label_rows(conn: sa.Connection, t: Tables, image_ids: list[int]) -> dict[int, list[tuple[int, int, float]]]:
+    """The ``(cell, class_id, score)`` rows of the models (not of compounds) of each of ``image_ids``."""
+    cl = t.cell_labels
+    rows: dict[int, list[tuple[int, int, float]]] = {image_id: [] for image_id in image_ids}
+    for chunk in chunks(image_ids):
+        query = (sa.select(cl.c.image_id, cl.c.cell, cl.c.class_id, cl.c.score)
+                 .where(cl.c.image_id.in_(chunk), cl.c.class_id < COMPOUND_BASE)
+                 .order_by(cl.c.image_id, cl.c.cell, cl.c.class_id))
+        for image_id, cell, class_id, score in conn.execute(query):
+            rows[image_id].append((cell, class_id, score))
+    return rows
+
+
+def replace_compound_rows(conn: sa.Connection, t: Tables, image_ids: list[int], image_rows: list[dict],
+                          cell_rows: list[dict]) -> None:
+    """Replace the compound rows (`indexer.labels.COMPOUND_BASE` up) of ``image_ids``."""
+    for chunk in chunks(image_ids):
+        for table in (t.cell_labels, t.image_labels):
+            conn.execute(table.delete().where(table.c.image_id.in_(chunk), table.c.class_id >= COMPOUND_BASE))
+    for table, rows in ((t.image_labels, image_rows), (t.cell_labels, cell_rows)):
+        if rows:
+            conn.execute(table.insert(), rows)
 
 
 #: SQLSTATEs of a transaction PostgreSQL aborted so that others could go on (deadlock detected, could not
