@@ -79,6 +79,7 @@ def refresh_compounds(engine: sa.Engine, t: store.Tables, held: Compounds, cal: 
     """Derive every labelled image's compound rows again from its stored labels (an index from before
     compounds, or of other ones), `COMPOUND_CHUNK` images per transaction, then record them in meta, so that
     queries read them; ``on_chunk(done, total)`` after each chunk. Returns how many images it derived."""
+    store.transaction(engine, lambda conn: store.add_classes(conn, t, held.class_rows()))
     with engine.connect() as conn:
         ids = store.labelled_ids(conn, t)
     for start in range(0, len(ids), COMPOUND_CHUNK):

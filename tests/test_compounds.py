@@ -173,6 +173,7 @@ def test_an_older_index_gains_its_compounds_on_its_next_run_without_the_model(tm
         conn.execute("DELETE FROM cell_labels WHERE class_id >= ?", (COMPOUND_BASE,))
         conn.execute("DELETE FROM image_labels WHERE class_id >= ?", (COMPOUND_BASE,))
         conn.execute("DELETE FROM meta WHERE key = ?", (COMPOUNDS_KEY,))
+        conn.execute("DELETE FROM classes WHERE class_id >= ?", (COMPOUND_BASE,))
     engine = store.open_index(str(db))
     summary = pipeline.index(engine, [str(tmp_path / "photos")], lambda s: pytest.fail("no model runs"),
                              model="fake", size=96, precision="fp32", batch=4)
