@@ -199,10 +199,11 @@ def prepare(
     stored = {c for resolution in resolutions.values() for c in resolution.classes if c in AS_STORED}
     settings, held = None, None
     wants_text = any(resolution.is_text for resolution in resolutions.values())
-    if stored or wants_text:
+    several = any(len(resolution.classes) > 1 for resolution in resolutions.values())
+    if stored or wants_text or several:
         with _connected(bind) as conn:
             settings = read_settings(conn)
-            if settings is not None and any(r.classes & stored and r.classes - stored for r in resolutions.values()):
+            if settings is not None and several:
                 held = compounds.stored(read_meta(conn), settings.objects, settings.calibration)
     if fusion is None:  # an index that records no settings records no object pass either
         fusion = fusion_for(settings is not None and settings.objects)
