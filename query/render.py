@@ -69,6 +69,10 @@ def summary(result: Result) -> str:
     return line
 
 
+#: The widest the path column of `table` is padded to: a longer path overflows it rather than pad every row.
+PATH_COLUMN = 72
+
+
 def table(result: Result) -> str:
     """One line per match: rank, score, path, and where each term matched (or which match it is a copy of)."""
     names = term_names(result)
@@ -82,7 +86,7 @@ def table(result: Result) -> str:
     if rows:
         header = ("#", "score", "path", "matched")
         widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(3)]
-        widths[2] = min(widths[2], 72)
+        widths[2] = min(widths[2], PATH_COLUMN)
         for row in [header, *rows]:
             lines.append(f"{row[0]:>{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip())
     lines.append(summary(result))

@@ -300,22 +300,31 @@ def test_a_name_with_a_newline_cannot_print_a_fake_line(library):
 # 8 -----------------------------------------------------------------------------------------------------
 
 
+#: Linux's PATH_MAX (bytes, the final NUL included) and NAME_MAX (the longest name in a folder).
+PATH_MAX, NAME_MAX = 4096, 255
+LONG_NAME = "photo-" + "x" * 120 + ".jpg"
+
+
 def long_path(folder: Path) -> Path:
-    """A photo whose path is longer than PATH_MAX, made a folder at a time."""
+    """A photo whose path is longer than PATH_MAX in a folder whose path is not (so the walk lists it and
+    finds the photo), made a folder at a time. The deepest folder's path has the same length under any
+    ``folder`` (a pytest-xdist process's temporary folders are longer)."""
+    deepest = PATH_MAX - len(LONG_NAME)  # the folder and the photo's name together exceed PATH_MAX
     here = os.open(folder, os.O_RDONLY)
     deep = folder
     try:
-        while len(os.fsencode(deep)) < 4000:
-            os.mkdir("d" * 250, dir_fd=here)
-            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=here)
+        while len(os.fsencode(deep)) < deepest:
+            name = "d" * max(1, min(NAME_MAX, deepest - len(os.fsencode(deep)) - 1))
+            os.mkdir(name, dir_fd=here)
+            inner = os.open(name, os.O_RDONLY, dir_fd=here)
             os.close(here)
-            here, deep = inner, deep / ("d" * 250)
-        fd = os.open("photo-" + "x" * 120 + ".jpg", os.O_WRONLY | os.O_CREAT, dir_fd=here)
+            here, deep = inner, deep / name
+        fd = os.open(LONG_NAME, os.O_WRONLY | os.O_CREAT, dir_fd=here)
         os.write(fd, (TESTS / "photos" / "chelsea.jpg").read_bytes())
         os.close(fd)
     finally:
         os.close(here)
-    return deep / ("photo-" + "x" * 120 + ".jpg")
+    return deep / LONG_NAME
 
 
 def test_entries_that_are_no_file_to_read_are_reported_as_skipped(library):

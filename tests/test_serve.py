@@ -272,7 +272,8 @@ def test_out_of_range_parameters_are_one_line_errors(client):
     assert page.status_code == 405 and "<p class=\"message\">this address only answers GET</p>" in page.text
 
 
-def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path):
+def test_an_index_in_postgresql_is_served_read_only(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setattr("serve.app.STATS_WAIT_S", PATIENCE_S)  # the counts, however busy the machine
     make_index(pg_url, {"/photos/a.jpg": {4: {SCHOOL_BUS: 0.9}}, "/photos/b.jpg": {0: {SCHOOL_BUS: 0.5}}}).dispose()
     index = Index(pg_url, thumbnail_folder=tmp_path / "thumbs")
     with TestClient(create_app(index), base_url="http://localhost") as client:
@@ -362,7 +363,8 @@ def test_face_boxes_are_drawn_when_the_index_has_them(client, library, monkeypat
     ]
 
 
-def test_the_overview_counts_links_labels_to_their_search_and_lists_failed_files(client):
+def test_the_overview_counts_links_labels_to_their_search_and_lists_failed_files(client, monkeypatch):
+    monkeypatch.setattr("serve.app.STATS_WAIT_S", PATIENCE_S)  # the counts, however busy the machine (the wait: below)
     page = client.get("/overview").text
     assert '<td id="images">8</td>' in page
     assert "efficientnet-lite0 at size 448 (fp32)" in page
