@@ -73,7 +73,8 @@ def write_meta(conn: sa.Connection, t: Tables, key: str, value: str | None) -> N
 
 
 def add_classes(conn: sa.Connection, t: Tables, rows: list[dict]) -> None:
-    """Store the ``classes`` rows not stored yet (by class id); a row of the same id is left as it is."""
+    """Store the compounds' ``classes`` rows (ids from `COMPOUND_BASE` up) not stored yet; a row of the same id
+    is left as it is."""
     known = set(conn.execute(sa.select(t.classes.c.class_id).where(t.classes.c.class_id >= COMPOUND_BASE)).scalars())
     missing = [row for row in rows if row["class_id"] not in known]
     if missing:
