@@ -142,7 +142,7 @@ QUERIES = [
     "dog", "dog in center", "cat top row", "person", "zebra", "giraffe", "bag", "dog left of cat",
     "dog AND cat", "dog OR giraffe", "person next to dog", "cat AND NOT dog", "NOT dog", "NOT (cat left of dog)",
     "dog in center > 0.5", "cat > 0.2 OR zebra", "beagle OR giraffe top row", "domestic cat left of person",
-    "giraffe AND beagle", "zebra in center AND tabby top row",
+    "giraffe AND beagle", "zebra in center AND tabby top row", "giraffe OR dog left of cat",
 ]
 
 

@@ -5,6 +5,7 @@ indexes and queries."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query import browse, render
 from query import compile as compile_module
-from query.parser import QueryError, parse
+from query.parser import And, QueryError, parse
 from query.resolve import resolve
 from query.search import execute, explain, prepare
 from query.search import search as _search
@@ -308,31 +309,36 @@ def test_sql_agrees_with_brute_force(random_engine, query, min_score):
 
 _ONE_LABEL = st.builds(lambda l, r, t: l + r + t,
                        st.sampled_from(["dog", "cat", "tabby", "crane", "face", "n02012849"]), _REGION, _THRESHOLD)
-#: One term, alone or less others (``tabby AND NOT dog in center``): `_Compiler.one_term_shape`.
-_ONE_TERM = st.builds(lambda term, nots: " AND ".join([term] + [f"NOT {n}" for n in nots]),
-                      _ONE_LABEL, st.lists(_ONE_LABEL, max_size=2))
+#: One term or an OR of terms, alone or less others (``(tabby OR crane) AND NOT dog in center``):
+#: `_Compiler.ranked_shape`.
+_ONE_TERM = st.builds(lambda terms, nots: " AND ".join([f"({' OR '.join(terms)})" if len(terms) > 1 else terms[0]]
+                                                       + [f"NOT {n}" for n in nots]),
+                      st.lists(_ONE_LABEL, min_size=1, max_size=3), st.lists(_ONE_LABEL, max_size=2))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=_ONE_TERM, min_score=st.sampled_from([0.2, 0.1, 0.001]), limit=st.sampled_from([1, 3, 20]),
        offset=st.sampled_from([0, 2, 9, 200]))
 def test_a_page_of_one_term_is_the_page_of_every_match(random_engine, query, min_score, limit, offset):
-    """The one-term shape (`_Compiler.one_term`, also for one term AND NOT others) cuts the page before reading
-    the images and counts without them: the same page (order, scores, cells) and total as the general
-    statement (taken under a restriction that restricts nothing), and the brute force's matches."""
+    """The ranked shape (`_Compiler.ranked`: one term or an OR of terms, AND NOT others) cuts the page before
+    reading the images and counts without them: the same page (order, scores, each term's cells) and total as
+    the general statement (taken under a restriction that restricts nothing), and the brute force's matches."""
     engine, t = random_engine
     fast = search(engine, query, min_score=min_score, limit=limit, offset=offset, tables=t)
     general = search(engine, query, min_score=min_score, limit=limit, offset=offset, tables=t,
                      within=lambda images: sa.true())
     tree, found = resolve(parse(query), query)
-    kept, *negated = [getattr(child, "child", child) for child in getattr(tree, "children", (tree,))]
+    kept, *negated = [getattr(child, "child", child) for child in (tree.children if isinstance(tree, And) else (tree,))]
+    ranked = getattr(kept, "children", (kept,))
 
     def key(term):  # what makes two terms one (`_Compiler._collect`)
         return (found[term].classes, term.region.cells, min_score if term.threshold is None else term.threshold,
                 term.strict and term.threshold is not None)
 
-    pivot = key(kept) in {key(term) for term in negated} or any(len(found[term].classes) > 1 for term in negated)
-    assert fast.prepared.compiled.plan.startswith("one term") is not pivot  # a term AND NOT itself, or a group
+    pivot = ({key(term) for term in ranked} & {key(term) for term in negated}
+             or any(len(found[term].classes) > 1 for term in negated))
+    shape = "one term" if len({key(term) for term in ranked}) == 1 else "terms "
+    assert fast.prepared.compiled.plan.startswith(shape) is not bool(pivot)  # a term AND NOT itself, or a group
     assert general.prepared.compiled.plan.startswith("candidates")
 
     def page(result):
@@ -344,6 +350,35 @@ def test_a_page_of_one_term_is_the_page_of_every_match(random_engine, query, min
     assert fast.total == (len(expected) if offset < len(expected) else None if offset else 0)  # None: past the end
     assert {m.path for m in fast.matches} <= expected
     assert len(fast.matches) == max(0, min(limit, len(expected) - offset))
+
+
+@pytest.mark.parametrize("query", ["tabby in the top row", "tabby OR flowerpot", "tabby in corners OR face in center",
+                                   "flowerpot on the left OR tabby OR n02012849 bottom right"])
+def test_a_broad_ranked_query_counts_up_to_a_limit(random_engine, monkeypatch, query):
+    """Terms of one class over several cells, or in an OR, rank only the rows reaching the best of their
+    streams' page-end scores (`_Compiler.ranked_streams`) and count up to `COUNT_LIMIT` or the page's end:
+    the same pages as the general statement at every offset (and scrolled on with `at_offset`), and the total
+    "more than" the limit where there are more."""
+    engine, t = random_engine
+    monkeypatch.setattr(compile_module, "COUNT_LIMIT", 5)
+    first = prepare(engine, query, limit=3, offset=0, tables=t, min_score=FIXTURE_MIN_SCORE)
+    assert "streams' page-end scores" in first.compiled.plan and "matches counted up to 5" in first.compiled.plan
+    everything = search(engine, query, limit=None, tables=t)
+    assert everything.total > 8  # the limit is reached, and pages run past it
+    for offset in (0, 2, 4, 6, everything.total - 1):
+        fast = search(engine, query, limit=3, offset=offset, tables=t)
+        scrolled = execute(engine, replace(first, compiled=first.compiled.at_offset(offset), offset=offset))
+        general = search(engine, query, limit=3, offset=offset, tables=t, within=lambda images: sa.true())
+        assert general.prepared.compiled.plan.startswith("candidates")
+
+        def page(result):
+            return [(m.rank, m.path, m.score, [(h.score, h.cells) for h in m.terms]) for m in result.matches]
+
+        limit = max(5, offset + 3)
+        for result in (fast, scrolled):
+            assert page(result) == page(general) == page(everything)[offset:offset + 3]
+            assert (result.total, result.counted) == ((limit, False) if everything.total > limit
+                                                      else (everything.total, True)), offset
 
 
 def test_one_term_leaves_out_photos_waiting_to_be_redone(tmp_path):
@@ -367,7 +402,7 @@ def test_one_term_leaves_out_photos_waiting_to_be_redone(tmp_path):
 def test_random_queries_reach_every_plan_shape(random_engine):
     engine, t = random_engine
     queries = ["dog", "dog AND NOT tabby", "dog AND NOT crane left of tabby", "tabby AND flowerpot", "tabby OR crane",
-               "NOT dog", "tabby AND NOT dog"]
+               "tabby OR crane left of flowerpot", "NOT dog", "tabby AND NOT dog"]
     plans = {q: prepare(engine, q, tables=t).compiled.plan for q in queries}
     assert plans["dog"].startswith("one term: the best of its cells")
     assert plans["dog AND NOT tabby"].startswith("one term: the best of its cells, from the class index per image, "
@@ -375,7 +410,8 @@ def test_random_queries_reach_every_plan_shape(random_engine):
     assert plans["tabby AND NOT dog"].startswith("candidates: images of term 1")  # dog: 118 classes, looked up
     assert plans["dog AND NOT crane left of tabby"].startswith("candidates: images of term 1")
     assert plans["tabby AND flowerpot"].startswith("candidates: images common to terms 1, 2")
-    assert plans["tabby OR crane"].startswith("candidates: images of any of terms 1, 2")
+    assert plans["tabby OR crane"].startswith("terms 1, 2 in an OR: the best confidence of each per image")
+    assert plans["tabby OR crane left of flowerpot"].startswith("candidates: images of any of terms 1, ")
     assert plans["NOT dog"].startswith("no driving term")
 
 
