@@ -73,10 +73,11 @@ So ``dog in center AND flowerpot top-left`` costs about what the flowerpots cost
 A query of one term or of an OR of terms (a page of it: not every match, not restricted, by score), less
 terms of one class, is no pivot either: each image's best value (an OR's: the best of its terms') is read once,
 and only the images that can reach the page are joined to ``images`` (`_Compiler.ranked`); the pivot would join
-every match. Where each term is one class, each of its cells is a stream the class index hands over in score
-order, and the page is cut from the rows reaching the best of the streams' page-end scores, with the count
-stopped past `COUNT_LIMIT` as for NOT terms (`_Compiler.ranked_streams`): grouping every image of
-``person in the bottom row`` (354,000 at 1M photos) cost more than half a second.
+every match. Where each term is one class (a word several classes answer is one: `query.compounds`), each of
+its cells is a stream the class index hands over in score order, and the page is cut from the rows reaching
+the best of the streams' page-end scores, with the count stopped past `COUNT_LIMIT` as for NOT terms
+(`_Compiler.ranked_streams`): grouping and counting every image of ``person in the bottom row`` (354,000 at
+1M photos) cost more than half a second.
 """
 
 from __future__ import annotations
@@ -975,7 +976,7 @@ class _Compiler:
 
             def confidence(best: sa.ColumnElement) -> sa.ColumnElement:
                 return best
-        streams = None if in_order or without else self.streams(specs)
+        streams = None if without else self.streams(specs)
         if streams is not None:
             return self.ranked_streams(specs, streams, confidence, plan, limit, offset)
         for other in without:
@@ -1067,12 +1068,12 @@ class _Compiler:
 
     def ranked_streams(self, specs: list[Spec], streams: list[tuple[Spec, sa.Select]], confidence, plan: str,
                        limit: int, offset: int) -> CompiledQuery:
-        """`ranked` for terms of one class each over several cells or in an OR, whose images are too many
-        to group all of them (``person in the bottom row``: 354,000 photos at 1M, 587 ms). Each stream (a
-        class in a cell) holds k = offset + limit distinct images scoring at least its k-th best, so the page's
-        last score is at least the best of the streams' k-th confidences: only the rows reaching that cut are
-        grouped per image and ranked. The count reads distinct images off the streams and stops past
-        `COUNT_LIMIT` or the page's end (then the total is "more than" that)."""
+        """`ranked` for terms of one class each, whose images may be too many to group or count them all
+        (``person in the bottom row``: 354,000 photos at 1M, 587 ms). Each stream (a class in a cell) holds
+        k = offset + limit distinct images scoring at least its k-th best, so the page's last score is at
+        least the best of the streams' k-th confidences: only the rows reaching that cut are grouped per image
+        and ranked. The count reads distinct images off the streams and stops past `COUNT_LIMIT` or the
+        page's end (then the total is "more than" that)."""
         images = self.t.images
         excluded = sa.select(images.c.image_id).where(unlabelled(images))
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
