@@ -959,7 +959,13 @@ class _Compiler:
         if len(specs) == 1:
             rows, in_order, source = self.best_per_image(specs[0])
             plan = f"one term: the best of {source} per image"
-
+        else:
+            plan = (f"terms {', '.join(str(s.number) for s in specs)} in an OR: the best confidence of each per "
+                    "image, the best of them per image")
+        streams = None if without else self.streams(specs)
+        if streams is not None:
+            return self.ranked_streams(specs, streams, plan, limit, offset)
+        if len(specs) == 1:
             def confidence(best: sa.ColumnElement) -> sa.ColumnElement:
                 return self.confidence(best, specs[0])
         else:
@@ -972,14 +978,9 @@ class _Compiler:
             either = sa.union_all(*branches).subquery("either")
             rows = sa.select(either.c.image_id, sa.func.max(either.c.best).label("best")).group_by(either.c.image_id)
             in_order = False
-            plan = (f"terms {', '.join(str(s.number) for s in specs)} in an OR: the best confidence of each per "
-                    "image, the best of them per image")
 
             def confidence(best: sa.ColumnElement) -> sa.ColumnElement:
                 return best
-        streams = None if without else self.streams(specs)
-        if streams is not None:
-            return self.ranked_streams(specs, streams, plan, limit, offset)
         for other in without:
             held = self.best_per_image(other)[0].subquery(f"held_{other.number}")
             rows = rows.where(rows.selected_columns.image_id.not_in(sa.select(held.c.image_id)))

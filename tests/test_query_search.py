@@ -352,13 +352,15 @@ def test_a_page_of_one_term_is_the_page_of_every_match(random_engine, query, min
     assert len(fast.matches) == max(0, min(limit, len(expected) - offset))
 
 
-@pytest.mark.parametrize("query", ["tabby in the top row", "tabby OR flowerpot", "tabby in corners OR face in center",
+@pytest.mark.parametrize("query", ["face", "tabby", "tabby in the top row", "tabby OR flowerpot",
+                                   "tabby in corners OR face in center",
                                    "flowerpot on the left OR tabby OR n02012849 bottom right"])
 def test_a_broad_ranked_query_counts_up_to_a_limit(random_engine, monkeypatch, query):
-    """Terms of one class over several cells, or in an OR, rank only the rows reaching the best of their
-    streams' page-end scores (`_Compiler.ranked_streams`) and count up to `COUNT_LIMIT` or the page's end:
-    the same pages as the general statement at every offset (and scrolled on with `at_offset`), and the total
-    "more than" the limit where there are more."""
+    """Terms of one class each (one, or an OR of them; a detector's class anywhere is one stream, another class
+    one per cell) rank only the rows reaching the best of their streams' page-end scores
+    (`_Compiler.ranked_streams`) and count up to `COUNT_LIMIT` or the page's end: the same pages as the
+    general statement at every offset (and scrolled on with `at_offset`), and the total "more than" the
+    limit where there are more."""
     engine, t = random_engine
     monkeypatch.setattr(compile_module, "COUNT_LIMIT", 5)
     first = prepare(engine, query, limit=3, offset=0, tables=t, min_score=FIXTURE_MIN_SCORE)
