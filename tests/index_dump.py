@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sqlalchemy as sa
 
 from indexer import store
@@ -9,6 +11,10 @@ from indexer import store
 #: Every ``images`` column but the id (assigned by each database) and the time of indexing.
 IMAGE_COLUMNS = ("path", "size_bytes", "mtime_ns", "content_hash", "width", "height", "model", "working_size",
                  "error")
+#: How far two runs' scores and box corners may differ. The same photos through the same int8 network differ in
+#: their last digits where the CPU's kernels add in another order for another thread count or batch (seen on an
+#: AMD EPYC with AVX-VNNI, Ray's one-thread actors against the local engine: 3e-7 at most; bit for bit on Intel).
+REL_TOL, ABS_TOL = 1e-5, 1e-6
 
 
 def dump_index(url: str) -> dict[str, tuple]:
@@ -41,3 +47,38 @@ def dump_index(url: str) -> dict[str, tuple]:
               for path, (row, image_labels, cell_labels, found) in content.items()}
     dumped["<settings>"] = settings
     return dumped
+
+
+def differences(left: dict[str, tuple], right: dict[str, tuple]) -> list[str]:
+    """The paths (and settings) whose dumps differ beyond `REL_TOL`/`ABS_TOL`, each with the first difference;
+    empty when the two indexes hold the same rows."""
+    found = [f"{key}: only in the {side}" for key, side in
+             [(k, "left") for k in left.keys() - right.keys()] + [(k, "right") for k in right.keys() - left.keys()]]
+    for key in sorted(left.keys() & right.keys()):
+        first = _first_difference(left[key], right[key])
+        if first is not None:
+            found.append(f"{key}: {first}")
+    return found
+
+
+def _first_difference(a, b) -> str | None:
+    if isinstance(a, float) and isinstance(b, float):
+        return None if math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL) else f"{a!r} != {b!r}"
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and type(a) is type(b):
+        if len(a) != len(b):
+            return f"{len(a)} rows != {len(b)} rows"
+        for x, y in zip(a, b):
+            first = _first_difference(x, y)
+            if first is not None:
+                return first
+        return None
+    return None if a == b else f"{a!r} != {b!r}"
+
+
+def same_answers(left: dict[str, list[tuple[str, float]]], right: dict[str, list[tuple[str, float]]]) -> bool:
+    """Two indexes' answers (query -> [(path, score)]) hold the same paths at scores within the tolerance
+    of `differences`; paths whose scores tie within it may list in either order."""
+    def by_path(answers):
+        return {query: sorted(matches) for query, matches in answers.items()}
+
+    return left.keys() == right.keys() and not differences(by_path(left), by_path(right))

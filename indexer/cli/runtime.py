@@ -47,7 +47,7 @@ def status() -> None:
     from indexer import runtime as runtimes
 
     installed = runtimes.openvino_installed()
-    flags = sorted(runtimes.INT8_DOT_FLAGS & runtimes.cpu_flags())
+    flags = runtimes.int8_dot_flags()
     click.echo(f"OpenVINO: {'installed' if installed else 'not installed (' + runtimes.INSTALL_HINT + ')'}")
     click.echo(f"CPU int8 dot products: {', '.join(flags) if flags else 'none'}")
     runtime, precision = runtimes.resolve("auto", "auto")

@@ -30,12 +30,12 @@ from indexer.runtime import machine
 # The machine's facts, named here too: commands read them as ``runtime.INT8``, ``runtime.openvino_installed()``.
 from indexer.runtime.machine import (
     AUTO, INSTALL_HINT, INT8, INT8_DOT_FLAGS, OPENVINO, PRECISIONS, RUNTIMES, TF, cpu_flags, cpu_has_int8_dot,
-    openvino_installed, require_openvino)
+    int8_dot_flags, openvino_installed, require_openvino)
 
 __all__ = [
     "AUTO", "DEFAULT_BATCHES", "FALLBACK_BATCH", "INSTALL_HINT", "INT8", "INT8_DOT_FLAGS", "OPENVINO", "PRECISIONS",
     "RUNTIMES", "TF", "choose",
-    "cpu_flags", "cpu_has_int8_dot",
+    "cpu_flags", "cpu_has_int8_dot", "int8_dot_flags",
     "current_quantization", "default_batch", "load", "load_backbone", "machine", "openvino_installed",
     "require_openvino", "resolve",
 ]

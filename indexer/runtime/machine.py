@@ -41,8 +41,13 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def int8_dot_flags() -> list[str]:
+    """The CPU's int8 dot-product flags, sorted (what ``runtime status`` names)."""
+    return sorted(INT8_DOT_FLAGS & cpu_flags())
+
+
 def cpu_has_int8_dot() -> bool:
-    return bool(INT8_DOT_FLAGS & cpu_flags())
+    return bool(int8_dot_flags())
 
 
 def _importable(name: str) -> bool:
