@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS cell_labels (
 -- need only image_id, so the table itself is never visited (p95 of a two-term spatial AND on 1M images:
 -- 111 ms without image_id here, 20 ms with it; bench/RESULTS.md).
 CREATE INDEX IF NOT EXISTS cell_labels_class_cell_image ON cell_labels (class_id, cell, score, image_id);
+-- Covering index for a term computed per candidate (version 8): one photo's rows of one class, all its cells
+-- and their scores, in one seek. The primary key orders a photo's rows by cell, so the same lookup took nine
+-- seeks and a visit to the table for each score, and a relation or AND with a term in half the photos
+-- (`person above wallet`) read that term's every entry instead (bench/RESULTS.md, session 10).
+CREATE INDEX IF NOT EXISTS cell_labels_image_class ON cell_labels (image_id, class_id, cell, score);
 
 -- Boxes found by a detector (version 4 of the schema; version 3's faces table): faces (indexer/faces.py,
 -- class_id 1000) when meta 'faces' is 'on', COCO objects (indexer/objects.py, class_id 1001-1080) when meta

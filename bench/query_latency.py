@@ -77,6 +77,7 @@ def cached_index(n_images: int) -> Path:
     if not path.exists():
         print(f"building {path} ({n_images:,} images) ...", flush=True)
         build(path, n_images)
+    open_index(str(path), create=True).dispose()  # an index of an older schema version is upgraded in place
     sync_indexes(path)
     return path
 

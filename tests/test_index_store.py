@@ -430,5 +430,30 @@ def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
     with sqlite3.connect(db) as conn:
         names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == str(store.SCHEMA_VERSION) == "7"
+    assert version == str(store.SCHEMA_VERSION) == "8"
     assert {"images_unlabelled", "image_labels_class_image"} <= names and "image_labels_class" not in names
+
+
+def test_a_version_7_index_gains_the_index_of_terms_computed_per_candidate(tmp_path):
+    db = tmp_path / "old.db"
+    engine = store.open_index(str(db))
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        conn.execute(t.images.insert().values(image_id=1, path="/p/a.jpg", size_bytes=1, mtime_ns=1, model="m",
+                                              indexed_at="2026-01-01T00:00:00Z"))
+        conn.execute(t.cell_labels.insert().values(image_id=1, cell=4, class_id=281, score=0.5, coverage=1.0))
+    engine.dispose()
+    with sqlite3.connect(db) as conn:  # as version 7 left it
+        conn.execute("DROP INDEX cell_labels_image_class")
+        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    with pytest.raises(SchemaVersionError) as refused:
+        store.open_index(str(db), readonly=True)
+    assert str(refused.value) == (f"{db} has schema version 7; bring it up to date (it gains indexes for faster "
+                                  f"queries, and nothing is read again): imgidx index FOLDER --db {db}")
+    store.open_index(str(db)).dispose()
+    with sqlite3.connect(db) as conn:
+        indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cell_labels_image_class'").fetchone()
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        kept = conn.execute("SELECT image_id, cell, class_id, score FROM cell_labels").fetchall()
+    assert version == "8" and kept == [(1, 4, 281, 0.5)]
+    assert indexed[0].endswith("ON cell_labels (image_id, class_id, cell, score)")

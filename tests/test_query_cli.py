@@ -127,7 +127,8 @@ def test_explain(db):
     assert out.startswith(f"query: crane in the top row AND NOT flowerpot\nparsed:\n  AND\n    crane in top row >= {MIN}\n"
                           f"    NOT\n      flowerpot >= {MIN}\nlabels:\n  'crane' -> 2 classes, ambiguous: 2 senses\n")
     assert "\n    class 134 crane (n02012849)\n    class 517 crane (n03126707)\n" in out
-    assert "plan: one term: the best of its cells, from the class index per image, less the images of term 2;" in out
+    assert ("plan: one term: the best of its cells, from the class index per image, less the images of term 2 "
+            "(listed);") in out
     assert "SQL (values shown inline; the query binds them as parameters):\n  WITH hits_1 AS" in out
     assert "cell_labels.class_id IN (134, 517) AND cell_labels.cell IN (0, 1, 2)" in out
     assert "SQLite query plan:" in out and "cell_labels_class_cell" in out

@@ -7,12 +7,14 @@ from counts that lie."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+
 import pytest
 
 from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
-from query.compile import compile_query
+from query.compile import ESTIMATE_CAP, NARROW_RATIO, _and_drive, _Drive, compile_query
 from query.parser import parse
 from query.resolve import resolve
 from query.search import execute, prepare
@@ -40,7 +42,8 @@ QUERIES = {
     "relation": ["tabby left of school bus", "school bus above face", "face next to flowerpot"],
     "hierarchy term": ["dog in center", "cat in the top row"],
     "hierarchy AND term": ["dog in center AND school bus in center", "cat in top-left AND flowerpot"],
-    "OR / NOT": ["tabby in center OR school bus", "school bus AND NOT dog", "face in center AND tabby AND NOT crane"],
+    "OR / NOT": ["tabby in center OR school bus", "school bus AND NOT dog", "face in center AND tabby AND NOT crane",
+                 "school bus OR flowerpot AND NOT tabby"],
     "NOT alone": ["NOT dog"],
 }
 
@@ -70,9 +73,9 @@ def _lying(seed: int):
     return lambda statement: rng.choice((1, 30, 10**9))
 
 
-#: Kinds with an AND of two terms or more, so that the counts can choose among drivers (a relation's two
-#: sides are not counted: `query.compile._drive`).
-CHOOSING = ("2-term spatial AND", "2-term AND, any region", "3-term AND", "hierarchy AND term", "OR / NOT")
+#: Kinds with an AND of two terms or more, or a relation, so that the counts can choose among drivers.
+CHOOSING = ("2-term spatial AND", "2-term AND, any region", "3-term AND", "relation", "hierarchy AND term",
+            "OR / NOT")
 
 
 @pytest.mark.parametrize("kind", list(QUERIES))
@@ -110,3 +113,52 @@ def test_terms_alike_in_size_still_drive_together(skewed):
     engine, t = skewed
     plan = prepare(engine, "school bus in top-left AND flowerpot in top-left", tables=t).compiled.plan
     assert plan.startswith("candidates: images common to terms 1, 2")
+
+
+def test_a_relations_broad_side_is_computed_per_candidate_of_its_narrow_side(skewed):
+    engine, t = skewed
+    plan = prepare(engine, "tabby left of school bus", tables=t).compiled.plan
+    assert plan == ("candidates: images of term 2 (school bus >= 0.4); term 2 read from the class index; term 1 "
+                    "computed per candidate")
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """A stand-in for a term's `query.compile.Spec`: what `_and_drive` reads of it."""
+
+    name: str
+    entries: int
+    cost: int = 9
+
+
+@pytest.mark.parametrize("narrow, broad, drivers", [
+    (100, 100 * NARROW_RATIO + 1, ["narrow"]),
+    (100, 100 * NARROW_RATIO, ["narrow", "broad"]),
+    # both past the first count's cap: counted on to eight times the narrow one
+    (5_000, 5_000 * NARROW_RATIO + 1, ["narrow"]),
+    (5_000, 30_000, ["narrow", "broad"]),
+    (ESTIMATE_CAP, 10**7, ["narrow"]),
+    (ESTIMATE_CAP + 1, 10**7, ["narrow", "broad"]),  # every part past the cap: the counts tell nothing
+])
+def test_a_part_far_broader_than_the_narrowest_does_not_drive(narrow, broad, drivers):
+    asked = []
+
+    def entries(drive: _Drive, bound: int) -> int:
+        asked.append((drive.spec.name, bound))
+        return min(drive.spec.entries, bound + 1)
+
+    parts = [_Drive("term", _Sized("broad", broad)), _Drive("term", _Sized("narrow", narrow))]
+    chosen = _and_drive(parts, entries)
+    assert sorted(s.name for s in chosen.specs()) == sorted(drivers)
+    assert max(bound for _, bound in asked) <= ESTIMATE_CAP * NARROW_RATIO  # what a count may cost
+
+
+def test_a_broad_negated_term_is_tested_per_image_of_a_narrow_one(skewed):
+    engine, t = skewed
+    narrow = prepare(engine, "school bus AND NOT face", tables=t).compiled.plan
+    assert narrow.startswith("one term: the best of its cells, from the class index per image, less the images of "
+                             "term 2 (tested per image);")
+    broad = prepare(engine, "face AND NOT school bus", tables=t).compiled.plan
+    assert "less the images of term 2 (listed);" in broad
+    alone = prepare(engine, "school bus AND NOT face", tables=t, count=None).compiled.plan
+    assert "less the images of term 2 (listed);" in alone

@@ -356,7 +356,7 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
     (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`;
     6 -> 7: the indexes ``images_unlabelled`` and ``image_labels_class_image`` (schema.sql's statements make
-    them), which replaces ``image_labels_class``.
+    them), which replaces ``image_labels_class``; 7 -> 8: the index ``cell_labels_image_class``, made so too.
     """
     if found < TAKEN_VERSION:
         _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column

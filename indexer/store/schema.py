@@ -30,7 +30,8 @@ from indexer.errors import DamagedIndexError, StoreError
 #: 6: the text read in photos (`indexer.text`): the texts and text_words tables, meta 'text'.
 #: 7: for queries of one term: the partial index ``images_unlabelled`` (the images queries leave out), and
 #: ``image_labels_class_image`` (class, score, image) instead of ``image_labels_class`` (class, score).
-SCHEMA_VERSION = 7
+#: 8: for terms computed per candidate: the index ``cell_labels_image_class`` (image, class, cell, score).
+SCHEMA_VERSION = 8
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes", "texts",
                "text_words")
 
