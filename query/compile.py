@@ -326,9 +326,10 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     narrowest one. Where the index can be asked (``entries``: a part's class-index entries, counted up to a
     bound), those of them that read far more entries than the narrowest part (`NARROW_RATIO`) are left to be
     computed per candidate, and the narrowest part drives alone if none is left: ``person in center AND can
-    opener in top-left`` is driven by the can openers, not by the people. A part whose count stopped at
-    `ESTIMATE_CAP` is counted on where the narrowest is over an eighth of that: 9,000 wallets against 2
-    million people."""
+    opener in top-left`` is driven by the can openers, not by the people. Where every part passes
+    `ESTIMATE_CAP`, they are counted again up to `NARROW_RATIO` times that (``chime next to person``: 24,000
+    against 2 million), and a part stopped at the cap is counted on up to `NARROW_RATIO` times the narrowest
+    (9,000 wallets against 2 million people). Each count reads at most what reading that part in full would."""
     if not parts:
         return None
     cheap = [p for p in parts if p.cost <= CHEAP_DRIVER]
@@ -336,15 +337,18 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     if entries is None or len(parts) < 2:
         return _combine("and", chosen)
     counted: dict[_Drive, int] = {}
-    bound = ESTIMATE_CAP
-    for part in sorted(parts, key=lambda p: p.cost):
-        counted[part] = entries(part, bound)
-        bound = min(bound, counted[part] * NARROW_RATIO)
-    least = min(counted.values())
-    if least > ESTIMATE_CAP:  # every part is broad: the counts tell nothing
+    for cap in (ESTIMATE_CAP, ESTIMATE_CAP * NARROW_RATIO):  # the second only where every part passed the first
+        bound = cap
+        for part in sorted(parts, key=lambda p: p.cost):
+            counted[part] = entries(part, bound)
+            bound = min(bound, counted[part] * NARROW_RATIO)
+        least = min(counted.values())
+        if least <= cap:
+            break
+    else:  # every part is broad: the counts tell nothing
         return _combine("and", chosen)
     for part in counted:  # stopped at the cap, below what would make it broad: counted on, that far
-        if counted[part] > ESTIMATE_CAP and least * NARROW_RATIO > ESTIMATE_CAP:
+        if counted[part] > cap and least * NARROW_RATIO > cap:
             counted[part] = entries(part, least * NARROW_RATIO)
     narrow = [p for p in chosen if counted[p] <= least * NARROW_RATIO]
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
