@@ -464,6 +464,15 @@ class _Compiler:
     def cell_filter(self, column: sa.ColumnElement, cells: tuple[int, ...]) -> sa.ColumnElement:
         if cells == ALL_CELLS:
             return sa.true()
+        return self.index_cells(column, cells)
+
+    @staticmethod
+    def index_cells(column: sa.ColumnElement, cells: tuple[int, ...]) -> sa.ColumnElement:
+        """``cells`` as a read of the class index ``(class_id, cell, score, image_id)`` takes them: listed even
+        when they are all nine, so that a threshold on the score bounds each cell's range. Without them the
+        index gives only the class, and every row of it is read down to the floor the writer stores: for a
+        class anywhere, ten to thirty times the rows that reach a threshold (``cornet`` at 1M photos: 18 ms
+        against 0.9 ms to count them)."""
         return column == cells[0] if len(cells) == 1 else column.in_(cells)
 
     def reaches(self, value: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
@@ -520,7 +529,7 @@ class _Compiler:
         key = (spec.number, bound)
         if key not in self._entries:
             cl = self.t.cell_labels
-            where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
+            where = [self.class_filter(cl.c.class_id, spec.classes), self.index_cells(cl.c.cell, spec.cells)]
             floor = self.entry_floor(spec)
             if floor > 0.0:
                 where.append(cl.c.score >= floor)
@@ -553,7 +562,7 @@ class _Compiler:
             self._hits[spec.number] = self.text_hits(spec).cte(f"hits_{spec.number}")
             return self._hits[spec.number]
         cl = self.t.cell_labels
-        where = [self.class_filter(cl.c.class_id, spec.classes), self.cell_filter(cl.c.cell, spec.cells)]
+        where = [self.class_filter(cl.c.class_id, spec.classes), self.index_cells(cl.c.cell, spec.cells)]
         if len(spec.classes) == 1:  # one row per (image, cell): the threshold runs inside the index
             query = sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s")).where(*where, self.reaches(cl.c.score, spec))
         elif not spec.model_classes:  # the best of several probabilities: the threshold still runs in the index
@@ -640,7 +649,7 @@ class _Compiler:
         where either part does, so each part is read from the class index with its own threshold (the
         detector classes' probability as its evidence), and each cell keeps its better value."""
         cl = self.t.cell_labels
-        in_cells = self.cell_filter(cl.c.cell, spec.cells)
+        in_cells = self.index_cells(cl.c.cell, spec.cells)
         stored_holds = self.stored_reaches(cl.c.score, spec)
         stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
         parts = [sa.select(cl.c.image_id, cl.c.cell, self.inverse(cl.c.score, spec.model_classes).label("s"))
@@ -660,7 +669,7 @@ class _Compiler:
         """`hits` of a term of both kinds: the cells where either part reaches its floor (`Spec.floors`),
         read from the class index, then each such cell's value from its own rows (primary key)."""
         cl = self.t.cell_labels
-        cells = sa.select(cl.c.image_id, cl.c.cell).where(self.cell_filter(cl.c.cell, spec.cells))
+        cells = sa.select(cl.c.image_id, cl.c.cell).where(self.index_cells(cl.c.cell, spec.cells))
         stored_floor, model_floor = spec.floors
         stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
         reached = [cells.where(stored, self.at_least(cl.c.score, stored_floor))]
