@@ -169,8 +169,9 @@ SHAPE_QUERIES = [
 #: What the dialects spell differently; nothing else may differ: PostgreSQL's images sorted by path for a
 #: query of NOT terms only (`query.compile._Compiler.in_path_order`; SQLite reads its index on path), bind
 #: parameters (with PostgreSQL's casts), SQLite's many-argument max() for PostgreSQL's greatest(), and the
-#: byte order of paths; and how a LIMIT is written (SQLite adds an OFFSET to each, so the numbers of the
-#: parameters after it differ too).
+#: byte order of paths; how a LIMIT is written (SQLite adds an OFFSET to each, so the numbers of the
+#: parameters after it differ too); and SQLite's CROSS JOIN where candidates look up their own rows
+#: (`query.compile._Driven`: the same join, its order fixed).
 SPELLINGS = [
     (r'\(SELECT images\.image_id AS image_id, [^()]*\sFROM images ORDER BY images\.path COLLATE "C"\s+LIMIT ALL '
      r"OFFSET 0\) AS in_path_order", "images"),
@@ -178,6 +179,7 @@ SPELLINGS = [
     (r"%\(\w+\)s(::[A-Z]+(?: PRECISION)?)?", "?"), (r"\bgreatest\(", "max("), (r"\bleast\(", "min("),
     (r' COLLATE "C" ?', ""),
     (r"\s*\n LIMIT \?( OFFSET \?)?", "\n LIMIT ? OFFSET ?"), (r"POSTCOMPILE_\w+", "POSTCOMPILE"),
+    (r" CROSS JOIN ", " JOIN "),
 ]
 
 
