@@ -414,6 +414,16 @@ def test_stats_leaders_are_shows_leaders_for_random_labels(engine):
     assert {class_id: count for class_id, _, count in stats.top_labels} == dict(leaders)
 
 
+def _refused_read_only_then_upgraded(db, version: int) -> None:
+    """An index of an older ``version`` that only gains indexes: a read-only opening names the command that
+    brings it up to date, and an opening for writing does."""
+    with pytest.raises(SchemaVersionError) as refused:
+        store.open_index(str(db), readonly=True)
+    assert str(refused.value) == (f"{db} has schema version {version}; bring it up to date (it gains indexes for "
+                                  f"faster queries, and nothing is read again): imgidx index FOLDER --db {db}")
+    store.open_index(str(db)).dispose()
+
+
 def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
     db = tmp_path / "old.db"
     store.open_index(str(db)).dispose()
@@ -422,11 +432,7 @@ def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
         conn.execute("DROP INDEX image_labels_class_image")
         conn.execute("CREATE INDEX image_labels_class ON image_labels (class_id, score)")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
-    with pytest.raises(SchemaVersionError) as refused:
-        store.open_index(str(db), readonly=True)
-    assert str(refused.value) == (f"{db} has schema version 6; bring it up to date (it gains indexes for faster "
-                                  f"queries, and nothing is read again): imgidx index FOLDER --db {db}")
-    store.open_index(str(db)).dispose()
+    _refused_read_only_then_upgraded(db, 6)
     with sqlite3.connect(db) as conn:
         names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
@@ -446,11 +452,7 @@ def test_a_version_7_index_gains_the_index_of_terms_computed_per_candidate(tmp_p
     with sqlite3.connect(db) as conn:  # as version 7 left it
         conn.execute("DROP INDEX cell_labels_image_class")
         conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
-    with pytest.raises(SchemaVersionError) as refused:
-        store.open_index(str(db), readonly=True)
-    assert str(refused.value) == (f"{db} has schema version 7; bring it up to date (it gains indexes for faster "
-                                  f"queries, and nothing is read again): imgidx index FOLDER --db {db}")
-    store.open_index(str(db)).dispose()
+    _refused_read_only_then_upgraded(db, 7)
     with sqlite3.connect(db) as conn:
         indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cell_labels_image_class'").fetchone()
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
