@@ -1063,8 +1063,9 @@ class _Compiler:
     def few_against(self, specs: list[Spec], other: Spec) -> bool:
         """The terms ``specs`` (an OR) read far fewer class-index entries than ``other`` (`NARROW_RATIO`), so
         testing each of their images for ``other`` costs less than listing every image where it holds (a
-        query of one term AND NOT a word in a fifth of the photos); only where the index may be asked."""
-        if self.count is None or other.is_text:
+        query of one term AND NOT a word in a fifth of the photos); only where the index may be asked, and
+        for terms of the class index (text's words are not counted)."""
+        if self.count is None or other.is_text or any(spec.is_text for spec in specs):
             return False
         drive = _combine("or", [_Drive("term", spec) for spec in specs])
         few = self.entries(drive, ESTIMATE_CAP)
