@@ -329,7 +329,8 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     opener in top-left`` is driven by the can openers, not by the people. Where every part passes
     `ESTIMATE_CAP`, they are counted again up to `NARROW_RATIO` times that (``chime next to person``: 24,000
     against 2 million), and a part stopped at the cap is counted on up to `NARROW_RATIO` times the narrowest
-    (9,000 wallets against 2 million people). Each count reads at most what reading that part in full would."""
+    (7,800 wallet entries against 2 million person entries). Each count reads at most what reading that part
+    in full would."""
     if not parts:
         return None
     cheap = [p for p in parts if p.cost <= CHEAP_DRIVER]
