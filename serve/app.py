@@ -137,6 +137,10 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+class ServerStopping(ImgidxError):
+    """The server is stopping: no statement starts any more."""
+
+
 class Index:
     """The open index and what every request reuses: the engine, its tables, its calibration, the overview."""
 
@@ -150,6 +154,7 @@ class Index:
         self._running: set = set()  # DBAPI connections checked out now, to interrupt when stopping
         sa.event.listen(engine.pool, "checkout", lambda dbapi, record, proxy: self._running.add(dbapi))
         sa.event.listen(engine.pool, "checkin", lambda dbapi, record: self._running.discard(dbapi))
+        sa.event.listen(engine, "before_cursor_execute", self._refuse_when_stopping)
         with engine.connect() as conn:
             self.calibration = store.read_calibration(conn)
         self.tables = store.tables(engine)
@@ -274,6 +279,14 @@ class Index:
                     stop()
                 except Exception:  # noqa: BLE001 (a connection closing meanwhile: nothing to stop)
                     pass
+
+    def _refuse_when_stopping(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        """No statement starts once the server is stopping. `interrupt` stops the statements running, and
+        SQLite's interrupt does nothing to a connection between two statements: a page's next statement
+        would then run to its end (a minute, for a long one) before the server could stop. Raised as a
+        database error, which every reader of the index already handles."""
+        if self.stopping:
+            raise sa.exc.OperationalError(statement, parameters, ServerStopping("the server is stopping"))
 
     def close(self) -> None:
         self.engine.dispose()
