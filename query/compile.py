@@ -89,6 +89,8 @@ from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from indexer.boxes import SCORE_FLOOR
 from indexer.calibration import (
@@ -150,6 +152,100 @@ def _cross_join(join: _Driven, compiler, **kw) -> str:
     return (join.left._compiler_dispatch(compiler, asfrom=True, **kw) + " CROSS JOIN "
             + join.right._compiler_dispatch(compiler, asfrom=True, **kw) + " ON "
             + join.onclause._compiler_dispatch(compiler, **kw))
+
+
+class _Piecewise(sa.sql.expression.ColumnElement):
+    """A piecewise-linear function in SQL, ``CASE WHEN x IS NULL THEN NULL WHEN x' <= b0 THEN first WHEN x' <=
+    b1 THEN (y0 + (x' - x0) * k0) * factor ... ELSE last END`` with ``x' = argument`` (``x``, or ``x`` times a
+    scale). Built from operators, a calibration curve of 14 knots was ~800 objects a use, most of them in
+    reference cycles that outlived the query and piled up for the collector's full passes (0.2-0.9 s each at
+    1M photos); here a use is a few objects, and the knots' parameters are made once per calibration and
+    shared by every statement (`_knot_parameters`). The SQL, its parameters and its arithmetic are those of
+    the operator form, so the answers are bit for bit the same."""
+
+    inherit_cache = True
+    type = sa.Double()
+    _traverse_internals = [
+        ("value", InternalTraversal.dp_clauseelement),
+        ("argument", InternalTraversal.dp_clauseelement),
+        ("bounds", InternalTraversal.dp_clauseelement_tuple),
+        ("first", InternalTraversal.dp_clauseelement),
+        ("pieces", InternalTraversal.dp_clauseelement_tuple),
+        ("factor", InternalTraversal.dp_clauseelement),
+        ("last", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, value: sa.ColumnElement, argument: sa.ColumnElement, bounds: tuple, first: sa.ColumnElement,
+                 pieces: tuple, factor: sa.ColumnElement | None, last: sa.ColumnElement):
+        """``pieces``: ``(y, x, k)`` of each segment, flat; ``bounds``: each segment's upper end, after the
+        first's lower one."""
+        self.value = value
+        self.argument = argument.self_group(against=operators.sub)
+        self.bounds, self.first, self.pieces, self.factor, self.last = bounds, first, pieces, factor, last
+
+    @property
+    def _from_objects(self):
+        return self.value._from_objects
+
+
+@compiles(_Piecewise)
+def _piecewise(element: _Piecewise, compiler, **kw) -> str:
+    value = element.value.is_(None)._compiler_dispatch(compiler, **kw)
+    x = element.argument._compiler_dispatch(compiler, **kw)
+    bound = [b._compiler_dispatch(compiler, **kw) for b in element.bounds]
+    pieces = [p._compiler_dispatch(compiler, **kw) for p in element.pieces]
+    factor = None if element.factor is None else element.factor._compiler_dispatch(compiler, **kw)
+    whens = [f"WHEN ({value}) THEN NULL", f"WHEN ({x} <= {bound[0]}) THEN "
+             + element.first._compiler_dispatch(compiler, **kw)]
+    for at, upper in enumerate(bound[1:]):
+        y, x0, k = pieces[3 * at:3 * at + 3]
+        segment = f"{y} + ({x} - {x0}) * {k}"
+        whens.append(f"WHEN ({x} <= {upper}) THEN " + (segment if factor is None else f"({segment}) * {factor}"))
+    return "CASE " + " ".join(whens) + " ELSE " + element.last._compiler_dispatch(compiler, **kw) + " END"
+
+
+@dataclass(frozen=True)
+class _Knots:
+    """A calibration curve's numbers as bound parameters, for `_Piecewise`: ``u``, ``p`` of each knot, the
+    slope of each segment both ways (``p`` over ``u`` for the curve, ``u`` over ``p`` for its inverse)."""
+
+    u: tuple[sa.BindParameter, ...]
+    p: tuple[sa.BindParameter, ...]
+    slope: tuple[sa.BindParameter, ...]
+    inverse_slope: tuple[sa.BindParameter, ...]
+    zero: sa.BindParameter
+
+
+def _number(value: float) -> sa.BindParameter:
+    return sa.literal(value, sa.Double())
+
+
+@functools.lru_cache(maxsize=8)
+def _knot_parameters(knots: tuple[tuple[float, float], ...]) -> _Knots:
+    """Made once per calibration: parameters are immutable and may sit in any number of statements."""
+    pairs = list(zip(knots, knots[1:]))
+    return _Knots(
+        tuple(_number(u) for u, _ in knots), tuple(_number(p) for _, p in knots),
+        tuple(_number((p1 - p0) / (u1 - u0)) for (u0, p0), (u1, p1) in pairs),
+        tuple(_number((u1 - u0) / (p1 - p0)) for (u0, p0), (u1, p1) in pairs), _number(0.0),
+    )
+
+
+def calibrated(calibration: Calibration, evidence: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
+    """`Calibration.curve` of ``evidence`` times the scale of ``classes``, in SQL."""
+    k = _knot_parameters(calibration.knots)
+    pieces = tuple(x for segment in zip(k.p, k.u, k.slope) for x in segment)
+    return _Piecewise(evidence, evidence * _number(calibration.scale(classes)), k.u, k.p[0], pieces, None, k.p[-1])
+
+
+def evidence_of(calibration: Calibration, probability: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
+    """`Calibration.evidence_for` in SQL (the same arithmetic in the same order, so a detector probability
+    equal to a threshold gives exactly that threshold's evidence): the evidence of ``classes`` whose
+    confidence is ``probability``; the last knot's evidence above it, where a probability never is."""
+    k, per_u = _knot_parameters(calibration.knots), 1.0 / calibration.scale(classes)
+    pieces = tuple(x for segment in zip(k.u, k.p, k.inverse_slope) for x in segment)
+    return _Piecewise(probability, probability, k.p, k.zero, pieces, _number(per_u),
+                      _number(calibration.knots[-1][0] * per_u))
 
 
 def cells_of(mask: int | None) -> list[str]:
@@ -499,25 +595,7 @@ class _Compiler:
         whose values are confidences already (`Spec.confidences`) as it is."""
         if spec.confidences:
             return evidence
-        return self.curve(evidence, spec.model_classes)
-
-    def curve(self, evidence: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
-        knots = self.calibration.knots
-        u = evidence * self.calibration.scale(classes)
-        pieces = [(evidence.is_(None), sa.null()), (u <= knots[0][0], sa.literal(knots[0][1]))]
-        for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
-            pieces.append((u <= u1, p0 + (u - u0) * ((p1 - p0) / (u1 - u0))))
-        return sa.case(*pieces, else_=sa.literal(knots[-1][1]))
-
-    def inverse(self, probability: sa.ColumnElement, classes: tuple[int, ...]) -> sa.ColumnElement:
-        """`Calibration.evidence_for` in SQL (the same arithmetic in the same order, so a detector probability
-        equal to a threshold gives exactly that threshold's evidence): the evidence of ``classes`` whose
-        confidence is ``probability``; the last knot's evidence above it, where a probability never is."""
-        knots, per_u = self.calibration.knots, 1.0 / self.calibration.scale(classes)
-        pieces = [(probability.is_(None), sa.null()), (probability <= knots[0][1], sa.literal(0.0))]
-        for (u0, p0), (u1, p1) in zip(knots, knots[1:]):
-            pieces.append((probability <= p1, (u0 + (probability - p0) * ((u1 - u0) / (p1 - p0))) * per_u))
-        return sa.case(*pieces, else_=sa.literal(knots[-1][0] * per_u))
+        return calibrated(self.calibration, evidence, spec.model_classes)
 
     def entries(self, drive: _Drive, bound: int) -> int:
         """The class-index entries reading ``drive``'s candidates visits, counted up to ``bound`` (then
@@ -653,8 +731,8 @@ class _Compiler:
         in_cells = self.index_cells(cl.c.cell, spec.cells)
         stored_holds = self.stored_reaches(cl.c.score, spec)
         stored, model = (self.class_filter(cl.c.class_id, part) for part in (spec.stored_classes, spec.model_classes))
-        parts = [sa.select(cl.c.image_id, cl.c.cell, self.inverse(cl.c.score, spec.model_classes).label("s"))
-                 .where(stored, in_cells, stored_holds)]
+        as_evidence = evidence_of(self.calibration, cl.c.score, spec.model_classes)
+        parts = [sa.select(cl.c.image_id, cl.c.cell, as_evidence.label("s")).where(stored, in_cells, stored_holds)]
         if len(spec.model_classes) == 1:
             parts.append(sa.select(cl.c.image_id, cl.c.cell, cl.c.score.label("s"))
                          .where(model, in_cells, self.reaches(cl.c.score, spec)))
@@ -745,9 +823,9 @@ class _Compiler:
             return stored
         if spec.confidences:
             value = self.fuse(spec, sa.func.coalesce(stored, 0.0),
-                              sa.func.coalesce(self.curve(model, spec.model_classes), 0.0))
+                              sa.func.coalesce(calibrated(self.calibration, model, spec.model_classes), 0.0))
         else:
-            value = self.fuse(spec, sa.func.coalesce(self.inverse(stored, spec.model_classes), 0.0),
+            value = self.fuse(spec, sa.func.coalesce(evidence_of(self.calibration, stored, spec.model_classes), 0.0),
                               sa.func.coalesce(model, 0.0))
         return sa.case((sa.and_(stored.is_(None), model.is_(None)), sa.null()), else_=value)
 
@@ -1142,7 +1220,8 @@ class _Compiler:
         cuts = [sa.func.coalesce(self.confidence(kth.c[f"kth_{n}"], spec), -1.0) for n, (spec, _) in enumerate(streams)]
         cut = sa.select((cuts[0] if len(cuts) == 1 else self.greatest(*cuts)).label("cut")).cte("cut").prefix_with("MATERIALIZED")
         floors = {spec.number: self.greatest(spec.evidence, cut.c.cut if spec.confidences else
-                                             self.inverse(cut.c.cut, spec.model_classes) * (1 - 1e-9) - 1e-12)
+                                             evidence_of(self.calibration, cut.c.cut, spec.model_classes)
+                                             * (1 - 1e-9) - 1e-12)
                   for spec in dict.fromkeys(spec for spec, _ in streams)}
         floor = sa.select(cut.c.cut, *(value.label(f"floor_{number}") for number, value in floors.items()))
         floor = floor.cte("floor").prefix_with("MATERIALIZED")

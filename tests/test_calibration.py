@@ -61,6 +61,48 @@ def test_the_shipped_curve_rises_and_evidence_for_inverts_it():
     assert LITE0.evidence_for(1.0 + 1e-9, (SCHOOL_BUS,)) == float("inf")
 
 
+def test_the_sql_curve_and_its_inverse_compute_what_python_does_bit_for_bit(tmp_path):
+    """`query.compile.calibrated` and `evidence_of` hold their knots as parameters shared by every statement:
+    SQLite computes each value exactly as `Calibration` does, and a statement compiled once (SQLAlchemy's
+    statement cache) reads whichever calibration a later statement of the same shape brings."""
+    import dataclasses
+    import warnings
+
+    import sqlalchemy as sa
+
+    from query.compile import calibrated, evidence_of
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'values.db'}")
+    values = sa.Table("v", sa.MetaData(), sa.Column("x", sa.REAL))
+    values.create(engine)
+    knots = LITE0.knots
+    scale = LITE0.scale((SCHOOL_BUS,))
+    xs = [None, 0.0, 1e-4, 0.013, 0.5, 0.999, 1.0, 7.0] + [u / scale for u, _ in knots] + [p for _, p in knots]
+    xs += [(a + b) / 2 for (a, _), (b, _) in zip(knots, knots[1:])]
+    with engine.begin() as conn:
+        conn.execute(values.insert(), [{"x": x} for x in xs])
+    stretched = dataclasses.replace(LITE0, knots=tuple((u * 1.5, p * 0.9) for u, p in knots))
+    compiled = []
+    with warnings.catch_warnings(), engine.connect() as conn:
+        warnings.simplefilter("error")  # a construct SQLAlchemy cannot cache warns
+        for cal in (LITE0, stretched):
+            classes = (SCHOOL_BUS,)
+            result = conn.execute(sa.select(values.c.x, calibrated(cal, values.c.x, classes),
+                                            evidence_of(cal, values.c.x, classes)))
+            compiled.append(result.context.compiled)
+            rows = result.all()
+            assert [row.x for row in rows] == xs
+            for x, probability, evidence in rows:
+                if x is None:
+                    assert probability is None and evidence is None
+                    continue
+                assert probability == cal.probability(x, classes)
+                expected = cal.evidence_for(x, classes)
+                beyond = cal.knots[-1][0] * (1.0 / cal.scale(classes))  # above the last knot: its evidence
+                assert evidence == (expected if expected != float("inf") else beyond)
+    assert compiled[0] is compiled[1]  # one compiled statement served both calibrations
+
+
 def test_a_rarely_seen_class_needs_less_evidence_than_a_common_one_for_the_same_confidence():
     rare, common = sorted(range(1000), key=lambda c: LITE0.priors[c])[::999]
     assert LITE0.evidence_for(0.3, (rare,)) < LITE0.evidence_for(0.3, (common,))
