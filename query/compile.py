@@ -447,7 +447,9 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     for part in counted:  # stopped at the cap, below what would make it broad: counted on, that far
         if counted[part] > cap and least * NARROW_RATIO > cap:
             counted[part] = entries(part, least * NARROW_RATIO)
-    narrow = [p for p in chosen if counted[p] <= least * NARROW_RATIO]
+    # Fewest entries first: SQLite's INTERSECT keeps its left-most part in a temporary B-tree and probes it
+    # with the others (36,000 against 181,000 entries: 85 ms that way round, 110 ms the other).
+    narrow = sorted((p for p in chosen if counted[p] <= least * NARROW_RATIO), key=counted.__getitem__)
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
 
@@ -957,7 +959,7 @@ class _Compiler:
             indexed = [lead] + [s for s in cheap if s is not lead and not self.broad(s, lead)]
             probed = [s for s in self.specs if s not in indexed]
         elif drive.op == "and":
-            plan = f"candidates: images common to terms {', '.join(str(s.number) for s in drive.specs())}"
+            plan = f"candidates: images common to terms {', '.join(str(n) for n in sorted(s.number for s in drive.specs()))}"
             indexed = [s for s in self.specs if s.is_text]  # read from the word index, never per candidate
             probed = [s for s in self.specs if not s.is_text]
         else:
