@@ -71,6 +71,22 @@ def vgg_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lite0_openvino_fp32(imgidx_cache) -> Path:
+    """EfficientNet-Lite0 converted to OpenVINO once per run, here, where TensorFlow is loaded anyway, into the
+    run's cache: its folder's path inside a cache folder. A test that wants a built model in a cache of its own
+    copies it there (milliseconds; a new process that converts it first spends 10-15 s, most of it importing
+    TensorFlow), and the CLI runs that use the run's cache find it built."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    from indexer.models.weights import cache_dir
+    from indexer.runtime import cache, openvino_model
+
+    name = "efficientnet-lite0"
+    digest = cache.weights_digest(openvino_model.weights_file(name, None))
+    openvino_model.fp32_model(name, None, digest, lambda note: None)
+    return cache.fp32_dir(name, digest).relative_to(cache_dir())
+
+
+@pytest.fixture(scope="session")
 def lite0_model():
     """EfficientNet-Lite0 with its real weights, built once per run for the tests that share it."""
     from indexer.models import load_model
