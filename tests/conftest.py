@@ -27,14 +27,60 @@ PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 BACKENDS = ("sqlite", "postgresql")
 
 
+#: The test files that take longest (over 40 s each of the whole suite's; bench/RESULTS.md, "Suite time (session
+#: 11)"), longest first: on pytest-xdist's processes (``-n 2``, whole files each) they start first, so that neither
+#: process is left running one of them alone at the end. The Ray tests stay in one file, so on one process: their
+#: `ray start` cluster would be joined by another process's local start, and `ray stop` would end its Ray.
+LONGEST_FILES = ("test_openvino.py", "test_ray_engine.py", "test_query_search.py", "test_adversarial.py",
+                 "test_postgres.py", "test_index_e2e.py", "test_query_fusion.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n N`` (with no other ``--dist``), whole files to a process, so that a module's fixtures (indexes,
+    models, Chromium, the Ray cluster) are built once, not on every process; in the order of
+    `pytest_collection_modifyitems` (xdist's own puts the files with most tests first, which leaves the long
+    files with few tests last)."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False
+    return LoadFileScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the `LONGEST_FILES` first; every other test in its usual order (the sort is stable)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def _run_temp(tmp_path_factory) -> Path:
+    """The run's temporary folder: under pytest-xdist the one its processes' own are in, so that what they build
+    there (models, the VGG-16 files) is built once per run; else this process's."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist the main process removes the VGG-16 files its processes shared (`vgg_files`)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None and not hasattr(session.config, "workerinput") and session.config.getoption(
+            "numprocesses", None):
+        shutil.rmtree(factory.getbasetemp() / "vgg16-random", ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def imgidx_cache(tmp_path_factory):
-    """The run's own imgidx cache folder (converted and int8 models are built there, once per run), so no test
-    reads or writes the user's; subprocesses inherit it."""
+    """The run's own imgidx cache folder (converted and int8 models are built there, once per run, under the
+    cache's own build locks when pytest-xdist's processes share it), so no test reads or writes the user's;
+    subprocesses inherit it."""
     from indexer.models.weights import CACHE_ENV
 
     saved = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.getbasetemp() / "imgidx-cache")
+    os.environ[CACHE_ENV] = str(_run_temp(tmp_path_factory) / "imgidx-cache")
     yield Path(os.environ[CACHE_ENV])
     if saved is None:
         os.environ.pop(CACHE_ENV, None)
@@ -65,9 +111,27 @@ def fake_object_detector():
 
 @pytest.fixture(scope="session")
 def vgg_files(tmp_path_factory):
-    """Random VGG-16 weights as a real-layout vgg_16.ckpt and Keras .h5, generated once per run."""
-    yield vgg_fixture.session_vgg_files(tmp_path_factory.getbasetemp() / "vgg16-random")
-    vgg_fixture.remove_session_files()
+    """Random VGG-16 weights as a real-layout vgg_16.ckpt and Keras .h5, generated once per run (under
+    pytest-xdist, shared by its processes and removed by the main one: `pytest_sessionfinish`)."""
+    yield vgg_fixture.session_vgg_files(_run_temp(tmp_path_factory) / "vgg16-random")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        vgg_fixture.remove_session_files()
+
+
+@pytest.fixture(scope="session")
+def lite0_openvino_fp32(imgidx_cache) -> Path:
+    """EfficientNet-Lite0 converted to OpenVINO once per run, here, where TensorFlow is loaded anyway, into the
+    run's cache: its folder's path inside a cache folder. A test that wants a built model in a cache of its own
+    copies it there (milliseconds; a new process that converts it first spends 10-15 s, most of it importing
+    TensorFlow), and the CLI runs that use the run's cache find it built."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    from indexer.models.weights import cache_dir
+    from indexer.runtime import cache, openvino_model
+
+    name = "efficientnet-lite0"
+    digest = cache.weights_digest(openvino_model.weights_file(name, None))
+    openvino_model.fp32_model(name, None, digest, lambda note: None)
+    return cache.fp32_dir(name, digest).relative_to(cache_dir())
 
 
 @pytest.fixture(scope="session")

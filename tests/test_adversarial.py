@@ -731,11 +731,13 @@ def test_output_to_a_full_device_or_a_closed_stdout_is_one_line_and_exit_1(libra
 
 
 @pytest.mark.slow
-def test_a_damaged_cached_openvino_model_stops_the_run_before_anything_is_stored(library, tmp_path, monkeypatch):
+def test_a_damaged_cached_openvino_model_stops_the_run_before_anything_is_stored(library, tmp_path, monkeypatch,
+                                                                                   lite0_openvino_fp32):
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    from indexer.models.weights import CACHE_ENV
+    from indexer.models.weights import CACHE_ENV, cache_dir
 
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # a model of its own to damage
+    shutil.copytree(cache_dir() / lite0_openvino_fp32, tmp_path / "cache" / lite0_openvino_fp32)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # a model of its own to damage, as built
     lite0 = ["--model", "efficientnet-lite0", "--runtime", "openvino", "--precision", "fp32", "--size", "128"]
     chelsea = TESTS / "photos" / "chelsea.jpg"
     first = imgidx("classify", chelsea, *lite0)
@@ -773,9 +775,10 @@ def test_a_damaged_cached_openvino_model_stops_the_run_before_anything_is_stored
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root without setpriv")
-def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_still_read(library, tmp_path):
+def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_still_read(library, tmp_path,
+                                                                                            lite0_openvino_fp32):
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    from indexer.models.weights import CACHE_ENV
+    from indexer.models.weights import CACHE_ENV, cache_dir
 
     assert library.index().exit_code == 0
     lite0 = ["--model", "efficientnet-lite0", "--runtime", "openvino", "--precision", "fp32", "--size", "128"]
@@ -797,8 +800,9 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_and_a_built_model_is_
         assert (done.returncode, done.stderr) == (1, message), argv
     done = run(locked, "weights", "fetch", "vgg16")  # refused before any download
     assert (done.returncode, done.stderr) == (1, message.replace(str(locked / "openvino"), str(locked / "vgg16")))
-    built = tmp_path / "built"
-    assert run(built, "classify", chelsea, *lite0).returncode == 0  # converted once, then the cache made read-only
+    built = tmp_path / "built"  # the converted model (`lite0_openvino_fp32`), then the cache made read-only
+    shutil.copytree(cache_dir() / lite0_openvino_fp32, built / lite0_openvino_fp32)
+    assert run(built, "classify", chelsea, *lite0).returncode == 0
     for path in (built, *built.rglob("*")):
         path.chmod(path.stat().st_mode & ~0o222)
     done = run(built, "classify", chelsea, *lite0)

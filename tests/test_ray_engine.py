@@ -1,4 +1,4 @@
-"""`imgidx index --engine ray`: a real local Ray instance (two model actors) and real EfficientNet-Lite0.
+"""`imgidx index --engine ray`: real Ray (a local instance, and a `ray start` cluster) and real EfficientNet-Lite0.
 
 The reference for every comparison is the local engine run on the same files with the same settings.
 """
@@ -131,81 +131,12 @@ def test_two_ray_workers_store_the_same_rows_as_the_local_engine(library, tmp_pa
     assert differences(dump_index(str(db)), dump_index(str(local_db))) == []
 
 
-def test_two_ray_workers_into_postgresql_answer_like_the_local_sqlite_index(library, pg_url):
-    folder, reference, count = library
-    result = imgidx("index", str(folder), "--db", pg_url, "--model", MODEL, "--engine", "ray", "--workers", "2")
-    assert result.returncode == 0, result.stderr
-    assert differences(dump_index(pg_url), dump_index(str(reference))) == []
-    expected = answers(str(reference))
-    assert all(expected[q] for q in ("cat", "cat in center"))
-    assert same_answers(answers(pg_url), expected)
-
-
 def _committed(db: Path) -> int:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
             return conn.execute("SELECT count(*) FROM images").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
-
-def test_a_ray_run_killed_half_way_resumes_without_redoing_finished_images(library, tmp_path):
-    folder, reference, count = library
-    db = tmp_path / "killed.db"
-    argv = ["index", str(folder), "--db", str(db), "--model", MODEL, "--engine", "ray", "--workers", "2", "--batch", "1"]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "indexer", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while _committed(db) < 3 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)  # the driver and the Ray instance it started
-        run.wait()
-    committed = _committed(db)
-    assert 3 <= committed < count, "the run was not caught half-way"
-    with sqlite3.connect(db) as conn:
-        paths = conn.execute("SELECT count(*), count(DISTINCT path) FROM images").fetchone()
-        unlabelled = conn.execute(
-            "SELECT count(*) FROM images WHERE image_id NOT IN (SELECT image_id FROM cell_labels)"
-        ).fetchone()[0]
-    assert paths == (committed, committed) and unlabelled == 0
-
-    result = imgidx(*argv)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"{count - committed} indexed, {committed} unchanged, 0 moved, ")
-    assert differences(dump_index(str(db)), dump_index(str(reference))) == []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_joins_an_existing_ray_cluster_given_its_address(library, tmp_path):
-    folder, reference, count = library
-    ray_bin = Path(sys.executable).parent / "ray"
-    port = _free_port()
-    start = subprocess.run(
-        [str(ray_bin), "start", "--head", "--port", str(port), "--num-cpus", "3", "--include-dashboard", "false",
-         "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert start.returncode == 0, start.stderr
-    try:
-        address = re.search(r"--address='([^']+)'", start.stdout).group(1)
-        assert address.endswith(f":{port}")
-        db = tmp_path / "cluster.db"
-        # `ray start` turns on Ray's token authentication; a client sends the token only when asked to.
-        result = imgidx("index", str(folder), "--db", str(db), "--model", MODEL, "--engine", "ray",
-                        "--address", address, env={**os.environ, "RAY_AUTH_MODE": "token"})
-        assert result.returncode == 0, result.stderr
-        assert differences(dump_index(str(db)), dump_index(str(reference))) == []
-    finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
 
 
 def test_an_unchanged_folder_does_not_start_ray(library, tmp_path):
@@ -234,6 +165,16 @@ def test_address_needs_the_ray_engine(tmp_path):
     result = CliRunner().invoke(cli, ["index", str(tmp_path / "photos"), "--address", "auto"])
     assert result.exit_code == 2
     assert result.output.endswith("Error: --address needs --engine ray\n")
+
+
+def test_a_model_error_on_a_ray_worker_reads_as_it_does_locally(library, tmp_path):
+    folder, _, _ = library
+    missing = tmp_path / "vgg_16.ckpt"
+    argv = ["index", str(folder), "--model", "vgg16", "--weights", str(missing), "-q"]
+    local = imgidx(*argv, "--db", str(tmp_path / "local.db"))
+    on_ray = imgidx(*argv, "--db", str(tmp_path / "ray.db"), "--engine", "ray")
+    assert local.returncode == 1 and local.stderr.startswith(f"Error: --weights {missing}: no such file; ")
+    assert (on_ray.returncode, on_ray.stderr) == (local.returncode, local.stderr)
 
 
 def test_listing_on_a_cluster_finds_what_the_local_walk_finds(tmp_path):
@@ -272,11 +213,91 @@ def test_listing_on_a_cluster_finds_what_the_local_walk_finds(tmp_path):
     ]
 
 
-def test_a_model_error_on_a_ray_worker_reads_as_it_does_locally(library, tmp_path):
-    folder, _, _ = library
-    missing = tmp_path / "vgg_16.ckpt"
-    argv = ["index", str(folder), "--model", "vgg16", "--weights", str(missing), "-q"]
-    local = imgidx(*argv, "--db", str(tmp_path / "local.db"))
-    on_ray = imgidx(*argv, "--db", str(tmp_path / "ray.db"), "--engine", "ray")
-    assert local.returncode == 1 and local.stderr.startswith(f"Error: --weights {missing}: no such file; ")
-    assert (on_ray.returncode, on_ray.stderr) == (local.returncode, local.stderr)
+# --- On a cluster that `ray start` started (`cluster`); after every test that starts Ray itself ---------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def on_cluster() -> dict[str, str]:
+    """The environment of a client of `cluster`: `ray start` turns on Ray's token authentication, and a client
+    sends the token only when asked to."""
+    return {**os.environ, "RAY_AUTH_MODE": "token"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A `ray start` cluster on this machine, its address, for the tests below it, which join it (`--address`)
+    rather than start a Ray instance each: a start took 7-15 s of each test. While it runs, a local start would
+    join it (`ray.init` finds the machine's last `ray start`), so the tests that start their own come first in
+    this file."""
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    start = subprocess.run(
+        [str(ray_bin), "start", "--head", "--port", str(port), "--num-cpus", "3", "--include-dashboard", "false",
+         "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert start.returncode == 0, start.stderr
+    try:
+        address = re.search(r"--address='([^']+)'", start.stdout).group(1)
+        assert address.endswith(f":{port}")
+        yield address
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_two_ray_workers_into_postgresql_answer_like_the_local_sqlite_index(library, pg_url, cluster):
+    folder, reference, count = library
+    result = imgidx("index", str(folder), "--db", pg_url, "--model", MODEL, "--engine", "ray", "--workers", "2",
+                    "--address", cluster, env=on_cluster())
+    assert result.returncode == 0, result.stderr
+    assert differences(dump_index(pg_url), dump_index(str(reference))) == []
+    expected = answers(str(reference))
+    assert all(expected[q] for q in ("cat", "cat in center"))
+    assert same_answers(answers(pg_url), expected)
+
+
+def test_a_ray_run_killed_half_way_resumes_without_redoing_finished_images(library, tmp_path, cluster):
+    """On the suite's cluster (`cluster`): the driver is killed, its actors die with it, and a second run
+    resumes."""
+    folder, reference, count = library
+    db = tmp_path / "killed.db"
+    argv = ["index", str(folder), "--db", str(db), "--model", MODEL, "--engine", "ray", "--workers", "2", "--batch", "1",
+            "--address", cluster]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "indexer", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env=on_cluster(),
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _committed(db) < 3 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the driver; the cluster ends its actors
+        run.wait()
+    committed = _committed(db)
+    assert 3 <= committed < count, "the run was not caught half-way"
+    with sqlite3.connect(db) as conn:
+        paths = conn.execute("SELECT count(*), count(DISTINCT path) FROM images").fetchone()
+        unlabelled = conn.execute(
+            "SELECT count(*) FROM images WHERE image_id NOT IN (SELECT image_id FROM cell_labels)"
+        ).fetchone()[0]
+    assert paths == (committed, committed) and unlabelled == 0
+
+    result = imgidx(*argv, env=on_cluster())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{count - committed} indexed, {committed} unchanged, 0 moved, ")
+    assert differences(dump_index(str(db)), dump_index(str(reference))) == []
+
+
+def test_joins_an_existing_ray_cluster_given_its_address(library, tmp_path, cluster):
+    folder, reference, count = library
+    db = tmp_path / "cluster.db"
+    result = imgidx("index", str(folder), "--db", str(db), "--model", MODEL, "--engine", "ray", "--address", cluster,
+                    env=on_cluster())
+    assert result.returncode == 0, result.stderr
+    assert differences(dump_index(str(db)), dump_index(str(reference))) == []

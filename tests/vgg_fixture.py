@@ -75,17 +75,27 @@ class VggFiles:
 _FILES: VggFiles | None = None
 
 
+#: Written under ``directory`` once both files are whole.
+COMPLETE = "complete"
+
+
 def session_vgg_files(directory: Path) -> VggFiles:
-    """Generate the random weights and both files once per process, under ``directory``."""
+    """Generate the random weights once per process, and both files under ``directory`` once: processes that
+    share it (pytest-xdist's) take turns under a lock, and the files another wrote are used as they are."""
+    import fcntl
+
     global _FILES
     if _FILES is None:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = random_vgg16_tensors()
-        _FILES = VggFiles(
-            tensors=tensors,
-            checkpoint=write_slim_checkpoint(tensors, directory / "vgg_16.ckpt"),
-            h5=write_keras_h5(tensors, directory / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
-        )
+        checkpoint, h5 = directory / "vgg_16.ckpt", directory / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+        with open(directory / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (directory / COMPLETE).exists():
+                write_slim_checkpoint(tensors, checkpoint)
+                write_keras_h5(tensors, h5)
+                (directory / COMPLETE).touch()
+        _FILES = VggFiles(tensors=tensors, checkpoint=checkpoint, h5=h5)
     return _FILES
 
 
