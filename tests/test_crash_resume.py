@@ -132,7 +132,10 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, index
 
 
 INTERRUPTED_CLI = """
-import sys
+import signal, sys
+# Ctrl-C as a terminal delivers it, also where this test runs as a background job of a shell without job
+# control, whose children inherit SIGINT ignored (the child then held until PATIENCE_S ran out).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from fake_backbone import FakeBackbone
 import fake_detector; fake_detector.install()
