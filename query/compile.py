@@ -762,7 +762,8 @@ class _Compiler:
         cand = sa.union(*reached).subquery(f"reached_{spec.number}")
         own = self.t.cell_labels.alias(f"own_{spec.number}")
         value = self.cell_value(spec, sa.true(), own, among=True)
-        # "class_id + 0", as in probe_rows: each candidate cell's rows by the primary key.
+        # "class_id + 0" keeps SQLite off the class index for these rows: each candidate cell's rows are read
+        # by the primary key (probe_rows fixes its join order with `_Driven` instead).
         joined = cand.join(own, sa.and_(own.c.image_id == cand.c.image_id, own.c.cell == cand.c.cell,
                                         self.class_filter(own.c.class_id + 0, spec.classes)))
         return (
