@@ -14,7 +14,7 @@ import pytest
 from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
-from query.compile import ESTIMATE_CAP, NARROW_RATIO, _and_drive, _Drive, compile_query
+from query.compile import ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Drive, compile_query
 from query.parser import parse
 from query.resolve import resolve
 from query.search import execute, prepare
@@ -168,3 +168,40 @@ def test_a_broad_negated_term_is_tested_per_image_of_a_narrow_one(skewed):
     assert "less the images of term 2 (listed);" in broad
     alone = prepare(engine, "school bus AND NOT face", tables=t, count=None).compiled.plan
     assert "less the images of term 2 (listed);" in alone
+
+
+def test_a_relations_sides_are_read_only_where_they_can_stand_in_it():
+    everywhere = tuple(range(9))
+    assert RELATION_SIDES["above"] == ((0, 1, 2, 3, 4, 5), (3, 4, 5, 6, 7, 8))
+    assert RELATION_SIDES["below"] == ((3, 4, 5, 6, 7, 8), (0, 1, 2, 3, 4, 5))
+    assert RELATION_SIDES["left of"] == ((0, 1, 3, 4, 6, 7), (1, 2, 4, 5, 7, 8))
+    assert RELATION_SIDES["right of"] == ((1, 2, 4, 5, 7, 8), (0, 1, 3, 4, 6, 7))
+    assert RELATION_SIDES["next to"] == (everywhere, everywhere)
+
+
+#: Relations of every kind, with sides in regions the relation narrows, empties, or leaves as they are.
+RELATIONS = ["tabby above school bus", "school bus below face", "face left of flowerpot", "tabby right of crane",
+             "school bus next to tabby", "tabby in the right column left of school bus",
+             "face in the top row below school bus", "tabby in center above flowerpot in the bottom row",
+             "school bus left of tabby AND face", "(school bus above tabby) OR crane right of face",
+             "tabby above school bus AND NOT flowerpot"]
+
+
+@pytest.mark.parametrize("query", RELATIONS)
+def test_reading_a_relations_sides_only_where_they_can_stand_changes_no_answer(skewed, monkeypatch, query):
+    engine, t = skewed
+    with engine.connect() as conn:
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        for count in (None, counted, _lying(0)):
+            narrowed = _answer(engine, t, query, count, None, 0)
+            with monkeypatch.context() as unnarrowed:
+                unnarrowed.setattr("query.compile.RELATION_SIDES", {k: (tuple(range(9)),) * 2 for k in RELATION_SIDES})
+                everywhere = _answer(engine, t, query, count, None, 0)
+            assert narrowed[:3] == everywhere[:3], (query, count)
+
+
+def test_a_relations_candidates_come_from_the_cells_it_can_hold_in(skewed):
+    engine, t = skewed
+    sql = str(prepare(engine, "school bus above flowerpot", tables=t).statement.compile(
+        engine, compile_kwargs={"literal_binds": True}))
+    assert "hits_1.cell IN (0, 1, 2, 3, 4, 5)" in sql and "hits_2.cell IN (3, 4, 5, 6, 7, 8)" in sql

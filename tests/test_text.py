@@ -163,6 +163,11 @@ def found(engine, query: str) -> list[tuple[str, tuple]]:
     ('"danger" OR "exit"', [("danger.jpg", (("top-left",), ())), ("street.jpg", ((), ("top-left",)))]),
     ('NOT "danger" AND NOT "exit"', [("shop.jpg", ()), ("wall.jpg", ())]),
     ('"exit" > 0.9', []),
+    # a relation's sides drive from the cells where they can stand in it (`query.compile.RELATION_SIDES`)
+    ('"exit" above "re16"', [("street.jpg", (("top-left",), ("bottom-left",)))]),
+    ('"cafe" below "exit"', [("street.jpg", (("bottom-left",), ("top-left",)))]),
+    ('"re16" above "exit"', []),
+    ('"exit" next to "re16"', []),
 ])
 def test_quoted_text_finds_its_photos_and_cells(signs, query, expected):
     assert found(signs, query) == expected
