@@ -145,6 +145,21 @@ def query_kinds(names: list[str], weights: list[int], n: int, seed: int) -> dict
     }
 
 
+def chosen_kinds(text: str, known) -> list[str]:
+    """The kinds a comma-separated ``--kinds`` names, in the order given. A kind's own comma ("2-term AND, any
+    region") does not split it: the longest names are matched first. An unknown name stops the bench in one line."""
+    found = []
+    for name in sorted(known, key=len, reverse=True):
+        at = text.find(name)
+        if at >= 0:
+            found.append((at, name))
+            text = text[:at] + "," * len(name) + text[at + len(name):]
+    unknown = [part.strip() for part in text.split(",") if part.strip()]
+    if unknown:
+        raise SystemExit(f"unknown query kind {unknown[0]!r}; the kinds: {', '.join(known)}")
+    return [name for _, name in sorted(found)]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -395,7 +410,7 @@ def main() -> None:
         names, weights = popular_labels(db)
         kinds = query_kinds(names, weights, args.queries, args.seed)
         if args.kinds:
-            kinds = {kind: kinds[kind] for kind in args.kinds.split(",")}
+            kinds = {kind: kinds[kind] for kind in chosen_kinds(args.kinds, kinds)}
         print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; "
               f"{args.queries} queries per kind x {args.repeat} runs")
         print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))

@@ -53,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from query_latency import percentile, popular_labels, query_kinds  # noqa: E402
+from query_latency import chosen_kinds, percentile, popular_labels, query_kinds  # noqa: E402
 
 from indexer import store  # noqa: E402
 from indexer.store import FileRow, IndexSettings  # noqa: E402
@@ -319,7 +319,7 @@ def main() -> None:
     names, weights = popular_labels(args.db)
     kinds = query_kinds(names, weights, args.queries, args.seed)
     if args.kinds:
-        kinds = {kind: kinds[kind] for kind in args.kinds.split(",")}
+        kinds = {kind: kinds[kind] for kind in chosen_kinds(args.kinds, kinds)}
     SOURCE[0] = args.source
     print(f"code: {args.source} (server), {Path(search.__file__).parent.parent} (library)")
     print(f"index: {args.db.name}, {args.db.stat().st_size / 1e9:.2f} GB; {args.queries} queries per kind")
@@ -345,7 +345,8 @@ def main() -> None:
         process, base = start_server(args.db, work / "cache")
         try:
             if "load" in parts:
-                chosen = args.load_kinds.split(",") if args.load_kinds else [k for k in kinds if k not in LOAD_KINDS_SKIPPED]
+                chosen = (chosen_kinds(args.load_kinds, kinds) if args.load_kinds
+                          else [k for k in kinds if k not in LOAD_KINDS_SKIPPED])
                 mix = [text for kind in chosen for text in kinds[kind]]
                 print(f"\nload: {args.clients} clients for {args.load_seconds:.0f} s, {len(mix)} queries of "
                       f"{', '.join(chosen)}; load average before {os.getloadavg()[0]:.2f}")
