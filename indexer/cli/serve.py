@@ -45,9 +45,10 @@ def serve_command(db, host, port, allowed, open_browser, quiet):
     try:
         sock = server.listen(host, port)
         url = server.url_of(sock)
-        click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)", err=True)
         server.run(index, sock, on_started=(lambda: server.open_browser(url)) if open_browser else None,
-                   hosts=server.answered_hosts(host, allowed), quiet=quiet)
+                   hosts=server.answered_hosts(host, allowed), quiet=quiet,
+                   on_ready=lambda: click.echo(f"serving {printable(shown(db_url(db)))} at {url} (Ctrl-C stops)",
+                                               err=True))
     finally:
         index.close()
     click.echo("stopped", err=True)

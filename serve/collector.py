@@ -1,0 +1,80 @@
+"""The server's garbage collection, kept out of the searches' way.
+
+A full pass of Python's collector walks every object the process tracks, and a server's grow with what it
+keeps: compiled statements (SQLAlchemy's cache), prepared searches (`serve.app.PREPARED_SEARCHES`). Left to
+itself, the collector ran a full pass whenever those had grown by a quarter, each in the middle of some
+search and longer than the last: eleven passes in a server's first 600 requests on 1M photos, the last
+ones 240-270 ms (bench/RESULTS.md). So what has lived through a request is frozen as the request ends
+(`gc.freeze`: automatic passes skip it, and the young generations stay small), and the frozen objects are
+collected in full only when they have grown by `IDLE_GROWTH` (Python's own rule) and the server has been
+idle for `IDLE_S`, or, under load that never pauses, once `GROWN_BY` more are frozen than the last full pass
+kept (so memory stays bounded). A pass at every pause would cost a person who clicks again just then up to
+300 ms, for about 1% of garbage. Most of what is frozen is
+alive: about 1% of it was garbage (cycles that died after being frozen: an evicted cache entry). Objects
+freed by their reference count are freed at once, frozen or not.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+#: Seconds without a request after which the frozen objects may be collected in full,
+IDLE_S = 2.0
+#: if they grew by this share of what the last full pass kept.
+IDLE_GROWTH = 0.25
+#: Objects frozen since the last full pass (about 100 MB of them) after which one runs, idle or not: what
+#: the caches hold is bounded, and garbage came to about 10 objects a search, so under load it comes rarely.
+GROWN_BY = 1_000_000
+
+
+class Collector:
+    """Freezes after each request; collects in full in a daemon thread once requests pause (or memory grows)."""
+
+    def __init__(self, idle_s: float = IDLE_S, grown_by: int = GROWN_BY):
+        self.idle_s = idle_s
+        self.grown_by = grown_by
+        self._kept = gc.get_freeze_count()
+        self._lock = threading.Lock()
+        self._running = 0
+        self._last = time.monotonic()
+        self._stopped = threading.Event()
+        self.full_passes = 0
+
+    def request_started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def request_ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._last = time.monotonic()
+        gc.freeze()
+
+    def collect_if_due(self) -> bool:
+        """One full pass over everything, frozen objects included, if the frozen objects grew by `IDLE_GROWTH`
+        since the last one and no request ran for `idle_s`, or grew by ``grown_by``; whether it ran."""
+        with self._lock:
+            idle = self._running == 0 and time.monotonic() - self._last >= self.idle_s
+            grown = gc.get_freeze_count() - self._kept
+            if not (grown > 0 and (idle and grown >= IDLE_GROWTH * self._kept or grown >= self.grown_by)):
+                return False
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._kept = gc.get_freeze_count()
+        self.full_passes += 1
+        return True
+
+    def start(self) -> None:
+        """Watch for idle time from now on (the server's start-up objects frozen already)."""
+        self._kept = gc.get_freeze_count()
+        threading.Thread(target=self._watch, name="imgidx-collector", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.idle_s / 2):
+            self.collect_if_due()
