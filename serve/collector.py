@@ -3,15 +3,14 @@
 A full pass of Python's collector walks every object the process tracks, and a server's grow with what it
 keeps: compiled statements (SQLAlchemy's cache), prepared searches (`serve.app.PREPARED_SEARCHES`). Left to
 itself, the collector ran a full pass whenever those had grown by a quarter, each in the middle of some
-search and longer than the last: eleven passes in a server's first 600 requests on 1M photos, the last
-ones 240-270 ms (bench/RESULTS.md). So what has lived through a request is frozen as the request ends
-(`gc.freeze`: automatic passes skip it, and the young generations stay small), and the frozen objects are
-collected in full only when they have grown by `IDLE_GROWTH` (Python's own rule) and the server has been
-idle for `IDLE_S`, or, under load that never pauses, once `GROWN_BY` more are frozen than the last full pass
-kept (so memory stays bounded). A pass at every pause would cost a person who clicks again just then up to
-300 ms, for about 1% of garbage. Most of what is frozen is
-alive: about 1% of it was garbage (cycles that died after being frozen: an evicted cache entry). Objects
-freed by their reference count are freed at once, frozen or not.
+search and longer than the last: eleven in a server's first 650 requests on 1M photos, the last ones
+240-270 ms (bench/RESULTS.md). So what has lived through a request is frozen as the request ends
+(`gc.freeze`: automatic passes skip it, and the young generations stay small). The frozen objects get a
+full pass only at a pause (no request for `IDLE_S`) once they have grown by `IDLE_GROWTH` (Python's own
+rule, moved to a pause), or, under load that never pauses, once `GROWN_BY` more are frozen than the last
+pass kept (so memory stays bounded). Not at every pause: a person who clicks again just then would wait up
+to 300 ms, and only about 1% of what is frozen was garbage (cycles that died after being frozen: an evicted
+cache entry). Objects freed by their reference count are freed at once, frozen or not.
 """
 
 from __future__ import annotations

@@ -949,19 +949,31 @@ def test_muted_text_has_enough_contrast_on_every_background():
     assert contrast(*note.groups()) >= 4.5
 
 
+class CountingCollector:
+    """Stands in for `serve.collector.Collector`: counts the requests the app is sent."""
+
+    def __init__(self):
+        self.requests = 0
+
+    def request_started(self) -> None:
+        self.requests += 1
+
+    def request_ended(self) -> None:
+        pass
+
+
 def test_a_server_is_warm_before_it_says_where_it_serves(library, tmp_path):
     """The start page's examples are found, and the first of them searched and paged, before the first request:
     a new server's first search no longer pays for the first connection, rendering and compilation."""
     photos, db = library
     index = Index(str(db), thumbnail_folder=tmp_path / "thumbs")
-    requests = []
-    app = create_app(index, collector=type("Counting", (), {"request_started": lambda self: requests.append(1),
-                                                            "request_ended": lambda self: None})())
+    counting = CountingCollector()
+    app = create_app(index, collector=counting)
     assert index._examples is None and not index._prepared
     server.warm_up(app, "localhost", index)
     examples = index._examples[1]
     assert examples and [key[0] for key in index._prepared] == examples[:1]
-    assert len(requests) == 3  # the start page, the example's page and its next cards
+    assert counting.requests == 3  # the start page, the example's page and its next cards
     index.close()
 
 
@@ -969,7 +981,9 @@ def test_a_server_logs_only_the_requests_it_was_sent(library, tmp_path):
     photos, db = library
     process = start_server(db, tmp_path / "cache", "--port", "0")
     try:
-        port = int(re.search(r":(\d+)/", wait_for(process, "serving")).group(1))
+        first = process.stderr.readline()  # the warm-up's requests are not logged
+        assert first.startswith("serving "), first
+        port = int(re.search(r":(\d+)/", first).group(1))
         assert raw_get(port, "/?q=cat").startswith("HTTP/1.1 200")
         assert re.fullmatch(r"imgidx serve: GET /\?q=cat 200 \d+ ms\n", process.stderr.readline())
     finally:
