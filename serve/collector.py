@@ -7,8 +7,9 @@ search and longer than the last: eleven in a server's first 650 requests on 1M p
 240-270 ms (bench/RESULTS.md). So what has lived through a request is frozen as the request ends
 (`gc.freeze`: automatic passes skip it, and the young generations stay small). The frozen objects get a
 full pass only at a pause (no request for `IDLE_S`) once they have grown by `IDLE_GROWTH` (Python's own
-rule, moved to a pause), or, under load that never pauses, once `GROWN_BY` more are frozen than the last
-pass kept (so memory stays bounded). Not at every pause: a person who clicks again just then would wait up
+rule, moved to a pause), or, under load that never pauses, every `PASS_EVERY` requests (so memory stays
+bounded). Counting the frozen objects walks them all (5 ms at 700,000), so it is done only then, never
+between requests under load. Not at every pause: a person who clicks again just then would wait up
 to 300 ms, and only about 1% of what is frozen was garbage (cycles that died after being frozen: an evicted
 cache entry). Objects freed by their reference count are freed at once, frozen or not.
 """
@@ -23,18 +24,19 @@ import time
 IDLE_S = 2.0
 #: if they grew by this share of what the last full pass kept.
 IDLE_GROWTH = 0.25
-#: Objects frozen since the last full pass (about 100 MB of them) after which one runs, idle or not: what
-#: the caches hold is bounded, and garbage came to about 10 objects a search, so under load it comes rarely.
-GROWN_BY = 1_000_000
+#: Requests after which a full pass runs, idle or not: what the caches hold is bounded, and garbage came to
+#: about 10 objects a search, so this many leave about a million (some 100 MB) for it.
+PASS_EVERY = 100_000
 
 
 class Collector:
     """Freezes after each request; collects in full in a daemon thread once requests pause (or memory grows)."""
 
-    def __init__(self, idle_s: float = IDLE_S, grown_by: int = GROWN_BY):
+    def __init__(self, idle_s: float = IDLE_S, pass_every: int = PASS_EVERY):
         self.idle_s = idle_s
-        self.grown_by = grown_by
+        self.pass_every = pass_every
         self._kept = gc.get_freeze_count()
+        self._since_pass = 0
         self._lock = threading.Lock()
         self._running = 0
         self._last = time.monotonic()
@@ -49,20 +51,25 @@ class Collector:
         with self._lock:
             self._running -= 1
             self._last = time.monotonic()
+            self._since_pass += 1
         gc.freeze()
 
     def collect_if_due(self) -> bool:
-        """One full pass over everything, frozen objects included, if the frozen objects grew by `IDLE_GROWTH`
-        since the last one and no request ran for `idle_s`, or grew by ``grown_by``; whether it ran."""
+        """One full pass over everything, frozen objects included, if no request ran for `idle_s` and the
+        frozen objects grew by `IDLE_GROWTH` since the last one, or after ``pass_every`` requests; whether it ran."""
         with self._lock:
             idle = self._running == 0 and time.monotonic() - self._last >= self.idle_s
-            grown = gc.get_freeze_count() - self._kept
-            if not (grown > 0 and (idle and grown >= IDLE_GROWTH * self._kept or grown >= self.grown_by)):
+            overdue = self._since_pass >= self.pass_every
+            if not (idle or overdue):
                 return False
+        grown = gc.get_freeze_count() - self._kept
+        if not (grown > 0 and (overdue or grown >= IDLE_GROWTH * self._kept)):
+            return False
         gc.unfreeze()
         gc.collect()
         gc.freeze()
         self._kept = gc.get_freeze_count()
+        self._since_pass = 0
         self.full_passes += 1
         return True
 

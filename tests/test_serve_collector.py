@@ -1,12 +1,12 @@
 """The server's garbage collection (`serve.collector`): what requests leave is frozen, and collected in full
-when the server is idle and it grew, or when much was frozen since the last full pass."""
+when the server is idle and it grew, or every so many requests."""
 
 import gc
 import weakref
 
 from serve.collector import Collector
 
-NEVER = 10**12  # objects: no growth triggers a full pass
+NEVER = 10**12  # requests: no count of them triggers a full pass
 
 
 class Node:
@@ -20,7 +20,7 @@ def a_cycle() -> weakref.ref:
 
 
 def test_what_a_request_leaves_is_out_of_the_collectors_way_until_the_server_is_idle():
-    collector = Collector(idle_s=0.0, grown_by=NEVER)
+    collector = Collector(idle_s=0.0, pass_every=NEVER)
     gc.collect()
     try:
         collector.request_started()
@@ -36,7 +36,7 @@ def test_what_a_request_leaves_is_out_of_the_collectors_way_until_the_server_is_
 
 
 def test_no_full_pass_while_a_request_runs_or_before_the_pause_is_long_enough():
-    busy, recent = Collector(idle_s=0.0, grown_by=NEVER), Collector(idle_s=3600.0, grown_by=NEVER)
+    busy, recent = Collector(idle_s=0.0, pass_every=NEVER), Collector(idle_s=3600.0, pass_every=NEVER)
     try:
         busy.request_started()
         busy.request_started()
@@ -51,28 +51,28 @@ def test_no_full_pass_while_a_request_runs_or_before_the_pause_is_long_enough():
         gc.unfreeze()
 
 
-def test_under_load_that_never_pauses_a_full_pass_comes_once_enough_is_frozen():
-    collector = Collector(idle_s=3600.0, grown_by=1000)
+def test_under_load_that_never_pauses_a_full_pass_comes_every_so_many_requests():
+    collector = Collector(idle_s=3600.0, pass_every=3)
     try:
         collector.request_started()  # a request that runs throughout: never idle
-        collector.request_started()
-        collector.request_ended()
-        collector.collect_if_due()  # what the test run holds, frozen and passed over once
-        collector.request_started()
         alive = a_cycle()
-        collector.request_ended()
-        assert not collector.collect_if_due() and alive() is not None  # a few objects frozen since
         collector.request_started()
-        kept = [Node() for _ in range(1000)]
+        collector.request_ended()
+        collector.request_started()
+        collector.request_ended()
+        assert not collector.collect_if_due() and alive() is not None  # two requests ended
+        collector.request_started()
         collector.request_ended()
         assert collector.collect_if_due() and alive() is None
-        assert len(kept) == 1000
+        collector.request_started()
+        collector.request_ended()
+        assert not collector.collect_if_due()  # counted again from the pass
     finally:
         gc.unfreeze()
 
 
 def test_a_pause_brings_a_full_pass_only_once_the_frozen_objects_grew_by_a_quarter():
-    collector = Collector(idle_s=0.0, grown_by=NEVER)
+    collector = Collector(idle_s=0.0, pass_every=NEVER)
     try:
         collector.request_started()
         collector.request_ended()
