@@ -8,10 +8,10 @@ search and longer than the last: eleven in a server's first 650 requests on 1M p
 (`gc.freeze`: automatic passes skip it, and the young generations stay small). The frozen objects get a
 full pass only at a pause (no request for `IDLE_S`) once they have grown by `IDLE_GROWTH` (Python's own
 rule, moved to a pause), or, under load that never pauses, every `PASS_EVERY` requests (so memory stays
-bounded). Counting the frozen objects walks them all (5 ms at 700,000), so it is done only then, never
-between requests under load. Not at every pause: a person who clicks again just then would wait up
-to 300 ms, and only about 1% of what is frozen was garbage (cycles that died after being frozen: an evicted
-cache entry). Objects freed by their reference count are freed at once, frozen or not.
+bounded). Not at every pause: a person who clicks again just then would wait up to 300 ms, and only about
+1% of what is frozen was garbage (cycles that died after being frozen: an evicted cache entry). Counting the
+frozen objects walks them all (5 ms at 700,000), so it is done once a pause, or when a pass is overdue,
+never between requests under load. Objects freed by their reference count are freed at once, frozen or not.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Collector:
         self.pass_every = pass_every
         self._kept = gc.get_freeze_count()
         self._since_pass = 0
+        self._pause_checked: float | None = None  # the pause (its last request's end) already looked at
         self._lock = threading.Lock()
         self._running = 0
         self._last = time.monotonic()
@@ -60,8 +61,9 @@ class Collector:
         with self._lock:
             idle = self._running == 0 and time.monotonic() - self._last >= self.idle_s
             overdue = self._since_pass >= self.pass_every
-            if not (idle or overdue):
+            if not overdue and (not idle or self._pause_checked == self._last):
                 return False
+            self._pause_checked = self._last
         grown = gc.get_freeze_count() - self._kept
         if not (grown > 0 and (overdue or grown >= IDLE_GROWTH * self._kept)):
             return False

@@ -81,9 +81,11 @@ def test_a_pause_brings_a_full_pass_only_once_the_frozen_objects_grew_by_a_quart
         alive = a_cycle()
         collector.request_ended()
         assert not collector.collect_if_due() and alive() is not None  # idle, but a few objects more
-        collector.request_started()
         kept = [Node() for _ in range(gc.get_freeze_count() // 4 + 1)]
-        collector.request_ended()
+        gc.freeze()
+        assert not collector.collect_if_due()  # this pause was looked at already
+        collector.request_started()
+        collector.request_ended()  # a new pause: the quarter is there
         assert collector.collect_if_due() and alive() is None
         assert kept
     finally:
