@@ -76,7 +76,7 @@ def start_server(db: Path, cache: Path) -> tuple[subprocess.Popen, str]:
     """`imgidx serve` on a free port; its process and base URL."""
     env = {**os.environ, "IMGIDX_CACHE_DIR": str(cache), "PYTHONPATH": str(SOURCE[0])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "serve", "--db", str(db), "--port", "0"],
+        [sys.executable, "-m", "indexer", "serve", "--db", str(Path(db).resolve()), "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=SOURCE[0],
     )  # run from the source: `python -m` puts the working folder before PYTHONPATH
     line = process.stderr.readline()
@@ -341,7 +341,7 @@ def main() -> None:
     kinds = query_kinds(names, weights, args.queries, args.seed)
     if args.kinds:
         kinds = {kind: kinds[kind] for kind in chosen_kinds(args.kinds, kinds)}
-    SOURCE[0] = args.source
+    SOURCE[0] = args.source.resolve()  # the server runs from it, so a relative path would name another folder
     print(f"code: {args.source} (server), {Path(search.__file__).parent.parent} (library)")
     print(f"index: {args.db.name}, {args.db.stat().st_size / 1e9:.2f} GB; {args.queries} queries per kind")
     print(f"machine: {os.cpu_count()} CPUs, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
