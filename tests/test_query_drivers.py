@@ -205,3 +205,93 @@ def test_a_relations_candidates_come_from_the_cells_it_can_hold_in(skewed):
     sql = str(prepare(engine, "school bus above flowerpot", tables=t).statement.compile(
         engine, compile_kwargs={"literal_binds": True}))
     assert "hits_1.cell IN (0, 1, 2, 3, 4, 5)" in sql and "hits_2.cell IN (3, 4, 5, 6, 7, 8)" in sql
+
+
+# --------------------------------------------------------------- a relation of two broad terms (`ranked_relation`)
+
+FIRE_HYDRANT, FRISBEE = 1011, 1030  # COCO classes, read as stored, as the face is
+BROAD_RELATIONS = ["face below fire hydrant", "fire hydrant above face", "frisbee left of face",
+                   "face right of frisbee > 0.6", "fire hydrant next to frisbee", "frisbee below fire hydrant"]
+
+
+@pytest.fixture(scope="module")
+def detected(new_index_url):
+    """Photos where the face and two COCO classes are each in most photos, at scores with many ties; no
+    frisbee scores above 0.8 (the cut divides by a side's best score)."""
+    found = random_images(5, 90, {FACE_CLASS: 0.3, FIRE_HYDRANT: 0.25, FRISBEE: 0.2}, (0.3, 0.45, 0.6, 0.8, 0.95, 1.0))
+    for cells in filter(None, found.values()):
+        for scores in cells.values():
+            if FRISBEE in scores:
+                scores[FRISBEE] = min(scores[FRISBEE], 0.8)
+    engine = make_index(new_index_url(), found)
+    yield engine, tables(engine), found
+    engine.dispose()
+
+
+def _broad(statement) -> int:
+    """Counts past every bound: each side of a relation is broad."""
+    return 10**9
+
+
+@pytest.mark.parametrize("query", BROAD_RELATIONS)
+def test_a_relation_of_broad_terms_pages_as_the_full_computation_does(detected, query):
+    engine, t, _ = detected
+    everything = _answer(engine, t, query, None, None, 0)
+    assert everything[1] > 10  # many matches, so that pages and cuts fall inside them
+    for limit, offset in ((1, 0), (4, 0), (4, 3), (10, 20), (5, everything[1] - 2), (3, everything[1] + 4)):
+        page = _answer(engine, t, query, _broad, limit, offset)
+        assert page[3].startswith("one relation of two broad terms"), page[3]
+        assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
+        assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
+
+
+def test_a_relation_of_broad_terms_counts_past_the_limit_as_more_than(detected, monkeypatch):
+    engine, t, _ = detected
+    everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
+    monkeypatch.setattr("query.compile.COUNT_LIMIT", 5)
+    page = _answer(engine, t, "face below fire hydrant", _broad, 4, 0)
+    assert page[0] == everything[0][:4]
+    assert page[1:3] == (5, False)
+    later = _answer(engine, t, "face below fire hydrant", _broad, 4, 6)  # the count runs to the page's end
+    assert later[0] == everything[0][6:10] and later[1:3] == (10, False)
+
+
+def test_a_relation_with_a_narrow_side_or_of_model_classes_keeps_its_drivers(detected):
+    engine, t, _ = detected
+    narrow = lambda statement: 10**9 if "1011" in str(statement.compile(compile_kwargs={"literal_binds": True})) else 3
+    assert not _answer(engine, t, "face below fire hydrant", narrow, 4, 0)[3].startswith("one relation")
+    assert not _answer(engine, t, "face below school bus", _broad, 4, 0)[3].startswith("one relation")
+    assert not _answer(engine, t, "face below face", _broad, 4, 0)[3].startswith("one relation")
+    assert not _answer(engine, t, "face in center below fire hydrant", _broad, 4, 0)[3].startswith("one relation")
+
+
+@pytest.mark.parametrize("budget, chosen", [(10**6, True), (1, False)])
+def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_often(detected, monkeypatch, budget,
+                                                                                      chosen):
+    engine, t, _ = detected
+    everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
+    for name, value in (("ESTIMATE_CAP", 1), ("RELATION_SAMPLE", 10), ("RELATION_BUDGET", budget)):
+        monkeypatch.setattr(f"query.compile.{name}", value)
+    with engine.connect() as conn:
+        page = _answer(engine, t, "face below fire hydrant", lambda statement: conn.execute(statement).scalar_one(), 4, 2)
+    assert page[3].startswith("one relation of two broad terms") == chosen, page[3]
+    assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
+
+
+@pytest.mark.parametrize("budget", [1, 3, 8, 40])
+@pytest.mark.parametrize("count_limit", [1000, 3])
+def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
+                                                                                       count_limit):
+    """Too few matches among the side's best photos, or too many photos above the cut: either branch of the
+    statement gives the page and the count of the full computation."""
+    engine, t, _ = detected
+    expected = {query: _answer(engine, t, query, None, None, 0) for query in BROAD_RELATIONS}
+    monkeypatch.setattr("query.compile.RELATION_BUDGET", budget)
+    monkeypatch.setattr("query.compile.COUNT_LIMIT", count_limit)
+    for query, everything in expected.items():
+        for limit, offset in ((1, 0), (4, 3), (2, 9)):
+            page = _answer(engine, t, query, _broad, limit, offset)
+            assert page[3].startswith("one relation of two broad terms") and "else candidates" in page[3]
+            assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
+            shown = max(count_limit, offset + limit)
+            assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
