@@ -273,7 +273,8 @@ def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_of
     for name, value in (("ESTIMATE_CAP", 1), ("RELATION_SAMPLE", 10), ("RELATION_BUDGET", budget)):
         monkeypatch.setattr(f"query.compile.{name}", value)
     with engine.connect() as conn:
-        page = _answer(engine, t, "face below fire hydrant", lambda statement: conn.execute(statement).scalar_one(), 4, 2)
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        page = _answer(engine, t, "face below fire hydrant", counted, 4, 2)
     assert page[3].startswith("one relation of two broad terms") == chosen, page[3]
     assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
 
