@@ -1226,12 +1226,22 @@ class _Compiler:
         matches within `RELATION_BUDGET` photos only where enough do: else the count would test every one
         of its photos (``person right of cat``: 604 matches among 480,000 people), which the full computation
         does faster."""
-        il = self.t.image_labels
-        best = (sa.select(il.c.image_id).where(il.c.class_id == side.classes[0], self.reaches(il.c.score, side))
-                .order_by(sa.desc(il.c.score)).limit(RELATION_SAMPLE).subquery("best"))
+        best = self.photos_in_order(side, "sample_read").limit(RELATION_SAMPLE).subquery("best")
         if self.count(sa.select(sa.func.count()).select_from(best)) < RELATION_SAMPLE:
             return RELATION_SAMPLE
         return self.count(sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)))
+
+    def photos_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
+        """(image_id, s): the photos a query may match where a `scored_in_order` term holds, best first; from
+        ``floor`` up if given (then the one bound of the index's range: with the threshold as a second,
+        SQLite read down to the threshold)."""
+        read, images = self.t.image_labels.alias(name), self.t.images
+        bound = [self.reaches(read.c.score, spec)] if floor is None else [
+            read.c.score >= self.greatest(floor, spec.evidence), self.reaches(read.c.score + 0, spec)]
+        excluded = sa.select(images.c.image_id).where(unlabelled(images))
+        return (sa.select(read.c.image_id, read.c.score.label("s"))
+                .where(read.c.class_id == spec.classes[0], *bound, read.c.image_id.not_in(excluded))
+                .order_by(sa.desc(read.c.score)))
 
     @staticmethod
     def scored_in_order(spec: Spec) -> bool:
@@ -1252,18 +1262,8 @@ class _Compiler:
         candidate as the pivot does; the test of which is made once, before either is read. ``face below
         person`` at 1M photos: 63,288 matches, 3.5-3.9 s computed in full, 0.20-0.25 s so (bench/RESULTS.md)."""
         node, images, il = self.tree, self.t.images, self.t.image_labels
-        excluded = sa.select(images.c.image_id).where(unlabelled(images))
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
-
-        def photos(name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
-            """``lead``'s photos a query may match, best first; from ``floor`` up if given (then the one bound
-            of the index's range: with the threshold as a second, SQLite read down to the threshold)."""
-            read = il.alias(name)
-            bound = [self.reaches(read.c.score, lead)] if floor is None else [
-                read.c.score >= self.greatest(floor, lead.evidence), self.reaches(read.c.score + 0, lead)]
-            return (sa.select(read.c.image_id, read.c.score.label("s"))
-                    .where(read.c.class_id == lead.classes[0], *bound, read.c.image_id.not_in(excluded))
-                    .order_by(sa.desc(read.c.score)))
+        photos = functools.partial(self.photos_in_order, lead)
 
         def scores(image_id: sa.ColumnElement, s: sa.ColumnElement) -> sa.ColumnElement:
             """The match's score, multiplied as the pivot multiplies it (`ranking`): left side first."""

@@ -530,10 +530,10 @@ def _card(shown: browse.Shown, names: list[str], ask: SearchRequest, position: i
 
 @lru_cache(maxsize=4096)
 def matched_cells_html(marks: tuple[tuple[int, ...], ...]) -> Markup:
-    """A card's nine cells, each with the numbers of the terms that hold there (``marks``, in `CELL_NAMES`'
-    order), as HTML: built here and kept per pattern, since a page's cards share a few. As nested loops in
-    the template they cost about 1 ms of the 7 a search page spends outside the library. Numbers and cell
-    names only: nothing to escape."""
+    """A card's (and the photo page's) nine cells, with the numbers of the terms that hold in each
+    (``marks``, in `CELL_NAMES`' order), as HTML: built here and kept per pattern, since a page's cards share
+    a few. As nested loops in the template they cost about 1 ms of the 7 a search page spends outside the
+    library. Numbers and cell names only: nothing to escape."""
     def colour(number: int) -> int:
         return (number - 1) % TERM_COLOURS + 1
 
@@ -1044,10 +1044,10 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
             "labels": [{"name": label.name, "score": percent(label.score), "query": label_query(label.name)}
                        for label in report.cells[c][:CELL_LABELS]],
             "colour": class_colours[report.cells[c][0].class_id] if report.cells[c] else None,
-            "terms": neighbours["marks"][c] if neighbours and neighbours["match"] else [],
         }
         for c in range(len(CELL_NAMES))
     ]
+    marks = neighbours["marks"] if neighbours and neighbours["match"] else [[]] * len(CELL_NAMES)
     names = {cell[0].class_id: cell[0].name for cell in report.cells if cell}
     legend = [(colour, names[class_id]) for class_id, colour in class_colours.items()]
     return {
@@ -1071,6 +1071,7 @@ def _photo_context(index: Index, image_id: int, ask: SearchRequest, rank: int) -
         "width": width,
         "height": height,
         "cells": cells,
+        "matched": matched_cells_html(tuple(map(tuple, marks))),
         "legend": legend,
         "labels": [{"name": label.name, "score": percent(label.score), "url": "/?" + urlencode({"q": label_query(label.name)})}
                    for label in report.labels[:PHOTO_LABELS]],
