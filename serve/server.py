@@ -25,6 +25,11 @@ from serve.collector import Collector
 GRACEFUL_STOP_S = 3
 #: Connections served at once; more are answered 503 at once instead of piling up.
 MAX_CONNECTIONS = 64
+#: Bytes of a request's line and headers read before it is refused. The longest request the app answers is a
+#: search of `MAX_QUERY_CHARS` characters in a folder of as many, each a 4-byte UTF-8 character a browser
+#: sends as 12 (``%F0%9F%90%88``): 48,000 bytes, and headers. A longer head is cut off with uvicorn's bare
+#: 400 or a reset, and h11's default (16 KiB) did that to such searches whenever they came in pieces.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -88,8 +93,10 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("imgidx serve: %(message)s"))
     logger = logging.getLogger("imgidx.serve")
-    logger.addHandler(handler)
-    logger.propagate = False
+    uvicorn_logger = logging.getLogger("uvicorn")  # its warnings (a malformed request) in the same form
+    for each in (logger, uvicorn_logger):
+        each.addHandler(handler)
+        each.propagate = False
     hosts = tuple(hosts)
     collector = Collector()
     app = create_app(index, hosts, access_log=not quiet, collector=collector)
@@ -97,8 +104,9 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
     warm_up(app, hosts[0] if hosts else "localhost", index)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", server_header=False,
+        app, log_config=None, log_level="warning", access_log=False, lifespan="off", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     server = _Server(config, index.interrupt)
     # What start-up made (modules, the app, its templates) lives as long as the server: out of the collector's
@@ -116,7 +124,8 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
         pass
     finally:
         collector.stop()
-        logger.removeHandler(handler)
+        for each in (logger, uvicorn_logger):
+            each.removeHandler(handler)
 
 
 def warm_up(app, host: str, index: Index) -> None:
