@@ -106,7 +106,7 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S, limit_concurrency=MAX_CONNECTIONS,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        http="h11", h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # h11 even where httptools is installed
     )
     server = _Server(config, index.interrupt)
     # What start-up made (modules, the app, its templates) lives as long as the server: out of the collector's
