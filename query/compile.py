@@ -57,7 +57,9 @@ children that read more than `NARROW_RATIO` times its narrowest: a term in half 
 ``face``) is then computed for the candidates of a rare one instead of read in full (``person above
 wallet``). The counts choose how a query is computed, never what it answers. A relation's side drives only from
 the cells where it can stand in the relation (`RELATION_SIDES`: ``A above B`` reads no A in the bottom row), and
-its values still come from all its cells. Then:
+its values still come from all its cells. A driving term of one class read as stored, anywhere (the face, a
+COCO class, a compound), lists its photos from ``image_labels`` instead, a row each (`_Compiler.photos_of`):
+fewer rows than its cells, even those a relation narrows to. Then:
 
 1. one driving term: the candidates are its images; it and every other cheap term are read from the
    index, the broad ones (``dog``, ``vehicle``) computed per candidate;
@@ -823,7 +825,11 @@ class _Compiler:
         """The image ids a driver admits (a superset of the matches), each once: a candidate listed twice
         would have its cells counted twice. A term's come grouped, not DISTINCT: SQLite then hands them over in
         image order, and each candidate's probe (`probe_rows`) lands near the last one in the index (17,000
-        ``mailbag`` candidates probed for ``pizza`` at 1M photos: 32 ms against 44 ms in the class index's order)."""
+        ``mailbag`` candidates probed for ``pizza`` at 1M photos: 32 ms against 44 ms in the class index's order).
+        A term of one class read as stored, anywhere, lists its photos (`photos_of`), in image order where alone."""
+        if drive.op == "term" and self.scored_in_order(drive.spec):
+            read = self.photos_of(drive.spec, f"photos_{drive.spec.number}")
+            return read.order_by(read.selected_columns.image_id) if distinct else read
         if drive.op == "term":
             hits = self.hits(drive.spec)
             ids = sa.select(hits.c.image_id)
@@ -1242,6 +1248,14 @@ class _Compiler:
         return (sa.select(read.c.image_id, read.c.score.label("s"))
                 .where(read.c.class_id == spec.classes[0], *bound, read.c.image_id.not_in(excluded))
                 .order_by(sa.desc(read.c.score)))
+
+    def photos_of(self, spec: Spec, name: str) -> sa.Select:
+        """(image_id): the photos where a `scored_in_order` term holds somewhere, a row each, from its
+        ``image_labels`` index (a photo's row is its best cell). A superset of a relation's side, whose cells
+        are not narrowed here, read far faster than its cells: ``bowl below giraffe`` at 1M photos intersects
+        65,000 and 32,000 photos in 36 ms, against 230,000 and 134,000 cells in 86 ms."""
+        read = self.t.image_labels.alias(name)
+        return sa.select(read.c.image_id).where(read.c.class_id == spec.classes[0], self.reaches(read.c.score, spec))
 
     @staticmethod
     def scored_in_order(spec: Spec) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
-from query.compile import ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Drive, compile_query
+from query.compile import ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Compiler, _Drive, compile_query
 from query.parser import parse
 from query.resolve import resolve
 from query.search import execute, prepare
@@ -296,3 +296,33 @@ def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not
             assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
             shown = max(count_limit, offset + limit)
             assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
+
+
+#: Relations and ANDs with a side of one class read as stored, anywhere, and sides that are not (a region).
+STORED_SIDES = [*BROAD_RELATIONS, "face AND fire hydrant", "frisbee in center AND face", "face above frisbee in center",
+                "(face left of fire hydrant) OR frisbee in top-left", "fire hydrant next to frisbee AND NOT face"]
+
+
+@pytest.mark.parametrize("query", STORED_SIDES)
+def test_a_stored_class_anywhere_drives_from_its_photos_rows_with_the_same_answers(detected, monkeypatch, query):
+    """Its ``image_labels`` rows (`_Compiler.photos_of`), a photo each, in place of its cells: a relation's
+    side no longer narrowed to the cells it can stand in, so more candidates, the same answers."""
+    engine, t, _ = detected
+    with engine.connect() as conn:
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        for count in (None, counted, _lying(1)):
+            for limit, offset in ((None, 0), (4, 3)):
+                from_photos = _answer(engine, t, query, count, limit, offset)
+                with monkeypatch.context() as cells_only:
+                    cells_only.setattr(_Compiler, "scored_in_order", staticmethod(lambda spec: False))
+                    from_cells = _answer(engine, t, query, count, limit, offset)
+                assert from_photos[:3] == from_cells[:3], (query, limit, offset)
+    assert _answer(engine, t, query, None, None, 0)[1]  # it matches something
+
+
+def test_a_relation_of_stored_classes_intersects_their_photos_rows(detected):
+    engine, t, _ = detected
+    sql = str(prepare(engine, "face below fire hydrant", tables=t, count=None).statement.compile(
+        engine, compile_kwargs={"literal_binds": True}))
+    assert "FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql
+    assert "INTERSECT" in sql

@@ -263,7 +263,7 @@ def random_engine(new_index_url):
 
 
 _LABEL = st.sampled_from(["dog", "cat", "school bus", "bus", "flowerpot", "pot", "crane", "tabby", "beagle", "tench",
-                          "domestic cat", "n02012849"])
+                          "domestic cat", "n02012849", "face"])
 _REGION = st.sampled_from(["", " in center", " top-left", " in the top row", " on the left", " bottom right",
                            " middle column", " corners"])
 _THRESHOLD = st.sampled_from(["", "", " > 0.25", " >= 0.1", " > 0.5"])
