@@ -14,7 +14,9 @@ import pytest
 from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
-from query.compile import ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Compiler, _Drive, compile_query
+from query.compile import (
+    ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Compiler, _Drive, compile_query,
+)
 from query.parser import parse
 from query.resolve import resolve
 from query.search import execute, prepare
@@ -303,6 +305,15 @@ STORED_SIDES = [*BROAD_RELATIONS, "face AND fire hydrant", "frisbee in center AN
                 "(face left of fire hydrant) OR frisbee in top-left", "fire hydrant next to frisbee AND NOT face"]
 
 
+def _photos_against_cells(photos: int, cells: int):
+    """Counts where a stored class fills ``photos`` photos and ``cells`` cells (each count up to its bound)."""
+    def count(statement) -> int:
+        sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
+        bound = int(sql.rsplit("LIMIT", 1)[1].split(")")[0])
+        return min(bound, photos if "image_labels AS photos_read" in sql else cells)
+    return count
+
+
 @pytest.mark.parametrize("query", STORED_SIDES)
 def test_a_stored_class_anywhere_drives_from_its_photos_rows_with_the_same_answers(detected, monkeypatch, query):
     """Its ``image_labels`` rows (`_Compiler.photos_of`), a photo each, in place of its cells: a relation's
@@ -310,7 +321,7 @@ def test_a_stored_class_anywhere_drives_from_its_photos_rows_with_the_same_answe
     engine, t, _ = detected
     with engine.connect() as conn:
         counted = lambda statement: conn.execute(statement).scalar_one()
-        for count in (None, counted, _lying(1)):
+        for count in (None, counted, _lying(1), _photos_against_cells(10, 10**6), _photos_against_cells(10, 19)):
             for limit, offset in ((None, 0), (4, 3)):
                 from_photos = _answer(engine, t, query, count, limit, offset)
                 with monkeypatch.context() as cells_only:
@@ -320,9 +331,12 @@ def test_a_stored_class_anywhere_drives_from_its_photos_rows_with_the_same_answe
     assert _answer(engine, t, query, None, None, 0)[1]  # it matches something
 
 
-def test_a_relation_of_stored_classes_intersects_their_photos_rows(detected):
+@pytest.mark.parametrize("photos, cells, listed", [(10, 20, True), (10, 10**6, True), (10, 19, False),
+                                                   (10**6, 10**9, False), (None, None, False)])
+def test_a_stored_class_lists_its_photos_where_it_fills_two_cells_of_each(detected, photos, cells, listed):
     engine, t, _ = detected
-    sql = str(prepare(engine, "face below fire hydrant", tables=t, count=None).statement.compile(
+    count = None if photos is None else _photos_against_cells(photos, cells)
+    sql = str(prepare(engine, "face below fire hydrant", tables=t, count=count).statement.compile(
         engine, compile_kwargs={"literal_binds": True}))
-    assert "FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql
+    assert ("FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql) == listed
     assert "INTERSECT" in sql
