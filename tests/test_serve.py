@@ -688,7 +688,8 @@ def test_the_server_process_opens_the_browser_refuses_traversal_and_stops_cleanl
     assert re.fullmatch(r"imgidx serve: GET /original/-1 404 \d+ ms", lines[1 + TRAVERSALS.index("/original/-1")])
     expected = [r"imgidx serve: GET /\?q=%F0%9F%90%88.{270,300} 400 \d+ ms",
                 r"imgidx serve: Invalid HTTP request received\.",  # uvicorn's warning, in the same form
-                r"imgidx serve: GET /\?q=cat\+AND\+.{270,300} 400 \d+ ms", r"imgidx serve: GET /\?q=school\+bus 200 \d+ ms"]
+                r"imgidx serve: GET /\?q=cat\+AND\+.{270,300} 400 \d+ ms",
+                r"imgidx serve: GET /\?q=school\+bus 200 \d+ ms"]
     tail = lines[-5:-1]  # in any order: a request's line is written once its response is sent
     for pattern in expected:
         assert sum(bool(re.fullmatch(pattern, line)) for line in tail) == 1, (pattern, tail)
