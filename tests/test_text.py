@@ -8,6 +8,7 @@ blocks as known words, as tests/fake_detector.py finds objects.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from indexer.regions import CellLabel, ImageLabel, Regions, with_text
 from indexer.store import FileRow, IndexSettings
 from indexer.text import Line, Quad
 from indexer.words import folded, prefix_end, searchable
-from query.search import search
+from query import compile as compile_module
+from query.search import ON_THE_INDEX, execute, line_matches, prepare, search
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
@@ -171,6 +173,65 @@ def found(engine, query: str) -> list[tuple[str, tuple]]:
 ])
 def test_quoted_text_finds_its_photos_and_cells(signs, query, expected):
     assert found(signs, query) == expected
+
+
+def _menus(seed: int = 3) -> dict[str, list[Line]]:
+    """Lines where "the" is on most and "menu" on few, in random cells."""
+    rng = random.Random(seed)
+    words = ["the"] * 8 + ["menu", "menus", "wine", "list", "of", "day"]
+    photos = {}
+    for i in range(40):
+        lines = []
+        for _ in range(rng.randrange(1, 4)):
+            x, y = rng.randrange(0, 440), rng.randrange(0, 420)
+            lines.append(Line(x, y, x + 200, y + 50, " ".join(rng.choices(words, k=rng.randrange(1, 6))),
+                              rng.choice([0.6, 0.8, 0.95])))
+        photos[f"cafe{i:02d}.jpg"] = lines
+    return photos
+
+
+@pytest.mark.parametrize("ratio", [compile_module.PHRASE_RANGE_RATIO, 0])
+@pytest.mark.parametrize("query", ['"the menu"', '"menu of the"', '"the the"', '"of the"', '"list the"',
+                                   '"wine list the"', '"m menus"', '"the menu" in top-left',
+                                   '"the wine" AND NOT "menu"', '"the me" above "day"'])
+def test_a_phrase_found_from_its_rarest_word_answers_as_from_its_first(index_url, monkeypatch, query, ratio):
+    """`query.compile._Compiler.leading_word`: a phrase is read from its rarest word, its other words joined as
+    ranges of the word index or (``ratio`` 0) looked up per line; the matches, scores, cells and count are those
+    read from its first word (no counts), and a phrase anywhere lists the photos with a line that holds it
+    (`query.search.line_matches`)."""
+    monkeypatch.setattr(compile_module, "PHRASE_RANGE_RATIO", ratio)
+    photos = _menus()
+    engine = index_with_lines(index_url, photos)
+
+    def answer(count):
+        prepared = prepare(engine, query, limit=None, count=count)
+        result = execute(engine, prepared)
+        return prepared, [(m.path, m.score, tuple(tm.cells for tm in m.terms)) for m in result.matches], result.total
+
+    prepared, counted, total = answer(ON_THE_INDEX)
+    assert (counted, total) == answer(None)[1:]
+    assert counted
+    if query.count('"') == 2 and query.endswith('"'):  # a phrase anywhere
+        spec = prepared.compiled.reported[0]
+        holding = sorted(f"/photos/{name}" for name, lines in photos.items()
+                         if any(line_matches(line, spec, 640, 480) for line in lines))
+        assert sorted(path for path, _, _ in counted) == holding
+    engine.dispose()
+
+
+def test_a_phrase_is_read_from_its_rarest_word(tmp_path, monkeypatch):
+    """"menu" has 32 rows in the word index, "the" 134: lines are found from "menu", "the" read as one range
+    unless it has more than `PHRASE_RANGE_RATIO` times the rows."""
+    engine = index_with_lines(str(tmp_path / "i.db"), _menus())
+
+    def statement(**kwargs) -> str:
+        return str(prepare(engine, '"the menu"', **kwargs).statement.compile(engine))
+
+    assert "range_1_0 AS MATERIALIZED" in statement() and "FROM text_words AS words_1_1 \nWHERE" in statement()
+    monkeypatch.setattr(compile_module, "PHRASE_RANGE_RATIO", 4)
+    assert "range_1_0" not in statement() and "FROM text_words AS words_1_1 JOIN text_words AS words_1_0" in statement()
+    assert "FROM text_words AS words_1_0 JOIN text_words AS words_1_1" in statement(count=None)
+    engine.dispose()
 
 
 def test_text_rows_are_stored_with_their_cells_and_words(tmp_path):
