@@ -136,13 +136,14 @@ RELATION_BUDGET = 10_000
 #: each, where the cells its drive reads are at least this many per photo: fewer rows, and not many more
 #: candidates than its cells give (`_Compiler.reads_photos`).
 CELLS_PER_PHOTO = 2
-#: A quoted phrase's words are counted in the word index up to this many rows each to choose the one its lines
-#: are found from (`_Compiler.leading_word`): about a millisecond of reading a word.
-PHRASE_COUNT_CAP = 10_000
-#: A phrase's other words are read as ranges of the word index and joined to its leading word's rows where they
-#: have at most this many times its rows (`_Compiler.text_paths`); more, and each leading row looks them up.
-#: At 1M photos a lookup costs about 2 µs warm and 170 µs from disk, a row of a range 0.7 and 1.1 µs.
-PHRASE_RANGE_RATIO = 20
+#: A quoted term's rows in the word index are counted up to this many to choose how it is read (`_Compiler.
+#: word_counts`, `started_lines`): about a millisecond of reading a word.
+WORD_COUNT_CAP = 10_000
+#: A row looked up in the table's key costs about as much as this many rows of a range of an index: at 1M
+#: photos 2 µs warm and 170 µs from disk, against 0.7 and 1.1 µs (bench/RESULTS.md, session 16). So a term
+#: of text reads rows by lookups only where a range would read this many times more (`_Compiler.word_range`,
+#: `started_lines`).
+LOOKUP_ROWS = 20
 #: The parameter a one-term statement's page starts at (`CompiledQuery.at_offset`).
 PAGE_OFFSET = "page_offset"
 
@@ -544,6 +545,7 @@ class _Compiler:
         self._entries: dict[tuple[int, tuple[int, ...], int], int] = {}
         self._reads_photos: dict[tuple[int, tuple[int, ...]], bool] = {}
         self._word_counts: dict[int, list[int]] = {}
+        self._started_lines: dict[int, bool] = {}
         self._word_ranges: dict[tuple[int, int], sa.CTE] = {}
         self.calibration = calibration
         self.within = within
@@ -754,14 +756,15 @@ class _Compiler:
         self._hits[spec.number] = query.cte(f"hits_{spec.number}")
         return self._hits[spec.number]
 
-    def word_matches(self, column: sa.ColumnElement, word: str) -> sa.ColumnElement:
-        """A stored word is ``word`` or starts with it: a range of the word index (bytewise: `indexer.words`)."""
+    def word_matches(self, column: sa.ColumnElement, word: str, longer: bool = False) -> sa.ColumnElement:
+        """A stored word is ``word`` or starts with it (only starts with it, if ``longer``): a range of the word
+        index (bytewise: `indexer.words`)."""
         if self.dialect == "postgresql":
             column = column.collate("C")
-        return sa.and_(column >= word, column < prefix_end(word))
+        return sa.and_(column > word if longer else column >= word, column < prefix_end(word))
 
     def word_counts(self, spec: Spec) -> list[int] | None:
-        """How many rows of the word index each word of a quoted phrase reads (up to `PHRASE_COUNT_CAP`); None
+        """How many rows of the word index each word of a quoted phrase reads (up to `WORD_COUNT_CAP`); None
         for one word, or where the index may not be asked."""
         if len(spec.words) < 2 or self.count is None:
             return None
@@ -770,7 +773,7 @@ class _Compiler:
             self._word_counts[spec.number] = [
                 self.counted(sa.select(words.c.image_id).where(words.c.position >= 0,
                                                                self.word_matches(words.c.word, word)),
-                             PHRASE_COUNT_CAP)
+                             WORD_COUNT_CAP)
                 for word in spec.words]
         return self._word_counts[spec.number]
 
@@ -783,10 +786,10 @@ class _Compiler:
 
     def word_range(self, spec: Spec, k: int) -> sa.CTE | None:
         """The rows of the phrase's word ``k`` read as one range of the word index, if it has at most
-        `PHRASE_RANGE_RATIO` times the leading word's: a range is read in index order where looking each
+        `LOOKUP_ROWS` times the leading word's: a range is read in index order where looking each
         leading row's next word up in the table's key reads a page of its own, from disk at first."""
         counts = self.word_counts(spec)
-        if counts is None or counts[k] > PHRASE_RANGE_RATIO * counts[self.leading_word(spec)]:
+        if counts is None or counts[k] > LOOKUP_ROWS * counts[self.leading_word(spec)]:
             return None
         if (spec.number, k) not in self._word_ranges:
             words = self.t.text_words
@@ -802,7 +805,8 @@ class _Compiler:
         per word), found from its `leading_word` and joined to the others' `word_range` or rows (one image's
         lines where ``correlated``); or the term's words run together as the start of the line's words run
         together (the row at `indexer.words.JOINED`), since OCR and people space codes differently (``MS 815
-        AJ``, ``MS815AJ``)."""
+        AJ``, ``MS815AJ``); for a term of one word, only where the line's first word is shorter
+        (`started_lines`)."""
         words = self.t.text_words
         lead = self.leading_word(spec)
         first = words.alias(f"words_{spec.number}_{lead}")
@@ -826,12 +830,50 @@ class _Compiler:
                                               nth.c.position == place[2]))
             where.append(self.word_matches(nth.c.word, word))
         run = words.alias(f"run_{spec.number}")
-        # A line of one word has no row run together: its word (position 0) is that, which a term of one word
-        # finds by the first path already.
-        positions = run.c.position == JOINED if len(spec.words) == 1 else run.c.position.in_((JOINED, 0))
-        together = [positions, self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]),
-                    self.reaches(run.c.confidence, spec)]
-        return [(joined, first, where), (run, run, together)]
+        together = [self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]), self.reaches(run.c.confidence, spec)]
+        if len(spec.words) > 1:
+            return [(joined, first, where), (run, run, [run.c.position.in_((JOINED, 0)), *together])]
+        shorter = self.started_lines(spec)
+        if shorter is None:
+            return [(joined, first, where), (run, run, [run.c.position == JOINED, *together])]
+        if not shorter:
+            return [(joined, first, where)]
+        head = words.alias(f"head_{spec.number}")
+        started = head.join(run, sa.and_(run.c.image_id == head.c.image_id, run.c.line == head.c.line,
+                                         run.c.position == JOINED))
+        return [(joined, first, where), (started, run, [head.c.position == 0, self.word_in(head.c.word, shorter),
+                                                        *together])]
+
+    def started_lines(self, spec: Spec) -> list[str] | None:
+        """For a term of one word, the words shorter than it that it starts with (``"re16"``: "r", "re",
+        "re1"), if lines are better found from those first words than from their words run together; else
+        None. A line whose first word starts with the term is found by its words already, so the row run
+        together adds only lines whose first word is shorter (a line of one word has none): read from the
+        first words, a lookup each (`LOOKUP_ROWS`); read as a range, every line that starts with the term is
+        read again (at 1M, 17,926 of "a2hm"'s 77,586 rows). Where the index may not be asked, the range."""
+        term = spec.words[0]
+        shorter = [term[:end] for end in range(1, len(term))]
+        if not shorter:
+            return []
+        if self.count is None:
+            return None
+        if spec.number not in self._started_lines:
+            words = self.t.text_words
+            heads = self.counted(sa.select(words.c.image_id).where(words.c.position == 0,
+                                                                   self.word_in(words.c.word, shorter)),
+                                 WORD_COUNT_CAP)
+            # The range where its rows cost less than the lookups, counted only that far, and past the word
+            # itself: its every row sorts first there (a line run together into exactly it is rare).
+            lookups = heads * LOOKUP_ROWS
+            runs = sa.select(words.c.image_id).where(words.c.position == JOINED,
+                                                     self.word_matches(words.c.word, term, longer=True))
+            self._started_lines[spec.number] = heads == 0 or (
+                heads < WORD_COUNT_CAP and self.counted(runs, lookups) >= lookups)
+        return shorter if self._started_lines[spec.number] else None
+
+    def word_in(self, column: sa.ColumnElement, words: list[str]) -> sa.ColumnElement:
+        """A stored word is one of ``words``: equality on the word index (bytewise, as `word_matches`)."""
+        return (column.collate("C") if self.dialect == "postgresql" else column).in_(words)
 
     def text_grid(self, spec: Spec) -> sa.Subquery:
         """The cells of a term of text's region, as rows."""

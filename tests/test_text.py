@@ -190,16 +190,18 @@ def _menus(seed: int = 3) -> dict[str, list[Line]]:
     return photos
 
 
-@pytest.mark.parametrize("ratio", [compile_module.PHRASE_RANGE_RATIO, 0])
+@pytest.mark.parametrize("ratio", [compile_module.LOOKUP_ROWS, 0])
 @pytest.mark.parametrize("query", ['"the menu"', '"menu of the"', '"the the"', '"of the"', '"list the"',
-                                   '"wine list the"', '"m menus"', '"the menu" in top-left',
+                                   '"wine list the"', '"m menus"', '"themenu"', '"menuof"', '"m"',
+                                   '"the menu" in top-left',
                                    '"the wine" AND NOT "menu"', '"the me" above "day"'])
 def test_a_phrase_found_from_its_rarest_word_answers_as_from_its_first(index_url, monkeypatch, query, ratio):
     """`query.compile._Compiler.leading_word`: a phrase is read from its rarest word, its other words joined as
-    ranges of the word index or (``ratio`` 0) looked up per line; the matches, scores, cells and count are those
-    read from its first word (no counts), and a phrase anywhere lists the photos with a line that holds it
-    (`query.search.line_matches`)."""
-    monkeypatch.setattr(compile_module, "PHRASE_RANGE_RATIO", ratio)
+    ranges of the word index or (``ratio`` 0) looked up per line; a word's lines run together are read from
+    their shorter first words ("themenu": "the menu ..."; `started_lines`) or as a range. The matches, scores,
+    cells and count are those read without counts (from the first word, every range), and a term anywhere lists
+    the photos with a line that holds it (`query.search.line_matches`)."""
+    monkeypatch.setattr(compile_module, "LOOKUP_ROWS", ratio)
     photos = _menus()
     engine = index_with_lines(index_url, photos)
 
@@ -211,7 +213,7 @@ def test_a_phrase_found_from_its_rarest_word_answers_as_from_its_first(index_url
     prepared, counted, total = answer(ON_THE_INDEX)
     assert (counted, total) == answer(None)[1:]
     assert counted
-    if query.count('"') == 2 and query.endswith('"'):  # a phrase anywhere
+    if query.count('"') == 2 and query.endswith('"'):  # one term anywhere
         spec = prepared.compiled.reported[0]
         holding = sorted(f"/photos/{name}" for name, lines in photos.items()
                          if any(line_matches(line, spec, 640, 480) for line in lines))
@@ -221,16 +223,32 @@ def test_a_phrase_found_from_its_rarest_word_answers_as_from_its_first(index_url
 
 def test_a_phrase_is_read_from_its_rarest_word(tmp_path, monkeypatch):
     """"menu" has 32 rows in the word index, "the" 134: lines are found from "menu", "the" read as one range
-    unless it has more than `PHRASE_RANGE_RATIO` times the rows."""
+    unless it has more than `LOOKUP_ROWS` times the rows."""
     engine = index_with_lines(str(tmp_path / "i.db"), _menus())
 
     def statement(**kwargs) -> str:
         return str(prepare(engine, '"the menu"', **kwargs).statement.compile(engine))
 
     assert "range_1_0 AS MATERIALIZED" in statement() and "FROM text_words AS words_1_1 \nWHERE" in statement()
-    monkeypatch.setattr(compile_module, "PHRASE_RANGE_RATIO", 4)
+    monkeypatch.setattr(compile_module, "LOOKUP_ROWS", 4)
     assert "range_1_0" not in statement() and "FROM text_words AS words_1_1 JOIN text_words AS words_1_0" in statement()
     assert "FROM text_words AS words_1_0 JOIN text_words AS words_1_1" in statement(count=None)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("exits, from_first_words", [(30, True), (10, False)])
+def test_a_word_run_together_is_read_from_shorter_first_words_where_they_are_few(tmp_path, exits, from_first_words):
+    """`query.compile._Compiler.started_lines`: "exit" run together adds only "ex it"; its one line starting
+    "ex" is looked up where the lines run together from "exit" on ("exitnow") are `LOOKUP_ROWS` times more."""
+    photos = {f"exit{i:02d}.jpg": [Line(10, 10, 200, 60, "EXIT NOW", 0.9)] for i in range(exits)}
+    photos["spaced.jpg"] = [Line(420, 400, 630, 450, "EX IT", 0.95)]
+    engine = index_with_lines(str(tmp_path / "i.db"), photos)
+    prepared = prepare(engine, '"exit"', limit=None)
+    assert ("head_1" in str(prepared.statement.compile(engine))) is from_first_words
+    found = [(Path(m.path).name, m.terms[0].cells) for m in execute(engine, prepared).matches]
+    assert found[0] == ("spaced.jpg", ("bottom-right",)) and len(found) == exits + 1
+    assert found == [(Path(m.path).name, m.terms[0].cells) for m in execute(engine, prepare(
+        engine, '"exit"', limit=None, count=None)).matches]
     engine.dispose()
 
 
