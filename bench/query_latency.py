@@ -46,6 +46,7 @@ SOURCE = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from synthetic_index import build  # noqa: E402
+from text_latency import add_text, phrases, word_counts  # noqa: E402
 
 from indexer import labels  # noqa: E402
 from indexer.store import open_index, schema_statements, tables  # noqa: E402
@@ -79,6 +80,7 @@ def cached_index(n_images: int) -> Path:
         build(path, n_images)
     open_index(str(path), create=True).dispose()  # an index of an older schema version is upgraded in place
     sync_indexes(path)
+    add_text(path)
     return path
 
 
@@ -117,11 +119,40 @@ def popular_labels(db: Path, k: int = 400) -> tuple[list[str], list[int]]:
     return [f"'{name}'" if " and " in f" {name.lower()} " else name for name in names], [count for _, count in rows]
 
 
-def query_kinds(names: list[str], weights: list[int], n: int, seed: int) -> dict[str, list[str]]:
+def text_words(db: Path, k: int = 2000) -> tuple[list[str], list[int], list[tuple[str, str]]]:
+    """The ``k`` most frequent words of the index's text with their rows (the quoted words' distribution), and
+    pairs of words next to each other on a line (`text_latency.add_text` wrote them)."""
+    counted = word_counts(db)[:k]
+    return [word for word, _ in counted], [rows for _, rows in counted], phrases(db)
+
+
+def query_kinds(names: list[str], weights: list[int], n: int, seed: int,
+                text: tuple[list[str], list[int], list[tuple[str, str]]] | None = None) -> dict[str, list[str]]:
+    """Each kind's ``n`` queries; quoted text too where ``text`` (`text_words`) is given."""
     rng = random.Random(seed)
+    words, word_weights, pairs = text or ([], [], [])
 
     def label() -> str:
         return rng.choices(names, weights=weights)[0]
+
+    def word() -> str:
+        return rng.choices(words, weights=word_weights)[0]
+
+    def quoted() -> str:
+        """Issue 22's forms, one drawn: a word, anywhere or in a region, its first three letters, two words of
+        a line, a word less another, a word with a label (``"menu" AND wine glass``)."""
+        form = rng.randrange(6)
+        if form == 0:
+            return f'"{word()}"'
+        if form == 1:
+            return f'"{word()}" in {rng.choice(REGIONS[:-1])}'
+        if form == 2:
+            return f'"{word()[:3]}"'
+        if form == 3:
+            return '"{} {}"'.format(*rng.choice(pairs))
+        if form == 4:
+            return f'"{word()}" AND NOT "{word()}"'
+        return f'"{word()}" AND {label()}'
 
     def term(regions=REGIONS) -> str:
         region = rng.choice(regions)
@@ -142,7 +173,7 @@ def query_kinds(names: list[str], weights: list[int], n: int, seed: int) -> dict
         "NOT alone": [f"NOT {h}" for h in rng.sample(HIERARCHY, 3)],
         "typed word": [rng.choice(TYPED) + ("" if rng.random() < 0.5 else f" in {rng.choice(REGIONS[:-1])}")
                        for _ in range(n)],
-    }
+    } | ({"quoted text": [quoted() for _ in range(n)]} if text else {})
 
 
 def chosen_kinds(text: str, known) -> list[str]:
@@ -408,7 +439,7 @@ def main() -> None:
     if not args.cli_only:
         db = cached_index(args.images)
         names, weights = popular_labels(db)
-        kinds = query_kinds(names, weights, args.queries, args.seed)
+        kinds = query_kinds(names, weights, args.queries, args.seed, text_words(db))
         if args.kinds:
             kinds = {kind: kinds[kind] for kind in chosen_kinds(args.kinds, kinds)}
         print(f"index: {db.name}, {db.stat().st_size / 1e9:.2f} GB; "

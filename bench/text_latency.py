@@ -25,7 +25,8 @@ from itertools import accumulate
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":  # imported (bench/query_latency.py), the importer's `indexer` is the one to use
+    sys.path.insert(0, str(ROOT))
 
 from indexer import store  # noqa: E402
 from indexer.boxes import HOLDS_BOX, OCCUPIES_CELL  # noqa: E402
@@ -44,15 +45,15 @@ def vocabulary(rng: random.Random) -> list[str]:
     words = set()
     while len(words) < VOCABULARY:
         words.add("".join(rng.choice(LETTERS) for _ in range(rng.randrange(3, 10))))
-    return sorted(words, key=lambda w: rng.random())
+    return sorted(sorted(words), key=lambda w: rng.random())  # a set's order changes with the process's hash seed
 
 
-def cells_of(box) -> int:
+def cells_of(box, width: float = WIDTH, height: float = HEIGHT) -> int:
     """The mask of the cells ``box`` occupies: `indexer.boxes.occupied`'s rule (a quarter of the cell covered,
     or half the box inside it, or the cell holding most of it) in plain Python, for speed."""
     x0, y0, x1, y1 = box
     area = max((x1 - x0) * (y1 - y0), 1e-9)
-    cw, ch = WIDTH / 3, HEIGHT / 3
+    cw, ch = width / 3, height / 3
     overlaps = [max(0.0, min(x1, (c % 3 + 1) * cw) - max(x0, c % 3 * cw))
                 * max(0.0, min(y1, (c // 3 + 1) * ch) - max(y0, c // 3 * ch)) for c in range(9)]
     best = max(overlaps)
@@ -60,12 +61,47 @@ def cells_of(box) -> int:
                if o >= OCCUPIES_CELL * cw * ch or o / area >= HOLDS_BOX or o == best)
 
 
+class Lines:
+    """The synthetic lines of text of photo after photo (the module docstring), from one seed."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = random.Random(seed)
+        self.words = vocabulary(random.Random(1))
+        self.cumulative = list(accumulate(1 / (rank + 2) for rank in range(len(self.words))))
+
+    def of(self, image_id: int, width: float = WIDTH, height: float = HEIGHT) -> tuple[list[tuple], list[tuple]]:
+        """The ``texts`` and ``text_words`` rows of one photo: none for most (`TEXT_SHARE` hold text)."""
+        rng, texts, word_rows = self.rng, [], []
+        if rng.random() < TEXT_SHARE:
+            for line in range(rng.randrange(1, 5)):
+                content = " ".join(rng.choices(self.words, cum_weights=self.cumulative, k=rng.randrange(1, 5)))
+                x0, y0 = rng.uniform(0, width * 0.8), rng.uniform(0, height * 0.9)
+                box = (x0, y0, min(width, x0 + rng.uniform(40, 800)), min(height, y0 + rng.uniform(15, 120)))
+                mask = cells_of(box, width, height)
+                confidence = rng.uniform(0.5, 1.0)
+                texts.append((image_id, line, *box, confidence, mask, content))
+                row = TextLine(*box, confidence, mask, content, tuple(searchable(content)))
+                word_rows += [tuple(r.values()) for r in word_rows_of(image_id, line, row)]
+        return texts, word_rows
+
+
+def insert_lines(db: sqlite3.Connection, texts: list[tuple], word_rows: list[tuple]) -> None:
+    db.executemany("INSERT INTO texts VALUES (?,?,?,?,?,?,?,?,?)", texts)
+    db.executemany("INSERT INTO text_words (image_id, line, position, word, cells, confidence) VALUES (?,?,?,?,?,?)",
+                   word_rows)
+
+
+def word_index(db: sqlite3.Connection) -> None:
+    """The word index, from `schema.sql`'s statement (built after the rows: faster than kept during the load)."""
+    for statement in schema_statements():
+        if "text_words_word" in statement:
+            db.execute(statement)
+
+
 def build(path: Path, n_images: int, seed: int = 0) -> Path:
     if path.exists():
         return path
-    rng = random.Random(seed)
-    words = vocabulary(random.Random(1))
-    cumulative = list(accumulate(1 / (rank + 2) for rank in range(len(words))))
+    lines = Lines(seed)
     engine = open_index(str(path))
     with engine.begin() as conn:
         store.write_settings(conn, store.tables(conn), IndexSettings("efficientnet-lite0", 448, "fp32", text=True))
@@ -78,43 +114,74 @@ def build(path: Path, n_images: int, seed: int = 0) -> Path:
     for image_id in range(1, n_images + 1):
         images.append((image_id, f"/photos/{image_id // 1000:04d}/{image_id:07d}.jpg", 1, 1, f"{image_id:064x}",
                        WIDTH, HEIGHT, "efficientnet-lite0", 448, "2026-12-05T00:00:00+00:00"))
-        if rng.random() < TEXT_SHARE:
-            for line in range(rng.randrange(1, 5)):
-                content = " ".join(rng.choices(words, cum_weights=cumulative, k=rng.randrange(1, 5)))
-                x0, y0 = rng.uniform(0, WIDTH * 0.8), rng.uniform(0, HEIGHT * 0.9)
-                box = (x0, y0, min(WIDTH, x0 + rng.uniform(40, 800)), min(HEIGHT, y0 + rng.uniform(15, 120)))
-                mask = cells_of(box)
-                confidence = rng.uniform(0.5, 1.0)
-                texts.append((image_id, line, *box, confidence, mask, content))
-                row = TextLine(*box, confidence, mask, content, tuple(searchable(content)))
-                word_rows += [tuple(r.values()) for r in word_rows_of(image_id, line, row)]
+        found, words = lines.of(image_id)
+        texts += found
+        word_rows += words
         if len(images) >= 50_000 or image_id == n_images:
             db.executemany("INSERT INTO images (image_id, path, size_bytes, mtime_ns, content_hash, width, height, "
                            "model, working_size, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?)", images)
-            db.executemany("INSERT INTO texts VALUES (?,?,?,?,?,?,?,?,?)", texts)
-            db.executemany("INSERT INTO text_words (image_id, line, position, word, cells, confidence) "
-                           "VALUES (?,?,?,?,?,?)", word_rows)
+            insert_lines(db, texts, word_rows)
             images, texts, word_rows = [], [], []
-    for statement in schema_statements():
-        if "text_words_word" in statement:
-            db.execute(statement)
+    word_index(db)
     db.execute("ANALYZE")
     db.commit()
     db.close()
     return path
 
 
+def add_text(path: Path, seed: int = 0, log=print) -> None:
+    """Give an index without text (`bench/query_latency.py`'s synthetic one) lines of text as above, in each
+    labelled photo's own size, and mark it read for text; an index that holds text already is left as it is."""
+    db = sqlite3.connect(path)
+    if db.execute("SELECT 1 FROM text_words LIMIT 1").fetchone():
+        db.close()
+        return
+    start = time.perf_counter()
+    lines = Lines(seed)
+    db.execute("DROP INDEX IF EXISTS text_words_word")
+    texts, word_rows = [], []
+    for image_id, width, height in db.execute(
+            "SELECT image_id, width, height FROM images WHERE error IS NULL ORDER BY image_id").fetchall():
+        found, words = lines.of(image_id, width or WIDTH, height or HEIGHT)
+        texts += found
+        word_rows += words
+        if len(word_rows) >= 200_000:
+            insert_lines(db, texts, word_rows)
+            texts, word_rows = [], []
+    insert_lines(db, texts, word_rows)
+    word_index(db)
+    db.execute("INSERT INTO meta (key, value) VALUES ('text', 'on') ON CONFLICT (key) DO UPDATE SET value = 'on'")
+    db.execute("ANALYZE text_words")
+    db.commit()
+    db.close()
+    log(f"added lines of text to {path.name} in {time.perf_counter() - start:.0f} s")
+
+
+def word_counts(path: Path) -> list[tuple[str, int]]:
+    """Every word the index holds with its rows, most first."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    counted = db.execute("SELECT word, COUNT(*) FROM text_words WHERE position >= 0 GROUP BY word "
+                         "ORDER BY COUNT(*) DESC").fetchall()
+    db.close()
+    return counted
+
+
+def phrases(path: Path, k: int = 200) -> list[tuple[str, str]]:
+    """``k`` pairs of words next to each other on a line, in the index's order."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    pairs = db.execute(
+        "SELECT a.word, b.word FROM text_words a JOIN text_words b ON b.image_id = a.image_id AND b.line = a.line "
+        "AND b.position = a.position + 1 WHERE a.position >= 0 LIMIT ?", (k,)).fetchall()
+    db.close()
+    return pairs
+
+
 def queries(path: Path, seed: int) -> dict[str, list[str]]:
     """Query texts per kind, from the words the index holds (common ones by rank, rare ones at random)."""
-    db = sqlite3.connect(path)
-    common = [w for (w,) in db.execute("SELECT word FROM text_words WHERE position >= 0 GROUP BY word "
-                                       "ORDER BY COUNT(*) DESC LIMIT 20")]
-    rare = [w for (w,) in db.execute("SELECT word FROM text_words WHERE position >= 0 GROUP BY word "
-                                     "HAVING COUNT(*) BETWEEN 2 AND 20 LIMIT 200")]
-    pairs = [(a, b) for a, b in db.execute(
-        "SELECT a.word, b.word FROM text_words a JOIN text_words b ON b.image_id = a.image_id AND b.line = a.line "
-        "AND b.position = a.position + 1 WHERE a.position >= 0 LIMIT 200")]
-    db.close()
+    counted = word_counts(path)
+    common = [w for w, _ in counted[:20]]
+    rare = sorted(w for w, n in counted if 2 <= n <= 20)[:200]
+    pairs = phrases(path)
     rng = random.Random(seed)
     return {
         "common word": [f'"{w}"' for w in common[:10]],

@@ -679,7 +679,14 @@ class _Compiler:
         return self.count(sa.select(sa.func.count()).select_from(rows.limit(most).subquery("entries")))
 
     def cell_entries(self, spec: Spec, cells: tuple[int, ...]) -> sa.Select:
-        """The class-index entries of ``spec`` in ``cells`` that reading it visits (`entries`)."""
+        """The class-index entries of ``spec`` in ``cells`` that reading it visits (`entries`); for a term of
+        text, the rows of its leading word that reach its threshold, a row a line, in the word index: its
+        region is read after them. So ``"menu" AND wine glass`` is driven by the rarer of the two."""
+        if spec.is_text:
+            words, lead = self.t.text_words, self.leading_word(spec)
+            return sa.select(sa.literal(1).label("one")).where(
+                words.c.position >= lead, self.word_matches(words.c.word, spec.words[lead]),
+                self.reaches(words.c.confidence, spec))
         cl = self.t.cell_labels
         where = [self.class_filter(cl.c.class_id, spec.classes), self.index_cells(cl.c.cell, cells)]
         floor = self.entry_floor(spec)
@@ -897,6 +904,15 @@ class _Compiler:
                 .select_from(found.join(grid, self.occupies(found, grid)))
                 .group_by(found.c.image_id, grid.c.cell))
 
+    def text_lines(self, spec: Spec, cells: tuple[int, ...]) -> sa.Subquery:
+        """(image_id, confidence): each matching line of a term of text that reaches one of ``cells``."""
+        region = sum(1 << c for c in cells)
+        return sa.union_all(*(
+            sa.select(line.c.image_id, line.c.confidence).select_from(joined).where(
+                *where, *([line.c.cells.bitwise_and(region) != 0] if cells != ALL_CELLS else []))
+            for joined, line, where in self.text_paths(spec)
+        )).subquery(f"matched_{spec.number}")
+
     def text_cells_of(self, spec: Spec, image: sa.FromClause) -> sa.CompoundSelect:
         """The cells of the image in ``image``'s row where a term of text holds."""
         grid = self.text_grid(spec)
@@ -961,6 +977,10 @@ class _Compiler:
         if self.reads_photos(drive):
             read = self.photos_of(drive.spec, f"photos_{drive.spec.number}")
             return read.order_by(read.selected_columns.image_id) if distinct else read
+        if drive.op == "term" and drive.spec.is_text:  # its lines' photos, not spread over cells
+            lines = self.text_lines(drive.spec, drive.cells)
+            ids = sa.select(lines.c.image_id)
+            return ids.group_by(lines.c.image_id) if distinct else ids
         if drive.op == "term":
             hits = self.hits(drive.spec)
             ids = sa.select(hits.c.image_id)
@@ -982,6 +1002,20 @@ class _Compiler:
         return [image_id.label("image_id"), cell.label("cell")] + [
             values.get(s.number, nothing).label(f"s{s.number}") for s in self.specs
         ]
+
+    def text_probe_rows(self, cand: sa.CTE, spec: Spec) -> sa.Select:
+        """Per candidate and cell of a term of text's region, the best confidence of the candidate's matching
+        lines there: its own rows, found by the table's key (a few lines a photo), so a term of text in 50,000
+        photos costs the candidates of a narrower one only."""
+        grid = self.text_grid(spec)
+        lines = sa.union_all(*(
+            sa.select(cand.c.image_id, line.c.cells, line.c.confidence)
+            .select_from(_Driven(cand, joined, line.c.image_id == cand.c.image_id)).where(*where)
+            for joined, line, where in self.text_paths(spec, correlated=True)
+        )).subquery(f"probed_lines_{spec.number}")
+        return (sa.select(*self.wide(lines.c.image_id, grid.c.cell, {spec.number: sa.func.max(lines.c.confidence)}))
+                .select_from(lines.join(grid, self.occupies(lines, grid)))
+                .group_by(lines.c.image_id, grid.c.cell))
 
     def probe_rows(self, cand: sa.CTE, specs: list[Spec]) -> sa.Select:
         """Per candidate and cell, the summed score of each spec, from the candidate's own rows."""
@@ -1152,12 +1186,12 @@ class _Compiler:
         elif drive.op == "term":
             lead = drive.spec
             plan = f"candidates: images of term {lead.number} ({lead.describe()})"
-            indexed = [lead] + [s for s in cheap if s is not lead and not self.broad(s, lead)]
+            # text other than the lead is looked up per candidate, however cheap its read
+            indexed = [lead] + [s for s in cheap if s is not lead and not s.is_text and not self.broad(s, lead)]
             probed = [s for s in self.specs if s not in indexed]
         elif drive.op == "and":
             plan = f"candidates: images common to terms {', '.join(str(n) for n in sorted(s.number for s in drive.specs()))}"
-            indexed = [s for s in self.specs if s.is_text]  # read from the word index, never per candidate
-            probed = [s for s in self.specs if not s.is_text]
+            indexed, probed = [], list(self.specs)
         else:
             plan = f"candidates: images of any of terms {', '.join(str(s.number) for s in drive.specs())}"
             indexed = cheap
@@ -1174,7 +1208,9 @@ class _Compiler:
             parts.append(sa.select(*self.wide(hits.c.image_id, hits.c.cell, {spec.number: hits.c.s})))
         if probed:
             cand = self.driver_ids(drive).cte("cand")
-            parts.append(self.probe_rows(cand, probed))
+            if any(not spec.is_text for spec in probed):
+                parts.append(self.probe_rows(cand, [spec for spec in probed if not spec.is_text]))
+            parts += [self.text_probe_rows(cand, spec) for spec in probed if spec.is_text]
         if drive is None:  # images where no term holds are candidates too
             no_cell = sa.cast(sa.null(), sa.SmallInteger)
             parts.append(sa.select(*self.wide(images.c.image_id, no_cell, {})).where(self.admitted(images)))
@@ -1245,12 +1281,7 @@ class _Compiler:
                 cl.c.class_id == spec.classes[0], cl.c.cell == spec.cells[0], self.reaches(cl.c.score, spec))
             return rows, True, "its cell, from the class index"
         if spec.is_text:
-            region = sum(1 << c for c in spec.cells)
-            lines = sa.union_all(*(
-                sa.select(line.c.image_id, line.c.confidence).select_from(joined).where(
-                    *where, *([line.c.cells.bitwise_and(region) != 0] if spec.cells != ALL_CELLS else []))
-                for joined, line, where in self.text_paths(spec)
-            )).subquery(f"lines_{spec.number}")
+            lines = self.text_lines(spec, spec.cells)
             rows = sa.select(lines.c.image_id, sa.func.max(lines.c.confidence).label("best"))
             return rows.group_by(lines.c.image_id), False, "its matching lines, from the word index"
         hits = self.hits(spec)

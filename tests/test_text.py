@@ -28,6 +28,7 @@ from indexer.store import FileRow, IndexSettings
 from indexer.text import Line, Quad
 from indexer.words import folded, prefix_end, searchable
 from query import compile as compile_module
+from query_helpers import FLOWERPOT, SCHOOL_BUS
 from query.search import ON_THE_INDEX, execute, line_matches, prepare, search
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -117,15 +118,20 @@ def test_folding_keeps_what_people_read():
 # --- the index: rows, upgrade, queries ---------------------------------------------------------------------
 
 
-def index_with_lines(url: str, photos: dict[str, list[Line]], size=(640, 480)):
-    """An index whose photos hold ``photos``' lines (and one label each), text 'on'."""
+def index_with_lines(url: str, photos: dict[str, list[Line]], size=(640, 480),
+                     labels: dict[str, int] | None = None):
+    """An index whose photos hold ``photos``' lines, text 'on', and one label each: class 1 in the top-left
+    cell, or the class ``labels`` gives the photo, in the centre cell at evidence 0.9."""
     engine = store.open_index(url)
     t = store.tables(engine)
     with engine.begin() as conn:
         store.write_settings(conn, t, IndexSettings("efficientnet-lite0", 448, "fp32", text=True))
         rows = []
         for name, lines in photos.items():
-            regions = with_text(Regions([ImageLabel(1, 0.5, 1.0)], [CellLabel(0, 1, 0.5, 1.0)]), lines, *size)
+            found = (labels or {}).get(name)
+            held = (Regions([ImageLabel(1, 0.5, 1.0)], [CellLabel(0, 1, 0.5, 1.0)]) if found is None else
+                    Regions([ImageLabel(found, 0.9, 1.0)], [CellLabel(4, found, 0.9, 1.0)]))
+            regions = with_text(held, lines, *size)
             rows.append((FileRow(f"/photos/{name}", 1, 1, name, *size, "efficientnet-lite0", 448), regions))
         store.save_images(conn, t, rows)
     return engine
@@ -249,6 +255,31 @@ def test_a_word_run_together_is_read_from_shorter_first_words_where_they_are_few
     assert found[0] == ("spaced.jpg", ("bottom-right",)) and len(found) == exits + 1
     assert found == [(Path(m.path).name, m.terms[0].cells) for m in execute(engine, prepare(
         engine, '"exit"', limit=None, count=None)).matches]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("query, plan, matches", [
+    ('"exit" AND school bus', "candidates: images common to terms 1, 2", [45, 46, 47, 48, 49]),
+    ('"menu" AND school bus', "candidates: images of term 1", [45, 46]),
+    ('"exit" AND flowerpot', "candidates: images of term 2", [0, 1, 2, 3]),
+])
+def test_text_and_a_label_are_driven_by_the_rarer(index_url, query, plan, matches):
+    """`query.compile._Compiler.cell_entries` counts a term of text's lines: "exit" is on 50 photos, the
+    school bus on 30, "menu" on 3, the flowerpot on 4; a term far broader than the other is read whole (text)
+    or per candidate (a label). The answers are those of text driving always (no counts)."""
+    photos = {f"p{i:02d}.jpg": [] for i in range(75)}
+    for i in range(50):
+        photos[f"p{i:02d}.jpg"].append(Line(10, 10, 200, 60, "EXIT", 0.9))
+    for i in (44, 45, 46):
+        photos[f"p{i:02d}.jpg"].append(Line(420, 400, 630, 450, "MENU", 0.8))
+    labels = {f"p{i:02d}.jpg": SCHOOL_BUS for i in range(45, 75)} | {f"p{i:02d}.jpg": FLOWERPOT for i in range(4)}
+    engine = index_with_lines(index_url, photos, labels=labels)
+    prepared = prepare(engine, query, limit=None)
+    assert prepared.compiled.plan.startswith(plan)
+    found = [(m.path, m.score, tuple(tm.cells for tm in m.terms)) for m in execute(engine, prepared).matches]
+    assert sorted(path for path, _, _ in found) == [f"/photos/p{i:02d}.jpg" for i in matches]
+    assert found == [(m.path, m.score, tuple(tm.cells for tm in m.terms))
+                     for m in execute(engine, prepare(engine, query, limit=None, count=None)).matches]
     engine.dispose()
 
 
