@@ -1026,6 +1026,9 @@ class _Compiler:
         # One seek per candidate and class in the index (image_id, class_id, cell, score).
         own = sa.and_(cl.c.image_id == cand.c.image_id, self.class_filter(cl.c.class_id, wanted),
                       self.cell_filter(cl.c.cell, cells))
+        if len(wanted) == 1 and len(specs) == 1:  # a row per candidate and cell already: its score is the value
+            return sa.select(*self.wide(cand.c.image_id, cl.c.cell, {specs[0].number: cl.c.score})).select_from(
+                _Driven(cand, cl, own))
         return (
             sa.select(*self.wide(cand.c.image_id, cl.c.cell, sums))
             .select_from(_Driven(cand, cl, own))
