@@ -21,8 +21,11 @@ same query's in-process latency on the same index (so what is left is start-up).
 checkout's ``indexer`` and ``query``; with ``--baseline-src DIR`` (e.g. ``git archive main | tar -x -C
 DIR``) each run is paired with one of DIR's code, and the ratio of the medians is printed.
 
+The latency index also holds lines of text (`text_latency.add_text`: a fifth of the photos, written once),
+and the kind "quoted text" draws issue 22's forms of quoted terms, words by their rows.
+
 The benchmark only reads the cached indexes (read-only connections), unless their secondary indexes differ
-from schema.sql's.
+from schema.sql's or they hold no text yet.
 """
 
 from __future__ import annotations

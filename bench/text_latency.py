@@ -9,6 +9,8 @@ stores them (`indexer.store.write.word_rows_of`). Each query kind runs over seve
 (20 matches) with the count, as `imgidx query` asks; the baseline is the same queries on an index a tenth the
 size, built in the same run (how latency grows with the index).
 
+The same lines go into `bench/query_latency.py`'s synthetic index (`add_text`), beside its labels.
+
     python bench/text_latency.py [--images 1000000] [--repeat 5] [--out bench/out]
 """
 

@@ -837,7 +837,8 @@ class _Compiler:
                                               nth.c.position == place[2]))
             where.append(self.word_matches(nth.c.word, word))
         run = words.alias(f"run_{spec.number}")
-        together = [self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]), self.reaches(run.c.confidence, spec)]
+        together = [self.word_matches(run.c.word, "".join(spec.words)[:MAX_WORD]),
+                    self.reaches(run.c.confidence, spec)]
         if len(spec.words) > 1:
             return [(joined, first, where), (run, run, [run.c.position.in_((JOINED, 0)), *together])]
         shorter = self.started_lines(spec)
@@ -1018,17 +1019,19 @@ class _Compiler:
                 .group_by(lines.c.image_id, grid.c.cell))
 
     def probe_rows(self, cand: sa.CTE, specs: list[Spec]) -> sa.Select:
-        """Per candidate and cell, the summed score of each spec, from the candidate's own rows."""
+        """Per candidate and cell, the summed score of each spec, from the candidate's own rows. One spec of
+        one class has a row per candidate and cell already, its value: not grouped (``person next to cake``
+        at 1M photos: 32,000 cakes, 78,000 person rows, 230 -> 205 ms)."""
         cl = self.t.cell_labels
         wanted = tuple(sorted({c for s in specs for c in s.classes}))
         cells = tuple(sorted({c for s in specs for c in s.cells}))
-        sums = {s.number: self.cell_value(s, self.cell_filter(cl.c.cell, s.cells)) for s in specs}
         # One seek per candidate and class in the index (image_id, class_id, cell, score).
         own = sa.and_(cl.c.image_id == cand.c.image_id, self.class_filter(cl.c.class_id, wanted),
                       self.cell_filter(cl.c.cell, cells))
-        if len(wanted) == 1 and len(specs) == 1:  # a row per candidate and cell already: its score is the value
+        if len(wanted) == 1 and len(specs) == 1:
             return sa.select(*self.wide(cand.c.image_id, cl.c.cell, {specs[0].number: cl.c.score})).select_from(
                 _Driven(cand, cl, own))
+        sums = {s.number: self.cell_value(s, self.cell_filter(cl.c.cell, s.cells)) for s in specs}
         return (
             sa.select(*self.wide(cand.c.image_id, cl.c.cell, sums))
             .select_from(_Driven(cand, cl, own))
