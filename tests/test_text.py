@@ -28,8 +28,8 @@ from indexer.store import FileRow, IndexSettings
 from indexer.text import Line, Quad
 from indexer.words import folded, prefix_end, searchable
 from query import compile as compile_module
-from query_helpers import FLOWERPOT, SCHOOL_BUS
 from query.search import ON_THE_INDEX, execute, line_matches, prepare, search
+from query_helpers import FLOWERPOT, SCHOOL_BUS
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
@@ -265,8 +265,9 @@ def test_a_word_run_together_is_read_from_shorter_first_words_where_they_are_few
 ])
 def test_text_and_a_label_are_driven_by_the_rarer(index_url, query, plan, matches):
     """`query.compile._Compiler.cell_entries` counts a term of text's lines: "exit" is on 50 photos, the
-    school bus on 30, "menu" on 3, the flowerpot on 4; a term far broader than the other is read whole (text)
-    or per candidate (a label). The answers are those of text driving always (no counts)."""
+    school bus on 30, "menu" on 3, the flowerpot on 4; a term far broader than the other is looked up per
+    candidate, text from the candidate's lines (`text_probe_rows`). The answers are those of text driving
+    always (no counts)."""
     photos = {f"p{i:02d}.jpg": [] for i in range(75)}
     for i in range(50):
         photos[f"p{i:02d}.jpg"].append(Line(10, 10, 200, 60, "EXIT", 0.9))
