@@ -1457,7 +1457,8 @@ class _Compiler:
         def held(rows: sa.Subquery) -> sa.Select:
             return sa.select(rows.c.image_id, rows.c.s).where(self.condition(node, rows))
 
-        def counted(rows: sa.Select, most: int) -> sa.ScalarSelect:
+        def count_of(rows: sa.Select, most: int) -> sa.ScalarSelect:
+            """`counted` inside the statement: its rows up to ``most``, counted when it runs."""
             return sa.select(sa.func.count()).select_from(rows.limit(most).subquery()).scalar_subquery()
 
         stop = self.greatest(sa.literal(COUNT_LIMIT), start + limit) + 1
@@ -1474,8 +1475,8 @@ class _Compiler:
         floor = sa.select(cut.c.p).scalar_subquery()
         found = sa.select(sa.func.count()).select_from(first).scalar_subquery()
         # The matches are known (all of them, or enough to count), and the photos above the cut are few.
-        known = sa.or_(found >= stop, counted(photos("all_read"), RELATION_BUDGET) < RELATION_BUDGET)
-        above_cut = counted(photos("above_read", floor), RELATION_BUDGET + 1)
+        known = sa.or_(found >= stop, count_of(photos("all_read"), RELATION_BUDGET) < RELATION_BUDGET)
+        above_cut = count_of(photos("above_read", floor), RELATION_BUDGET + 1)
         few_above = sa.or_(floor.is_(None), above_cut <= RELATION_BUDGET)
         taken = sa.select(sa.and_(known, few_above).label("ok")).cte("taken").prefix_with("MATERIALIZED")
         ok = sa.select(taken.c.ok).scalar_subquery()

@@ -94,10 +94,21 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
     handler.setFormatter(logging.Formatter("imgidx serve: %(message)s"))
     logger = logging.getLogger("imgidx.serve")
     uvicorn_logger = logging.getLogger("uvicorn")  # its warnings (a malformed request) in the same form
-    for each in (logger, uvicorn_logger):
+    propagated = {each: each.propagate for each in (logger, uvicorn_logger)}
+    for each in propagated:
         each.addHandler(handler)
         each.propagate = False
-    hosts = tuple(hosts)
+    try:
+        _serve(index, sock, on_started, tuple(hosts), quiet, on_ready, logger)
+    finally:  # a caller's logging as it was (a test, or `imgidx serve` run again in the same process)
+        for each, propagate in propagated.items():
+            each.removeHandler(handler)
+            each.propagate = propagate
+
+
+def _serve(index: Index, sock: socket.socket, on_started: Callable[[], None] | None, hosts: tuple[str, ...],
+           quiet: bool, on_ready: Callable[[], None] | None, logger: logging.Logger) -> None:
+    """`run`'s work once its log lines are routed."""
     collector = Collector()
     app = create_app(index, hosts, access_log=not quiet, collector=collector)
     logger.setLevel(logging.WARNING)  # the warm-up's requests are no one's
@@ -124,8 +135,6 @@ def run(index: Index, sock: socket.socket, on_started: Callable[[], None] | None
         pass
     finally:
         collector.stop()
-        for each in (logger, uvicorn_logger):
-            each.removeHandler(handler)
 
 
 def warm_up(app, host: str, index: Index) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -1010,3 +1011,18 @@ def test_a_server_logs_only_the_requests_it_was_sent(library, tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+
+
+def test_serving_leaves_the_callers_logging_as_it_was(monkeypatch):
+    """`server.run` routes its and uvicorn's lines through its own handler only while it serves: after it
+    returns, or fails before serving, the loggers propagate and hold handlers as before."""
+    loggers = [logging.getLogger("imgidx.serve"), logging.getLogger("uvicorn")]
+    before = [(each.propagate, list(each.handlers)) for each in loggers]
+
+    def fail(*args):
+        raise RuntimeError("no index")
+
+    monkeypatch.setattr(server, "_serve", fail)
+    with pytest.raises(RuntimeError, match="no index"):
+        server.run(None, None)
+    assert [(each.propagate, list(each.handlers)) for each in loggers] == before
