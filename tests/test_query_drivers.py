@@ -7,6 +7,7 @@ from counts that lie."""
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -305,13 +306,22 @@ STORED_SIDES = [*BROAD_RELATIONS, "face AND fire hydrant", "frisbee in center AN
                 "(face left of fire hydrant) OR frisbee in top-left", "fire hydrant next to frisbee AND NOT face"]
 
 
-def _photos_against_cells(photos: int, cells: int):
-    """Counts where a stored class fills ``photos`` photos and ``cells`` cells (each count up to its bound)."""
+def _sized(cells, photos, total: int = 10**9):
+    """Counts where each class fills ``cells(class)`` cells and ``photos(class)`` photos (each count up to its
+    bound) of an index of ``total`` photos (its highest image id: `_Compiler.listed`)."""
     def count(statement) -> int:
         sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
+        if "LIMIT" not in sql:
+            return total
         bound = int(sql.rsplit("LIMIT", 1)[1].split(")")[0])
-        return min(bound, photos if "image_labels AS photos_read" in sql else cells)
+        class_id = int(re.search(r"class_id = (\d+)", sql).group(1))
+        return min(bound, (photos if "image_labels AS photos_read" in sql else cells)(class_id))
     return count
+
+
+def _photos_against_cells(photos: int, cells: int):
+    """Counts where a stored class fills ``photos`` photos and ``cells`` cells (each count up to its bound)."""
+    return _sized(lambda _: cells, lambda _: photos)
 
 
 @pytest.mark.parametrize("query", STORED_SIDES)
@@ -329,6 +339,22 @@ def test_a_stored_class_anywhere_drives_from_its_photos_rows_with_the_same_answe
                     from_cells = _answer(engine, t, query, count, limit, offset)
                 assert from_photos[:3] == from_cells[:3], (query, limit, offset)
     assert _answer(engine, t, query, None, None, 0)[1]  # it matches something
+
+
+@pytest.mark.parametrize("total, common", [(10**6, True), (3_000, False)])
+def test_a_side_that_lists_its_photos_is_weighed_by_them_where_they_are_few_in_the_index(detected, total, common):
+    """``face below fire hydrant`` with 5,000 face cells in 500 photos against 400 hydrant cells: the faces
+    read more than `NARROW_RATIO` times the hydrants' entries, but listed as photos they read 500 rows, so
+    the two are intersected; unless 500 photos are more than one in `NARROW_RATIO` of the index's, where
+    the intersection would keep most hydrants and each is looked up for a face instead."""
+    engine, t, _ = detected
+    count = _sized({FACE_CLASS: 5_000, FIRE_HYDRANT: 400}.__getitem__, {FACE_CLASS: 500, FIRE_HYDRANT: 300}.__getitem__,
+                   total)
+    everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
+    page = _answer(engine, t, "face below fire hydrant", count, None, 0)
+    assert page[3].startswith("candidates: images common to terms 1, 2" if common else
+                              "candidates: images of term 2"), page[3]
+    assert page[:3] == everything[:3]
 
 
 @pytest.mark.parametrize("photos, cells, listed", [(10, 20, True), (10, 10**6, True), (10, 19, False),
