@@ -715,13 +715,16 @@ class _Compiler:
             return False
         key = (drive.spec.number, drive.cells)
         if key not in self._reads_photos:
-            known = [value for (number, cells, _), value in self._entries.items()
-                     if number == drive.spec.number and cells == drive.cells]
-            cells = max(known) if known else self.entries(drive, ESTIMATE_CAP)  # at least this many
+            cells = self.cells_counted(drive) or self.entries(drive, ESTIMATE_CAP)  # at least this many
             if photos is None:
                 photos = self.counted(self.photos_of(drive.spec, "photos_read"), cells // CELLS_PER_PHOTO + 1)
             self._reads_photos[key] = photos * CELLS_PER_PHOTO <= cells
         return self._reads_photos[key]
+
+    def cells_counted(self, drive: _Drive) -> int:
+        """The most class-index entries of a term's drive counted so far (at least that many); 0 if none."""
+        return max((value for (number, cells, _), value in self._entries.items()
+                    if number == drive.spec.number and cells == drive.cells), default=0)
 
     def listed(self, drive: _Drive, bound: int) -> int | None:
         """The photos a driving term lists in place of its entries (`reads_photos`), where they are at most
@@ -735,6 +738,8 @@ class _Compiler:
         if self._photos is None:
             self._photos = self.count(sa.select(sa.func.coalesce(sa.func.max(self.t.images.c.image_id), 0)))
         most = min(bound, self._photos // NARROW_RATIO)
+        if self.cells_counted(drive) > most * len(ALL_CELLS):  # a photo has nine cells: too many photos
+            return None
         photos = self.counted(self.photos_of(drive.spec, "photos_read"), most + 1)
         return photos if photos <= most and self.reads_photos(drive, photos) else None
 
