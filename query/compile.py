@@ -507,7 +507,7 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
         least = min(counted.values())
     # Fewest entries first: SQLite's bare INTERSECT (before `driver_ids` merged the parts) kept its left-most
     # part in a temporary B-tree and probed it with the others (36,000 against 181,000 entries: 85 ms that way
-    # round, 110 ms the other). Merged, the order matters little; PostgreSQL plans its own.
+    # round, 110 ms the other). Merged, the order matters little.
     narrow = sorted((p for p in chosen if counted[p] <= least * NARROW_RATIO), key=counted.__getitem__)
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
@@ -1007,7 +1007,7 @@ class _Compiler:
         image order, and each candidate's probe (`probe_rows`) lands near the last one in the index (17,000
         ``mailbag`` candidates probed for ``pizza`` at 1M photos: 32 ms against 44 ms in the class index's order).
         A term may list its photos instead (`reads_photos`), in image order where it drives alone. An AND's
-        parts are intersected in image order in SQLite: it sorts each part and merges them, where the bare
+        parts are intersected in image order: SQLite sorts each part and merges them, where the bare
         ``INTERSECT`` keeps the first in a temporary B-tree and probes it with the next (``syringe next to
         chiffonier`` at 1M photos, 46,000 and 93,000 entries: 55 ms against 91 ms). An OR's parts are not: its
         ``UNION`` merged so was slower (``power drill in top row OR projectile in center``: 21 against 13 ms)."""
@@ -1032,7 +1032,7 @@ class _Compiler:
                 ids = sa.select(nested.c.image_id)
             parts.append(ids)
         compound = (sa.intersect if drive.op == "and" else sa.union)(*parts)
-        if self.dialect == "sqlite" and drive.op == "and":
+        if drive.op == "and":
             compound = compound.order_by(parts[0].selected_columns.image_id)
         return compound
 
