@@ -477,10 +477,10 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     `ESTIMATE_CAP`, they are counted again up to `NARROW_RATIO` times that (``chime next to person``: 24,000
     against 2 million), and a part stopped at the cap is counted on up to `NARROW_RATIO` times the narrowest
     (7,800 wallet entries against 2 million person entries). Each count reads at most what reading that part
-    in full would. A part that lists its photos instead of its entries (``listed``: their count, up to a bound,
-    or None) is weighed by them, as that is what the intersection reads: ``dining table next to frisbee`` at
-    1M photos, 490,000 table entries in 75,000 photos against 31,500 frisbees, intersects the photos (20 ms)
-    instead of looking each frisbee photo up for a table (98 ms)."""
+    in full would. A part that lists its photos instead of its entries (``listed``: their count, or None where
+    it reads its entries or they are too many) is weighed by them, as that is what the intersection reads:
+    ``dining table next to frisbee`` at 1M photos, 490,000 table entries in 75,000 photos against 31,500
+    frisbees, intersects the photos (20 ms) instead of looking each frisbee photo up for a table (98 ms)."""
     if not parts:
         return None
     cheap = [p for p in parts if p.cost <= CHEAP_DRIVER]
