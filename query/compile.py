@@ -1525,9 +1525,9 @@ class _Compiler:
 
         # A photo above the cut whose match would score below the k-th is not tested: its other side's score is
         # one key lookup, the relation two reads of its cells.
-        above_cut = photos("above_cut", floor).subquery()
-        reaching = scores(above_cut.c.image_id, above_cut.c.s) >= sa.select(cut.c.k).scalar_subquery()
-        above = sa.select(above_cut.c.image_id, above_cut.c.s).where(reaching, self.condition(node, above_cut))
+        lead_above = photos("above_cut", floor).subquery()
+        reaching = scores(lead_above.c.image_id, lead_above.c.s) >= sa.select(cut.c.k).scalar_subquery()
+        above = sa.select(lead_above.c.image_id, lead_above.c.s).where(reaching, self.condition(node, lead_above))
         candidates = sa.union_all(
             sa.select(first.c.image_id, first.c.s).where(floor.is_(None)),
             above.where(floor.is_not(None)),
