@@ -1520,11 +1520,9 @@ class _Compiler:
         return sa.select(self.confidence(sa.func.max(top.c.top), spec)).scalar_subquery()
 
     def confidence_in(self, spec: Spec, image_id: sa.ColumnElement) -> sa.ScalarSelect:
-        """A `read_in_order` term's confidence in one photo's best cell, looked up by its key."""
-        if read_as_stored(spec.classes[0]):
-            read = self.t.image_labels.alias()
-            return sa.select(read.c.score).where(read.c.image_id == image_id,
-                                                 read.c.class_id == spec.classes[0]).scalar_subquery()
+        """A `read_in_order` term's confidence in one photo's best cell, from the photo's cells: one seek of an
+        index that holds them (``image_labels`` gives a stored class's best cell too, but its key's index does
+        not hold the score, so that the lookup visits the table as well: 6 µs against 4.5 at 1M)."""
         read = self.t.cell_labels.alias()
         return sa.select(self.confidence(sa.func.max(read.c.score), spec)).where(
             read.c.image_id == image_id, read.c.class_id == spec.classes[0]).scalar_subquery()
