@@ -282,6 +282,30 @@ def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_of
     assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
 
 
+def _thinning(at_top: int, deeper: int):
+    """Counts past every bound, and samples of the relation (`_Compiler.held_among_best`) that find ``at_top``
+    matches among a side's best photos and ``deeper`` among those further down."""
+    def count(statement) -> int:
+        sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
+        if "sample_read" not in sql:
+            return 10**9
+        return deeper if re.search(r"OFFSET [1-9]", sql) else at_top
+    return count
+
+
+@pytest.mark.parametrize("at_top, deeper, chosen", [(250, 250, True), (30, 30, True), (30, 20, False),
+                                                    (100, 0, False)])
+def test_a_relation_is_read_in_score_order_where_its_matches_are_expected_within_the_budget(
+        detected, at_top, deeper, chosen):
+    """30 of 250 photos all along the 10,000 read give 1,200 matches; 30 at the top and 20 further down, about
+    820; 100 at the top and none past the 1,000th, about 250: too few to count `COUNT_LIMIT` of them."""
+    engine, t, _ = detected
+    everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
+    page = _answer(engine, t, "face below fire hydrant", _thinning(at_top, deeper), 4, 2)
+    assert page[3].startswith("one relation of two broad terms") == chosen, page[3]
+    assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
+
+
 @pytest.mark.parametrize("budget", [1, 3, 8, 40])
 @pytest.mark.parametrize("count_limit", [1000, 3])
 def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
@@ -362,7 +386,7 @@ def _sized(cells, photos, total: int = 10**9):
         sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
         if "LIMIT" not in sql:
             return total
-        bound = int(sql.rsplit("LIMIT", 1)[1].split(")")[0])
+        bound = int(re.findall(r"LIMIT (\d+)", sql)[-1])
         class_id = int(re.search(r"class_id = (\d+)", sql).group(1))
         return min(bound, (photos if "image_labels AS photos_read" in sql else cells)(class_id))
     return count
