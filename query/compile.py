@@ -520,6 +520,18 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
 
+def _trapezoid_weights(points: list[float], end: float) -> list[float]:
+    """What each of a function's values at ``points`` (increasing, within 0 to ``end``) adds to its integral
+    from 0 to ``end``, linear between them and flat beyond them, per unit of value and of `RELATION_SAMPLE`:
+    the matches each held photo of a sample stands for (`_Compiler.expected_matches`)."""
+    previous, following = [points[0], *points[:-1]], [*points[1:], points[-1]]
+    sloped = [(later - earlier) / 2 for earlier, later in zip(previous, following)]
+    flat = [0.0] * len(points)
+    flat[0] += points[0]
+    flat[-1] += end - points[-1]
+    return [(part + rest) / RELATION_SAMPLE for part, rest in zip(sloped, flat)]
+
+
 def _side(spec: Spec, cells: tuple[int, ...]) -> _Drive:
     """A relation's side as a driver, read only in the cells where it can stand in the relation: ``flute above
     Samoyed`` at 1M photos intersects 121,000 flute and 24,000 Samoyed entries instead of 181,000 and 36,000."""
@@ -1427,7 +1439,8 @@ class _Compiler:
         """A query that is one relation between two terms in many photos each (``face below person``,
         ``French horn next to person``), both one class anywhere (`read_in_order`), where it holds often: (the
         side whose photos are read in score order, the other). Such sides have tens of thousands of candidates
-        in common at 1M photos (`ranked_relation`); None for any other query, or where the index may not be asked."""
+        in common at 1M photos (`ranked_relation`); None for any other query, or where the index may not be
+        asked."""
         node = self.tree
         if not isinstance(node, Relation) or self.count is None:
             return None
@@ -1446,38 +1459,38 @@ class _Compiler:
             return None
         return sides[lead], sides[1 - lead]
 
-    def held_among_best(self, side: Spec, offset: int = 0) -> int | None:
-        """How many of ``side``'s photos ranked from ``offset`` by score (`RELATION_SAMPLE` of them) the
-        relation holds for; None where it has fewer. Reading a side in score order (`ranked_relation`) counts
-        `COUNT_LIMIT` matches within `RELATION_BUDGET` photos only where enough do: else the count would test
-        every one of its photos (``person right of cat``: 604 matches among 480,000 people), which the full
-        computation does faster."""
-        best = (self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset or None)
-                .subquery("best"))
-        # An estimate: a failed photo's stale rows may count (testing each photo for that read a list of them).
-        # Two counts in one statement, each over the sample: a sum over it of a CASE of the test read the
-        # second side's cells in full for each photo (SQLite 3.40).
-        held = sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)).scalar_subquery()
-        photos = sa.select(sa.func.count()).select_from(best).scalar_subquery()
+    def held_among_best(self, side: Spec) -> int | None:
+        """How many of ``side``'s best photos by score (`RELATION_SAMPLE` of them) the relation holds for; None
+        where it has fewer. Reading a side in score order (`ranked_relation`) counts `COUNT_LIMIT` matches
+        within `RELATION_BUDGET` photos only where enough do: else the count would test every one of its
+        photos (``person right of cat``: 604 matches among 480,000 people), which the full computation does
+        faster."""
+        held, photos = self.sample(side, 0)
         found = self.count(sa.select(sa.case((photos < RELATION_SAMPLE, -1), else_=held)))
         return None if found < 0 else found
 
-    def expected_matches(self, side: Spec, at_top: int) -> float:
-        """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of its photos
-        (`held_among_best`) at each of `RELATION_DEPTHS`, linear between them; infinite where it has fewer
-        photos than a depth (all of them are read). The share at the top alone overstates it where the
-        matches thin out (``beer bottle right of bottle`` at 1M: 70 of the best 250, 7 of 250 from the
-        5,000th, 900 in all of the best 10,000)."""
-        points = [(RELATION_SAMPLE / 2, at_top)]
-        for depth in RELATION_DEPTHS[1:]:
-            offset = max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE)))
-            held = self.held_among_best(side, offset)
-            if held is None:
-                return float("inf")
-            points.append((offset + RELATION_SAMPLE / 2, held))
-        points = [(0.0, points[0][1]), *points, (float(RELATION_BUDGET), points[-1][1])]
-        return sum((y0 + y1) / 2 * (x1 - x0) for (x0, y0), (x1, y1) in zip(points, points[1:])) / RELATION_SAMPLE
+    def sample(self, side: Spec, offset: int) -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
+        """Of ``side``'s photos ranked from ``offset`` by score (`RELATION_SAMPLE` of them): how many the
+        relation holds for, and how many there are. Two counts each over the sample (a sum over it of a CASE
+        of the test read the second side's cells in full for each photo, SQLite 3.40). An estimate: a failed
+        photo's stale rows may count (testing each photo for that read a list of them)."""
+        best = (self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset or None)
+                .subquery("best"))
+        held = sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)).scalar_subquery()
+        return held, sa.select(sa.func.count()).select_from(best).scalar_subquery()
 
+    def expected_matches(self, side: Spec, at_top: int) -> float:
+        """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of a sample of its
+        photos (`sample`) at each of `RELATION_DEPTHS`, linear between them (`_trapezoid_weights`), all
+        counted in one statement; infinite where it has fewer photos than the deepest (all of them are read).
+        The share at the top alone overstates it where the matches thin out (``beer bottle right of bottle``
+        at 1M: 70 of the best 250, 7 of 250 from the 5,000th, 900 in all of the best 10,000)."""
+        offsets = [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
+        weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
+        samples = [self.sample(side, offset) for offset in offsets[1:]]
+        deeper = sum((held * _number(weight) for (held, _), weight in zip(samples, weights[1:])), _number(0.0))
+        found = self.count(sa.select(sa.case((samples[-1][1] < RELATION_SAMPLE, -1.0), else_=deeper)))
+        return float("inf") if found < 0 else at_top * weights[0] + found
     def photos_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): the photos where a `read_in_order` term holds, best first, with its value in its best
         cell (as `hits`: evidence or confidence); from ``floor`` (such a value) up if given (then the one bound

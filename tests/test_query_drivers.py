@@ -16,7 +16,8 @@ from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query.compile import (
-    ESTIMATE_CAP, NARROW_RATIO, RELATION_SIDES, _and_drive, _Compiler, _Drive, compile_query,
+    ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_DEPTHS, RELATION_SAMPLE, RELATION_SIDES, _and_drive,
+    _Compiler, _Drive, _trapezoid_weights, compile_query,
 )
 from query.parser import parse
 from query.resolve import resolve
@@ -283,14 +284,31 @@ def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_of
 
 
 def _thinning(at_top: int, deeper: int):
-    """Counts past every bound, and samples of the relation (`_Compiler.held_among_best`) that find ``at_top``
-    matches among a side's best photos and ``deeper`` among those further down."""
-    def count(statement) -> int:
+    """Counts past every bound, and samples of the relation (`_Compiler.sample`) that find ``at_top`` matches
+    among a side's best photos and ``deeper`` among those further down: the statement of the deeper samples
+    gives what they add to the expected matches (`_Compiler.expected_matches`)."""
+    offsets = [round(depth * (RELATION_BUDGET - RELATION_SAMPLE)) for depth in RELATION_DEPTHS]
+    weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
+
+    def count(statement) -> float:
         sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
         if "sample_read" not in sql:
             return 10**9
-        return deeper if re.search(r"OFFSET [1-9]", sql) else at_top
+        return deeper * sum(weights[1:]) if re.search(r"OFFSET [1-9]", sql) else at_top
     return count
+
+
+@pytest.mark.parametrize("points, end", [([125.0], 1000.0), ([100.0, 900.0], 1000.0),
+                                         ([125.0, 1100.0, 2562.5, 5000.0, 9875.0], 10_000.0)])
+def test_the_samples_weights_integrate_a_piecewise_linear_share(points, end):
+    """Each sample's weight is the matches one held photo of it stands for: a share held everywhere adds up to
+    every photo read, and one rising from 0 at the first sample to 1 at the last is integrated exactly."""
+    weights = _trapezoid_weights(points, end)
+    assert sum(weights) * RELATION_SAMPLE == pytest.approx(end)
+    if len(points) > 1:
+        share = [(x - points[0]) / (points[-1] - points[0]) for x in points]
+        exact = (points[-1] - points[0]) / 2 + (end - points[-1])
+        assert sum(w * y for w, y in zip(weights, share)) * RELATION_SAMPLE == pytest.approx(exact)
 
 
 @pytest.mark.parametrize("at_top, deeper, chosen", [(250, 250, True), (30, 30, True), (30, 20, False),
