@@ -1465,31 +1465,31 @@ class _Compiler:
         within `RELATION_BUDGET` photos only where enough do: else the count would test every one of its
         photos (``person right of cat``: 604 matches among 480,000 people), which the full computation does
         faster."""
-        held, photos = self.sample(side, 0)
+        # Two counts, each over the sample (a sum over it of a CASE of the test read the second side's cells in
+        # full for each photo, SQLite 3.40). An estimate: a failed photo's stale rows may count (testing each
+        # photo for that read a list of them).
+        best = self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).subquery("best")
+        held = sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)).scalar_subquery()
+        photos = sa.select(sa.func.count()).select_from(best).scalar_subquery()
         found = self.count(sa.select(sa.case((photos < RELATION_SAMPLE, -1), else_=held)))
         return None if found < 0 else found
 
-    def sample(self, side: Spec, offset: int) -> tuple[sa.ScalarSelect, sa.ScalarSelect]:
-        """Of ``side``'s photos ranked from ``offset`` by score (`RELATION_SAMPLE` of them): how many the
-        relation holds for, and how many there are. Two counts each over the sample (a sum over it of a CASE
-        of the test read the second side's cells in full for each photo, SQLite 3.40). An estimate: a failed
-        photo's stale rows may count (testing each photo for that read a list of them)."""
-        best = (self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset or None)
-                .subquery("best"))
-        held = sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)).scalar_subquery()
-        return held, sa.select(sa.func.count()).select_from(best).scalar_subquery()
-
     def expected_matches(self, side: Spec, at_top: int) -> float:
         """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of a sample of its
-        photos (`sample`) at each of `RELATION_DEPTHS`, linear between them (`_trapezoid_weights`), all
-        counted in one statement; infinite where it has fewer photos than the deepest (all of them are read).
+        photos at each of `RELATION_DEPTHS` (`held_among_best` at the top), linear between them
+        (`_trapezoid_weights`), the deeper ones counted and weighed in one statement; infinite where it has fewer photos than the deepest (all of them are read).
         The share at the top alone overstates it where the matches thin out (``beer bottle right of bottle``
         at 1M: 70 of the best 250, 7 of 250 from the 5,000th, 900 in all of the best 10,000)."""
         offsets = [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
         weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
-        samples = [self.sample(side, offset) for offset in offsets[1:]]
-        deeper = sum((held * _number(weight) for (held, _), weight in zip(samples, weights[1:])), _number(0.0))
-        found = self.count(sa.select(sa.case((samples[-1][1] < RELATION_SAMPLE, -1.0), else_=deeper)))
+        windows = [self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset).subquery()
+                   for offset in offsets[1:]]
+        rows = sa.union_all(*(sa.select(window.c.image_id, _number(weight).label("weight"))
+                              for window, weight in zip(windows, weights[1:]))).subquery("deeper")
+        deeper = (sa.select(sa.func.coalesce(sa.func.sum(rows.c.weight), 0.0))
+                  .where(self.condition(self.tree, rows)).scalar_subquery())
+        last = sa.select(sa.func.count()).select_from(windows[-1]).scalar_subquery()
+        found = self.count(sa.select(sa.case((last < RELATION_SAMPLE, -1.0), else_=deeper)))
         return float("inf") if found < 0 else at_top * weights[0] + found
     def photos_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): the photos where a `read_in_order` term holds, best first, with its value in its best
