@@ -1535,13 +1535,13 @@ class _Compiler:
         # One alias for all nine parts, each its own scope: an alias costs SQLAlchemy a column object of each
         # column, for each use (a ranked relation's four reads of nine parts: 40 ms a query).
         read, mine = self.t.cell_labels.alias(name), self.t.cell_labels.alias(f"{name}_others")
+        bound = self.from_floor(read.c.score, spec, floor)
         for cell in ALL_CELLS:
             better = sa.select(mine.c.cell).where(  # a column of the index: ``SELECT *`` read the table too
                 mine.c.image_id == read.c.image_id, mine.c.class_id == class_id,
                 sa.or_(mine.c.score > read.c.score, sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))).exists()
             parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(
-                read.c.class_id == class_id, read.c.cell == cell, *self.from_floor(read.c.score, spec, floor),
-                sa.not_(better)))
+                read.c.class_id == class_id, read.c.cell == cell, *bound, sa.not_(better)))
         return sa.union_all(*parts).order_by(sa.desc("s"))
 
     def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement) -> sa.Select:
@@ -1552,9 +1552,10 @@ class _Compiler:
         if read_as_stored(spec.classes[0]):
             return self.photos_in_order(spec, name, floor)
         parts, read = [], self.t.cell_labels.alias(name)  # one alias: `best_cells_in_order`
+        bound = self.from_floor(read.c.score, spec, floor)
         for cell in ALL_CELLS:
             parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(
-                read.c.class_id == spec.classes[0], read.c.cell == cell, *self.from_floor(read.c.score, spec, floor)))
+                read.c.class_id == spec.classes[0], read.c.cell == cell, *bound))
         return sa.union_all(*parts)
 
     def best_confidence(self, spec: Spec) -> sa.ScalarSelect:

@@ -39,3 +39,11 @@ def test_an_unknown_kind_is_one_line(query_latency):
     with pytest.raises(SystemExit) as stopped:
         query_latency.chosen_kinds("relation,2-term AND", KNOWN)
     assert str(stopped.value) == f"unknown query kind '2-term AND'; the kinds: {', '.join(KNOWN)}"
+
+
+@pytest.mark.parametrize("mine, theirs, agree", [
+    ("51353", "1000+", True), ("1000+", "51353", True), ("1000+", "1000+", True), ("12", "12", True),
+    ("1000", "1000+", False), ("900", "1000+", False), ("12", "13", False), ("1500+", "1000+", False),
+])
+def test_a_count_stopped_at_n_agrees_with_one_of_more_than_n(query_latency, mine, theirs, agree):
+    assert query_latency.counts_agree(mine, theirs) == agree
