@@ -1477,9 +1477,10 @@ class _Compiler:
     def expected_matches(self, side: Spec, at_top: int) -> float:
         """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of a sample of its
         photos at each of `RELATION_DEPTHS` (`held_among_best` at the top), linear between them
-        (`_trapezoid_weights`), the deeper ones counted and weighed in one statement; infinite where it has fewer photos than the deepest (all of them are read).
-        The share at the top alone overstates it where the matches thin out (``beer bottle right of bottle``
-        at 1M: 70 of the best 250, 7 of 250 from the 5,000th, 900 in all of the best 10,000)."""
+        (`_trapezoid_weights`), the deeper ones counted and weighed in one statement; infinite where it has
+        fewer photos than the deepest (all of them are read). The share at the top alone overstates it where
+        the matches thin out (``beer bottle right of bottle`` at 1M: 70 of the best 250, 7 of 250 from the
+        5,000th, 900 in all of the best 10,000)."""
         offsets = [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
         weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
         windows = [self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset).subquery()
@@ -1491,6 +1492,7 @@ class _Compiler:
         last = sa.select(sa.func.count()).select_from(windows[-1]).scalar_subquery()
         found = self.count(sa.select(sa.case((last < RELATION_SAMPLE, -1.0), else_=deeper)))
         return float("inf") if found < 0 else at_top * weights[0] + found
+
     def photos_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): the photos where a `read_in_order` term holds, best first, with its value in its best
         cell (as `hits`: evidence or confidence); from ``floor`` (such a value) up if given (then the one bound
@@ -1527,27 +1529,28 @@ class _Compiler:
     def best_cells_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None) -> sa.CompoundSelect:
         """`photos_in_order` of one model class: its ``image_labels`` rows are only the photo's
         `indexer.regions.IMAGE_TOP_K` classes, so some photos where it holds have none. Its nine cells' ranges
-        of the class index are merged instead (both SQLite and PostgreSQL merge the ordered parts of a
-        ``UNION ALL`` and stop at its LIMIT), each photo kept at its best cell (ties: the lowest): one seek of
-        the photo's rows of the class, about 6 µs a photo at 1M warm (``French horn``'s best 10,000 photos:
-        65 ms), against 1 µs from ``image_labels``."""
+        of the class index are merged instead (SQLite merges the ordered parts of a ``UNION ALL`` and stops at
+        its LIMIT), each photo kept at its best cell (ties: the lowest): one seek of the photo's rows of the
+        class, about 6 µs a photo at 1M warm (``French horn``'s best 10,000 photos: 65 ms), against 1 µs from
+        ``image_labels``."""
         class_id, parts = spec.classes[0], []
         # One alias for all nine parts, each its own scope: an alias costs SQLAlchemy a column object of each
         # column, for each use (a ranked relation's four reads of nine parts: 40 ms a query).
         read, mine = self.t.cell_labels.alias(name), self.t.cell_labels.alias(f"{name}_others")
         bound = self.from_floor(read.c.score, spec, floor)
         for cell in ALL_CELLS:
-            better = sa.select(mine.c.cell).where(  # a column of the index: ``SELECT *`` read the table too
-                mine.c.image_id == read.c.image_id, mine.c.class_id == class_id,
-                sa.or_(mine.c.score > read.c.score, sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))).exists()
+            higher = sa.or_(mine.c.score > read.c.score, sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))
+            # A column of the index: ``SELECT *`` read the table too.
+            better = sa.select(mine.c.cell).where(mine.c.image_id == read.c.image_id, mine.c.class_id == class_id,
+                                                  higher).exists()
             parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(
                 read.c.class_id == class_id, read.c.cell == cell, *bound, sa.not_(better)))
         return sa.union_all(*parts).order_by(sa.desc("s"))
 
-    def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement) -> sa.Select:
-        """(image_id, s): rows of a `read_in_order` term from ``floor`` up, in no order, and among them each
-        photo's best (`photos_in_order`'s row): for a model class its cells, a photo's other cells too. Its
-        photos above a cut are as many or fewer, and listed without the seek that finds a photo's best cell
+    def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
+        """(image_id, s): rows of a `read_in_order` term from ``floor`` up (if given), in no order, and among
+        them each photo's best (`photos_in_order`'s row): for a model class its cells, a photo's other cells
+        too. Its photos are as many or fewer, and listed without the seek that finds a photo's best cell
         (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its cut)."""
         if read_as_stored(spec.classes[0]):
             return self.photos_in_order(spec, name, floor)
@@ -1616,7 +1619,6 @@ class _Compiler:
         person`` at 1M photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so (bench/RESULTS.md)."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
-        photos = functools.partial(self.photos_in_order, lead)
 
         def scores(image_id: sa.ColumnElement, s: sa.ColumnElement) -> sa.ColumnElement:
             """The match's score, multiplied as the pivot multiplies it (`ranking`): left side first."""
@@ -1632,7 +1634,7 @@ class _Compiler:
             return sa.select(sa.func.count()).select_from(rows.limit(most).subquery()).scalar_subquery()
 
         stop = self.greatest(sa.literal(COUNT_LIMIT), start + limit) + 1
-        best = photos("best_read").limit(RELATION_BUDGET).subquery("best")
+        best = self.photos_in_order(lead, "best_read").limit(RELATION_BUDGET).subquery("best")
         first = held(best).limit(stop).cte("first_matches").prefix_with("MATERIALIZED")
         kth_best = (sa.select(scores(first.c.image_id, first.c.s).label("p")).order_by(sa.desc("p"))
                     .limit(1).offset(start + (limit - 1)).scalar_subquery())
@@ -1652,16 +1654,19 @@ class _Compiler:
         # The matches are known (all of them, or enough to count), and the photos above the cut are few. Each
         # test as a CASE, which reads its second count only where the first does not decide (an OR computed
         # both: all the lead's best photos, 10,000 of them, where 1,001 matches had been found).
-        known = sa.case((found >= stop, True), else_=count_of(photos("all_read"), RELATION_BUDGET) < RELATION_BUDGET)
+        # Of a model class, its cells are counted: its photos are as many or fewer.
+        known = sa.case((found >= stop, True),
+                        else_=count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET)
+        rows_above = self.rows_above(lead, "above_cut", floor)
         few_above = sa.case((floor.is_(None), True),
-                            else_=count_of(self.rows_above(lead, "above_read", floor), RELATION_ABOVE + 1)
-                            <= RELATION_ABOVE)
-        taken = sa.select(sa.case((known, few_above), else_=False).label("ok")).cte("taken").prefix_with("MATERIALIZED")
+                            else_=count_of(rows_above, RELATION_ABOVE + 1) <= RELATION_ABOVE)
+        taken = (sa.select(sa.case((known, few_above), else_=False).label("ok"))
+                 .cte("taken").prefix_with("MATERIALIZED"))
         ok = sa.select(taken.c.ok).scalar_subquery()
 
         # A photo above the cut whose match would score below the k-th is not tested: its other side's score is
         # one key lookup, the relation two reads of its cells.
-        lead_above = self.rows_above(lead, "above_cut", floor).subquery()
+        lead_above = rows_above.subquery()
         reaching = scores(lead_above.c.image_id, lead_above.c.s) >= sa.select(cut.c.k).scalar_subquery()
         above = (sa.select(lead_above.c.image_id, sa.func.max(lead_above.c.s).label("s"))
                  .where(self.matchable(lead_above.c.image_id), reaching, self.condition(node, lead_above))

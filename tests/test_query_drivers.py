@@ -284,9 +284,9 @@ def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_of
 
 
 def _thinning(at_top: int, deeper: int):
-    """Counts past every bound, and samples of the relation (`_Compiler.held_among_best`, `expected_matches`) that find ``at_top`` matches
-    among a side's best photos and ``deeper`` among those further down: the statement of the deeper samples
-    gives what they add to the expected matches (`_Compiler.expected_matches`)."""
+    """Counts past every bound, and samples of the relation that find ``at_top`` matches among a side's best
+    photos (`_Compiler.held_among_best`) and ``deeper`` among those further down: the statement of the deeper
+    samples gives what they add to the expected matches (`_Compiler.expected_matches`)."""
     offsets = [round(depth * (RELATION_BUDGET - RELATION_SAMPLE)) for depth in RELATION_DEPTHS]
     weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
 
