@@ -344,8 +344,8 @@ def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not
 
 
 #: Relations with a side of one ImageNet class, read in score order from its cells (`_Compiler.best_cells_in_order`).
-MODEL_RELATIONS = ["tabby below fire hydrant", "face left of tabby", "tabby next to golden retriever",
-                   "golden retriever above face > 0.6", "golden retriever > 0.9 right of tabby"]
+MODEL_RELATIONS = ["tabby below fire hydrant", "face left of tabby", "fire hydrant next to golden retriever",
+                   "golden retriever above face > 0.6", "golden retriever > 0.9 right of fire hydrant"]
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +375,14 @@ def test_a_relation_with_a_side_of_one_imagenet_class_pages_as_the_full_computat
         assert page[3].startswith("one relation of two broad terms"), page[3]
         assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
         assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
+
+
+def test_a_relation_of_two_imagenet_classes_is_computed_in_full(classified):
+    engine, t = classified
+    everything = _answer(engine, t, "tabby next to golden retriever", None, None, 0)
+    page = _answer(engine, t, "tabby next to golden retriever", _broad, 4, 3)
+    assert page[3].startswith("candidates: images common to terms 1, 2"), page[3]
+    assert page[0] == everything[0][3:7] and page[1:3] == everything[1:3]
 
 
 @pytest.mark.parametrize("budget, count_limit", [(1, 1000), (3, 3), (8, 1000), (40, 3), (10**6, 3)])
