@@ -324,16 +324,16 @@ def test_a_relation_is_read_in_score_order_where_its_matches_are_expected_within
     assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
 
 
-@pytest.mark.parametrize("budget", [1, 3, 8, 40])
-@pytest.mark.parametrize("count_limit", [1000, 3])
-def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
-                                                                                       count_limit):
-    """Too few matches among the side's best photos, or too many photos above the cut: either branch of the
-    statement gives the page and the count of the full computation."""
-    engine, t, _ = detected
-    expected = {query: _answer(engine, t, query, None, None, 0) for query in BROAD_RELATIONS}
-    monkeypatch.setattr("query.compile.RELATION_BUDGET", budget)
-    monkeypatch.setattr("query.compile.COUNT_LIMIT", count_limit)
+#: (`RELATION_BUDGET`, `RELATION_ABOVE`, `COUNT_LIMIT`): too few matches among a side's best photos, too many
+#: photos above the cut, both, neither, and counts that stop early or do not.
+FALLBACKS = [(1, 1, 1000), (3, 3, 3), (8, 10**6, 1000), (10**6, 8, 3), (40, 40, 3), (10**6, 10**6, 3)]
+
+
+def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: int, above: int, count_limit: int):
+    """Either branch of each query's statement gives the page and the count of the full computation."""
+    expected = {query: _answer(engine, t, query, None, None, 0) for query in queries}
+    for name, value in (("RELATION_BUDGET", budget), ("RELATION_ABOVE", above), ("COUNT_LIMIT", count_limit)):
+        monkeypatch.setattr(f"query.compile.{name}", value)
     for query, everything in expected.items():
         for limit, offset in ((1, 0), (4, 3), (2, 9)):
             page = _answer(engine, t, query, _broad, limit, offset)
@@ -341,6 +341,13 @@ def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not
             assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
             shown = max(count_limit, offset + limit)
             assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
+
+
+@pytest.mark.parametrize("budget, above, count_limit", FALLBACKS)
+def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
+                                                                                       above, count_limit):
+    engine, t, _ = detected
+    _falls_back_as_in_full(engine, t, BROAD_RELATIONS, monkeypatch, budget, above, count_limit)
 
 
 #: Relations with a side of one ImageNet class, read in score order from its cells (`_Compiler.best_cells_in_order`).
@@ -385,19 +392,11 @@ def test_a_relation_of_two_imagenet_classes_is_computed_in_full(classified):
     assert page[0] == everything[0][3:7] and page[1:3] == everything[1:3]
 
 
-@pytest.mark.parametrize("budget, count_limit", [(1, 1000), (3, 3), (8, 1000), (40, 3), (10**6, 3)])
+@pytest.mark.parametrize("budget, above, count_limit", FALLBACKS)
 def test_a_relation_with_a_side_of_one_imagenet_class_counts_and_falls_back_as_the_full_computation(
-        classified, monkeypatch, budget, count_limit):
+        classified, monkeypatch, budget, above, count_limit):
     engine, t = classified
-    expected = {query: _answer(engine, t, query, None, None, 0) for query in MODEL_RELATIONS}
-    monkeypatch.setattr("query.compile.RELATION_BUDGET", budget)
-    monkeypatch.setattr("query.compile.COUNT_LIMIT", count_limit)
-    for query, everything in expected.items():
-        for limit, offset in ((1, 0), (4, 3), (2, 9)):
-            page = _answer(engine, t, query, _broad, limit, offset)
-            assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
-            shown = max(count_limit, offset + limit)
-            assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
+    _falls_back_as_in_full(engine, t, MODEL_RELATIONS, monkeypatch, budget, above, count_limit)
 
 
 #: Relations and ANDs with a side of one class read as stored, anywhere, and sides that are not (a region).
