@@ -1670,12 +1670,15 @@ class _Compiler:
         ok = sa.select(taken.c.ok).scalar_subquery()
 
         # A photo above the cut whose match would score below the k-th is not tested: its other side's score is
-        # one key lookup, the relation two reads of its cells.
-        lead_above = rows_above.subquery()
+        # one key lookup, the relation two reads of its cells. Each photo once, in image order: grouped before
+        # the lookups, which then walk the index by photo (``French horn next to person`` at 1M: 9,155 rows,
+        # 8,466 photos, 10 ms less than looking its rows up in the order they were read).
+        lead_rows = rows_above.subquery()
+        lead_above = (sa.select(lead_rows.c.image_id, sa.func.max(lead_rows.c.s).label("s"))
+                      .group_by(lead_rows.c.image_id).subquery("above_in_image_order"))
         reaching = scores(lead_above.c.image_id, lead_above.c.s) >= sa.select(cut.c.k).scalar_subquery()
-        above = (sa.select(lead_above.c.image_id, sa.func.max(lead_above.c.s).label("s"))
-                 .where(self.matchable(lead_above.c.image_id), reaching, self.condition(node, lead_above))
-                 .group_by(lead_above.c.image_id))
+        above = (sa.select(lead_above.c.image_id, lead_above.c.s)
+                 .where(self.matchable(lead_above.c.image_id), reaching, self.condition(node, lead_above)))
         candidates = sa.union_all(
             sa.select(first.c.image_id, first.c.s).where(floor.is_(None)),
             above.where(floor.is_not(None)),
