@@ -1662,9 +1662,9 @@ class _Compiler:
         # Of a model class, its cells are counted: its photos are as many or fewer.
         known = sa.case((found >= stop, True),
                         else_=count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET)
-        rows_above = self.rows_above(lead, "above_cut", floor)
+        above_cut = self.rows_above(lead, "above_cut", floor)
         few_above = sa.case((floor.is_(None), True),
-                            else_=count_of(rows_above, RELATION_ABOVE + 1) <= RELATION_ABOVE)
+                            else_=count_of(above_cut, RELATION_ABOVE + 1) <= RELATION_ABOVE)
         taken = (sa.select(sa.case((known, few_above), else_=False).label("ok"))
                  .cte("taken").prefix_with("MATERIALIZED"))
         ok = sa.select(taken.c.ok).scalar_subquery()
@@ -1673,7 +1673,7 @@ class _Compiler:
         # one key lookup, the relation two reads of its cells. Each photo once, in image order: grouped before
         # the lookups, which then walk the index by photo (``French horn next to person`` at 1M: 9,155 rows,
         # 8,466 photos, 10 ms less than looking its rows up in the order they were read).
-        lead_rows = rows_above.subquery()
+        lead_rows = above_cut.subquery()
         lead_above = (sa.select(lead_rows.c.image_id, sa.func.max(lead_rows.c.s).label("s"))
                       .group_by(lead_rows.c.image_id).subquery("above_in_image_order"))
         reaching = scores(lead_above.c.image_id, lead_above.c.s) >= sa.select(cut.c.k).scalar_subquery()
