@@ -520,6 +520,12 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
 
+def _sample_offsets() -> list[int]:
+    """Where each sample of `RELATION_SAMPLE` photos starts among a side's best `RELATION_BUDGET`
+    (`RELATION_DEPTHS`; `_Compiler.expected_matches`)."""
+    return [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
+
+
 def _trapezoid_weights(points: list[float], end: float) -> list[float]:
     """What each of a function's values at ``points`` (increasing, within 0 to ``end``) adds to its integral
     from 0 to ``end``, linear between them and flat beyond them, per unit of value and of `RELATION_SAMPLE`:
@@ -1486,7 +1492,7 @@ class _Compiler:
         fewer photos than the deepest (all of them are read). The share at the top alone overstates it where
         the matches thin out (``beer bottle right of bottle`` at 1M: 70 of the best 250, 7 of 250 from the
         5,000th, 900 in all of the best 10,000)."""
-        offsets = [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
+        offsets = _sample_offsets()
         weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
         windows = [self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset).subquery()
                    for offset in offsets[1:]]
@@ -1538,19 +1544,7 @@ class _Compiler:
         its LIMIT), each photo kept at its best cell (ties: the lowest): one seek of the photo's rows of the
         class, about 5.5 µs a photo at 1M warm (``French horn``'s best 10,000 photos: 55 ms), against 1 µs from
         ``image_labels``."""
-        class_id, parts = spec.classes[0], []
-        # One alias for all nine parts, each its own scope: an alias costs SQLAlchemy a column object of each
-        # column, for each use (a ranked relation's four reads of nine parts: 40 ms a query).
-        read, mine = self.t.cell_labels.alias(name), self.t.cell_labels.alias(f"{name}_others")
-        bound = self.from_floor(read.c.score, spec, floor)
-        for cell in ALL_CELLS:
-            higher = sa.or_(mine.c.score > read.c.score, sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))
-            # A column of the index: ``SELECT *`` read the table too.
-            better = sa.select(mine.c.cell).where(mine.c.image_id == read.c.image_id, mine.c.class_id == class_id,
-                                                  higher).exists()
-            parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(
-                read.c.class_id == class_id, read.c.cell == cell, *bound, sa.not_(better)))
-        return sa.union_all(*parts).order_by(sa.desc("s"))
+        return self.cells_from(spec, name, floor, best_only=True).order_by(sa.desc("s"))
 
     def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): rows of a `read_in_order` term from ``floor`` up (if given), in no order, and among
@@ -1559,11 +1553,25 @@ class _Compiler:
         (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its cut)."""
         if read_as_stored(spec.classes[0]):
             return self.photos_in_order(spec, name, floor)
-        parts, read = [], self.t.cell_labels.alias(name)  # one alias: `best_cells_in_order`
+        return self.cells_from(spec, name, floor, best_only=False)
+
+    def cells_from(self, spec: Spec, name: str, floor: sa.ColumnElement | None, best_only: bool) -> sa.CompoundSelect:
+        """(image_id, s): a model class's rows in each of its nine cells from ``floor`` up, one part a cell;
+        with ``best_only``, a row only where no other cell of its photo scores higher (or as high, lower)."""
+        class_id, parts = spec.classes[0], []
+        # One alias for all nine parts, each its own scope: an alias costs SQLAlchemy a column object of each
+        # column, for each use (a ranked relation's four reads of nine parts: 40 ms a query).
+        read, mine = self.t.cell_labels.alias(name), self.t.cell_labels.alias(f"{name}_others")
         bound = self.from_floor(read.c.score, spec, floor)
         for cell in ALL_CELLS:
-            parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(
-                read.c.class_id == spec.classes[0], read.c.cell == cell, *bound))
+            where = [read.c.class_id == class_id, read.c.cell == cell, *bound]
+            if best_only:
+                higher = sa.or_(mine.c.score > read.c.score,
+                                sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))
+                # A column of the index: ``SELECT *`` read the table too.
+                where.append(sa.not_(sa.select(mine.c.cell).where(
+                    mine.c.image_id == read.c.image_id, mine.c.class_id == class_id, higher).exists()))
+            parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(*where))
         return sa.union_all(*parts)
 
     def best_confidence(self, spec: Spec) -> sa.ScalarSelect:

@@ -16,8 +16,8 @@ from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query.compile import (
-    ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_DEPTHS, RELATION_SAMPLE, RELATION_SIDES, _and_drive,
-    _Compiler, _Drive, _trapezoid_weights, compile_query,
+    ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_SAMPLE, RELATION_SIDES, _and_drive, _Compiler, _Drive,
+    _sample_offsets, _trapezoid_weights, compile_query,
 )
 from query.parser import parse
 from query.resolve import resolve
@@ -287,8 +287,7 @@ def _thinning(at_top: int, deeper: int):
     """Counts past every bound, and samples of the relation that find ``at_top`` matches among a side's best
     photos (`_Compiler.held_among_best`) and ``deeper`` among those further down: the statement of the deeper
     samples gives what they add to the expected matches (`_Compiler.expected_matches`)."""
-    offsets = [round(depth * (RELATION_BUDGET - RELATION_SAMPLE)) for depth in RELATION_DEPTHS]
-    weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
+    weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in _sample_offsets()], RELATION_BUDGET)
 
     def count(statement) -> float:
         sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
