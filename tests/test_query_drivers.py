@@ -163,15 +163,44 @@ def test_a_part_far_broader_than_the_narrowest_does_not_drive(narrow, broad, dri
     assert max(bound for _, bound in asked) <= max(ESTIMATE_CAP, min(narrow, broad) * NARROW_RATIO)
 
 
+def _none_kept(conn):
+    """Counts on the index, except that no sampled photo is left by the negated terms (`_Compiler.mostly_kept`)."""
+    def count(statement) -> int:
+        sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
+        return 0 if "sample_read" in sql else conn.execute(statement).scalar_one()
+    return count
+
+
 def test_a_broad_negated_term_is_tested_per_image_of_a_narrow_one(skewed):
     engine, t = skewed
-    narrow = prepare(engine, "school bus AND NOT face", tables=t).compiled.plan
+    with engine.connect() as conn:
+        narrow = prepare(engine, "school bus AND NOT face", tables=t, count=_none_kept(conn)).compiled.plan
+        broad = prepare(engine, "face AND NOT school bus", tables=t, count=_none_kept(conn)).compiled.plan
     assert narrow.startswith("one term: the best of its cells, from the class index per image, less the images of "
                              "term 2 (tested per image);")
-    broad = prepare(engine, "face AND NOT school bus", tables=t).compiled.plan
     assert "less the images of term 2 (listed);" in broad
     alone = prepare(engine, "school bus AND NOT face", tables=t, count=None).compiled.plan
     assert "less the images of term 2 (listed);" in alone
+
+
+@pytest.mark.parametrize("query", ["school bus AND NOT face", "face AND NOT school bus in center",
+                                   "tabby in the top row AND NOT flowerpot AND NOT face",
+                                   "(tabby OR face) AND NOT school bus"])
+@pytest.mark.parametrize("count_limit", [3, 1000])
+def test_a_term_less_others_read_from_its_streams_pages_and_counts_as_in_full(skewed, monkeypatch, query, count_limit):
+    """Where the negated terms leave most photos, each stream is read with them tested per photo, and the count
+    stops past `COUNT_LIMIT`: the page of the full computation, its count or "more than" the limit."""
+    engine, t = skewed
+    everything = _answer(engine, t, query, None, None, 0)
+    assert everything[1] > 3
+    monkeypatch.setattr("query.compile.COUNT_LIMIT", count_limit)
+    for limit, offset in ((1, 0), (4, 2), (3, everything[1] - 1)):
+        with engine.connect() as conn:
+            page = _answer(engine, t, query, lambda statement: conn.execute(statement).scalar_one(), limit, offset)
+        assert "less the images where term" in page[3] and "streams' page-end scores" in page[3], page[3]
+        assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
+        shown = max(count_limit, offset + limit)
+        assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
 
 
 def test_a_relations_sides_are_read_only_where_they_can_stand_in_it():

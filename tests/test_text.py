@@ -258,6 +258,18 @@ def test_a_word_run_together_is_read_from_shorter_first_words_where_they_are_few
     engine.dispose()
 
 
+def _exits_and_buses() -> tuple[dict[str, list[Line]], dict[str, int]]:
+    """(lines, labels) of 75 photos: "exit" on the first 50, "menu" on 44-46, a school bus on 45-74, a
+    flowerpot on 0-3."""
+    photos = {f"p{i:02d}.jpg": [] for i in range(75)}
+    for i in range(50):
+        photos[f"p{i:02d}.jpg"].append(Line(10, 10, 200, 60, "EXIT", 0.9))
+    for i in (44, 45, 46):
+        photos[f"p{i:02d}.jpg"].append(Line(420, 400, 630, 450, "MENU", 0.8))
+    labels = {f"p{i:02d}.jpg": SCHOOL_BUS for i in range(45, 75)} | {f"p{i:02d}.jpg": FLOWERPOT for i in range(4)}
+    return photos, labels
+
+
 @pytest.mark.parametrize("query, plan, matches", [
     ('"exit" AND school bus', "candidates: images common to terms 1, 2", [45, 46, 47, 48, 49]),
     ('"menu" AND school bus', "candidates: images of term 1", [45, 46]),
@@ -268,12 +280,7 @@ def test_text_and_a_label_are_driven_by_the_rarer(index_url, query, plan, matche
     school bus on 30, "menu" on 3, the flowerpot on 4; a term far broader than the other is looked up per
     candidate, text from the candidate's lines (`text_probe_rows`). The answers are those of text driving
     always (no counts)."""
-    photos = {f"p{i:02d}.jpg": [] for i in range(75)}
-    for i in range(50):
-        photos[f"p{i:02d}.jpg"].append(Line(10, 10, 200, 60, "EXIT", 0.9))
-    for i in (44, 45, 46):
-        photos[f"p{i:02d}.jpg"].append(Line(420, 400, 630, 450, "MENU", 0.8))
-    labels = {f"p{i:02d}.jpg": SCHOOL_BUS for i in range(45, 75)} | {f"p{i:02d}.jpg": FLOWERPOT for i in range(4)}
+    photos, labels = _exits_and_buses()
     engine = index_with_lines(index_url, photos, labels=labels)
     prepared = prepare(engine, query, limit=None)
     assert prepared.compiled.plan.startswith(plan)
@@ -281,6 +288,23 @@ def test_text_and_a_label_are_driven_by_the_rarer(index_url, query, plan, matche
     assert sorted(path for path, _, _ in found) == [f"/photos/p{i:02d}.jpg" for i in matches]
     assert found == [(m.path, m.score, tuple(tm.cells for tm in m.terms))
                      for m in execute(engine, prepare(engine, query, limit=None, count=None)).matches]
+    engine.dispose()
+
+
+def test_a_label_less_text_is_read_from_the_labels_streams(index_url):
+    """`query.compile._Compiler.ranked_streams` tests each school bus photo for "exit" from its lines as it
+    reads it: the pages and count of the statement that lists the photos with "exit" (no counts)."""
+    photos, labels = _exits_and_buses()
+    engine = index_with_lines(index_url, photos, labels=labels)
+    query = 'school bus AND NOT "exit"'
+    for limit, offset in ((3, 0), (10, 20), (5, 24)):
+        prepared = prepare(engine, query, limit=limit, offset=offset)
+        assert "less the images where term 2 holds" in prepared.compiled.plan
+        listed = prepare(engine, query, limit=limit, offset=offset, count=None)
+        assert "less the images of term 2 (listed)" in listed.compiled.plan
+        streamed, expected = execute(engine, prepared), execute(engine, listed)
+        assert [(m.path, m.score) for m in streamed.matches] == [(m.path, m.score) for m in expected.matches]
+        assert streamed.total == expected.total == 25
     engine.dispose()
 
 
