@@ -1465,7 +1465,7 @@ class _Compiler:
         held = [self.held_among_best(spec) for spec in sides]
         at_top = [RELATION_SAMPLE if h is None else h for h in held]  # fewer photos: all of them are read
         lead = 0 if at_top[0] >= at_top[1] else 1
-        if at_top[lead] * RELATION_BUDGET < (COUNT_LIMIT + 1) * RELATION_SAMPLE:
+        if not self.counts_within_budget(at_top[lead]):
             return None
         if held[lead] is not None and self.expected_matches(sides[lead], held[lead]) <= COUNT_LIMIT:
             return None
@@ -1477,14 +1477,25 @@ class _Compiler:
         within `RELATION_BUDGET` photos only where enough do: else the count would test every one of its
         photos (``person right of cat``: 604 matches among 480,000 people), which the full computation does
         faster."""
+        return self.held_in_sample(side, lambda best: self.condition(self.tree, best))
+
+    def held_in_sample(self, side: Spec, test: Callable[[sa.FromClause], sa.ColumnElement]) -> int | None:
+        """How many of ``side``'s best `RELATION_SAMPLE` photos by its ``image_labels`` rows pass ``test`` (of a
+        subquery of them, with ``image_id``); None where it has fewer photos."""
         # Two counts, each over the sample (a sum over it of a CASE of the test read the second side's cells in
         # full for each photo, SQLite 3.40). An estimate: a failed photo's stale rows may count (testing each
         # photo for that read a list of them).
         best = self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).subquery("best")
-        held = sa.select(sa.func.count()).select_from(best).where(self.condition(self.tree, best)).scalar_subquery()
+        held = sa.select(sa.func.count()).select_from(best).where(test(best)).scalar_subquery()
         photos = sa.select(sa.func.count()).select_from(best).scalar_subquery()
         found = self.count(sa.select(sa.case((photos < RELATION_SAMPLE, -1), else_=held)))
         return None if found < 0 else found
+
+    @staticmethod
+    def counts_within_budget(held: int) -> bool:
+        """``held`` of a sample of `RELATION_SAMPLE` photos is a share that finds `COUNT_LIMIT` + 1 within
+        `RELATION_BUDGET` photos (at least 26 of 250)."""
+        return held * RELATION_BUDGET >= (COUNT_LIMIT + 1) * RELATION_SAMPLE
 
     def expected_matches(self, side: Spec, at_top: int) -> float:
         """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of a sample of its
@@ -1745,14 +1756,15 @@ class _Compiler:
         if self.count is None:
             return False
         for spec in specs:
-            best = self.labels_in_order(spec, "sample_read").limit(RELATION_SAMPLE).subquery("best")
-            kept = sa.and_(*(sa.not_(sa.exists(self.held_cells(other, best))) for other in without))
-            held = sa.select(sa.func.count()).select_from(best).where(kept).scalar_subquery()
-            photos = sa.select(sa.func.count()).select_from(best).scalar_subquery()
-            found = self.count(sa.select(sa.case((photos < RELATION_SAMPLE, -1), else_=held)))
-            if 0 <= found and found * RELATION_BUDGET < (COUNT_LIMIT + 1) * RELATION_SAMPLE:
+            held = self.held_in_sample(spec, lambda best: sa.and_(*self.left_by(without, best)))
+            if held is not None and not self.counts_within_budget(held):
                 return False
         return True
+
+    def left_by(self, without: list[Spec], rows: sa.FromClause) -> list[sa.ColumnElement]:
+        """None of the ``without`` terms holds in the image of each of ``rows`` (with ``image_id``), each
+        tested from the image's own rows."""
+        return [sa.not_(sa.exists(self.held_cells(other, rows))) for other in without]
 
     def with_terms(self, specs: list[Spec], page: sa.Subquery, total: sa.ColumnElement) -> sa.Select:
         """The statement of a ranked ``page``: its rows, each term's score and cells, the total."""
@@ -1815,13 +1827,9 @@ class _Compiler:
         excluded = sa.select(images.c.image_id).where(unlabelled(images))
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
 
-        def left(rows: sa.FromClause) -> list[sa.ColumnElement]:
-            """None of the ``without`` terms holds in the image of each of ``rows``."""
-            return [sa.not_(sa.exists(self.held_cells(other, rows))) for other in without]
-
         def kept(rows: sa.FromClause) -> list[sa.ColumnElement]:
             """The image of each of ``rows`` may match: labelled, and left by the ``without`` terms."""
-            return [rows.c.image_id.not_in(excluded), *left(rows)]
+            return [rows.c.image_id.not_in(excluded), *self.left_by(without, rows)]
 
         kths = []
         for number, (spec, stream) in enumerate(streams):
@@ -1852,7 +1860,7 @@ class _Compiler:
         page = (
             sa.select(*image_columns(images), candidates.c.best.label("score"))
             .select_from(candidates.join(images, images.c.image_id == candidates.c.image_id))
-            .where(labelled(images), *left(candidates))
+            .where(labelled(images), *self.left_by(without, candidates))
             .order_by(sa.desc("score"), bytewise(images.c.path, self.dialect))
             .limit(limit)
             .offset(start)
