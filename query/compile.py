@@ -1752,8 +1752,12 @@ class _Compiler:
         ``minibus AND NOT truck`` at 1M (103,042 matches) is counted to 1,000 instead of each match being
         grouped, tested against the list of trucks and counted: 230 -> 70 ms. Where the terms hold in most of
         them, each photo tested would be wasted (``face AND NOT person``: none left): the matches are
-        listed and counted in full (`ranked`). Only where the index may be asked."""
+        listed and counted in full (`ranked`), as they are where the terms read at most `COUNT_LIMIT`
+        class-index entries: every photo is then tested and counted either way, and the sample would cost more
+        than it saves (3-5 ms). Only where the index may be asked."""
         if self.count is None:
+            return False
+        if self.entries(_combine("or", [_Drive("term", spec) for spec in specs]), COUNT_LIMIT) <= COUNT_LIMIT:
             return False
         for spec in specs:
             held = self.held_in_sample(spec, lambda best: sa.and_(*self.left_by(without, best)))

@@ -163,36 +163,47 @@ def test_a_part_far_broader_than_the_narrowest_does_not_drive(narrow, broad, dri
     assert max(bound for _, bound in asked) <= max(ESTIMATE_CAP, min(narrow, broad) * NARROW_RATIO)
 
 
-def _none_kept(conn):
-    """Counts on the index, except that no sampled photo is left by the negated terms (`_Compiler.mostly_kept`)."""
-    def count(statement) -> int:
-        sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
-        return 0 if "sample_read" in sql else conn.execute(statement).scalar_one()
-    return count
-
-
 def test_a_broad_negated_term_is_tested_per_image_of_a_narrow_one(skewed):
     engine, t = skewed
-    with engine.connect() as conn:
-        narrow = prepare(engine, "school bus AND NOT face", tables=t, count=_none_kept(conn)).compiled.plan
-        broad = prepare(engine, "face AND NOT school bus", tables=t, count=_none_kept(conn)).compiled.plan
+    narrow = prepare(engine, "school bus AND NOT face", tables=t).compiled.plan
     assert narrow.startswith("one term: the best of its cells, from the class index per image, less the images of "
                              "term 2 (tested per image);")
+    broad = prepare(engine, "face AND NOT school bus", tables=t).compiled.plan
     assert "less the images of term 2 (listed);" in broad
     alone = prepare(engine, "school bus AND NOT face", tables=t, count=None).compiled.plan
     assert "less the images of term 2 (listed);" in alone
 
 
+def _sampled(kept: int):
+    """Counts past every bound, and a sample of a term's best photos of which the negated terms leave ``kept``
+    (`_Compiler.mostly_kept`)."""
+    def count(statement) -> int:
+        return kept if "sample_read" in str(statement.compile(compile_kwargs={"literal_binds": True})) else 10**9
+    return count
+
+
+@pytest.mark.parametrize("kept, streamed", [(250, True), (26, True), (25, False), (0, False)])
+def test_a_term_less_others_is_read_from_its_streams_where_its_sample_is_mostly_left(skewed, kept, streamed):
+    """26 of 250 photos left find 1,001 matches within 10,000 photos read; 25 do not: the matches are then
+    listed and counted in full."""
+    engine, t = skewed
+    plan = prepare(engine, "school bus AND NOT face", tables=t, count=_sampled(kept)).compiled.plan
+    assert ("less the images where term 2 holds" in plan and "streams' page-end scores" in plan) == streamed, plan
+    assert ("less the images of term 2 (listed)" in plan) != streamed, plan
+
+
 @pytest.mark.parametrize("query", ["school bus AND NOT face", "face AND NOT school bus in center",
                                    "tabby in the top row AND NOT flowerpot AND NOT face",
                                    "(tabby OR face) AND NOT school bus"])
-@pytest.mark.parametrize("count_limit", [3, 1000])
-def test_a_term_less_others_read_from_its_streams_pages_and_counts_as_in_full(skewed, monkeypatch, query, count_limit):
-    """Where the negated terms leave most photos, each stream is read with them tested per photo, and the count
-    stops past `COUNT_LIMIT`: the page of the full computation, its count or "more than" the limit."""
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_term_less_others_read_from_its_streams_pages_and_counts_as_in_full(skewed, monkeypatch, query, capped):
+    """Where the negated terms leave most photos of a term with more class-index entries than `COUNT_LIMIT`,
+    each stream is read with them tested per photo, and the count stops past that: the page of the full
+    computation, its count or "more than" the limit (3, or as many as match)."""
     engine, t = skewed
     everything = _answer(engine, t, query, None, None, 0)
     assert everything[1] > 3
+    count_limit = 3 if capped else everything[1]
     monkeypatch.setattr("query.compile.COUNT_LIMIT", count_limit)
     for limit, offset in ((1, 0), (4, 2), (3, everything[1] - 1)):
         with engine.connect() as conn:

@@ -291,9 +291,11 @@ def test_text_and_a_label_are_driven_by_the_rarer(index_url, query, plan, matche
     engine.dispose()
 
 
-def test_a_label_less_text_is_read_from_the_labels_streams(index_url):
+def test_a_label_less_text_is_read_from_the_labels_streams(index_url, monkeypatch):
     """`query.compile._Compiler.ranked_streams` tests each school bus photo for "exit" from its lines as it
-    reads it: the pages and count of the statement that lists the photos with "exit" (no counts)."""
+    reads it (30 school buses, more than a count limit of 25: `_Compiler.mostly_kept`): the pages and count of
+    the statement that lists the photos with "exit" (no counts)."""
+    monkeypatch.setattr(compile_module, "COUNT_LIMIT", 25)
     photos, labels = _exits_and_buses()
     engine = index_with_lines(index_url, photos, labels=labels)
     query = 'school bus AND NOT "exit"'
