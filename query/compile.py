@@ -82,10 +82,10 @@ every match. Where each term is one class (a word several classes answer is one:
 its cells is a stream the class index hands over in score order, and the page is cut from the rows reaching
 the best of the streams' page-end scores, with the count stopped past `COUNT_LIMIT` as for NOT terms
 (`_Compiler.ranked_streams`): grouping and counting every image of ``person in the bottom row`` (354,000 at
-1M photos) cost more than half a second. Less terms that leave most of its photos, so too: each photo read is
-tested for them (`_Compiler.mostly_kept`).
+1M photos) cost more than half a second. So too for such a query less terms that leave most of its photos
+(``minibus AND NOT truck``): each photo read is tested for them (`_Compiler.mostly_kept`).
 
-A relation of two terms in many photos each, each one class read as stored anywhere (``face below person``),
+A relation of two terms in many photos each, each one class anywhere, one read as stored (``face below person``),
 not computed in full where it holds often (`_Compiler.broad_relation`): one side's best photos are read in
 score order and each is tested from its own rows; the first `COUNT_LIMIT` matches are counted (then "more
 than"), and the page is ranked from the photos whose side scores at least the k-th best product among them
@@ -1819,7 +1819,7 @@ class _Compiler:
                                                                     self.reaches(score + 0, spec))
 
     def ranked_streams(self, specs: list[Spec], streams: list[tuple[Spec, Callable[..., sa.Select]]], plan: str,
-                       limit: int, offset: int, without: list[Spec] = ()) -> CompiledQuery:
+                       limit: int, offset: int, without: list[Spec]) -> CompiledQuery:
         """`ranked` for terms of one class each, whose images may be too many to group or count them all
         (``person in the bottom row``: 354,000 photos at 1M, 587 ms). Each stream (a class in a cell) holds
         k = offset + limit distinct images scoring at least its k-th best, so the page's last score is at
