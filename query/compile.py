@@ -1454,9 +1454,9 @@ class _Compiler:
         sides = (self.by_term[node.left], self.by_term[node.right])
         if sides[0] is sides[1] or not all(self.read_in_order(spec) for spec in sides):
             return None
-        # Two ImageNet classes are not sampled: 13 of the bench's 120 relations at 1M (seeds 1, 3, 7) relate two
-        # in many photos, and in none do 25 of a side's best 250 photos match (17 at most), while the samples
-        # cost each 5-10 ms, a sixth of its median.
+        # Two ImageNet classes are not sampled: few such relations qualify (none of 120 at 1M, seeds 1, 3, 7; one
+        # of 200 at seeds 7 and 3: ``running shoe next to Loafer`` 355 -> 57 ms), and sampling every one of them
+        # raised the relation kind's p50 by 9-15% (bench/RESULTS.md, session 19).
         if not any(self.scored_in_order(spec) for spec in sides):
             return None
         if any(self.entries(_side(spec, cells), ESTIMATE_CAP) <= ESTIMATE_CAP
