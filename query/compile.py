@@ -85,18 +85,18 @@ the best of the streams' page-end scores, with the count stopped past `COUNT_LIM
 1M photos) cost more than half a second. So too for such a query less terms that leave most of its photos
 (``minibus AND NOT truck``): each photo read is tested for them (`_Compiler.mostly_kept`).
 
-A relation of two terms in many photos each, each one class anywhere, one read as stored (``face below person``),
-not computed in full where it holds often (`_Compiler.broad_relation`): one side's best photos are read in
-score order and each is tested from its own rows; the first `COUNT_LIMIT` matches are counted (then "more
-than"), and the page is ranked from the photos whose side scores at least the k-th best product among them
-over the other side's best score (`_Compiler.ranked_relation`). Where those photos do not tell, the same
-statement computes every candidate.
+A relation of two terms in many photos each, each one class anywhere (``face below person``), is not computed
+in full where a sample of a side's photos expects it to hold often (`_Compiler.broad_relation`): that side's
+best photos are read in score order and each is tested from its own rows; the first `COUNT_LIMIT` matches are
+counted (then "more than"), and the page is ranked from the photos where each side scores at least the k-th
+best product among them (or among both sides' best rows) over the other side's best score
+(`_Compiler.ranked_relation`). Where those photos do not tell, the same statement computes every candidate.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import sqlalchemy as sa
@@ -127,20 +127,19 @@ CHEAP_DRIVER = 9
 NARROW_RATIO = 8
 #: Class-index entries counted at most per term to choose the drivers (about a millisecond of reading).
 ESTIMATE_CAP = 20_000
-#: A relation of two broad terms is read in one side's score order (`_Compiler.ranked_relation`) where, among
-#: that side's best `RELATION_SAMPLE` photos, enough hold it to find `COUNT_LIMIT` matches within its best
-#: `RELATION_BUDGET` (each photo tested from its own rows: about 7 µs at 1M, so 70 ms at most), and where
-#: the statement finds them there and at most `RELATION_ABOVE` photos score above the page's cut (each
-#: looked up for the other side's score, and only those that reach the page tested). Two bounds: where the
-#: matches thin out past the sample (``beer bottle right of bottle``: 70 of the best 250, 900 of the best
-#: 10,000), every photo read is wasted; ``French horn next to person`` finds its 1,001 matches among 1,630
-#: photos and has 9,155 cells above its cut.
+#: A relation of two broad terms is read in one side's score order (`_Compiler.ranked_relation`) where a sample
+#: of `RELATION_SAMPLE` photos spread over that side's best `RELATION_BUDGET` expects `RELATION_MARGIN` times
+#: the `COUNT_LIMIT` + 1 matches it must find there (each photo tested from its own rows: about 7 µs at 1M, so
+#: 70 ms at most; a sample of 250 at a share of 15% is within 15% of it, one standard error), and where the
+#: statement finds them there and at most `RELATION_ABOVE` rows of either side score above that side's cut
+#: (each looked up for the other side's score, and only those that reach the page tested). Both sides' best
+#: `RELATION_SEED` rows are intersected for matches that raise the cut. ``French horn next to person`` finds
+#: its 1,001 matches among 1,630 photos and has 9,155 cells above its cut.
 RELATION_SAMPLE = 250
 RELATION_BUDGET = 10_000
+RELATION_MARGIN = 1.5
 RELATION_ABOVE = 10_000
-#: Where among those `RELATION_BUDGET` photos (as a share of them) a sample of `RELATION_SAMPLE` is taken, to
-#: expect the matches within them (`_Compiler.expected_matches`).
-RELATION_DEPTHS = (0.0, 0.1, 0.25, 0.5, 1.0)
+RELATION_SEED = 10_000
 #: A driving term of one class read as stored, anywhere, lists its photos (`_Compiler.photos_of`), a row
 #: each, where the cells its drive reads are at least this many per photo: fewer rows, and not many more
 #: candidates than its cells give (`_Compiler.reads_photos`).
@@ -521,24 +520,6 @@ def _and_drive(parts: list[_Drive], entries: Callable[[_Drive, int], int] | None
     return _combine("and", narrow or [min(parts, key=counted.__getitem__)])
 
 
-def _sample_offsets() -> list[int]:
-    """Where each sample of `RELATION_SAMPLE` photos starts among a side's best `RELATION_BUDGET`
-    (`RELATION_DEPTHS`; `_Compiler.expected_matches`)."""
-    return [max(0, round(depth * (RELATION_BUDGET - RELATION_SAMPLE))) for depth in RELATION_DEPTHS]
-
-
-def _trapezoid_weights(points: list[float], end: float) -> list[float]:
-    """What each of a function's values at ``points`` (increasing, within 0 to ``end``) adds to its integral
-    from 0 to ``end``, linear between them and flat beyond them, per unit of value and of `RELATION_SAMPLE`:
-    the matches each held photo of a sample stands for (`_Compiler.expected_matches`)."""
-    previous, following = [points[0], *points[:-1]], [*points[1:], points[-1]]
-    sloped = [(later - earlier) / 2 for earlier, later in zip(previous, following)]
-    flat = [0.0] * len(points)
-    flat[0] += points[0]
-    flat[-1] += end - points[-1]
-    return [(part + rest) / RELATION_SAMPLE for part, rest in zip(sloped, flat)]
-
-
 def _side(spec: Spec, cells: tuple[int, ...]) -> _Drive:
     """A relation's side as a driver, read only in the cells where it can stand in the relation: ``flute above
     Samoyed`` at 1M photos intersects 121,000 flute and 24,000 Samoyed entries instead of 181,000 and 36,000."""
@@ -565,6 +546,16 @@ def _drive(node: Node, spec_of, entries: Callable[[_Drive, int], int] | None = N
 
 # ------------------------------------------------------------------------------------------ compiler
 
+@functools.lru_cache(maxsize=4)
+def _bare(t: Tables) -> Tables:
+    """``t``'s tables as bare table clauses, their names and typed columns only: a statement aliases them
+    dozens of times, and an alias of a `sa.Table` copies its foreign keys, each registering an event listener
+    (about 150 µs a column that has one, SQLAlchemy 2.1: 25 ms of the 75 a broad relation took to prepare)."""
+    def bare(table: sa.Table) -> sa.TableClause:
+        return sa.table(table.name, *(sa.column(column.name, column.type) for column in table.columns))
+    return Tables(**{field.name: bare(getattr(t, field.name)) for field in fields(t)})
+
+
 #: A further condition on the images a query may match (a folder, say): given ``images`` or an alias of it.
 Within = Callable[[sa.FromClause], sa.ColumnElement]
 
@@ -576,7 +567,7 @@ class _Compiler:
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
         self.sort = sort
-        self.t = t
+        self.t = _bare(t)
         self.count = count
         self.compounds = compounds
         self._entries: dict[tuple[int, tuple[int, ...], int], int] = {}
@@ -1444,40 +1435,25 @@ class _Compiler:
 
     def broad_relation(self) -> tuple[Spec, Spec] | None:
         """A query that is one relation between two terms in many photos each (``face below person``,
-        ``French horn next to person``), both one class anywhere (`read_in_order`), one of them read as stored
-        (`scored_in_order`), where it holds often: (the side whose photos are read in score order, the other).
-        Such sides have tens of thousands of candidates in common at 1M photos (`ranked_relation`); None for
-        any other query, or where the index may not be asked."""
+        ``French horn next to person``), both one class anywhere (`read_in_order`), where a sample of either
+        side expects `RELATION_MARGIN` times the `COUNT_LIMIT` + 1 matches it must find among its best
+        `RELATION_BUDGET` photos (`expected_matches`): (the side expecting more, read in score order; the
+        other). Such sides have tens of thousands of candidates in common at 1M photos (`ranked_relation`);
+        None for any other query, or where the index may not be asked."""
         node = self.tree
         if not isinstance(node, Relation) or self.count is None:
             return None
         sides = (self.by_term[node.left], self.by_term[node.right])
         if sides[0] is sides[1] or not all(self.read_in_order(spec) for spec in sides):
             return None
-        # Two ImageNet classes are not sampled: few such relations qualify (none of 120 at 1M, seeds 1, 3, 7; one
-        # of 200 at seeds 7 and 3: ``running shoe next to Loafer`` 355 -> 57 ms), and sampling every one of them
-        # raised the relation kind's p50 by 9-15% (bench/RESULTS.md, session 19).
-        if not any(self.scored_in_order(spec) for spec in sides):
-            return None
         if any(self.entries(_side(spec, cells), ESTIMATE_CAP) <= ESTIMATE_CAP
                for spec, cells in zip(sides, RELATION_SIDES[node.kind])):
             return None
-        held = [self.held_among_best(spec) for spec in sides]
-        at_top = [RELATION_SAMPLE if h is None else h for h in held]  # fewer photos: all of them are read
-        lead = 0 if at_top[0] >= at_top[1] else 1
-        if not self.counts_within_budget(at_top[lead]):
-            return None
-        if held[lead] is not None and self.expected_matches(sides[lead], held[lead]) <= COUNT_LIMIT:
+        expected = [self.expected_matches(spec) for spec in sides]
+        lead = 0 if expected[0] >= expected[1] else 1
+        if expected[lead] < RELATION_MARGIN * (COUNT_LIMIT + 1):
             return None
         return sides[lead], sides[1 - lead]
-
-    def held_among_best(self, side: Spec) -> int | None:
-        """How many of ``side``'s best photos by score (`RELATION_SAMPLE` of them) the relation holds for; None
-        where it has fewer. Reading a side in score order (`ranked_relation`) counts `COUNT_LIMIT` matches
-        within `RELATION_BUDGET` photos only where enough do: else the count would test every one of its
-        photos (``person right of cat``: 604 matches among 480,000 people), which the full computation does
-        faster."""
-        return self.held_in_sample(side, lambda best: self.condition(self.tree, best))
 
     def held_in_sample(self, side: Spec, test: Callable[[sa.FromClause], sa.ColumnElement]) -> int | None:
         """How many of ``side``'s best `RELATION_SAMPLE` photos by its ``image_labels`` rows pass ``test`` (of a
@@ -1497,24 +1473,26 @@ class _Compiler:
         `RELATION_BUDGET` photos (at least 26 of 250)."""
         return held * RELATION_BUDGET >= (COUNT_LIMIT + 1) * RELATION_SAMPLE
 
-    def expected_matches(self, side: Spec, at_top: int) -> float:
-        """The matches among ``side``'s best `RELATION_BUDGET` photos: the relation's share of a sample of its
-        photos at each of `RELATION_DEPTHS` (`held_among_best` at the top), linear between them
-        (`_trapezoid_weights`), the deeper ones counted and weighed in one statement; infinite where it has
-        fewer photos than the deepest (all of them are read). The share at the top alone overstates it where
-        the matches thin out (``beer bottle right of bottle`` at 1M: 70 of the best 250, 7 of 250 from the
-        5,000th, 900 in all of the best 10,000)."""
-        offsets = _sample_offsets()
-        weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in offsets], RELATION_BUDGET)
-        windows = [self.labels_in_order(side, "sample_read").limit(RELATION_SAMPLE).offset(offset).subquery()
-                   for offset in offsets[1:]]
-        rows = sa.union_all(*(sa.select(window.c.image_id, _number(weight).label("weight"))
-                              for window, weight in zip(windows, weights[1:]))).subquery("deeper")
-        deeper = (sa.select(sa.func.coalesce(sa.func.sum(rows.c.weight), 0.0))
-                  .where(self.condition(self.tree, rows)).scalar_subquery())
-        last = sa.select(sa.func.count()).select_from(windows[-1]).scalar_subquery()
-        found = self.count(sa.select(sa.case((last < RELATION_SAMPLE, -1.0), else_=deeper)))
-        return float("inf") if found < 0 else at_top * weights[0] + found
+    def expected_matches(self, side: Spec) -> float:
+        """The matches among ``side``'s best `RELATION_BUDGET` photos by its ``image_labels`` rows: the relation's
+        share of those of them whose id is a multiple of their number over `RELATION_SAMPLE` (about that many
+        photos spread over all of them, in no order of score), times their number; infinite where it has fewer
+        photos than a sample (all of them are read, at little cost). A class's best photos
+        are the ones it fills alone: a sample at the top finds few matches where its photos further down hold
+        many (``person left of running shoe`` at 1M: 2 of the best 250 running shoes, 1,001 matches among the
+        best 2,720)."""
+        read = self.labels_in_order(side, "sample_read")
+        # Ties in image order, as SQLite's index reads them: the same sample in PostgreSQL.
+        best = (read.order_by(sa.desc(read.selected_columns.image_id)).limit(RELATION_BUDGET)
+                .cte("sample_read_best").prefix_with("MATERIALIZED"))
+        photos = sa.select(sa.func.count()).select_from(best).scalar_subquery()
+        picked = best.c.image_id % self.greatest(photos // RELATION_SAMPLE, 1) == 0
+        sampled = sa.select(sa.func.count()).select_from(best).where(picked).scalar_subquery()
+        held = (sa.select(sa.func.count()).select_from(best).where(picked, self.condition(self.tree, best))
+                .scalar_subquery())
+        share = sa.cast(held, sa.Float) / self.greatest(sampled, 1)
+        found = self.count(sa.select(sa.case((photos < RELATION_SAMPLE, -1.0), else_=share * photos)))
+        return float("inf") if found < 0 else found
 
     def photos_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): the photos where a `read_in_order` term holds, best first, with its value in its best
@@ -1636,19 +1614,28 @@ class _Compiler:
         `RELATION_BUDGET` photos are read in score order (`photos_in_order`), each tested for the
         relation from its own rows. Where `COUNT_LIMIT` of them match (or the page's end, if further), those
         are the count ("more than" that) and a sample: the k-th best score among them (k = offset + limit)
-        is at most the page's last. A match's score is the product of its sides' scores, so no photo whose
-        ``lead`` scores below that over the other side's best score can reach the page, and the page is
-        ranked from the photos above that alone, where they are at most `RELATION_ABOVE`. Otherwise (too
-        few matches among the best photos, or too many photos above the cut) the statement computes every
-        candidate as the pivot does; the test of which is made once, before either is read. ``face below
-        person`` at 1M photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so (bench/RESULTS.md)."""
+        is at most the page's last, as is the k-th best among the matches of both sides' best
+        `RELATION_SEED` rows (`seed_rows`), often higher: the best photos of one side are seldom the best
+        of the other. A match's score is the product of its sides' scores, so no photo where either side
+        scores below that over the other side's best score can reach the page, and the page is ranked from
+        the photos above both cuts alone: read from the side with fewer rows above its cut, where those are
+        at most `RELATION_ABOVE`, and each tested against the other side's rows above its own where those
+        are too. Where fewer match but the lead has no more photos, the matches found are all of them, and
+        the page is ranked from them. Otherwise (too few matches among the best photos, or too many rows
+        above both cuts) the statement computes every candidate as the pivot does; the test of which is
+        made once, before either is read. ``face below person`` at 1M photos: 63,288 matches, 3.5-3.9 s
+        computed in full, 0.12 s so; ``person left of running shoe``, 34,994 matches, 0.77 s and 0.11 s
+        (bench/RESULTS.md)."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
+        lead_is_left = lead is self.by_term[node.left]
 
-        def scores(image_id: sa.ColumnElement, s: sa.ColumnElement) -> sa.ColumnElement:
-            """The match's score, multiplied as the pivot multiplies it (`ranking`): left side first."""
-            mine, theirs = self.confidence(s, lead), self.confidence_in(other, image_id)
-            return mine * theirs if lead is self.by_term[node.left] else theirs * mine
+        def scores(image_id: sa.ColumnElement, s: sa.ColumnElement, side: Spec = lead) -> sa.ColumnElement:
+            """The match's score from ``side``'s value ``s``, multiplied as the pivot multiplies it (`ranking`):
+            left side first."""
+            known, looked_up = (lead, other) if side is lead else (other, lead)
+            mine, theirs = self.confidence(s, known), self.confidence_in(looked_up, image_id)
+            return mine * theirs if (side is lead) == lead_is_left else theirs * mine
 
         def held(rows: sa.Subquery) -> sa.Select:
             return sa.select(rows.c.image_id, rows.c.s).where(self.matchable(rows.c.image_id),
@@ -1658,53 +1645,82 @@ class _Compiler:
             """`counted` inside the statement: its rows up to ``most``, counted when it runs."""
             return sa.select(sa.func.count()).select_from(rows.limit(most).subquery()).scalar_subquery()
 
+        def kth_of(rows: sa.Subquery) -> sa.ScalarSelect:
+            """The k-th best score of the matches ``rows`` (with the lead's values); NULL where they are fewer."""
+            return (sa.select(scores(rows.c.image_id, rows.c.s).label("p")).order_by(sa.desc("p"))
+                    .limit(1).offset(start + (limit - 1)).scalar_subquery())
+
         stop = self.greatest(sa.literal(COUNT_LIMIT), start + limit) + 1
         best = self.photos_in_order(lead, "best_read").limit(RELATION_BUDGET).subquery("best")
         first = held(best).limit(stop).cte("first_matches").prefix_with("MATERIALIZED")
-        kth_best = (sa.select(scores(first.c.image_id, first.c.s).label("p")).order_by(sa.desc("p"))
-                    .limit(1).offset(start + (limit - 1)).scalar_subquery())
+        seed = held(self.seed_rows(lead, other)).subquery("seed_matches")
         # Named once: each use of a scalar subquery computes it again (its sort of the matches: 15 ms at 1M).
-        kth_of = sa.select(kth_best.label("kth")).subquery("kth_of")
-        kth = kth_of.c.kth
-        # The other side scores at most its best photo's score, so the lead scores at least the cut over that
-        # (a hair below, for rounding: REAL is four bytes in PostgreSQL): a confidence p, read from its value
-        # v. A best confidence of 0 is read as a tiny one: every match then scores 0, every photo is above p.
-        their_best = self.greatest(self.best_confidence(other), _number(1e-30))
-        lowest = (sa.select((kth / their_best * (1 - 1e-6)).label("p"), (kth * (1 - 1e-6)).label("k"))
-                  .select_from(kth_of).cte("cut_confidence").prefix_with("MATERIALIZED"))
-        value = lowest.c.p if lead.confidences else evidence_of(self.calibration, lowest.c.p, lead.model_classes)
-        cut = sa.select(lowest.c.p, value.label("v"), lowest.c.k).cte("cut").prefix_with("MATERIALIZED")
-        floor = sa.select(cut.c.v).scalar_subquery()
+        kths = sa.select(kth_of(first).label("first"), kth_of(seed).label("seed")).subquery("kths")
+        kth = self.greatest(kths.c.first, sa.func.coalesce(kths.c.seed, kths.c.first))
+        # Either side scores at most its best photo's score, so the other scores at least the cut over that
+        # (a hair below, for rounding: REAL is four bytes in PostgreSQL): a confidence, read from its value. A
+        # best confidence of 0 is read as a tiny one: every match then scores 0, every photo is above the cut.
+        their_best, my_best = (self.greatest(self.best_confidence(spec), _number(1e-30)) for spec in (other, lead))
+        lowest = (sa.select((kth / their_best * (1 - 1e-6)).label("p"), (kth / my_best * (1 - 1e-6)).label("q"),
+                            (kth * (1 - 1e-6)).label("k"))
+                  .select_from(kths).cte("cut_confidence").prefix_with("MATERIALIZED"))
+        cut = (sa.select(self.value_of(lowest.c.p, lead).label("v"), self.value_of(lowest.c.q, other).label("w"),
+                         lowest.c.k)
+               .cte("cut").prefix_with("MATERIALIZED"))
+        floor, other_floor = (sa.select(column).scalar_subquery() for column in (cut.c.v, cut.c.w))
         found = sa.select(sa.func.count()).select_from(first).scalar_subquery()
-        # The matches are known (all of them, or enough to count), and the photos above the cut are few. Each
-        # test as a CASE, which reads its second count only where the first does not decide (an OR computed
-        # both: all the lead's best photos, 10,000 of them, where 1,001 matches had been found).
-        # Of a model class, its cells are counted: its photos are as many or fewer.
-        known = sa.case((found >= stop, True),
-                        else_=count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET)
-        above_cut = self.rows_above(lead, "above_cut", floor)
-        few_above = sa.case((floor.is_(None), True),
-                            else_=count_of(above_cut, RELATION_ABOVE + 1) <= RELATION_ABOVE)
-        taken = (sa.select(sa.case((known, few_above), else_=False).label("ok"))
+        # Which rows the page is read from, decided once, each count read only where the one before does not
+        # decide: 0 the matches found (all of them: the lead's photos were all read), n > 0 the lead's n rows
+        # above its cut, n < 0 the other side's -n rows above its own; NULL (or more rows than
+        # `RELATION_ABOVE`) where the statement computes every candidate. Of a model class, its cells are
+        # counted: its photos are as many or fewer.
+        all_read = count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET
+        mine, theirs = (count_of(self.rows_above(spec, f"{name}_counted", cut_at), RELATION_ABOVE + 1)
+                        for spec, name, cut_at in ((lead, "lead", floor), (other, "other", other_floor)))
+        taken = (sa.select(sa.case((found < stop, sa.case((all_read, 0), else_=None)),
+                                   (mine <= theirs, mine), else_=-theirs).label("rows"),
+                           sa.case((found < stop, None), else_=self.greatest(mine, theirs)).label("more"))
                  .cte("taken").prefix_with("MATERIALIZED"))
-        ok = sa.select(taken.c.ok).scalar_subquery()
+        read_rows, more = (sa.select(column).scalar_subquery() for column in (taken.c.rows, taken.c.more))
+        ok = sa.and_(read_rows.is_not(None), sa.func.abs(read_rows) <= RELATION_ABOVE)
+        above_cut = self.rows_above(lead, "above_cut", floor)
+        other_above_cut = self.rows_above(other, "other_above_cut", other_floor)
 
-        # A photo above the cut whose match would score below the k-th is not tested: its other side's score is
-        # one key lookup, the relation two reads of its cells. Each photo once, in image order: grouped before
-        # the lookups, which then walk the index by photo (``French horn next to person`` at 1M: 9,155 rows,
-        # 8,466 photos, 10 ms less than looking its rows up in the order they were read).
-        lead_rows = above_cut.subquery()
-        lead_above = (sa.select(lead_rows.c.image_id, sa.func.max(lead_rows.c.s).label("s"))
-                      .group_by(lead_rows.c.image_id).subquery("above_in_image_order"))
-        reaching = scores(lead_above.c.image_id, lead_above.c.s) >= sa.select(cut.c.k).scalar_subquery()
-        above = (sa.select(lead_above.c.image_id, lead_above.c.s)
-                 .where(self.matchable(lead_above.c.image_id), reaching, self.condition(node, lead_above)))
+        def above(side: Spec, rows: sa.Select, name: str, theirs: sa.Select) -> sa.Select:
+            """The matches among ``side``'s photos above its cut (``rows``) that reach the k-th best score, with
+            their scores: a photo not among ``theirs`` (the other side's rows above its cut, where both sides
+            have at most `RELATION_ABOVE`: one list of them) or whose match would score below it is not
+            tested (its other side's score is one key lookup, the relation two reads of its cells). Each
+            photo once, in image order: grouped before the lookups, which then walk the index by photo
+            (``French horn next to person`` at 1M: 9,155 rows, 8,466 photos, 10 ms less than looking its rows
+            up in the order they were read)."""
+            read = rows.subquery()
+            photos = (sa.select(read.c.image_id, sa.func.max(read.c.s).label("s"))
+                      .group_by(read.c.image_id).subquery(name))
+            score = scores(photos.c.image_id, photos.c.s, side)
+            their_photos = theirs.subquery()
+            among_theirs = sa.or_(more > RELATION_ABOVE,
+                                  photos.c.image_id.in_(sa.select(their_photos.c.image_id)))
+            return (sa.select(photos.c.image_id, score.label("score"))
+                    .where(among_theirs, self.matchable(photos.c.image_id),
+                           score >= sa.select(cut.c.k).scalar_subquery(), self.condition(node, photos)))
+
+        def if_read(rows: sa.Select, reads: sa.ColumnElement, most: sa.ColumnElement | int) -> sa.Select:
+            """``rows`` (``most`` of them at most) where ``reads`` (a test of `taken` alone), cut by a LIMIT of 0
+            elsewhere: a LIMIT is read before its rows are (a WHERE on such a test ran the full computation,
+            then dropped its rows)."""
+            return sa.select(rows.limit(sa.case((reads, most), else_=0)).subquery())
+
         candidates = sa.union_all(
-            sa.select(first.c.image_id, first.c.s).where(floor.is_(None)),
-            above.where(floor.is_not(None)),
+            if_read(sa.select(first.c.image_id, scores(first.c.image_id, first.c.s).label("score")), read_rows == 0,
+                    stop),
+            if_read(above(lead, above_cut, "lead_above_in_image_order", other_above_cut), read_rows > 0,
+                    RELATION_ABOVE),
+            if_read(above(other, other_above_cut, "other_above_in_image_order", above_cut), read_rows < 0,
+                    RELATION_ABOVE),
         ).subquery("candidates")
         page = (
-            sa.select(*image_columns(images), scores(candidates.c.image_id, candidates.c.s).label("score"))
+            sa.select(*image_columns(images), candidates.c.score)
             .select_from(candidates.join(images, images.c.image_id == candidates.c.image_id))
             .order_by(sa.desc("score"), bytewise(images.c.path, self.dialect))
             .limit(limit)
@@ -1729,9 +1745,32 @@ class _Compiler:
         statement = sa.select(either).order_by(sa.desc(either.c.score), bytewise(either.c.path, self.dialect))
         plan = (f"one relation of two broad terms: term {lead.number}'s best {RELATION_BUDGET:,} photos in score "
                 f"order, each tested; where {max(COUNT_LIMIT, offset + limit):,} of them match, those counted and "
-                f"the page ranked from the photos scoring above the k-th best of them; else {in_full.plan}")
+                f"the page ranked from the photos where each side scores above the k-th best of them (or of "
+                f"both sides' best rows) over the other's best; where fewer match and those are all, from "
+                f"them; else {in_full.plan}")
         return CompiledQuery(statement, self.specs, plan, self.calibration, max(COUNT_LIMIT, offset + limit),
                              self.fusion, offset_parameter=PAGE_OFFSET, counted_page=limit)
+
+    def seed_rows(self, lead: Spec, other: Spec) -> sa.Subquery:
+        """(image_id, s): the photos among both sides' best `RELATION_SEED` rows (cells, for a model class),
+        each with the lead's value: where many photos hold each side and few both, their matches score higher
+        than the lead's best photos' do (``person left of running shoe`` at 1M: the 20 best of the lead's
+        first 1,001 matches score 0.92, of the 42 matches among both sides' best 10,000 rows, 1.0)."""
+        def best_rows(spec: Spec, name: str) -> sa.Subquery:
+            rows = self.rows_above(spec, name)
+            if not read_as_stored(spec.classes[0]):
+                rows = rows.order_by(sa.desc("s"))
+            return rows.limit(RELATION_SEED).subquery(name)
+
+        mine, theirs = best_rows(lead, "seed_lead"), best_rows(other, "seed_other")
+        return (sa.select(mine.c.image_id, sa.func.max(mine.c.s).label("s"))
+                .where(mine.c.image_id.in_(sa.select(theirs.c.image_id)))
+                .group_by(mine.c.image_id).subquery("seed_rows"))
+
+    def value_of(self, confidence: sa.ColumnElement, spec: Spec) -> sa.ColumnElement:
+        """The value ``spec``'s rows store for ``confidence``: itself for a class stored as a confidence, else
+        its evidence (`evidence_of`)."""
+        return confidence if spec.confidences else evidence_of(self.calibration, confidence, spec.model_classes)
 
     def few_against(self, specs: list[Spec], other: Spec) -> bool:
         """The terms ``specs`` (an OR) read far fewer class-index entries than ``other`` (`NARROW_RATIO`), so

@@ -11,13 +11,14 @@ import re
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 
 from indexer.calibration import for_model
 from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query.compile import (
-    ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_SAMPLE, RELATION_SIDES, _and_drive, _Compiler, _Drive,
-    _sample_offsets, _trapezoid_weights, compile_query,
+    COUNT_LIMIT, ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_MARGIN, RELATION_SIDES, _and_drive, _Compiler,
+    _Drive, compile_query,
 )
 from query.parser import parse
 from query.resolve import resolve
@@ -309,69 +310,100 @@ def test_a_relation_with_a_narrow_side_or_of_several_classes_keeps_its_drivers(d
     assert not _answer(engine, t, "face in center below fire hydrant", _broad, 4, 0)[3].startswith("one relation")
 
 
-@pytest.mark.parametrize("budget, chosen", [(10**6, True), (1, False)])
-def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_often(detected, monkeypatch, budget,
-                                                                                      chosen):
+@pytest.mark.parametrize("count_limit, chosen", [(3, True), (10**4, False)])
+def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_often(detected, monkeypatch,
+                                                                                      count_limit, chosen):
     engine, t, _ = detected
     everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
-    for name, value in (("ESTIMATE_CAP", 1), ("RELATION_SAMPLE", 10), ("RELATION_BUDGET", budget)):
+    for name, value in (("ESTIMATE_CAP", 1), ("RELATION_SAMPLE", 10), ("COUNT_LIMIT", count_limit)):
         monkeypatch.setattr(f"query.compile.{name}", value)
     with engine.connect() as conn:
         counted = lambda statement: conn.execute(statement).scalar_one()
         page = _answer(engine, t, "face below fire hydrant", counted, 4, 2)
     assert page[3].startswith("one relation of two broad terms") == chosen, page[3]
-    assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
+    assert page[0] == everything[0][2:6]
+    shown = max(count_limit, 2 + 4)  # the count runs to the page's end
+    assert page[1:3] == (everything[1:3] if everything[1] <= shown or not chosen else (shown, False))
 
 
-def _thinning(at_top: int, deeper: int):
-    """Counts past every bound, and samples of the relation that find ``at_top`` matches among a side's best
-    photos (`_Compiler.held_among_best`) and ``deeper`` among those further down: the statement of the deeper
-    samples gives what they add to the expected matches (`_Compiler.expected_matches`)."""
-    weights = _trapezoid_weights([offset + RELATION_SAMPLE / 2 for offset in _sample_offsets()], RELATION_BUDGET)
-
+def _shares(shares: dict[int, float]):
+    """Counts past every bound, and samples of a relation's sides (`_Compiler.expected_matches`) where it holds
+    in ``shares[class_id]`` of the photos sampled of that class, `RELATION_BUDGET` photos or more."""
     def count(statement) -> float:
         sql = str(statement.compile(compile_kwargs={"literal_binds": True}))
         if "sample_read" not in sql:
             return 10**9
-        return deeper * sum(weights[1:]) if re.search(r"OFFSET [1-9]", sql) else at_top
+        return shares[int(re.search(r"sample_read.class_id = (\d+)", sql).group(1))] * RELATION_BUDGET
     return count
 
 
-@pytest.mark.parametrize("points, end", [([125.0], 1000.0), ([100.0, 900.0], 1000.0),
-                                         ([125.0, 1100.0, 2562.5, 5000.0, 9875.0], 10_000.0)])
-def test_the_samples_weights_integrate_a_piecewise_linear_share(points, end):
-    """Each sample's weight is the matches one held photo of it stands for: a share held everywhere adds up to
-    every photo read, and one rising from 0 at the first sample to 1 at the last is integrated exactly."""
-    weights = _trapezoid_weights(points, end)
-    assert sum(weights) * RELATION_SAMPLE == pytest.approx(end)
-    if len(points) > 1:
-        share = [(x - points[0]) / (points[-1] - points[0]) for x in points]
-        exact = (points[-1] - points[0]) / 2 + (end - points[-1])
-        assert sum(w * y for w, y in zip(weights, share)) * RELATION_SAMPLE == pytest.approx(exact)
+#: The share of a side's sample that just reaches the margin of matches, and one just short of it.
+ENOUGH = RELATION_MARGIN * (COUNT_LIMIT + 1) / RELATION_BUDGET
+SHORT = ENOUGH * 0.99
 
 
-@pytest.mark.parametrize("at_top, deeper, chosen", [(250, 250, True), (30, 30, True), (30, 20, False),
-                                                    (100, 0, False)])
-def test_a_relation_is_read_in_score_order_where_its_matches_are_expected_within_the_budget(
-        detected, at_top, deeper, chosen):
-    """30 of 250 photos all along the 10,000 read give 1,200 matches; 30 at the top and 20 further down, about
-    820; 100 at the top and none past the 1,000th, about 250: too few to count `COUNT_LIMIT` of them."""
+@pytest.mark.parametrize("face, hydrant, lead", [(ENOUGH, 0.0, 1), (0.0, ENOUGH, 2), (0.5, ENOUGH, 1),
+                                                 (SHORT, SHORT, None), (0.0, 0.0, None)])
+def test_a_relation_is_read_in_score_order_from_the_side_whose_sample_expects_enough_matches(
+        detected, face, hydrant, lead):
+    """Read from the side expecting more matches within its best `RELATION_BUDGET` photos, where they are at
+    least `RELATION_MARGIN` times the `COUNT_LIMIT` + 1 it must find; else computed in full."""
     engine, t, _ = detected
     everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
-    page = _answer(engine, t, "face below fire hydrant", _thinning(at_top, deeper), 4, 2)
-    assert page[3].startswith("one relation of two broad terms") == chosen, page[3]
+    page = _answer(engine, t, "face below fire hydrant", _shares({FACE_CLASS: face, FIRE_HYDRANT: hydrant}), 4, 2)
+    chosen = page[3].startswith("one relation of two broad terms")
+    assert chosen == (lead is not None), page[3]
+    assert not chosen or page[3].startswith(f"one relation of two broad terms: term {lead}'s best"), page[3]
     assert page[0] == everything[0][2:6] and page[1:3] == everything[1:3]
 
 
-#: (`RELATION_BUDGET`, `RELATION_ABOVE`, `COUNT_LIMIT`): too few matches among a side's best photos, too many
-#: photos above the cut, both, neither, and counts that stop early or do not.
-FALLBACKS = [(1, 1, 1000), (3, 3, 3), (8, 10**6, 1000), (10**6, 8, 3), (40, 40, 3), (10**6, 10**6, 3)]
+def test_a_sides_sample_is_spread_over_its_best_photos(detected, monkeypatch):
+    """The expected matches are the relation's share of the photos among a side's best `RELATION_BUDGET`
+    whose id is a multiple of their number over `RELATION_SAMPLE`, times that number; infinite for a side
+    with fewer photos than a sample (all of them are read)."""
+    engine, t, _ = detected
+    query = "face below fire hydrant"
+    everything = _answer(engine, t, query, None, None, 0)
+    held = {int(path[3:6]) + 1 for _, path, _, _ in everything[0]}  # make_index numbers the photos from 1
+    expected = {}
+    real = _Compiler.expected_matches
+    monkeypatch.setattr(_Compiler, "expected_matches",
+                        lambda self, side: expected.setdefault(side.classes[0], real(self, side)))
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    best = sa.text("SELECT image_id FROM image_labels WHERE class_id = :c AND score >= 0.4 "
+                   "ORDER BY score DESC, image_id DESC LIMIT :n")
+    for budget in (40, 10**6):
+        monkeypatch.setattr("query.compile.RELATION_BUDGET", budget)
+        monkeypatch.setattr("query.compile.RELATION_SAMPLE", 10)
+        expected.clear()
+        with engine.connect() as conn:
+            _answer(engine, t, query, lambda statement: conn.execute(statement).scalar_one(), 4, 0)
+            for class_id in (FACE_CLASS, FIRE_HYDRANT):
+                read = conn.execute(best, {"c": class_id, "n": budget}).scalars().all()
+                sampled = [image_id for image_id in read if image_id % (len(read) // 10) == 0]
+                share = sum(image_id in held for image_id in sampled) / len(sampled)
+                assert expected[class_id] == pytest.approx(share * len(read)), (budget, class_id)
+        assert budget > 40 or len(read) == 40
+    monkeypatch.setattr("query.compile.RELATION_SAMPLE", 10**4)
+    expected.clear()
+    with engine.connect() as conn:
+        _answer(engine, t, query, lambda statement: conn.execute(statement).scalar_one(), 4, 0)
+    assert expected == {FACE_CLASS: float("inf"), FIRE_HYDRANT: float("inf")}
 
 
-def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: int, above: int, count_limit: int):
+#: (`RELATION_BUDGET`, `RELATION_ABOVE`, `COUNT_LIMIT`, `RELATION_SEED`): too few matches among a side's best
+#: photos, too many rows above the cuts, both, neither, counts that stop early or do not, and seeds that find
+#: nothing, some matches or all of them.
+FALLBACKS = [(1, 1, 1000, 10**6), (3, 3, 3, 10**6), (8, 10**6, 1000, 10**6), (10**6, 8, 3, 10**6),
+             (40, 40, 3, 10**6), (10**6, 10**6, 3, 10**6), (10**6, 10**6, 3, 1), (10**6, 30, 3, 1), (40, 8, 3, 20)]
+
+
+def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: int, above: int, count_limit: int,
+                           seed: int):
     """Either branch of each query's statement gives the page and the count of the full computation."""
     expected = {query: _answer(engine, t, query, None, None, 0) for query in queries}
-    for name, value in (("RELATION_BUDGET", budget), ("RELATION_ABOVE", above), ("COUNT_LIMIT", count_limit)):
+    for name, value in (("RELATION_BUDGET", budget), ("RELATION_ABOVE", above), ("COUNT_LIMIT", count_limit),
+                        ("RELATION_SEED", seed)):
         monkeypatch.setattr(f"query.compile.{name}", value)
     for query, everything in expected.items():
         for limit, offset in ((1, 0), (4, 3), (2, 9)):
@@ -382,16 +414,18 @@ def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: i
             assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
 
 
-@pytest.mark.parametrize("budget, above, count_limit", FALLBACKS)
+@pytest.mark.parametrize("budget, above, count_limit, seed", FALLBACKS)
 def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
-                                                                                       above, count_limit):
+                                                                                       above, count_limit, seed):
     engine, t, _ = detected
-    _falls_back_as_in_full(engine, t, BROAD_RELATIONS, monkeypatch, budget, above, count_limit)
+    _falls_back_as_in_full(engine, t, BROAD_RELATIONS, monkeypatch, budget, above, count_limit, seed)
 
 
-#: Relations with a side of one ImageNet class, read in score order from its cells (`_Compiler.best_cells_in_order`).
+#: Relations with a side of one ImageNet class or two, read in score order from its cells
+#: (`_Compiler.best_cells_in_order`).
 MODEL_RELATIONS = ["tabby below fire hydrant", "face left of tabby", "fire hydrant next to golden retriever",
-                   "golden retriever above face > 0.6", "golden retriever > 0.9 right of fire hydrant"]
+                   "golden retriever above face > 0.6", "golden retriever > 0.9 right of fire hydrant",
+                   "tabby next to golden retriever", "golden retriever below tabby > 0.6"]
 
 
 @pytest.fixture(scope="module")
@@ -423,19 +457,11 @@ def test_a_relation_with_a_side_of_one_imagenet_class_pages_as_the_full_computat
         assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
 
 
-def test_a_relation_of_two_imagenet_classes_is_computed_in_full(classified):
-    engine, t = classified
-    everything = _answer(engine, t, "tabby next to golden retriever", None, None, 0)
-    page = _answer(engine, t, "tabby next to golden retriever", _broad, 4, 3)
-    assert page[3].startswith("candidates: images common to terms 1, 2"), page[3]
-    assert page[0] == everything[0][3:7] and page[1:3] == everything[1:3]
-
-
-@pytest.mark.parametrize("budget, above, count_limit", FALLBACKS)
+@pytest.mark.parametrize("budget, above, count_limit, seed", FALLBACKS)
 def test_a_relation_with_a_side_of_one_imagenet_class_counts_and_falls_back_as_the_full_computation(
-        classified, monkeypatch, budget, above, count_limit):
+        classified, monkeypatch, budget, above, count_limit, seed):
     engine, t = classified
-    _falls_back_as_in_full(engine, t, MODEL_RELATIONS, monkeypatch, budget, above, count_limit)
+    _falls_back_as_in_full(engine, t, MODEL_RELATIONS, monkeypatch, budget, above, count_limit, seed)
 
 
 #: Relations and ANDs with a side of one class read as stored, anywhere, and sides that are not (a region).
