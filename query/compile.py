@@ -1508,7 +1508,7 @@ class _Compiler:
     def labels_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """`photos_in_order` from the ``image_labels`` index: every photo of a class read as stored; of a model
         class, those that list it among their `indexer.regions.IMAGE_TOP_K` classes: nearly all its best
-        ones, enough for a sample (`held_among_best`: one range of one index, against nine ranges and a seek
+        ones, enough for a sample (`expected_matches`: one range of one index, against nine ranges and a seek
         for each photo)."""
         read = self.t.image_labels.alias(name)
         return (sa.select(read.c.image_id, read.c.score.label("s"))
