@@ -140,6 +140,9 @@ RELATION_BUDGET = 10_000
 RELATION_MARGIN = 1.5
 RELATION_ABOVE = 10_000
 RELATION_SEED = 10_000
+#: The side a relation's page is read from tests its photos against a list of the other side's rows above
+#: their cut where those are at most this many times its own: a row listed costs about a tenth of a lookup.
+RELATION_LIST_RATIO = 8
 #: A driving term of one class read as stored, anywhere, lists its photos (`_Compiler.photos_of`), a row
 #: each, where the cells its drive reads are at least this many per photo: fewer rows, and not many more
 #: candidates than its cells give (`_Compiler.reads_photos`).
@@ -1619,7 +1622,7 @@ class _Compiler:
         scores below that over the other side's best score can reach the page, and the page is ranked from
         the photos above both cuts alone: read from the side with fewer rows above its cut, where those are
         at most `RELATION_ABOVE`, and each tested against the other side's rows above its own where those
-        are too. Where fewer match but the lead has no more photos, the matches found are all of them, and
+        are at most `RELATION_LIST_RATIO` times as many. Where fewer match but the lead has no more photos, the matches found are all of them, and
         the page is ranked from them. Otherwise (too few matches among the best photos, or too many rows
         above both cuts) the statement computes every candidate as the pivot does; the test of which is
         made once, before either is read. ``face below person`` at 1M photos: 63,288 matches, 3.5-3.9 s
@@ -1676,29 +1679,36 @@ class _Compiler:
         all_read = count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET
         mine, theirs = (count_of(self.rows_above(spec, f"{name}_counted", cut_at), RELATION_ABOVE + 1)
                         for spec, name, cut_at in ((lead, "lead", floor), (other, "other", other_floor)))
-        taken = (sa.select(sa.case((found < stop, sa.case((all_read, 0), else_=None)),
-                                   (mine <= theirs, mine), else_=-theirs).label("rows"),
-                           sa.case((found < stop, None), else_=self.greatest(mine, theirs)).label("more"))
-                 .cte("taken").prefix_with("MATERIALIZED"))
-        read_rows, more = (sa.select(column).scalar_subquery() for column in (taken.c.rows, taken.c.more))
-        ok = sa.and_(read_rows.is_not(None), sa.func.abs(read_rows) <= RELATION_ABOVE)
         above_cut = self.rows_above(lead, "above_cut", floor)
         other_above_cut = self.rows_above(other, "other_above_cut", other_floor)
 
+        def listable(rows: sa.Select, read: sa.ColumnElement) -> sa.ColumnElement:
+            """1 where ``rows`` (the other side's above its cut) are at most `RELATION_LIST_RATIO` times the
+            ``read`` rows of the side the page is read from, else 0: counted only that far."""
+            bound = read * RELATION_LIST_RATIO
+            return sa.case((count_of(rows, bound + 1) <= bound, 1), else_=0)
+
+        taken = (sa.select(sa.case((found < stop, sa.case((all_read, 0), else_=None)),
+                                   (mine <= theirs, mine), else_=-theirs).label("rows"),
+                           sa.case((found < stop, None), (mine <= theirs, listable(other_above_cut, mine)),
+                                   else_=listable(above_cut, theirs)).label("listed"))
+                 .cte("taken").prefix_with("MATERIALIZED"))
+        read_rows, listed = (sa.select(column).scalar_subquery() for column in (taken.c.rows, taken.c.listed))
+        ok = sa.and_(read_rows.is_not(None), sa.func.abs(read_rows) <= RELATION_ABOVE)
+
         def above(side: Spec, rows: sa.Select, name: str, theirs: sa.Select) -> sa.Select:
             """The matches among ``side``'s photos above its cut (``rows``) that reach the k-th best score, with
-            their scores: a photo not among ``theirs`` (the other side's rows above its cut, where both sides
-            have at most `RELATION_ABOVE`: one list of them) or whose match would score below it is not
-            tested (its other side's score is one key lookup, the relation two reads of its cells). Each
-            photo once, in image order: grouped before the lookups, which then walk the index by photo
-            (``French horn next to person`` at 1M: 9,155 rows, 8,466 photos, 10 ms less than looking its rows
-            up in the order they were read)."""
+            their scores: a photo not among ``theirs`` (the other side's rows above its cut, where `listable`:
+            one list of them) or whose match would score below it is not tested (its other side's score is
+            one key lookup, the relation two reads of its cells). Each photo once, in image order: grouped
+            before the lookups, which then walk the index by photo (``French horn next to person`` at 1M:
+            9,155 rows, 8,466 photos, 10 ms less than looking its rows up in the order they were read)."""
             read = rows.subquery()
             photos = (sa.select(read.c.image_id, sa.func.max(read.c.s).label("s"))
                       .group_by(read.c.image_id).subquery(name))
             score = scores(photos.c.image_id, photos.c.s, side)
             their_photos = theirs.subquery()
-            among_theirs = sa.or_(more > RELATION_ABOVE,
+            among_theirs = sa.or_(listed == 0,
                                   photos.c.image_id.in_(sa.select(their_photos.c.image_id)))
             return (sa.select(photos.c.image_id, score.label("score"))
                     .where(among_theirs, self.matchable(photos.c.image_id),
