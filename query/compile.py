@@ -1622,12 +1622,12 @@ class _Compiler:
         scores below that over the other side's best score can reach the page, and the page is ranked from
         the photos above both cuts alone: read from the side with fewer rows above its cut, where those are
         at most `RELATION_ABOVE`, and each tested against the other side's rows above its own where those
-        are at most `RELATION_LIST_RATIO` times as many. Where fewer match but the lead has no more photos, the matches found are all of them, and
-        the page is ranked from them. Otherwise (too few matches among the best photos, or too many rows
-        above both cuts) the statement computes every candidate as the pivot does; the test of which is
-        made once, before either is read. ``face below person`` at 1M photos: 63,288 matches, 3.5-3.9 s
-        computed in full, 0.12 s so; ``person left of running shoe``, 34,994 matches, 0.77 s and 0.11 s
-        (bench/RESULTS.md)."""
+        are at most `RELATION_LIST_RATIO` times as many. Where fewer match but the lead has no more photos,
+        the matches found are all of them, and the page is ranked from them. Otherwise (too few matches
+        among the best photos, or too many rows above both cuts) the statement computes every candidate as
+        the pivot does; the test of which is made once, before either is read. ``face below person`` at 1M
+        photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``,
+        34,994 matches, 0.77 s and 0.09 s (bench/RESULTS.md)."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
         lead_is_left = lead is self.by_term[node.left]
