@@ -1677,10 +1677,9 @@ class _Compiler:
         # `RELATION_ABOVE`) where the statement computes every candidate. Of a model class, its cells are
         # counted: its photos are as many or fewer.
         all_read = count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET
-        mine, theirs = (count_of(self.rows_above(spec, f"{name}_counted", cut_at), RELATION_ABOVE + 1)
-                        for spec, name, cut_at in ((lead, "lead", floor), (other, "other", other_floor)))
         above_cut = self.rows_above(lead, "above_cut", floor)
         other_above_cut = self.rows_above(other, "other_above_cut", other_floor)
+        mine, theirs = (count_of(rows, RELATION_ABOVE + 1) for rows in (above_cut, other_above_cut))
 
         def listable(rows: sa.Select, read: sa.ColumnElement) -> sa.ColumnElement:
             """1 where ``rows`` (the other side's above its cut) are at most `RELATION_LIST_RATIO` times the
@@ -1795,8 +1794,8 @@ class _Compiler:
     def mostly_kept(self, specs: list[Spec], without: list[Spec]) -> bool:
         """The ``without`` terms leave enough of the photos of ``specs`` that reading their streams and testing
         each photo as it comes (`ranked_streams`) soon fills the page and the count: as many of each term's best
-        `RELATION_SAMPLE` photos as would find `COUNT_LIMIT` matches within `RELATION_BUDGET` of them, the
-        bounds a relation's sample is held to (`broad_relation`); a term in fewer photos is read whole. So
+        `RELATION_SAMPLE` photos as would find `COUNT_LIMIT` matches within `RELATION_BUDGET` of them
+        (`counts_within_budget`); a term in fewer photos is read whole. So
         ``minibus AND NOT truck`` at 1M (103,042 matches) is counted to 1,000 instead of each match being
         grouped, tested against the list of trucks and counted: 230 -> 70 ms. Where the terms hold in most of
         them, each photo tested would be wasted (``face AND NOT person``: none left): the matches are
