@@ -1436,21 +1436,33 @@ class _Compiler:
         return CompiledQuery(statement, self.specs, plan, self.calibration, fusion=self.fusion,
                              offset_parameter=PAGE_OFFSET)
 
+    def pair(self) -> tuple[Term, Term] | None:
+        """The two terms of a query that is one relation (``face below person``) or an AND of two terms
+        (``person AND dog``): a match's score is the product of theirs either way (`ranking`)."""
+        node = self.tree
+        if isinstance(node, Relation):
+            return node.left, node.right
+        if isinstance(node, And) and len(node.children) == 2 and all(isinstance(c, Term) for c in node.children):
+            return node.children[0], node.children[1]
+        return None
+
     def broad_relation(self) -> tuple[Spec, Spec] | None:
-        """A query that is one relation between two terms in many photos each (``face below person``,
-        ``French horn next to person``), both one class anywhere (`read_in_order`), where a sample of either
+        """A query of two terms in many photos each (`pair`: ``face below person``, ``French horn next to
+        person``, ``person AND dog``), both one class anywhere (`read_in_order`), where a sample of either
         side expects `RELATION_MARGIN` times the `COUNT_LIMIT` + 1 matches it must find among its best
         `RELATION_BUDGET` photos (`expected_matches`): (the side expecting more, read in score order; the
         other). Such sides have tens of thousands of candidates in common at 1M photos (`ranked_relation`);
         None for any other query, or where the index may not be asked."""
-        node = self.tree
-        if not isinstance(node, Relation) or self.count is None:
+        terms = self.pair()
+        if terms is None or self.count is None:
             return None
-        sides = (self.by_term[node.left], self.by_term[node.right])
+        sides = (self.by_term[terms[0]], self.by_term[terms[1]])
         if sides[0] is sides[1] or not all(self.read_in_order(spec) for spec in sides):
             return None
-        if any(self.entries(_side(spec, cells), ESTIMATE_CAP) <= ESTIMATE_CAP
-               for spec, cells in zip(sides, RELATION_SIDES[node.kind])):
+        node = self.tree
+        cells = RELATION_SIDES[node.kind] if isinstance(node, Relation) else (ALL_CELLS, ALL_CELLS)
+        if any(self.entries(_side(spec, side_cells), ESTIMATE_CAP) <= ESTIMATE_CAP
+               for spec, side_cells in zip(sides, cells)):
             return None
         expected = [self.expected_matches(spec) for spec in sides]
         lead = 0 if expected[0] >= expected[1] else 1
@@ -1503,9 +1515,15 @@ class _Compiler:
         as stored from its ``image_labels`` index; a model class from its cells. Photos a query leaves out
         (`unlabelled`) too: the reader drops them (`matchable`), once rather than in each of nine parts (a
         list of 5,000 such photos at 1M, built nine times: 5 ms)."""
-        if not read_as_stored(spec.classes[0]):
+        if not self.photos_listed(spec):
             return self.best_cells_in_order(spec, name, floor)
         return self.labels_in_order(spec, name, floor)
+
+    @staticmethod
+    def photos_listed(spec: Spec) -> bool:
+        """A `read_in_order` term's photos and their scores are its ``image_labels`` rows: a class read as
+        stored, anywhere. Else (a model class, or a region) they are read from its cells."""
+        return read_as_stored(spec.classes[0]) and spec.cells == ALL_CELLS
 
     def labels_in_order(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """`photos_in_order` from the ``image_labels`` index: every photo of a class read as stored; of a model
@@ -1543,37 +1561,38 @@ class _Compiler:
         them each photo's best (`photos_in_order`'s row): for a model class its cells, a photo's other cells
         too. Its photos are as many or fewer, and listed without the seek that finds a photo's best cell
         (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its cut)."""
-        if read_as_stored(spec.classes[0]):
+        if self.photos_listed(spec):
             return self.photos_in_order(spec, name, floor)
         return self.cells_from(spec, name, floor, best_only=False)
 
     def cells_from(self, spec: Spec, name: str, floor: sa.ColumnElement | None, best_only: bool) -> sa.CompoundSelect:
-        """(image_id, s): a model class's rows in each of its nine cells from ``floor`` up, one part a cell;
-        with ``best_only``, a row only where no other cell of its photo scores higher (or as high, lower)."""
+        """(image_id, s): a class's rows in each of the term's cells from ``floor`` up, one part a cell; with
+        ``best_only``, a row only where no other of those cells of its photo scores higher (or as high, lower)."""
         class_id, parts = spec.classes[0], []
         # One alias for all nine parts, each its own scope: an alias costs SQLAlchemy a column object of each
         # column, for each use (a ranked relation's four reads of nine parts: 40 ms a query).
         read, mine = self.t.cell_labels.alias(name), self.t.cell_labels.alias(f"{name}_others")
         bound = self.from_floor(read.c.score, spec, floor)
-        for cell in ALL_CELLS:
+        for cell in spec.cells:
             where = [read.c.class_id == class_id, read.c.cell == cell, *bound]
-            if best_only:
+            if best_only and len(spec.cells) > 1:
                 higher = sa.or_(mine.c.score > read.c.score,
                                 sa.and_(mine.c.score == read.c.score, mine.c.cell < cell))
                 # A column of the index: ``SELECT *`` read the table too.
                 where.append(sa.not_(sa.select(mine.c.cell).where(
-                    mine.c.image_id == read.c.image_id, mine.c.class_id == class_id, higher).exists()))
+                    mine.c.image_id == read.c.image_id, mine.c.class_id == class_id,
+                    self.cell_filter(mine.c.cell, spec.cells), higher).exists()))
             parts.append(sa.select(read.c.image_id, read.c.score.label("s")).where(*where))
         return sa.union_all(*parts)
 
     def best_confidence(self, spec: Spec) -> sa.ScalarSelect:
         """The highest confidence a `read_in_order` term has in any photo where it holds (the top of its index)."""
-        if read_as_stored(spec.classes[0]):
+        if self.photos_listed(spec):
             read = self.t.image_labels.alias("best_of_all")
             return (sa.select(sa.func.max(read.c.score))
                     .where(read.c.class_id == spec.classes[0], self.reaches(read.c.score, spec)).scalar_subquery())
         tops, read = [], self.t.cell_labels.alias("best_in_cell")  # one alias: `best_cells_in_order`
-        for cell in ALL_CELLS:
+        for cell in spec.cells:
             tops.append(sa.select(sa.func.max(read.c.score).label("top")).where(
                 read.c.class_id == spec.classes[0], read.c.cell == cell, self.reaches(read.c.score, spec)))
         top = sa.union_all(*tops).subquery("tops")
@@ -1585,7 +1604,8 @@ class _Compiler:
         not hold the score, so that the lookup visits the table as well: 6 µs against 4.5 at 1M)."""
         read = self.t.cell_labels.alias()
         return sa.select(self.confidence(sa.func.max(read.c.score), spec)).where(
-            read.c.image_id == image_id, read.c.class_id == spec.classes[0]).scalar_subquery()
+            read.c.image_id == image_id, read.c.class_id == spec.classes[0],
+            self.cell_filter(read.c.cell, spec.cells)).scalar_subquery()
 
     def photos_of(self, spec: Spec, name: str) -> sa.Select:
         """(image_id): the photos where a `scored_in_order` term holds somewhere, a row each, from its
@@ -1604,12 +1624,15 @@ class _Compiler:
 
     @staticmethod
     def read_in_order(spec: Spec) -> bool:
-        """``spec``'s photos can be read best first (`photos_in_order`): `scored_in_order`, or one model class
-        anywhere, whose confidence rises with its evidence (`indexer.calibration`), so its best cells first are
-        its best photos first."""
-        return _Compiler.scored_in_order(spec) or (
-            len(spec.classes) == 1 and not read_as_stored(spec.classes[0]) and not spec.confidences
-            and spec.cells == ALL_CELLS and spec.evidence < float("inf"))
+        """``spec``'s photos can be read best first (`photos_in_order`): one class, in any region, read as
+        stored from the cells' floor up (`scored_in_order` where it is anywhere), or a model class, whose
+        confidence rises with its evidence (`indexer.calibration`); so its best cells first are its best
+        photos first."""
+        if len(spec.classes) != 1 or spec.evidence == float("inf"):
+            return False
+        if read_as_stored(spec.classes[0]):
+            return spec.confidences and SCORE_FLOOR <= spec.evidence
+        return not spec.confidences
 
     def ranked_relation(self, lead: Spec, other: Spec, limit: int, offset: int) -> CompiledQuery:
         """`broad_relation`'s query, computing only what reaches its page where it can. ``lead``'s best
@@ -1630,7 +1653,7 @@ class _Compiler:
         34,994 matches, 0.77 s and 0.09 s (bench/RESULTS.md)."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
-        lead_is_left = lead is self.by_term[node.left]
+        lead_is_left = lead is self.by_term[self.pair()[0]]
 
         def scores(image_id: sa.ColumnElement, s: sa.ColumnElement, side: Spec = lead) -> sa.ColumnElement:
             """The match's score from ``side``'s value ``s``, multiplied as the pivot multiplies it (`ranking`):
@@ -1751,7 +1774,8 @@ class _Compiler:
         )
         either = chosen.subquery("answer")
         statement = sa.select(either).order_by(sa.desc(either.c.score), bytewise(either.c.path, self.dialect))
-        plan = (f"one relation of two broad terms: term {lead.number}'s best {RELATION_BUDGET:,} photos in score "
+        what = "one relation" if isinstance(node, Relation) else "an AND"
+        plan = (f"{what} of two broad terms: term {lead.number}'s best {RELATION_BUDGET:,} photos in score "
                 f"order, each tested; where {max(COUNT_LIMIT, offset + limit):,} of them match, those counted and "
                 f"the page ranked from the photos where each side scores above the k-th best of them (or of "
                 f"both sides' best rows) over the other's best; where fewer match and those are all, from "
@@ -1766,7 +1790,7 @@ class _Compiler:
         first 1,001 matches score 0.92, of the 42 matches among both sides' best 10,000 rows, 1.0)."""
         def best_rows(spec: Spec, name: str) -> sa.Subquery:
             rows = self.rows_above(spec, name)
-            if not read_as_stored(spec.classes[0]):
+            if not self.photos_listed(spec):
                 rows = rows.order_by(sa.desc("s"))
             return rows.limit(RELATION_SEED).subquery(name)
 

@@ -257,6 +257,16 @@ def test_a_relations_candidates_come_from_the_cells_it_can_hold_in(skewed):
 FIRE_HYDRANT, FRISBEE = 1011, 1030  # COCO classes, read as stored, as the face is
 BROAD_RELATIONS = ["face below fire hydrant", "fire hydrant above face", "frisbee left of face",
                    "face right of frisbee > 0.6", "fire hydrant next to frisbee", "frisbee below fire hydrant"]
+#: ANDs of two such terms, read as their relations are (`_Compiler.pair`), and terms of a region, read from their
+#: cells there (`_Compiler.photos_listed`).
+BROAD_ANDS = ["face AND fire hydrant", "frisbee AND face", "fire hydrant > 0.6 AND frisbee"]
+IN_REGIONS = ["face in center below fire hydrant", "frisbee in top row AND face",
+              "face in left column AND fire hydrant in bottom-right", "fire hydrant in middle row right of frisbee > 0.6"]
+
+
+def _ranked(plan: str) -> bool:
+    """The plan is `_Compiler.ranked_relation`'s: a relation's or an AND's."""
+    return plan.startswith(("one relation of two broad terms", "an AND of two broad terms"))
 
 
 @pytest.fixture(scope="module")
@@ -278,14 +288,15 @@ def _broad(statement) -> int:
     return 10**9
 
 
-@pytest.mark.parametrize("query", BROAD_RELATIONS)
+@pytest.mark.parametrize("query", BROAD_RELATIONS + BROAD_ANDS + IN_REGIONS)
 def test_a_relation_of_broad_terms_pages_as_the_full_computation_does(detected, query):
     engine, t, _ = detected
     everything = _answer(engine, t, query, None, None, 0)
     assert everything[1] > 10  # many matches, so that pages and cuts fall inside them
     for limit, offset in ((1, 0), (4, 0), (4, 3), (10, 20), (5, everything[1] - 2), (3, everything[1] + 4)):
         page = _answer(engine, t, query, _broad, limit, offset)
-        assert page[3].startswith("one relation of two broad terms"), page[3]
+        assert page[3].startswith("an AND" if " AND " in query else "one relation"), page[3]
+        assert _ranked(page[3]), page[3]
         assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
         assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
 
@@ -307,7 +318,16 @@ def test_a_relation_with_a_narrow_side_or_of_several_classes_keeps_its_drivers(d
     assert not _answer(engine, t, "face below fire hydrant", narrow, 4, 0)[3].startswith("one relation")
     assert not _answer(engine, t, "face below dog", _broad, 4, 0)[3].startswith("one relation")
     assert not _answer(engine, t, "face below face", _broad, 4, 0)[3].startswith("one relation")
-    assert not _answer(engine, t, "face in center below fire hydrant", _broad, 4, 0)[3].startswith("one relation")
+
+
+@pytest.mark.parametrize("query", ["face AND fire hydrant AND frisbee", "face AND NOT frisbee", "face AND face",
+                                   "face AND (fire hydrant OR frisbee)", "face AND dog"])
+def test_an_and_of_other_than_two_broad_terms_anywhere_keeps_its_drivers(detected, query):
+    engine, t, _ = detected
+    everything = _answer(engine, t, query, None, None, 0)
+    page = _answer(engine, t, query, _broad, 4, 0)
+    assert not _ranked(page[3]), page[3]
+    assert page[0] == everything[0][:4] and page[1:3] == everything[1:3]
 
 
 @pytest.mark.parametrize("count_limit, chosen", [(3, True), (10**4, False)])
@@ -408,7 +428,7 @@ def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: i
     for query, everything in expected.items():
         for limit, offset in ((1, 0), (4, 3), (2, 9)):
             page = _answer(engine, t, query, _broad, limit, offset)
-            assert page[3].startswith("one relation of two broad terms") and "else candidates" in page[3]
+            assert _ranked(page[3]) and "else candidates" in page[3], page[3]
             assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
             shown = max(count_limit, offset + limit)
             assert page[1:3] == ((shown, False) if everything[1] > shown else everything[1:3]), (query, limit, offset)
@@ -418,14 +438,18 @@ def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: i
 def test_a_relation_of_broad_terms_computed_in_full_where_its_best_photos_do_not_tell(detected, monkeypatch, budget,
                                                                                        above, count_limit, seed):
     engine, t, _ = detected
-    _falls_back_as_in_full(engine, t, BROAD_RELATIONS, monkeypatch, budget, above, count_limit, seed)
+    _falls_back_as_in_full(engine, t, BROAD_RELATIONS + BROAD_ANDS + IN_REGIONS, monkeypatch, budget, above,
+                           count_limit, seed)
 
 
 #: Relations with a side of one ImageNet class or two, read in score order from its cells
 #: (`_Compiler.best_cells_in_order`).
 MODEL_RELATIONS = ["tabby below fire hydrant", "face left of tabby", "fire hydrant next to golden retriever",
                    "golden retriever above face > 0.6", "golden retriever > 0.9 right of fire hydrant",
-                   "tabby next to golden retriever", "golden retriever below tabby > 0.6"]
+                   "tabby next to golden retriever", "golden retriever below tabby > 0.6",
+                   "tabby AND fire hydrant", "golden retriever > 0.6 AND tabby", "tabby in top row AND fire hydrant",
+                   "golden retriever in middle row next to tabby", "face in bottom row AND tabby in top row",
+                   "tabby in right column above face"]
 
 
 @pytest.fixture(scope="module")
@@ -452,7 +476,7 @@ def test_a_relation_with_a_side_of_one_imagenet_class_pages_as_the_full_computat
     assert everything[1] > 10
     for limit, offset in ((1, 0), (4, 0), (4, 3), (10, 20), (5, everything[1] - 2), (3, everything[1] + 4)):
         page = _answer(engine, t, query, _broad, limit, offset)
-        assert page[3].startswith("one relation of two broad terms"), page[3]
+        assert _ranked(page[3]), page[3]
         assert page[0] == everything[0][offset:offset + limit], (query, limit, offset)
         assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
 
