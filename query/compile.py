@@ -85,12 +85,13 @@ the best of the streams' page-end scores, with the count stopped past `COUNT_LIM
 1M photos) cost more than half a second. So too for such a query less terms that leave most of its photos
 (``minibus AND NOT truck``): each photo read is tested for them (`_Compiler.mostly_kept`).
 
-A relation of two terms in many photos each, each one class anywhere (``face below person``), is not computed
-in full where a sample of a side's photos expects it to hold often (`_Compiler.broad_relation`): that side's
-best photos are read in score order and each is tested from its own rows; the first `COUNT_LIMIT` matches are
+A relation or an AND of two terms in many photos each, each one class (``face below person``, ``person AND dog``,
+``face AND person in bottom-right``), is not computed in full where a sample of a side's photos expects it to
+hold often (`_Compiler.broad_pair`): that side's best photos are read in score order (a class in a region, or a
+model class, from its cells there) and each is tested from its own rows; the first `COUNT_LIMIT` matches are
 counted (then "more than"), and the page is ranked from the photos where each side scores at least the k-th
 best product among them (or among both sides' best rows) over the other side's best score
-(`_Compiler.ranked_relation`). Where those photos do not tell, the same statement computes every candidate.
+(`_Compiler.ranked_pair`). Where those photos do not tell, the same statement computes every candidate.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ CHEAP_DRIVER = 9
 NARROW_RATIO = 8
 #: Class-index entries counted at most per term to choose the drivers (about a millisecond of reading).
 ESTIMATE_CAP = 20_000
-#: A relation of two broad terms is read in one side's score order (`_Compiler.ranked_relation`) where a sample
+#: A relation or AND of two broad terms is read in one side's score order (`_Compiler.ranked_pair`) where a sample
 #: of `RELATION_SAMPLE` photos spread over that side's best `RELATION_BUDGET` expects `RELATION_MARGIN` times
 #: the `COUNT_LIMIT` + 1 matches it must find there (each photo tested from its own rows: about 7 µs at 1M, so
 #: 70 ms at most; a sample of 250 at a share of 15% is within 15% of it, one standard error), and where the
@@ -139,6 +140,9 @@ RELATION_SAMPLE = 250
 RELATION_BUDGET = 10_000
 RELATION_MARGIN = 1.5
 RELATION_ABOVE = 10_000
+#: ... or at most this many where each is tested against the other side's list first (`RELATION_LIST_RATIO`):
+#: a row then costs a read and a probe of the list, a lookup only where the photo is in both lists.
+RELATION_LISTED_ABOVE = 30_000
 RELATION_SEED = 10_000
 #: The side a relation's page is read from tests its photos against a list of the other side's rows above
 #: their cut where those are at most this many times its own: a row listed costs about a tenth of a lookup.
@@ -1234,9 +1238,9 @@ class _Compiler:
         shape = self.ranked_shape()
         if shape is not None and limit is not None and self.within is None and self.sort == SORT_SCORE:
             return self.ranked(*shape, limit, offset)
-        sides = self.broad_relation() if limit is not None and self.within is None and self.sort == SORT_SCORE else None
+        sides = self.broad_pair() if limit is not None and self.within is None and self.sort == SORT_SCORE else None
         if sides is not None:
-            return self.ranked_relation(*sides, limit, offset)
+            return self.ranked_pair(*sides, limit, offset)
         counting = self.count is not None
         drive = _drive(self.tree, self.by_term.__getitem__, self.entries if counting else None,
                        self.listed if counting else None)
@@ -1446,12 +1450,12 @@ class _Compiler:
             return node.children[0], node.children[1]
         return None
 
-    def broad_relation(self) -> tuple[Spec, Spec] | None:
+    def broad_pair(self) -> tuple[Spec, Spec] | None:
         """A query of two terms in many photos each (`pair`: ``face below person``, ``French horn next to
-        person``, ``person AND dog``), both one class anywhere (`read_in_order`), where a sample of either
+        person``, ``person AND dog``), each one class (`read_in_order`), where a sample of either
         side expects `RELATION_MARGIN` times the `COUNT_LIMIT` + 1 matches it must find among its best
         `RELATION_BUDGET` photos (`expected_matches`): (the side expecting more, read in score order; the
-        other). Such sides have tens of thousands of candidates in common at 1M photos (`ranked_relation`);
+        other). Such sides have tens of thousands of candidates in common at 1M photos (`ranked_pair`);
         None for any other query, or where the index may not be asked."""
         terms = self.pair()
         if terms is None or self.count is None:
@@ -1494,7 +1498,9 @@ class _Compiler:
         photos spread over all of them, in no order of score), times their number; infinite where it has fewer
         photos than a sample (all of them are read, at little cost). A class's best photos are the ones it
         fills alone: a sample at the top finds few matches where its photos further down hold many (``person
-        left of running shoe`` at 1M: 2 of the best 250 running shoes, 1,001 matches among the best 2,720)."""
+        left of running shoe`` at 1M: 2 of the best 250 running shoes, 1,001 matches among the best 2,720).
+        A term of a region is sampled among its class's photos anywhere (its best cell: one range of one
+        index), so fewer of them hold it: the estimate errs low, towards computing the query in full."""
         read = self.labels_in_order(side, "sample_read")
         # Ties in image order, as SQLite's index reads them: the same sample in PostgreSQL.
         best = (read.order_by(sa.desc(read.selected_columns.image_id)).limit(RELATION_BUDGET)
@@ -1634,8 +1640,8 @@ class _Compiler:
             return spec.confidences and SCORE_FLOOR <= spec.evidence
         return not spec.confidences
 
-    def ranked_relation(self, lead: Spec, other: Spec, limit: int, offset: int) -> CompiledQuery:
-        """`broad_relation`'s query, computing only what reaches its page where it can. ``lead``'s best
+    def ranked_pair(self, lead: Spec, other: Spec, limit: int, offset: int) -> CompiledQuery:
+        """`broad_pair`'s query, computing only what reaches its page where it can. ``lead``'s best
         `RELATION_BUDGET` photos are read in score order (`photos_in_order`), each tested for the
         relation from its own rows. Where `COUNT_LIMIT` of them match (or the page's end, if further), those
         are the count ("more than" that) and a sample: the k-th best score among them (k = offset + limit)
@@ -1645,12 +1651,15 @@ class _Compiler:
         scores below that over the other side's best score can reach the page, and the page is ranked from
         the photos above both cuts alone: read from the side with fewer rows above its cut, where those are
         at most `RELATION_ABOVE`, and each tested against the other side's rows above its own where those
-        are at most `RELATION_LIST_RATIO` times as many. Where fewer match but the lead has no more photos,
+        are at most `RELATION_LIST_RATIO` times as many (then `RELATION_LISTED_ABOVE` rows may be read: ``face
+        AND person in bottom-right`` at 1M, 24,000 people in that cell above their cut against 15,700 faces
+        above theirs). Where fewer match but the lead has no more photos,
         the matches found are all of them, and the page is ranked from them. Otherwise (too few matches
         among the best photos, or too many rows above both cuts) the statement computes every candidate as
         the pivot does; the test of which is made once, before either is read. ``face below person`` at 1M
         photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``,
-        34,994 matches, 0.77 s and 0.09 s (bench/RESULTS.md)."""
+        34,994 matches, 0.77 s and 0.09 s; ``face AND person``, 338,692 matches, 4.6 s and 0.07 s
+        (bench/RESULTS.md). An AND is read so as its two terms' relation is: its test is that both hold."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
         lead_is_left = lead is self.by_term[self.pair()[0]]
@@ -1697,12 +1706,13 @@ class _Compiler:
         # Which rows the page is read from, decided once, each count read only where the one before does not
         # decide: 0 the matches found (all of them: the lead's photos were all read), n > 0 the lead's n rows
         # above its cut, n < 0 the other side's -n rows above its own; NULL (or more rows than
-        # `RELATION_ABOVE`) where the statement computes every candidate. Of a model class, its cells are
-        # counted: its photos are as many or fewer.
+        # `RELATION_ABOVE`, `RELATION_LISTED_ABOVE` where they are tested against the other side's list) where the
+        # statement computes every candidate. Of a model class, its cells are counted: its photos are as many
+        # or fewer.
         all_read = count_of(self.rows_above(lead, "all_read"), RELATION_BUDGET) < RELATION_BUDGET
         above_cut = self.rows_above(lead, "above_cut", floor)
         other_above_cut = self.rows_above(other, "other_above_cut", other_floor)
-        mine, theirs = (count_of(rows, RELATION_ABOVE + 1) for rows in (above_cut, other_above_cut))
+        mine, theirs = (count_of(rows, RELATION_LISTED_ABOVE + 1) for rows in (above_cut, other_above_cut))
 
         def listable(rows: sa.Select, read: sa.ColumnElement) -> sa.ColumnElement:
             """1 where ``rows`` (the other side's above its cut) are at most `RELATION_LIST_RATIO` times the
@@ -1715,8 +1725,13 @@ class _Compiler:
                            sa.case((found < stop, None), (mine <= theirs, listable(other_above_cut, mine)),
                                    else_=listable(above_cut, theirs)).label("listed"))
                  .cte("taken").prefix_with("MATERIALIZED"))
-        read_rows, listed = (sa.select(column).scalar_subquery() for column in (taken.c.rows, taken.c.listed))
-        ok = sa.and_(read_rows.is_not(None), sa.func.abs(read_rows) <= RELATION_ABOVE)
+        # Decided in one more CTE, each of its uses one reference: SQLite copies a CTE's tree for each reference
+        # to it, and stops at 65,535 references to a table (two ImageNet classes' nine cells each).
+        most = sa.case((taken.c.listed == 1, RELATION_LISTED_ABOVE), else_=RELATION_ABOVE)
+        decided = (sa.select(taken.c.rows, taken.c.listed,
+                             sa.and_(taken.c.rows.is_not(None), sa.func.abs(taken.c.rows) <= most).label("ok"))
+                   .cte("decided").prefix_with("MATERIALIZED"))
+        read_rows, listed, ok = (sa.select(column).scalar_subquery() for column in decided.c)
 
         def above(side: Spec, rows: sa.Select, name: str, theirs: sa.Select) -> sa.Select:
             """The matches among ``side``'s photos above its cut (``rows``) that reach the k-th best score, with
@@ -1746,9 +1761,9 @@ class _Compiler:
             if_read(sa.select(first.c.image_id, scores(first.c.image_id, first.c.s).label("score")), read_rows == 0,
                     stop),
             if_read(above(lead, above_cut, "lead_above_in_image_order", other_above_cut), read_rows > 0,
-                    RELATION_ABOVE),
+                    RELATION_LISTED_ABOVE),
             if_read(above(other, other_above_cut, "other_above_in_image_order", above_cut), read_rows < 0,
-                    RELATION_ABOVE),
+                    RELATION_LISTED_ABOVE),
         ).subquery("candidates")
         page = (
             sa.select(*image_columns(images), candidates.c.score)

@@ -252,7 +252,7 @@ def test_a_relations_candidates_come_from_the_cells_it_can_hold_in(skewed):
     assert "hits_1.cell IN (0, 1, 2, 3, 4, 5)" in sql and "hits_2.cell IN (3, 4, 5, 6, 7, 8)" in sql
 
 
-# --------------------------------------------------------------- a relation of two broad terms (`ranked_relation`)
+# --------------------------------------------------------------- a relation of two broad terms (`ranked_pair`)
 
 FIRE_HYDRANT, FRISBEE = 1011, 1030  # COCO classes, read as stored, as the face is
 BROAD_RELATIONS = ["face below fire hydrant", "fire hydrant above face", "frisbee left of face",
@@ -265,7 +265,7 @@ IN_REGIONS = ["face in center below fire hydrant", "frisbee in top row AND face"
 
 
 def _ranked(plan: str) -> bool:
-    """The plan is `_Compiler.ranked_relation`'s: a relation's or an AND's."""
+    """The plan is `_Compiler.ranked_pair`'s: a relation's or an AND's."""
     return plan.startswith(("one relation of two broad terms", "an AND of two broad terms"))
 
 
@@ -411,19 +411,21 @@ def test_a_sides_sample_is_spread_over_its_best_photos(detected, monkeypatch):
     assert expected == {FACE_CLASS: float("inf"), FIRE_HYDRANT: float("inf")}
 
 
-#: (`RELATION_BUDGET`, `RELATION_ABOVE`, `COUNT_LIMIT`, `RELATION_SEED`): too few matches among a side's best
-#: photos, too many rows above the cuts, both, neither, counts that stop early or do not, and seeds that find
-#: nothing, some matches or all of them.
+#: (`RELATION_BUDGET`, `RELATION_ABOVE` (twice that `RELATION_LISTED_ABOVE`), `COUNT_LIMIT`, `RELATION_SEED`):
+#: too few matches among a side's best photos, too many rows above the cuts, both, neither, counts that stop
+#: early or do not, seeds that find nothing, some matches or all of them, and rows above a cut past
+#: `RELATION_ABOVE` read against the other side's list (the last two).
 FALLBACKS = [(1, 1, 1000, 10**6), (3, 3, 3, 10**6), (8, 10**6, 1000, 10**6), (10**6, 8, 3, 10**6),
-             (40, 40, 3, 10**6), (10**6, 10**6, 3, 10**6), (10**6, 10**6, 3, 1), (10**6, 30, 3, 1), (40, 8, 3, 20)]
+             (40, 40, 3, 10**6), (10**6, 10**6, 3, 10**6), (10**6, 10**6, 3, 1), (10**6, 30, 3, 1), (40, 8, 3, 20),
+             (10**6, 50, 3, 1), (40, 50, 3, 20)]
 
 
 def _falls_back_as_in_full(engine, t, queries: list[str], monkeypatch, budget: int, above: int, count_limit: int,
                            seed: int):
     """Either branch of each query's statement gives the page and the count of the full computation."""
     expected = {query: _answer(engine, t, query, None, None, 0) for query in queries}
-    for name, value in (("RELATION_BUDGET", budget), ("RELATION_ABOVE", above), ("COUNT_LIMIT", count_limit),
-                        ("RELATION_SEED", seed)):
+    for name, value in (("RELATION_BUDGET", budget), ("RELATION_ABOVE", above), ("RELATION_LISTED_ABOVE", above * 2),
+                        ("COUNT_LIMIT", count_limit), ("RELATION_SEED", seed)):
         monkeypatch.setattr(f"query.compile.{name}", value)
     for query, everything in expected.items():
         for limit, offset in ((1, 0), (4, 3), (2, 9)):
