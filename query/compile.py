@@ -1518,7 +1518,8 @@ class _Compiler:
         """(image_id, s): the photos where a `read_in_order` term holds, best first, with its value in its best
         cell (as `hits`: evidence or confidence); from ``floor`` (such a value) up if given (then the one bound
         of the index's range: with the threshold as a second, SQLite read down to the threshold). A class read
-        as stored from its ``image_labels`` index; a model class from its cells. Photos a query leaves out
+        as stored, anywhere, from its ``image_labels`` index (`photos_listed`); a model class, or a term of a
+        region, from its cells there, each photo at the best of them. Photos a query leaves out
         (`unlabelled`) too: the reader drops them (`matchable`), once rather than in each of nine parts (a
         list of 5,000 such photos at 1M, built nine times: 5 ms)."""
         if not self.photos_listed(spec):
@@ -1564,8 +1565,8 @@ class _Compiler:
 
     def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): rows of a `read_in_order` term from ``floor`` up (if given), in no order, and among
-        them each photo's best (`photos_in_order`'s row): for a model class its cells, a photo's other cells
-        too. Its photos are as many or fewer, and listed without the seek that finds a photo's best cell
+        them each photo's best (`photos_in_order`'s row): for a model class or a term of a region its cells
+        there, a photo's other cells too. Its photos are as many or fewer, and listed without the seek that finds a photo's best cell
         (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its cut)."""
         if self.photos_listed(spec):
             return self.photos_in_order(spec, name, floor)
@@ -1605,9 +1606,10 @@ class _Compiler:
         return sa.select(self.confidence(sa.func.max(top.c.top), spec)).scalar_subquery()
 
     def confidence_in(self, spec: Spec, image_id: sa.ColumnElement) -> sa.ScalarSelect:
-        """A `read_in_order` term's confidence in one photo's best cell, from the photo's cells: one seek of an
-        index that holds them (``image_labels`` gives a stored class's best cell too, but its key's index does
-        not hold the score, so that the lookup visits the table as well: 6 µs against 4.5 at 1M)."""
+        """A `read_in_order` term's confidence in one photo's best cell of its region, from the photo's cells
+        there: one seek of an index that holds them (``image_labels`` gives a stored class's best cell too,
+        but its key's index does not hold the score, so that the lookup visits the table as well: 6 µs
+        against 4.5 at 1M)."""
         read = self.t.cell_labels.alias()
         return sa.select(self.confidence(sa.func.max(read.c.score), spec)).where(
             read.c.image_id == image_id, read.c.class_id == spec.classes[0],
@@ -1653,8 +1655,8 @@ class _Compiler:
         at most `RELATION_ABOVE`, and each tested against the other side's rows above its own where those
         are at most `RELATION_LIST_RATIO` times as many (then `RELATION_LISTED_ABOVE` rows may be read: ``face
         AND person in bottom-right`` at 1M, 24,000 people in that cell above their cut against 15,700 faces
-        above theirs). Where fewer match but the lead has no more photos,
-        the matches found are all of them, and the page is ranked from them. Otherwise (too few matches
+        above theirs). Where fewer match but the lead has no more photos, the matches found are all of them,
+        and the page is ranked from them. Otherwise (too few matches
         among the best photos, or too many rows above both cuts) the statement computes every candidate as
         the pivot does; the test of which is made once, before either is read. ``face below person`` at 1M
         photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``,
