@@ -252,7 +252,7 @@ def test_a_relations_candidates_come_from_the_cells_it_can_hold_in(skewed):
     assert "hits_1.cell IN (0, 1, 2, 3, 4, 5)" in sql and "hits_2.cell IN (3, 4, 5, 6, 7, 8)" in sql
 
 
-# --------------------------------------------------------------- a relation of two broad terms (`ranked_pair`)
+# ------------------------------------------------------- a relation or an AND of two broad terms (`ranked_pair`)
 
 FIRE_HYDRANT, FRISBEE = 1011, 1030  # COCO classes, read as stored, as the face is
 BROAD_RELATIONS = ["face below fire hydrant", "fire hydrant above face", "frisbee left of face",
@@ -322,7 +322,7 @@ def test_a_relation_with_a_narrow_side_or_of_several_classes_keeps_its_drivers(d
 
 @pytest.mark.parametrize("query", ["face AND fire hydrant AND frisbee", "face AND NOT frisbee", "face AND face",
                                    "face AND (fire hydrant OR frisbee)", "face AND dog"])
-def test_an_and_of_other_than_two_broad_terms_anywhere_keeps_its_drivers(detected, query):
+def test_an_and_of_other_than_two_terms_of_one_class_keeps_its_drivers(detected, query):
     engine, t, _ = detected
     everything = _answer(engine, t, query, None, None, 0)
     page = _answer(engine, t, query, _broad, 4, 0)
