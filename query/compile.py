@@ -1566,8 +1566,9 @@ class _Compiler:
     def rows_above(self, spec: Spec, name: str, floor: sa.ColumnElement | None = None) -> sa.Select:
         """(image_id, s): rows of a `read_in_order` term from ``floor`` up (if given), in no order, and among
         them each photo's best (`photos_in_order`'s row): for a model class or a term of a region its cells
-        there, a photo's other cells too. Its photos are as many or fewer, and listed without the seek that finds a photo's best cell
-        (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its cut)."""
+        there, a photo's other cells too. Its photos are as many or fewer, and listed without the seek that
+        finds a photo's best cell (``French horn next to person`` at 1M: 8,466 photos, 9,155 cells above its
+        cut)."""
         if self.photos_listed(spec):
             return self.photos_in_order(spec, name, floor)
         return self.cells_from(spec, name, floor, best_only=False)
@@ -1627,8 +1628,7 @@ class _Compiler:
     def scored_in_order(spec: Spec) -> bool:
         """Each image's score of ``spec`` is its ``image_labels`` row (the best cell), in score order in its
         index: one class read as stored (a detector's, a compound), anywhere, from the cells' floor up."""
-        return (len(spec.classes) == 1 and read_as_stored(spec.classes[0]) and spec.confidences
-                and spec.cells == ALL_CELLS and SCORE_FLOOR <= spec.evidence < float("inf"))
+        return _Compiler.read_in_order(spec) and _Compiler.photos_listed(spec)
 
     @staticmethod
     def read_in_order(spec: Spec) -> bool:
@@ -1639,7 +1639,7 @@ class _Compiler:
         if len(spec.classes) != 1 or spec.evidence == float("inf"):
             return False
         if read_as_stored(spec.classes[0]):
-            return spec.confidences and SCORE_FLOOR <= spec.evidence
+            return bool(spec.confidences) and SCORE_FLOOR <= spec.evidence
         return not spec.confidences
 
     def ranked_pair(self, lead: Spec, other: Spec, limit: int, offset: int) -> CompiledQuery:
@@ -1656,9 +1656,9 @@ class _Compiler:
         are at most `RELATION_LIST_RATIO` times as many (then `RELATION_LISTED_ABOVE` rows may be read: ``face
         AND person in bottom-right`` at 1M, 24,000 people in that cell above their cut against 15,700 faces
         above theirs). Where fewer match but the lead has no more photos, the matches found are all of them,
-        and the page is ranked from them. Otherwise (too few matches
-        among the best photos, or too many rows above both cuts) the statement computes every candidate as
-        the pivot does; the test of which is made once, before either is read. ``face below person`` at 1M
+        and the page is ranked from them. Otherwise (too few matches among the best photos, or too many rows
+        above both cuts) the statement computes every candidate as the pivot does; the test of which is made
+        once, before either is read. ``face below person`` at 1M
         photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``,
         34,994 matches, 0.77 s and 0.09 s; ``face AND person``, 338,692 matches, 4.6 s and 0.07 s
         (bench/RESULTS.md). An AND is read so as its two terms' relation is: its test is that both hold."""

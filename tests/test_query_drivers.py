@@ -261,7 +261,8 @@ BROAD_RELATIONS = ["face below fire hydrant", "fire hydrant above face", "frisbe
 #: cells there (`_Compiler.photos_listed`).
 BROAD_ANDS = ["face AND fire hydrant", "frisbee AND face", "fire hydrant > 0.6 AND frisbee"]
 IN_REGIONS = ["face in center below fire hydrant", "frisbee in top row AND face",
-              "face in left column AND fire hydrant in bottom-right", "fire hydrant in middle row right of frisbee > 0.6"]
+              "face in left column AND fire hydrant in bottom-right",
+              "fire hydrant in middle row right of frisbee > 0.6"]
 
 
 def _ranked(plan: str) -> bool:
