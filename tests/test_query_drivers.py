@@ -331,6 +331,73 @@ def test_an_and_of_other_than_two_terms_of_one_class_keeps_its_drivers(detected,
     assert page[0] == everything[0][:4] and page[1:3] == everything[1:3]
 
 
+#: ANDs of terms each one class, in any region: each candidate's value of each looked up (`_Compiler.ranked_photos`).
+PHOTO_ANDS = ["face AND fire hydrant", "frisbee AND face", "fire hydrant > 0.6 AND frisbee",
+              "face AND fire hydrant AND frisbee", "face AND face", "frisbee > 0.6 AND frisbee",
+              "face in top row AND fire hydrant", "frisbee in center AND face in left column"]
+MODEL_ANDS = ["tabby AND fire hydrant", "golden retriever > 0.6 AND tabby", "tabby in top row AND fire hydrant",
+              "face in bottom row AND tabby in top row", "tabby AND golden retriever AND face",
+              "tabby in middle row AND tabby"]
+
+
+def _from_photos(plan: str) -> bool:
+    return "each term's value in each looked up" in plan
+
+
+def _pages_from_values_as_the_pivot(engine, t, monkeypatch, query: str):
+    """With every part counted past `ESTIMATE_CAP` (a cap of 1 here) and no pair read in score order, the
+    pages and counts of the pivot."""
+    with monkeypatch.context() as pivot_only:
+        pivot_only.setattr(_Compiler, "photo_terms", lambda self: None)
+        everything = _answer(engine, t, query, None, None, 0)
+    assert everything[1] > 10 and not _from_photos(everything[3])
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    monkeypatch.setattr(_Compiler, "broad_pair", lambda self: None)
+    with engine.connect() as conn:
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        for count in (counted, _lying(1), _lying(2), None):
+            for limit, offset in ((1, 0), (4, 3), (10, 20), (5, everything[1] - 2), (3, everything[1] + 4)):
+                page = _answer(engine, t, query, count, limit, offset)
+                assert _from_photos(page[3]) or count is not counted, page[3]
+                assert page[0] == everything[0][offset:offset + limit], (query, count, limit, offset)
+                assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
+
+
+@pytest.mark.parametrize("query", PHOTO_ANDS)
+def test_an_and_of_terms_of_one_class_each_pages_from_their_values_looked_up_as_the_pivot_does(detected, monkeypatch,
+                                                                                              query):
+    _pages_from_values_as_the_pivot(*detected[:2], monkeypatch, query)
+
+
+@pytest.mark.parametrize("query", MODEL_ANDS)
+def test_an_and_with_imagenet_classes_pages_from_their_values_looked_up_as_the_pivot_does(classified, monkeypatch,
+                                                                                        query):
+    _pages_from_values_as_the_pivot(*classified, monkeypatch, query)
+
+
+def test_an_and_of_terms_of_one_class_each_with_few_entries_keeps_the_pivot(detected):
+    """Where the index may not be asked, or its parts read at most `ESTIMATE_CAP` entries; else the pair is read
+    in score order (`_Compiler.ranked_pair`), computed in full from the values looked up where that does not
+    tell."""
+    engine, t, _ = detected
+    with engine.connect() as conn:
+        counted = lambda statement: conn.execute(statement).scalar_one()
+        for count in (None, counted):
+            assert not _from_photos(_answer(engine, t, "face AND fire hydrant", count, 4, 0)[3])
+    broad = _answer(engine, t, "face AND fire hydrant", _broad, 4, 0)[3]
+    assert _ranked(broad) and _from_photos(broad), broad  # read in score order, else from the values looked up
+
+
+@pytest.mark.parametrize("query", ["face AND NOT frisbee", "face AND dog",
+                                   "face AND (fire hydrant OR frisbee)", "face below frisbee > 0.9"])
+def test_an_and_with_a_term_of_several_classes_or_not_a_term_keeps_the_pivot(detected, monkeypatch, query):
+    engine, t, _ = detected
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    with engine.connect() as conn:
+        plan = _answer(engine, t, query, lambda statement: conn.execute(statement).scalar_one(), 4, 0)[3]
+    assert not _from_photos(plan), plan
+
+
 @pytest.mark.parametrize("count_limit, chosen", [(3, True), (10**4, False)])
 def test_a_relation_of_broad_terms_is_read_in_score_order_only_where_it_holds_often(detected, monkeypatch,
                                                                                       count_limit, chosen):
