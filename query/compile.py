@@ -561,7 +561,8 @@ def _candidates(drive: _Drive) -> str:
     if drive.op == "term":
         return f"candidates: images of term {drive.spec.number} ({drive.spec.describe()})"
     if drive.op == "and":
-        return f"candidates: images common to terms {', '.join(str(n) for n in sorted(s.number for s in drive.specs()))}"
+        numbers = sorted(s.number for s in drive.specs())
+        return f"candidates: images common to terms {', '.join(str(n) for n in numbers)}"
     return f"candidates: images of any of terms {', '.join(str(s.number) for s in drive.specs())}"
 
 
@@ -1400,7 +1401,6 @@ class _Compiler:
         limit)-th best labelled image (ties included, which the path orders). So a term in 50,000 photos reads
         ``images`` for a page, not for 50,000 rows (a common word at 1M: 237 -> 65 ms). Terms of one class
         each go further (`ranked_streams`), less negated ones where those leave most photos (`mostly_kept`)."""
-        images = self.t.images
         if len(specs) == 1:
             rows, in_order, source = self.best_per_image(specs[0])
             plan = f"one term: the best of {source} per image"
@@ -1442,15 +1442,17 @@ class _Compiler:
         def best() -> sa.FromClause:
             return shared if shared is not None else rows.subquery()
 
-        statement = self.page_of_best(best, confidence, specs, limit, sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer))
+        start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
+        statement = self.page_of_best(best, confidence, specs, limit, start)
         if without:
             plan += f", less the images of {', '.join(less)}"
         plan += "; ranked; images read for the page's candidates only; the count from those rows"
         return CompiledQuery(statement, self.specs, plan, self.calibration, fusion=self.fusion,
                              offset_parameter=PAGE_OFFSET)
 
-    def page_of_best(self, best: Callable[[], sa.FromClause], confidence: Callable[[sa.ColumnElement], sa.ColumnElement],
-                     specs: list[Spec], limit: int, start: sa.ColumnElement, alone: bool | None = None) -> sa.Select:
+    def page_of_best(self, best: Callable[[], sa.FromClause],
+                     confidence: Callable[[sa.ColumnElement], sa.ColumnElement], specs: list[Spec], limit: int,
+                     start: sa.ColumnElement, alone: bool | None = None) -> sa.Select:
         """The statement of a page of ``best()``'s rows (image_id, best: an image's value, one row an image),
         ranked by their ``confidence`` (rising with ``best``) from ``start``: counted less the unlabelled
         images among them, and ``images`` joined only for the rows reaching the (start + limit)-th best."""
@@ -1500,8 +1502,9 @@ class _Compiler:
         its ``image_labels`` row where it is one class read as stored, anywhere (`scored_in_order`), else the
         best of its rows in its region (`held_value`); one seek a photo and term either way. The pivot reads
         each candidate's cells of every term, groups them by cell and again by photo, and joins every match
-        to ``images``: ``person AND animal`` at 1M photos, 39,785 matches, 1.0 s so and 0.6 s this way. The
-        page is cut as one term's is (`page_of_best`); its cells are read for the page alone (`with_terms`)."""
+        to ``images``: ``person AND animal`` at 1M photos, 39,785 matches, 1.0-1.1 s so and 0.6-0.75 s this
+        way. The page is cut as one term's is (`page_of_best`); its cells are read for the page alone
+        (`with_terms`)."""
         specs = list(dict.fromkeys(self.photo_terms()))
         self._hits_inlined = True
         carried = drive.op == "term" and drive.narrowed is None
@@ -1552,8 +1555,8 @@ class _Compiler:
         # The cell as a value, not a key: for one cell SQLite sought the primary key (image_id, cell, class_id)
         # instead, which does not hold the score.
         return sa.select(sa.func.max(read.c.score)).where(
-            read.c.image_id == image_id, read.c.class_id == spec.classes[0], self.cell_filter(read.c.cell + 0, spec.cells),
-            self.reaches(read.c.score, spec)).scalar_subquery()
+            read.c.image_id == image_id, read.c.class_id == spec.classes[0],
+            self.cell_filter(read.c.cell + 0, spec.cells), self.reaches(read.c.score, spec)).scalar_subquery()
 
     def pair(self) -> tuple[Term, Term] | None:
         """The two terms of a query that is one relation (``face below person``) or an AND of two terms
@@ -1772,11 +1775,11 @@ class _Compiler:
         AND person in bottom-right`` at 1M, 24,000 people in that cell above their cut against 15,700 faces
         above theirs). Where fewer match but the lead has no more photos, the matches found are all of them,
         and the page is ranked from them. Otherwise (too few matches among the best photos, or too many rows
-        above both cuts) the statement computes every candidate as the pivot does; the test of which is made
-        once, before either is read. ``face below person`` at 1M
-        photos: 63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``,
-        34,994 matches, 0.77 s and 0.09 s; ``face AND person``, 338,692 matches, 4.6 s and 0.07 s
-        (bench/RESULTS.md). An AND is read so as its two terms' relation is: its test is that both hold."""
+        above both cuts) the statement computes every candidate as the pivot does (an AND as `ranked_photos`
+        does); the test of which is made once, before either is read. ``face below person`` at 1M photos:
+        63,288 matches, 3.5-3.9 s computed in full, 0.12 s so; ``person left of running shoe``, 34,994
+        matches, 0.77 s and 0.09 s; ``face AND person``, 338,692 matches, 4.6 s and 0.07 s (bench/RESULTS.md).
+        An AND is read so as its two terms' relation is: its test is that both hold."""
         node, images = self.tree, self.t.images
         start = sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer)
         lead_is_left = lead is self.by_term[self.pair()[0]]
