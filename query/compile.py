@@ -1525,8 +1525,8 @@ class _Compiler:
         for spec in self.photo_terms():  # a term given twice counts twice, as the pivot ranks it
             value = self.confidence(values[spec], spec)
             product = value if product is None else product * value
-        # Its rows of photos where a term looked up holds nowhere are dropped as they are read: a test of the
-        # product in the CTE would compute each lookup twice.
+        # A photo where a term looked up holds nowhere has a NULL product, dropped where the rows are read
+        # (`found`): tested in the CTE, each lookup was computed twice.
         shared = (sa.select(cand.c.image_id, product.label("best")).select_from(joined)
                   .cte("photo_matches").prefix_with("MATERIALIZED"))
 
@@ -1981,12 +1981,11 @@ class _Compiler:
         """The statement of a ranked ``page``: its rows, each term's score and cells, the total. ``alone``: the
         page's score is its one term's (by default where there is one term; not so for ``face AND face``)."""
         # The page's cells once it is cut, not for every candidate tied at its last score.
-        reported = []
+        reported, alone = [], len(specs) == 1 if alone is None else alone
         for spec in specs:
-            values = not alone if alone is not None else len(specs) > 1
-            cells = self.held_cells(spec, page, values=values).subquery(f"cells_{spec.number}")
+            cells = self.held_cells(spec, page, values=not alone).subquery(f"cells_{spec.number}")
             mask = sa.select(sa.func.sum(sa.literal(1).bitwise_lshift(cells.c.cell))).scalar_subquery()
-            if alone if alone is not None else len(specs) == 1:
+            if alone:
                 reported += [page.c.score.label(f"score_{spec.number}"), mask.label(f"mask_{spec.number}")]
             else:  # each term's own confidence in its best cell, NULL where it does not hold
                 value = sa.select(self.confidence(sa.func.max(cells.c.value), spec)).scalar_subquery()

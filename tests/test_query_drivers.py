@@ -623,3 +623,15 @@ def test_a_stored_class_lists_its_photos_where_it_fills_two_cells_of_each(detect
         engine, compile_kwargs={"literal_binds": True}))
     assert ("FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql) == listed
     assert "INTERSECT" in sql
+
+
+@pytest.mark.parametrize("photos, cells", [(None, None), (10, 19)])
+def test_a_stored_class_anywhere_lists_its_photos_whatever_the_counts(detected, photos, cells):
+    """Anywhere, its photos are its cells' photos, each once (`_Compiler.lists_photos`): even where the index
+    may not be asked, or its cells are fewer than two a photo."""
+    engine, t, _ = detected
+    count = None if photos is None else _photos_against_cells(photos, cells)
+    sql = str(prepare(engine, "face next to fire hydrant", tables=t, count=count).statement.compile(
+        engine, compile_kwargs={"literal_binds": True}))
+    assert "FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql
+    assert "INTERSECT" in sql
