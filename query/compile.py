@@ -1551,12 +1551,8 @@ class _Compiler:
         """A `read_in_order` term's value in the photo ``image_id`` (as `hits`: its best cell of its region
         where it holds), from the photo's own rows of its class: one seek of an index that holds them; NULL
         where it holds in none."""
-        read = self.t.cell_labels.alias()
-        # The cell as a value, not a key: for one cell SQLite sought the primary key (image_id, cell, class_id)
-        # instead, which does not hold the score.
-        return sa.select(sa.func.max(read.c.score)).where(
-            read.c.image_id == image_id, read.c.class_id == spec.classes[0],
-            self.cell_filter(read.c.cell + 0, spec.cells), self.reaches(read.c.score, spec)).scalar_subquery()
+        read, own = self.own_rows(spec, image_id)
+        return sa.select(sa.func.max(read.c.score)).where(*own, self.reaches(read.c.score, spec)).scalar_subquery()
 
     def pair(self) -> tuple[Term, Term] | None:
         """The two terms of a query that is one relation (``face below person``) or an AND of two terms
@@ -1729,10 +1725,18 @@ class _Compiler:
         there: one seek of an index that holds them (``image_labels`` gives a stored class's best cell too,
         but its key's index does not hold the score, so that the lookup visits the table as well: 6 µs
         against 4.5 at 1M)."""
+        read, own = self.own_rows(spec, image_id)
+        return sa.select(self.confidence(sa.func.max(read.c.score), spec)).where(*own).scalar_subquery()
+
+    def own_rows(self, spec: Spec, image_id: sa.ColumnElement) -> tuple[sa.Alias, list[sa.ColumnElement]]:
+        """A `read_in_order` term's rows in one photo, its class's in its region (`confidence_in`,
+        `held_value`): an alias of ``cell_labels`` and the conditions that pick them, one seek of the index
+        that holds their scores."""
         read = self.t.cell_labels.alias()
-        return sa.select(self.confidence(sa.func.max(read.c.score), spec)).where(
-            read.c.image_id == image_id, read.c.class_id == spec.classes[0],
-            self.cell_filter(read.c.cell, spec.cells)).scalar_subquery()
+        # The cell as a value, not a key: for one cell SQLite sought the primary key (image_id, cell, class_id)
+        # instead, which does not hold the score.
+        return read, [read.c.image_id == image_id, read.c.class_id == spec.classes[0],
+                      self.cell_filter(read.c.cell + 0, spec.cells)]
 
     def photos_of(self, spec: Spec, name: str) -> sa.Select:
         """(image_id): the photos where a `scored_in_order` term holds somewhere, a row each, from its
