@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS image_labels (
 -- Covering (version 7; before it, image_labels_class without image_id): a detector's class anywhere is read from
 -- here alone, in score order, by a query of one term (query.compile: the face in 339,000 of 1,000,000 photos).
 CREATE INDEX IF NOT EXISTS image_labels_class_image ON image_labels (class_id, score, image_id);
+-- A class's photos in image order, with their scores (version 9): two words' photos are intersected by merging
+-- them, and each candidate's score of a word is one seek that does not visit the table (`person AND animal` at
+-- 1M photos, 481,000 and 182,000 photos: 0.63 s sorted and looked up by the key, 0.17 s so; bench/RESULTS.md).
+CREATE INDEX IF NOT EXISTS image_labels_class_by_image ON image_labels (class_id, image_id, score);
 
 -- Cell-level labels: cell 0..8 row-major (0 top-left, 4 center, 8 bottom-right);
 -- score = the class's evidence in the cell, a probability mass (indexer/regions.py: two views of the photo),

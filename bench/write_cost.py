@@ -1,10 +1,11 @@
-"""What one secondary index of ``cell_labels`` costs the writer: the label rows of the first ``--photos``
+"""What one secondary index of the label tables costs the writer: the label rows of the first ``--photos``
 photos of the 100,000-photo synthetic index (`bench/query_latency.py` builds it into bench/out/) inserted into
 a new index in transactions of 8 photos, as `indexer.writer` commits them, with and without the index named,
 alternately, ``--runs`` times each; medians and their ratio.
 
     python bench/write_cost.py                                   # cell_labels_image_class, 5,000 photos
     python bench/write_cost.py --drop cell_labels_class_cell_image --photos 2000
+    python bench/write_cost.py --drop image_labels_class_by_image --source bench/out/synthetic-1000000.db
 """
 
 from __future__ import annotations

@@ -436,7 +436,7 @@ def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
     with sqlite3.connect(db) as conn:
         names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == str(store.SCHEMA_VERSION) == "8"
+    assert version == str(store.SCHEMA_VERSION) == "9"
     assert {"images_unlabelled", "image_labels_class_image"} <= names and "image_labels_class" not in names
 
 
@@ -457,5 +457,46 @@ def test_a_version_7_index_gains_the_index_of_terms_computed_per_candidate(tmp_p
         indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cell_labels_image_class'").fetchone()
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         kept = conn.execute("SELECT image_id, cell, class_id, score FROM cell_labels").fetchall()
-    assert version == "8" and kept == [(1, 4, 281, 0.5)]
+    assert version == "9" and kept == [(1, 4, 281, 0.5)]
     assert indexed[0].endswith("ON cell_labels (image_id, class_id, cell, score)")
+
+
+def test_a_version_8_index_gains_the_index_of_a_class_in_image_order(tmp_path):
+    db = tmp_path / "old.db"
+    engine = store.open_index(str(db))
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        conn.execute(t.images.insert().values(image_id=1, path="/p/a.jpg", size_bytes=1, mtime_ns=1, model="m",
+                                              indexed_at="2026-01-01T00:00:00Z"))
+        conn.execute(t.image_labels.insert().values(image_id=1, class_id=281, score=0.5, share=1.0))
+    engine.dispose()
+    with sqlite3.connect(db) as conn:  # as version 8 left it
+        conn.execute("DROP INDEX image_labels_class_by_image")
+        conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+    _refused_read_only_then_upgraded(db, 8)
+    with sqlite3.connect(db) as conn:
+        indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'image_labels_class_by_image'").fetchone()
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        kept = conn.execute("SELECT image_id, class_id, score, share FROM image_labels").fetchall()
+    assert version == "9" and kept == [(1, 281, 0.5, 1.0)]
+    assert indexed[0].endswith("ON image_labels (class_id, image_id, score)")
+
+
+def test_an_index_whose_making_was_cut_short_is_made_again_by_the_next_run(tmp_path, monkeypatch):
+    import indexer.store.opening as opening
+
+    def killed(*_):
+        raise KeyboardInterrupt  # as a kill -9 after the tables and before the schema version
+
+    db = tmp_path / "index.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(opening, "_fill_classes", killed)
+        with pytest.raises(KeyboardInterrupt):
+            store.open_index(str(db))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    engine = store.open_index(str(db))
+    with engine.connect() as conn:
+        version = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one()
+    engine.dispose()
+    assert version == str(store.SCHEMA_VERSION)

@@ -170,9 +170,11 @@ SHAPE_QUERIES = [
 #: query of NOT terms only (`query.compile._Compiler.in_path_order`; SQLite reads its index on path), bind
 #: parameters (with PostgreSQL's casts), SQLite's many-argument max() for PostgreSQL's greatest(), and the
 #: byte order of paths; how a LIMIT is written (SQLite adds an OFFSET to each, so the numbers of the
-#: parameters after it differ too); and SQLite's CROSS JOIN where candidates look up their own rows
-#: (`query.compile._Driven`: the same join, its order fixed).
+#: parameters after it differ too); SQLite's CROSS JOIN where candidates look up their own rows
+#: (`query.compile._Driven`: the same join, its order fixed), and the index it names there; and SQLite's LIMIT
+#: that keeps an intersection's ORDER BY (`query.compile._Compiler.kept_in_order`).
 SPELLINGS = [
+    (r"\s*\n LIMIT -1 OFFSET \?", ""), (r" INDEXED BY \w+", ""),
     (r'\(SELECT images\.image_id AS image_id, [^()]*\sFROM images ORDER BY images\.path COLLATE "C"\s+LIMIT ALL '
      r"OFFSET 0\) AS in_path_order", "images"),
     (r"\bin_path_order\.", "images."),

@@ -375,6 +375,25 @@ def test_an_and_with_imagenet_classes_pages_from_their_values_looked_up_as_the_p
     _pages_from_values_as_the_pivot(*classified, monkeypatch, query)
 
 
+def test_an_and_of_words_read_from_their_photos_merges_their_lists_and_seeks_the_index_of_their_scores(
+        detected, monkeypatch):
+    """SQLite merges the photo lists read in image order (not a temporary B-tree of the first), and seeks each
+    candidate's score of a word in ``image_labels_class_by_image``, not the key's index (`_DrivenByPhoto`)."""
+    engine, t, _ = detected
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the plan of SQLite")
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    monkeypatch.setattr(_Compiler, "broad_pair", lambda self: None)
+    with engine.connect() as conn:
+        base = prepare(engine, "face AND fire hydrant", tables=t, limit=4, calibration=CALIBRATION,
+                       count=lambda statement: conn.execute(statement).scalar_one())
+        sql = base.statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    assert _from_photos(base.compiled.plan) and "MERGE (INTERSECT)" in plan, plan
+    lookups = [step for step in plan if step.startswith("SEARCH photo_")]
+    assert len(lookups) == 2 and all("COVERING INDEX image_labels_class_by_image" in step for step in lookups), plan
+
+
 def test_an_and_of_terms_of_one_class_each_with_few_entries_keeps_the_pivot(detected):
     """Where the index may not be asked, or its parts read at most `ESTIMATE_CAP` entries; else the pair is read
     in score order (`_Compiler.ranked_pair`), computed in full from the values looked up where that does not

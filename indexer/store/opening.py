@@ -244,6 +244,12 @@ def _checked(engine: Engine, db: str, create: bool, make: bool, upgrade: bool, r
                 # Two runs starting on one empty database: the second waits, then finds the tables made.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_CREATE_LOCK})
                 existing = set(sa.inspect(conn).get_table_names())
+            elif not existing and make:
+                # SQLite's driver opens a transaction at the first INSERT, not before DDL, so the tables would each
+                # be committed alone: a run killed before the schema version was written left a file no run
+                # would open. Made in one transaction, and the second of two runs waits for the first's.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                existing = set(sa.inspect(conn).get_table_names())
             if not existing:
                 if not create:
                     raise StoreError(f"{shown(db)} is an empty database, not an imgidx index")
@@ -356,7 +362,8 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     Every upgrade adds the classes and class ancestors this imgidx knows and the index lacks
     (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`;
     6 -> 7: the indexes ``images_unlabelled`` and ``image_labels_class_image`` (schema.sql's statements make
-    them), which replaces ``image_labels_class``; 7 -> 8: the index ``cell_labels_image_class``, made so too.
+    them), which replaces ``image_labels_class``; 7 -> 8: the index ``cell_labels_image_class``, made so too;
+    8 -> 9: the index ``image_labels_class_by_image``, made so too.
     """
     if found < TAKEN_VERSION:
         _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column

@@ -31,7 +31,8 @@ from indexer.errors import DamagedIndexError, StoreError
 #: 7: for queries of one term: the partial index ``images_unlabelled`` (the images queries leave out), and
 #: ``image_labels_class_image`` (class, score, image) instead of ``image_labels_class`` (class, score).
 #: 8: for terms computed per candidate: the index ``cell_labels_image_class`` (image, class, cell, score).
-SCHEMA_VERSION = 8
+#: 9: for ANDs of words read from their photos: the index ``image_labels_class_by_image`` (class, image, score).
+SCHEMA_VERSION = 9
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes", "texts",
                "text_words")
 
