@@ -1074,8 +1074,8 @@ class _Compiler:
         image order, and each candidate's probe (`probe_rows`) lands near the last one in the index (17,000
         ``mailbag`` candidates probed for ``pizza`` at 1M photos: 32 ms against 44 ms in the class index's order).
         A term may list its photos instead (`reads_photos`), in image order where it drives alone. An AND's
-        parts are intersected in image order (`kept_in_order`): SQLite merges them, each sorted, or read in
-        that order where it lists its photos (``image_labels_class_by_image``), where the bare ``INTERSECT``
+        parts are intersected in image order (`kept_in_order`): SQLite merges them, each read in that order
+        where it lists its photos (``image_labels_class_by_image``), else sorted; the bare ``INTERSECT``
         keeps the first in a temporary B-tree and probes it with the next (``syringe next to chiffonier`` at
         1M photos, 46,000 and 93,000 entries: 55 ms against 91 ms). An OR's parts are not: its
         ``UNION`` merged so was slower (``power drill in top row OR projectile in center``: 21 against 13 ms)."""
@@ -1108,7 +1108,7 @@ class _Compiler:
         """``ordered`` with its ORDER BY kept where a join reads it: SQLite drops the ORDER BY of a subquery
         in a join as useless unless it has a LIMIT, and an INTERSECT without it keeps its first part in a
         temporary B-tree instead of merging the parts in order (``person AND animal`` at 1M photos, 481,000
-        and 182,000 photos: 0.52-0.71 s against 0.17-0.23 s merged)."""
+        and 182,000 photos: 0.57-0.58 s against 0.17 s merged, medians of five warm runs)."""
         return ordered.limit(sa.literal_column("-1")) if self.dialect == "sqlite" else ordered
 
     def wide(self, image_id, cell, values: dict[int, sa.ColumnElement]) -> list[sa.ColumnElement]:

@@ -440,46 +440,33 @@ def test_a_version_6_index_gains_the_indexes_of_one_term_queries(tmp_path):
     assert {"images_unlabelled", "image_labels_class_image"} <= names and "image_labels_class" not in names
 
 
-def test_a_version_7_index_gains_the_index_of_terms_computed_per_candidate(tmp_path):
+@pytest.mark.parametrize("version, index, table, row, columns", [
+    (7, "cell_labels_image_class", "cell_labels", {"image_id": 1, "cell": 4, "class_id": 281, "score": 0.5,
+                                                   "coverage": 1.0}, "(image_id, class_id, cell, score)"),
+    (8, "image_labels_class_by_image", "image_labels", {"image_id": 1, "class_id": 281, "score": 0.5, "share": 1.0},
+     "(class_id, image_id, score)"),
+])
+def test_a_version_7_or_8_index_gains_the_index_it_lacks_and_keeps_its_rows(tmp_path, version, index, table, row,
+                                                                             columns):
+    """Version 8's index: terms computed per candidate; version 9's: a class's photos in image order."""
     db = tmp_path / "old.db"
     engine = store.open_index(str(db))
     t = store.tables(engine)
     with engine.begin() as conn:
         conn.execute(t.images.insert().values(image_id=1, path="/p/a.jpg", size_bytes=1, mtime_ns=1, model="m",
                                               indexed_at="2026-01-01T00:00:00Z"))
-        conn.execute(t.cell_labels.insert().values(image_id=1, cell=4, class_id=281, score=0.5, coverage=1.0))
+        conn.execute(getattr(t, table).insert().values(**row))
     engine.dispose()
-    with sqlite3.connect(db) as conn:  # as version 7 left it
-        conn.execute("DROP INDEX cell_labels_image_class")
-        conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
-    _refused_read_only_then_upgraded(db, 7)
+    with sqlite3.connect(db) as conn:  # as that version left it
+        conn.execute(f"DROP INDEX {index}")
+        conn.execute(f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
+    _refused_read_only_then_upgraded(db, version)
     with sqlite3.connect(db) as conn:
-        indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cell_labels_image_class'").fetchone()
-        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        kept = conn.execute("SELECT image_id, cell, class_id, score FROM cell_labels").fetchall()
-    assert version == "9" and kept == [(1, 4, 281, 0.5)]
-    assert indexed[0].endswith("ON cell_labels (image_id, class_id, cell, score)")
-
-
-def test_a_version_8_index_gains_the_index_of_a_class_in_image_order(tmp_path):
-    db = tmp_path / "old.db"
-    engine = store.open_index(str(db))
-    t = store.tables(engine)
-    with engine.begin() as conn:
-        conn.execute(t.images.insert().values(image_id=1, path="/p/a.jpg", size_bytes=1, mtime_ns=1, model="m",
-                                              indexed_at="2026-01-01T00:00:00Z"))
-        conn.execute(t.image_labels.insert().values(image_id=1, class_id=281, score=0.5, share=1.0))
-    engine.dispose()
-    with sqlite3.connect(db) as conn:  # as version 8 left it
-        conn.execute("DROP INDEX image_labels_class_by_image")
-        conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
-    _refused_read_only_then_upgraded(db, 8)
-    with sqlite3.connect(db) as conn:
-        indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'image_labels_class_by_image'").fetchone()
-        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        kept = conn.execute("SELECT image_id, class_id, score, share FROM image_labels").fetchall()
-    assert version == "9" and kept == [(1, 281, 0.5, 1.0)]
-    assert indexed[0].endswith("ON image_labels (class_id, image_id, score)")
+        indexed = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        kept = conn.execute(f"SELECT {', '.join(row)} FROM {table}").fetchall()
+    assert found == str(store.SCHEMA_VERSION) == "9" and kept == [tuple(row.values())]
+    assert indexed[0].endswith(f"ON {table} {columns}")
 
 
 def test_an_index_whose_making_was_cut_short_is_made_again_by_the_next_run(tmp_path, monkeypatch):
