@@ -1308,18 +1308,14 @@ class _Compiler:
         if drive is None:
             plan = "no driving term: every image is a candidate, every term is read from the class index"
             indexed, probed = list(self.specs), []
-        elif drive.op == "term":
-            lead = drive.spec
-            plan = _candidates(drive)
-            # text other than the lead is looked up per candidate, however cheap its read
-            indexed = [lead] + [s for s in cheap if s is not lead and not s.is_text and not self.broad(s, lead)]
-            probed = [s for s in self.specs if s not in indexed]
-        elif drive.op == "and":
-            plan = _candidates(drive)
-            indexed, probed = [], list(self.specs)
         else:
             plan = _candidates(drive)
-            indexed = cheap
+            if drive.op == "term":
+                lead = drive.spec
+                # text other than the lead is looked up per candidate, however cheap its read
+                indexed = [lead] + [s for s in cheap if s is not lead and not s.is_text and not self.broad(s, lead)]
+            else:
+                indexed = [] if drive.op == "and" else cheap
             probed = [s for s in self.specs if s not in indexed]
         if indexed:
             plan += (f"; term{'s' * (len(indexed) > 1)} {', '.join(str(s.number) for s in indexed)} read from the class "
@@ -1526,7 +1522,8 @@ class _Compiler:
         to ``images``: ``person AND animal`` at 1M photos, 39,785 matches, 1.0-1.1 s so and 0.6-0.75 s this
         way. The page is cut as one term's is (`page_of_best`); its cells are read for the page alone
         (`with_terms`)."""
-        specs = list(dict.fromkeys(self.photo_terms()))
+        terms = self.photo_terms()
+        specs = list(dict.fromkeys(terms))
         self._hits_inlined = True
         carried = drive.op == "term" and drive.narrowed is None
         cand = (self.lead_values(drive) if carried else self.driver_ids(drive)).cte("candidates")
@@ -1543,7 +1540,7 @@ class _Compiler:
             else:  # NULL where it holds in none of its cells: the product too
                 values[spec] = self.held_value(spec, cand.c.image_id)
         product = None
-        for spec in self.photo_terms():  # a term given twice counts twice, as the pivot ranks it
+        for spec in terms:  # a term given twice counts twice, as the pivot ranks it
             value = self.confidence(values[spec], spec)
             product = value if product is None else product * value
         # A photo where a term looked up holds nowhere has a NULL product, dropped where the rows are read
