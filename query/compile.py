@@ -88,7 +88,8 @@ the best of the streams' page-end scores, with the count stopped past `COUNT_LIM
 each of one class, anywhere or in a region, where its candidates are many (``person AND animal``): a photo's
 score of such a term is one row (`image_labels`, for a class read as stored anywhere) or the best of its rows in
 the region, so each candidate's are looked up, one seek a term, and the page is cut as one term's is
-(`_Compiler.ranked_photos`).
+(`_Compiler.ranked_photos`). So too a relation of two such terms that both drive: each candidate's rows of both
+classes are read in one seek, and its values, its cells and the relation come from them.
 
 A relation or an AND of two terms in many photos each, each one class (``face below person``, ``person AND dog``,
 ``face AND person in bottom-right``), is not computed in full where a sample of a side's photos expects it to
@@ -102,6 +103,7 @@ best product among them (or among both sides' best rows) over the other side's b
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
@@ -159,6 +161,13 @@ CELLS_PER_PHOTO = 2
 #: A quoted term's rows in the word index are counted up to this many to choose how it is read (`_Compiler.
 #: word_counts`, `started_lines`): about a millisecond of reading a word.
 WORD_COUNT_CAP = 10_000
+#: An estimate of a term's entries within this factor of a count's bound is not taken for the count
+#: (`_Compiler.entries_estimate`): it may err that far either side.
+ESTIMATE_MARGIN = 1.25
+#: A stored class's photos anywhere are estimated from this many ranges of image ids spread evenly over the
+#: index, each the first `PHOTO_SAMPLE_SHARE`-th of its stretch (`_Compiler.photos_estimate`): one id in 256.
+PHOTO_SAMPLE_RANGES = 16
+PHOTO_SAMPLE_SHARE = 16
 #: A row looked up in the table's key costs about as much as this many rows of a range of an index: at 1M
 #: photos 2 µs warm and 170 µs from disk, against 0.7 and 1.1 µs (bench/RESULTS.md, session 16). So a term
 #: of text reads rows by lookups only where a range would read this many times more (`_Compiler.word_range`,
@@ -611,6 +620,8 @@ class _Compiler:
         self._started_lines: dict[int, bool] = {}
         self._word_ranges: dict[tuple[int, int], sa.CTE] = {}
         self._photos: int | None = None  # the index's photos, at most (its highest image id): `listed`
+        self._photo_estimates: dict[int, int] = {}
+        self._entry_estimates: dict[tuple[int, tuple[int, ...]], float] = {}
         self.calibration = calibration
         self.within = within
         self.tree = tree
@@ -738,8 +749,52 @@ class _Compiler:
         spec = drive.spec
         key = (spec.number, drive.cells, bound)
         if key not in self._entries:
-            self._entries[key] = self.counted(self.cell_entries(spec, drive.cells), bound + 1)
+            estimate = self.entries_estimate(drive) if bound > ESTIMATE_CAP and self.anywhere_listed(drive) else None
+            if estimate is not None and not bound / ESTIMATE_MARGIN <= estimate <= bound * ESTIMATE_MARGIN:
+                self._entries[key] = min(round(estimate), bound + 1)
+            else:
+                self._entries[key] = self.counted(self.cell_entries(spec, drive.cells), bound + 1)
         return self._entries[key]
+
+    def anywhere_listed(self, drive: _Drive) -> bool:
+        """A term's drive lists its photos whatever the counts (`lists_photos`): one class read as stored,
+        anywhere."""
+        return drive.op == "term" and drive.cells == ALL_CELLS and self.scored_in_order(drive.spec)
+
+    def index_photos(self) -> int:
+        """The index's photos, at most: its highest image id."""
+        if self._photos is None:
+            self._photos = self.count(sa.select(sa.func.coalesce(sa.func.max(self.t.images.c.image_id), 0)))
+        return self._photos
+
+    def entries_estimate(self, drive: _Drive) -> float:
+        """The class-index entries of an `anywhere_listed` term, estimated: its photos (`photos_estimate`) times
+        its entries a photo among its first photos (`cells_a_photo`). `entries` takes it in place of a count
+        past `ESTIMATE_CAP`, and `listed` the photos in place of theirs, unless it is within `ESTIMATE_MARGIN`
+        of the count's bound: ``car AND people`` at 1M photos spent 39 ms counting people entries up to
+        665,000, to learn that they were more than eight times the cars', and 16 ms counting photos; it was
+        prepared in 89 ms, now in 44."""
+        key = (drive.spec.number, drive.cells)
+        if key not in self._entry_estimates:
+            self._entry_estimates[key] = self.photos_estimate(drive.spec) * self.cells_a_photo(drive)
+        return self._entry_estimates[key]
+
+    def photos_estimate(self, spec: Spec) -> int:
+        """The photos of a class read as stored where ``spec`` holds anywhere, estimated from `PHOTO_SAMPLE_RANGES`
+        ranges of image ids spread over the index (a library's folders fill runs of ids), one id in
+        `PHOTO_SAMPLE_RANGES` * `PHOTO_SAMPLE_SHARE`: 0.5-3 ms at 1M photos (`entries_estimate`)."""
+        if spec.number not in self._photo_estimates:
+            ids = max(self.index_photos(), 1)
+            starts = [k * ids // PHOTO_SAMPLE_RANGES for k in range(PHOTO_SAMPLE_RANGES + 1)]
+            ranges = [(start, start + max((end - start) // PHOTO_SAMPLE_SHARE, 1))
+                      for start, end in zip(starts, starts[1:])]
+            read = self.t.image_labels.alias("estimate_read")
+            sampled = [sa.select(sa.func.count()).where(
+                read.c.class_id == spec.classes[0], self.reaches(read.c.score, spec),
+                read.c.image_id > low, read.c.image_id <= high).scalar_subquery() for low, high in ranges]
+            found = self.count(sa.select(functools.reduce(operator.add, sampled)))
+            self._photo_estimates[spec.number] = found * ids // sum(high - low for low, high in ranges)
+        return self._photo_estimates[spec.number]
 
     def counted(self, rows: sa.Select, most: int) -> int:
         """How many ``rows`` there are, up to ``most``, counted on the index."""
@@ -775,8 +830,31 @@ class _Compiler:
             cells = self.cells_counted(drive) or self.entries(drive, ESTIMATE_CAP)  # at least this many
             if photos is None:
                 photos = self.counted(self.photos_of(drive.spec, "photos_read"), cells // CELLS_PER_PHOTO + 1)
-            self._reads_photos[key] = photos * CELLS_PER_PHOTO <= cells
+            reads = photos * CELLS_PER_PHOTO <= cells
+            if not reads and photos > cells // CELLS_PER_PHOTO and self.cells_capped(drive):
+                reads = self.cells_a_photo(drive) >= CELLS_PER_PHOTO  # both counts stopped: they tell nothing
+            self._reads_photos[key] = reads
         return self._reads_photos[key]
+
+    def cells_capped(self, drive: _Drive) -> bool:
+        """A term's drive was counted up to a bound and has more entries (`entries`)."""
+        return any(value > bound for (number, cells, bound), value in self._entries.items()
+                   if number == drive.spec.number and cells == drive.cells)
+
+    def cells_a_photo(self, drive: _Drive) -> float:
+        """The class-index entries a term's drive reads per photo where it holds anywhere, among its first
+        `RELATION_SAMPLE` photos in image order (one range of ``image_labels_class_by_image``, a seek a photo):
+        where its counts stopped, for ``person right of bowl`` at 1M photos (both counted to 160,000 entries
+        and 80,000 photos), the 481,000 people read as photos in place of 1.6 million entries sorted: 0.18 s
+        against 0.64 s."""
+        spec, read, own = drive.spec, self.t.image_labels.alias("sampled"), self.t.cell_labels.alias("sampled_cells")
+        first = (sa.select(read.c.image_id).where(read.c.class_id == spec.classes[0], self.reaches(read.c.score, spec))
+                 .order_by(read.c.image_id).limit(RELATION_SAMPLE).subquery("first_photos"))
+        photos = self.count(sa.select(sa.func.count()).select_from(first))
+        cells = self.count(sa.select(sa.func.count()).select_from(first.join(own, sa.and_(
+            own.c.image_id == first.c.image_id, own.c.class_id == spec.classes[0],
+            self.index_cells(own.c.cell, drive.cells), self.reaches(own.c.score, spec)))))
+        return cells / max(photos, 1)
 
     def lists_photos(self, drive: _Drive) -> bool:
         """A driving term is read as its photos (`photos_of`), not its cells: where it fills
@@ -802,12 +880,15 @@ class _Compiler:
         up for a person (0.75 s)."""
         if drive.op != "term" or self.count is None or not self.scored_in_order(drive.spec):
             return None
-        if self._photos is None:
-            self._photos = self.count(sa.select(sa.func.coalesce(sa.func.max(self.t.images.c.image_id), 0)))
-        most = min(bound, self._photos // NARROW_RATIO)
+        most = min(bound, self.index_photos() // NARROW_RATIO)
         if self.cells_counted(drive) > most * len(ALL_CELLS):  # a photo has nine cells: too many photos
             return None
-        photos = self.counted(self.photos_of(drive.spec, "photos_read"), most + 1)
+        estimated = self.anywhere_listed(drive) and self.cells_capped(drive)
+        estimate = self.photos_estimate(drive.spec) if estimated else None
+        if estimate is not None and not most / ESTIMATE_MARGIN <= estimate <= most * ESTIMATE_MARGIN:
+            photos = estimate  # far from the bound: a count would tell no more (`entries_estimate`)
+        else:
+            photos = self.counted(self.photos_of(drive.spec, "photos_read"), most + 1)
         return photos if photos <= most and self.reads_photos(drive, photos) else None
 
     @staticmethod
@@ -1296,7 +1377,7 @@ class _Compiler:
                        self.listed if counting else None)
         if drive is None and not any(s.positive for s in self.specs):
             return self.filter_by_path(limit, offset)
-        if self.photo_terms() is not None and self.many_candidates(drive) and limit is not None \
+        if self.from_photo_values(drive) and self.many_candidates(drive) and limit is not None \
                 and self.within is None and self.sort == SORT_SCORE:
             return self.ranked_photos(drive, limit, sa.bindparam(PAGE_OFFSET, offset, type_=sa.Integer))
         return self.pivot(drive, limit, offset)
@@ -1504,15 +1585,26 @@ class _Compiler:
         return self.count is not None and self.entries(drive, ESTIMATE_CAP) > ESTIMATE_CAP
 
     def photo_terms(self) -> list[Spec] | None:
-        """The terms of a query that is an AND of terms alone, each one class in any region (`read_in_order`:
-        ``person AND animal``, ``face AND vehicle in left column``): a photo's score of each is one row, or
-        the best of its rows in the region, so its match and its score are read from those (`ranked_photos`).
-        None for any other query."""
+        """The terms of a query that is an AND of terms alone or one relation, each one class in any region
+        (`read_in_order`: ``person AND animal``, ``face AND vehicle in left column``, ``flute below sandwich``):
+        a photo's score of each is one row, or the best of its rows in the region, so its match and its score
+        are read from those (`ranked_photos`). None for any other query."""
         node = self.tree
-        if not isinstance(node, And) or not all(isinstance(child, Term) for child in node.children):
+        if isinstance(node, Relation):
+            children = [node.left, node.right]
+        elif isinstance(node, And) and all(isinstance(child, Term) for child in node.children):
+            children = node.children
+        else:
             return None
-        specs = [self.by_term[child] for child in node.children]
+        specs = [self.by_term[child] for child in children]
         return specs if all(self.read_in_order(spec) for spec in specs) else None
+
+    def from_photo_values(self, drive: _Drive) -> bool:
+        """`ranked_photos` can compute the query from the photos ``drive`` admits: an AND of `photo_terms`, or
+        their relation where both sides drive (the pivot reads a side that drives alone from the class index,
+        and its rows would be read again for each photo: ``face right of frisbee``'s statement at 1M photos,
+        medians of five warm runs, 0.25 s so against 0.22 s by the pivot)."""
+        return self.photo_terms() is not None and (drive.op == "and" or not isinstance(self.tree, Relation))
 
     def ranked_photos(self, drive: _Drive, limit: int, start: sa.ColumnElement) -> CompiledQuery:
         """`photo_terms`' query computed from the photos ``drive`` admits, each term's value looked up for each:
@@ -1520,15 +1612,17 @@ class _Compiler:
         best of its rows in its region (`held_value`); one seek a photo and term either way. The pivot reads
         each candidate's cells of every term, groups them by cell and again by photo, and joins every match
         to ``images``: ``person AND animal`` at 1M photos, 39,785 matches, 1.0-1.1 s so and 0.6-0.75 s this
-        way. The page is cut as one term's is (`page_of_best`); its cells are read for the page alone
-        (`with_terms`)."""
+        way. A relation's sides are read together from the photo's rows of their classes, their cells too
+        (`own_cells`), and the relation tested from those. The page is cut as one term's is (`page_of_best`);
+        its cells are read for the page alone (`with_terms`)."""
         terms = self.photo_terms()
         specs = list(dict.fromkeys(terms))
         self._hits_inlined = True
         carried = drive.op == "term" and drive.narrowed is None
         cand = (self.lead_values(drive) if carried else self.driver_ids(drive)).cte("candidates")
-        joined, values = cand, {}
-        for spec in specs:
+        joined, values, image_id, tests = cand, {}, cand.c.image_id, []
+        relation = isinstance(self.tree, Relation)
+        for spec in [] if relation else specs:
             if carried and spec is drive.spec:
                 values[spec] = cand.c.s
             elif self.scored_in_order(spec):  # a join drops the photos without one as it reads them
@@ -1539,14 +1633,30 @@ class _Compiler:
                 values[spec] = read.c.score
             else:  # NULL where it holds in none of its cells: the product too
                 values[spec] = self.held_value(spec, cand.c.image_id)
+        if relation:  # each side's value and cells, from one read of the photo's rows
+            rows = self.own_cells(cand, specs)
+        elif any(not spec.confidences and not self.scored_in_order(spec) for spec in specs):
+            # SQLite computes a scalar subquery again at each mention, and a model class's calibration
+            # (`confidence`) mentions its value once a knot.
+            rows = sa.select(cand.c.image_id, *(values[spec].label(f"v{spec.number}") for spec in specs))
+            rows = rows.select_from(joined)
+        else:
+            rows = None
+        if rows is not None:  # each value read once, into a table
+            read = rows.cte("photo_values").prefix_with("MATERIALIZED")
+            joined, image_id, values = read, read.c.image_id, {spec: read.c[f"v{spec.number}"] for spec in specs}
+            tests = [value.is_not(None) for value in values.values()]
+            if relation:
+                masks = [read.c[f"m{self.by_term[side].number}"] for side in (self.tree.left, self.tree.right)]
+                tests.append(self.related(self.tree.kind, *masks))
         product = None
         for spec in terms:  # a term given twice counts twice, as the pivot ranks it
             value = self.confidence(values[spec], spec)
             product = value if product is None else product * value
         # A photo where a term looked up holds nowhere has a NULL product, dropped where the rows are read
         # (`found`): tested in the CTE, each lookup was computed twice.
-        shared = (sa.select(cand.c.image_id, product.label("best")).select_from(joined)
-                  .cte("photo_matches").prefix_with("MATERIALIZED"))
+        matches = sa.select(image_id, product.label("best")).select_from(joined).where(*tests)
+        shared = matches.cte("photo_matches").prefix_with("MATERIALIZED")
 
         def found() -> sa.Subquery:
             return sa.select(shared).where(shared.c.best.is_not(None)).subquery()
@@ -1556,6 +1666,22 @@ class _Compiler:
                 "candidates only; the count from those rows")
         return CompiledQuery(statement, self.specs, plan, self.calibration, fusion=self.fusion,
                              offset_parameter=PAGE_OFFSET)
+
+    def own_cells(self, cand: sa.CTE, specs: list[Spec]) -> sa.Select:
+        """(image_id, v<n>, m<n>): each of the photos ``cand`` lists, with each `read_in_order` term's value
+        in its best cell (as `hits`: NULL where it holds in none) and the mask of the cells where it holds,
+        from the photo's own rows of their classes, read in one seek of the index that holds their scores."""
+        own = self.t.cell_labels.alias("own")
+        columns = [cand.c.image_id]
+        for spec in specs:
+            holds = sa.and_(own.c.class_id == spec.classes[0], self.cell_filter(own.c.cell, spec.cells),
+                            self.reaches(own.c.score, spec))
+            columns += [sa.func.max(sa.case((holds, own.c.score))).label(f"v{spec.number}"),
+                        sa.func.sum(sa.case((holds, sa.literal(1).bitwise_lshift(own.c.cell)), else_=0))
+                        .label(f"m{spec.number}")]
+        classes = tuple(sorted({spec.classes[0] for spec in specs}))
+        mine = sa.and_(own.c.image_id == cand.c.image_id, self.class_filter(own.c.class_id, classes))
+        return sa.select(*columns).select_from(_Driven(cand, own, mine)).group_by(cand.c.image_id)
 
     def lead_values(self, drive: _Drive) -> sa.Select:
         """(image_id, s): the photos a term's drive admits, as `driver_ids` lists them, each with the term's value
@@ -1921,7 +2047,8 @@ class _Compiler:
         # every such query up to 80 ms (``French horn next to person`` at 1M: 1.26 million person entries),
         # where the plan they chose saved 22 ms of the branch's 270 where it ran (``pizza right of cup``).
         drive = _drive(node, self.by_term.__getitem__)
-        in_full = self.ranked_photos(drive, limit, start) if self.photo_terms() else self.pivot(drive, limit, start)
+        in_full = (self.ranked_photos(drive, limit, start) if self.from_photo_values(drive)
+                   else self.pivot(drive, limit, start))
         computed = in_full.statement
         # Each branch is cut by a LIMIT of 0 where the other answers: a LIMIT is read before its rows are (a WHERE
         # on the test ran the full computation, then dropped its rows).

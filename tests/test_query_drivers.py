@@ -338,6 +338,11 @@ PHOTO_ANDS = ["face AND fire hydrant", "frisbee AND face", "fire hydrant > 0.6 A
 MODEL_ANDS = ["tabby AND fire hydrant", "golden retriever > 0.6 AND tabby", "tabby in top row AND fire hydrant",
               "face in bottom row AND tabby in top row", "tabby AND golden retriever AND face",
               "tabby in middle row AND tabby"]
+#: Relations of such terms, both sides driving: each candidate's values and cells read from its own rows.
+PHOTO_RELATIONS = ["face below fire hydrant", "frisbee left of face", "face in center below fire hydrant",
+                   "fire hydrant in middle row right of frisbee > 0.6"]
+IMAGENET_RELATIONS = ["tabby left of fire hydrant", "golden retriever > 0.6 above tabby", "tabby next to face",
+                   "face in bottom row below tabby in top row"]
 
 
 def _from_photos(plan: str) -> bool:
@@ -363,13 +368,13 @@ def _pages_from_values_as_the_pivot(engine, t, monkeypatch, query: str):
                 assert page[1:3] == everything[1:3] or page[1:3] == (None, True) and offset >= everything[1]
 
 
-@pytest.mark.parametrize("query", PHOTO_ANDS)
+@pytest.mark.parametrize("query", PHOTO_ANDS + PHOTO_RELATIONS)
 def test_an_and_of_terms_of_one_class_each_pages_from_their_values_looked_up_as_the_pivot_does(detected, monkeypatch,
                                                                                               query):
     _pages_from_values_as_the_pivot(*detected[:2], monkeypatch, query)
 
 
-@pytest.mark.parametrize("query", MODEL_ANDS)
+@pytest.mark.parametrize("query", MODEL_ANDS + IMAGENET_RELATIONS)
 def test_an_and_with_imagenet_classes_pages_from_their_values_looked_up_as_the_pivot_does(classified, monkeypatch,
                                                                                         query):
     _pages_from_values_as_the_pivot(*classified, monkeypatch, query)
@@ -642,6 +647,54 @@ def test_a_stored_class_lists_its_photos_where_it_fills_two_cells_of_each(detect
         engine, compile_kwargs={"literal_binds": True}))
     assert ("FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" in sql) == listed
     assert "INTERSECT" in sql
+
+
+def test_a_side_whose_counts_stopped_lists_its_photos_where_a_sample_of_them_fills_two_cells_each(
+        new_index_url, monkeypatch):
+    """Every count stops at its bound (`ESTIMATE_CAP` of 1), so neither tells how many cells a photo holds:
+    the faces, in the six cells of their side in each of their photos, are read as photos; the hydrants, in
+    one, as cells. The answers are the same either way."""
+    found = {f"/d/{i:03d}.jpg": {cell: {FACE_CLASS: 0.9, **({FIRE_HYDRANT: 0.8} if cell == 0 else {})}
+                                 for cell in range(9)} for i in range(40)}
+    engine = make_index(new_index_url(), found)
+    t = tables(engine)
+    everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    monkeypatch.setattr(_Compiler, "broad_pair", lambda self: None)
+    with engine.connect() as conn:
+        count = lambda statement: conn.execute(statement).scalar_one()
+        sql = str(prepare(engine, "face below fire hydrant", tables=t, count=count).statement.compile(
+            engine, compile_kwargs={"literal_binds": True}))
+        assert "FROM image_labels AS photos_1" in sql and "FROM image_labels AS photos_2" not in sql
+        assert _answer(engine, t, "face below fire hydrant", count, None, 0)[:3] == everything[:3]
+    assert everything[1] == 40
+    engine.dispose()
+
+
+def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_photos(new_index_url, monkeypatch):
+    """The faces fill the nine cells of each of 40 photos, the hydrants one: estimated from a sample of their
+    photos and of those photos' cells, 360 and 40 entries. Past `ESTIMATE_CAP`, the estimate stands for a count
+    unless it is within `ESTIMATE_MARGIN` of the count's bound."""
+    found = {f"/d/{i:03d}.jpg": {cell: {FACE_CLASS: 0.9, **({FIRE_HYDRANT: 0.8} if cell == 0 else {})}
+                                 for cell in range(9)} for i in range(40)}
+    engine = make_index(new_index_url(), found)
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    tree, resolutions = resolve(parse("face AND fire hydrant"), "face AND fire hydrant")
+    with engine.connect() as conn:
+        run = []
+
+        def count(statement) -> int:
+            run.append(statement)
+            return conn.execute(statement).scalar_one()
+
+        compiler = _Compiler(tables(engine), tree, resolutions, 0.4, engine.dialect.name, CALIBRATION, count=count)
+        face, hydrant = (_Drive("term", spec) for spec in compiler.specs)
+        assert compiler.photos_estimate(face.spec) == 40
+        assert compiler.entries_estimate(face) == 360 and compiler.entries_estimate(hydrant) == 40
+        run.clear()
+        assert compiler.entries(face, 100) == 101 and compiler.entries(face, 1000) == 360 and not run
+        assert compiler.entries(face, 300) == 301 and len(run) == 1  # within the margin: counted
+    engine.dispose()
 
 
 @pytest.mark.parametrize("photos, cells", [(None, None), (10, 19)])
