@@ -342,7 +342,7 @@ MODEL_ANDS = ["tabby AND fire hydrant", "golden retriever > 0.6 AND tabby", "tab
 PHOTO_RELATIONS = ["face below fire hydrant", "frisbee left of face", "face in center below fire hydrant",
                    "fire hydrant in middle row right of frisbee > 0.6"]
 IMAGENET_RELATIONS = ["tabby left of fire hydrant", "golden retriever > 0.6 above tabby", "tabby next to face",
-                   "face in bottom row below tabby in top row"]
+                      "face in bottom row below tabby in top row"]
 
 
 def _from_photos(plan: str) -> bool:
@@ -649,14 +649,18 @@ def test_a_stored_class_lists_its_photos_where_it_fills_two_cells_of_each(detect
     assert "INTERSECT" in sql
 
 
+def _faces_everywhere_hydrants_in_one_cell() -> dict:
+    """40 photos, each with a face in all nine cells and a fire hydrant in the top-left one."""
+    return {f"/d/{i:03d}.jpg": {cell: {FACE_CLASS: 0.9, **({FIRE_HYDRANT: 0.8} if cell == 0 else {})}
+                                for cell in range(9)} for i in range(40)}
+
+
 def test_a_side_whose_counts_stopped_lists_its_photos_where_a_sample_of_them_fills_two_cells_each(
         new_index_url, monkeypatch):
     """Every count stops at its bound (`ESTIMATE_CAP` of 1), so neither tells how many cells a photo holds:
     the faces, in the six cells of their side in each of their photos, are read as photos; the hydrants, in
     one, as cells. The answers are the same either way."""
-    found = {f"/d/{i:03d}.jpg": {cell: {FACE_CLASS: 0.9, **({FIRE_HYDRANT: 0.8} if cell == 0 else {})}
-                                 for cell in range(9)} for i in range(40)}
-    engine = make_index(new_index_url(), found)
+    engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
     t = tables(engine)
     everything = _answer(engine, t, "face below fire hydrant", None, None, 0)
     monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
@@ -675,9 +679,7 @@ def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_
     """The faces fill the nine cells of each of 40 photos, the hydrants one: estimated from a sample of their
     photos and of those photos' cells, 360 and 40 entries. Past `ESTIMATE_CAP`, the estimate stands for a count
     unless it is within `ESTIMATE_MARGIN` of the count's bound."""
-    found = {f"/d/{i:03d}.jpg": {cell: {FACE_CLASS: 0.9, **({FIRE_HYDRANT: 0.8} if cell == 0 else {})}
-                                 for cell in range(9)} for i in range(40)}
-    engine = make_index(new_index_url(), found)
+    engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
     monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
     tree, resolutions = resolve(parse("face AND fire hydrant"), "face AND fire hydrant")
     with engine.connect() as conn:
