@@ -619,7 +619,7 @@ class _Compiler:
         self._word_counts: dict[int, list[int]] = {}
         self._started_lines: dict[int, bool] = {}
         self._word_ranges: dict[tuple[int, int], sa.CTE] = {}
-        self._photos: int | None = None  # the index's photos, at most (its highest image id): `listed`
+        self._photos: int | None = None  # `index_photos`
         self._photo_estimates: dict[int, int] = {}
         self._entry_estimates: dict[tuple[int, tuple[int, ...]], float] = {}
         self.calibration = calibration
@@ -757,8 +757,8 @@ class _Compiler:
         return self._entries[key]
 
     def anywhere_listed(self, drive: _Drive) -> bool:
-        """A term's drive lists its photos whatever the counts (`lists_photos`): one class read as stored,
-        anywhere."""
+        """A term's drive lists its photos whatever the counts: one class read as stored, anywhere
+        (`lists_photos`)."""
         return drive.op == "term" and drive.cells == ALL_CELLS and self.scored_in_order(drive.spec)
 
     def index_photos(self) -> int:
@@ -862,9 +862,7 @@ class _Compiler:
         (`scored_in_order`): its photos are then its cells' photos, each once, so never more. ``person AND
         animal`` at 1M photos intersects 481,000 and 182,000 photos instead of 2.4 million and 0.9 million
         cells: 1.7 s -> 1.0 s."""
-        if drive.op == "term" and drive.cells == ALL_CELLS and self.scored_in_order(drive.spec):
-            return True
-        return self.reads_photos(drive)
+        return self.anywhere_listed(drive) or self.reads_photos(drive)
 
     def cells_counted(self, drive: _Drive) -> int:
         """The most class-index entries of a term's drive counted so far (at least that many); 0 if none."""
@@ -1586,9 +1584,9 @@ class _Compiler:
 
     def photo_terms(self) -> list[Spec] | None:
         """The terms of a query that is an AND of terms alone or one relation, each one class in any region
-        (`read_in_order`: ``person AND animal``, ``face AND vehicle in left column``, ``flute below sandwich``):
-        a photo's score of each is one row, or the best of its rows in the region, so its match and its score
-        are read from those (`ranked_photos`). None for any other query."""
+        (`read_in_order`: ``person AND animal``, ``face AND vehicle in left column``, ``pomegranate right of
+        French horn``): a photo's score of each is one row, or the best of its rows in the region, so its match
+        and its score are read from those (`ranked_photos`). None for any other query."""
         node = self.tree
         if isinstance(node, Relation):
             children = [node.left, node.right]
