@@ -1635,7 +1635,7 @@ class _Compiler:
             rows = self.own_cells(cand, specs)
         elif any(not spec.confidences and not self.scored_in_order(spec) for spec in specs):
             # SQLite computes a scalar subquery again at each mention, and a model class's calibration
-            # (`confidence`) mentions its value once a knot (``pomegranate AND coffeepot`` at 1M: 431 -> 170 ms).
+            # (`confidence`) mentions its value once a knot (``pomegranate AND coffeepot`` at 1M: 432 -> 170 ms).
             rows = sa.select(cand.c.image_id, *(values[spec].label(f"v{spec.number}") for spec in specs))
             rows = rows.select_from(joined)
         else:
