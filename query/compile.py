@@ -89,7 +89,7 @@ each of one class, anywhere or in a region, where its candidates are many (``per
 score of such a term is one row (`image_labels`, for a class read as stored anywhere) or the best of its rows in
 the region, so each candidate's are looked up, one seek a term, and the page is cut as one term's is
 (`_Compiler.ranked_photos`). So too a relation of two such terms that both drive: each candidate's rows of both
-classes are read in one seek, and its values, its cells and the relation come from them.
+classes are read, a seek a class, and its values, its cells and the relation come from them.
 
 A relation or an AND of two terms in many photos each, each one class (``face below person``, ``person AND dog``,
 ``face AND person in bottom-right``), is not computed in full where a sample of a side's photos expects it to
@@ -1651,8 +1651,8 @@ class _Compiler:
         for spec in terms:  # a term given twice counts twice, as the pivot ranks it
             value = self.confidence(values[spec], spec)
             product = value if product is None else product * value
-        # A photo where a term looked up holds nowhere has a NULL product, dropped where the rows are read
-        # (`found`): tested in the CTE, each lookup was computed twice.
+        # Where the values are looked up in place, a photo where one holds nowhere has a NULL product, dropped
+        # where the rows are read (`found`): tested in the CTE, each lookup was computed twice.
         matches = sa.select(image_id, product.label("best")).select_from(joined).where(*tests)
         shared = matches.cte("photo_matches").prefix_with("MATERIALIZED")
 
@@ -1668,7 +1668,7 @@ class _Compiler:
     def own_cells(self, cand: sa.CTE, specs: list[Spec]) -> sa.Select:
         """(image_id, v<n>, m<n>): each of the photos ``cand`` lists, with each `read_in_order` term's value
         in its best cell (as `hits`: NULL where it holds in none) and the mask of the cells where it holds,
-        from the photo's own rows of their classes, read in one seek of the index that holds their scores."""
+        from the photo's own rows of their classes, a seek a class in the index that holds their scores."""
         own = self.t.cell_labels.alias("own")
         columns = [cand.c.image_id]
         for spec in specs:
