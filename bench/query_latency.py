@@ -82,6 +82,7 @@ def cached_index(n_images: int) -> Path:
     path = HERE / "out" / f"synthetic-{n_images}.db"
     if not path.exists():
         print(f"building {path} ({n_images:,} images) ...", flush=True)
+        path.parent.mkdir(exist_ok=True)
         build(path, n_images)
     open_index(str(path), create=True).dispose()  # an index of an older schema version is upgraded in place
     sync_indexes(path)

@@ -47,3 +47,53 @@ def test_an_unknown_kind_is_one_line(query_latency):
 ])
 def test_a_count_stopped_at_n_agrees_with_one_of_more_than_n(query_latency, mine, theirs, agree):
     assert query_latency.counts_agree(mine, theirs) == agree
+
+
+@pytest.fixture(scope="module")
+def postings_ceiling():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("postings_ceiling")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.slow
+def test_the_posting_lists_ceiling_gives_the_searchs_page_and_count(query_latency, postings_ceiling, tmp_path):
+    """`bench/postings_ceiling.py` times the same answers as `query.search`, ImageNet classes' calibration,
+    regions, relations and ties by path included, or its figures mean nothing."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from indexer.store import open_index, tables
+    from query.compile import unlabelled
+    from query.search import execute, prepare
+
+    db = tmp_path / "synthetic.db"
+    query_latency.build(db, 3000, log=lambda *_: None)
+    # the commonest ImageNet classes: their values pass through the calibration's curve
+    first, second = [name for name in query_latency.popular_labels(db, 6)[0] if name not in ("person", "face")][:2]
+    engine = open_index(str(db), create=False, readonly=True)
+    t = tables(engine)
+    left_out = str(sa.select(t.images.c.image_id).where(unlabelled(t.images))
+                   .compile(engine, compile_kwargs={"literal_binds": True}))
+    index = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    out = sqlite3.connect(tmp_path / "postings.db")
+    out.execute("CREATE TABLE postings (class_id INTEGER, cell INTEGER, chunk INTEGER, ids BLOB, scores BLOB, "
+                "PRIMARY KEY (class_id, cell, chunk)) WITHOUT ROWID")
+    queries = ["animal AND people", "face AND vehicle in left column", f"person in top row AND {first}",
+               f"{first} right of {second}", f"person left of {first}", f"face next to {second}",
+               f"{second} below person"]
+    answered = 0
+    for text in queries:
+        prepared = prepare(engine, text, tables=t)
+        for spec in prepared.compiled.specs:
+            postings_ceiling.write_postings(index, out, spec.classes[0])
+        result = execute(engine, prepared)
+        page, total = postings_ceiling.from_postings(index, out, prepared, left_out, 20)
+        assert page == [(m.image_id, m.score) for m in result.matches], text
+        assert total == result.total if result.counted else total > result.total, text
+        answered += bool(page)
+    assert answered >= 5
+    engine.dispose()
