@@ -18,7 +18,7 @@ from indexer.labels import FACE_CLASS
 from indexer.store import tables
 from query.compile import (
     COUNT_LIMIT, ESTIMATE_CAP, NARROW_RATIO, RELATION_BUDGET, RELATION_MARGIN, RELATION_SIDES, _and_drive, _Compiler,
-    _Drive, compile_query,
+    _Drive, _side, compile_query,
 )
 from query.parser import parse
 from query.resolve import resolve
@@ -696,6 +696,29 @@ def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_
         run.clear()
         assert compiler.entries(face, 100) == 101 and compiler.entries(face, 1000) == 360 and not run
         assert compiler.entries(face, 300) == 301 and len(run) == 1  # within the margin: counted
+    engine.dispose()
+
+
+def test_a_relations_side_counted_past_the_cap_is_estimated_in_its_cells(new_index_url, monkeypatch):
+    """``face below fire hydrant`` reads the faces only in the six cells below the top row (`RELATION_SIDES`):
+    40 photos of them, six such cells each, 240 entries estimated, and standing for a count as anywhere."""
+    engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    tree, resolutions = resolve(parse("face below fire hydrant"), "face below fire hydrant")
+    with engine.connect() as conn:
+        run = []
+
+        def count(statement) -> int:
+            run.append(statement)
+            return conn.execute(statement).scalar_one()
+
+        compiler = _Compiler(tables(engine), tree, resolutions, 0.4, engine.dialect.name, CALIBRATION, count=count)
+        face = _side(compiler.specs[0], RELATION_SIDES["below"][0])
+        assert face.cells == (3, 4, 5, 6, 7, 8) and compiler.estimable(face)
+        assert compiler.entries_estimate(face) == 240
+        run.clear()
+        assert compiler.entries(face, 100) == 101 and compiler.entries(face, 1000) == 240 and not run
+        assert compiler.entries(face, 200) == 201 and len(run) == 1  # within the margin: counted
     engine.dispose()
 
 
