@@ -1,4 +1,4 @@
-"""How fast an AND of two broad words could answer from per-class posting lists: a ceiling, not a feature.
+"""How fast an AND or a relation of two words could answer from per-class posting lists: a ceiling, not a feature.
 
     python bench/postings_ceiling.py                       # the 1M synthetic index of bench/query_latency.py
     python bench/postings_ceiling.py --images 100000 --queries "animal AND people"
@@ -15,8 +15,10 @@ only read), then times, warm, the fastest of ``--repeat`` runs of each: the quer
 (prepare + execute), and the same page and count from the blobs: read the blobs, keep the photos that reach
 each term's threshold (a region's: its best cell among those asked for), intersect, multiply, leave out the
 photos the query leaves out (`query.compile.unlabelled`), count, and rank the photos that reach the page's
-last product by score and then path, as the statement does. It checks that both give the same page and
-count (a count that stopped at ``N+`` agrees with any count over N), and prints the ratio.
+last product by score and then path, as the statement does. The side of fewer entries is read in full, the
+other looked up for its photos; a relation reads each side's cells, and is tested from their masks. It
+checks that both give the same page and count (a count that stopped at ``N+`` agrees with any count over N),
+and prints the ratio. Last, it prints what keeping the blobs would cost a writer (`write_cost`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from query.search import execute, prepare  # noqa: E402
 
 #: Image ids a blob holds: at 1M photos a class has at most 245 of them per cell.
 CHUNK = 4096
-#: The slow typed ANDs of bench/RESULTS.md (session 24) whose terms are each one class read as stored.
+#: The slow typed ANDs of bench/RESULTS.md (session 24), each term one class read as stored, and slow relations.
 QUERIES = ("animal AND people", "person AND vehicle", "vehicle AND face", "animal AND face", "car AND people",
            "people in top row AND animal", "vehicle in left column AND people", "face AND vehicle in left column",
            "dog in bottom-right AND people",
@@ -50,6 +52,15 @@ QUERIES = ("animal AND people", "person AND vehicle", "vehicle AND face", "anima
            "pizza right of cup", "person next to cake")
 #: The ``cell`` of a class's photo rows (``image_labels``: each photo's best cell).
 ANYWHERE = -1
+POSTINGS = ("CREATE TABLE IF NOT EXISTS postings (class_id INTEGER, cell INTEGER, chunk INTEGER, ids BLOB, "
+            "scores BLOB, PRIMARY KEY (class_id, cell, chunk)) WITHOUT ROWID")
+
+
+def open_postings(path: Path | str) -> sqlite3.Connection:
+    """The file of blobs, made where it is missing."""
+    out = sqlite3.connect(path)
+    out.execute(POSTINGS)
+    return out
 
 
 def write_postings(index: sqlite3.Connection, out: sqlite3.Connection, class_id: int) -> float:
@@ -210,9 +221,7 @@ def write_cost(index: sqlite3.Connection, batch: int, batches: int) -> tuple[flo
     for image_id, class_id, cell, score in rows:
         if image_id < added_from:
             runs.setdefault((class_id, cell, image_id // CHUNK), []).append((image_id, score))
-    mem = sqlite3.connect(":memory:")
-    mem.execute("CREATE TABLE postings (class_id INTEGER, cell INTEGER, chunk INTEGER, ids BLOB, scores BLOB, "
-                "PRIMARY KEY (class_id, cell, chunk)) WITHOUT ROWID")
+    mem = open_postings(":memory:")
     for (class_id, cell, chunk), pairs in runs.items():
         pairs.sort()
         mem.execute("INSERT INTO postings VALUES (?, ?, ?, ?, ?)",
@@ -256,9 +265,7 @@ def main() -> None:
     left_out = str(sa.select(t.images.c.image_id).where(unlabelled(t.images))
                    .compile(engine, compile_kwargs={"literal_binds": True}))
     index = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    out = sqlite3.connect(HERE / "out" / f"postings-{args.images}.db")
-    out.execute("CREATE TABLE IF NOT EXISTS postings (class_id INTEGER, cell INTEGER, chunk INTEGER, ids BLOB, "
-                "scores BLOB, PRIMARY KEY (class_id, cell, chunk)) WITHOUT ROWID")
+    out = open_postings(HERE / "out" / f"postings-{args.images}.db")
     print(f"index: {db.name}; blobs of {CHUNK:,} ids; fastest of {args.repeat} warm runs, ms")
     print(f"{'query':40} {'matches':>9} {'search':>8} {'blobs':>8} {'ratio':>6}  same")
     for text in args.queries:

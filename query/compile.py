@@ -763,7 +763,7 @@ class _Compiler:
 
     def estimable(self, drive: _Drive) -> bool:
         """A term's drive whose entries can be estimated from a sample of its photos (`entries_estimate`): one
-        class read as stored, anywhere or a relation's side of it (``person left of cow``: 42 ms of its 71 ms
+        class read as stored, anywhere or a relation's side of it (``person left of cow``: 41-43 ms of its 71
         of preparing were counts of the people left of some cell, to 330,000 entries, and of their photos)."""
         return drive.op == "term" and self.scored_in_order(drive.spec)
 

@@ -12,13 +12,17 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.fixture(scope="module")
-def query_latency():
+def _bench_module(name: str):
     sys.path.insert(0, str(BENCH))
     try:
-        yield importlib.import_module("query_latency")
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def query_latency():
+    yield from _bench_module("query_latency")
 
 
 KNOWN = ["1 term", "2-term spatial AND", "2-term AND, any region", "relation", "hierarchy term",
@@ -51,11 +55,7 @@ def test_a_count_stopped_at_n_agrees_with_one_of_more_than_n(query_latency, mine
 
 @pytest.fixture(scope="module")
 def postings_ceiling():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("postings_ceiling")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("postings_ceiling")
 
 
 @pytest.mark.slow
@@ -79,9 +79,7 @@ def test_the_posting_lists_ceiling_gives_the_searchs_page_and_count(query_latenc
     left_out = str(sa.select(t.images.c.image_id).where(unlabelled(t.images))
                    .compile(engine, compile_kwargs={"literal_binds": True}))
     index = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    out = sqlite3.connect(tmp_path / "postings.db")
-    out.execute("CREATE TABLE postings (class_id INTEGER, cell INTEGER, chunk INTEGER, ids BLOB, scores BLOB, "
-                "PRIMARY KEY (class_id, cell, chunk)) WITHOUT ROWID")
+    out = postings_ceiling.open_postings(tmp_path / "postings.db")
     queries = ["animal AND people", "face AND vehicle in left column", f"person in top row AND {first}",
                f"{first} right of {second}", f"person left of {first}", f"face next to {second}",
                f"{second} below person"]

@@ -6,6 +6,7 @@ from counts that lie."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from dataclasses import dataclass
@@ -675,13 +676,10 @@ def test_a_side_whose_counts_stopped_lists_its_photos_where_a_sample_of_them_fil
     engine.dispose()
 
 
-def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_photos(new_index_url, monkeypatch):
-    """The faces fill the nine cells of each of 40 photos, the hydrants one: estimated from a sample of their
-    photos and of those photos' cells, 360 and 40 entries. Past `ESTIMATE_CAP`, the estimate stands for a count
-    unless it is within `ESTIMATE_MARGIN` of the count's bound."""
-    engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
-    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
-    tree, resolutions = resolve(parse("face AND fire hydrant"), "face AND fire hydrant")
+@contextlib.contextmanager
+def _counting_compiler(engine, text: str):
+    """A compiler of ``text`` that may ask the index, and the list of the count statements it has run."""
+    tree, resolutions = resolve(parse(text), text)
     with engine.connect() as conn:
         run = []
 
@@ -689,7 +687,16 @@ def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_
             run.append(statement)
             return conn.execute(statement).scalar_one()
 
-        compiler = _Compiler(tables(engine), tree, resolutions, 0.4, engine.dialect.name, CALIBRATION, count=count)
+        yield _Compiler(tables(engine), tree, resolutions, 0.4, engine.dialect.name, CALIBRATION, count=count), run
+
+
+def test_a_word_anywhere_counted_past_the_cap_is_estimated_from_a_sample_of_its_photos(new_index_url, monkeypatch):
+    """The faces fill the nine cells of each of 40 photos, the hydrants one: estimated from a sample of their
+    photos and of those photos' cells, 360 and 40 entries. Past `ESTIMATE_CAP`, the estimate stands for a count
+    unless it is within `ESTIMATE_MARGIN` of the count's bound."""
+    engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
+    monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
+    with _counting_compiler(engine, "face AND fire hydrant") as (compiler, run):
         face, hydrant = (_Drive("term", spec) for spec in compiler.specs)
         assert compiler.photos_estimate(face.spec) == 40
         assert compiler.entries_estimate(face) == 360 and compiler.entries_estimate(hydrant) == 40
@@ -704,15 +711,7 @@ def test_a_relations_side_counted_past_the_cap_is_estimated_in_its_cells(new_ind
     40 photos of them, six such cells each, 240 entries estimated, and standing for a count as anywhere."""
     engine = make_index(new_index_url(), _faces_everywhere_hydrants_in_one_cell())
     monkeypatch.setattr("query.compile.ESTIMATE_CAP", 1)
-    tree, resolutions = resolve(parse("face below fire hydrant"), "face below fire hydrant")
-    with engine.connect() as conn:
-        run = []
-
-        def count(statement) -> int:
-            run.append(statement)
-            return conn.execute(statement).scalar_one()
-
-        compiler = _Compiler(tables(engine), tree, resolutions, 0.4, engine.dialect.name, CALIBRATION, count=count)
+    with _counting_compiler(engine, "face below fire hydrant") as (compiler, run):
         face = _side(compiler.specs[0], RELATION_SIDES["below"][0])
         assert face.cells == (3, 4, 5, 6, 7, 8) and compiler.estimable(face)
         assert compiler.entries_estimate(face) == 240
