@@ -141,7 +141,7 @@ def values_in(out: sqlite3.Connection, spec: Spec, relation: bool, photos: np.nd
     return held, best, masks
 
 
-def entries(out: sqlite3.Connection, spec: Spec, relation: bool) -> int:
+def blob_bytes(out: sqlite3.Connection, spec: Spec, relation: bool) -> int:
     """The bytes of ``spec``'s blobs that `photo_values` reads."""
     cells = (ANYWHERE,) if listed(spec, relation) else spec.cells
     marks = ",".join("?" * len(cells))
@@ -181,7 +181,7 @@ def from_postings(index: sqlite3.Connection, out: sqlite3.Connection, prepared, 
     relation = isinstance(tree, Relation)
     sides = [specs[0], specs[-1]]
     # the side of fewer rows read in full, the other's looked up for its photos
-    lead = 0 if entries(out, sides[0], relation) <= entries(out, sides[1], relation) else 1
+    lead = 0 if blob_bytes(out, sides[0], relation) <= blob_bytes(out, sides[1], relation) else 1
     ids, lead_values, lead_masks = photo_values(out, sides[lead], relation)
     held, other_values, other_masks = values_in(out, sides[1 - lead], relation, ids)
     values = [lead_values, other_values] if lead == 0 else [other_values, lead_values]
@@ -199,18 +199,19 @@ def from_postings(index: sqlite3.Connection, out: sqlite3.Connection, prepared, 
         return [], 0
     kth = np.partition(products, total - limit)[total - limit] if total > limit else products.min()
     reach = products >= kth
-    listed = ",".join(str(int(i)) for i in ids[reach])
-    paths = dict(index.execute(f"SELECT image_id, path FROM images WHERE image_id IN ({listed})"))
+    reaching = ",".join(str(int(i)) for i in ids[reach])
+    paths = dict(index.execute(f"SELECT image_id, path FROM images WHERE image_id IN ({reaching})"))
     ranked = sorted(zip(products[reach].tolist(), ids[reach].tolist()),
                     key=lambda pair: (-pair[0], paths[pair[1]].encode()))
     return [(image_id, score) for score, image_id in ranked[:limit]], total
 
 
 def write_cost(index: sqlite3.Connection, batch: int, batches: int) -> tuple[float, float, int]:
-    """What keeping the blobs costs a writer: the last `CHUNK` * 2 photos' runs are built in memory from their
-    rows (in a database in memory), their last ``batch`` * ``batches`` photos taken out, then added back a
-    batch at a time as the indexer adds photos: each (class, cell) a batch holds has its run read, extended
-    and written, in one transaction a batch. (ms per photo, KB written per photo, runs written per photo)."""
+    """What keeping the blobs costs a writer: the runs of the index's last two `CHUNK`s of photos are built
+    from their rows in a database in memory, less their last ``batch`` * ``batches`` photos, which are then
+    added back a batch at a time as the indexer adds photos: each (class, cell) a batch holds has its run
+    read, extended and written, in one transaction a batch; only that is timed. (ms per photo, KB written
+    per photo, runs written per photo)."""
     last = index.execute("SELECT max(image_id) FROM images").fetchone()[0]
     first = (last // CHUNK - 1) * CHUNK
     rows = index.execute("SELECT image_id, class_id, cell, score FROM cell_labels WHERE image_id >= ? "
@@ -228,13 +229,12 @@ def write_cost(index: sqlite3.Connection, batch: int, batches: int) -> tuple[flo
                     (class_id, cell, chunk, np.array([i for i, _ in pairs], np.int32).tobytes(),
                      np.array([s for _, s in pairs], np.float64).tobytes()))
     mem.commit()
-    new = sorted(row for row in rows if row[0] >= added_from)
+    batches_rows: dict[int, dict[tuple[int, int, int], list[tuple[int, float]]]] = {}
+    for image_id, class_id, cell, score in sorted(row for row in rows if row[0] >= added_from):
+        grouped = batches_rows.setdefault((image_id - added_from) // batch, {})
+        grouped.setdefault((class_id, cell, image_id // CHUNK), []).append((image_id, score))
     written, touched, start = 0, 0, time.perf_counter()
-    for at in range(added_from, last + 1, batch):
-        grouped: dict[tuple[int, int, int], list[tuple[int, float]]] = {}
-        for image_id, class_id, cell, score in new:
-            if at <= image_id < at + batch:
-                grouped.setdefault((class_id, cell, image_id // CHUNK), []).append((image_id, score))
+    for grouped in batches_rows.values():
         with mem:
             for key, pairs in grouped.items():
                 row = mem.execute("SELECT ids, scores FROM postings WHERE class_id = ? AND cell = ? AND chunk = ?",
@@ -255,7 +255,7 @@ def write_cost(index: sqlite3.Connection, batch: int, batches: int) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1_000_000, help="the synthetic index of bench/query_latency.py")
-    parser.add_argument("--queries", nargs="+", default=QUERIES)
+    parser.add_argument("--queries", nargs="*", default=QUERIES, help="none: only the write cost")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8, help="photos a writer's transaction adds (write cost)")
     args = parser.parse_args()
