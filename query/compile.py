@@ -882,13 +882,12 @@ class _Compiler:
         entries, or is in more photos: ``French horn next to person`` at 1M photos keeps 51,000
         of 120,000 horns among 480,000 people, and the intersection (0.9 s) costs more than looking each horn
         up for a person (0.75 s)."""
-        if drive.op != "term" or self.count is None or not self.scored_in_order(drive.spec):
+        if self.count is None or not self.estimable(drive):
             return None
         most = min(bound, self.index_photos() // NARROW_RATIO)
         if self.cells_counted(drive) > most * len(ALL_CELLS):  # a photo has nine cells: too many photos
             return None
-        estimated = self.estimable(drive) and self.cells_capped(drive)
-        estimate = self.photos_estimate(drive.spec) if estimated else None
+        estimate = self.photos_estimate(drive.spec) if self.cells_capped(drive) else None
         if estimate is not None and not most / ESTIMATE_MARGIN <= estimate <= most * ESTIMATE_MARGIN:
             photos = estimate  # far from the bound: a count would tell no more (`entries_estimate`)
         else:
