@@ -19,6 +19,9 @@ last product by score and then path, as the statement does. The side of fewer en
 other looked up for its photos; a relation reads each side's cells, and is tested from their masks. It
 checks that both give the same page and count (a count that stopped at ``N+`` agrees with any count over N),
 and prints the ratio. Last, it prints what keeping the blobs would cost a writer (`write_cost`).
+
+Session 26 built it: the index keeps such runs (`indexer.store.runs`) and an AND of two words is answered from
+them (`query.runs`), so the ANDs here now take that path through `query.search` too; the relations do not.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from indexer.store import open_index, tables  # noqa: E402
 from query.compile import ALL_CELLS, RELATION_MASKS, Spec, unlabelled  # noqa: E402
 from query.parser import And, Relation  # noqa: E402
+from query.runs import confidences  # noqa: E402
 from query.search import execute, prepare  # noqa: E402
 
 #: Image ids a blob holds: at 1M photos a class has at most 245 of them per cell.
@@ -147,23 +151,6 @@ def blob_bytes(out: sqlite3.Connection, spec: Spec, relation: bool) -> int:
     marks = ",".join("?" * len(cells))
     return out.execute(f"SELECT coalesce(sum(length(ids)), 0) FROM postings WHERE class_id = ? AND cell IN ({marks})",
                        (spec.classes[0], *cells)).fetchone()[0]
-
-
-def confidences(calibration, spec: Spec, values: np.ndarray) -> np.ndarray:
-    """`query.compile._Compiler.confidence` of ``values``, in the same arithmetic (so ties stay ties)."""
-    if spec.confidences:
-        return values
-    knots = calibration.knots
-    u = values * calibration.scale(spec.model_classes)
-    knot_u = np.array([k[0] for k in knots])
-    segment = np.searchsorted(knot_u, u, side="left")  # the first knot at or above u: "u <= u1"
-    inner = (segment > 0) & (segment < len(knots))
-    result = np.where(segment == 0, knots[0][1], knots[-1][1]).astype(np.float64)
-    for at in np.unique(segment[inner]):
-        (u0, p0), (u1, p1) = knots[at - 1], knots[at]
-        where = segment == at
-        result[where] = p0 + (u[where] - u0) * ((p1 - p0) / (u1 - u0))
-    return result
 
 
 def allowed_masks(kind: str) -> np.ndarray:

@@ -4,6 +4,7 @@
     python bench/query_latency.py --images 200000 --queries 20
     python bench/query_latency.py --baseline-src /tmp/main-src   # against another checkout's code, interleaved
     python bench/query_latency.py --baseline-src /tmp/main-src --no-cli --queries 12 --repeat 2 --rounds 2
+    python bench/query_latency.py --without-runs --no-cli --kinds "typed words AND"   # the class runs' gain
 
 For each query kind it draws random queries (labels weighted by how often they occur in the index, so
 queries ask for things that exist; regions uniform over cells, rows, columns and anywhere), runs each
@@ -246,10 +247,14 @@ def measure(
     return results
 
 
-def times_of(db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+def times_of(db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str, runs: bool = True) -> dict:
     """One kind's queries on a fresh engine over ``db`` (a path or a database URL): each once to warm up,
     then ``repeat`` timed runs of each; the times (ms, in order) and each query's total ("+" where the count
-    stopped)."""
+    stopped). Not ``runs``: every query answered by its statement, the class runs left unread (`query.runs`)."""
+    if not runs:
+        import query.search
+
+        query.search.keeps_runs = lambda bind: False
     engine = open_index(str(db), create=False, readonly=True)
     t = tables(engine)
     search = functools.partial(search_index, fusion=fusion)
@@ -257,21 +262,24 @@ def times_of(db: Path | str, queries: list[str], repeat: int, raw: bool, fusion:
         search = functools.partial(search, calibration=uncalibrated("synthetic"))
     for text in queries:
         search(engine, text, tables=t)
-    times, totals = [], []
+    times, totals, pages = [], [], []
     for text in queries:
         for _ in range(repeat):
             start = time.perf_counter()
             result = search(engine, text, tables=t)
             times.append((time.perf_counter() - start) * 1000)
         totals.append(f"{result.total}{'' if getattr(result, 'counted', True) else '+'}")
+        pages.append([[m.image_id, m.score] for m in result.matches])
     engine.dispose()
-    return {"times": times, "totals": totals}
+    return {"times": times, "totals": totals, "pages": pages}
 
 
-def times_in(source: Path, db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str) -> dict:
+def times_in(source: Path, db: Path | str, queries: list[str], repeat: int, raw: bool, fusion: str,
+             runs: bool = True) -> dict:
     """`times_of` in a process of its own that imports the ``indexer`` and ``query`` in ``source``."""
     argv = [sys.executable, __file__, "--times-of", db if isinstance(db, str) else str(db.resolve())]
-    job = json.dumps({"queries": queries, "repeat": repeat, "raw": raw, "fusion": fusion})
+    job = json.dumps({"queries": queries, "repeat": repeat, "raw": raw, "fusion": fusion}
+                     | ({} if runs else {"runs": False}))
     done = subprocess.run(argv, check=True, text=True, input=job, capture_output=True, cwd=source,
                           env={**os.environ, "PYTHONPATH": str(source)})
     return json.loads(done.stdout)
@@ -288,21 +296,24 @@ def counts_agree(mine: str, theirs: str) -> bool:
 
 
 def compare(db: Path, kinds: dict[str, list[str]], repeat: int, rounds: int, raw: bool, fusion: str,
-            baseline: Path, baseline_db: Path | None = None, each: bool = False) -> None:
+            baseline: Path, baseline_db: Path | None = None, each: bool = False, baseline_runs: bool = True) -> None:
     """The latency table for this checkout's code and the baseline's, interleaved: in each of ``rounds``
     rounds, each kind runs in a fresh process of each code in turn, so both see the same load and the same
-    warm page cache. The totals of both must agree (the same answers); the table says where they do not.
+    warm page cache. The totals and pages of both must agree (the same answers); the table says where not.
     ``baseline_db``: the same photos in the baseline's schema version, where this code's is newer (or without
-    rows the baseline's code does not write); ``each``: also every query's median time in both codes."""
-    sources = {"this": (SOURCE, db), "baseline": (baseline, baseline_db or db)}
+    rows the baseline's code does not write); ``each``: also every query's median time in both codes; not
+    ``baseline_runs``: the baseline leaves the class runs unread (`times_of`)."""
+    sources = {"this": (SOURCE, db, True), "baseline": (baseline, baseline_db or db, baseline_runs)}
     times = {(name, kind): [] for name in sources for kind in kinds}
     totals: dict[tuple[str, str], list[str]] = {}
+    pages: dict[tuple[str, str], list] = {}
     for round_ in range(rounds):
         for kind, queries in kinds.items():
-            for name, (source, index) in sources.items():
-                found = times_in(source, index, queries, repeat, raw, fusion)
+            for name, (source, index, runs) in sources.items():
+                found = times_in(source, index, queries, repeat, raw, fusion, runs)
                 times[name, kind] += found["times"]
                 totals[name, kind] = found["totals"]
+                pages[name, kind] = found.get("pages")  # a baseline's code from before pages were returned: None
         print(f"  round {round_ + 1} of {rounds} done, load averages "
               f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     print(f"\n{'query kind':<24} {'this: p50':>9} {'p95':>7} {'max':>7} | {'baseline: p50':>13} {'p95':>7} "
@@ -310,6 +321,7 @@ def compare(db: Path, kinds: dict[str, list[str]], repeat: int, rounds: int, raw
     for kind in kinds:
         mine, base = times["this", kind], times["baseline", kind]
         same = all(map(counts_agree, totals["this", kind], totals["baseline", kind]))
+        same &= pages["baseline", kind] is None or pages["this", kind] == pages["baseline", kind]
         counts = sorted(totals["this", kind], key=lambda x: int(x.rstrip("+")) if x.rstrip("+").isdigit() else -1)
         print(f"{kind:<24} {percentile(mine, 50):9.1f} {percentile(mine, 95):7.1f} {max(mine):7.1f} | "
               f"{percentile(base, 50):13.1f} {percentile(base, 95):7.1f} {max(base):7.1f} | "
@@ -449,6 +461,8 @@ def main() -> None:
                         help="with --baseline-src: rounds of the interleaved latency table (each kind, each code)")
     parser.add_argument("--kinds", help="only these query kinds, comma-separated")
     parser.add_argument("--each", action="store_true", help="with --baseline-src: every query's time in both codes")
+    parser.add_argument("--without-runs", action="store_true",
+                        help="the baseline is this checkout with the class runs left unread: every query's statement")
     parser.add_argument(
         "--raw", action="store_true",
         help="read the synthetic scores as they are instead of through Lite0's calibration (the rows imitate "
@@ -457,7 +471,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.times_of:
         job = json.load(sys.stdin)
-        print(json.dumps(times_of(args.times_of, job["queries"], job["repeat"], job["raw"], job["fusion"])))
+        print(json.dumps(times_of(args.times_of, job["queries"], job["repeat"], job["raw"], job["fusion"],
+                                  job.get("runs", True))))
         return
     if args.in_process_of:
         db, *texts = args.in_process_of
@@ -475,7 +490,11 @@ def main() -> None:
               f"{args.queries} queries per kind x {args.repeat} runs")
         print("examples: " + "; ".join(f"{k}: {v[0]}" for k, v in kinds.items()))
         title = "schema.sql" + (", scores read raw" if args.raw else ", Lite0's calibration") + f", fusion {args.fusion}"
-        if args.baseline_src:
+        if args.without_runs:
+            print(f"\n{title}; this checkout against itself with the class runs unread, {args.rounds} rounds")
+            compare(db, kinds, args.repeat, args.rounds, args.raw, args.fusion, SOURCE, each=args.each,
+                    baseline_runs=False)
+        elif args.baseline_src:
             print(f"\n{title}; this checkout against the code in {args.baseline_src}, {args.rounds} rounds")
             compare(db, kinds, args.repeat, args.rounds, args.raw, args.fusion, args.baseline_src, args.baseline_db,
                     args.each)

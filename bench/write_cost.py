@@ -3,7 +3,11 @@ photos of the 100,000-photo synthetic index (`bench/query_latency.py` builds it 
 a new index in transactions of 8 photos, as `indexer.writer` commits them, with and without the index named,
 alternately, ``--runs`` times each; medians and their ratio.
 
+``--drop class_runs`` measures the class runs (`indexer.store.runs`) instead: the photos are stored through
+`indexer.store.save_images`, as the writer stores them, with the runs kept and with them not kept.
+
     python bench/write_cost.py                                   # cell_labels_image_class, 5,000 photos
+    python bench/write_cost.py --drop class_runs
     python bench/write_cost.py --drop cell_labels_class_cell_image --photos 2000
     python bench/write_cost.py --drop image_labels_class_by_image --source bench/out/synthetic-1000000.db
 """
@@ -21,7 +25,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from indexer.store import open_index  # noqa: E402
+from indexer import store  # noqa: E402
+from indexer.labels import COMPOUND_BASE  # noqa: E402
+from indexer.regions import CellLabel, ImageLabel, Regions  # noqa: E402
+from indexer.store import FileRow, open_index  # noqa: E402
 
 BATCH = 8
 
@@ -58,6 +65,33 @@ def write(path: Path, images: list, rows: dict, drop: str | None) -> float:
     return elapsed
 
 
+def write_through_store(path: Path, images: list, rows: dict, drop: str | None, compounds: list[dict]) -> float:
+    """`write` through `store.save_images`, the class runs kept unless ``drop``; ``compounds``: the source's
+    classes of compounds, which its rows name."""
+    engine = open_index(str(path))
+    t = store.tables(engine)
+    with engine.begin() as conn:
+        store.add_classes(conn, t, compounds)
+    kept = store.runs.kept
+    store.runs.kept = (lambda conn: False) if drop else kept
+    items = []
+    for image in images:
+        _, path_, size, mtime, content_hash, width, height, model, working_size, _, error, *_ = image
+        cells, whole = rows[image[0]]
+        regions = None if error else Regions([ImageLabel(*row[1:]) for row in whole],
+                                             [CellLabel(*row[1:]) for row in cells])
+        items.append((FileRow(path_, size, mtime, content_hash, width, height, model, working_size, error), regions))
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(items), BATCH):
+            with engine.begin() as conn:
+                store.save_images(conn, t, items[i:i + BATCH])
+        return time.perf_counter() - start
+    finally:
+        store.runs.kept = kept
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=HERE / "out" / "synthetic-100000.db")
@@ -66,13 +100,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     images, rows = read_rows(args.source, args.photos)
+    with sqlite3.connect(f"file:{args.source}?mode=ro", uri=True) as src:
+        compounds = [dict(zip(("class_id", "wnid", "name", "names"), row)) for row in src.execute(
+            "SELECT class_id, wnid, name, names FROM classes WHERE class_id >= ?", (COMPOUND_BASE,))]
     print(f"{len(images):,} photos, {sum(len(c) for c, _ in rows.values()):,} cell_labels rows, "
           f"{sum(len(w) for _, w in rows.values()):,} image_labels rows, transactions of {BATCH} photos")
     times: dict[str, list[float]] = {"with": [], "without": []}
     with tempfile.TemporaryDirectory() as folder:
         for run in range(args.runs):
             for way, drop in (("with", None), ("without", args.drop)):
-                times[way].append(write(Path(folder) / f"{way}-{run}.db", images, rows, drop))
+                target = Path(folder) / f"{way}-{run}.db"
+                times[way].append(write_through_store(target, images, rows, drop, compounds)
+                                  if args.drop == "class_runs" else write(target, images, rows, drop))
     for way, values in times.items():
         median = statistics.median(values)
         print(f"{way} {args.drop}: {median:.2f} s, {median / len(images) * 1000:.2f} ms per photo "

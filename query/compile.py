@@ -471,11 +471,13 @@ class CompiledQuery:
 
 @dataclass(frozen=True)
 class _Drive:
-    op: str  # "term", "and", "or"
+    op: str  # "term", "and", "or", or "photos": those of a list (`compile_query`'s ``photos``)
     spec: Spec | None = None
     parts: tuple["_Drive", ...] = ()
     #: A term's cells that can hold a match, where fewer than its region's: a relation's side (`RELATION_SIDES`).
     narrowed: tuple[int, ...] | None = None
+    #: The "photos" drive's image ids: a list, or an expanding parameter of one.
+    photos: sa.ColumnElement | list[int] | None = None
 
     @property
     def cells(self) -> tuple[int, ...]:
@@ -585,6 +587,8 @@ def _candidates(drive: _Drive) -> str:
     if drive.op == "and":
         numbers = sorted(s.number for s in drive.specs())
         return f"candidates: images common to terms {', '.join(str(n) for n in numbers)}"
+    if drive.op == "photos":
+        return "candidates: the photos listed"
     return f"candidates: images of any of terms {', '.join(str(s.number) for s in drive.specs())}"
 
 
@@ -1163,6 +1167,8 @@ class _Compiler:
         keeps the first in a temporary B-tree and probes it with the next (``syringe next to chiffonier`` at
         1M photos, 46,000 and 93,000 entries: 55 ms against 91 ms). An OR's parts are not: its
         ``UNION`` merged so was slower (``power drill in top row OR projectile in center``: 21 against 13 ms)."""
+        if drive.op == "photos":
+            return sa.select(self.t.images.c.image_id).where(self.t.images.c.image_id.in_(drive.photos))
         if self.lists_photos(drive):
             read = self.photos_of(drive.spec, f"photos_{drive.spec.number}")
             return read.order_by(read.selected_columns.image_id) if distinct else read
@@ -1368,7 +1374,10 @@ class _Compiler:
         return self.greatest(*branches)
 
     # -- the statement
-    def compile(self, limit: int | None, offset: int) -> CompiledQuery:
+    def compile(self, limit: int | None, offset: int,
+                photos: sa.ColumnElement | list[int] | None = None) -> CompiledQuery:
+        if photos is not None:
+            return self.pivot(_Drive("photos", photos=photos), limit, offset)
         shape = self.ranked_shape()
         if shape is not None and limit is not None and self.within is None and self.sort == SORT_SCORE:
             return self.ranked(*shape, limit, offset)
@@ -1398,6 +1407,8 @@ class _Compiler:
                 lead = drive.spec
                 # text other than the lead is looked up per candidate, however cheap its read
                 indexed = [lead] + [s for s in cheap if s is not lead and not s.is_text and not self.broad(s, lead)]
+            elif drive.op == "photos":
+                indexed = []
             else:
                 indexed = [] if drive.op == "and" else cheap
             probed = [s for s in self.specs if s not in indexed]
@@ -2299,13 +2310,16 @@ def compile_query(
     sort: str = SORT_SCORE,
     count: Count | None = None,
     compounds: Compounds | None = None,
+    photos: sa.ColumnElement | list[int] | None = None,
 ) -> CompiledQuery:
     """The one statement that answers ``tree`` on an index read with ``calibration``; ``limit=None`` returns
     every match; ``within`` restricts the images that may match (the page and the count alike); ``fusion``
     is the `fuse` rule of terms of both kinds; ``sort`` orders the matches by score or by date taken
     (`query.dates.SORTS`: undated photos last); ``count`` runs the counts that choose the driving terms
     (`_and_drive`; without it they are chosen from the query alone); ``compounds`` are those the index's rows
-    hold (`query.compounds.stored`), read in place of their classes. The answer is the same either way."""
+    hold (`query.compounds.stored`), read in place of their classes. The answer is the same either way.
+    ``photos`` (a list of image ids, or an expanding parameter of them) makes it the statement of those photos'
+    rows alone, every term computed per photo: a page ranked elsewhere (`query.runs`)."""
     compiler = _Compiler(tables, tree, resolutions, min_score, dialect, calibration, within, fusion, sort, count,
                          compounds)
-    return compiler.compile(limit, offset)
+    return compiler.compile(limit, offset, photos)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -15,9 +15,11 @@ from indexer.boxes import Box
 from indexer.calibration import AS_STORED, Calibration, fusion_for
 from indexer.labels import FACE_CLASS
 from indexer.names import restored
-from indexer.store import Tables, boxes_of, read_calibration, read_meta, read_settings, read_texts, tables as reflect_tables
+from indexer.store import (
+    Tables, boxes_of, keeps_runs, read_calibration, read_meta, read_settings, read_texts, tables as reflect_tables,
+)
 from indexer.words import joined, searchable
-from query import DEFAULT_MIN_SCORE, compounds
+from query import DEFAULT_MIN_SCORE, compounds, runs
 from query.compile import CompiledQuery, Count, Spec, Within, cells_of, compile_query
 from query.dates import SORT_SCORE
 from query.parser import Node, QueryError, Term, dump, parse
@@ -75,6 +77,8 @@ class Prepared:
     objects_missing: bool = False
     #: The query asks for text of an index built without it (``imgidx index --no-text``).
     text_missing: bool = False
+    #: Answered from the class runs (`query.runs`), the statement giving only the page's rows; None: the statement.
+    runs: runs.RunsPlan | None = None
 
     @property
     def statement(self) -> sa.Select:
@@ -216,16 +220,27 @@ def prepare(
                 opened.append(connection.enter_context(_connected(bind)))
             return opened[0].execute(statement).scalar_one()
 
-        compiled = compile_query(
-            t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
-            dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion, sort=sort,
-            count=on_the_index if count == ON_THE_INDEX else count, compounds=held,
-        )
+        plan = None
+        if runs.shaped(tree) and limit and within is None and sort == SORT_SCORE and keeps_runs(bind):
+            # The statement of the page's photos alone; the specs say whether the runs can rank them.
+            compiled = compile_query(
+                t, tree, resolutions, min_score=min_score, limit=limit, dialect=bind.dialect.name,
+                calibration=calibration, fusion=fusion, compounds=held, photos=runs.PAGE,
+            )
+            if runs.answerable(compiled.specs):
+                plan = runs.RunsPlan(t, (compiled.specs[0], compiled.specs[1]), calibration, limit)
+                compiled = replace(compiled, plan=f"{runs.PLAN}; the page's rows: {compiled.plan}")
+        if plan is None:
+            compiled = compile_query(
+                t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,
+                dialect=bind.dialect.name, calibration=calibration, within=within, fusion=fusion, sort=sort,
+                count=on_the_index if count == ON_THE_INDEX else count, compounds=held,
+            )
     faces_missing = settings is not None and not settings.faces and FACE_CLASS in stored
     objects_missing = settings is not None and not settings.objects and bool(stored - {FACE_CLASS})
     text_missing = settings is not None and not settings.text and wants_text
     return Prepared(text, tree, resolutions, compiled, min_score, offset, faces_missing, objects_missing,
-                    text_missing)
+                    text_missing, plan)
 
 
 @contextmanager
@@ -239,7 +254,14 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     """Run the prepared statement (once); ranks count from the first match, before the offset."""
     reported = prepared.compiled.reported
     with _connected(bind) as conn:
-        rows = conn.execute(prepared.statement).all()
+        if prepared.runs is not None:
+            page, total = runs.ranked(conn, prepared.runs, prepared.offset)
+            # the page's photos are given: no offset, whatever a scrolling page set (`CompiledQuery.at_offset`)
+            statement = prepared.statement.offset(None)
+            rows = conn.execute(statement, {runs.PAGE.key: page}).all() if page else []
+        else:
+            rows = conn.execute(prepared.statement).all()
+            total = rows[0]._mapping["total"] if rows else None
         found_boxes = {}
         box_classes = frozenset(c for spec in reported for c in spec.box_classes)
         if rows and box_classes:
@@ -279,7 +301,8 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
                 matched_lines(found_texts.get(mapping["image_id"], []), reported, mapping),
             )
         )
-    total = rows[0]._mapping["total"] if rows else (None if prepared.offset else 0)
+    if not rows:
+        total = None if prepared.offset else 0
     count_limit = prepared.compiled.count_limit
     if count_limit is not None and total is not None and total > count_limit:
         return Result(prepared, matches, count_limit, counted=False)

@@ -280,6 +280,13 @@ def pg_url(pg_server):
         yield url
 
 
+@pytest.fixture
+def statement_only(monkeypatch):
+    """Every query answered by its statement: an AND of two words on SQLite is otherwise answered from the class
+    runs (`query.runs`, tests/test_query_runs.py), and these tests are of how the statement reads the index."""
+    monkeypatch.setattr("query.search.keeps_runs", lambda bind: False)
+
+
 @pytest.fixture(params=BACKENDS)
 def index_url(request, tmp_path):
     """Where one test's index lives, once per backend: an SQLite file path, or a fresh PostgreSQL database."""

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import sqlalchemy as sa
 
-from indexer.store import open_index, tables
+from indexer.store import open_index, record_runs, tables
 from query import DEFAULT_MIN_SCORE
 from query.compile import RELATION_MASKS
 from query.parser import And, Node, Not, Or, Relation, Term
@@ -60,6 +60,7 @@ def make_index(db: Path | str, images: Mapping[str, Cells | None], copies: Mappi
                     best[row["class_id"]] = max(best.get(row["class_id"], 0.0), row["score"])
                 conn.execute(t.image_labels.insert(), [
                     {"image_id": image_id, "class_id": cls, "score": score, "share": 0.0} for cls, score in best.items()])
+        record_runs(conn, t, list(ids.values()))  # as the writer keeps them (`indexer.store.runs`)
     return engine
 
 

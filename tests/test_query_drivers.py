@@ -29,6 +29,8 @@ from tests.query_helpers import (
     random_images,
 )
 
+pytestmark = pytest.mark.usefixtures("statement_only")
+
 #: In most photos (the broad labels), and in few.
 COMMON = (TABBY, GOLDEN_RETRIEVER, FACE_CLASS)
 RARE = (SCHOOL_BUS, FLOWERPOT, CRANE_BIRD, BEAGLE, LABRADOR, CHIHUAHUA, TIGER_CAT)

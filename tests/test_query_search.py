@@ -215,12 +215,14 @@ def _plan(engine, query: str) -> list[str]:
     ["school bus in center AND flower pot top-left", "dog in center AND flower pot top-left", "school bus OR crane",
      "cat left of dog", "dog AND cat"],
 )
+@pytest.mark.usefixtures("statement_only")
 def test_plans_never_scan_cell_labels(engine, query):
     plan = _plan(engine, query)
     assert not [step for step in plan if step.startswith(("SCAN cell_labels", "Seq Scan on cell_labels"))], plan
     assert any("cell_labels_class_cell" in step for step in plan), plan
 
 
+@pytest.mark.usefixtures("statement_only")
 def test_plan_shapes(engine):
     assert prepare(engine, "school bus in center AND flower pot top-left").compiled.plan.startswith(
         "candidates: images common to terms 1, 2"
@@ -298,6 +300,25 @@ def test_sql_agrees_with_brute_force(random_engine, query, min_score):
         assert value == pytest.approx(expected[path], abs=1e-9)
     ordered = [(-m.score, m.path) for m in result.matches]
     assert all(a[0] <= b[0] + 1e-9 for a, b in zip(ordered, ordered[1:]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_TERM, second=_TERM, min_score=st.sampled_from([0.2, 0.1, 0.3]), offset=st.sampled_from([0, 2, 7]))
+def test_a_page_of_two_terms_and_their_count_agree_with_brute_force(random_engine, first, second, min_score, offset):
+    """An AND of two terms with a page: on SQLite its terms of one class are intersected from the class runs
+    (`query.runs`), every other from the statement."""
+    engine, t = random_engine
+    query = f"{first} AND {second}"
+    result = search(engine, query, min_score=min_score, limit=5, offset=offset, tables=t)
+    tree, found = resolve(parse(query), query)
+    expected = {path: score(tree, found, cells, min_score) for path, cells in RANDOM_IMAGES.items()
+                if cells is not None and holds(tree, found, cells, min_score)}
+    best = sorted(expected.values(), reverse=True)[offset:offset + 5]
+    # the page's scores are the best from the offset; a photo's is its own (sums tie only up to rounding)
+    assert [m.score for m in result.matches] == pytest.approx(best, abs=1e-9)
+    assert all(m.score == pytest.approx(expected[m.path], abs=1e-9) for m in result.matches)
+    assert len({m.path for m in result.matches}) == len(result.matches)
+    assert result.total == (len(expected) if best or not offset else None)
     reported = {s.term: s for s in result.prepared.compiled.reported}
     for m in result.matches:
         for hit in m.terms:
@@ -405,6 +426,7 @@ def test_one_term_leaves_out_photos_waiting_to_be_redone(tmp_path):
     assert "USING INDEX images_unlabelled" in plan
 
 
+@pytest.mark.usefixtures("statement_only")
 def test_random_queries_reach_every_plan_shape(random_engine):
     engine, t = random_engine
     queries = ["dog", "dog AND NOT tabby", "dog AND NOT crane left of tabby", "tabby AND flowerpot", "tabby OR crane",

@@ -3,7 +3,8 @@
 Callers use the names below as ``store.NAME``; each lives in the module of its concept:
 `indexer.store.schema`, what an index holds (schema.sql, table handles, version, settings, messages);
 `indexer.store.opening`, opening, making, upgrading and repairing an index; `indexer.store.write`, the write
-path of indexing runs and merges; `indexer.store.read`, the read path of query, serve, show, stats and redact.
+path of indexing runs and merges; `indexer.store.read`, the read path of query, serve, show, stats and redact;
+`indexer.store.runs`, each class's photos as blobs kept beside the label rows, which ANDs of two words read.
 """
 
 from indexer.store.schema import (
@@ -25,6 +26,8 @@ from indexer.store.write import (
     upsert_images, utc_now, write_settings, write_meta, add_classes, has_labels, labelled_ids, model_label_rows,
     replace_compound_rows,
 )
+from indexer.store.runs import ANYWHERE, RUN_IDS, kept as keeps_runs, read as read_runs, rebuild as rebuild_runs
+from indexer.store.runs import record as record_runs
 from indexer.store.read import (
     ImageReport, IndexStats, StoredLabel, box_overlays, boxes_of, bytewise, image_report, index_stats, read_boxes,
     read_calibration, read_texts, stored_cell, stored_number,
@@ -43,5 +46,6 @@ __all__ = [
     "save_images", "set_taken", "taken_fields", "box_row", "copy_images", "update_files", "delete_images", "read_calibration", "bytewise",
     "read_boxes", "boxes_of", "box_overlays", "StoredLabel", "ImageReport", "image_report", "IndexStats",
     "index_stats", "stored_number", "stored_cell", "read_texts", "TEXT_COLUMNS", "WORD_COLUMNS", "write_meta",
-    "add_classes", "has_labels", "labelled_ids", "model_label_rows", "replace_compound_rows",
+    "add_classes", "has_labels", "labelled_ids", "model_label_rows", "replace_compound_rows", "ANYWHERE", "RUN_IDS",
+    "keeps_runs", "read_runs", "rebuild_runs", "record_runs",
 ]

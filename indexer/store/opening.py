@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from indexer import calibration, labels
 from indexer.boxes import Box
 from indexer.errors import SchemaVersionError, StoreError
+from indexer.store import runs
 from indexer.store.schema import (
     BOX_COLUMNS, DETECTOR_OFF, SCHEMA_VERSION, SETTING_KEYS, TABLE_NAMES, Tables, damaged, declared_tables,
     in_memory, mark_all_stale, meta_number, read_meta, schema_statements, shown, sqlite_path, tables,
@@ -345,6 +346,8 @@ DETECTOR_KEYS = ("faces", "objects", "text")
 TEXT_VERSION = 6
 #: The first with the indexes a query of one term reads (`query.compile`): its upgrade only makes them.
 ONE_TERM_VERSION = 7
+#: The first with each class's runs (`indexer.store.runs`): its upgrade makes them from the rows.
+RUNS_VERSION = 10
 
 
 def _upgrade(conn: sa.Connection, found: int) -> None:
@@ -363,7 +366,8 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
     (`labels.all_classes`, `labels.ancestors`). Version 4 -> 5: `_add_taken_columns`; 5 -> 6: `_upgrade_to_text`;
     6 -> 7: the indexes ``images_unlabelled`` and ``image_labels_class_image`` (schema.sql's statements make
     them), which replaces ``image_labels_class``; 7 -> 8: the index ``cell_labels_image_class``, made so too;
-    8 -> 9: the index ``image_labels_class_by_image``, made so too.
+    8 -> 9: the index ``image_labels_class_by_image``, made so too; 9 -> 10: the table ``class_runs``, made so
+    too and filled from the label rows (`indexer.store.runs.rebuild`: a minute or more at a million photos).
     """
     if found < TAKEN_VERSION:
         _add_taken_columns(conn)  # before the statements below, whose index on taken_at needs the column
@@ -401,6 +405,8 @@ def _upgrade(conn: sa.Connection, found: int) -> None:
         _upgrade_to_text(conn, t)
     if found < ONE_TERM_VERSION:
         conn.exec_driver_sql("DROP INDEX IF EXISTS image_labels_class")  # image_labels_class_image covers it
+    if found < RUNS_VERSION:
+        runs.rebuild(conn, t)
     conn.execute(t.meta.update().where(t.meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 

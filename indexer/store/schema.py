@@ -32,9 +32,10 @@ from indexer.errors import DamagedIndexError, StoreError
 #: ``image_labels_class_image`` (class, score, image) instead of ``image_labels_class`` (class, score).
 #: 8: for terms computed per candidate: the index ``cell_labels_image_class`` (image, class, cell, score).
 #: 9: for ANDs of words read from their photos: the index ``image_labels_class_by_image`` (class, image, score).
-SCHEMA_VERSION = 9
+#: 10: for ANDs of two words: the class_runs table, each class's photos as blobs (`indexer.store.runs`).
+SCHEMA_VERSION = 10
 TABLE_NAMES = ("meta", "classes", "class_ancestors", "images", "image_labels", "cell_labels", "boxes", "texts",
-               "text_words")
+               "text_words", "class_runs")
 
 #: schema.sql is written for SQLite; PostgreSQL gets it through these rewrites (name, pattern, replacement),
 #: each of which must apply: SQLite's ``INTEGER PRIMARY KEY`` is the rowid, which SQLite numbers itself,
@@ -46,6 +47,7 @@ PG_REWRITES = (
     ("scores as 8-byte doubles", r"\bREAL\b", "DOUBLE PRECISION"),
     ("words ordered by their bytes, so a prefix is a range of the index", r"(\bON text_words \(word)\b",
      r'\1 COLLATE "C"'),
+    ("blobs as byte strings", r"\bBLOB\b", "BYTEA"),
 )
 
 
@@ -116,6 +118,7 @@ class Tables:
     boxes: sa.Table
     texts: sa.Table
     text_words: sa.Table
+    class_runs: sa.Table
 
 
 def tables(bind: Engine | sa.Connection) -> Tables:
@@ -128,7 +131,7 @@ def tables(bind: Engine | sa.Connection) -> Tables:
 #: schema.sql's column types. REAL is an 8-byte double in both backends (see `PG_REWRITES`).
 SQL_TYPES = {
     "INTEGER": sa.INTEGER, "SMALLINT": sa.SMALLINT, "BIGINT": sa.BIGINT, "TEXT": sa.TEXT, "VARCHAR": sa.VARCHAR,
-    "REAL": sa.Double,
+    "REAL": sa.Double, "BLOB": sa.LargeBinary,
 }
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)$", re.S)
 _TABLE_KEY = re.compile(r"PRIMARY\s+KEY\s*\(([^)]*)\)$")
@@ -266,6 +269,7 @@ def mark_all_stale(conn: sa.Connection, t: Tables, drop_labels: bool) -> None:
         conn.execute(t.boxes.delete())
         conn.execute(t.text_words.delete())
         conn.execute(t.texts.delete())
+        conn.execute(t.class_runs.delete())
     conn.execute(t.images.update().values(model=None, working_size=None))
 
 
