@@ -17,6 +17,7 @@ anything else is the statement's (`answerable`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from indexer.calibration import Calibration
@@ -24,7 +25,6 @@ from indexer.store import ANYWHERE, RUN_IDS, Tables, read_runs
 from indexer.store.schema import chunks
 from query.compile import ALL_CELLS, Spec, unlabelled
 from query.parser import And, Node, Term
-
 
 #: How `query.search.explain` names this way of answering.
 PLAN = "an AND of two words intersected from the class runs (query.runs)"
