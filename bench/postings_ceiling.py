@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from indexer.store import open_index, tables  # noqa: E402
 from query.compile import ALL_CELLS, RELATION_MASKS, Spec, unlabelled  # noqa: E402
 from query.parser import And, Relation  # noqa: E402
-from query.runs import confidences  # noqa: E402
+from query.runs import confidences, listed as read_as_photos  # noqa: E402
 from query.search import execute, prepare  # noqa: E402
 
 #: Image ids a blob holds: at 1M photos a class has at most 245 of them per cell.
@@ -108,8 +108,8 @@ def blobs(out: sqlite3.Connection, spec: Spec, cells: tuple[int, ...]) -> list[t
 
 
 def listed(spec: Spec, relation: bool) -> bool:
-    """A photo's value of ``spec`` is its photo row (a class read as stored, anywhere, no cells asked for)."""
-    return spec.confidences and spec.cells == ALL_CELLS and not relation
+    """A photo's value of ``spec`` is its photo row (`query.runs.listed`), unless a relation needs its cells."""
+    return read_as_photos(spec) and not relation
 
 
 def photo_values(out: sqlite3.Connection, spec: Spec, relation: bool) -> tuple[np.ndarray, ...]:

@@ -306,7 +306,7 @@ def _copy_labels(read: sa.Connection, s: store.Tables, conn: sa.Connection, t: s
                 target_table.insert(),
                 [{"image_id": ids[row[0]], **dict(zip(columns, row[1:]))} for row in rows],
             )
-    store.record_runs(conn, t, list(ids.values()))
+    store.record_runs(conn, list(ids.values()))
 
 
 def _pieces(items: list) -> Iterator[list]:

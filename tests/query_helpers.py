@@ -60,7 +60,7 @@ def make_index(db: Path | str, images: Mapping[str, Cells | None], copies: Mappi
                     best[row["class_id"]] = max(best.get(row["class_id"], 0.0), row["score"])
                 conn.execute(t.image_labels.insert(), [
                     {"image_id": image_id, "class_id": cls, "score": score, "share": 0.0} for cls, score in best.items()])
-        record_runs(conn, t, list(ids.values()))  # as the writer keeps them (`indexer.store.runs`)
+        record_runs(conn, list(ids.values()))  # as the writer keeps them (`indexer.store.runs`)
     return engine
 
 

@@ -102,7 +102,7 @@ def _rewrite(conn: sa.Connection, changes: dict[tuple, list], image_ids: list[in
     cursor.close()
 
 
-def forget(conn: sa.Connection, t: Tables, image_ids: list[int], compounds_only: bool = False) -> None:
+def forget(conn: sa.Connection, image_ids: list[int], compounds_only: bool = False) -> None:
     """Take ``image_ids`` out of the runs, before their label rows (only the compounds': ``compounds_only``) go."""
     if image_ids and kept(conn):
         _rewrite(conn, {key: [] for key in _rows(conn, image_ids, compounds_only)}, image_ids)
@@ -115,7 +115,7 @@ def _check_ids(highest: int) -> None:
         raise StoreError(f"image id {highest} is past what the index's runs hold ({MAX_ID})")
 
 
-def record(conn: sa.Connection, t: Tables, image_ids: list[int], compounds_only: bool = False) -> None:
+def record(conn: sa.Connection, image_ids: list[int], compounds_only: bool = False) -> None:
     """Put the label rows of ``image_ids`` (only the compounds': ``compounds_only``), inserted just now, into
     the runs."""
     if not image_ids or not kept(conn):

@@ -108,14 +108,14 @@ def model_label_rows(conn: sa.Connection, t: Tables, image_ids: list[int]) -> di
 def replace_compound_rows(conn: sa.Connection, t: Tables, image_ids: list[int], image_rows: list[dict],
                           cell_rows: list[dict]) -> None:
     """Replace the compound rows (`indexer.labels.COMPOUND_BASE` up) of ``image_ids``."""
-    runs.forget(conn, t, image_ids, compounds_only=True)
+    runs.forget(conn, image_ids, compounds_only=True)
     for chunk in chunks(image_ids):
         for table in (t.cell_labels, t.image_labels):
             conn.execute(table.delete().where(table.c.image_id.in_(chunk), table.c.class_id >= COMPOUND_BASE))
     for table, rows in ((t.image_labels, image_rows), (t.cell_labels, cell_rows)):
         if rows:
             conn.execute(table.insert(), rows)
-    runs.record(conn, t, image_ids, compounds_only=True)
+    runs.record(conn, image_ids, compounds_only=True)
 
 
 #: SQLSTATEs of a transaction PostgreSQL aborted so that others could go on (deadlock detected, could not
@@ -205,7 +205,7 @@ def utc_now() -> str:
 
 
 def _delete_labels(conn: sa.Connection, t: Tables, image_ids: list[int]) -> None:
-    runs.forget(conn, t, image_ids)
+    runs.forget(conn, image_ids)
     for chunk in chunks(image_ids):
         conn.execute(t.cell_labels.delete().where(t.cell_labels.c.image_id.in_(chunk)))
         conn.execute(t.image_labels.delete().where(t.image_labels.c.image_id.in_(chunk)))
@@ -264,7 +264,7 @@ def save_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, "obje
                         (t.texts, text_rows), (t.text_words, word_rows)):
         if rows:
             conn.execute(table.insert(), rows)
-    runs.record(conn, t, [image_id for image_id, (_, regions) in zip(ids, items) if regions is not None])
+    runs.record(conn, [image_id for image_id, (_, regions) in zip(ids, items) if regions is not None])
 
 
 def text_row(image_id: int, number: int, line) -> dict:
@@ -303,7 +303,7 @@ def copy_images(conn: sa.Connection, t: Tables, items: list[tuple[FileRow, int]]
                 table.c.image_id == source_id
             )
             conn.execute(table.insert().from_select(["image_id", *columns], source))
-    runs.record(conn, t, ids)
+    runs.record(conn, ids)
 
 
 def update_files(conn: sa.Connection, t: Tables, updates: list[tuple]) -> None:
