@@ -272,10 +272,10 @@ of their terms; OR takes the best branch that holds; NOT only filters. Ties
 go by path, so a query of NOT terms only (NOT dog) lists its matches by path;
 it counts them up to {COUNT_LIMIT:,} ("more than {COUNT_LIMIT:,}"), as does a word of
 one class (person, dog, car), an OR of such words (less such words that leave
-most of its photos: cup AND NOT vehicle), or a relation or AND of two such
-words in many photos (in any region) where a sample of either word's photos
-finds it often (face below person, running shoe next to Loafer, person AND
-dog). Output: a table by
+most of its photos: cup AND NOT vehicle), or, on PostgreSQL, a relation or
+AND of two such words in many photos (in any region) where a sample of either
+word's photos finds it often (face below person, running shoe next to Loafer,
+person AND dog). Output: a table by
 default (rank, score, path, where each term matched), or --grid, --json,
 --paths, --html. Identical files (same content) at several paths are each
 listed: the table and --grid mark a later one "same photo as #N", --json gives

@@ -1,14 +1,18 @@
-"""An AND of two words answered from the class runs (`indexer.store.runs`) instead of one SQL statement.
+"""An AND or a relation of two words answered from the class runs (`indexer.store.runs`) instead of one SQL
+statement.
 
 Ranked and counted exactly, such a query reads every match: ``animal AND people`` holds 39,785 photos of a
 million, and SQLite merging the two words' photo lists from their B-tree indexes, a row at a time, took
-60-150 ms before any ranking (bench/RESULTS.md, session 24). Here each word's photos come as a few blobs per
-cell: the word of fewer entries is read in full, the other only in the runs that hold its photos, and numpy
-keeps the photos where both reach their thresholds, multiplies their confidences (the statement's
-arithmetic: `confidences`), leaves out the photos every query leaves out (`query.compile.unlabelled`),
-counts them, and ranks them by score and then path, as the statement does. The page's rows (paths, boxes,
-each term's cells) then come from the query's own statement restricted to the page's photos, so a match
-reads the same either way.
+60-150 ms before any ranking (bench/RESULTS.md, session 24); a relation of two ImageNet classes
+(``pomegranate right of French horn``) merged their cells so for 75-80 ms. Here each word's photos come as a
+few blobs per cell. The word of fewer entries is read in full into arrays indexed by image id: the cells
+where it holds (a mask) and its best value. The other is read only in the runs that hold those photos, and
+only its entries in those photos are kept. numpy then keeps the photos where both hold (for a relation:
+where some pair of their cells is so placed, `query.compile.RELATION_MASKS`), multiplies their confidences
+(the statement's arithmetic: `confidences`), leaves out the photos every query leaves out
+(`query.compile.unlabelled`), counts them, and ranks them by score and then path, as the statement does. The
+page's rows (paths, boxes, each term's cells) then come from the query's own statement restricted to the
+page's photos, so a match reads the same either way.
 
 Only a query of that shape, ranked by score with a page of a given size, on an index that keeps runs:
 anything else is the statement's (`answerable`).
@@ -16,6 +20,7 @@ anything else is the statement's (`answerable`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -23,34 +28,51 @@ import sqlalchemy as sa
 from indexer.calibration import Calibration
 from indexer.store import ANYWHERE, RUN_IDS, Tables, read_runs
 from indexer.store.schema import chunks
-from query.compile import ALL_CELLS, Spec, unlabelled
-from query.parser import And, Node, Term
+from query.compile import ALL_CELLS, RELATION_MASKS, Spec, unlabelled
+from query.parser import And, Node, Relation, Term
 
-#: How `query.search.explain` names this way of answering.
-PLAN = "an AND of two words intersected from the class runs (query.runs)"
 #: The page's image ids in the statement of its rows (`query.compile.compile_query`'s ``photos``).
 PAGE = sa.bindparam("page_photos", value=[], expanding=True)
+#: A photo's mask bit for its photo row (`ANYWHERE`), after the nine cells' bits: an AND asks only that a
+#: term holds somewhere.
+ANYWHERE_BIT = 1 << len(ALL_CELLS)
 
 
 @dataclass(frozen=True)
 class RunsPlan:
-    """What answering a query from the runs takes: the tables, its two terms, their calibration, and the
-    page's size."""
+    """What answering a query from the runs takes: the tables, its two terms (a relation's left side first),
+    their calibration, the page's size, and the relation (None: an AND)."""
 
     t: Tables
     specs: tuple[Spec, Spec]
     calibration: Calibration
     limit: int
+    relation: str | None = None
+
+    @property
+    def described(self) -> str:
+        """How `query.search.explain` names this way of answering."""
+        if self.relation is None:
+            return "an AND of two words intersected from the class runs (query.runs)"
+        return f"'{self.relation}' of two words tested from the class runs (query.runs)"
 
 
 def shaped(tree: Node) -> bool:
-    """Two terms joined by AND, neither negated: the shape the runs answer, told from the tree alone."""
-    return isinstance(tree, And) and len(tree.children) == 2 and all(isinstance(c, Term) for c in tree.children)
+    """Two terms joined by AND, neither negated, or by a relation: the shapes the runs answer, told from the
+    tree alone."""
+    return isinstance(tree, Relation) or (
+        isinstance(tree, And) and len(tree.children) == 2 and all(isinstance(c, Term) for c in tree.children))
 
 
 def answerable(specs: list[Spec]) -> bool:
-    """Both terms of a `shaped` query are one class each (a word, a compound) and not text."""
+    """Both terms of a `shaped` query are one class each (a word, a compound), not text, and not the same
+    term (``dog left of dog`` is one spec)."""
     return len(specs) == 2 and all(len(s.classes) == 1 and not s.is_text and not s.fused for s in specs)
+
+
+def plan_for(t: Tables, tree: Node, specs: list[Spec], calibration: Calibration, limit: int) -> RunsPlan:
+    """The plan of a `shaped` query whose ``specs`` are `answerable` (numbered as met: a relation's left first)."""
+    return RunsPlan(t, (specs[0], specs[1]), calibration, limit, tree.kind if isinstance(tree, Relation) else None)
 
 
 def listed(spec: Spec) -> bool:
@@ -59,52 +81,53 @@ def listed(spec: Spec) -> bool:
     return spec.confidences and spec.cells == ALL_CELLS
 
 
-def _cells(spec: Spec) -> tuple[int, ...]:
-    return (ANYWHERE,) if listed(spec) else spec.cells
+def _cells(spec: Spec, relation: str | None) -> tuple[int, ...]:
+    """Where ``spec``'s runs are read: its photo rows where an AND can take them, else its cells (a relation
+    needs them)."""
+    return (ANYWHERE,) if relation is None and listed(spec) else spec.cells
 
 
-def _held(spec: Spec, found: dict[int, tuple]) -> dict[int, tuple]:
-    """``found`` less the entries below the term's threshold (its evidence, or its confidence)."""
-    kept = {}
+@functools.cache
+def _reach(relation: str):
+    """For each mask of cells of a relation's right side, the cells its left side may hold for the relation to
+    hold (`query.compile.RELATION_MASKS` over the mask's cells), so each photo is tested with one lookup."""
+    import numpy as np
+
+    masks = RELATION_MASKS[relation]
+    return np.array([functools.reduce(int.__or__, (masks[b] for b in ALL_CELLS if right >> b & 1), 0)
+                     for right in range(1 << len(ALL_CELLS))], np.int16)
+
+
+def _held(spec: Spec, found: dict[int, tuple], size: int, among=None):
+    """(masks, best): for each image id below ``size``, the cells of ``found`` where ``spec`` reaches its
+    threshold as bits, and its best value among them (-inf where none); with ``among`` (a mask per image id),
+    only in the photos it marks."""
+    import numpy as np
+
+    masks, best = np.zeros(size, np.int16), np.full(size, -np.inf)
     for cell, (ids, values) in found.items():
-        reach = values > spec.evidence if spec.strict else values >= spec.evidence
-        kept[cell] = (ids[reach], values[reach])
-    return kept
+        below = np.searchsorted(ids, size)
+        ids, values = ids[:below], values[:below]
+        if among is not None:  # positions taken, not a boolean mask applied: twice as fast
+            at = np.flatnonzero(among[ids])
+            ids, values = ids[at], values[at]
+        at = np.flatnonzero(values > spec.evidence if spec.strict else values >= spec.evidence)
+        ids, values = ids[at], values[at]
+        masks[ids] |= 1 << cell if cell != ANYWHERE else ANYWHERE_BIT
+        best[ids] = np.maximum(best[ids], values)
+    return masks, best
 
 
-def photo_values(conn: sa.Connection, t: Tables, spec: Spec):
-    """(ids ascending, values): the photos where ``spec`` holds and its value there (its best cell's)."""
-    import numpy as np
-
-    found = _held(spec, read_runs(conn, t, spec.classes[0], _cells(spec)))
-    ids = np.concatenate([ids for ids, _ in found.values()])
-    values = np.concatenate([values for _, values in found.values()])
-    order = np.lexsort((-values, ids))  # each photo's entries together, its best first
-    ids, values = ids[order], values[order]
-    first = np.concatenate(([True], ids[1:] != ids[:-1])) if len(ids) else np.empty(0, bool)
-    return ids[first], values[first]
+#: `entries` weighs a term by one run in this many: which term to read in full is a matter of time only, and
+#: weighing every run read a row a run (5 ms of a relation of ``person`` at a million photos).
+SAMPLED_RUNS = 8
 
 
-def values_in(conn: sa.Connection, t: Tables, spec: Spec, photos):
-    """(held, values) of ``spec`` in each of ``photos`` (ids ascending), read from their runs alone."""
-    import numpy as np
-
-    held, best = np.zeros(len(photos), bool), np.full(len(photos), -np.inf)
-    wanted = np.unique(photos // RUN_IDS).tolist()
-    for ids, values in _held(spec, read_runs(conn, t, spec.classes[0], _cells(spec), wanted)).values():
-        if len(ids):
-            at = np.searchsorted(ids, photos).clip(max=len(ids) - 1)
-            hit = ids[at] == photos
-            held |= hit
-            best = np.where(hit, np.maximum(best, values[at]), best)
-    return held, best
-
-
-def entries(conn: sa.Connection, t: Tables, spec: Spec) -> int:
-    """The bytes of ``spec``'s runs in its cells: which term to read in full."""
+def entries(conn: sa.Connection, t: Tables, spec: Spec, relation: str | None = None) -> int:
+    """The bytes of a sample of ``spec``'s runs where they are read: which term to read in full."""
     runs = t.class_runs
     query = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(runs.c.ids)), 0)).where(
-        runs.c.class_id == spec.classes[0], runs.c.cell.in_(_cells(spec)))
+        runs.c.class_id == spec.classes[0], runs.c.cell.in_(_cells(spec, relation)), runs.c.run % SAMPLED_RUNS == 0)
     return conn.execute(query).scalar_one()
 
 
@@ -146,19 +169,65 @@ def _left_out(conn: sa.Connection, t: Tables, ids):
     return np.array(found, np.int64)
 
 
+def _matches(conn: sa.Connection, plan: RunsPlan):
+    """(ids ascending, products): every photo where the query holds, with its score, photos left out or not."""
+    import numpy as np
+
+    t, relation = plan.t, plan.relation
+    first, second = plan.specs
+    lead, other = ((first, second) if entries(conn, t, first, relation) <= entries(conn, t, second, relation)
+                   else (second, first))
+    found = read_runs(conn, lead.classes[0], _cells(lead, relation))
+    size = 1 + max((int(ids[-1]) for ids, _ in found.values() if len(ids)), default=-1)
+    lead_masks, lead_best = _held(lead, found, size)
+    ids = np.flatnonzero(lead_masks)
+    runs = ids // RUN_IDS
+    wanted = runs[np.flatnonzero(np.diff(runs, prepend=-1))].tolist()  # ids ascending: each run where it starts
+    if 2 * len(wanted) > size // RUN_IDS:  # most of them: one range read beats a seek a run
+        wanted = None
+    other_masks, other_best = _held(other, read_runs(conn, other.classes[0], _cells(other, relation), wanted),
+                                    size, among=lead_masks)
+    masks = {lead.number: lead_masks[ids], other.number: other_masks[ids]}
+    if relation is None:
+        holds = masks[other.number] != 0
+    else:
+        holds = (masks[first.number] & _reach(relation)[masks[second.number]]) != 0
+    ids = ids[holds]
+    best = {lead.number: lead_best[ids], other.number: other_best[ids]}
+    return ids, (confidences(plan.calibration, first, best[first.number])
+                 * confidences(plan.calibration, second, best[second.number]))
+
+
+#: glibc keeps up to this much freed memory in the process (`_keep_freed_memory`) ...
+KEPT_FREED = 256 << 20
+#: ... and serves blocks below this size from it (glibc's largest such bound on 64-bit machines).
+MAPPED_FROM = 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (glibc's malloc.h)
+
+
+@functools.cache
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for the next query. By default it hands the top of its heap back to the
+    system once 128 KB are free and maps each large block afresh, so every query touched its tens of MB of
+    arrays as new pages again: 20-25 ms of the 100-110 of a relation of ``person`` at a million photos
+    (bench/RESULTS.md, session 27). Elsewhere than glibc nothing is asked."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_TRIM_THRESHOLD, KEPT_FREED)
+    libc.mallopt(_M_MMAP_THRESHOLD, MAPPED_FROM)
+
+
 def ranked(conn: sa.Connection, plan: RunsPlan, offset: int) -> tuple[list[int], int]:
     """The page's photos (``plan.limit`` from ``offset``), best first, and the count of every match."""
     import numpy as np
 
+    _keep_freed_memory()
     t = plan.t
-    first, second = plan.specs
-    lead, other = (first, second) if entries(conn, t, first) <= entries(conn, t, second) else (second, first)
-    ids, lead_values = photo_values(conn, t, lead)
-    held, other_values = values_in(conn, t, other, ids)
-    ids, lead_values, other_values = ids[held], lead_values[held], other_values[held]
-    values = {lead.number: lead_values, other.number: other_values}
-    products = (confidences(plan.calibration, first, values[first.number])
-                * confidences(plan.calibration, second, values[second.number]))
+    ids, products = _matches(conn, plan)
     left_out = _left_out(conn, t, ids)
     if len(left_out):
         kept = ~np.isin(ids, left_out)

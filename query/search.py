@@ -228,8 +228,8 @@ def prepare(
                 calibration=calibration, fusion=fusion, compounds=held, photos=runs.PAGE,
             )
             if runs.answerable(compiled.specs):
-                plan = runs.RunsPlan(t, (compiled.specs[0], compiled.specs[1]), calibration, limit)
-                compiled = replace(compiled, plan=f"{runs.PLAN}; the page's rows: {compiled.plan}")
+                plan = runs.plan_for(t, tree, compiled.specs, calibration, limit)
+                compiled = replace(compiled, plan=f"{plan.described}; the page's rows: {compiled.plan}")
         if plan is None:
             compiled = compile_query(
                 t, tree, resolutions, min_score=min_score, limit=limit or None, offset=offset,

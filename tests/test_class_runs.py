@@ -143,6 +143,6 @@ def test_runs_hold_the_rows_scores_bit_for_bit(tmp_path, scores):
         store.save_images(conn, t, [(FileRow(f"/p/{n}.jpg", 1, 1, f"h{n}", 40, 30, "m", 448),
                                      Regions([ImageLabel(5, s / 3, 1.0)], [])) for n, s in enumerate(scores)])
     with engine.connect() as conn:
-        found = store.read_runs(conn, t, 5, [store.ANYWHERE])[store.ANYWHERE]
+        found = store.read_runs(conn, 5, [store.ANYWHERE])[store.ANYWHERE]
     engine.dispose()
     assert found[0].tolist() == [1, 2] and found[1].tolist() == [s / 3 for s in scores]

@@ -1,4 +1,5 @@
-"""`query.runs`: an AND of two words answered from the class runs gives the statement's page and count."""
+"""`query.runs`: an AND or a relation of two words answered from the class runs gives the statement's page and
+count."""
 
 from __future__ import annotations
 
@@ -73,6 +74,26 @@ def test_ands_of_two_words_from_the_runs_are_the_statements(synthetic, monkeypat
 
 
 @pytest.mark.slow
+def test_relations_of_two_words_from_the_runs_are_the_statements(synthetic, monkeypatch):
+    """Each relation, sides in regions and at thresholds of their own, a word of photo rows (``face``) and a
+    word of the calibration's curve on either side: the cells a side holds decide, its best cell's value
+    ranks."""
+    engine, names = synthetic
+    typed = ["person", "face", "dog", "cat", "car", "chair", "cup", *names[:6]]
+    regions = ["", "", " in top row", " in left column", " in center", " > 0.7"]
+    relations = ["left of", "right of", "above", "below", "next to"]
+    rng = random.Random(27)
+    queries = [f"{names[0]} {kind} {names[1]}" for kind in relations] + ["face below person", "person left of face"]
+    queries += [f"{rng.choice(typed)}{rng.choice(regions)} {rng.choice(relations)} {rng.choice(typed)}"
+                f"{rng.choice(regions)}" for _ in range(30)]
+    answered = 0
+    for text in queries:
+        for offset, limit in ((0, 20), (20, 20), (3, 1)):
+            answered += assert_same_as_the_statement(engine, text, monkeypatch, offset=offset, limit=limit)
+    assert answered >= 80
+
+
+@pytest.mark.slow
 def test_a_page_scrolled_on_from_the_runs_is_the_page_asked_at_that_offset(synthetic):
     """`imgidx serve` moves a prepared query's page on (`CompiledQuery.at_offset`) without preparing it again."""
     engine, _ = synthetic
@@ -89,8 +110,8 @@ def test_other_queries_and_options_stay_with_the_statement(synthetic, monkeypatc
     engine, names = synthetic
     for text, options in (("animal AND people", {"limit": None}), ("dog AND cat", {"sort": "newest"}),
                           ("dog AND cat", {"within": lambda images: images.c.image_id > 1000}),
-                          ("person left of dog", {}), ("dog AND cat AND person", {}), ("dog AND NOT cat", {}),
-                          ('"exit" AND dog', {})):
+                          ("dog left of dog", {}), ('"exit" left of dog', {}), ("dog AND cat AND person", {}),
+                          ("dog AND NOT cat", {}), ("dog left of cat AND person", {}), ('"exit" AND dog', {})):
         prepared = prepare(engine, text, **options)
         assert prepared.runs is None, text
 
@@ -102,6 +123,10 @@ def test_explain_names_the_runs(synthetic):
     assert prepared.runs is not None
     assert "plan: an AND of two words intersected from the class runs (query.runs); the page's rows: candidates: " \
            "the photos listed" in explain(engine, prepared)
+    relation = prepare(engine, "person left of dog")
+    assert relation.runs is not None
+    assert "plan: 'left of' of two words tested from the class runs (query.runs); the page's rows: " \
+           in explain(engine, relation)
 
 
 @pytest.mark.parametrize("looked_up", [0, 10**6])
@@ -117,6 +142,7 @@ def test_photos_due_again_are_left_out_of_the_runs_answers_as_of_the_statements(
                                                             (0.05, 0.3, 0.5, 0.9)))
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE images SET model = NULL WHERE image_id % 4 = 0")
-    for text in ("tabby AND school bus", "face in top row AND tabby", "face AND school bus > 0.5"):
+    for text in ("tabby AND school bus", "face in top row AND tabby", "face AND school bus > 0.5",
+                 "tabby left of school bus", "face above tabby"):
         assert assert_same_as_the_statement(engine, text, monkeypatch, limit=50), text
     engine.dispose()

@@ -302,13 +302,15 @@ def test_sql_agrees_with_brute_force(random_engine, query, min_score):
     assert all(a[0] <= b[0] + 1e-9 for a, b in zip(ordered, ordered[1:]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=_TERM, second=_TERM, min_score=st.sampled_from([0.2, 0.1, 0.3]), offset=st.sampled_from([0, 2, 7]))
-def test_a_page_of_two_terms_and_their_count_agree_with_brute_force(random_engine, first, second, min_score, offset):
-    """An AND of two terms with a page: on SQLite its terms of one class are intersected from the class runs
-    (`query.runs`), every other from the statement."""
+@settings(max_examples=240, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_TERM, second=_TERM, joined=st.sampled_from(["AND", "left of", "right of", "above", "below", "next to"]),
+       min_score=st.sampled_from([0.2, 0.1, 0.3]), offset=st.sampled_from([0, 2, 7]))
+def test_a_page_of_two_terms_and_their_count_agree_with_brute_force(random_engine, first, second, joined, min_score,
+                                                                    offset):
+    """An AND or a relation of two terms with a page: on SQLite its terms of one class are intersected from the
+    class runs (`query.runs`), every other from the statement."""
     engine, t = random_engine
-    query = f"{first} AND {second}"
+    query = f"{first} {joined} {second}"
     result = search(engine, query, min_score=min_score, limit=5, offset=offset, tables=t)
     tree, found = resolve(parse(query), query)
     expected = {path: score(tree, found, cells, min_score) for path, cells in RANDOM_IMAGES.items()

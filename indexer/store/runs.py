@@ -153,21 +153,22 @@ def rebuild(conn: sa.Connection, t: Tables) -> None:
     cursor.close()
 
 
-def read(conn: sa.Connection, t: Tables, class_id: int, cells: Iterable[int],
-         runs: list[int] | None = None) -> dict[int, tuple]:
+def read(conn: sa.Connection, class_id: int, cells: Iterable[int], runs: list[int] | None = None) -> dict[int, tuple]:
     """``{cell: (ids ascending, scores)}`` of ``class_id`` in ``cells`` (`ANYWHERE`: its photo rows), as numpy
-    arrays; only the runs listed in ``runs`` where given."""
+    arrays (ids as int64); only the runs listed in ``runs`` where given. Through SQLite's own cursor, each
+    cell's blobs joined as bytes: ``person``'s 2,205 runs took 26 ms through SQLAlchemy's rows and arrays a run."""
     import numpy as np
 
-    table = t.class_runs
     cells = list(cells)
-    query = (sa.select(table.c.cell, table.c.ids, table.c.scores)
-             .where(table.c.class_id == class_id, table.c.cell.in_(cells)).order_by(table.c.cell, table.c.run))
+    sql = f"SELECT cell, ids, scores FROM class_runs WHERE class_id = ? AND cell IN ({', '.join('?' * len(cells))})"
     if runs is not None:
-        query = query.where(table.c.run.in_(runs))
+        sql += f" AND run IN ({', '.join('?' * len(runs))})"
+    cursor = conn.connection.cursor()
+    rows = cursor.execute(sql + " ORDER BY cell, run", (class_id, *cells, *(runs or ()))).fetchall()
+    cursor.close()
     found = {cell: (np.empty(0, np.int64), np.empty(0)) for cell in cells}
-    for cell, blobs in groupby(conn.execute(query), key=lambda row: row[0]):
+    for cell, blobs in groupby(rows, key=lambda row: row[0]):
         blobs = list(blobs)
-        found[cell] = (np.concatenate([np.frombuffer(row[1], IDS_TYPE) for row in blobs]).astype(np.int64),
-                       np.concatenate([np.frombuffer(row[2], SCORES_TYPE) for row in blobs]))
+        found[cell] = (np.frombuffer(b"".join(row[1] for row in blobs), IDS_TYPE).astype(np.int64),
+                       np.frombuffer(b"".join(row[2] for row in blobs), SCORES_TYPE))
     return found
