@@ -5,7 +5,7 @@ Ranked and counted exactly, such a query reads every match: ``animal AND people`
 million, and SQLite merging the two words' photo lists from their B-tree indexes, a row at a time, took
 60-150 ms before any ranking (bench/RESULTS.md, session 24); a relation of two ImageNet classes
 (``pomegranate right of French horn``) merged their cells so for 75-80 ms. Here each word's photos come as a
-few blobs per cell. The word of fewer entries is read in full into arrays indexed by image id: the cells
+few blobs per cell. The word of fewer bytes is read in full into arrays indexed by image id: the cells
 where it holds (a mask) and its best value. The other is read only in the runs that hold those photos, and
 only its entries in those photos are kept. numpy then keeps the photos where both hold (for a relation:
 where some pair of their cells is so placed, `query.compile.RELATION_MASKS`), multiplies their confidences
@@ -209,7 +209,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (glibc's m
 def _keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for the next query. By default it hands the top of its heap back to the
     system once 128 KB are free and maps each large block afresh, so every query touched its tens of MB of
-    arrays as new pages again: 20-25 ms of the 100-110 of a relation of ``person`` at a million photos
+    arrays as new pages again: 20-30 ms of the 100-115 of a relation of ``person`` at a million photos
     (bench/RESULTS.md, session 27). Elsewhere than glibc nothing is asked."""
     import ctypes
     import platform

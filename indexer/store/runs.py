@@ -156,7 +156,8 @@ def rebuild(conn: sa.Connection, t: Tables) -> None:
 def read(conn: sa.Connection, class_id: int, cells: Iterable[int], runs: list[int] | None = None) -> dict[int, tuple]:
     """``{cell: (ids ascending, scores)}`` of ``class_id`` in ``cells`` (`ANYWHERE`: its photo rows), as numpy
     arrays (ids as int64); only the runs listed in ``runs`` where given. Through SQLite's own cursor, each
-    cell's blobs joined as bytes: ``person``'s 2,205 runs took 26 ms through SQLAlchemy's rows and arrays a run."""
+    cell's blobs joined as bytes: a relation of two ImageNet classes reads 4,400 runs at a million photos, 37 ms
+    through SQLAlchemy's rows and an array a run, 27 ms so (session 27)."""
     import numpy as np
 
     cells = list(cells)
