@@ -21,7 +21,9 @@ anything else is the statement's (`answerable`).
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -196,6 +198,21 @@ def _matches(conn: sa.Connection, plan: RunsPlan):
     best = {lead.number: lead_best[ids], other.number: other_best[ids]}
     return ids, (confidences(plan.calibration, first, best[first.number])
                  * confidences(plan.calibration, second, best[second.number]))
+
+
+@contextmanager
+def one_snapshot(conn: sa.Connection) -> Iterator[None]:
+    """The runs' reads and the page's statement in one read transaction. Each is a statement of its own, and
+    SQLite's driver opens no transaction for reads, so a writer committing between them (`imgidx index`
+    beside `imgidx serve`) would show in some reads and not in others; the statement, one read, needs none."""
+    if conn.connection.dbapi_connection.in_transaction:  # the caller's own transaction holds one already
+        yield
+        return
+    conn.exec_driver_sql("BEGIN")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("COMMIT")
 
 
 #: glibc keeps up to this much freed memory in the process (`_keep_freed_memory`) ...

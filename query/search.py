@@ -255,10 +255,11 @@ def execute(bind: Engine | sa.Connection, prepared: Prepared) -> Result:
     reported = prepared.compiled.reported
     with _connected(bind) as conn:
         if prepared.runs is not None:
-            page, total = runs.ranked(conn, prepared.runs, prepared.offset)
-            # the page's photos are given: no offset, whatever a scrolling page set (`CompiledQuery.at_offset`)
-            statement = prepared.statement.offset(None)
-            rows = conn.execute(statement, {runs.PAGE.key: page}).all() if page else []
+            with runs.one_snapshot(conn):
+                page, total = runs.ranked(conn, prepared.runs, prepared.offset)
+                # the page's photos are given: no offset, whatever a scrolling page set (`CompiledQuery.at_offset`)
+                statement = prepared.statement.offset(None)
+                rows = conn.execute(statement, {runs.PAGE.key: page}).all() if page else []
         else:
             rows = conn.execute(prepared.statement).all()
             total = rows[0]._mapping["total"] if rows else None

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import query.search
 from indexer import store
@@ -145,4 +146,36 @@ def test_photos_due_again_are_left_out_of_the_runs_answers_as_of_the_statements(
     for text in ("tabby AND school bus", "face in top row AND tabby", "face AND school bus > 0.5",
                  "tabby left of school bus", "face above tabby"):
         assert assert_same_as_the_statement(engine, text, monkeypatch, limit=50), text
+    engine.dispose()
+
+
+@pytest.mark.parametrize("text", ["tabby AND school bus", "tabby left of school bus"])
+def test_a_writer_committing_between_the_runs_reads_shows_in_none_of_them(tmp_path, monkeypatch, text):
+    """An `imgidx index` run beside `imgidx serve`: the runs' reads and the page's statement see the index as
+    it was when the first of them read it (`query.runs.one_snapshot`), not the photos deleted meanwhile."""
+    import query.runs
+    from query_helpers import SCHOOL_BUS, TABBY, make_index, random_images
+
+    db = tmp_path / "index.db"
+    engine = make_index(db, random_images(7, 60, {TABBY: 0.4, SCHOOL_BUS: 0.4}, (0.3, 0.5, 0.9)))
+    prepared, before, total, _ = answers(engine, text, limit=50)
+    assert prepared.runs is not None and total > 20
+    writer = store.open_index(str(db), create=False)
+    read_runs, reads = query.runs.read_runs, []
+
+    def then_delete_every_photo(*args, **kwargs):
+        found = read_runs(*args, **kwargs)
+        if not reads:
+            with writer.begin() as conn:
+                t = store.tables(conn)
+                store.delete_images(conn, t, list(conn.execute(sa.select(t.images.c.image_id)).scalars()))
+        reads.append(args)
+        return found
+
+    monkeypatch.setattr(query.runs, "read_runs", then_delete_every_photo)
+    _, during, total_during, _ = answers(engine, text, limit=50)
+    assert len(reads) == 2 and (during, total_during) == (before, total)
+    _, after, total_after, _ = answers(engine, text, limit=50)
+    assert (after, total_after) == ([], 0)
+    writer.dispose()
     engine.dispose()
