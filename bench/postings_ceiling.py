@@ -21,7 +21,8 @@ checks that both give the same page and count (a count that stopped at ``N+`` ag
 and prints the ratio. Last, it prints what keeping the blobs would cost a writer (`write_cost`).
 
 Session 26 built it: the index keeps such runs (`indexer.store.runs`) and an AND of two words is answered from
-them (`query.runs`), so the ANDs here now take that path through `query.search` too; the relations do not.
+them (`query.runs`), so the ANDs here now take that path through `query.search` too, and since session 27
+the relations as well.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from indexer.store import open_index, tables  # noqa: E402
-from query.compile import ALL_CELLS, RELATION_MASKS, Spec, unlabelled  # noqa: E402
+from query.compile import ALL_CELLS, Spec, unlabelled  # noqa: E402
 from query.parser import And, Relation  # noqa: E402
-from query.runs import confidences, listed as read_as_photos  # noqa: E402
+from query.runs import confidences, listed as read_as_photos, relation_reach  # noqa: E402
 from query.search import execute, prepare  # noqa: E402
 
 #: Image ids a blob holds: at 1M photos a class has at most 245 of them per cell.
@@ -153,13 +154,6 @@ def blob_bytes(out: sqlite3.Connection, spec: Spec, relation: bool) -> int:
                        (spec.classes[0], *cells)).fetchone()[0]
 
 
-def allowed_masks(kind: str) -> np.ndarray:
-    """For each mask of the right side's cells, the cells where the left side stands in ``kind`` to one."""
-    per_cell = RELATION_MASKS[kind]
-    return np.array([np.bitwise_or.reduce([per_cell[b] for b in ALL_CELLS if m >> b & 1] or [0])
-                     for m in range(512)], np.int64)
-
-
 def from_postings(index: sqlite3.Connection, out: sqlite3.Connection, prepared, left_out: str,
                   limit: int) -> tuple[list[tuple[int, float]], int]:
     """The page ((image id, score), best first) and the count of ``prepared``'s AND or relation, from the
@@ -174,7 +168,7 @@ def from_postings(index: sqlite3.Connection, out: sqlite3.Connection, prepared, 
     values = [lead_values, other_values] if lead == 0 else [other_values, lead_values]
     masks = [lead_masks, other_masks] if lead == 0 else [other_masks, lead_masks]
     if relation:
-        held &= (masks[0] & allowed_masks(tree.kind)[masks[1]]) != 0
+        held &= (masks[0] & relation_reach(tree.kind)[masks[1]]) != 0
     ids = ids[held]
     products = confidences(calibration, sides[0], values[0][held]) * confidences(calibration, sides[1], values[1][held])
     excluded = np.fromiter((i for (i,) in index.execute(left_out)), np.int64)

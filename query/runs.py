@@ -90,7 +90,7 @@ def _cells(spec: Spec, relation: str | None) -> tuple[int, ...]:
 
 
 @functools.cache
-def _reach(relation: str):
+def relation_reach(relation: str):
     """For each mask of cells of a relation's right side, the cells its left side may hold for the relation to
     hold (`query.compile.RELATION_MASKS` over the mask's cells), so each photo is tested with one lookup."""
     import numpy as np
@@ -193,7 +193,7 @@ def _matches(conn: sa.Connection, plan: RunsPlan):
     if relation is None:
         holds = masks[other.number] != 0
     else:
-        holds = (masks[first.number] & _reach(relation)[masks[second.number]]) != 0
+        holds = (masks[first.number] & relation_reach(relation)[masks[second.number]]) != 0
     ids = ids[holds]
     best = {lead.number: lead_best[ids], other.number: other_best[ids]}
     return ids, (confidences(plan.calibration, first, best[first.number])

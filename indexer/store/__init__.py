@@ -4,7 +4,8 @@ Callers use the names below as ``store.NAME``; each lives in the module of its c
 `indexer.store.schema`, what an index holds (schema.sql, table handles, version, settings, messages);
 `indexer.store.opening`, opening, making, upgrading and repairing an index; `indexer.store.write`, the write
 path of indexing runs and merges; `indexer.store.read`, the read path of query, serve, show, stats and redact;
-`indexer.store.runs`, each class's photos as blobs kept beside the label rows, which ANDs of two words read.
+`indexer.store.runs`, each class's photos as blobs kept beside the label rows, which an AND or a relation of
+two words reads.
 """
 
 from indexer.store.schema import (

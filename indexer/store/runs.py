@@ -1,7 +1,7 @@
 """Each class's photos as runs of image ids and scores (the ``class_runs`` table), kept equal to the label rows
-they mirror, so that an AND of two words intersects arrays (`query.runs`) instead of merging two B-tree ranges
-a row at a time: at a million photos, 60-150 ms of SQLite's before any ranking (bench/RESULTS.md, sessions
-24-26).
+they mirror, so that an AND or a relation of two words reads arrays (`query.runs`) instead of merging two
+B-tree ranges a row at a time: at a million photos, 60-150 ms of SQLite's before any ranking
+(bench/RESULTS.md, sessions 24-27).
 
 A run holds one class's rows in one cell (`ANYWHERE`: its ``image_labels`` rows) of the image ids from
 ``run * RUN_IDS`` to the next run's, as two blobs: the ids ascending and their scores, the same doubles the
